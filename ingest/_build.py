@@ -1,0 +1,179 @@
+"""cffi builder for ingest._native (out-of-line API mode).
+
+All C declarations live here, one block per csrc/ header section, in the
+order of csrc/ingest.h.  setup.py points cffi_modules at ``ffibuilder``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+CSRC = HERE.parent / "csrc"
+
+# --- ingest.h: constants, the canonical alert, ABI stamp -------------------
+CORE = """
+#define INGEST_ABI_VERSION ...
+#define INGEST_OK ...
+#define INGEST_EINVAL ...
+#define INGEST_ESYS ...
+#define INGEST_ENOSPC ...
+
+#define INGEST_SRC_NONE ...
+#define INGEST_SRC_SNORT ...
+#define INGEST_SRC_SNORT_APPID ...
+#define INGEST_SRC_BARNYARD2 ...
+#define INGEST_SRC_BARNYARD2_32 ...
+#define INGEST_SRC_UNIFIED2 ...
+#define INGEST_SRC_EVE ...
+
+#define INGEST_F_PACKET ...
+#define INGEST_F_ADDRS ...
+#define INGEST_F_PORTS ...
+#define INGEST_F_ICMP ...
+#define INGEST_F_VLAN ...
+#define INGEST_F_PKT_ANOMALY ...
+
+#define INGEST_ACTION_UNKNOWN ...
+#define INGEST_ACTION_ALLOWED ...
+#define INGEST_ACTION_BLOCKED ...
+
+/* Declared field by field (not "...;") so ffi.offsetof() reports the real
+   layout, which tests compare against the numpy dtype in ingest/batch.py. */
+struct ingest_alert {
+    int64_t ts_us;
+    uint64_t flow_id;
+    uint8_t src_addr[16];
+    uint8_t dst_addr[16];
+    uint32_t sensor_id;
+    uint32_t event_id;
+    uint32_t gid;
+    uint32_t sid;
+    uint32_t rev;
+    uint32_t class_id;
+    uint32_t priority;
+    int32_t msg_idx;
+    int32_t app_idx;
+    uint16_t src_port;
+    uint16_t dst_port;
+    uint16_t vlan;
+    uint8_t source;
+    uint8_t ip_ver;
+    uint8_t proto;
+    uint8_t action;
+    uint8_t flags;
+    uint8_t reserved;
+};
+
+int ingest_abi_version(void);
+"""
+
+# --- recv.c ------------------------------------------------------------------
+RECV = """
+#define INGEST_SLOT_TRUNC ...
+int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
+                      uint32_t *lens, uint8_t *slot_flags);
+"""
+
+# --- alertpkt.c --------------------------------------------------------------
+ALERTPKT = """
+#define INGEST_ALERTPKT_SNORT_LEN ...
+#define INGEST_ALERTPKT_SNORT_APPID_LEN ...
+#define INGEST_ALERTPKT_BY2_LEN ...
+#define INGEST_ALERTPKT_BY2_32_LEN ...
+#define INGEST_ALERTPKT_MAX_LEN ...
+#define INGEST_ALERTMSG_LEN ...
+#define INGEST_APPNAME_LEN ...
+#define INGEST_DG_OK ...
+#define INGEST_DG_BAD_LENGTH ...
+#define INGEST_DG_TRUNCATED ...
+#define INGEST_DG_BAD_OFFSET ...
+#define INGEST_DG_BAD_CAPLEN ...
+#define INGEST_DG_BAD_IPHDR ...
+#define INGEST_DG_NREASONS ...
+int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
+                           const uint32_t *lens, const uint8_t *slot_flags,
+                           struct ingest_alert *out, unsigned out_cap,
+                           uint32_t *slot_of, uint8_t *status);
+size_t ingest_text_len(const uint8_t *p, size_t max);
+"""
+
+# --- format.c ----------------------------------------------------------------
+FORMAT = """
+#define INGEST_FMT_EVE ...
+#define INGEST_FMT_TRISUL ...
+struct ingest_strtab {
+    const uint8_t *pool;
+    const uint32_t *off;
+    const uint32_t *len;
+    uint32_t count;
+};
+long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
+                        const struct ingest_strtab *strings,
+                        const int32_t *cat_idx, int profile, uint8_t *out,
+                        size_t out_cap, uint32_t *ends);
+int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
+                        char *src_out, char *dst_out);
+"""
+
+# Sections in csrc/ingest.h order; later modules append their block here.
+CDEFS = [CORE, RECV, ALERTPKT, FORMAT]
+SOURCES = ["recv.c", "alertpkt.c", "format.c"]
+
+
+def _compile_args() -> list[str]:
+    """-O2 by default; INGEST_SANITIZE=1 builds with ASan+UBSan, INGEST_DEBUG=1
+    with -O0 -g, for the CI pass over the unit suite."""
+    args = ["-std=gnu11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    if os.environ.get("INGEST_SANITIZE"):
+        args += ["-O1", "-g", "-fno-omit-frame-pointer",
+                 "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    elif os.environ.get("INGEST_DEBUG"):
+        args += ["-O0", "-g"]
+    else:
+        args += ["-O2"]
+    return args
+
+
+def _link_args() -> list[str]:
+    if os.environ.get("INGEST_SANITIZE"):
+        return ["-fsanitize=address,undefined"]
+    return []
+
+
+def _require_compiler() -> None:
+    """Fail early, in plain words, when there is no C compiler."""
+    import shlex
+    import shutil
+    import sysconfig
+
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    exe = shlex.split(cc)[0] if cc else "cc"
+    if shutil.which(exe) is None:
+        raise SystemExit(
+            f"ingest: no C compiler found ({exe!r}); the native core in csrc/ must be "
+            "compiled. Install one (Debian: apt-get install gcc python3-dev) and retry."
+        )
+
+
+_require_compiler()
+
+ffibuilder = FFI()
+for block in CDEFS:
+    ffibuilder.cdef(block)
+
+ffibuilder.set_source(
+    "ingest._native",
+    '#include "ingest.h"\n',
+    # setuptools wants source paths relative to the directory it runs in.
+    sources=[os.path.relpath(CSRC / name) for name in SOURCES],
+    include_dirs=[os.path.relpath(CSRC)],
+    extra_compile_args=_compile_args(),
+    extra_link_args=_link_args(),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -42,6 +42,15 @@ class StringTable:
         self.c.count = len(encoded)
 
 
+def _idx(col: np.ndarray | None, n: int, name: str):
+    if col is None:
+        return ffi.NULL, None
+    col = np.ascontiguousarray(col, dtype=np.int32)
+    if len(col) != n:
+        raise ValueError(f"{name} must have one entry per alert")
+    return ffi.from_buffer("int32_t[]", col), col
+
+
 def render_json(
     batch: B.AlertBatch,
     profile: str = "eve",
@@ -52,33 +61,31 @@ def render_json(
 
     ``categories`` (optional) gives, per alert, an index into
     ``batch.strings + extra_strings`` naming its classification (or -1).
+    ``batch.extra`` / ``batch.raw`` are honoured (see AlertBatch).
     """
     alerts = np.ascontiguousarray(batch.alerts)
     n = len(alerts)
     if n == 0:
         return b""
-    strings = batch.strings + (extra_strings or [])
-    table = StringTable(strings)
-    cat = None
-    if categories is not None:
-        categories = np.ascontiguousarray(categories, dtype=np.int32)
-        if len(categories) != n:
-            raise ValueError("categories must have one entry per alert")
-        cat = ffi.from_buffer("int32_t[]", categories)
+    table = StringTable(batch.strings + (extra_strings or []))
+    idx = ffi.new("struct ingest_fmt_idx *")
+    idx.cat, keep_c = _idx(categories, n, "categories")
+    idx.extra, keep_e = _idx(batch.extra, n, "extra")
+    idx.raw, keep_r = _idx(batch.raw, n, "raw")
     c_alerts = ffi.from_buffer("struct ingest_alert[]", alerts)
     cap = n * 768 + len(table.pool) * 6 + 4096
     while True:
         out = bytearray(cap)
         written = lib.ingest_format_json(
-            c_alerts, n, table.c, cat if cat is not None else ffi.NULL,
-            PROFILES[profile], ffi.from_buffer("uint8_t[]", out, require_writable=True),
-            cap, ffi.NULL,
+            c_alerts, n, table.c, idx, PROFILES[profile],
+            ffi.from_buffer("uint8_t[]", out, require_writable=True), cap, ffi.NULL,
         )
         if written == lib.INGEST_ENOSPC:
             cap *= 2
             continue
         if written < 0:
             raise ValueError(f"ingest_format_json failed ({written})")
+        del keep_c, keep_e, keep_r
         return bytes(memoryview(out)[:written])
 
 

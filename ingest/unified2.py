@@ -613,32 +613,44 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def write_pcap(results: list[Unified2Result], out: BinaryIO) -> int:
-    """Write the packet records (type 2) as a classic pcap (u2boat parity).
-    The link type is the first packet's; packets of another link type are
-    skipped and counted.  Returns the number of packets written."""
-    import struct
+class PcapWriter:
+    """Write Unified2 packet records (type 2) as a classic pcap (u2boat
+    parity).  The link type is the first packet's; packets of another link
+    type cannot share the file and are counted in ``skipped``."""
 
-    linktype = None
-    written = 0
-    for r in results:
-        pk = r.packets[r.packets["type"] == PACKET]
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.linktype: int | None = None
+        self.written = 0
+        self.skipped = 0
+
+    def _header(self, linktype: int) -> None:
+        import struct
+
+        self.linktype = linktype
+        self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+
+    def write(self, res: Unified2Result) -> int:
+        pk = res.packets[res.packets["type"] == PACKET]
         if not len(pk):
-            continue
-        if linktype is None:
-            linktype = int(pk["linktype"][0])
-            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
-        same = pk[pk["linktype"] == linktype]
-        # per-record headers built column-wise, then interleaved with the data
+            return 0
+        if self.linktype is None:
+            self._header(int(pk["linktype"][0]))
+        same = pk[pk["linktype"] == self.linktype]
+        self.skipped += len(pk) - len(same)
         hdr = np.empty(len(same), dtype=[("s", "<u4"), ("u", "<u4"), ("c", "<u4"), ("l", "<u4")])
         hdr["s"], hdr["u"] = same["packet_second"], same["packet_microsecond"]
         hdr["c"], hdr["l"] = same["data_len"], np.maximum(same["packet_length"], same["data_len"])
         hb = hdr.tobytes()
-        pool = r.pool
+        # one pass gathering header+data spans into a single write
+        parts = []
         for i, (o, n) in enumerate(zip(same["data_off"].tolist(), same["data_len"].tolist())):
-            out.write(hb[16 * i: 16 * i + 16])
-            out.write(pool[o: o + n].tobytes())
-        written += len(same)
-    if linktype is None:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    return written
+            parts.append(hb[16 * i: 16 * i + 16])
+            parts.append(res.pool[o: o + n].tobytes())
+        self.out.write(b"".join(parts))
+        self.written += len(same)
+        return len(same)
+
+    def close(self) -> None:
+        if self.linktype is None:  # no packets: still a valid, empty pcap
+            self._header(1)

@@ -318,7 +318,8 @@ long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from);
 
 /*
  * Per event i, the JSON members (no braces) spliced into its alert: packets
- * pk[pk_idx[pk_start[i] .. pk_start[i+1])] and extra-data likewise, with
+ * pk[pk_idx[pk_start[i] .. pk_start[i+1])] and extra-data likewise (pk_start
+ * and ex_start have nev + 1 entries; pk_idx holds pk_start[nev]), with
  * their bytes in pool[0..pool_len).  ends[i] is the end offset of event i's
  * members in out.  Returns bytes written, INGEST_ENOSPC, or INGEST_EINVAL if
  * any index or pool reference is out of range.

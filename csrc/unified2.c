@@ -835,22 +835,25 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
                       const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends)
 {
     if ((nev && (ev == NULL || pk_start == NULL || ex_start == NULL || ends == NULL)) ||
-        out == NULL || (npk && (pk == NULL || pk_idx == NULL)) ||
-        (nex && (ex == NULL || ex_idx == NULL)))
+        out == NULL || (npk && pk == NULL) || (nex && ex == NULL))
+        return INGEST_EINVAL;
+    if (nev && ((pk_start[nev] && pk_idx == NULL) || (ex_start[nev] && ex_idx == NULL)))
         return INGEST_EINVAL;
     /* Every index and pool reference is checked before the hot loop. */
     for (unsigned i = 0; i < nev; i++)
         if (pk_start[i] > pk_start[i + 1] || pk_start[i + 1] > npk || ex_start[i] > ex_start[i + 1] ||
             ex_start[i + 1] > nex)
             return INGEST_EINVAL;
-    for (unsigned j = 0; j < npk; j++) {
+    /* pk_idx/ex_idx hold only joined rows: pk_start[nev] / ex_start[nev] */
+    uint32_t npk_idx = nev ? pk_start[nev] : 0, nex_idx = nev ? ex_start[nev] : 0;
+    for (unsigned j = 0; j < npk_idx; j++) {
         if (pk_idx[j] >= npk)
             return INGEST_EINVAL;
         const struct ingest_u2_packet *p = &pk[pk_idx[j]];
         if (p->data_off > pool_len || pool_len - p->data_off < p->data_len)
             return INGEST_EINVAL;
     }
-    for (unsigned j = 0; j < nex; j++) {
+    for (unsigned j = 0; j < nex_idx; j++) {
         if (ex_idx[j] >= nex)
             return INGEST_EINVAL;
         const struct ingest_u2_extra *x = &ex[ex_idx[j]];

@@ -173,4 +173,4 @@ def test_follower_waits_on_partial_then_declares_truncation(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    assert b"truncated record at offset 96" in err
+    assert b"truncated record at offset 164" in err

@@ -156,14 +156,15 @@ class SlotDecoder:
         first = np.flatnonzero(is_first)
         keys = self.msg_key[first].tolist()
         cache = self._msg_cache
-        strings = [cache.get(key) for key in keys]
-        if None in strings:
+        found = [cache.get(key) for key in keys]
+        if None in found:
             if len(cache) > 65536:
                 cache.clear()
             for j, key in enumerate(keys):
-                if strings[j] is None:
+                if found[j] is None:
                     raw = self.slots[slot_of[first[j]], :ALERTMSG_LEN].tobytes().split(b"\0", 1)[0]
-                    strings[j] = cache[key] = raw.decode("utf-8", "replace")
+                    found[j] = cache[key] = raw.decode("utf-8", "replace")
+        strings: list[str] = found  # type: ignore[assignment]  # no None left
         rank = np.cumsum(is_first, dtype=np.int32) - 1  # string index of each distinct message
         if "" in strings:  # Barnyard2 sends all zeros for an unknown sid
             rank[first[strings.index("")]] = -1

@@ -98,10 +98,11 @@ def build_pipeline(cfg: Config):
     from .runtime import Pipeline
     from .sinks.base import open_sink
     from .sockets import warn_kernel_limits
+    from .sources.base import Source
     from .sources.dgram import DatagramSource
     from .sources.seqpacket import SeqpacketSource
 
-    sources = []
+    sources: list[Source] = []
     # Batching happens in the reader (C, GIL released): it collects for up to
     # linger_ms before handing a batch on; the consumer then takes whatever is
     # queued without waiting again.

@@ -120,15 +120,22 @@ def build_pipeline(cfg: Config):
     from .runtime import Pipeline
     from .sinks.base import open_sink
     from .sockets import warn_kernel_limits
+    from .sources.base import Source
     from .sources.dgram import DatagramSource
     from .sources.seqpacket import SeqpacketSource
 
-    sources = []
+    sources: list[Source] = []
+    # Batching happens in the reader (C, GIL released): it collects for up to
+    # linger_ms before handing a batch on; the consumer then takes whatever is
+    # queued without waiting again.
+    linger_us = int(cfg.linger_ms * 1000)
     try:
         for path in cfg.snort:
-            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group,
+                                          linger_us=linger_us))
         for path in cfg.barnyard2:
-            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode,
+                                          group=cfg.socket_group, linger_us=linger_us))
         for path in cfg.barnyard2_sync:
             sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
         if cfg.unified2:
@@ -161,16 +168,17 @@ def build_pipeline(cfg: Config):
         deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
         max_queue=cfg.max_queue,
         batch_max=cfg.batch_max,
-        linger=cfg.linger_ms / 1000.0,
+        linger=0.0,
         stats_interval=cfg.stats_interval if cfg.stats_interval > 0 else 1e9,
         drain_timeout=cfg.drain_timeout,
     )
 
 
 def _listen(cfg: Config, ensure_run_dir: bool) -> int:
-    from .runtime import run
+    from .runtime import catch_stop_signals, run
     from .sockets import SocketPathError
 
+    early_stop = catch_stop_signals()
     if ensure_run_dir:
         for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
@@ -183,7 +191,7 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
-    return run(pipeline)
+    return run(pipeline, early_stop)
 
 
 def _reload_on_sighup(cfg: Config, enricher) -> None:

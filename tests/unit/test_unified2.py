@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import u2writer as W
+from . import u2writer as W
 from ingest import batch as B
 from ingest import unified2 as U
 from ingest._native import ffi

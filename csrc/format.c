@@ -208,7 +208,7 @@ static const char *source_name(uint8_t src, size_t *n)
 }
 
 static void put_eve(struct out *o, const struct ingest_alert *a, const struct ingest_strtab *t,
-                    int32_t cat)
+                    int32_t cat, int32_t extra)
 {
     const uint8_t *s;
     uint32_t n;
@@ -293,7 +293,12 @@ static void put_eve(struct out *o, const struct ingest_alert *a, const struct in
     }
     if (a->flags & INGEST_F_PKT_ANOMALY)
         PUTS(o, ",\"packet_anomaly\":true");
-    PUTS(o, "}}\n");
+    *o->p++ = '}';
+    if (strtab_get(t, extra, &s, &n) && n) {
+        *o->p++ = ',';
+        put(o, (const char *)s, n); /* caller-rendered members, verbatim */
+    }
+    PUTS(o, "}\n");
 }
 
 /*
@@ -388,9 +393,11 @@ static void put_trisul(struct out *o, const struct ingest_alert *a,
     PUTS(o, "\"}\n");
 }
 
+static int32_t idx_at(const int32_t *v, unsigned i) { return v ? v[i] : -1; }
+
 long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
                         const struct ingest_strtab *strings,
-                        const int32_t *cat_idx, int profile, uint8_t *out,
+                        const struct ingest_fmt_idx *idx, int profile, uint8_t *out,
                         size_t out_cap, uint32_t *ends)
 {
     if ((alerts == NULL && n) || out == NULL || (profile != INGEST_FMT_EVE && profile != INGEST_FMT_TRISUL))
@@ -398,27 +405,40 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
     if (strings != NULL && strings->count &&
         (strings->pool == NULL || strings->off == NULL || strings->len == NULL))
         return INGEST_EINVAL;
+    static const struct ingest_fmt_idx none = {NULL, NULL, NULL};
+    if (idx == NULL)
+        idx = &none;
     struct out o = {out, out + out_cap};
     for (unsigned i = 0; i < n; i++) {
         const struct ingest_alert *a = &alerts[i];
-        int32_t cat = cat_idx ? cat_idx[i] : -1;
-        /* Worst case for this line: the fixed part plus 6 output bytes per
-         * input byte of each string (\u00XX escapes). */
-        size_t need = LINE_FIXED_MAX;
+        int32_t cat = idx_at(idx->cat, i), extra = idx_at(idx->extra, i), raw = idx_at(idx->raw, i);
         const uint8_t *s;
         uint32_t sl;
-        if (strtab_get(strings, a->msg_idx, &s, &sl))
-            need += (size_t)sl * 6;
-        if (strtab_get(strings, a->app_idx, &s, &sl))
-            need += (size_t)sl * 6;
-        if (strtab_get(strings, cat, &s, &sl))
-            need += (size_t)sl * 6;
-        if ((size_t)(o.end - o.p) < need)
-            return INGEST_ENOSPC;
-        if (profile == INGEST_FMT_EVE)
-            put_eve(&o, a, strings, cat);
-        else
-            put_trisul(&o, a, strings, cat);
+        if (strtab_get(strings, raw, &s, &sl)) {
+            /* verbatim object: exactly its bytes and a newline */
+            if ((size_t)(o.end - o.p) < (size_t)sl + 1)
+                return INGEST_ENOSPC;
+            put(&o, (const char *)s, sl);
+            *o.p++ = '\n';
+        } else {
+            /* Worst case for this line: the fixed part, 6 output bytes per
+             * input byte of each escaped string, the verbatim fragment. */
+            size_t need = LINE_FIXED_MAX;
+            if (strtab_get(strings, a->msg_idx, &s, &sl))
+                need += (size_t)sl * 6;
+            if (strtab_get(strings, a->app_idx, &s, &sl))
+                need += (size_t)sl * 6;
+            if (strtab_get(strings, cat, &s, &sl))
+                need += (size_t)sl * 6;
+            if (strtab_get(strings, extra, &s, &sl))
+                need += sl;
+            if ((size_t)(o.end - o.p) < need)
+                return INGEST_ENOSPC;
+            if (profile == INGEST_FMT_EVE)
+                put_eve(&o, a, strings, cat, extra);
+            else
+                put_trisul(&o, a, strings, cat);
+        }
         if (ends)
             ends[i] = (uint32_t)(o.p - out);
     }

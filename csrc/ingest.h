@@ -146,15 +146,29 @@ struct ingest_strtab {
 };
 
 /*
+ * Per-alert string-table indices used by the formatter (any pointer may be
+ * NULL, meaning -1 for every alert):
+ *   cat   classification text (alert.category)
+ *   extra a JSON fragment of members ("k":v,...) spliced into the object
+ *         (Unified2 packets and extra-data, ...)
+ *   raw   a complete JSON object emitted verbatim instead of rendering the
+ *         alert (lossless EVE passthrough); the profile is ignored then
+ */
+struct ingest_fmt_idx {
+    const int32_t *cat;
+    const int32_t *extra;
+    const int32_t *raw;
+};
+
+/*
  * Write alerts[0..n) as newline-terminated JSON objects into out (capacity
- * out_cap), using profile INGEST_FMT_*.  cat_idx[i] (may be NULL) names the
- * classification text of alert i in strings, or -1.  ends[i] receives the
- * end offset of line i.  Returns bytes written, or INGEST_ENOSPC if out is too
- * small (the caller grows it and calls again).
+ * out_cap), using profile INGEST_FMT_*.  ends[i] (may be NULL) receives the
+ * end offset of line i.  Returns bytes written, or INGEST_ENOSPC if out is
+ * too small (the caller grows it and calls again).
  */
 long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
                         const struct ingest_strtab *strings,
-                        const int32_t *cat_idx, int profile, uint8_t *out,
+                        const struct ingest_fmt_idx *idx, int profile, uint8_t *out,
                         size_t out_cap, uint32_t *ends);
 
 /* Render the source and destination addresses of alerts[0..n) as text into

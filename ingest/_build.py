@@ -111,9 +111,14 @@ struct ingest_strtab {
     const uint32_t *len;
     uint32_t count;
 };
+struct ingest_fmt_idx {
+    const int32_t *cat;
+    const int32_t *extra;
+    const int32_t *raw;
+};
 long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
                         const struct ingest_strtab *strings,
-                        const int32_t *cat_idx, int profile, uint8_t *out,
+                        const struct ingest_fmt_idx *idx, int profile, uint8_t *out,
                         size_t out_cap, uint32_t *ends);
 int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
                         char *src_out, char *dst_out);

@@ -80,13 +80,20 @@ class AlertBatch:
     table: ``alerts["msg_idx"]`` and ``alerts["app_idx"]`` index it (-1 means
     none).  ``origin`` names the source (e.g. ``snort:/var/log/snort/snort_alert``).
     ``acks`` are callables run once every sink has the batch (Barnyard2 sync
-    acknowledgements, bookmarks).
+    acknowledgements, bookmarks), in order.
+
+    Optional per-alert int32 columns, also indexing ``strings`` (-1: none):
+    ``extra`` holds pre-rendered JSON members spliced into the alert's JSON
+    object (Unified2 packets and extra-data); ``raw`` holds a complete JSON
+    object written verbatim instead of rendering the alert (lossless EVE).
     """
 
     alerts: np.ndarray
     strings: list[str] = field(default_factory=list)
     origin: str = ""
     acks: list = field(default_factory=list)
+    extra: np.ndarray | None = None
+    raw: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.alerts)
@@ -99,16 +106,27 @@ class AlertBatch:
         strings: list[str] = []
         parts = []
         acks: list = []
+        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": []}
+        want = {name: any(getattr(b, name) is not None for b in batches) for name in side}
         for b in batches:
             a = b.alerts
-            if b.strings:
+            base = len(strings)
+            if b.strings and base:
                 a = a.copy()
-                base = len(strings)
                 for col in ("msg_idx", "app_idx"):
                     c = a[col]
                     c[c >= 0] += base
-                strings.extend(b.strings)
+            strings.extend(b.strings)
+            for name in side:
+                if want[name]:
+                    col = getattr(b, name)
+                    col = np.full(len(a), -1, np.int32) if col is None else np.where(col >= 0, col + base, -1).astype(np.int32)
+                    side[name].append(col)
             parts.append(a)
             acks.extend(b.acks)
         origin = batches[0].origin if len({b.origin for b in batches}) == 1 else "*"
-        return AlertBatch(np.concatenate(parts), strings, origin, acks)
+        return AlertBatch(
+            np.concatenate(parts), strings, origin, acks,
+            np.concatenate(side["extra"]) if want["extra"] else None,
+            np.concatenate(side["raw"]) if want["raw"] else None,
+        )

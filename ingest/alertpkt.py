@@ -1,0 +1,189 @@
+"""Snort / Barnyard2 ``alert_unixsock`` datagrams: typed, thin wrapper over the C decoder.
+
+The variant is told apart by datagram length (FORMATS.md section 6):
+
+=======  =============================================  ==========
+length   sender                                         byte order
+=======  =============================================  ==========
+65864    Snort 2.9 / Snort 3 ``Alertpkt``               host
+65928    Snort 2 built with open-appid (``app_name``)   host
+1856     Barnyard2 on x86-64                            host + big-endian event
+1844     Barnyard2 on 32-bit                            host + big-endian event
+=======  =============================================  ==========
+
+Example::
+
+    from ingest.alertpkt import decode_datagrams
+    result = decode_datagrams([dgram1, dgram2])
+    result.batch.alerts["sid"], result.batch.strings, result.rejected
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import batch as B
+from ._native import ffi, lib
+
+SNORT_LEN = lib.INGEST_ALERTPKT_SNORT_LEN
+SNORT_APPID_LEN = lib.INGEST_ALERTPKT_SNORT_APPID_LEN
+BARNYARD2_LEN = lib.INGEST_ALERTPKT_BY2_LEN
+BARNYARD2_32_LEN = lib.INGEST_ALERTPKT_BY2_32_LEN
+MAX_LEN = lib.INGEST_ALERTPKT_MAX_LEN
+#: slot size: room for the largest variant, 8-byte aligned
+SLOT_SIZE = (MAX_LEN + 7) // 8 * 8
+ALERTMSG_LEN = lib.INGEST_ALERTMSG_LEN
+APPNAME_OFFSET = 65864
+APPNAME_LEN = lib.INGEST_APPNAME_LEN
+
+#: Per-datagram outcome names, indexed by the C status code.
+REASONS = (
+    "ok",
+    "bad_length",  # rejected: no Alertpkt variant has this size
+    "truncated",  # rejected: the kernel cut it (larger than any Alertpkt)
+    "bad_offset",  # kept without packet fields: an offset points outside pkt[]
+    "bad_caplen",  # kept: caplen larger than pkt[]; parsed within pkt[]
+    "bad_ip_header",  # kept without packet fields: nethdr is no IP header
+)
+REJECTED = frozenset((lib.INGEST_DG_BAD_LENGTH, lib.INGEST_DG_TRUNCATED))
+
+
+@dataclass
+class DecodeResult:
+    """Alerts decoded from a set of slots, plus what went wrong with which slot."""
+
+    batch: B.AlertBatch
+    #: (slot index, reason) for every datagram that produced no alert
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: (slot index, reason) for alerts kept without (some) packet fields
+    anomalies: list[tuple[int, str]] = field(default_factory=list)
+
+
+class SlotDecoder:
+    """Reusable decoder over a caller-owned slot buffer (no per-batch allocation
+    except the output alert array, which is handed on)."""
+
+    def __init__(self, nslots: int, slot_size: int = SLOT_SIZE) -> None:
+        self.nslots = nslots
+        self.slot_size = slot_size
+        self.buf = np.zeros(nslots * slot_size, dtype=np.uint8)
+        self.slots = self.buf.reshape(nslots, slot_size)
+        self.lens = np.zeros(nslots, dtype=np.uint32)
+        self.flags = np.zeros(nslots, dtype=np.uint8)
+        self.status = np.zeros(nslots, dtype=np.uint8)
+        self.slot_of = np.zeros(nslots, dtype=np.uint32)
+        self._c_buf = ffi.from_buffer("uint8_t[]", self.buf, require_writable=True)
+        self._c_lens = ffi.from_buffer("uint32_t[]", self.lens, require_writable=True)
+        self._c_flags = ffi.from_buffer("uint8_t[]", self.flags, require_writable=True)
+        self._c_status = ffi.from_buffer("uint8_t[]", self.status, require_writable=True)
+        self._c_slot_of = ffi.from_buffer("uint32_t[]", self.slot_of, require_writable=True)
+
+    def recv(self, fd: int) -> int:
+        """Receive up to nslots datagrams from fd (see ingest_recv_batch)."""
+        n = lib.ingest_recv_batch(
+            fd, self._c_buf, self.slot_size, self.nslots, self._c_lens, self._c_flags
+        )
+        if n < 0:
+            err = ffi.errno
+            raise OSError(err, f"recvmmsg failed: {__import__('os').strerror(err)}")
+        return n
+
+    def load(self, datagrams: list[bytes]) -> int:
+        """Copy datagrams into the slots (for files and tests); returns the count."""
+        n = len(datagrams)
+        if n > self.nslots:
+            raise ValueError(f"{n} datagrams but only {self.nslots} slots")
+        for i, d in enumerate(datagrams):
+            k = min(len(d), self.slot_size)
+            self.slots[i, :k] = np.frombuffer(d, dtype=np.uint8, count=k)
+            self.lens[i] = len(d)
+            self.flags[i] = 1 if len(d) > self.slot_size else 0
+        return n
+
+    def decode(self, n: int, origin: str = "") -> DecodeResult:
+        """Decode the first n slots into a new AlertBatch."""
+        alerts = np.empty(n, dtype=B.ALERT_DTYPE)
+        if n == 0:
+            return DecodeResult(B.AlertBatch(alerts, [], origin))
+        k = lib.ingest_alertpkt_decode(
+            self._c_buf,
+            self.slot_size,
+            n,
+            self._c_lens,
+            self._c_flags,
+            ffi.from_buffer("struct ingest_alert[]", alerts, require_writable=True),
+            n,
+            self._c_slot_of,
+            self._c_status,
+        )
+        if k < 0:
+            raise ValueError(f"ingest_alertpkt_decode: bad arguments ({k})")
+        alerts = alerts[:k]
+        status = self.status[:n]
+        rejected: list[tuple[int, str]] = []
+        anomalies: list[tuple[int, str]] = []
+        if status.any():  # rare path: name each bad slot
+            for i in np.flatnonzero(status).tolist():
+                st = int(status[i])
+                (rejected if st in REJECTED else anomalies).append((i, REASONS[st]))
+        strings = self._strings(alerts, self.slot_of[:k])
+        return DecodeResult(B.AlertBatch(alerts, strings, origin), rejected, anomalies)
+
+    def _strings(self, alerts: np.ndarray, slot_of: np.ndarray) -> list[str]:
+        """Build the batch string table: one entry per distinct signature
+        message (and app name), read in place from the slots.
+
+        Alerts repeat a few signatures (Zipf), so only the first alert of each
+        distinct (gid, sid, rev, message length) is read; the rest share its
+        index, set with one vectorised take.
+        """
+        k = len(alerts)
+        if k == 0:
+            return []
+        msgs = self.slots[slot_of, :ALERTMSG_LEN]
+        # message length per alert: position of the first NUL (255 max)
+        nul = msgs == 0
+        lens = np.where(nul.any(axis=1), nul.argmax(axis=1), ALERTMSG_LEN)
+        key = np.empty(k, dtype=[("g", "<u4"), ("s", "<u4"), ("r", "<u4"), ("l", "<u4")])
+        key["g"], key["s"], key["r"], key["l"] = alerts["gid"], alerts["sid"], alerts["rev"], lens
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        strings: list[str] = []
+        idx_of_first = np.empty(len(first), dtype=np.int32)
+        for j, i in enumerate(first.tolist()):
+            n = int(lens[i])
+            if n == 0:  # Barnyard2 sends all zeros for an unknown sid
+                idx_of_first[j] = -1
+                continue
+            idx_of_first[j] = len(strings)
+            strings.append(bytes(msgs[i, :n]).decode("utf-8", "replace"))
+        alerts["msg_idx"] = idx_of_first[inverse.reshape(-1)]
+        appid = alerts["source"] == B.SRC_SNORT_APPID
+        if appid.any():
+            rows = np.flatnonzero(appid)
+            names = self.slots[slot_of[rows], APPNAME_OFFSET : APPNAME_OFFSET + APPNAME_LEN]
+            uniq, inv = np.unique(names, axis=0, return_inverse=True)
+            app_idx = np.empty(len(uniq), dtype=np.int32)
+            for j, raw in enumerate(uniq):
+                text = bytes(raw).split(b"\0", 1)[0]
+                if text:
+                    app_idx[j] = len(strings)
+                    strings.append(text.decode("utf-8", "replace"))
+                else:
+                    app_idx[j] = -1
+            alerts["app_idx"][rows] = app_idx[inv.reshape(-1)]
+        return strings
+
+
+def decode_datagrams(datagrams: list[bytes], origin: str = "") -> DecodeResult:
+    """Decode a list of raw ``alert_unixsock`` datagrams (any variant mix)."""
+    dec = SlotDecoder(max(1, len(datagrams)))
+    return dec.decode(dec.load(datagrams), origin)
+
+
+def split_datagrams(data: bytes, size: int) -> list[bytes]:
+    """Split back-to-back fixed-size datagrams (as stored in a capture file)."""
+    if size <= 0 or len(data) % size:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {size}-byte datagrams")
+    return [data[i : i + size] for i in range(0, len(data), size)]

@@ -1,0 +1,163 @@
+"""Command line: ``ingest listen``, ``ingest run`` (and the tools that plug in).
+
+Argument parsing (``parse_args(argv) -> Config``) is kept apart from running
+(``main(argv) -> exit code``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .config import Config
+
+# Subcommands contributed by other modules: name -> (add_parser, run)
+_PLUGINS: list[tuple[str, str]] = [
+    ("ingest.gen", "gen"),
+    ("ingest.bench", "bench"),
+]
+
+
+def _octal(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
+
+
+def _add_listen_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file (flags override it)")
+    p.add_argument("--snort", action="append", metavar="PATH",
+                   help="bind a Snort 2/3 -A unsock socket here (repeat for Snort 3's per-thread sockets)")
+    p.add_argument("--barnyard2", action="append", metavar="PATH",
+                   help="bind a Barnyard2 alert_unixsock datagram socket here")
+    p.add_argument("--barnyard2-sync", action="append", metavar="PATH",
+                   help="listen for Barnyard2 'alert_unixsock: PATH sync' (acknowledged, lossless)")
+    p.add_argument("--sink", action="append", metavar="URL",
+                   help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
+    p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
+    p.add_argument("--socket-mode", type=_octal, metavar="MODE", help="socket file mode (default 0660)")
+    p.add_argument("--socket-group", metavar="NAME", help="socket file group")
+    p.add_argument("--dead-letter", metavar="PATH",
+                   help="file for input that could not be used (default ./ingest-deadletter.bin; '' to disable)")
+    p.add_argument("--dead-letter-max-bytes", type=int, metavar="N")
+    p.add_argument("--stats-interval", type=float, metavar="SECONDS",
+                   help="seconds between stats lines on stderr (default 10; 0 = final only)")
+    p.add_argument("--max-queue", type=int, metavar="ALERTS", help="bound of the in-memory queue")
+    p.add_argument("--batch-max", type=int, metavar="ALERTS", help="most alerts per sink write")
+    p.add_argument("--linger-ms", type=float, metavar="MS",
+                   help="how long a partial batch waits for more (default 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingest", description="High-rate IDS alert ingester")
+    parser.add_argument("--version", action="version", version=f"ingest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    listen = sub.add_parser("listen", help="bind the given sockets and ingest alerts")
+    _add_listen_options(listen)
+    run = sub.add_parser("run", help="start from a config file, or on the defaults (./run/*, ./alerts.db)")
+    _add_listen_options(run)
+    for module, _name in _PLUGINS:
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+_FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
+              "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
+              "linger_ms")
+
+
+def config_from_args(ns: argparse.Namespace) -> Config:
+    base = Config.for_run() if ns.command == "run" else Config()
+    if ns.config:
+        base = Config.from_toml(ns.config, base)
+    changes = {k: getattr(ns, k) for k in _FLAG_KEYS if getattr(ns, k) is not None}
+    if ns.sink is not None:
+        changes["sinks"] = ns.sink
+    if changes.get("dead_letter") == "":
+        changes["dead_letter"] = None
+    return base.replace(**changes)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Parse ``ingest listen|run`` arguments into a Config."""
+    ns = build_parser().parse_args(argv)
+    return config_from_args(ns)
+
+
+def build_pipeline(cfg: Config):
+    """Bind every source and open every sink named by cfg."""
+    from .deadletter import DeadLetter
+    from .runtime import Pipeline
+    from .sinks.base import open_sink
+    from .sockets import warn_kernel_limits
+    from .sources.dgram import DatagramSource
+    from .sources.seqpacket import SeqpacketSource
+
+    sources = []
+    try:
+        for path in cfg.snort:
+            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group))
+        for path in cfg.barnyard2:
+            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode, group=cfg.socket_group))
+        for path in cfg.barnyard2_sync:
+            sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
+        if not sources:
+            raise ValueError("no input given: use --snort, --barnyard2 or --barnyard2-sync "
+                             "(or 'ingest run' for the defaults)")
+        if cfg.snort or cfg.barnyard2:
+            warn_kernel_limits()
+        sinks = [open_sink(url, profile=cfg.format) for url in cfg.sink_urls]
+    except BaseException:
+        for s in sources:
+            s.close()
+        raise
+    return Pipeline(
+        sources, sinks,
+        stats=None,
+        deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
+        max_queue=cfg.max_queue,
+        batch_max=cfg.batch_max,
+        linger=cfg.linger_ms / 1000.0,
+        stats_interval=cfg.stats_interval if cfg.stats_interval > 0 else 1e9,
+        drain_timeout=cfg.drain_timeout,
+    )
+
+
+def _listen(cfg: Config, ensure_run_dir: bool) -> int:
+    from .runtime import run
+    from .sockets import SocketPathError
+
+    if ensure_run_dir:
+        for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+    try:
+        pipeline = build_pipeline(cfg)
+    except (SocketPathError, ValueError, OSError) as e:
+        print(f"ingest: error: {e}", file=sys.stderr)
+        return 2
+    names = ", ".join(s.origin for s in pipeline.sources)
+    sinks = ", ".join(s.name for s in pipeline.sinks)
+    print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
+    return run(pipeline)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command in ("listen", "run"):
+        try:
+            cfg = config_from_args(ns)
+        except (ValueError, OSError) as e:
+            print(f"ingest: error: {e}", file=sys.stderr)
+            return 2
+        return _listen(cfg, ensure_run_dir=ns.command == "run")
+    runner: Callable[[argparse.Namespace], int] = ns.run
+    return runner(ns)

@@ -1,0 +1,93 @@
+"""One typed, frozen Config; built from a TOML file and/or command-line flags.
+
+TOML keys are the field names below (flat), e.g.::
+
+    snort = ["/var/log/snort/snort_alert"]
+    barnyard2_sync = ["/var/log/barnyard2/barnyard2_alert"]
+    sinks = ["sqlite:/var/lib/ingest/alerts.db", "jsonl:/var/log/ingest/alerts.json"]
+    format = "eve"
+    socket_mode = "0660"
+    socket_group = "snort"
+    dead_letter = "/var/lib/ingest/deadletter.bin"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_STORE = "sqlite:./alerts.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    #: Snort 2/3 ``-A unsock`` socket paths (one per Snort 3 packet thread)
+    snort: tuple[str, ...] = ()
+    #: Barnyard2 ``alert_unixsock`` (datagram) socket paths
+    barnyard2: tuple[str, ...] = ()
+    #: Barnyard2 ``alert_unixsock: PATH sync`` (seqpacket, acknowledged) paths
+    barnyard2_sync: tuple[str, ...] = ()
+    #: sink URLs; empty means the embedded default store
+    sinks: tuple[str, ...] = ()
+    #: JSON output profile: eve | trisul
+    format: str = "eve"
+    socket_mode: int = 0o660
+    socket_group: str | None = None
+    #: dead-letter file for input we could not use (None: count only)
+    dead_letter: str | None = "./ingest-deadletter.bin"
+    dead_letter_max_bytes: int = 64 << 20
+    #: seconds between stats lines on stderr (0: only the final one)
+    stats_interval: float = 10.0
+    #: bound of the in-memory queue, in alerts
+    max_queue: int = 1_000_000
+    #: most alerts per sink write
+    batch_max: int = 8192
+    #: how long a partial batch waits for more before it is flushed
+    linger_ms: float = 2.0
+    #: how long shutdown may take to dispatch what is queued
+    drain_timeout: float = 30.0
+
+    @property
+    def sink_urls(self) -> tuple[str, ...]:
+        return self.sinks or (DEFAULT_STORE,)
+
+    @classmethod
+    def for_run(cls) -> "Config":
+        """``ingest run`` with no file: sockets under ./run/, store ./alerts.db."""
+        return cls(
+            snort=("./run/snort_alert",),
+            barnyard2=("./run/barnyard2_alert",),
+            dead_letter="./run/deadletter.bin",
+        )
+
+    @classmethod
+    def from_toml(cls, path: str, base: "Config | None" = None) -> "Config":
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        return (base or cls()).replace(**data)
+
+    def replace(self, **changes: Any) -> "Config":
+        names = {f.name: f for f in dataclasses.fields(self)}
+        clean: dict[str, Any] = {}
+        for k, v in changes.items():
+            k = k.replace("-", "_")
+            if k not in names:
+                raise ValueError(f"unknown configuration key {k!r}")
+            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks"):
+                v = (v,) if isinstance(v, str) else tuple(v)
+            elif k == "socket_mode" and isinstance(v, str):
+                v = int(v, 8)
+            clean[k] = v
+        cfg = dataclasses.replace(self, **clean)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.format not in ("eve", "trisul"):
+            raise ValueError(f"format must be eve or trisul, not {self.format!r}")
+        if not 0 <= self.socket_mode <= 0o777:
+            raise ValueError(f"socket_mode {oct(self.socket_mode)} is not a permission mode")
+        if self.max_queue <= 0 or self.batch_max <= 0:
+            raise ValueError("max_queue and batch_max must be positive")

@@ -1,0 +1,58 @@
+"""Mapping: enrich whole batches before they reach the sinks.
+
+Vectorised over the batch; no per-alert Python.  Today this resolves the
+classification text (``alert.category``) from a class-id table when one is
+loaded; the maps module (sid-msg, gen-msg, classification, reference) plugs
+in here through the ``classifications`` argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batch import AlertBatch
+
+
+@dataclass
+class Enriched:
+    """A batch plus what mapping derived for it, shared by every sink."""
+
+    batch: AlertBatch
+    #: per alert, index into ``strings`` of its category, or -1
+    categories: np.ndarray | None
+    #: batch.strings followed by the category texts
+    strings: list[str]
+
+    @property
+    def extra_strings(self) -> list[str]:
+        return self.strings[len(self.batch.strings):]
+
+
+class Enricher:
+    def __init__(self, classifications: dict[int, str] | None = None) -> None:
+        self.set_classifications(classifications or {})
+
+    def set_classifications(self, classifications: dict[int, str]) -> None:
+        """Replace the class-id -> category table (atomically: one assignment)."""
+        names = list(classifications.values())
+        size = (max(classifications) + 1) if classifications else 0
+        table = np.full(size, -1, dtype=np.int32)
+        for j, cid in enumerate(classifications):
+            table[cid] = j
+        self._cls = (table, names)
+
+    def apply(self, batch: AlertBatch) -> Enriched:
+        table, names = self._cls
+        if not names or len(batch) == 0:
+            return Enriched(batch, None, batch.strings)
+        cid = batch.alerts["class_id"]
+        known = cid < len(table)
+        local = np.where(known, table[np.where(known, cid, 0)], -1)
+        used = np.unique(local[local >= 0])
+        base = len(batch.strings)
+        remap = np.full(len(names), -1, dtype=np.int32)
+        remap[used] = base + np.arange(len(used), dtype=np.int32)
+        cats = np.where(local >= 0, remap[np.maximum(local, 0)], -1).astype(np.int32)
+        return Enriched(batch, cats, batch.strings + [names[i] for i in used.tolist()])

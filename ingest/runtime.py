@@ -1,0 +1,223 @@
+"""The runtime: sources -> bounded queue -> mapping -> sinks, and shutdown.
+
+* Sources run their own reader threads and hand batches over with
+  ``reserve``/``submit`` (thread-safe).  The queue is bounded in alerts; a
+  reader that finds it full dead-letters instead of waiting.
+* One consumer coroutine takes whatever is queued (up to ``batch_max``
+  alerts; if less is there it lingers ``linger`` seconds for more, so low
+  rates still flush within a few ms), enriches it once, and writes it to
+  every sink concurrently.  A batch is acknowledged (its ``acks`` run:
+  Barnyard2 sync acknowledgements, bookmarks) only after every sink returned.
+  A failing sink is retried with backoff; sinks that already have the batch
+  are not written twice.
+* Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
+  queued, dispatch everything queued, flush and close sinks, remove socket
+  files, print the final stats line, exit 0.
+
+uvloop appears only in :func:`run`, the loop factory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from .batch import AlertBatch
+from .deadletter import DeadLetter
+from .mapping import Enriched, Enricher
+from .render import render_json
+from .sinks.base import Sink
+from .sources.base import Source
+from .stats import Stats
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        sinks: Sequence[Sink],
+        *,
+        enricher: Enricher | None = None,
+        stats: Stats | None = None,
+        deadletter: DeadLetter | None = None,
+        max_queue: int = 1_000_000,
+        batch_max: int = 8192,
+        linger: float = 0.002,
+        stats_interval: float = 10.0,
+        drain_timeout: float = 30.0,
+        log=sys.stderr,
+    ) -> None:
+        self.sources = list(sources)
+        self.sinks = list(sinks)
+        self.enricher = enricher or Enricher()
+        self.stats = stats or Stats()
+        self.deadletter = deadletter or DeadLetter(None)
+        self.max_queue = max_queue
+        self.batch_max = batch_max
+        self.linger = linger
+        self.stats_interval = stats_interval
+        self.drain_timeout = drain_timeout
+        self.log = log
+        self._dq: collections.deque[AlertBatch] = collections.deque()
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._waiting = False
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    # --- called from reader threads ------------------------------------
+    def reserve(self, n: int) -> bool:
+        with self._lock:
+            if self._depth + n > self.max_queue:
+                return False
+            self._depth += n
+            self.stats.queue_depth = self._depth
+            return True
+
+    def release(self, n: int) -> None:
+        if n:
+            with self._lock:
+                self._depth -= n
+                self.stats.queue_depth = self._depth
+
+    def submit(self, batch: AlertBatch) -> None:
+        self._dq.append(batch)
+        if self._waiting:
+            self._waiting = False
+            assert self._loop is not None and self._wake is not None
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # --- the event loop side -------------------------------------------
+    def _take(self) -> AlertBatch:
+        taken = [self._dq.popleft()]
+        n = len(taken[0])
+        while self._dq and n + len(self._dq[0]) <= self.batch_max:
+            b = self._dq.popleft()
+            taken.append(b)
+            n += len(b)
+        return AlertBatch.concat(taken)
+
+    async def _consume(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._dq:
+                if self._closing:
+                    return
+                self._waiting = True
+                if self._dq:
+                    self._waiting = False
+                else:
+                    await self._wake.wait()
+                    self._wake.clear()
+                continue
+            if self.linger and sum(len(b) for b in self._dq) < self.batch_max and not self._closing:
+                await asyncio.sleep(self.linger)
+            await self._dispatch(self._take())
+
+    async def _write_one(self, sink: Sink, item: Enriched) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await sink.write(item)
+                self.stats.dispatched[sink.name] += len(item.batch)
+                return
+            except Exception as e:  # a sink failure must not lose the batch
+                self.stats.sink_errors[sink.name] += 1
+                print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {delay:.1f}s",
+                      file=self.log, flush=True)
+                if self._closing and delay > self.drain_timeout:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _dispatch(self, batch: AlertBatch) -> None:
+        item = self.enricher.apply(batch)
+        results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Only at shutdown, after retrying past the drain timeout: keep
+            # the alerts in the dead-letter file rather than lose them.
+            self.deadletter.write(batch.origin, "sink_failed",
+                                  render_json(batch, "eve", item.categories, item.extra_strings))
+            self.stats.add_dropped("sink_failed", len(batch))
+        else:
+            for ack in batch.acks:
+                try:
+                    ack()
+                except Exception as e:
+                    print(f"ingest: error: acknowledgement failed: {e!r}", file=self.log, flush=True)
+        self.release(len(batch))
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            self.stats.dead_letters = self.deadletter.count
+            print(self.stats.line(), file=self.log, flush=True)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set, then shut down cleanly."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        for src in self.sources:
+            src.start(self, self.stats, self.deadletter)
+        consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
+        reporter = asyncio.create_task(self._report(), name="ingest-stats")
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        rc = 0
+        if consumer.done() and consumer.exception() is not None:
+            print(f"ingest: error: consumer failed: {consumer.exception()!r}", file=self.log)
+            rc = 1
+        # 1. stop reading: each source drains what the kernel already queued
+        await asyncio.to_thread(lambda: [s.stop() for s in self.sources])
+        # 2. dispatch everything queued
+        self._closing = True
+        self._wake.set()
+        if not consumer.done():
+            try:
+                await asyncio.wait_for(consumer, timeout=self.drain_timeout)
+            except asyncio.TimeoutError:
+                left = sum(len(b) for b in self._dq)
+                print(f"ingest: error: drain timed out with {left} alerts queued", file=self.log)
+                rc = 1
+        stopper.cancel()
+        reporter.cancel()
+        # 3. flush and close sinks, remove socket files
+        for sink in self.sinks:
+            try:
+                await sink.aclose()
+            except Exception as e:
+                print(f"ingest: error: closing {sink.name}: {e!r}", file=self.log)
+                rc = 1
+        for src in self.sources:
+            src.close()
+        self.deadletter.close()
+        for src in self.sources:
+            err = getattr(src, "error", None)
+            if err is not None:
+                print(f"ingest: error: source {src.origin} failed: {err!r}", file=self.log)
+                rc = 1
+        self.stats.dead_letters = self.deadletter.count
+        print(self.stats.final_line(), file=self.log, flush=True)
+        return rc
+
+
+def run(pipeline: Pipeline) -> int:
+    """Run a pipeline on uvloop until SIGTERM/SIGINT."""
+    import uvloop
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await pipeline.run(stop)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())

@@ -1,0 +1,42 @@
+"""The Sink protocol and the URL scheme that builds sinks."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..mapping import Enriched
+
+
+class Sink(Protocol):
+    """Takes enriched batches; returning from ``write`` is the acknowledgement."""
+
+    name: str
+
+    async def write(self, item: Enriched) -> None: ...
+
+    async def aclose(self) -> None:
+        """Flush and close; called once after the last write."""
+
+
+def open_sink(url: str, *, profile: str = "eve") -> Sink:
+    """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH`` or ``null:``."""
+    scheme, sep, rest = url.partition(":")
+    if not sep:
+        raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, null:)")
+    if scheme == "null":
+        from .null import NullSink
+
+        return NullSink()
+    if scheme == "jsonl":
+        from .jsonl import JsonlSink
+
+        if not rest:
+            raise ValueError("sink jsonl: needs a path, or - for stdout")
+        return JsonlSink(rest, profile=profile)
+    if scheme == "sqlite":
+        from .sqlite import SqliteSink
+
+        if not rest:
+            raise ValueError("sink sqlite: needs a database path")
+        return SqliteSink(rest)
+    raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, null)")

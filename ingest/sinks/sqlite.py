@@ -1,0 +1,181 @@
+"""``sqlite:PATH``: the embedded default store.
+
+WAL mode, so other processes can query while we ingest; one transaction per
+batch (``executemany`` over columns built with numpy, no per-alert Python
+beyond the row tuples sqlite3 itself needs); all database work happens on one
+dedicated thread so the event loop never waits on disk.
+
+Schema (see README "The SQLite store")::
+
+    signatures(gid, sid, rev, msg)                 -- one row per signature seen
+    alerts(id, ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev,
+           class_id, category, priority, action, proto, ip_ver, src_ip, src_port,
+           dest_ip, dest_port, icmp_type, icmp_code, vlan, flow_id, app_name)
+    alerts_v                                         -- alerts joined with signatures
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .. import batch as B
+from ..mapping import Enriched
+from ..render import format_addrs
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS signatures (
+    gid INTEGER NOT NULL, sid INTEGER NOT NULL, rev INTEGER NOT NULL, msg TEXT,
+    PRIMARY KEY (gid, sid, rev)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    ts_us INTEGER NOT NULL,          -- microseconds since the epoch, UTC
+    timestamp TEXT NOT NULL,         -- the same, ISO 8601 UTC
+    source TEXT NOT NULL,            -- snort | barnyard2 | unified2 | eve
+    sensor_id INTEGER, event_id INTEGER,
+    gid INTEGER NOT NULL, sid INTEGER NOT NULL, rev INTEGER NOT NULL,
+    class_id INTEGER, category TEXT, priority INTEGER,
+    action TEXT,                     -- NULL when the source does not say
+    proto INTEGER, ip_ver INTEGER,   -- NULL when the alert had no packet
+    src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
+    icmp_type INTEGER, icmp_code INTEGER,
+    vlan INTEGER, flow_id INTEGER, app_name TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
+CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
+CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
+CREATE VIEW IF NOT EXISTS alerts_v AS
+    SELECT a.*, s.msg AS signature FROM alerts a
+    LEFT JOIN signatures s ON s.gid = a.gid AND s.sid = a.sid AND s.rev = a.rev;
+"""
+
+_COLUMNS = (
+    "ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev, class_id, category, priority, "
+    "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
+    "flow_id, app_name"
+)
+_INSERT = f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+
+_SOURCE = np.array([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)], dtype=object)
+_ACTION = np.array([B.ACTION_NAMES.get(i) for i in range(256)], dtype=object)
+
+
+def _masked(values: np.ndarray, mask: np.ndarray) -> list:
+    """values as Python ints/strs, None where mask is False (SQL NULL)."""
+    out = values.astype(object)
+    out[~mask] = None
+    return out.tolist()
+
+
+def _text(strings: list[str], idx: np.ndarray) -> list:
+    table = np.array(strings + [None], dtype=object)  # -1 picks the trailing None
+    return table[idx].tolist()
+
+
+def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:
+    """Alert rows and signature rows for one batch, built column-wise."""
+    a = item.batch.alerts
+    strings = item.strings
+    flags = a["flags"]
+    addrs = (flags & B.F_ADDRS) != 0
+    ports = (flags & B.F_PORTS) != 0
+    icmp = (flags & B.F_ICMP) != 0
+    src, dst = format_addrs(a)
+    ts = a["ts_us"]
+    iso = np.char.add(
+        np.datetime_as_string(ts.astype("datetime64[us]"), unit="us"), "+0000"
+    )
+    cats = item.categories if item.categories is not None else np.full(len(a), -1, np.int32)
+    flow = a["flow_id"].view(np.int64)  # SQLite integers are signed 64-bit
+    cols = [
+        ts.tolist(),
+        iso.tolist(),
+        _SOURCE[a["source"]].tolist(),
+        a["sensor_id"].tolist(),
+        a["event_id"].tolist(),
+        a["gid"].tolist(),
+        a["sid"].tolist(),
+        a["rev"].tolist(),
+        a["class_id"].tolist(),
+        _text(strings, cats),
+        a["priority"].tolist(),
+        _ACTION[a["action"]].tolist(),
+        _masked(a["proto"], addrs),
+        _masked(a["ip_ver"], addrs),
+        _masked(src, addrs),
+        _masked(a["src_port"], ports),
+        _masked(dst, addrs),
+        _masked(a["dst_port"], ports),
+        _masked(a["src_port"], icmp),
+        _masked(a["dst_port"], icmp),
+        _masked(a["vlan"], (flags & B.F_VLAN) != 0),
+        _masked(flow, flow != 0),
+        _text(strings, a["app_idx"]),
+    ]
+    alert_rows = list(zip(*cols))
+    sig_rows: list[tuple] = []
+    has_msg = a["msg_idx"] >= 0
+    if has_msg.any():
+        keyed = a[["gid", "sid", "rev", "msg_idx"]][has_msg]
+        _, first = np.unique(keyed[["gid", "sid", "rev"]], return_index=True)
+        for g, s, r, m in keyed[first].tolist():
+            sig_rows.append((g, s, r, strings[m]))
+    return alert_rows, sig_rows
+
+
+class SqliteSink:
+    def __init__(self, path: str) -> None:
+        self.name = f"sqlite:{path}"
+        self.path = path
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._pool.submit(self._open).result()
+
+    def _open(self) -> None:
+        # Refuse a symlink at the database path (sqlite would follow it).
+        if os.path.islink(self.path):
+            raise ValueError(f"{self.path} is a symbolic link; refusing to open it as the store")
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    def _write(self, alert_rows: list[tuple], sig_rows: list[tuple]) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN")
+        try:
+            if sig_rows:
+                db.executemany(
+                    "INSERT OR IGNORE INTO signatures (gid, sid, rev, msg) VALUES (?, ?, ?, ?)",
+                    sig_rows,
+                )
+            db.executemany(_INSERT, alert_rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _write_item(self, item: Enriched) -> None:
+        self._write(*rows(item))
+
+    async def write(self, item: Enriched) -> None:
+        # Row building and the transaction both run on the sink's thread.
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._write_item, item)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, close)
+        self._pool.shutdown()

@@ -1,0 +1,41 @@
+"""What every source gets from the runtime, and the Source protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..batch import AlertBatch
+from ..deadletter import DeadLetter
+from ..stats import Stats
+
+
+class Submit(Protocol):
+    """Hands a batch to the runtime from any thread.
+
+    ``reserve(n)`` is asked first: False means the runtime's bounded queue is
+    full, and the source must dead-letter the raw input instead of blocking
+    (a blocked reader would block Snort's packet thread).
+    """
+
+    def reserve(self, n: int) -> bool: ...
+
+    def submit(self, batch: AlertBatch) -> None: ...
+
+    def release(self, n: int) -> None:
+        """Give back n reserved places that produced no alert."""
+
+
+class Source(Protocol):
+    """Owns one socket or file; drains it on its own thread(s)."""
+
+    origin: str
+
+    def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        """Start reading (returns at once)."""
+
+    def stop(self) -> None:
+        """Stop reading, after taking what the kernel already queued.  Blocks
+        until the reader threads have finished; call from a worker thread."""
+
+    def close(self) -> None:
+        """Release the socket/file (removes socket files we created)."""

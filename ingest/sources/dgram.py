@@ -1,0 +1,106 @@
+"""Datagram sockets that Snort (``-A unsock``) and Barnyard2 (``alert_unixsock``)
+send Alertpkt datagrams to: bound here, drained on a dedicated thread.
+
+The reader thread calls recvmmsg and the batch decoder with the GIL released
+and never waits on a sink: Snort's sender blocks its packet thread while our
+receive queue is full, so the only thing between the socket and the decoder
+is the runtime's bounded queue, and when that is full the raw datagrams go to
+the dead-letter file (counted as dropped "queue_full") instead of stalling
+the sensor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+
+from ..alertpkt import SLOT_SIZE, SlotDecoder
+from ..deadletter import DeadLetter
+from ..sockets import BoundSocket, bind_unix, raise_rcvbuf
+from ..stats import Stats
+from .base import Submit
+
+#: recvmmsg batch size; the kernel queue (max_dgram_qlen) is usually smaller
+BATCH_SLOTS = 64
+#: how often a blocked reader looks at its stop flag
+POLL_SECONDS = 0.2
+
+
+def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: Stats,
+                 deadletter: DeadLetter, acks: list | None = None) -> int:
+    """Decode n received slots and hand the alerts on; dead-letter and count
+    what cannot be used.  Returns the number of alerts submitted."""
+    if not submit.reserve(n):
+        stats.add_input(n, 0)
+        for i in range(n):
+            deadletter.write(origin, "queue_full", dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
+        stats.add_dropped("queue_full", n)
+        return 0
+    res = dec.decode(n, origin)
+    for i, reason in res.rejected:
+        deadletter.write(origin, reason, dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
+        stats.add_malformed(reason)
+    for i, reason in res.anomalies:
+        deadletter.write(origin, reason, dec.slots[i, : int(dec.lens[i])])
+        stats.add_anomaly(reason)
+    k = len(res.batch)
+    stats.add_input(n, k)
+    if k:
+        if acks:
+            res.batch.acks.extend(acks)
+        submit.submit(res.batch)
+    # alerts reserved but not produced (rejects) are released
+    submit.release(n - k)
+    return k
+
+
+class DatagramSource:
+    """``--snort PATH`` / ``--barnyard2 PATH``: a bound SOCK_DGRAM socket."""
+
+    def __init__(self, path: str, kind: str = "snort", *, mode: int = 0o660,
+                 group: str | None = None, slots: int = BATCH_SLOTS) -> None:
+        self.kind = kind
+        self.origin = f"{kind}:{os.path.abspath(path)}"
+        self.bound: BoundSocket = bind_unix(path, socket.SOCK_DGRAM, mode=mode, group=group)
+        self.rcvbuf = raise_rcvbuf(self.bound.sock)
+        # SO_RCVTIMEO bounds how long recvmmsg blocks, so the thread sees stop()
+        tv = struct.pack("@ll", 0, int(POLL_SECONDS * 1e6))
+        self.bound.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self._slots = slots
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(submit, stats, deadletter), name=f"ingest-{self.kind}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        dec = SlotDecoder(self._slots, SLOT_SIZE)
+        fd = self.bound.sock.fileno()
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                if stopping:
+                    os.set_blocking(fd, False)  # drain what is queued, then stop
+                n = dec.recv(fd)
+                if n == 0:
+                    if stopping:
+                        return
+                    continue
+                handle_slots(dec, n, self.origin, submit, stats, deadletter)
+        except BaseException as e:  # never silently: the runtime reports it
+            self.error = e
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        self.bound.remove()

@@ -1,0 +1,76 @@
+"""Counters for the periodic and final stats lines.
+
+Each counter is written by one thread (a source's reader thread or the
+event loop), so plain integer updates under the GIL are enough; ``snapshot``
+copies under a lock so a report is consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from typing import Any
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received = 0  # datagrams / records read from sources
+        self.decoded = 0  # alerts produced
+        self.malformed: dict[str, int] = defaultdict(int)  # rejected input, by reason
+        self.anomalies: dict[str, int] = defaultdict(int)  # alerts kept without packet fields
+        self.dropped: dict[str, int] = defaultdict(int)  # valid input we could not queue
+        self.dispatched: dict[str, int] = defaultdict(int)  # alerts acknowledged, per sink
+        self.sink_errors: dict[str, int] = defaultdict(int)
+        self.dead_letters = 0
+        self.queue_depth = 0  # alerts decoded but not yet acknowledged
+        self.extra: dict[str, int] = defaultdict(int)
+
+    def add_input(self, received: int, decoded: int) -> None:
+        with self._lock:
+            self.received += received
+            self.decoded += decoded
+
+    def add_malformed(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.malformed[reason] += n
+
+    def add_anomaly(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.anomalies[reason] += n
+
+    def add_dropped(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] += n
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "received": self.received,
+                "decoded": self.decoded,
+                "malformed": dict(self.malformed),
+                "anomalies": dict(self.anomalies),
+                "dropped": dict(self.dropped),
+                "dispatched": dict(self.dispatched),
+                "sink_errors": dict(self.sink_errors),
+                "dead_letters": self.dead_letters,
+                "queue_depth": self.queue_depth,
+                **{k: v for k, v in self.extra.items()},
+            }
+
+    def line(self) -> str:
+        s = self.snapshot()
+
+        def fmt(d: dict[str, int]) -> str:
+            return ",".join(f"{k}:{v}" for k, v in sorted(d.items())) or "0"
+
+        return (
+            f"ingest: stats received={s['received']} decoded={s['decoded']} "
+            f"malformed={fmt(s['malformed'])} anomalies={fmt(s['anomalies'])} "
+            f"dropped={fmt(s['dropped'])} dispatched={fmt(s['dispatched'])} "
+            f"queue={s['queue_depth']}"
+        )
+
+    def final_line(self) -> str:
+        return "ingest: final stats " + json.dumps(self.snapshot(), sort_keys=True)

@@ -65,6 +65,18 @@ def decode(buf: bytes) -> tuple | None:
             src, dst, proto, sport, dport)
 
 
+def peak_rss_kb() -> int:
+    """VmHWM of this image (ru_maxrss would include the parent's pre-exec peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(argv: list[str]) -> int:
     path = argv[1]
     want = int(argv[2]) if len(argv) > 2 else 0
@@ -108,7 +120,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps({
         "peer": "naive_recv", "received": got, "decoded": decoded, "bytes": nbytes,
         "wall_s": round(last - first, 6), "cpu_user_s": ru.ru_utime, "cpu_sys_s": ru.ru_stime,
-        "maxrss_kb": ru.ru_maxrss,
+        "maxrss_kb": peak_rss_kb(),
     }), flush=True)
     return 0
 

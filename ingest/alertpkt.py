@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import batch as B
-from ._native import ffi, lib
+from .native import ffi, lib
 
 SNORT_LEN = lib.INGEST_ALERTPKT_SNORT_LEN
 SNORT_APPID_LEN = lib.INGEST_ALERTPKT_SNORT_APPID_LEN

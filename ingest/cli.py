@@ -132,9 +132,10 @@ def build_pipeline(cfg: Config):
 
 
 def _listen(cfg: Config, ensure_run_dir: bool) -> int:
-    from .runtime import run
+    from .runtime import catch_stop_signals, run
     from .sockets import SocketPathError
 
+    early_stop = catch_stop_signals()
     if ensure_run_dir:
         for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
@@ -146,7 +147,7 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
-    return run(pipeline)
+    return run(pipeline, early_stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

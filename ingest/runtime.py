@@ -208,7 +208,16 @@ class Pipeline:
         return rc
 
 
-def run(pipeline: Pipeline) -> int:
+def catch_stop_signals() -> threading.Event:
+    """Install SIGTERM/SIGINT handlers before sockets are bound, so a signal
+    that arrives while starting up still means a clean shutdown."""
+    early = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: early.set())
+    return early
+
+
+def run(pipeline: Pipeline, early_stop: threading.Event | None = None) -> int:
     """Run a pipeline on uvloop until SIGTERM/SIGINT."""
     import uvloop
 
@@ -217,6 +226,8 @@ def run(pipeline: Pipeline) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if early_stop is not None and early_stop.is_set():
+            stop.set()
         return await pipeline.run(stop)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

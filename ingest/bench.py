@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -128,7 +129,7 @@ def _proc_hwm_kb(pid: int) -> int:
 
 
 def _wait4(proc: subprocess.Popen, timeout: float,
-           watch: list[int] | None = None) -> os.struct_rusage | None:
+           watch: list[int] | None = None) -> resource.struct_rusage | None:
     """Reap proc and return its rusage, or None if it is still running after
     timeout.  While waiting, keep watch[0] at the child's highest VmHWM."""
     deadline = time.monotonic() + timeout
@@ -136,7 +137,10 @@ def _wait4(proc: subprocess.Popen, timeout: float,
     while True:
         if watch is not None and polls % 10 == 0:
             watch[0] = max(watch[0], _proc_hwm_kb(proc.pid))
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        try:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # already reaped (Popen.poll): nothing to account
+            return None if proc.returncode is None else _NO_RUSAGE
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
             return ru
@@ -176,6 +180,9 @@ class _LineClock:
     def text(self) -> str:
         self._thread.join(10)
         return "".join(self.lines)
+
+
+_NO_RUSAGE = resource.struct_rusage((0.0,) * 16)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -245,6 +252,7 @@ def measure(s: Setup, receiver: str) -> Run:
     clock = _LineClock(proc.stderr, s.count)
     sender: gen.Sender | None = None
     worker: threading.Thread | None = None
+    sent_all = threading.Event()
     hwm = [0]
     try:
         _wait_for_socket(sock, proc, 30.0)
@@ -252,13 +260,17 @@ def measure(s: Setup, receiver: str) -> Run:
         cpu0 = _proc_cpu(proc.pid)
         sender = gen.sender_for(s.kind, sock, s.templates, mode=s.mode)
         box: list = []
-        worker = threading.Thread(
-            target=lambda: box.append(sender.run(s.count, time_limit=s.time_limit)),
-            name="bench-sender", daemon=True)
+
+        def work(sender: gen.Sender = sender) -> None:
+            try:
+                box.append(sender.run(s.count, time_limit=s.time_limit))
+            finally:
+                sent_all.set()
+
+        worker = threading.Thread(target=work, name="bench-sender", daemon=True)
         t0 = time.monotonic()
         worker.start()
-        while worker.is_alive():
-            worker.join(0.02)
+        while not sent_all.wait(0.02):  # an Event, not join(): robust to Ctrl-C
             hwm[0] = max(hwm[0], _proc_hwm_kb(proc.pid))
         if not box:
             raise BenchError("the sender failed")
@@ -266,8 +278,11 @@ def measure(s: Setup, receiver: str) -> Run:
         if res.interrupted:
             raise KeyboardInterrupt
         if res.errors or res.sent != s.count:
+            _wait4(proc, 1.0)
+            why = (f"; {receiver} had exited ({proc.returncode}): {clock.text()[-2000:]}"
+                   if proc.returncode is not None else "")
             raise BenchError(f"sender: sent {res.sent} of {s.count}, errors {res.errors} "
-                             f"({res.last_error or 'time limit'})")
+                             f"({res.last_error or 'time limit'}){why}")
         if is_ingest:
             # Wait (bounded) until it reports everything dispatched, then stop
             # it: SIGTERM drains what is queued, flushes the sinks, exits.
@@ -318,7 +333,7 @@ def measure(s: Setup, receiver: str) -> Run:
         if sender is not None:
             sender.stop()
         if worker is not None:
-            worker.join(10)
+            sent_all.wait(10)
         _stop(proc)
         proc.stderr.close()
         with contextlib.suppress(FileNotFoundError):
@@ -578,7 +593,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ingest bench: bad --receivers {bad}" if bad else
               "ingest bench: --count and --repeat must be >= 1", file=sys.stderr)
         return 2
-    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
         rep = run_bench(kind=args.kind, count=count, repeat=repeat, receivers=receivers,
                         mode=args.mode, time_limit=args.time_limit, peers_dir=args.peers,

@@ -373,21 +373,24 @@ def send(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0
     """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
     thread keeps handling signals and sets the stop flag)."""
     box: list[SendResult | BaseException] = []
+    done = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can return early
 
     def work() -> None:
         try:
             box.append(sender.run(count, rate=rate, time_limit=time_limit))
         except BaseException as e:  # handed to the caller
             box.append(e)
+        finally:
+            done.set()
 
-    t = threading.Thread(target=work, name="ingest-gen", daemon=True)
-    t.start()
+    threading.Thread(target=work, name="ingest-gen", daemon=True).start()
     try:
-        while t.is_alive():
-            t.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
-        sender.stop()
-        t.join()
+        sender.stop()  # the C loop sees it within ~50 ms
+        while not done.wait(0.2):
+            pass
     if isinstance(box[0], BaseException):
         raise box[0]
     return box[0]

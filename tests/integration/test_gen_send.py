@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -191,3 +192,27 @@ def test_ingest_gen_command(sock_path: str) -> None:
     assert report["sent"] == 40 and report["dropped"] == 0 and report["errors"] == 0
     assert report["kind"] == "snort" and report["mode"] == "sendto"
     assert drain.lengths == [65864] * 40
+
+
+def test_ingest_gen_stops_on_ctrl_c(sock_path: str) -> None:
+    """Unbounded and blocked (nobody reads): Ctrl-C still ends it, with a report."""
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(sock_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest", "gen", "--to", sock_path, "--count", "0", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # the first datagrams are queued once the sender runs
+        rx.settimeout(30)
+        rx.recv(1 << 17)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        rx.close()
+    assert proc.returncode == 1, err
+    report = json.loads(out)
+    assert report["interrupted"] and report["sent"] >= 1 and report["errors"] == 0

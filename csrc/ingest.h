@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 1
+#define INGEST_ABI_VERSION 4
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -87,12 +87,13 @@ int ingest_abi_version(void);
  * Receive up to nslots datagrams from fd into caller-owned slots
  * (slots + i * slot_size).  Blocks until at least one datagram arrives or the
  * socket's SO_RCVTIMEO expires, then takes whatever else is already queued
- * (MSG_WAITFORONE).  lens[i] is the datagram's real length (which may exceed
+ * (MSG_WAITFORONE); then, if linger_us > 0, keeps collecting until nslots are
+ * filled or linger_us has passed.  lens[i] is the datagram's real length (which may exceed
  * slot_size when slot_flags[i] has INGEST_SLOT_TRUNC).  Returns the number of
  * datagrams, 0 on timeout or EINTR, or INGEST_ESYS with errno set.
  */
 int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
-                      uint32_t *lens, uint8_t *slot_flags);
+                      uint32_t *lens, uint8_t *slot_flags, int linger_us);
 
 /* ---- alertpkt.c: Snort / Barnyard2 Alertpkt batch decoder -------------- */
 #define INGEST_ALERTPKT_SNORT_LEN 65864u
@@ -120,15 +121,23 @@ int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
  * slots produce no alert; status[i] says why.  For every produced alert j,
  * slot_of[j] is the slot it came from (so the caller can read alertmsg and
  * app_name in place, without copies).  msg_idx/app_idx are set to -1.
+ * msg_key[j] (may be NULL) is a keyed 64-bit hash (SipHash-1-3, key set with
+ * ingest_set_hash_key) of alert j's alertmsg text, so the caller can share one
+ * string per distinct message without reading every message.  msg_first[j]
+ * (may be NULL; needs msg_key) is the first alert of this batch with the same
+ * key, so msg_first[j] == j marks the distinct messages.
  * Returns the number of alerts written.
  */
 int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
                            const uint32_t *lens, const uint8_t *slot_flags,
                            struct ingest_alert *out, unsigned out_cap,
-                           uint32_t *slot_of, uint8_t *status);
+                           uint32_t *slot_of, uint8_t *status, uint64_t *msg_key,
+                           uint32_t *msg_first);
 
-/* Length of the NUL-terminated text at p, at most max (strnlen for cffi). */
+/* Length of the NUL-terminated text at p, at most max (strnlen for cffi).
+ * ingest_set_hash_key: the msg_key hash key; set once, from a random source. */
 size_t ingest_text_len(const uint8_t *p, size_t max);
+void ingest_set_hash_key(uint64_t k0, uint64_t k1);
 
 /* ---- format.c: batch output formatting -------------------------------- */
 #define INGEST_FMT_EVE 1

@@ -75,7 +75,7 @@ int ingest_abi_version(void);
 RECV = """
 #define INGEST_SLOT_TRUNC ...
 int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
-                      uint32_t *lens, uint8_t *slot_flags);
+                      uint32_t *lens, uint8_t *slot_flags, int linger_us);
 """
 
 # --- alertpkt.c --------------------------------------------------------------
@@ -97,8 +97,10 @@ ALERTPKT = """
 int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
                            const uint32_t *lens, const uint8_t *slot_flags,
                            struct ingest_alert *out, unsigned out_cap,
-                           uint32_t *slot_of, uint8_t *status);
+                           uint32_t *slot_of, uint8_t *status, uint64_t *msg_key,
+                           uint32_t *msg_first);
 size_t ingest_text_len(const uint8_t *p, size_t max);
+void ingest_set_hash_key(uint64_t k0, uint64_t k1);
 """
 
 # --- format.c ----------------------------------------------------------------

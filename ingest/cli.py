@@ -98,15 +98,22 @@ def build_pipeline(cfg: Config):
     from .runtime import Pipeline
     from .sinks.base import open_sink
     from .sockets import warn_kernel_limits
+    from .sources.base import Source
     from .sources.dgram import DatagramSource
     from .sources.seqpacket import SeqpacketSource
 
-    sources = []
+    sources: list[Source] = []
+    # Batching happens in the reader (C, GIL released): it collects for up to
+    # linger_ms before handing a batch on; the consumer then takes whatever is
+    # queued without waiting again.
+    linger_us = int(cfg.linger_ms * 1000)
     try:
         for path in cfg.snort:
-            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group,
+                                          linger_us=linger_us))
         for path in cfg.barnyard2:
-            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode,
+                                          group=cfg.socket_group, linger_us=linger_us))
         for path in cfg.barnyard2_sync:
             sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
         if not sources:
@@ -125,7 +132,7 @@ def build_pipeline(cfg: Config):
         deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
         max_queue=cfg.max_queue,
         batch_max=cfg.batch_max,
-        linger=cfg.linger_ms / 1000.0,
+        linger=0.0,
         stats_interval=cfg.stats_interval if cfg.stats_interval > 0 else 1e9,
         drain_timeout=cfg.drain_timeout,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_STORE = "sqlite:./alerts.db"
@@ -54,7 +54,7 @@ class Config:
         return self.sinks or (DEFAULT_STORE,)
 
     @classmethod
-    def for_run(cls) -> "Config":
+    def for_run(cls) -> Config:
         """``ingest run`` with no file: sockets under ./run/, store ./alerts.db."""
         return cls(
             snort=("./run/snort_alert",),
@@ -63,12 +63,12 @@ class Config:
         )
 
     @classmethod
-    def from_toml(cls, path: str, base: "Config | None" = None) -> "Config":
+    def from_toml(cls, path: str, base: Config | None = None) -> Config:
         with open(path, "rb") as f:
             data = tomllib.load(f)
         return (base or cls()).replace(**data)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         names = {f.name: f for f in dataclasses.fields(self)}
         clean: dict[str, Any] = {}
         for k, v in changes.items():

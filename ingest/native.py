@@ -8,7 +8,7 @@ instructions instead of corrupting data.
 from __future__ import annotations
 
 #: must equal INGEST_ABI_VERSION in csrc/ingest.h
-ABI_VERSION = 1
+ABI_VERSION = 4
 
 _REBUILD = (
     "rebuild it with 'pip install -e .' (or 'python setup.py build_ext --inplace') "
@@ -25,5 +25,11 @@ if lib.ingest_abi_version() != ABI_VERSION:  # pragma: no cover
         f"ingest._native has ABI {lib.ingest_abi_version()}, this Python code needs "
         f"{ABI_VERSION}: {_REBUILD}"
     )
+
+# Message keys are keyed hashes of text from other processes: a random key
+# per process means no sender can craft colliding messages.
+import os as _os  # noqa: E402
+
+lib.ingest_set_hash_key(*(int.from_bytes(_os.urandom(8), "little") for _ in range(2)))
 
 __all__ = ["ffi", "lib", "ABI_VERSION"]

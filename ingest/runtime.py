@@ -175,14 +175,18 @@ class Pipeline:
             print(f"ingest: error: consumer failed: {consumer.exception()!r}", file=self.log)
             rc = 1
         # 1. stop reading: each source drains what the kernel already queued
-        await asyncio.to_thread(lambda: [s.stop() for s in self.sources])
+        def stop_sources() -> None:
+            for s in self.sources:
+                s.stop()
+
+        await asyncio.to_thread(stop_sources)
         # 2. dispatch everything queued
         self._closing = True
         self._wake.set()
         if not consumer.done():
             try:
                 await asyncio.wait_for(consumer, timeout=self.drain_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 left = sum(len(b) for b in self._dq)
                 print(f"ingest: error: drain timed out with {left} alerts queued", file=self.log)
                 rc = 1

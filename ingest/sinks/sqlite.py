@@ -117,7 +117,7 @@ def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:
         _masked(flow, flow != 0),
         _text(strings, a["app_idx"]),
     ]
-    alert_rows = list(zip(*cols))
+    alert_rows = list(zip(*cols, strict=True))
     sig_rows: list[tuple] = []
     has_msg = a["msg_idx"] >= 0
     if has_msg.any():

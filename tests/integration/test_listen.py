@@ -300,3 +300,42 @@ def test_bad_config_is_a_clear_error(tmp_path, run_ingest):
     p = run_ingest(["run", "--config", str(cfg)])
     assert p.proc.wait(timeout=20) == 2
     assert "unknown configuration key 'snortt'" in p.stderr()
+
+
+def test_periodic_stats_line(tmp_path, run_ingest):
+    import time
+
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--stats-interval", "0.2"],
+                   wait_for=[sock])
+    snort_send(sock, [encode_alertpkt("snort", sid=1), b"bad"])
+    deadline = time.monotonic() + 10
+    while "decoded=1 malformed=bad_length:1" not in p.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rc, _ = p.stop()
+    assert rc == 0
+    line = next(x for x in p.stderr().splitlines() if "decoded=1 malformed=bad_length:1" in x)
+    assert line.startswith("ingest: stats received=2 ") and "dispatched=null:1" in line
+
+
+def test_failing_sink_is_retried_and_loses_nothing(tmp_path, run_ingest):
+    import time
+
+    sock, db = tmp_path / "snort_alert", tmp_path / "a.db"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", f"sqlite:{db}", "--sink", f"jsonl:{tmp_path}/a.json"],
+                   wait_for=[sock])
+    lock = sqlite3.connect(db, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")  # the store is locked past its busy timeout (5 s)
+    snort_send(sock, [encode_alertpkt("snort", sid=9, event_id=i) for i in range(20)])
+    deadline = time.monotonic() + 20
+    while "retrying" not in p.stderr() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lock.rollback()
+    lock.close()
+    rc, st = p.stop()
+    assert rc == 0
+    assert st["sink_errors"][f"sqlite:{db}"] >= 1
+    assert st["dispatched"] == {f"sqlite:{db}": 20, f"jsonl:{tmp_path}/a.json": 20}
+    assert rows(db, "SELECT count(DISTINCT event_id) AS n FROM alerts")[0]["n"] == 20
+    # the other sink was not written twice while the store was retried
+    assert len((tmp_path / "a.json").read_text().splitlines()) == 20

@@ -309,7 +309,7 @@ def test_c_decoder_argument_checks():
         ffi.from_buffer("uint8_t[]", slots), SLOT_SIZE, 2, ffi.from_buffer("uint32_t[]", lens),
         ffi.NULL, ffi.from_buffer("struct ingest_alert[]", alerts, require_writable=True), 1,
         ffi.from_buffer("uint32_t[]", slot_of, require_writable=True),
-        ffi.from_buffer("uint8_t[]", status, require_writable=True))
+        ffi.from_buffer("uint8_t[]", status, require_writable=True), ffi.NULL, ffi.NULL)
     assert rc == lib.INGEST_EINVAL  # out_cap < n
     assert lib.ingest_text_len(b"abc\0def", 7) == 3
     assert lib.ingest_text_len(b"abcdef", 4) == 4

@@ -1,9 +1,9 @@
 """The numpy dtype must match the C struct byte for byte."""
 
 import numpy as np
+from ingest._native import ffi, lib
 
 from ingest import batch as B
-from ingest._native import ffi, lib
 
 
 def test_dtype_matches_c_struct():
@@ -27,6 +27,7 @@ def test_constants_match_c():
 
 def test_abi_version_stamped():
     import ingest._native as n
+
     from ingest import native
 
     assert n.lib.ingest_abi_version() == native.ABI_VERSION

@@ -41,7 +41,7 @@ def test_timestamps_are_utc_iso(ts_us):
     a = B.empty(1)
     a["ts_us"] = ts_us
     rec = to_records(B.AlertBatch(a))[0]
-    expect = (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ts_us))
+    expect = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_us))
     assert rec["timestamp"] == expect.strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ingest import alertpkt, gen
-from ingest._native import ffi, lib
+from ingest.native import ffi, lib
 
 NSLOTS = 256
 
@@ -46,7 +46,9 @@ def test_c_decoder(benchmark, kind: str) -> None:
     args = (ffi.from_buffer("uint8_t[]", dec.buf), dec.slot_size, NSLOTS,
             ffi.from_buffer("uint32_t[]", dec.lens), ffi.from_buffer("uint8_t[]", dec.flags),
             ffi.from_buffer("struct ingest_alert[]", out, require_writable=True), NSLOTS,
-            ffi.new("uint32_t[]", NSLOTS), ffi.new("uint8_t[]", NSLOTS))
+            ffi.new("uint32_t[]", NSLOTS), ffi.new("uint8_t[]", NSLOTS),
+            # the message keys the runtime asks for (one hash per alertmsg)
+            ffi.new("uint64_t[]", NSLOTS), ffi.new("uint32_t[]", NSLOTS))
     n = benchmark(lib.ingest_alertpkt_decode, *args)
     _rate(benchmark)
     assert n == NSLOTS

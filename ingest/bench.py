@@ -51,11 +51,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import __version__
-from . import gen
+from . import __version__, gen
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PEERS = PACKAGE_ROOT / "benchmarks" / "peers"
@@ -348,7 +348,7 @@ def decoder_rate(kind: str = "snort", *, nslots: int = 256, seconds: float = 0.5
     (one core, best of repeat), and of the Python SlotDecoder.decode wrapper
     that also builds the batch's string table."""
     from . import alertpkt
-    from ._native import ffi, lib
+    from .native import ffi, lib
 
     templates, _ = gen.build_templates(kind, min(nslots, 256), seed)
     dec = alertpkt.SlotDecoder(nslots)
@@ -363,10 +363,12 @@ def decoder_rate(kind: str = "snort", *, nslots: int = 256, seconds: float = 0.5
     c_flags = ffi.from_buffer("uint8_t[]", dec.flags)
     slot_of = ffi.new("uint32_t[]", nslots)
     status = ffi.new("uint8_t[]", nslots)
+    msg_key = ffi.new("uint64_t[]", nslots)  # as the runtime calls it: with message keys
+    msg_first = ffi.new("uint32_t[]", nslots)
 
     def c_once() -> None:
         k = lib.ingest_alertpkt_decode(c_slots, dec.slot_size, nslots, c_lens, c_flags,
-                                       c_out, nslots, slot_of, status)
+                                       c_out, nslots, slot_of, status, msg_key, msg_first)
         if k != nslots:
             raise BenchError(f"decoder produced {k} of {nslots} alerts")
 
@@ -493,7 +495,7 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
 
 def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str, list[Run]],
             dec: dict | None, gcc: str | None) -> dict:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for receiver, rs in runs.items():
         rows.append({
             "receiver": receiver,

@@ -41,14 +41,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import encode
-from ._native import ffi, lib
+from .native import ffi, lib
 
 # kind -> (encoder variant, datagram length, default mode, event_id offset, big-endian event)
-KINDS: dict[str, tuple[str, int, str, int, bool]] = {
+KINDS: dict[str, tuple[encode.Variant, int, str, int, bool]] = {
     "snort": ("snort", 65864, "sendto", 65828 + 20, False),
     "snort3": ("snort3", 65864, "sendto", 65828 + 20, False),
     "snort-appid": ("snort-appid", 65928, "sendto", 65828 + 20, False),
@@ -234,7 +235,7 @@ def alert_specs(n: int, seed: int, *, base_time: int | None = None,
         t_us += rng.randrange(50, 20_000)
         sec, usec = t0 + t_us // 1_000_000, t_us % 1_000_000
         app = rng.choice(_APPS)[:APPID_SENT] if kind == "snort-appid" else ""
-        common = dict(gid=rule.gid, sid=rule.sid, rev=rule.rev, msg=rule.msg,
+        common: dict[str, Any] = dict(gid=rule.gid, sid=rule.sid, rev=rule.rev, msg=rule.msg,
                       class_id=rule.class_id, priority=rule.priority, event_id=i + 1,
                       ts_sec=sec, ts_usec=usec, app_name=app)
         if rng.random() < 0.02:

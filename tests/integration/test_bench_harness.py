@@ -82,7 +82,7 @@ def test_naive_decoder_reads_the_fields() -> None:
     finally:
         sys.path.remove(str(PEERS))
     templates, specs = gen.build_templates("snort", 50, seed=3, base_time=1_795_000_000)
-    for raw, s in zip(templates, specs):
+    for raw, s in zip(templates, specs, strict=True):
         ts, gid, sid, rev, cls, prio, eid, msg, src, dst, proto, sport, dport = \
             naive_recv.decode(raw.tobytes())
         assert (gid, sid, rev, cls, prio, eid, msg) == \

@@ -10,7 +10,7 @@ import pytest
 
 from ingest import batch as B
 from ingest import gen
-from ingest._native import ffi, lib
+from ingest.native import ffi, lib
 
 BASE_TIME = 1_795_000_000
 SOURCE_OF_KIND = {
@@ -35,7 +35,7 @@ def decode_templates(templates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
         ffi.from_buffer("uint32_t[]", lens), ffi.NULL,
         ffi.from_buffer("struct ingest_alert[]", out, require_writable=True), n,
         ffi.from_buffer("uint32_t[]", slot_of, require_writable=True),
-        ffi.from_buffer("uint8_t[]", status, require_writable=True))
+        ffi.from_buffer("uint8_t[]", status, require_writable=True), ffi.NULL, ffi.NULL)
     assert k >= 0
     return out[:k], slot_of[:k], status
 
@@ -54,7 +54,7 @@ def test_templates_decode_to_their_specs(kind: str) -> None:
     assert len(alerts) == len(specs)
     assert status.tolist() == [lib.INGEST_DG_OK] * len(specs)  # no rejects, no anomalies
     assert slot_of.tolist() == list(range(len(specs)))
-    for a, s, raw in zip(alerts, specs, templates):
+    for a, s, raw in zip(alerts, specs, templates, strict=True):
         where = f"{kind} {s}"
         assert a["source"] == SOURCE_OF_KIND[kind], where
         assert (a["gid"], a["sid"], a["rev"]) == (s.gid, s.sid, s.rev), where

@@ -43,6 +43,7 @@ import shutil
 import signal
 import sqlite3
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -509,6 +510,18 @@ def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str
                      for r in rs],
         })
     by = {r["receiver"]: r for r in rows}
+    # Paired ratios: each round ran every receiver back to back, so a ratio
+    # within one round cancels most of the machine's drift; report the median.
+    for r in rows:
+        mine = runs[r["receiver"]]
+        for peer, tag in (("recv_count", "a"), ("naive_recv", "b")):
+            if peer in runs:
+                theirs = runs[peer]
+                r[f"paired_rate_vs_{tag}"] = statistics.median(
+                    x.rate / y.rate for x, y in zip(mine, theirs, strict=True))
+                r[f"paired_cpu_vs_{tag}"] = statistics.median(
+                    x.cpu_per_million / y.cpu_per_million
+                    for x, y in zip(mine, theirs, strict=True))
     for r in rows:
         if "recv_count" in by:
             a = by["recv_count"]
@@ -553,6 +566,18 @@ def format_report(rep: dict) -> str:
             f"{r['label']:28s} {r['alerts_per_s']:10,.0f} {ratio(r, 'rate_vs_a')} "
             f"{r['sender_alerts_per_s']:10,.0f} {r['cpu_s_per_million']:8.2f} "
             f"{ratio(r, 'cpu_vs_a')} {ratio(r, 'cpu_vs_b')} {r['peak_rss_mib']:8.1f}")
+    if any("paired_rate_vs_a" in r or "paired_rate_vs_b" in r for r in rep["rows"]):
+        lines += ["", "paired ratios (median over rounds of the ratio within a round):",
+                  f"{'receiver':28s} {'rate/(a)':>9s} {'rate/(b)':>9s} {'CPU/(a)':>9s} "
+                  f"{'CPU/(b)':>9s}"]
+
+        def paired(r: dict, k: str) -> str:
+            return f"{r[k]:9.2f}" if k in r else f"{'-':>9s}"
+
+        for r in rep["rows"]:
+            lines.append(f"{r['label']:28s} {paired(r, 'paired_rate_vs_a')} "
+                         f"{paired(r, 'paired_rate_vs_b')} {paired(r, 'paired_cpu_vs_a')} "
+                         f"{paired(r, 'paired_cpu_vs_b')}")
     d = rep.get("decoder")
     if d:
         lines += ["", f"batch decoder alone ({d['nslots']} slots in memory, one core): "

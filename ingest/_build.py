@@ -126,6 +126,72 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
                         char *src_out, char *dst_out);
 """
 
+# --- unified2.c --------------------------------------------------------------
+UNIFIED2 = """
+#define INGEST_U2_HDR_LEN ...
+#define INGEST_U2_MAX_RECORD ...
+#define INGEST_U2_PACKET ...
+#define INGEST_U2_BUFFER ...
+#define INGEST_U2_IDS_EVENT ...
+#define INGEST_U2_IDS_EVENT_IPV6 ...
+#define INGEST_U2_IDS_EVENT_VLAN ...
+#define INGEST_U2_IDS_EVENT_IPV6_VLAN ...
+#define INGEST_U2_EXTRA_DATA ...
+#define INGEST_U2_IDS_EVENT_APPID ...
+#define INGEST_U2_IDS_EVENT_APPID_IPV6 ...
+#define INGEST_U2_IDS_EVENT_APPSTAT ...
+#define INGEST_U2_EVENT3 ...
+#define INGEST_U2_END ...
+#define INGEST_U2_PARTIAL ...
+#define INGEST_U2_FULL ...
+#define INGEST_U2_PCAP ...
+#define INGEST_U2_BADLEN ...
+#define INGEST_U2_BAD_LENGTH ...
+/* Row structs declared field by field: tests compare ffi.offsetof() with the
+   numpy dtypes in ingest/unified2.py. */
+struct ingest_u2_rec { uint64_t off; uint32_t type; uint32_t len; };
+struct ingest_u2_event {
+    uint64_t offset; uint32_t type; uint32_t length; uint32_t mpls_label;
+    uint32_t policy_context; uint32_t policy_inspect; uint32_t policy_detect;
+    uint32_t http_request_size; uint32_t http_response_size;
+    uint32_t text_off[6]; uint16_t text_len[6];
+    uint8_t impact_flag; uint8_t impact; uint8_t blocked; uint8_t snort_status;
+    uint8_t snort_action; uint8_t ip_ver_raw; uint8_t reserved[6];
+};
+struct ingest_u2_packet {
+    uint64_t offset; uint32_t type; uint32_t sensor_id; uint32_t event_id;
+    uint32_t event_second; uint32_t packet_second; uint32_t packet_microsecond;
+    uint32_t linktype; uint32_t packet_length; uint64_t data_off; uint32_t data_len;
+    uint32_t flags;
+};
+struct ingest_u2_extra {
+    uint64_t offset; uint64_t data_off; uint32_t event_type; uint32_t event_length;
+    uint32_t sensor_id; uint32_t event_id; uint32_t event_second; uint32_t info_type;
+    uint32_t data_type; uint32_t blob_length; uint32_t data_len; uint8_t addr[16];
+    uint8_t addr_ver; uint8_t flags; uint8_t reserved[2];
+};
+int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
+                    unsigned cap, size_t *stop, int *reason);
+int ingest_u2_is_event(uint32_t type);
+int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
+                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
+                     uint32_t *nbad);
+int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
+                      const struct ingest_u2_rec *recs, unsigned nrecs,
+                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
+                      size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
+                    size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from);
+long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint8_t *pool,
+                      size_t pool_len, const struct ingest_u2_packet *pk, unsigned npk,
+                      const uint32_t *pk_idx, const uint32_t *pk_start,
+                      const struct ingest_u2_extra *ex, unsigned nex, const uint32_t *ex_idx,
+                      const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends);
+"""
+
 # --- gen.c -------------------------------------------------------------------
 GEN = """
 #define INGEST_GEN_SENDTO ...
@@ -153,8 +219,12 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
 """
 
 # Sections in csrc/ingest.h order; later modules append their block here.
-CDEFS = [CORE, RECV, ALERTPKT, FORMAT, GEN]
-SOURCES = ["recv.c", "alertpkt.c", "format.c", "gen.c"]
+CDEFS = [CORE, RECV, ALERTPKT, FORMAT]
+SOURCES = ["recv.c", "alertpkt.c", "format.c"]
+CDEFS.append(UNIFIED2)
+SOURCES.append("unified2.c")
+CDEFS.append(GEN)
+SOURCES.append("gen.c")
 
 
 def _compile_args() -> list[str]:

@@ -16,6 +16,7 @@ from .config import Config
 
 # Subcommands contributed by other modules: name -> (add_parser, run)
 _PLUGINS: list[tuple[str, str]] = [
+    ("ingest.filecmd", "decode"),
     ("ingest.gen", "gen"),
     ("ingest.bench", "bench"),
 ]
@@ -28,6 +29,16 @@ def _octal(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
 
 
+def _add_map_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--maps", metavar="DIR",
+                   help="load sid-msg.map, gen-msg.map, classification.config, reference.config from DIR "
+                        "(reloaded on SIGHUP)")
+    p.add_argument("--sid-msg", metavar="FILE", help="sid-msg.map (v1 or v2)")
+    p.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
+    p.add_argument("--classification", metavar="FILE", help="classification.config")
+    p.add_argument("--reference", metavar="FILE", help="reference.config")
+
+
 def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML configuration file (flags override it)")
     p.add_argument("--snort", action="append", metavar="PATH",
@@ -36,6 +47,16 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="bind a Barnyard2 alert_unixsock datagram socket here")
     p.add_argument("--barnyard2-sync", action="append", metavar="PATH",
                    help="listen for Barnyard2 'alert_unixsock: PATH sync' (acknowledged, lossless)")
+    p.add_argument("--unified2", action="append", metavar="DIR/PREFIX",
+                   help="follow a Unified2 spool (files PREFIX.<unix-time> in DIR)")
+    p.add_argument("--unified2-bookmark", metavar="FILE",
+                   help="bookmark file (default DIR/PREFIX.ingest-bookmark)")
+    p.add_argument("--unified2-start", choices=("beginning", "end"),
+                   help="where to start when there is no bookmark (default beginning)")
+    p.add_argument("--unified2-after", choices=("keep", "delete", "archive"),
+                   help="what to do with fully read spool files (default keep)")
+    p.add_argument("--unified2-archive", metavar="DIR", help="archive directory for --unified2-after archive")
+    _add_map_options(p)
     p.add_argument("--sink", action="append", metavar="URL",
                    help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
     p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
@@ -71,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
-              "linger_ms")
+              "linger_ms", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
+              "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -116,8 +138,15 @@ def build_pipeline(cfg: Config):
                                           group=cfg.socket_group, linger_us=linger_us))
         for path in cfg.barnyard2_sync:
             sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
+        if cfg.unified2:
+            from .sources.spool import SpoolSource
+
+            for spec in cfg.unified2:
+                sources.append(SpoolSource(
+                    spec, bookmark=cfg.unified2_bookmark, start=cfg.unified2_start,
+                    after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
         if not sources:
-            raise ValueError("no input given: use --snort, --barnyard2 or --barnyard2-sync "
+            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync or --unified2 "
                              "(or 'ingest run' for the defaults)")
         if cfg.snort or cfg.barnyard2:
             warn_kernel_limits()
@@ -126,8 +155,15 @@ def build_pipeline(cfg: Config):
         for s in sources:
             s.close()
         raise
+    from .mapping import Enricher
+
+    enricher = Enricher()
+    maps = cfg.load_maps()
+    if maps is not None:
+        enricher.set_maps(maps)
     return Pipeline(
         sources, sinks,
+        enricher=enricher,
         stats=None,
         deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
         max_queue=cfg.max_queue,
@@ -151,10 +187,33 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     except (SocketPathError, ValueError, OSError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
+    _reload_on_sighup(cfg, pipeline.enricher)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
     return run(pipeline, early_stop)
+
+
+def _reload_on_sighup(cfg: Config, enricher) -> None:
+    """SIGHUP reloads the maps on a worker thread and swaps them in at once;
+    a map that fails to load leaves the old ones in place."""
+    import signal
+    import threading
+
+    if not (cfg.maps or cfg.sid_msg or cfg.gen_msg or cfg.classification or cfg.reference):
+        return
+
+    def reload() -> None:
+        try:
+            maps = cfg.load_maps()
+        except (OSError, ValueError) as e:
+            print(f"ingest: error: reloading maps failed, keeping the old ones: {e}", file=sys.stderr)
+            return
+        enricher.set_maps(maps)
+        print(f"ingest: maps reloaded ({len(maps.signatures)} signatures, version {maps.digest})",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

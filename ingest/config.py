@@ -29,6 +29,21 @@ class Config:
     barnyard2: tuple[str, ...] = ()
     #: Barnyard2 ``alert_unixsock: PATH sync`` (seqpacket, acknowledged) paths
     barnyard2_sync: tuple[str, ...] = ()
+    #: Unified2 spools to follow, each DIR/PREFIX (files PREFIX.<unix-time>)
+    unified2: tuple[str, ...] = ()
+    #: bookmark file (default DIR/PREFIX.ingest-bookmark; one spool only)
+    unified2_bookmark: str | None = None
+    #: where to start a spool without a bookmark: beginning | end
+    unified2_start: str = "beginning"
+    #: what to do with fully read spool files: keep | delete | archive
+    unified2_after: str = "keep"
+    unified2_archive: str | None = None
+    #: directory with sid-msg.map / gen-msg.map / classification.config / reference.config
+    maps: str | None = None
+    sid_msg: str | None = None
+    gen_msg: str | None = None
+    classification: str | None = None
+    reference: str | None = None
     #: sink URLs; empty means the embedded default store
     sinks: tuple[str, ...] = ()
     #: JSON output profile: eve | trisul
@@ -75,7 +90,7 @@ class Config:
             k = k.replace("-", "_")
             if k not in names:
                 raise ValueError(f"unknown configuration key {k!r}")
-            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks"):
+            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks", "unified2"):
                 v = (v,) if isinstance(v, str) else tuple(v)
             elif k == "socket_mode" and isinstance(v, str):
                 v = int(v, 8)
@@ -84,10 +99,30 @@ class Config:
         cfg.validate()
         return cfg
 
+    def load_maps(self):
+        """The maps named by this config (None when none is configured)."""
+        from .maps import Maps
+
+        files = {"sid_msg": self.sid_msg, "gen_msg": self.gen_msg,
+                 "classification": self.classification, "reference": self.reference}
+        if self.maps:
+            return Maps.from_dir(self.maps, **files)
+        if any(files.values()):
+            return Maps.load(**files)
+        return None
+
     def validate(self) -> None:
         if self.format not in ("eve", "trisul"):
             raise ValueError(f"format must be eve or trisul, not {self.format!r}")
         if not 0 <= self.socket_mode <= 0o777:
             raise ValueError(f"socket_mode {oct(self.socket_mode)} is not a permission mode")
+        if self.unified2_start not in ("beginning", "end"):
+            raise ValueError("unified2_start must be beginning or end")
+        if self.unified2_after not in ("keep", "delete", "archive"):
+            raise ValueError("unified2_after must be keep, delete or archive")
+        if self.unified2_after == "archive" and not self.unified2_archive:
+            raise ValueError("unified2_after = archive needs unified2_archive")
+        if self.unified2_bookmark and len(self.unified2) > 1:
+            raise ValueError("one unified2_bookmark cannot serve several spools")
         if self.max_queue <= 0 or self.batch_max <= 0:
             raise ValueError("max_queue and batch_max must be positive")

@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
 CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
 CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
+-- A Unified2 event is identified by (sensor, event_id, time, signature):
+-- re-delivery after a crash between commit and bookmark is ignored, so the
+-- store holds every Unified2 alert exactly once.
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
+    (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
 CREATE VIEW IF NOT EXISTS alerts_v AS
     SELECT a.*, s.msg AS signature FROM alerts a
     LEFT JOIN signatures s ON s.gid = a.gid AND s.sid = a.sid AND s.rev = a.rev;
@@ -59,7 +64,8 @@ _COLUMNS = (
     "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
     "flow_id, app_name"
 )
-_INSERT = f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+_INSERT = (f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))}) "
+           "ON CONFLICT (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2' DO NOTHING")
 
 _SOURCE = np.array([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)], dtype=object)
 _ACTION = np.array([B.ACTION_NAMES.get(i) for i in range(256)], dtype=object)

@@ -91,7 +91,7 @@ def _unified2_batches(path: str, progress: _Progress) -> Iterator[AlertBatch]:
 
     size = os.stat(path).st_size
     for res in unified2.iter_read(path):
-        for off, msg in res.errors:
+        for _off, msg in res.errors:
             print(f"ingest: {path}: {msg}", file=sys.stderr)
         if res.orphan_packets or res.orphan_extra or res.unknown:
             print(f"ingest: {path}: {res.orphan_packets} orphan packets, {res.orphan_extra} orphan "
@@ -142,7 +142,7 @@ def run_decode(ns: argparse.Namespace) -> int:
     async def go() -> int:
         sinks = [open_sink(u, profile=ns.profile) for u in (ns.sink or ["jsonl:-"])]
         try:
-            for path, kind in zip(ns.files, kinds):
+            for path, kind in zip(ns.files, kinds, strict=True):
                 progress = _Progress(os.stat(path).st_size, sys.stderr.isatty() and not ns.no_progress)
                 batches = _unified2_batches(path, progress) if kind == "unified2" else _alertpkt_batches(path)
                 for batch in batches:
@@ -169,7 +169,7 @@ def run_pcap(ns: argparse.Namespace) -> int:
             writer = unified2.PcapWriter(out)
             for path in ns.files:
                 for res in unified2.iter_read(path):
-                    for off, msg in res.errors:
+                    for _off, msg in res.errors:
                         print(f"ingest: {path}: {msg}", file=sys.stderr)
                     writer.write(res)
             writer.close()

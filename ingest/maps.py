@@ -139,7 +139,7 @@ class Maps:
 
     @classmethod
     def load(cls, *, sid_msg: str | None = None, gen_msg: str | None = None,
-             classification: str | None = None, reference: str | None = None) -> "Maps":
+             classification: str | None = None, reference: str | None = None) -> Maps:
         sigs: dict[tuple[int, int], Signature] = {}
         files = [p for p in (gen_msg, sid_msg, classification, reference) if p]
         if gen_msg:
@@ -157,7 +157,7 @@ class Maps:
         return cls(sigs, classes, refs, tuple(os.path.abspath(p) for p in files), h.hexdigest()[:16])
 
     @classmethod
-    def from_dir(cls, directory: str, **overrides: str | None) -> "Maps":
+    def from_dir(cls, directory: str, **overrides: str | None) -> Maps:
         """Load the usual file names found in directory (a Snort etc/ dir);
         explicit paths in overrides win."""
         def find(names: tuple[str, ...]) -> str | None:

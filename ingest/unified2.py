@@ -182,7 +182,7 @@ class Unified2Result:
         return B.AlertBatch(alerts, strings, self.origin, extra=extra)
 
     @staticmethod
-    def concat(parts: list["Unified2Result"]) -> "Unified2Result":
+    def concat(parts: list[Unified2Result]) -> Unified2Result:
         """Join consecutive results (rebasing pool offsets and join indices)."""
         if len(parts) == 1:
             return parts[0]
@@ -283,7 +283,7 @@ def _render_members(res: Unified2Result, strings: list[str]) -> np.ndarray | Non
     text = out[:k].tobytes().decode("ascii")  # the C side escapes to ASCII
     base = len(strings)
     starts = np.concatenate(([0], ends[:-1])).tolist()
-    strings.extend(text[s:e] for s, e in zip(starts, ends.tolist()))
+    strings.extend(text[s:e] for s, e in zip(starts, ends.tolist(), strict=True))
     return np.arange(base, base + n, dtype=np.int32)
 
 
@@ -390,7 +390,7 @@ class Decoder:
         """Read from f into the free part of the buffer; returns bytes read."""
         if not self.room:
             return 0
-        k = f.readinto(memoryview(self.buf)[self.n:])  # type: ignore[attr-defined]
+        k = f.readinto(memoryview(self.buf)[self.n:])  # type: ignore[attr-defined,arg-type]
         k = k or 0
         self.n += k
         return k
@@ -487,7 +487,7 @@ class Decoder:
         counts = {int(t): int(c) for t, c in enumerate(small[:256].tolist()) if c}
         if small[256]:
             big, cnt = np.unique(types[types >= 256], return_counts=True)
-            counts.update(zip(big.tolist(), cnt.tolist()))
+            counts.update(zip(big.tolist(), cnt.tolist(), strict=True))
         n_ev = sum(counts.get(t, 0) for t in EVENT_TYPES)
         n_pk = counts.get(PACKET, 0) + counts.get(BUFFER, 0)
         n_ex = counts.get(EXTRA_DATA, 0)
@@ -544,7 +544,7 @@ class Decoder:
         )
 
 
-def decode(buffer: bytes | bytearray | memoryview, *, origin: str = "") -> Unified2Result:
+def decode(buffer: bytes | bytearray | memoryview | np.ndarray, *, origin: str = "") -> Unified2Result:
     """Decode a whole buffer of Unified2 records.
 
     Every complete record is decoded and every event is closed; a trailing
@@ -596,7 +596,7 @@ def read(path: str | os.PathLike[str], *, offset: int = 0, chunk_size: int = CHU
     if offset == 0 and size <= READ_WHOLE_MAX:
         buf = np.empty(size, dtype=np.uint8)
         with open(path, "rb", buffering=0) as f:
-            got = f.readinto(memoryview(buf))
+            got = f.readinto(memoryview(buf))  # type: ignore[arg-type]
         return decode(buf[:got], origin=f"unified2:{os.fspath(path)}")
     return Unified2Result.concat(list(iter_read(path, offset=offset, chunk_size=chunk_size)))
 
@@ -644,7 +644,7 @@ class PcapWriter:
         hb = hdr.tobytes()
         # one pass gathering header+data spans into a single write
         parts = []
-        for i, (o, n) in enumerate(zip(same["data_off"].tolist(), same["data_len"].tolist())):
+        for i, (o, n) in enumerate(zip(same["data_off"].tolist(), same["data_len"].tolist(), strict=True)):
             parts.append(hb[16 * i: 16 * i + 16])
             parts.append(res.pool[o: o + n].tobytes())
         self.out.write(b"".join(parts))

@@ -47,7 +47,7 @@ def rand() -> Rand:
 class IngestProcess:
     """``python -m ingest ARGS`` started in a directory, stopped with SIGTERM."""
 
-    def __init__(self, args: list[str], cwd: pathlib.Path, wait_for: list[pathlib.Path]) -> None:
+    def __init__(self, args: list[str], cwd: pathlib.Path, wait_for: list[pathlib.Path] | None) -> None:
         self.cwd = cwd
         self.stderr_path = cwd / f"ingest-stderr-{time.monotonic_ns()}.txt"
         self._err = open(self.stderr_path, "wb")
@@ -57,8 +57,11 @@ class IngestProcess:
             [sys.executable, "-m", "ingest", *args], cwd=cwd, stdout=subprocess.PIPE,
             stderr=self._err, env=env,
         )
+        if wait_for is None:
+            return
         deadline = time.monotonic() + 20
-        while not all(p.exists() for p in wait_for):
+        # ready: the sockets exist and every sink is open ("listening on")
+        while not (all(p.exists() for p in wait_for) and "ingest: listening on" in self.stderr()):
             if self.proc.poll() is not None:
                 raise AssertionError(f"ingest exited early ({self.proc.returncode}): {self.stderr()}")
             if time.monotonic() > deadline:
@@ -98,7 +101,7 @@ def run_ingest(tmp_path):
     started: list[IngestProcess] = []
 
     def start(args: list[str], wait_for: list[pathlib.Path] | None = None) -> IngestProcess:
-        p = IngestProcess(args, tmp_path, wait_for or [])
+        p = IngestProcess(args, tmp_path, wait_for)
         started.append(p)
         return p
 

@@ -30,13 +30,13 @@ import sys
 import threading
 import time
 
+from .. import batch as B
 from .. import bookmark as BM
 from ..batch import AlertBatch
 from ..deadletter import DeadLetter
 from ..stats import Stats
-from ..unified2 import CHUNK_SIZE, Decoder, Unified2Result, decode
+from ..unified2 import Decoder, Unified2Result, decode
 from .base import Submit
-from .. import batch as B
 
 BOOKMARK_VERSION = 1
 
@@ -206,7 +206,7 @@ class SpoolSource:
                  stats: Stats) -> str | None:
         """A pcap or unrecoverable garbage: say so once, skip the rest of the
         file once a newer one exists."""
-        for off, msg in res.errors:
+        for _off, msg in res.errors:
             self._say(f"{name}: {msg}")
         stats.add_malformed("not_unified2")
         while not self._stop.is_set():
@@ -263,7 +263,7 @@ class SpoolSource:
                 stats.add_anomaly(reason, n)
         if res.appstat:
             stats.extra["unified2_appstat_skipped"] += res.appstat
-        for off, msg in res.errors:
+        for _off, msg in res.errors:
             if not res.fatal:
                 self._say(f"{name}: {msg}")
         batch = res.batch if len(res.alerts) else AlertBatch(B.empty(0), [], self.origin)

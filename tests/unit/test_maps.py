@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ingest import batch as B
-from ingest.maps import Maps, parse_gen_msg, parse_sid_msg
 from ingest.mapping import Enricher
+from ingest.maps import Maps, parse_gen_msg, parse_sid_msg
 from ingest.render import to_records
 
 MAPS = "/work/shared/data/maps"

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import pathlib
 import ipaddress
-import json
 import os
+import pathlib
 import struct
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ingest._native import ffi
 
-from . import u2writer as W
 from ingest import batch as B
 from ingest import unified2 as U
-from ingest._native import ffi
 from ingest.render import to_records
+
+from . import u2writer as W
 
 DATA = "/work/shared/data/unified2"
 
@@ -363,7 +362,7 @@ def test_cross_check_py_idstools():
         recs = to_records(res.batch)
         events = [r for r in idstools.FileRecordReader(path) if isinstance(r, idstools.Event)]
         assert len(events) == len(recs)
-        for ev, r, a in zip(events, recs, res.alerts):
+        for ev, r, a in zip(events, recs, res.alerts, strict=True):
             assert (ev["event-id"], ev["generator-id"], ev["signature-id"], ev["signature-revision"],
                     ev["classification-id"], ev["priority"]) == \
                 (a["event_id"], a["gid"], a["sid"], a["rev"], a["class_id"], a["priority"])

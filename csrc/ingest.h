@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 5
+#define INGEST_ABI_VERSION 6
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -214,10 +214,10 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
 #define INGEST_U2_XDATA_IPV6_SRC 11u
 #define INGEST_U2_XDATA_IPV6_DST 12u
 
-/* Why ingest_u2_index stopped (*reason) */
+/* Why ingest_u2_decode stopped (*reason) */
 #define INGEST_U2_END 0     /* every byte was consumed                     */
 #define INGEST_U2_PARTIAL 1 /* a record starts at *stop but is incomplete   */
-#define INGEST_U2_FULL 2    /* recs[] is full; call again from *stop         */
+#define INGEST_U2_FULL 2    /* an output array is full; grow it, call again  */
 #define INGEST_U2_PCAP 3    /* a pcap/pcapng magic at *stop: not Unified2    */
 #define INGEST_U2_BADLEN 4  /* a length > INGEST_U2_MAX_RECORD at *stop      */
 
@@ -225,13 +225,9 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
 #define INGEST_U2_BAD_LENGTH 0x01 /* declared length disagrees with the
                                      record length; the record length won */
 
-/* One record: offset of its 8-byte header (absolute: base + position), type
- * and body length as written. */
-struct ingest_u2_rec {
-    uint64_t off;
-    uint32_t type;
-    uint32_t len;
-};
+/* pk_event/ex_event: not the event right before the row; the caller's
+ * general join looks further back (or finds an orphan, -1). */
+#define INGEST_U2_JOIN_LATER (-2)
 
 /* What an event record says beyond the canonical alert.  Text fields are
  * (offset, length) in the caller's pool: 0 app_name, 1 http_method,
@@ -290,35 +286,58 @@ struct ingest_u2_extra {
     uint8_t reserved[2];
 };
 
-/*
- * Index the complete records of buf[0..n) into recs[0..cap).  base is the
- * absolute offset of buf[0] (recs[].off = base + position).  *stop is where
- * the next unread record starts; *reason says why it stopped.  Returns the
- * number of records.
- */
-int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
-                    unsigned cap, size_t *stop, int *reason);
 int ingest_u2_is_event(uint32_t type);
 
 /*
- * Gathers: one call per record family over the whole index.  Rows come out
- * in record order.  Variable-length bytes go to pool[*pool_used..pool_cap)
- * (*pool_used advances); pool may be NULL, and then *_off are absolute
- * offsets into the file.  Records of the family too short for their fixed
- * part are skipped and counted in *nbad.  Returns the number of rows, or
- * INGEST_ENOSPC when out[] or the pool is too small.
+ * Decode output: caller-owned row arrays with their capacities, and counters
+ * that successive ingest_u2_decode calls advance (so one window may take
+ * several calls: after INGEST_U2_FULL, after a resynchronisation).  Rows
+ * come out in record order.  Variable-length bytes are copied into
+ * pool[pool_used..pool_cap), or, with pool NULL, referenced where they lie:
+ * offsets into buf.  Either way offsets are 32-bit for event texts, so the
+ * caller keeps pool and buf below 4 GiB.
  */
-int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
-                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
-                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
-                     uint32_t *nbad);
-int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
-                      const struct ingest_u2_rec *recs, unsigned nrecs,
-                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
-                      size_t pool_cap, size_t *pool_used, uint32_t *nbad);
-int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
-                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
-                    size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+struct ingest_u2_out {
+    struct ingest_alert *alerts;   /* ev_cap, parallel to ev */
+    struct ingest_u2_event *ev;    /* ev_cap */
+    struct ingest_u2_packet *pk;   /* pk_cap */
+    int32_t *pk_event;             /* pk_cap: alert index, or INGEST_U2_JOIN_LATER */
+    struct ingest_u2_extra *ex;    /* ex_cap */
+    int32_t *ex_event;             /* ex_cap: alert index, or INGEST_U2_JOIN_LATER */
+    uint32_t *odd;                 /* odd_cap: the types >= 256 seen, in order */
+    uint64_t *counts;              /* 257: records per type < 256; [256]: the rest */
+    uint8_t *pool;                 /* may be NULL (then offsets point into buf) */
+    size_t pool_cap, pool_used;
+    uint32_t ev_cap, nev, pk_cap, npk, ex_cap, nex, odd_cap, nodd;
+    uint32_t malformed;            /* records shorter than their type's fixed part */
+    int32_t last_ev;               /* the event the next rows are joined to; -1 */
+    uint32_t last_id, last_sec;
+    /* State at the last event record seen, for ingest_u2_unwind */
+    int32_t snap_valid;
+    int32_t snap_last_ev;
+    size_t snap_pos, snap_pool;
+    uint32_t snap_nev, snap_npk, snap_nex, snap_nodd, snap_malformed;
+    uint32_t snap_last_id, snap_last_sec;
+};
+
+/*
+ * Decode the complete records of buf[from..n) into o, in one pass.  base is
+ * the absolute file offset of buf[0] (row .offset = base + position).  *stop
+ * is where the next undecoded record starts; *reason says why it stopped.
+ * Returns the number of records consumed (counted in o->counts), or
+ * INGEST_EINVAL.
+ */
+int ingest_u2_decode(const uint8_t *buf, size_t n, size_t from, uint64_t base,
+                     struct ingest_u2_out *o, size_t *stop, int *reason);
+
+/*
+ * Streaming: take back the last event record seen and everything decoded
+ * after it (up to n, where the last ingest_u2_decode stopped), so an event
+ * is never emitted before the packets that still follow it.  Returns the
+ * buffer position of that event record (decode again from there), or -1
+ * when o holds no event to take back.
+ */
+long ingest_u2_unwind(const uint8_t *buf, size_t n, struct ingest_u2_out *o);
 
 /* The first position >= from where a plausible record header starts (a type
  * a writer produces, a length that fits it, and a plausible header after

@@ -5,13 +5,16 @@
  * Unified2_common.h / spo_unified2.c, Snort 3 src/log/unified2.h and
  * Suricata's alert-unified2-alert.c).  Every multi-byte field is big-endian.
  *
- * Two passes, both over caller-owned memory:
- *   1. ingest_u2_index walks the 8-byte record headers once and writes
- *      (offset, type, length) for every complete record;
- *   2. one gather per record family (events, packets, extra-data) converts
- *      the bodies into fixed-size rows, and variable-length bytes (packet
- *      data, extra-data blobs, app_name, Snort 3 HTTP fields) are copied
- *      into a caller-owned pool, referenced by (offset, length).
+ * One pass over caller-owned memory: ingest_u2_decode walks the 8-byte
+ * record headers and converts each body, as it goes, into a fixed-size row
+ * of its family (alert + event, packet, extra-data) in caller-owned arrays;
+ * variable-length bytes (packet data, extra-data blobs, app_name, Snort 3
+ * HTTP fields) stay where they are (offsets into the caller's buffer) or
+ * are copied into a caller-owned pool, referenced by (offset, length).
+ * Packets and extra-data are joined to the event right before them on the
+ * way; the (rare) others are left to the caller's general join.  Walking
+ * the file once, with the header and body in the same cache lines, is what
+ * makes it fast: the file is read from memory exactly once.
  * ingest_u2_render then writes, per event, the JSON members that the alert
  * formatter splices into the alert object (packets in base64, extra-data).
  *
@@ -30,50 +33,6 @@ static inline uint32_t be32(const uint8_t *p)
 }
 
 static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-/* ---- pass 1: the record index ----------------------------------------- */
-
-int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
-                    unsigned cap, size_t *stop, int *reason)
-{
-    if ((buf == NULL && n) || (recs == NULL && cap) || stop == NULL || reason == NULL)
-        return INGEST_EINVAL;
-    size_t pos = 0;
-    unsigned k = 0;
-    *reason = INGEST_U2_END;
-    while (pos < n) {
-        if (n - pos < INGEST_U2_HDR_LEN) { /* short header: wait for more */
-            *reason = INGEST_U2_PARTIAL;
-            break;
-        }
-        uint32_t magic = be32(buf + pos);
-        if (magic == 0xa1b2c3d4u || magic == 0xd4c3b2a1u || magic == 0xa1b23c4du ||
-            magic == 0x4d3cb2a1u || magic == 0x0a0d0d0au) {
-            *reason = INGEST_U2_PCAP; /* libpcap (us/ns, either order) or pcapng */
-            break;
-        }
-        uint32_t type = magic, len = be32(buf + pos + 4);
-        if (len > INGEST_U2_MAX_RECORD) {
-            *reason = INGEST_U2_BADLEN;
-            break;
-        }
-        if (n - pos - INGEST_U2_HDR_LEN < len) { /* short body: wait for more */
-            *reason = INGEST_U2_PARTIAL;
-            break;
-        }
-        if (k == cap) {
-            *reason = INGEST_U2_FULL;
-            break;
-        }
-        recs[k].off = base + pos;
-        recs[k].type = type;
-        recs[k].len = len;
-        k++;
-        pos += INGEST_U2_HDR_LEN + (size_t)len;
-    }
-    *stop = pos;
-    return (int)k;
-}
 
 /* Smallest body of each record type this decoder reads (0: not ours). */
 static uint32_t min_body(uint32_t type)
@@ -109,19 +68,6 @@ int ingest_u2_is_event(uint32_t type)
            type == INGEST_U2_EVENT3;
 }
 
-/* Where record r's body starts in buf, after checking the index entry still
- * describes bytes inside buf (the caller may hand in any index). */
-static const uint8_t *body_of(const uint8_t *buf, size_t n, uint64_t base,
-                              const struct ingest_u2_rec *r)
-{
-    if (r->off < base)
-        return NULL;
-    uint64_t rel = r->off - base;
-    if (rel > n || n - rel < INGEST_U2_HDR_LEN || n - rel - INGEST_U2_HDR_LEN < r->len)
-        return NULL;
-    return buf + rel + INGEST_U2_HDR_LEN;
-}
-
 /* Copy len bytes into the pool (or, without a pool, record where they are in
  * the file).  Returns 0 when the pool is full. */
 struct pool {
@@ -129,11 +75,11 @@ struct pool {
     size_t cap, used;
 };
 
-static int pool_put(struct pool *pl, const uint8_t *src, size_t len, uint64_t abs_off,
+static int pool_put(struct pool *pl, const uint8_t *src, size_t len, uint64_t buf_pos,
                     uint64_t *off)
 {
     if (pl->p == NULL) {
-        *off = abs_off;
+        *off = buf_pos;
         return 1;
     }
     if (pl->cap - pl->used < len)
@@ -176,10 +122,10 @@ static void ports_flags(struct ingest_alert *a)
     }
 }
 
-/* ---- pass 2a: events -> canonical alerts -------------------------------- */
+/* ---- event text fields -------------------------------------------------- */
 
 static int put_text(struct pool *pl, const uint8_t *b, uint32_t blen, uint32_t at, uint32_t max,
-                    uint64_t base_abs, uint32_t *off, uint16_t *len)
+                    uint64_t body_pos, uint32_t *off, uint16_t *len)
 {
     *off = 0;
     *len = 0;
@@ -190,272 +136,362 @@ static int put_text(struct pool *pl, const uint8_t *b, uint32_t blen, uint32_t a
     if (l == 0)
         return 1;
     uint64_t o;
-    if (!pool_put(pl, b + at, l, base_abs + at, &o))
+    if (!pool_put(pl, b + at, l, body_pos + at, &o))
         return 0;
-    *off = (uint32_t)o; /* pool offsets fit: the pool is at most one buffer */
+    *off = (uint32_t)o; /* fits: the caller keeps pools and buffers < 4 GiB */
     *len = (uint16_t)l;
     return 1;
 }
 
-int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
-                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
-                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
-                     uint32_t *nbad)
+/* ---- the one pass: walk the headers, decode every record into its rows -- */
+
+/* An event record (min_body already checked) into alert a and event row e. */
+static int put_event(struct pool *pl, const uint8_t *b, uint32_t t, uint32_t blen,
+                     uint64_t rec_off, uint64_t body_pos, struct ingest_alert *a,
+                     struct ingest_u2_event *e)
 {
-    if ((recs == NULL && nrecs) || (cap && (out == NULL || ev == NULL)) || pool_used == NULL ||
-        nbad == NULL || *pool_used > pool_cap)
-        return INGEST_EINVAL;
-    struct pool pl = {pool, pool_cap, *pool_used};
-    unsigned k = 0;
-    *nbad = 0;
-    for (unsigned i = 0; i < nrecs; i++) {
-        const struct ingest_u2_rec *r = &recs[i];
-        uint32_t t = r->type;
-        if (!ingest_u2_is_event(t))
-            continue;
-        const uint8_t *b = body_of(buf, n, base, r);
-        if (b == NULL || r->len < min_body(t)) { /* shorter than its fixed part */
-            (*nbad)++;
-            continue;
-        }
-        if (k == cap)
-            return INGEST_ENOSPC;
-        struct ingest_alert *a = &out[k];
-        struct ingest_u2_event *e = &ev[k];
-        uint32_t blen = r->len;
-        uint64_t body_abs = r->off + INGEST_U2_HDR_LEN;
-        memset(a, 0, sizeof *a);
-        memset(e, 0, sizeof *e);
-        e->offset = r->off;
-        e->type = t;
-        e->length = blen;
-        a->source = INGEST_SRC_UNIFIED2;
-        a->msg_idx = -1;
-        a->app_idx = -1;
-        a->sensor_id = be32(b);
-        a->event_id = be32(b + 4);
-        a->ts_us = (int64_t)be32(b + 8) * 1000000 + be32(b + 12);
-        if (t == INGEST_U2_EVENT3) {
-            /* Snort 3: gid before sid; addresses are 16 bytes, IPv4-mapped,
-             * with the versions in the nibbles of byte 92. */
-            a->gid = be32(b + 16);
-            a->sid = be32(b + 20);
-            a->rev = be32(b + 24);
-            a->class_id = be32(b + 28);
-            a->priority = be32(b + 32);
-            e->policy_context = be32(b + 36);
-            e->policy_inspect = be32(b + 40);
-            e->policy_detect = be32(b + 44);
-            e->mpls_label = be32(b + 80);
-            a->src_port = be16(b + 84);
-            a->dst_port = be16(b + 86);
-            a->vlan = be16(b + 88);
-            uint8_t ver = b[92];
-            e->ip_ver_raw = ver;
-            a->proto = b[93];
-            e->snort_status = b[94];
-            e->snort_action = b[95];
-            unsigned sv = ver >> 4, dv = ver & 0xf;
-            if (sv == 4)
-                v4_mapped(a->src_addr, b + 48 + 12);
-            else
-                memcpy(a->src_addr, b + 48, 16);
-            if (dv == 4)
-                v4_mapped(a->dst_addr, b + 64 + 12);
-            else
-                memcpy(a->dst_addr, b + 64, 16);
-            if (sv == 4 || sv == 6) {
-                a->ip_ver = (uint8_t)sv;
-                a->flags |= INGEST_F_ADDRS;
-                ports_flags(a);
-            }
-            /* status: 0 allow, 1 can't, 2 would, 3 force; action: 0 pass,
-             * 1 drop, 2 block, 3 reset.  Only a drop that really happened
-             * (not "would"/"can't") is reported as blocked. */
-            a->action = (e->snort_action >= 1 && e->snort_action <= 3 &&
-                         e->snort_status != 1 && e->snort_status != 2)
-                            ? INGEST_ACTION_BLOCKED
-                            : INGEST_ACTION_ALLOWED;
-            if (!put_text(&pl, b, blen, 96, 64, body_abs, &e->text_off[0], &e->text_len[0]))
-                return INGEST_ENOSPC;
-            if (blen >= 168) {
-                e->http_request_size = be32(b + 160);
-                e->http_response_size = be32(b + 164);
-            }
-            static const uint32_t at[5] = {168, 248, 264, 520, 776};
-            static const uint32_t mx[5] = {80, 16, 256, 256, 256};
-            for (int f = 0; f < 5; f++)
-                if (!put_text(&pl, b, blen, at[f], mx[f], body_abs, &e->text_off[f + 1],
-                              &e->text_len[f + 1]))
-                    return INGEST_ENOSPC;
-        } else {
-            a->sid = be32(b + 16);
-            a->gid = be32(b + 20);
-            a->rev = be32(b + 24);
-            a->class_id = be32(b + 28);
-            a->priority = be32(b + 32);
-            int v6 = t == INGEST_U2_IDS_EVENT_IPV6 || t == INGEST_U2_IDS_EVENT_IPV6_VLAN ||
-                     t == INGEST_U2_IDS_EVENT_APPID_IPV6;
-            const uint8_t *p;
-            if (v6) {
-                memcpy(a->src_addr, b + 36, 16);
-                memcpy(a->dst_addr, b + 52, 16);
-                a->ip_ver = 6;
-                p = b + 68;
-            } else {
-                v4_mapped(a->src_addr, b + 36);
-                v4_mapped(a->dst_addr, b + 40);
-                a->ip_ver = 4;
-                p = b + 44;
-            }
+    memset(a, 0, sizeof *a);
+    memset(e, 0, sizeof *e);
+    e->offset = rec_off;
+    e->type = t;
+    e->length = blen;
+    a->source = INGEST_SRC_UNIFIED2;
+    a->msg_idx = -1;
+    a->app_idx = -1;
+    a->sensor_id = be32(b);
+    a->event_id = be32(b + 4);
+    a->ts_us = (int64_t)be32(b + 8) * 1000000 + be32(b + 12);
+    if (t == INGEST_U2_EVENT3) {
+        /* Snort 3: gid before sid; addresses are 16 bytes, IPv4-mapped,
+         * with the versions in the nibbles of byte 92. */
+        a->gid = be32(b + 16);
+        a->sid = be32(b + 20);
+        a->rev = be32(b + 24);
+        a->class_id = be32(b + 28);
+        a->priority = be32(b + 32);
+        e->policy_context = be32(b + 36);
+        e->policy_inspect = be32(b + 40);
+        e->policy_detect = be32(b + 44);
+        e->mpls_label = be32(b + 80);
+        a->src_port = be16(b + 84);
+        a->dst_port = be16(b + 86);
+        a->vlan = be16(b + 88);
+        uint8_t ver = b[92];
+        e->ip_ver_raw = ver;
+        a->proto = b[93];
+        e->snort_status = b[94];
+        e->snort_action = b[95];
+        unsigned sv = ver >> 4, dv = ver & 0xf;
+        if (sv == 4)
+            v4_mapped(a->src_addr, b + 48 + 12);
+        else
+            memcpy(a->src_addr, b + 48, 16);
+        if (dv == 4)
+            v4_mapped(a->dst_addr, b + 64 + 12);
+        else
+            memcpy(a->dst_addr, b + 64, 16);
+        if (sv == 4 || sv == 6) {
+            a->ip_ver = (uint8_t)sv;
             a->flags |= INGEST_F_ADDRS;
-            a->src_port = be16(p);
-            a->dst_port = be16(p + 2);
-            a->proto = p[4];
-            e->impact_flag = p[5];
-            e->impact = p[6];
-            e->blocked = p[7];
             ports_flags(a);
-            /* impact_flag 0x20 (U2_FLAG_BLOCKED; Suricata's packet_action)
-             * or blocked == 1 (U2_BLOCKED_FLAG_BLOCKED) means dropped;
-             * 2 "would" and 3 "can't" were not dropped. */
-            a->action = ((e->impact_flag & 0x20) || e->blocked == 1) ? INGEST_ACTION_BLOCKED
-                                                                      : INGEST_ACTION_ALLOWED;
-            if (t != INGEST_U2_IDS_EVENT && t != INGEST_U2_IDS_EVENT_IPV6) {
-                const uint8_t *q = p + 8; /* mpls_label, vlanId, pad2 (policy id) */
-                e->mpls_label = be32(q);
-                a->vlan = be16(q + 4);
-                e->policy_detect = be16(q + 6);
-                /* app_name follows when the record is long enough (Snort 2
-                 * open-appid 111/112, Snort 3 legacy 104/105: 16 or 64 B) */
-                uint32_t app_at = (uint32_t)(q + 8 - b);
-                if (!put_text(&pl, b, blen, app_at, 64, body_abs, &e->text_off[0],
-                              &e->text_len[0]))
-                    return INGEST_ENOSPC;
-            }
         }
-        if (a->vlan)
-            a->flags |= INGEST_F_VLAN;
-        k++;
+        /* status: 0 allow, 1 can't, 2 would, 3 force; action: 0 pass,
+         * 1 drop, 2 block, 3 reset.  Only a drop that really happened
+         * (not "would"/"can't") is reported as blocked. */
+        a->action = (e->snort_action >= 1 && e->snort_action <= 3 && e->snort_status != 1 &&
+                     e->snort_status != 2)
+                        ? INGEST_ACTION_BLOCKED
+                        : INGEST_ACTION_ALLOWED;
+        if (!put_text(pl, b, blen, 96, 64, body_pos, &e->text_off[0], &e->text_len[0]))
+            return 0;
+        if (blen >= 168) {
+            e->http_request_size = be32(b + 160);
+            e->http_response_size = be32(b + 164);
+        }
+        static const uint32_t at[5] = {168, 248, 264, 520, 776};
+        static const uint32_t mx[5] = {80, 16, 256, 256, 256};
+        for (int f = 0; f < 5; f++)
+            if (!put_text(pl, b, blen, at[f], mx[f], body_pos, &e->text_off[f + 1],
+                          &e->text_len[f + 1]))
+                return 0;
+    } else {
+        a->sid = be32(b + 16);
+        a->gid = be32(b + 20);
+        a->rev = be32(b + 24);
+        a->class_id = be32(b + 28);
+        a->priority = be32(b + 32);
+        int v6 = t == INGEST_U2_IDS_EVENT_IPV6 || t == INGEST_U2_IDS_EVENT_IPV6_VLAN ||
+                 t == INGEST_U2_IDS_EVENT_APPID_IPV6;
+        const uint8_t *p;
+        if (v6) {
+            memcpy(a->src_addr, b + 36, 16);
+            memcpy(a->dst_addr, b + 52, 16);
+            a->ip_ver = 6;
+            p = b + 68;
+        } else {
+            v4_mapped(a->src_addr, b + 36);
+            v4_mapped(a->dst_addr, b + 40);
+            a->ip_ver = 4;
+            p = b + 44;
+        }
+        a->flags |= INGEST_F_ADDRS;
+        a->src_port = be16(p);
+        a->dst_port = be16(p + 2);
+        a->proto = p[4];
+        e->impact_flag = p[5];
+        e->impact = p[6];
+        e->blocked = p[7];
+        ports_flags(a);
+        /* impact_flag 0x20 (U2_FLAG_BLOCKED; Suricata's packet_action)
+         * or blocked == 1 (U2_BLOCKED_FLAG_BLOCKED) means dropped;
+         * 2 "would" and 3 "can't" were not dropped. */
+        a->action = ((e->impact_flag & 0x20) || e->blocked == 1) ? INGEST_ACTION_BLOCKED
+                                                                  : INGEST_ACTION_ALLOWED;
+        if (t != INGEST_U2_IDS_EVENT && t != INGEST_U2_IDS_EVENT_IPV6) {
+            const uint8_t *q = p + 8; /* mpls_label, vlanId, pad2 (policy id) */
+            e->mpls_label = be32(q);
+            a->vlan = be16(q + 4);
+            e->policy_detect = be16(q + 6);
+            /* app_name follows when the record is long enough (Snort 2
+             * open-appid 111/112, Snort 3 legacy 104/105: 16 or 64 B) */
+            uint32_t app_at = (uint32_t)(q + 8 - b);
+            if (!put_text(pl, b, blen, app_at, 64, body_pos, &e->text_off[0], &e->text_len[0]))
+                return 0;
+        }
     }
-    *pool_used = pl.used;
-    return (int)k;
+    if (a->vlan)
+        a->flags |= INGEST_F_VLAN;
+    return 1;
 }
 
-/* ---- pass 2b: packets (type 2) and buffers (type 3) --------------------- */
-
-int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
-                      const struct ingest_u2_rec *recs, unsigned nrecs,
-                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
-                      size_t pool_cap, size_t *pool_used, uint32_t *nbad)
+/* A packet (2) or buffer (3) record (at least 28 bytes of body). */
+static int put_packet(struct pool *pl, const uint8_t *b, uint32_t t, uint32_t blen,
+                      uint64_t rec_off, uint64_t body_pos, struct ingest_u2_packet *pk)
 {
-    if ((recs == NULL && nrecs) || (cap && out == NULL) || pool_used == NULL || nbad == NULL ||
-        *pool_used > pool_cap)
-        return INGEST_EINVAL;
-    struct pool pl = {pool, pool_cap, *pool_used};
-    unsigned k = 0;
-    *nbad = 0;
-    for (unsigned i = 0; i < nrecs; i++) {
-        const struct ingest_u2_rec *r = &recs[i];
-        if (r->type != INGEST_U2_PACKET && r->type != INGEST_U2_BUFFER)
-            continue;
-        const uint8_t *b = body_of(buf, n, base, r);
-        if (b == NULL || r->len < 28) {
-            (*nbad)++;
-            continue;
-        }
-        if (k == cap)
-            return INGEST_ENOSPC;
-        struct ingest_u2_packet *pk = &out[k];
-        memset(pk, 0, sizeof *pk);
-        pk->offset = r->off;
-        pk->type = r->type;
-        pk->sensor_id = be32(b);
-        pk->event_id = be32(b + 4);
-        pk->event_second = be32(b + 8);
-        pk->packet_second = be32(b + 12);
-        pk->packet_microsecond = be32(b + 16);
-        pk->linktype = be32(b + 20);
-        pk->packet_length = be32(b + 24);
-        /* packet_length comes from the wire: trust the record length */
-        uint32_t avail = r->len - 28;
-        pk->data_len = pk->packet_length < avail ? pk->packet_length : avail;
-        if (pk->packet_length != avail)
-            pk->flags |= INGEST_U2_BAD_LENGTH;
-        if (!pool_put(&pl, b + 28, pk->data_len, r->off + INGEST_U2_HDR_LEN + 28, &pk->data_off))
-            return INGEST_ENOSPC;
-        k++;
-    }
-    *pool_used = pl.used;
-    return (int)k;
+    memset(pk, 0, sizeof *pk);
+    pk->offset = rec_off;
+    pk->type = t;
+    pk->sensor_id = be32(b);
+    pk->event_id = be32(b + 4);
+    pk->event_second = be32(b + 8);
+    pk->packet_second = be32(b + 12);
+    pk->packet_microsecond = be32(b + 16);
+    pk->linktype = be32(b + 20);
+    pk->packet_length = be32(b + 24);
+    /* packet_length comes from the wire: trust the record length */
+    uint32_t avail = blen - 28;
+    pk->data_len = pk->packet_length < avail ? pk->packet_length : avail;
+    if (pk->packet_length != avail)
+        pk->flags |= INGEST_U2_BAD_LENGTH;
+    return pool_put(pl, b + 28, pk->data_len, body_pos + 28, &pk->data_off);
 }
 
-/* ---- pass 2c: extra-data (type 110) -------------------------------------- */
-
-int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
-                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
-                    size_t pool_cap, size_t *pool_used, uint32_t *nbad)
+/* An extra-data record (at least 32 bytes of body). */
+static int put_extra(struct pool *pl, const uint8_t *b, uint32_t blen, uint64_t rec_off,
+                     uint64_t body_pos, struct ingest_u2_extra *x)
 {
-    if ((recs == NULL && nrecs) || (cap && out == NULL) || pool_used == NULL || nbad == NULL ||
-        *pool_used > pool_cap)
-        return INGEST_EINVAL;
-    struct pool pl = {pool, pool_cap, *pool_used};
-    unsigned k = 0;
-    *nbad = 0;
-    for (unsigned i = 0; i < nrecs; i++) {
-        const struct ingest_u2_rec *r = &recs[i];
-        if (r->type != INGEST_U2_EXTRA_DATA)
-            continue;
-        const uint8_t *b = body_of(buf, n, base, r);
-        if (b == NULL || r->len < 32) {
-            (*nbad)++;
-            continue;
+    memset(x, 0, sizeof *x);
+    x->offset = rec_off;
+    x->event_type = be32(b);
+    x->event_length = be32(b + 4);
+    x->sensor_id = be32(b + 8);
+    x->event_id = be32(b + 12);
+    x->event_second = be32(b + 16);
+    x->info_type = be32(b + 20);
+    x->data_type = be32(b + 24);
+    x->blob_length = be32(b + 28);
+    /* blob_length counts data_type and itself (N + 8); the record
+     * length is what is really there */
+    uint32_t avail = blen - 32;
+    uint32_t want = x->blob_length >= 8 ? x->blob_length - 8 : 0;
+    x->data_len = want < avail ? want : avail;
+    if (x->blob_length < 8 || want != avail)
+        x->flags |= INGEST_U2_BAD_LENGTH;
+    const uint8_t *d = b + 32;
+    switch (x->info_type) {
+    case INGEST_U2_XDATA_XFF_IPV4:
+        if (x->data_len == 4) {
+            v4_mapped(x->addr, d);
+            x->addr_ver = 4;
         }
-        if (k == cap)
-            return INGEST_ENOSPC;
-        struct ingest_u2_extra *x = &out[k];
-        memset(x, 0, sizeof *x);
-        x->offset = r->off;
-        x->event_type = be32(b);
-        x->event_length = be32(b + 4);
-        x->sensor_id = be32(b + 8);
-        x->event_id = be32(b + 12);
-        x->event_second = be32(b + 16);
-        x->info_type = be32(b + 20);
-        x->data_type = be32(b + 24);
-        x->blob_length = be32(b + 28);
-        /* blob_length counts data_type and itself (N + 8); the record
-         * length is what is really there */
-        uint32_t avail = r->len - 32;
-        uint32_t want = x->blob_length >= 8 ? x->blob_length - 8 : 0;
-        x->data_len = want < avail ? want : avail;
-        if (x->blob_length < 8 || want != avail)
-            x->flags |= INGEST_U2_BAD_LENGTH;
-        const uint8_t *d = b + 32;
-        switch (x->info_type) {
-        case INGEST_U2_XDATA_XFF_IPV4:
-            if (x->data_len == 4) {
-                v4_mapped(x->addr, d);
-                x->addr_ver = 4;
-            }
-            break;
-        case INGEST_U2_XDATA_XFF_IPV6:
-        case INGEST_U2_XDATA_IPV6_SRC:
-        case INGEST_U2_XDATA_IPV6_DST:
-            if (x->data_len == 16) {
-                memcpy(x->addr, d, 16);
-                x->addr_ver = 6;
-            }
-            break;
-        default:
-            break;
+        break;
+    case INGEST_U2_XDATA_XFF_IPV6:
+    case INGEST_U2_XDATA_IPV6_SRC:
+    case INGEST_U2_XDATA_IPV6_DST:
+        if (x->data_len == 16) {
+            memcpy(x->addr, d, 16);
+            x->addr_ver = 6;
         }
-        if (!pool_put(&pl, d, x->data_len, r->off + INGEST_U2_HDR_LEN + 32, &x->data_off))
-            return INGEST_ENOSPC;
-        k++;
+        break;
+    default:
+        break;
     }
-    *pool_used = pl.used;
-    return (int)k;
+    return pool_put(pl, d, x->data_len, body_pos + 32, &x->data_off);
+}
+
+/* Packets and extra-data belong to the event before them when (event_id,
+ * event_second) match: the writers put them right after it.  Anything else
+ * is INGEST_U2_JOIN_LATER for the caller's general join. */
+static int32_t join_last(const struct ingest_u2_out *o, uint32_t id, uint32_t sec)
+{
+    return (o->last_ev >= 0 && o->last_id == id && o->last_sec == sec) ? o->last_ev
+                                                                        : INGEST_U2_JOIN_LATER;
+}
+
+static int magic_is_pcap(uint32_t m)
+{
+    /* libpcap (us/ns, either byte order) or pcapng */
+    return m == 0xa1b2c3d4u || m == 0xd4c3b2a1u || m == 0xa1b23c4du || m == 0x4d3cb2a1u ||
+           m == 0x0a0d0d0au;
+}
+
+int ingest_u2_decode(const uint8_t *buf, size_t n, size_t from, uint64_t base,
+                     struct ingest_u2_out *o, size_t *stop, int *reason)
+{
+    if ((buf == NULL && n) || from > n || o == NULL || stop == NULL || reason == NULL ||
+        o->counts == NULL || o->pool_used > o->pool_cap || o->nev > o->ev_cap ||
+        o->npk > o->pk_cap || o->nex > o->ex_cap || o->nodd > o->odd_cap ||
+        (o->ev_cap && (o->alerts == NULL || o->ev == NULL)) ||
+        (o->pk_cap && (o->pk == NULL || o->pk_event == NULL)) ||
+        (o->ex_cap && (o->ex == NULL || o->ex_event == NULL)) || (o->odd_cap && o->odd == NULL))
+        return INGEST_EINVAL;
+    struct pool pl = {o->pool, o->pool_cap, o->pool_used};
+    size_t pos = from;
+    int k = 0;
+    *reason = INGEST_U2_END;
+    while (pos < n) {
+        /* The walk is a chain of dependent loads (each length says where
+         * the next header is): fetch ahead so DRAM latency overlaps. */
+        __builtin_prefetch(buf + pos + 512);
+        __builtin_prefetch(buf + pos + 1024);
+        if (n - pos < INGEST_U2_HDR_LEN) { /* short header: wait for more */
+            *reason = INGEST_U2_PARTIAL;
+            break;
+        }
+        uint32_t type = be32(buf + pos), len = be32(buf + pos + 4);
+        if (magic_is_pcap(type)) {
+            *reason = INGEST_U2_PCAP;
+            break;
+        }
+        if (len > INGEST_U2_MAX_RECORD) {
+            *reason = INGEST_U2_BADLEN;
+            break;
+        }
+        if (n - pos - INGEST_U2_HDR_LEN < len) { /* short body: wait for more */
+            *reason = INGEST_U2_PARTIAL;
+            break;
+        }
+        const uint8_t *b = buf + pos + INGEST_U2_HDR_LEN;
+        uint64_t rec_off = base + pos, body_pos = pos + INGEST_U2_HDR_LEN;
+        /* A row that does not fit stops the walk before this record, so
+         * the caller can grow its arrays and go on from *stop. */
+        int full = 0;
+        if (ingest_u2_is_event(type)) {
+            /* any event record ends the previous event (unwinding point) */
+            o->snap_valid = 1;
+            o->snap_pos = pos;
+            o->snap_pool = pl.used;
+            o->snap_nev = o->nev;
+            o->snap_npk = o->npk;
+            o->snap_nex = o->nex;
+            o->snap_nodd = o->nodd;
+            o->snap_malformed = o->malformed;
+            o->snap_last_ev = o->last_ev;
+            o->snap_last_id = o->last_id;
+            o->snap_last_sec = o->last_sec;
+            if (len < min_body(type)) {
+                o->malformed++;
+            } else if (o->nev == o->ev_cap) {
+                full = 1;
+            } else {
+                uint32_t i = o->nev;
+                if (!put_event(&pl, b, type, len, rec_off, body_pos, &o->alerts[i], &o->ev[i]))
+                    full = 1;
+                else {
+                    o->nev++;
+                    o->last_ev = (int32_t)i;
+                    o->last_id = o->alerts[i].event_id;
+                    o->last_sec = be32(b + 8);
+                }
+            }
+        } else if (type == INGEST_U2_PACKET || type == INGEST_U2_BUFFER) {
+            if (len < 28) {
+                o->malformed++;
+            } else if (o->npk == o->pk_cap) {
+                full = 1;
+            } else {
+                uint32_t i = o->npk;
+                struct ingest_u2_packet *p = &o->pk[i];
+                if (!put_packet(&pl, b, type, len, rec_off, body_pos, p))
+                    full = 1;
+                else {
+                    int32_t ev = join_last(o, p->event_id, p->event_second);
+                    o->pk_event[i] = ev;
+                    if (ev >= 0)
+                        o->alerts[ev].flags |= INGEST_F_PACKET;
+                    o->npk++;
+                }
+            }
+        } else if (type == INGEST_U2_EXTRA_DATA) {
+            if (len < 32) {
+                o->malformed++;
+            } else if (o->nex == o->ex_cap) {
+                full = 1;
+            } else {
+                uint32_t i = o->nex;
+                struct ingest_u2_extra *x = &o->ex[i];
+                if (!put_extra(&pl, b, len, rec_off, body_pos, x))
+                    full = 1;
+                else {
+                    o->ex_event[i] = join_last(o, x->event_id, x->event_second);
+                    o->nex++;
+                }
+            }
+        } else if (type >= 256) {
+            if (o->nodd == o->odd_cap)
+                full = 1;
+            else
+                o->odd[o->nodd++] = type;
+        }
+        if (full) {
+            /* undo this record's snapshot side effects: nothing was written */
+            *reason = INGEST_U2_FULL;
+            break;
+        }
+        o->counts[type < 256 ? type : 256]++;
+        k++;
+        pos += INGEST_U2_HDR_LEN + (size_t)len;
+    }
+    o->pool_used = pl.used;
+    *stop = pos;
+    return k;
+}
+
+long ingest_u2_unwind(const uint8_t *buf, size_t n, struct ingest_u2_out *o)
+{
+    if (o == NULL || o->counts == NULL || (buf == NULL && n))
+        return INGEST_EINVAL;
+    if (!o->snap_valid || o->snap_pos > n)
+        return -1;
+    /* the records from the snapshot to n were all counted: walk them again */
+    for (size_t pos = o->snap_pos; n - pos >= INGEST_U2_HDR_LEN;) {
+        uint32_t type = be32(buf + pos), len = be32(buf + pos + 4);
+        if (len > INGEST_U2_MAX_RECORD || n - pos - INGEST_U2_HDR_LEN < len)
+            break;
+        o->counts[type < 256 ? type : 256]--;
+        pos += INGEST_U2_HDR_LEN + (size_t)len;
+    }
+    o->pool_used = o->snap_pool;
+    o->nev = o->snap_nev;
+    o->npk = o->snap_npk;
+    o->nex = o->snap_nex;
+    o->nodd = o->snap_nodd;
+    o->malformed = o->snap_malformed;
+    o->last_ev = o->snap_last_ev;
+    o->last_id = o->snap_last_id;
+    o->last_sec = o->snap_last_sec;
+    o->snap_valid = 0;
+    return (long)o->snap_pos;
 }
 
 /* ---- resync after a bad header ----------------------------------------- */

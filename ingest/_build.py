@@ -149,7 +149,6 @@ UNIFIED2 = """
 #define INGEST_U2_BAD_LENGTH ...
 /* Row structs declared field by field: tests compare ffi.offsetof() with the
    numpy dtypes in ingest/unified2.py. */
-struct ingest_u2_rec { uint64_t off; uint32_t type; uint32_t len; };
 struct ingest_u2_event {
     uint64_t offset; uint32_t type; uint32_t length; uint32_t mpls_label;
     uint32_t policy_context; uint32_t policy_inspect; uint32_t policy_detect;
@@ -170,20 +169,32 @@ struct ingest_u2_extra {
     uint32_t data_type; uint32_t blob_length; uint32_t data_len; uint8_t addr[16];
     uint8_t addr_ver; uint8_t flags; uint8_t reserved[2];
 };
-int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
-                    unsigned cap, size_t *stop, int *reason);
 int ingest_u2_is_event(uint32_t type);
-int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
-                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
-                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
-                     uint32_t *nbad);
-int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
-                      const struct ingest_u2_rec *recs, unsigned nrecs,
-                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
-                      size_t pool_cap, size_t *pool_used, uint32_t *nbad);
-int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
-                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
-                    size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+#define INGEST_U2_JOIN_LATER ...
+struct ingest_u2_out {
+    struct ingest_alert *alerts;
+    struct ingest_u2_event *ev;
+    struct ingest_u2_packet *pk;
+    int32_t *pk_event;
+    struct ingest_u2_extra *ex;
+    int32_t *ex_event;
+    uint32_t *odd;
+    uint64_t *counts;
+    uint8_t *pool;
+    size_t pool_cap, pool_used;
+    uint32_t ev_cap, nev, pk_cap, npk, ex_cap, nex, odd_cap, nodd;
+    uint32_t malformed;
+    int32_t last_ev;
+    uint32_t last_id, last_sec;
+    int32_t snap_valid;
+    int32_t snap_last_ev;
+    size_t snap_pos, snap_pool;
+    uint32_t snap_nev, snap_npk, snap_nex, snap_nodd, snap_malformed;
+    uint32_t snap_last_id, snap_last_sec;
+};
+int ingest_u2_decode(const uint8_t *buf, size_t n, size_t from, uint64_t base,
+                     struct ingest_u2_out *o, size_t *stop, int *reason);
+long ingest_u2_unwind(const uint8_t *buf, size_t n, struct ingest_u2_out *o);
 long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from);
 long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint8_t *pool,
                       size_t pool_len, const struct ingest_u2_packet *pk, unsigned npk,

@@ -23,6 +23,7 @@ chunks (``iter_read``), so memory is bounded by the chunk size.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,7 +60,6 @@ EVENT_TEXTS = ("app_name", "http_method", "http_version", "http_user_agent", "ht
                "message_detail")
 
 # numpy mirrors of the C rows (checked against ffi.offsetof in tests)
-REC_DTYPE = np.dtype([("off", "<u8"), ("type", "<u4"), ("len", "<u4")], align=True)
 EVENT_DTYPE = np.dtype([
     ("offset", "<u8"), ("type", "<u4"), ("length", "<u4"), ("mpls_label", "<u4"),
     ("policy_context", "<u4"), ("policy_inspect", "<u4"), ("policy_detect", "<u4"),
@@ -84,10 +84,10 @@ BAD_LENGTH = lib.INGEST_U2_BAD_LENGTH
 
 PCAP_MAGICS = {0xA1B2C3D4, 0xD4C3B2A1, 0xA1B23C4D, 0x4D3CB2A1, 0x0A0D0D0A}
 
-#: default read size for files: bounds the memory of iter_read
+#: default window of iter_read and the spool follower: bounds their memory
 CHUNK_SIZE = 16 << 20
-#: most records indexed per C call (the index array is reused)
-INDEX_CAP = 1 << 18
+#: records of types >= 256 (not Unified2's) noted per C call before Python counts them
+ODD_CAP = 4096
 
 
 class Unified2Error(ValueError):
@@ -331,53 +331,142 @@ def _join_general(ev_id, ev_sec, ev_pos, x_id, x_sec, x_pos) -> np.ndarray:
     return out
 
 
+class _Rows:
+    """The row arrays of one window, grown in place (realloc, no copy) when
+    the C decoder says one is full."""
+
+    def __init__(self, nbytes: int, copy_pool: bool) -> None:
+        guess = nbytes // 256 + 16  # the real file: ~150 bytes per record
+        self.alerts = np.empty(guess, dtype=B.ALERT_DTYPE)
+        self.events = np.empty(guess, dtype=EVENT_DTYPE)
+        self.packets = np.empty(guess, dtype=PACKET_DTYPE)
+        self.pk_event = np.empty(guess, dtype=np.int32)
+        self.extra = np.empty(guess // 2 + 16, dtype=EXTRA_DTYPE)
+        self.ex_event = np.empty(guess // 2 + 16, dtype=np.int32)
+        self.odd = np.empty(ODD_CAP, dtype=np.uint32)
+        self.counts = np.zeros(257, dtype=np.uint64)
+        # every variable-length byte lies inside a body of this window
+        self.pool = np.empty(nbytes + 1, dtype=np.uint8) if copy_pool else None
+        self.out = ffi.new("struct ingest_u2_out *")
+        self.out.last_ev = -1
+        self._keep: list = []
+        self._attach()
+
+    def _attach(self) -> None:
+        o, keep = self.out, []
+
+        def c(ctype: str, arr: np.ndarray):
+            cd = ffi.from_buffer(ctype, arr, require_writable=True)
+            keep.append(cd)
+            return cd
+
+        o.alerts = c("struct ingest_alert[]", self.alerts)
+        o.ev = c("struct ingest_u2_event[]", self.events)
+        o.ev_cap = len(self.alerts)
+        o.pk = c("struct ingest_u2_packet[]", self.packets)
+        o.pk_event = c("int32_t[]", self.pk_event)
+        o.pk_cap = len(self.packets)
+        o.ex = c("struct ingest_u2_extra[]", self.extra)
+        o.ex_event = c("int32_t[]", self.ex_event)
+        o.ex_cap = len(self.extra)
+        o.odd = c("uint32_t[]", self.odd)
+        o.odd_cap = len(self.odd)
+        o.counts = c("uint64_t[]", self.counts)
+        if self.pool is not None:
+            o.pool = c("uint8_t[]", self.pool)
+            o.pool_cap = len(self.pool)
+        self._keep = keep
+
+    def _release(self) -> None:
+        for cd in self._keep:
+            ffi.release(cd)
+        self._keep = []
+
+    def grow(self, odd_types: dict[int, int]) -> None:
+        """After INGEST_U2_FULL: enlarge whatever is full."""
+        o = self.out
+        self._release()
+        if o.nodd == o.odd_cap:  # keep the odd types counted, start over
+            t, c = np.unique(self.odd[: o.nodd], return_counts=True)
+            for k, v in zip(t.tolist(), c.tolist(), strict=True):
+                odd_types[k] = odd_types.get(k, 0) + v
+            # the snapshot's odd count is older than any unwinding can reach
+            o.snap_nodd = 0
+            o.nodd = 0
+        for names, cap in ((("alerts", "events"), o.ev_cap), (("packets", "pk_event"), o.pk_cap),
+                           (("extra", "ex_event"), o.ex_cap)):
+            used = {"alerts": o.nev, "packets": o.npk, "extra": o.nex}[names[0]]
+            if used == cap:
+                for name in names:
+                    # resize reallocates in place where it can (mremap)
+                    getattr(self, name).resize(2 * cap, refcheck=False)
+        self._attach()
+
+    def finish(self) -> tuple[np.ndarray, ...]:
+        o = self.out
+        self._release()
+        arrs = []
+        for name, k in (("alerts", o.nev), ("events", o.nev), ("packets", o.npk),
+                        ("pk_event", o.npk), ("extra", o.nex), ("ex_event", o.nex)):
+            a = getattr(self, name)
+            a.resize(k, refcheck=False)  # shrinks in place: no copy
+            arrs.append(a)
+        return tuple(arrs)
+
+
 class Decoder:
     """Incremental decoder over a reusable buffer (the C core's caller-owned
-    memory).  ``feed`` bytes (or ``fill`` from a file), then ``decode``.
+    memory), or over a caller's complete buffer (``whole``, e.g. a memory
+    map) in windows of ``window`` bytes, decoded in place.
 
     In streaming mode (``final=False``) the last event of the window stays
     open: its records are kept (``resume_offset`` points at the event) until
     the next event arrives, so an event is never emitted without packets
     that are still to come.  ``final=True`` closes it (end of file, or the
-    caller's timeout).
+    caller's timeout).  Over a ``whole`` buffer every window but the last is
+    streamed that way, and ``final`` applies to the last.
     """
 
     def __init__(self, base: int = 0, chunk_size: int = CHUNK_SIZE, origin: str = "",
-                 *, whole: np.ndarray | None = None) -> None:
-        # Room for at least two of the largest records, so a window always
-        # holds a complete record.
+                 *, whole: np.ndarray | None = None, window: int | None = None) -> None:
         if whole is not None:
-            # one-shot over a caller's complete buffer, decoded in place
+            # in place over a caller's complete buffer; base is where to start
             self.buf, self.cap, self.n, self.zero_copy = whole, len(whole), len(whole), True
-            self.start = 0
-            if base:
-                raise ValueError("a whole-buffer decoder starts at offset 0")
+            self.start = base
+            self.base = 0  # absolute offset of buf[0]
+            # a window always holds a complete record; offsets in a window
+            # stay below 4 GiB (event text offsets are 32-bit)
+            self.window = min(max(int(window or len(whole)), 2 * (MAX_RECORD + HDR_LEN)), 1 << 31)
         else:
+            # Room for at least two of the largest records, so a window always
+            # holds a complete record.
             self.cap = max(int(chunk_size), 2 * (MAX_RECORD + HDR_LEN))
             self.buf = np.empty(self.cap, dtype=np.uint8)
             self.n = 0
             self.zero_copy = False
             self.start = 0  # always 0 here: the tail is moved to the front
-        self.base = base  # absolute offset of buf[0]
+            self.base = base  # absolute offset of buf[0]
+            self.window = self.cap
         self.origin = origin
-        self._cap = INDEX_CAP if whole is None else max(INDEX_CAP, min(len(whole) // 32, 1 << 23))
-        self._recs = np.empty(self._cap, dtype=REC_DTYPE)
-        self._c_buf = ffi.from_buffer("uint8_t[]", self.buf) if len(self.buf) else ffi.new("uint8_t[]", 1)
-        self._c_recs = _c("struct ingest_u2_rec[]", self._recs)
         self._stop = ffi.new("size_t *")
         self._reason = ffi.new("int *")
-        self._used = ffi.new("size_t *")
-        self._bad = ffi.new("uint32_t *")
         self.fatal: tuple[int, str] | None = None
+        self.last_reason = lib.INGEST_U2_END
+        self.reached_end = False
 
     @property
     def held(self) -> int:
-        """Bytes read but not yet decoded into a result (carry)."""
-        return self.n
+        """Bytes not yet decoded into a result (carry)."""
+        return self.n - self.start
 
     @property
     def room(self) -> int:
         return self.cap - self.n
+
+    @property
+    def done(self) -> bool:
+        """Over a whole buffer: everything was decoded (or the file stopped)."""
+        return self.start >= self.n or self.fatal is not None
 
     def feed(self, data: bytes | memoryview) -> int:
         """Append as much of data as fits; returns the number of bytes taken."""
@@ -396,28 +485,40 @@ class Decoder:
         return k
 
     def decode(self, *, final: bool = False) -> Unified2Result:
-        """Decode what is held; keep the unconsumed tail for the next call."""
-        n, base = self.n, self.base
-        recs_n = 0
-        pos = self.start
+        """Decode what is held (over a whole buffer: the next window); keep
+        the unconsumed tail for the next call."""
+        lo = self.start
+        hi = min(self.n, lo + self.window)
+        at_end = hi == self.n
+        final = final and at_end
+        # a lone open event filling the whole window must go anyway
+        can_wait = not self.zero_copy and self.room > 0
+        view = self.buf[lo:hi]
+        base = self.base + lo  # absolute offset of view[0]
+        c_view = ffi.from_buffer("uint8_t[]", view) if len(view) else ffi.new("uint8_t[]", 1)
+        n = len(view)
+        rows = _Rows(n, copy_pool=not self.zero_copy)
+        o = rows.out
+        odd_types: dict[int, int] = {}
+        pos = 0
         errors: list[tuple[int, str]] = []
         skipped = 0
         fatal = False
         reason = lib.INGEST_U2_END
         while pos < n and self.fatal is None:
-            k = lib.ingest_u2_index(self._c_buf + pos, n - pos, base + pos,
-                                    self._c_recs + recs_n, self._cap - recs_n,
-                                    self._stop, self._reason)
+            k = lib.ingest_u2_decode(c_view, n, pos, base, o, self._stop, self._reason)
             if k < 0:
-                raise ValueError(f"ingest_u2_index failed ({k})")
-            recs_n += k
-            pos += self._stop[0]
+                raise ValueError(f"ingest_u2_decode failed ({k})")
+            pos = self._stop[0]
             reason = self._reason[0]
-            if reason in (lib.INGEST_U2_END, lib.INGEST_U2_PARTIAL, lib.INGEST_U2_FULL):
+            if reason == lib.INGEST_U2_FULL:
+                rows.grow(odd_types)
+                continue
+            if reason in (lib.INGEST_U2_END, lib.INGEST_U2_PARTIAL):
                 break
             at = base + pos
             if reason == lib.INGEST_U2_PCAP:
-                magic = int.from_bytes(self.buf[pos: pos + 4].tobytes(), "big")
+                magic = int.from_bytes(view[pos: pos + 4].tobytes(), "big")
                 kind = "pcapng" if magic == 0x0A0D0D0A else "pcap"
                 msg = (f"this is a {kind} file, not Unified2 (magic {magic:08x}; Snort's "
                        f"log_tcpdump output?)" if at == 0 else
@@ -425,119 +526,86 @@ class Decoder:
                 self.fatal = (at, msg)
                 break
             # INGEST_U2_BADLEN: resynchronise on the next plausible header
-            length = int.from_bytes(self.buf[pos + 4: pos + 8].tobytes(), "big")
-            rtype = int.from_bytes(self.buf[pos: pos + 4].tobytes(), "big")
-            nxt = lib.ingest_u2_resync(self._c_buf, n, pos + 1)
+            # (over a whole buffer, anywhere in the rest of it)
+            length = int.from_bytes(view[pos + 4: pos + 8].tobytes(), "big")
+            rtype = int.from_bytes(view[pos: pos + 4].tobytes(), "big")
+            rest = self.buf[lo:] if self.zero_copy else view
+            nxt = lib.ingest_u2_resync(ffi.from_buffer("uint8_t[]", rest), len(rest), pos + 1)
             if nxt >= 0:
                 errors.append((at, f"record type {rtype} with insane length {length} (> {MAX_RECORD}); "
                                    f"resynchronised at offset {base + nxt}, skipped {nxt - pos} bytes"))
                 skipped += nxt - pos
                 pos = nxt
+                o.snap_valid = 0  # a bad region closes the open event
                 continue
-            if final or self.room == 0:
+            if final or not can_wait:
                 self.fatal = (at, f"record type {rtype} with insane length {length} (> {MAX_RECORD}); "
                                   f"no valid record follows: stopping this file")
             break
-        if self.fatal is not None and self.fatal[0] >= base and self.fatal[0] <= base + n:
+        if self.fatal is not None and base <= self.fatal[0] <= base + n:
             fatal = True
             errors.append(self.fatal)
             pos = self.fatal[0] - base
-        recs = self._recs[:recs_n]
         # Streaming: hold back the last event and what follows it, unless it
-        # is the only thing held and the buffer is full (then it must go).
-        cut = recs_n
-        if not final and not fatal and recs_n:
-            evs = np.flatnonzero(np.isin(recs["type"], EVENT_TYPES))
-            # a lone open event filling the whole buffer must go anyway
-            if len(evs) and (evs[-1] > 0 or self.room > 0):
-                cut = int(evs[-1])
-        if cut < recs_n:
-            resume = int(recs["off"][cut])
-        else:
-            resume = base + pos
+        # is the first record and the window cannot grow.
+        end = min(pos, n)
+        resume = base + pos
+        if not final and not fatal and o.snap_valid and (o.snap_pos > 0 or can_wait):
+            back = lib.ingest_u2_unwind(c_view, end, o)
+            if back >= 0:
+                resume = base + back
         if final and not fatal and reason == lib.INGEST_U2_PARTIAL and pos < n:
-            errors.append((base + pos, self._partial_message(pos)))
+            errors.append((base + pos, self._partial_message(view, base, pos)))
         self.last_reason = reason
-        res = self._gather(recs[:cut], resume, errors, skipped, fatal)
+        self.reached_end = at_end
+        res = self._result(rows, odd_types, view, resume, errors, skipped, fatal)
         # keep the tail
-        keep_from = resume - base
+        keep_from = resume - self.base
         if self.zero_copy:
             self.start = keep_from
         elif keep_from > 0:
-            tail = n - keep_from
-            self.buf[:tail] = self.buf[keep_from:n]
+            tail = self.n - keep_from
+            self.buf[:tail] = self.buf[keep_from: self.n]
             self.n = tail
             self.base = resume
         return res
 
-    def _partial_message(self, pos: int) -> str:
-        have = self.n - pos
-        at = self.base + pos
+    @staticmethod
+    def _partial_message(view: np.ndarray, base: int, pos: int) -> str:
+        have = len(view) - pos
+        at = base + pos
         if have < HDR_LEN:
             return f"incomplete record header at offset {at} ({have} of 8 bytes)"
-        t = int.from_bytes(self.buf[pos: pos + 4].tobytes(), "big")
-        ln = int.from_bytes(self.buf[pos + 4: pos + 8].tobytes(), "big")
+        t = int.from_bytes(view[pos: pos + 4].tobytes(), "big")
+        ln = int.from_bytes(view[pos + 4: pos + 8].tobytes(), "big")
         kind = "" if t in KNOWN_TYPES else " (unknown type: misaligned or not Unified2?)"
         return (f"incomplete record at offset {at}: type {t}{kind}, {have} of "
                 f"{ln + HDR_LEN} bytes")
 
-    def _gather(self, recs: np.ndarray, resume: int, errors, skipped: int, fatal: bool) -> Unified2Result:
-        types = recs["type"]
-        small = np.bincount(np.minimum(types, 256), minlength=257)
-        counts = {int(t): int(c) for t, c in enumerate(small[:256].tolist()) if c}
-        if small[256]:
-            big, cnt = np.unique(types[types >= 256], return_counts=True)
-            counts.update(zip(big.tolist(), cnt.tolist(), strict=True))
-        n_ev = sum(counts.get(t, 0) for t in EVENT_TYPES)
-        n_pk = counts.get(PACKET, 0) + counts.get(BUFFER, 0)
-        n_ex = counts.get(EXTRA_DATA, 0)
+    def _result(self, rows: _Rows, odd_types: dict[int, int], view: np.ndarray, resume: int,
+                errors, skipped: int, fatal: bool) -> Unified2Result:
+        o = rows.out
+        counts = {int(t): int(c) for t, c in enumerate(rows.counts[:256].tolist()) if c}
+        if o.nodd:
+            t, c = np.unique(rows.odd[: o.nodd], return_counts=True)
+            for k, v in zip(t.tolist(), c.tolist(), strict=True):
+                odd_types[k] = odd_types.get(k, 0) + v
+        counts.update(odd_types)
         unknown = sum(v for k, v in counts.items() if k not in KNOWN_TYPES)
-        if self.zero_copy:
-            pool_cap = 0
-        elif n_pk or n_ex or n_ev:
-            # every variable-length byte lies inside one of these bodies
-            pool_cap = int(recs["len"].sum(dtype=np.uint64)) + 1
-        else:
-            pool_cap = 1
-        if self.zero_copy:
-            # the caller keeps the buffer: rows point into it (absolute
-            # offsets, base 0), nothing is copied
-            pool, c_pool = self.buf, ffi.NULL
-        else:
-            pool = np.empty(pool_cap, dtype=np.uint8)
-            c_pool = _c("uint8_t[]", pool)
-        alerts = np.empty(n_ev, dtype=B.ALERT_DTYPE)
-        events = np.empty(n_ev, dtype=EVENT_DTYPE)
-        packets = np.empty(n_pk, dtype=PACKET_DTYPE)
-        extra = np.empty(n_ex, dtype=EXTRA_DTYPE)
-        c_recs = ffi.from_buffer("struct ingest_u2_rec[]", recs) if len(recs) else ffi.NULL
-        self._used[0] = 0
-        malformed = 0
-        args = (self._c_buf, self.n, self.base, c_recs, len(recs))
-        k_ev = lib.ingest_u2_events(*args, _c("struct ingest_alert[]", alerts),
-                                    _c("struct ingest_u2_event[]", events), n_ev,
-                                    c_pool, pool_cap, self._used, self._bad)
-        malformed += self._bad[0]
-        k_pk = lib.ingest_u2_packets(*args, _c("struct ingest_u2_packet[]", packets), n_pk,
-                                     c_pool, pool_cap, self._used, self._bad)
-        malformed += self._bad[0]
-        k_ex = lib.ingest_u2_extra(*args, _c("struct ingest_u2_extra[]", extra), n_ex,
-                                   c_pool, pool_cap, self._used, self._bad)
-        malformed += self._bad[0]
-        if min(k_ev, k_pk, k_ex) < 0:
-            raise ValueError(f"unified2 gather failed ({k_ev}, {k_pk}, {k_ex})")
-        alerts, events, packets, extra = alerts[:k_ev], events[:k_ev], packets[:k_pk], extra[:k_ex]
-        if not self.zero_copy:
-            pool = pool[: self._used[0]]
-        ev_sec = (alerts["ts_us"] // 1_000_000).astype(np.uint32)
-        pe = _join(alerts["event_id"], ev_sec, events["offset"],
-                   packets["event_id"], packets["event_second"], packets["offset"])
-        xe = _join(alerts["event_id"], ev_sec, events["offset"],
-                   extra["event_id"], extra["event_second"], extra["offset"])
-        if len(pe):
-            has = np.zeros(len(alerts), dtype=bool)
-            has[pe[pe >= 0]] = True
-            alerts["flags"][has] |= B.F_PACKET
+        malformed = int(o.malformed)
+        # the pool: the window itself (in place) or the bytes copied out of it
+        pool = view if self.zero_copy else rows.pool[: o.pool_used]  # type: ignore[index]
+        alerts, events, packets, pe, extra, xe = rows.finish()
+        # rows that are not right after their event: the general join
+        for x, owner in ((packets, pe), (extra, xe)):
+            later = np.flatnonzero(owner == lib.INGEST_U2_JOIN_LATER)
+            if len(later):
+                ev_sec = (alerts["ts_us"] // 1_000_000).astype(np.uint32)
+                owner[later] = _join(alerts["event_id"], ev_sec, events["offset"],
+                                     x["event_id"][later], x["event_second"][later], x["offset"][later])
+                if x is packets:
+                    hit = owner[later]
+                    alerts["flags"][hit[hit >= 0]] |= B.F_PACKET
         return Unified2Result(
             alerts, events, packets, extra, pe, xe, pool, resume, counts, unknown,
             counts.get(IDS_EVENT_APPSTAT, 0), malformed, skipped, errors, fatal, self.origin,
@@ -554,51 +622,55 @@ def decode(buffer: bytes | bytearray | memoryview | np.ndarray, *, origin: str =
     (``fatal`` is set); nothing valid before it is lost.
     """
     whole = np.frombuffer(buffer, dtype=np.uint8)
-    dec = Decoder(origin=origin, whole=whole)
-    parts = []
-    while True:  # more than INDEX_CAP records: several windows
+    return Unified2Result.concat(list(_windows(whole, 0, WINDOW, origin)))
+
+
+def _windows(whole: np.ndarray, offset: int, window: int, origin: str) -> Iterator[Unified2Result]:
+    dec = Decoder(offset, origin=origin, whole=whole, window=window)
+    while True:
         res = dec.decode(final=True)
-        parts.append(res)
-        if dec.last_reason != lib.INGEST_U2_FULL or res.fatal:
-            break
-    return Unified2Result.concat(parts)
+        if dec.done or dec.reached_end or len(res.alerts) or len(res.packets) or len(res.extra) \
+                or res.errors:
+            yield res
+        if dec.done or dec.reached_end:
+            return
+
+
+def _map(path: str | os.PathLike[str]) -> np.ndarray:
+    """The file, memory-mapped read-only (the page cache is the buffer: no
+    copy, nothing held that the kernel cannot evict).  A file truncated by
+    someone else while mapped would fault (SIGBUS): spool files are only
+    ever appended to, and the live follower reads instead of mapping."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return np.zeros(0, dtype=np.uint8)
+        mm = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ)
+    mm.madvise(mmap.MADV_SEQUENTIAL)
+    return np.frombuffer(mm, dtype=np.uint8)
 
 
 def iter_read(path: str | os.PathLike[str], *, offset: int = 0, chunk_size: int = CHUNK_SIZE,
               origin: str | None = None) -> Iterator[Unified2Result]:
-    """Decode a file in windows of about ``chunk_size`` bytes (bounded memory).
-    Events are never split between windows."""
+    """Decode a file in windows of about ``chunk_size`` bytes (bounded
+    memory: the file is memory-mapped, each result holds its window's rows).
+    Events are never split between windows; a result's ``pool`` is a view of
+    the mapped file."""
     origin = origin if origin is not None else f"unified2:{os.fspath(path)}"
-    with open(path, "rb", buffering=0) as f:
-        f.seek(offset)
-        dec = Decoder(offset, chunk_size, origin)
-        while True:
-            got = dec.fill(f)
-            eof = got == 0 and dec.room > 0
-            res = dec.decode(final=eof)
-            if len(res.alerts) or len(res.packets) or len(res.extra) or res.errors or eof:
-                yield res
-            if eof or res.fatal:
-                return
+    yield from _windows(_map(path), offset, chunk_size, origin)
 
 
-#: read() decodes files up to this size in place (one read, no copies);
-#: larger files are streamed with iter_read and joined
-READ_WHOLE_MAX = 256 << 20
+#: read() and decode() decode in windows of this size (one window up to it)
+WINDOW = 256 << 20
 
 
-def read(path: str | os.PathLike[str], *, offset: int = 0, chunk_size: int = CHUNK_SIZE) -> Unified2Result:
+def read(path: str | os.PathLike[str], *, offset: int = 0, chunk_size: int = WINDOW) -> Unified2Result:
     """Decode a whole Unified2 file: the alerts, the packet and extra-data
-    rows, and their bytes.  Files up to ``READ_WHOLE_MAX`` are read once and
-    decoded in place; larger ones are streamed in ``chunk_size`` windows
-    (use :func:`iter_read` directly to keep memory bounded)."""
-    size = os.stat(path).st_size
-    if offset == 0 and size <= READ_WHOLE_MAX:
-        buf = np.empty(size, dtype=np.uint8)
-        with open(path, "rb", buffering=0) as f:
-            got = f.readinto(memoryview(buf))  # type: ignore[arg-type]
-        return decode(buf[:got], origin=f"unified2:{os.fspath(path)}")
-    return Unified2Result.concat(list(iter_read(path, offset=offset, chunk_size=chunk_size)))
+    rows, and their bytes.  The file is memory-mapped and decoded in place
+    (files larger than ``chunk_size`` in windows, joined; use
+    :func:`iter_read` to keep memory bounded)."""
+    origin = f"unified2:{os.fspath(path)}"
+    return Unified2Result.concat(list(_windows(_map(path), offset, chunk_size, origin)))
 
 
 def sniff(head: bytes) -> str | None:

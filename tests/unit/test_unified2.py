@@ -29,7 +29,7 @@ def real(name: str) -> str:
 
 
 @pytest.mark.parametrize("dtype,ctype", [
-    (U.REC_DTYPE, "struct ingest_u2_rec"), (U.EVENT_DTYPE, "struct ingest_u2_event"),
+    (U.EVENT_DTYPE, "struct ingest_u2_event"),
     (U.PACKET_DTYPE, "struct ingest_u2_packet"), (U.EXTRA_DTYPE, "struct ingest_u2_extra"),
 ])
 def test_dtypes_match_c_structs(dtype, ctype):
@@ -239,12 +239,16 @@ def test_insane_length_without_recovery_stops_the_file():
     assert len(res.alerts) == 1 and res.fatal and res.resume_offset == 60
 
 
-def test_more_records_than_one_index_window(monkeypatch):
-    monkeypatch.setattr(U, "INDEX_CAP", 16)
-    buf = b"".join(W.event_v4(7, event_id=i) + W.packet(event_id=i) for i in range(100))
+def test_rows_and_odd_types_outgrow_their_first_arrays(monkeypatch):
+    # row arrays start small and grow; types >= 256 are noted ODD_CAP at a time
+    monkeypatch.setattr(U, "ODD_CAP", 4)
+    odd = b"".join(struct.pack(">II", 1000 + i % 3, 4) + b"\0" * 4 for i in range(10))
+    buf = b"".join(W.event_v4(7, event_id=i) + W.packet(event_id=i) + odd for i in range(300))
     res = U.decode(buf)
-    assert res.alerts["event_id"].tolist() == list(range(100))
-    assert res.packet_event.tolist() == list(range(100))
+    assert res.alerts["event_id"].tolist() == list(range(300))
+    assert res.packet_event.tolist() == list(range(300))
+    assert res.record_counts == {7: 300, 2: 300, 1000: 1200, 1001: 900, 1002: 900}
+    assert res.unknown == 3000
 
 
 # ---- real files (SOURCES.md oracles) --------------------------------------

@@ -1,9 +1,16 @@
-"""py-idstools FileRecordReader vs ingest.unified2.read, side by side.
+"""py-idstools vs ingest on Unified2, side by side in one run.
 
 The real djcas9-unified2-current.log is replicated to >= 50 MB in a temp
-dir; both readers decode the same file; best of N runs; events/s.  Run:
+dir; every reader decodes the same file; best of N runs; events/s and the
+ratio to py-idstools' FileRecordReader measured in the same run.
 
-    PYTHONPATH=. python benchmarks/bench_unified2.py [--mb 50] [--runs 5]
+In-process: py-idstools FileRecordReader vs ``ingest.unified2.read``
+(decode + join), and ``iter_read`` + rendering every alert as JSON.
+Whole commands (``--cli``): ``idstools-u2json FILE --output /dev/null``
+(py-idstools decode + its JSON output) vs ``ingest decode FILE --sink
+jsonl:/dev/null`` and ``--sink null:``.  Run:
+
+    PYTHONPATH=. python benchmarks/bench_unified2.py [--mb 50] [--runs 5] [--cli]
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import argparse
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +60,30 @@ def bench_ingest_json(path: str) -> tuple[float, int, float]:
     return time.perf_counter() - t0, n, time.process_time() - c0
 
 
+def _command(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (children) of one command run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def cli_ingest(sink: str):
+    def run(path: str, n: int) -> tuple[float, int, float]:
+        wall, cpu = _command([sys.executable, "-m", "ingest", "decode", path, "--sink", sink, "--no-progress"])
+        return wall, n, cpu
+    return run
+
+
+def cli_u2json(path: str, n: int) -> tuple[float, int, float]:
+    exe = shutil.which("idstools-u2json")
+    assert exe, "idstools-u2json not on PATH (pip install idstools)"
+    wall, cpu = _command([exe, path, "--output", "/dev/null"])
+    return wall, n, cpu
+
+
 def bench_idstools(path: str) -> tuple[float, int, float]:
     from idstools import unified2 as iu2
 
@@ -67,6 +100,7 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=50)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--idstools-runs", type=int, default=2)
+    ap.add_argument("--cli", action="store_true", help="also time the whole commands (u2json vs ingest decode)")
     ns = ap.parse_args()
     import idstools
     import numpy
@@ -83,6 +117,13 @@ def main() -> int:
                                ("ingest iter_read + batch JSON render", bench_ingest_json, max(1, ns.runs // 2))):
             best = min((fn(path) for _ in range(runs)), key=lambda r: r[0])
             rows.append((name, *best))
+        if ns.cli:
+            n = rows[1][2]
+            for name, fn, runs in (("idstools-u2json --output /dev/null", cli_u2json, ns.idstools_runs),
+                                   ("ingest decode --sink jsonl:/dev/null", cli_ingest("jsonl:/dev/null"), ns.runs),
+                                   ("ingest decode --sink null:", cli_ingest("null:"), ns.runs)):
+                best = min((fn(path, n) for _ in range(runs)), key=lambda r: r[0])
+                rows.append((name, *best))
         base = rows[0][2] / rows[0][1]
         for name, wall, n, cpu in rows:
             eps = n / wall

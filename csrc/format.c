@@ -143,13 +143,20 @@ static void put_str(struct out *o, const uint8_t *s, uint32_t n)
     *o->p++ = '"';
 }
 
-/* A string from the table, bounds-checked; 0 if idx names none. */
+/* A string from the (chained) table, bounds-checked; 0 if idx names none. */
 static int strtab_get(const struct ingest_strtab *t, int32_t idx, const uint8_t **s, uint32_t *n)
 {
-    if (t == NULL || idx < 0 || (uint32_t)idx >= t->count)
+    if (idx < 0)
         return 0;
-    *s = t->pool + t->off[idx];
-    *n = t->len[idx];
+    uint32_t k = (uint32_t)idx;
+    while (t != NULL && k >= t->count) {
+        k -= t->count;
+        t = t->next;
+    }
+    if (t == NULL)
+        return 0;
+    *s = t->pool + t->off[k];
+    *n = t->len[k];
     return 1;
 }
 
@@ -412,9 +419,9 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
 {
     if ((alerts == NULL && n) || out == NULL || (profile != INGEST_FMT_EVE && profile != INGEST_FMT_TRISUL))
         return INGEST_EINVAL;
-    if (strings != NULL && strings->count &&
-        (strings->pool == NULL || strings->off == NULL || strings->len == NULL))
-        return INGEST_EINVAL;
+    for (const struct ingest_strtab *t = strings; t != NULL; t = t->next)
+        if (t->count && (t->pool == NULL || t->off == NULL || t->len == NULL))
+            return INGEST_EINVAL;
     static const struct ingest_fmt_idx none = {NULL, NULL, NULL};
     if (idx == NULL)
         idx = &none;

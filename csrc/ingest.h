@@ -145,13 +145,16 @@ void ingest_set_hash_key(uint64_t k0, uint64_t k1);
 
 /*
  * A string table: string k is pool[off[k] .. off[k] + len[k]) (UTF-8 or raw
- * bytes; escaped on output).
+ * bytes; escaped on output).  Tables chain: index k >= count continues in
+ * next as k - count (a batch's packed pool, then the strings mapping added,
+ * without copying the pool).
  */
 struct ingest_strtab {
     const uint8_t *pool;
     const uint32_t *off;
     const uint32_t *len;
     uint32_t count;
+    const struct ingest_strtab *next;
 };
 
 /*

@@ -843,9 +843,13 @@ static int render_one(struct out *o, const struct ingest_u2_event *e, const uint
                 !PUTS(o, ",\"packet_second\":") || !put_u64(o, p->packet_second) ||
                 !PUTS(o, ",\"packet_microsecond\":") || !put_u64(o, p->packet_microsecond) ||
                 !PUTS(o, ",\"linktype\":") || !put_u64(o, p->linktype) ||
-                !PUTS(o, ",\"length\":") || !put_u64(o, p->packet_length) ||
-                !PUTS(o, ",\"data\":") || !put_b64(o, pool + p->data_off, p->data_len) ||
-                !PUTS(o, "}"))
+                !PUTS(o, ",\"length\":") || !put_u64(o, p->packet_length))
+                return 0;
+            /* The first packet's bytes are the top-level "packet" (EVE's
+             * member, for EVE tools): not repeated here. */
+            if (j && (!PUTS(o, ",\"data\":") || !put_b64(o, pool + p->data_off, p->data_len)))
+                return 0;
+            if (!PUTS(o, "}"))
                 return 0;
         }
         if (!PUTS(o, "]"))

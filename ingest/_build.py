@@ -112,6 +112,7 @@ struct ingest_strtab {
     const uint32_t *off;
     const uint32_t *len;
     uint32_t count;
+    const struct ingest_strtab *next;
 };
 struct ingest_fmt_idx {
     const int32_t *cat;

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .strings import StringPool as StringPool  # re-exported: B.StringPool
+from .strings import Strings
+from .strings import concat as concat_strings
+
 # Source kinds (INGEST_SRC_*) and their names in output records.
 SRC_NONE, SRC_SNORT, SRC_SNORT_APPID, SRC_BARNYARD2, SRC_BARNYARD2_32, SRC_UNIFIED2, SRC_EVE = range(7)
 SOURCE_NAMES = {
@@ -78,7 +82,9 @@ class AlertBatch:
 
     ``alerts`` is an ``ALERT_DTYPE`` array.  ``strings`` is the batch's string
     table: ``alerts["msg_idx"]`` and ``alerts["app_idx"]`` index it (-1 means
-    none).  ``origin`` names the source (e.g. ``snort:/var/log/snort/snort_alert``).
+    none).  It is a ``list[str]`` or, when there is a text per alert, a
+    packed :class:`~ingest.strings.StringPool` made by C; both index as
+    ``strings[i] -> str``, have ``len`` and join with ``+``.  ``origin`` names the source (e.g. ``snort:/var/log/snort/snort_alert``).
     ``acks`` are callables run once every sink has the batch (Barnyard2 sync
     acknowledgements, bookmarks), in order.
 
@@ -89,7 +95,7 @@ class AlertBatch:
     """
 
     alerts: np.ndarray
-    strings: list[str] = field(default_factory=list)
+    strings: Strings = field(default_factory=list)
     origin: str = ""
     acks: list = field(default_factory=list)
     extra: np.ndarray | None = None
@@ -103,20 +109,18 @@ class AlertBatch:
         """Join batches into one, re-basing string indices (vectorised)."""
         if len(batches) == 1:
             return batches[0]
-        strings: list[str] = []
         parts = []
         acks: list = []
         side: dict[str, list[np.ndarray]] = {"extra": [], "raw": []}
         want = {name: any(getattr(b, name) is not None for b in batches) for name in side}
+        base = 0
         for b in batches:
             a = b.alerts
-            base = len(strings)
-            if b.strings and base:
+            if len(b.strings) and base:
                 a = a.copy()
                 for name in ("msg_idx", "app_idx"):
                     c = a[name]
                     c[c >= 0] += base
-            strings.extend(b.strings)
             for name in side:
                 if want[name]:
                     col = getattr(b, name)
@@ -125,9 +129,10 @@ class AlertBatch:
                         else np.where(col >= 0, col + base, -1).astype(np.int32))
             parts.append(a)
             acks.extend(b.acks)
+            base += len(b.strings)
         origin = batches[0].origin if len({b.origin for b in batches}) == 1 else "*"
         return AlertBatch(
-            np.concatenate(parts), strings, origin, acks,
+            np.concatenate(parts), concat_strings([b.strings for b in batches]), origin, acks,
             np.concatenate(side["extra"]) if want["extra"] else None,
             np.concatenate(side["raw"]) if want["raw"] else None,
         )

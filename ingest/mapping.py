@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch import AlertBatch
+from .strings import Strings
 
 
 @dataclass
@@ -22,8 +23,9 @@ class Enriched:
     batch: AlertBatch
     #: per alert, index into ``strings`` of its category, or -1
     categories: np.ndarray | None
-    #: batch.strings followed by the category texts
-    strings: list[str]
+    #: batch.strings followed by the category texts (a list, or a pool
+    #: whose last segment holds them)
+    strings: Strings
 
     @property
     def extra_strings(self) -> list[str]:

@@ -16,30 +16,38 @@ import numpy as np
 
 from . import batch as B
 from .native import ffi, lib
+from .strings import Segment, StringPool, Strings
 
 PROFILES = {"eve": lib.INGEST_FMT_EVE, "trisul": lib.INGEST_FMT_TRISUL}
 
 
 class StringTable:
-    """A list of str packed as one UTF-8 pool with offsets, for the C core."""
+    """A batch's strings (a list of str or a packed :class:`StringPool`),
+    then ``more`` (mapping's few additions), as one chained C string table.
+    A pool's segments are passed as they are: nothing per string is done in
+    Python unless the strings come as a list."""
 
-    def __init__(self, strings: list[str]) -> None:
-        encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
-        lens = np.fromiter((len(e) for e in encoded), dtype=np.uint32, count=len(encoded))
-        offs = np.zeros(len(encoded), dtype=np.uint32)
-        if len(encoded) > 1:
-            np.cumsum(lens[:-1], out=offs[1:])
-        self.pool = b"".join(encoded) or b"\0"
-        self.off = offs
-        self.len = lens
-        self._keep = (
-            ffi.from_buffer("uint8_t[]", self.pool),
-            ffi.from_buffer("uint32_t[]", self.off),
-            ffi.from_buffer("uint32_t[]", self.len),
-        )
-        self.c = ffi.new("struct ingest_strtab *")
-        self.c.pool, self.c.off, self.c.len = self._keep
-        self.c.count = len(encoded)
+    def __init__(self, strings: Strings, more: list[str] | None = None) -> None:
+        segs = list(strings.segments) if isinstance(strings, StringPool) else [Segment.from_strings(strings)]
+        if more:
+            segs.append(Segment.from_strings(more))
+        self.segments = segs
+        self._keep: list = []
+        self.c = ffi.NULL
+        for seg in reversed(segs):  # build the chain back to front
+            t = ffi.new("struct ingest_strtab *")
+            data = seg.data if len(seg.data) else np.zeros(1, np.uint8)
+            t.pool = ffi.from_buffer("uint8_t[]", data)
+            t.off = ffi.from_buffer("uint32_t[]", seg.off)
+            t.len = ffi.from_buffer("uint32_t[]", seg.len)
+            t.count = len(seg)
+            t.next = self.c
+            self._keep += [t, t.pool, t.off, t.len, data]
+            self.c = t
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(s.data) for s in self.segments)
 
 
 def _idx(col: np.ndarray | None, n: int, name: str):
@@ -67,15 +75,17 @@ def render_json(
     n = len(alerts)
     if n == 0:
         return b""
-    table = StringTable(batch.strings + (extra_strings or []))
+    table = StringTable(batch.strings, extra_strings)
     idx = ffi.new("struct ingest_fmt_idx *")
     idx.cat, keep_c = _idx(categories, n, "categories")
     idx.extra, keep_e = _idx(batch.extra, n, "extra")
     idx.raw, keep_r = _idx(batch.raw, n, "raw")
     c_alerts = ffi.from_buffer("struct ingest_alert[]", alerts)
-    cap = n * 768 + len(table.pool) * 6 + 4096
+    # Verbatim members and records dominate big tables; escaping can grow
+    # a string 6x, and then the C side says ENOSPC and the buffer doubles.
+    cap = n * 768 + table.nbytes * 2 + 4096
     while True:
-        out = bytearray(cap)
+        out = np.empty(cap, dtype=np.uint8)  # not zeroed: C writes every byte it reports
         written = lib.ingest_format_json(
             c_alerts, n, table.c, idx, PROFILES[profile],
             ffi.from_buffer("uint8_t[]", out, require_writable=True), cap, ffi.NULL,
@@ -86,7 +96,7 @@ def render_json(
         if written < 0:
             raise ValueError(f"ingest_format_json failed ({written})")
         del keep_c, keep_e, keep_r
-        return bytes(memoryview(out)[:written])
+        return out[:written].tobytes()
 
 
 def to_records(batch: B.AlertBatch, profile: str = "eve", **kw: Any) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import batch as B
 from ._native import ffi, lib
+from .strings import Segment, StringPool
 
 HDR_LEN = lib.INGEST_U2_HDR_LEN
 MAX_RECORD = lib.INGEST_U2_MAX_RECORD
@@ -174,12 +175,13 @@ class Unified2Result:
     @cached_property
     def batch(self) -> B.AlertBatch:
         """The canonical alert batch; ``extra`` carries each alert's packets
-        (base64) and decoded extra-data as JSON members (rendered in C)."""
-        strings: list[str] = []
+        (base64) and decoded extra-data as JSON members, rendered by C into
+        a packed string pool (no Python object per alert)."""
+        names: list[str] = []
         alerts = self.alerts.copy()
-        _app_names(alerts, self.events, self.pool, strings)
-        extra = _render_members(self, strings)
-        return B.AlertBatch(alerts, strings, self.origin, extra=extra)
+        _app_names(alerts, self.events, self.pool, names)
+        members, extra = _render_members(self, len(names))
+        return B.AlertBatch(alerts, StringPool.from_strings(names) + members, self.origin, extra=extra)
 
     @staticmethod
     def concat(parts: list[Unified2Result]) -> Unified2Result:
@@ -251,40 +253,62 @@ def _groups(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(order), start
 
 
-def _render_members(res: Unified2Result, strings: list[str]) -> np.ndarray | None:
+#: rendered members per string-pool segment stay below this (32-bit offsets)
+SEGMENT_MAX = 1 << 30
+
+
+def _render_members(res: Unified2Result, base: int) -> tuple[StringPool, np.ndarray | None]:
+    """Per alert, its JSON members, rendered by C into packed segments; the
+    per-alert column indexes them from ``base`` on."""
     n = len(res.alerts)
     if n == 0:
-        return None
+        return StringPool(), None
     pk_idx, pk_start = _groups(res.packet_event, n)
     ex_idx, ex_start = _groups(res.extra_event, n)
     pool = res.pool if len(res.pool) else np.zeros(1, np.uint8)
-    ends = np.zeros(n, dtype=np.uint32)
-    cap = 512 * n + int(res.packets["data_len"].sum()) * 3 + int(res.extra["data_len"].sum()) * 7 + 4096
+    # worst case per alert: fixed text, packets in base64 (4/3, once),
+    # extra-data and event texts escaped (6x; http uri/hostname appear twice)
+    pk_bytes = np.zeros(n + 1, np.int64)
+    np.add.at(pk_bytes, res.packet_event[res.packet_event >= 0], res.packets["data_len"][res.packet_event >= 0])
+    ex_bytes = np.zeros(n + 1, np.int64)
+    np.add.at(ex_bytes, res.extra_event[res.extra_event >= 0], res.extra["data_len"][res.extra_event >= 0])
+    need = 1024 + pk_bytes[:n] * 4 // 3 + 192 * (pk_start[1:] - pk_start[:-1]) + ex_bytes[:n] * 12 \
+        + 128 * (ex_start[1:] - ex_start[:-1]) + 6 * res.events["text_len"].sum(axis=1, dtype=np.int64)
     events = np.ascontiguousarray(res.events)
     packets = np.ascontiguousarray(res.packets)
     extra = np.ascontiguousarray(res.extra)
-    while True:
+    c_pool = ffi.from_buffer("uint8_t[]", pool)
+    c_pk = ffi.from_buffer("struct ingest_u2_packet[]", packets) if len(packets) else ffi.NULL
+    c_ex = ffi.from_buffer("struct ingest_u2_extra[]", extra) if len(extra) else ffi.NULL
+    c_pk_idx = ffi.from_buffer("uint32_t[]", pk_idx) if len(pk_idx) else ffi.NULL
+    c_ex_idx = ffi.from_buffer("uint32_t[]", ex_idx) if len(ex_idx) else ffi.NULL
+    segments = []
+    # alerts in runs whose members fit one segment
+    cum = np.concatenate(([0], np.cumsum(need)))
+    lo = 0
+    while lo < n:
+        hi = max(lo + 1, int(np.searchsorted(cum, cum[lo] + SEGMENT_MAX, side="right")) - 1)
+        hi = min(hi, n)
+        cap = int(cum[hi] - cum[lo]) + 4096
         out = np.empty(cap, dtype=np.uint8)
+        ends = np.empty(hi - lo, dtype=np.uint32)
+        # start arrays rebased to this run: the C side sees events lo..hi
+        ps = np.ascontiguousarray(pk_start[lo: hi + 1])
+        xs = np.ascontiguousarray(ex_start[lo: hi + 1])
         k = lib.ingest_u2_render(
-            ffi.from_buffer("struct ingest_u2_event[]", events), n,
-            ffi.from_buffer("uint8_t[]", pool), len(res.pool),
-            ffi.from_buffer("struct ingest_u2_packet[]", packets), len(packets),
-            ffi.from_buffer("uint32_t[]", pk_idx), ffi.from_buffer("uint32_t[]", pk_start),
-            ffi.from_buffer("struct ingest_u2_extra[]", extra), len(extra),
-            ffi.from_buffer("uint32_t[]", ex_idx), ffi.from_buffer("uint32_t[]", ex_start),
+            ffi.from_buffer("struct ingest_u2_event[]", events[lo:hi]), hi - lo, c_pool, len(res.pool),
+            c_pk, len(packets), c_pk_idx, ffi.from_buffer("uint32_t[]", ps),
+            c_ex, len(extra), c_ex_idx, ffi.from_buffer("uint32_t[]", xs),
             _c("uint8_t[]", out), cap, _c("uint32_t[]", ends),
         )
-        if k == lib.INGEST_ENOSPC:
-            cap *= 2
-            continue
-        if k < 0:
+        if k < 0:  # the bound above is a worst case: ENOSPC is a bug too
             raise ValueError(f"ingest_u2_render: inconsistent rows ({k})")
-        break
-    text = out[:k].tobytes().decode("ascii")  # the C side escapes to ASCII
-    base = len(strings)
-    starts = np.concatenate(([0], ends[:-1])).tolist()
-    strings.extend(text[s:e] for s, e in zip(starts, ends.tolist(), strict=True))
-    return np.arange(base, base + n, dtype=np.int32)
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+        segments.append(Segment(out[:k], starts, ends - starts))
+        lo = hi
+    return StringPool(segments), np.arange(base, base + n, dtype=np.int32)
 
 
 def _join(ev_id: np.ndarray, ev_sec: np.ndarray, ev_pos: np.ndarray,

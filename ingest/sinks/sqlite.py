@@ -28,6 +28,7 @@ import numpy as np
 from .. import batch as B
 from ..mapping import Enriched
 from ..render import format_addrs
+from ..strings import Strings, take
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -80,9 +81,8 @@ def _masked(values: np.ndarray, mask: np.ndarray) -> list:
     return out.tolist()
 
 
-def _text(strings: list[str], idx: np.ndarray) -> list:
-    table = np.array(strings + [None], dtype=object)  # -1 picks the trailing None
-    return table[idx].tolist()
+def _text(strings: Strings, idx: np.ndarray) -> list:
+    return take(strings, idx)  # a list or a packed pool; -1 is NULL
 
 
 def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:

@@ -50,12 +50,12 @@ def bench_ingest(path: str) -> tuple[float, int, float]:
 
 def bench_ingest_json(path: str) -> tuple[float, int, float]:
     from ingest import unified2
-    from ingest.render import render_json
+    from ingest.render import render_buffer
 
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     for res in unified2.iter_read(path):
-        render_json(res.batch)
+        render_buffer(res.batch)  # what the jsonl sink writes
         n += len(res.alerts)
     return time.perf_counter() - t0, n, time.process_time() - c0
 

@@ -59,13 +59,14 @@ def _idx(col: np.ndarray | None, n: int, name: str):
     return ffi.from_buffer("int32_t[]", col), col
 
 
-def render_json(
+def render_buffer(
     batch: B.AlertBatch,
     profile: str = "eve",
     categories: np.ndarray | None = None,
     extra_strings: list[str] | None = None,
-) -> bytes:
-    """Render a batch as newline-terminated JSON objects.
+) -> memoryview:
+    """:func:`render_json` without the final copy: a read-only view of the
+    rendered lines (what sinks write; big batches are not copied again).
 
     ``categories`` (optional) gives, per alert, an index into
     ``batch.strings + extra_strings`` naming its classification (or -1).
@@ -74,7 +75,7 @@ def render_json(
     alerts = np.ascontiguousarray(batch.alerts)
     n = len(alerts)
     if n == 0:
-        return b""
+        return memoryview(b"")
     table = StringTable(batch.strings, extra_strings)
     idx = ffi.new("struct ingest_fmt_idx *")
     idx.cat, keep_c = _idx(categories, n, "categories")
@@ -96,7 +97,23 @@ def render_json(
         if written < 0:
             raise ValueError(f"ingest_format_json failed ({written})")
         del keep_c, keep_e, keep_r
-        return out[:written].tobytes()
+        out.resize(written, refcheck=False)  # shrinks in place (no copy)
+        return memoryview(out).toreadonly()  # type: ignore[arg-type]
+
+
+def render_json(
+    batch: B.AlertBatch,
+    profile: str = "eve",
+    categories: np.ndarray | None = None,
+    extra_strings: list[str] | None = None,
+) -> bytes:
+    """Render a batch as newline-terminated JSON objects.
+
+    ``categories`` (optional) gives, per alert, an index into
+    ``batch.strings + extra_strings`` naming its classification (or -1).
+    ``batch.extra`` / ``batch.raw`` are honoured (see AlertBatch).
+    """
+    return bytes(render_buffer(batch, profile, categories, extra_strings))
 
 
 def to_records(batch: B.AlertBatch, profile: str = "eve", **kw: Any) -> list[dict[str, Any]]:

@@ -178,8 +178,10 @@ class Unified2Result:
         (base64) and decoded extra-data as JSON members, rendered by C into
         a packed string pool (no Python object per alert)."""
         names: list[str] = []
-        alerts = self.alerts.copy()
-        _app_names(alerts, self.events, self.pool, names)
+        alerts = self.alerts
+        if self.events["text_len"][:, 0].any():  # app_idx to set: on a copy
+            alerts = alerts.copy()
+            _app_names(alerts, self.events, self.pool, names)
         members, extra = _render_members(self, len(names))
         return B.AlertBatch(alerts, StringPool.from_strings(names) + members, self.origin, extra=extra)
 
@@ -268,10 +270,9 @@ def _render_members(res: Unified2Result, base: int) -> tuple[StringPool, np.ndar
     pool = res.pool if len(res.pool) else np.zeros(1, np.uint8)
     # worst case per alert: fixed text, packets in base64 (4/3, once),
     # extra-data and event texts escaped (6x; http uri/hostname appear twice)
-    pk_bytes = np.zeros(n + 1, np.int64)
-    np.add.at(pk_bytes, res.packet_event[res.packet_event >= 0], res.packets["data_len"][res.packet_event >= 0])
-    ex_bytes = np.zeros(n + 1, np.int64)
-    np.add.at(ex_bytes, res.extra_event[res.extra_event >= 0], res.extra["data_len"][res.extra_event >= 0])
+    pj, xj = res.packet_event >= 0, res.extra_event >= 0
+    pk_bytes = np.bincount(res.packet_event[pj], res.packets["data_len"][pj], minlength=n).astype(np.int64)
+    ex_bytes = np.bincount(res.extra_event[xj], res.extra["data_len"][xj], minlength=n).astype(np.int64)
     need = 1024 + pk_bytes[:n] * 4 // 3 + 192 * (pk_start[1:] - pk_start[:-1]) + ex_bytes[:n] * 12 \
         + 128 * (ex_start[1:] - ex_start[:-1]) + 6 * res.events["text_len"].sum(axis=1, dtype=np.int64)
     events = np.ascontiguousarray(res.events)

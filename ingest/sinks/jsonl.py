@@ -13,7 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ..mapping import Enriched
-from ..render import render_json
+from ..render import render_buffer
 
 
 class JsonlSink:
@@ -30,13 +30,13 @@ class JsonlSink:
             )
             self._own = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-jsonl")
-        self._pending: tuple[Enriched, bytes, int] | None = None
+        self._pending: tuple[Enriched, memoryview, int] | None = None
 
     def _write_item(self, item: Enriched) -> None:
         # A retried batch (after a failed or partial write) resumes where the
         # last attempt stopped: no torn line, no line written twice.
         if self._pending is None or self._pending[0] is not item:
-            data = render_json(item.batch, self.profile, item.categories, item.extra_strings)
+            data = render_buffer(item.batch, self.profile, item.categories, item.extra_strings)
             self._pending = (item, data, 0)
         _, data, done = self._pending
         view = memoryview(data)

@@ -85,7 +85,18 @@ class AlertBatch:
     Optional per-alert int32 columns, also indexing ``strings`` (-1: none):
     ``extra`` holds pre-rendered JSON members spliced into the alert's JSON
     object (Unified2 packets and extra-data); ``raw`` holds a complete JSON
-    object written verbatim instead of rendering the alert (lossless EVE).
+    object written verbatim instead of rendering the alert (lossless EVE);
+    ``cat`` holds the classification text the engine itself gave (EVE
+    ``alert.category``), which mapping prefers over a class-id lookup.
+
+    ``keys`` (optional int64 per alert, 0 = none) are replay keys: the same
+    input record always gets the same key (file followers derive it from the
+    file identity and byte offset), so a store can ignore an alert it already
+    holds when a follower re-reads after a crash (exactly-once in the store).
+
+    ``events`` (optional) carries non-alert events that travel with the batch
+    (EVE flow, dns, stats ...): see :class:`EventBatch`.  They count towards
+    the runtime's queue bound (:meth:`queued`) but not ``len``.
     """
 
     alerts: np.ndarray
@@ -94,9 +105,16 @@ class AlertBatch:
     acks: list = field(default_factory=list)
     extra: np.ndarray | None = None
     raw: np.ndarray | None = None
+    cat: np.ndarray | None = None
+    keys: np.ndarray | None = None
+    events: "EventBatch | None" = None
 
     def __len__(self) -> int:
         return len(self.alerts)
+
+    def queued(self) -> int:
+        """Places this batch takes in the runtime's bounded queue (alerts and events)."""
+        return len(self.alerts) + (len(self.events) if self.events is not None else 0)
 
     @staticmethod
     def concat(batches: list["AlertBatch"]) -> "AlertBatch":
@@ -106,7 +124,7 @@ class AlertBatch:
         strings: list[str] = []
         parts = []
         acks: list = []
-        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": []}
+        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": [], "cat": []}
         want = {name: any(getattr(b, name) is not None for b in batches) for name in side}
         for b in batches:
             a = b.alerts
@@ -125,8 +143,47 @@ class AlertBatch:
             parts.append(a)
             acks.extend(b.acks)
         origin = batches[0].origin if len({b.origin for b in batches}) == 1 else "*"
+        keys = None
+        if any(b.keys is not None for b in batches):
+            keys = np.concatenate([np.zeros(len(b), np.int64) if b.keys is None else b.keys for b in batches])
+        evs = [b.events for b in batches if b.events is not None]
         return AlertBatch(
             np.concatenate(parts), strings, origin, acks,
             np.concatenate(side["extra"]) if want["extra"] else None,
             np.concatenate(side["raw"]) if want["raw"] else None,
+            np.concatenate(side["cat"]) if want["cat"] else None,
+            keys,
+            EventBatch.concat(evs) if evs else None,
         )
+
+
+@dataclass(eq=False)
+class EventBatch:
+    """Non-alert events riding along with an alert batch (EVE).
+
+    ``lines`` is the events' original JSON, newline-terminated, in input
+    order: JSON sinks write it verbatim (lossless passthrough).  ``flows``
+    holds one row per flow/netflow event for the store's ``flows`` table
+    (see ``ingest.eve.FLOW_COLUMNS``).  ``count`` is the number of events in
+    ``lines``; ``types`` counts them by event_type.
+    """
+
+    lines: bytes = b""
+    count: int = 0
+    flows: list[tuple] = field(default_factory=list)
+    types: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @staticmethod
+    def concat(parts: list["EventBatch"]) -> "EventBatch":
+        if len(parts) == 1:
+            return parts[0]
+        types: dict[str, int] = {}
+        flows: list[tuple] = []
+        for e in parts:
+            flows.extend(e.flows)
+            for k, v in e.types.items():
+                types[k] = types.get(k, 0) + v
+        return EventBatch(b"".join(e.lines for e in parts), sum(e.count for e in parts), flows, types)

@@ -18,6 +18,7 @@ from .config import Config
 _PLUGINS: list[tuple[str, str]] = [
     ("ingest.gen", "gen"),
     ("ingest.bench", "bench"),
+    ("ingest.query", "query"),
 ]
 
 
@@ -36,6 +37,20 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="bind a Barnyard2 alert_unixsock datagram socket here")
     p.add_argument("--barnyard2-sync", action="append", metavar="PATH",
                    help="listen for Barnyard2 'alert_unixsock: PATH sync' (acknowledged, lossless)")
+    p.add_argument("--eve-dgram", action="append", metavar="PATH",
+                   help="bind a socket for Suricata eve-log filetype: unix_dgram")
+    p.add_argument("--eve-stream", action="append", metavar="PATH",
+                   help="listen for Suricata eve-log filetype: unix_stream")
+    p.add_argument("--eve-file", action="append", metavar="PATH",
+                   help="follow a Suricata eve.json (or a glob: eve.*.json), with a bookmark")
+    p.add_argument("--event-types", metavar="LIST",
+                   help="EVE event types to keep, comma-separated (default: all)")
+    p.add_argument("--eve-max-line", type=int, metavar="BYTES", help="longest EVE line (default 16 MiB)")
+    p.add_argument("--bookmark-dir", metavar="DIR", help="where --eve-file bookmarks go (default: beside the file)")
+    p.add_argument("--eve-file-start", choices=("beginning", "end"),
+                   help="where to start a followed file that has no bookmark (default beginning)")
+    p.add_argument("--classification", metavar="FILE",
+                   help="classification.config (alert.category <-> class id)")
     p.add_argument("--sink", action="append", metavar="URL",
                    help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
     p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
@@ -71,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
-              "linger_ms")
+              "linger_ms", "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
+              "bookmark_dir", "eve_file_start", "classification")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -109,9 +125,10 @@ def build_pipeline(cfg: Config):
             sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode, group=cfg.socket_group))
         for path in cfg.barnyard2_sync:
             sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
+        sources.extend(_eve_sources(cfg))
         if not sources:
-            raise ValueError("no input given: use --snort, --barnyard2 or --barnyard2-sync "
-                             "(or 'ingest run' for the defaults)")
+            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, "
+                             "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
         if cfg.snort or cfg.barnyard2:
             warn_kernel_limits()
         sinks = [open_sink(url, profile=cfg.format) for url in cfg.sink_urls]
@@ -119,8 +136,15 @@ def build_pipeline(cfg: Config):
         for s in sources:
             s.close()
         raise
+    enricher = None
+    if cfg.classification:
+        from .eve import read_classification
+        from .mapping import Enricher
+
+        enricher = Enricher(read_classification(cfg.classification))
     return Pipeline(
         sources, sinks,
+        enricher=enricher,
         stats=None,
         deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
         max_queue=cfg.max_queue,
@@ -131,12 +155,40 @@ def build_pipeline(cfg: Config):
     )
 
 
+def _eve_sources(cfg: Config) -> list:
+    """Suricata EVE inputs (sockets we bind, files we follow)."""
+    from .sources.eve import EveDgramSource
+    from .sources.stream import EveStreamSource
+    from .sources.tail import EveFileSource
+
+    out: list = []
+    try:
+        for path in cfg.eve_dgram:
+            out.append(EveDgramSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
+                                      event_types=cfg.event_types))
+        for path in cfg.eve_stream:
+            out.append(EveStreamSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
+                                       event_types=cfg.event_types, max_line=cfg.eve_max_line))
+        for path in cfg.eve_file:
+            bm = None
+            if cfg.bookmark_dir:
+                name = os.path.abspath(path).strip("/").replace("/", "_").replace("*", "_")
+                bm = os.path.join(cfg.bookmark_dir, name + ".ingest-bookmark")
+            out.append(EveFileSource(path, bookmark_path=bm, start=cfg.eve_file_start,
+                                     event_types=cfg.event_types, max_line=cfg.eve_max_line))
+    except BaseException:
+        for s in out:
+            s.close()
+        raise
+    return out
+
+
 def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     from .runtime import run
     from .sockets import SocketPathError
 
     if ensure_run_dir:
-        for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync):
+        for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync, *cfg.eve_dgram, *cfg.eve_stream):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     try:
         pipeline = build_pipeline(cfg)

@@ -95,11 +95,11 @@ class Pipeline:
     # --- the event loop side -------------------------------------------
     def _take(self) -> AlertBatch:
         taken = [self._dq.popleft()]
-        n = len(taken[0])
-        while self._dq and n + len(self._dq[0]) <= self.batch_max:
+        n = taken[0].queued()
+        while self._dq and n + self._dq[0].queued() <= self.batch_max:
             b = self._dq.popleft()
             taken.append(b)
-            n += len(b)
+            n += b.queued()
         return AlertBatch.concat(taken)
 
     async def _consume(self) -> None:
@@ -115,7 +115,7 @@ class Pipeline:
                     await self._wake.wait()
                     self._wake.clear()
                 continue
-            if self.linger and sum(len(b) for b in self._dq) < self.batch_max and not self._closing:
+            if self.linger and sum(b.queued() for b in self._dq) < self.batch_max and not self._closing:
                 await asyncio.sleep(self.linger)
             await self._dispatch(self._take())
 
@@ -143,8 +143,9 @@ class Pipeline:
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep
             # the alerts in the dead-letter file rather than lose them.
+            events = batch.events.lines if batch.events is not None else b""
             self.deadletter.write(batch.origin, "sink_failed",
-                                  render_json(batch, "eve", item.categories, item.extra_strings))
+                                  render_json(batch, "eve", item.categories, item.extra_strings) + events)
             self.stats.add_dropped("sink_failed", len(batch))
         else:
             for ack in batch.acks:
@@ -152,7 +153,7 @@ class Pipeline:
                     ack()
                 except Exception as e:
                     print(f"ingest: error: acknowledgement failed: {e!r}", file=self.log, flush=True)
-        self.release(len(batch))
+        self.release(batch.queued())
 
     async def _report(self) -> None:
         while True:
@@ -183,7 +184,7 @@ class Pipeline:
             try:
                 await asyncio.wait_for(consumer, timeout=self.drain_timeout)
             except asyncio.TimeoutError:
-                left = sum(len(b) for b in self._dq)
+                left = sum(b.queued() for b in self._dq)
                 print(f"ingest: error: drain timed out with {left} alerts queued", file=self.log)
                 rc = 1
         stopper.cancel()

@@ -38,7 +38,12 @@ class JsonlSink:
             view = view[n:]
 
     def _write_item(self, item: Enriched) -> None:
-        self._write_all(render_json(item.batch, self.profile, item.categories, item.extra_strings))
+        data = render_json(item.batch, self.profile, item.categories, item.extra_strings)
+        ev = item.batch.events
+        if ev is not None and ev.count:
+            # non-alert events (EVE flow, dns, stats ...): verbatim, in one write
+            data = data + ev.lines if data else ev.lines
+        self._write_all(data)
 
     async def write(self, item: Enriched) -> None:
         # Rendering (C, GIL released) and the write run on the sink's thread.

@@ -104,7 +104,7 @@ class EveStreamSource:
             except (BlockingIOError, InterruptedError):
                 return
             s.setblocking(False)
-            c = _Conn(s, np.empty(CHUNK, np.uint8))
+            c = _Conn(s, np.empty(min(CHUNK, self.max_line + 1), np.uint8))
             conns[s.fileno()] = c
             sel.register(s, selectors.EVENT_READ, c)
             self.connections += 1
@@ -122,6 +122,12 @@ class EveStreamSource:
     def _read(self, c: _Conn, sel: selectors.BaseSelector, conns: dict[int, _Conn], dec: EveDecoder,
               submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         for _ in range(64):  # bounded, so one busy peer cannot starve the others
+            if c.fill > self.max_line and not c.skipping:
+                # no newline within max_line bytes: an oversized record
+                deadletter.write(self.origin, "oversized", c.buf[:DEADLETTER_HEAD].tobytes())
+                stats.add_malformed("oversized")
+                c.skipping = True
+                c.fill = 0
             if c.fill == len(c.buf):
                 if len(c.buf) <= self.max_line:
                     grown = np.empty(min(2 * len(c.buf), self.max_line + 1), np.uint8)
@@ -156,10 +162,17 @@ class EveStreamSource:
             pos = 0
             while True:  # complete lines, at most LINES_PER_BATCH per decode
                 offs, lens, consumed = split_lines(c.buf[pos:c.fill], base=pos, cap=LINES_PER_BATCH)
+                big = lens > self.max_line + 1  # (+1: the newline)
+                if big.any():
+                    for o in offs[big].tolist():
+                        deadletter.write(self.origin, "oversized", c.buf[o:o + DEADLETTER_HEAD].tobytes())
+                        stats.add_malformed("oversized")
+                    keep = ~big
+                    offs, lens = offs[keep], lens[keep]
                 if len(offs):
                     handle_records(dec, c.buf, offs, lens, len(offs), self.origin, submit, stats, deadletter)
                 pos += consumed
-                if len(offs) < LINES_PER_BATCH:
+                if len(big) < LINES_PER_BATCH:
                     break
             if pos:
                 rest = c.fill - pos

@@ -315,6 +315,10 @@ class EveFileSource:
             data = os.pread(f.fd, chunk, f.offset)
             if not data:
                 break
+            if os.pread(f.fd, FP_LEN, 0) != f.fp:
+                # truncated (and perhaps rewritten) under us: what was just read
+                # may be new content at an old offset; _check starts it over
+                break
             if f.skipping:
                 nl = data.find(b"\n")
                 if nl < 0:

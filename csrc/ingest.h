@@ -247,4 +247,10 @@ int ingest_eve_parse_ts(const uint8_t *s, size_t n, int64_t *ts_us);
 int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs, uint32_t *lens,
                      unsigned cap, size_t *consumed);
 
+/* Copy the records recs[idx[j]] (j < n) back to back into out (capacity
+ * out_cap); out_off[j] is where record j starts.  Returns the bytes written,
+ * INGEST_ENOSPC or INGEST_EINVAL.  (The verbatim pool of a batch's alerts.) */
+long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
+                       const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
+
 #endif /* INGEST_H */

@@ -171,6 +171,8 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
 int ingest_eve_parse_ts(const uint8_t *s, size_t n, int64_t *ts_us);
 int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs, uint32_t *lens,
                      unsigned cap, size_t *consumed);
+long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
+                       const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
 """
 
 # Sections in csrc/ingest.h order; later modules append their block here.

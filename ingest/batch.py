@@ -89,6 +89,10 @@ class AlertBatch:
     ``cat`` holds the classification text the engine itself gave (EVE
     ``alert.category``), which mapping prefers over a class-id lookup.
 
+    ``raw_pool`` (optional): when set, ``raw`` indexes this pool of verbatim
+    records instead of ``strings`` (EVE: one copy per batch, no Python
+    string per alert).
+
     ``keys`` (optional int64 per alert, 0 = none) are replay keys: the same
     input record always gets the same key (file followers derive it from the
     file identity and byte offset), so a store can ignore an alert it already
@@ -108,6 +112,7 @@ class AlertBatch:
     cat: np.ndarray | None = None
     keys: np.ndarray | None = None
     events: "EventBatch | None" = None
+    raw_pool: "RawPool | None" = None
 
     def __len__(self) -> int:
         return len(self.alerts)
@@ -126,6 +131,10 @@ class AlertBatch:
         acks: list = []
         side: dict[str, list[np.ndarray]] = {"extra": [], "raw": [], "cat": []}
         want = {name: any(getattr(b, name) is not None for b in batches) for name in side}
+        pooled = any(b.raw_pool is not None for b in batches)
+        if pooled:
+            want["raw"] = False
+            raw, pool = RawPool.concat_raw(batches)
         for b in batches:
             a = b.alerts
             base = len(strings)
@@ -150,11 +159,59 @@ class AlertBatch:
         return AlertBatch(
             np.concatenate(parts), strings, origin, acks,
             np.concatenate(side["extra"]) if want["extra"] else None,
-            np.concatenate(side["raw"]) if want["raw"] else None,
+            raw if pooled else np.concatenate(side["raw"]) if want["raw"] else None,
             np.concatenate(side["cat"]) if want["cat"] else None,
             keys,
             EventBatch.concat(evs) if evs else None,
+            pool if pooled else None,
         )
+
+
+@dataclass(eq=False)
+class RawPool:
+    """Verbatim records back to back: record k is ``data[off[k]:off[k] + len[k]]``."""
+
+    data: bytes
+    off: np.ndarray  # uint64
+    len: np.ndarray  # uint32
+
+    def __len__(self) -> int:
+        return len(self.off)
+
+    def get(self, k: int) -> bytes:
+        o = int(self.off[k])
+        return bytes(self.data[o:o + int(self.len[k])])
+
+    @staticmethod
+    def concat_raw(batches: list["AlertBatch"]) -> tuple[np.ndarray, "RawPool"]:
+        """The joined ``raw`` column and pool of batches, some pooled, some not
+        (a batch whose ``raw`` indexes its strings has those copied in)."""
+        datas: list[bytes] = []
+        offs: list[np.ndarray] = []
+        lens: list[np.ndarray] = []
+        raws: list[np.ndarray] = []
+        nbytes = nrec = 0
+        for b in batches:
+            if b.raw_pool is not None:
+                p = b.raw_pool
+                data, off, ln = p.data, p.off, p.len
+                raw = np.where(b.raw >= 0, b.raw + nrec, -1) if b.raw is not None else np.full(len(b), -1)
+            elif b.raw is not None:  # rare: strings-indexed raw in a mixed batch
+                enc = [b.strings[i].encode("utf-8", "surrogateescape") if i >= 0 else b"" for i in b.raw.tolist()]
+                ln = np.array([len(e) for e in enc], np.uint32)
+                off = np.concatenate([[0], np.cumsum(ln[:-1], dtype=np.uint64)]).astype(np.uint64) if len(enc) else np.zeros(0, np.uint64)
+                data = b"".join(enc)
+                raw = np.where(b.raw >= 0, np.arange(len(b)) + nrec, -1)
+            else:
+                data, off, ln = b"", np.zeros(0, np.uint64), np.zeros(0, np.uint32)
+                raw = np.full(len(b), -1)
+            datas.append(data)
+            offs.append(off.astype(np.uint64) + np.uint64(nbytes))
+            lens.append(ln.astype(np.uint32))
+            raws.append(raw.astype(np.int32))
+            nbytes += len(data)
+            nrec += len(off)
+        return np.concatenate(raws), RawPool(b"".join(datas), np.concatenate(offs), np.concatenate(lens))
 
 
 @dataclass(eq=False)

@@ -189,9 +189,9 @@ class EveDecoder:
         alerts = alerts[:k] if k == n else alerts[:k].copy()
         mv = memoryview(buf).cast("B")
         status = recs["status"]
-        counts = Counter(status.tolist()) if n else Counter()
+        counts = np.bincount(status, minlength=len(REASONS)) if n else np.zeros(len(REASONS), np.int64)
         res = EveResult(B.AlertBatch(alerts, [], origin), records=n,
-                        counts={REASONS[s]: c for s, c in counts.items()})
+                        counts={REASONS[s]: int(c) for s, c in enumerate(counts.tolist()) if c})
 
         if k:
             self._alert_text(res, mv, recs, ext)
@@ -225,10 +225,20 @@ class EveDecoder:
                 batch.alerts["msg_idx"] = idx
             else:
                 batch.cat = idx
-        base = len(strings)
+        # the verbatim records, copied back to back in one C call (the input
+        # buffer is reused for the next batch)
         rlen = recs["len"][rec_of]
-        strings.extend([str(mv[o:o + ln], "utf-8") for o, ln in zip(roff.tolist(), rlen.tolist())])
-        batch.raw = np.arange(base, base + len(ext), dtype=np.int32)
+        data = np.empty(int(rlen.sum(dtype=np.uint64)), np.uint8)
+        poff = np.empty(len(ext), np.uint64)
+        got = lib.ingest_eve_gather(
+            ffi.from_buffer("uint8_t[]", mv), len(mv), self._c_recs,
+            ffi.from_buffer("uint32_t[]", np.ascontiguousarray(rec_of)), len(ext),
+            ffi.from_buffer("uint8_t[]", data, require_writable=True), len(data),
+            ffi.from_buffer("uint64_t[]", poff, require_writable=True))
+        if got != len(data):
+            raise ValueError(f"ingest_eve_gather failed ({got})")
+        batch.raw_pool = B.RawPool(data, poff, rlen.astype(np.uint32))
+        batch.raw = np.arange(len(ext), dtype=np.int32)
 
     def _other(self, res: EveResult, mv: memoryview, recs: np.ndarray, status: np.ndarray) -> None:
         """Non-alert events (passthrough, flows, stats) and rejects."""

@@ -8,6 +8,7 @@ C struct, so a field moved by mistake fails a test instead of corrupting data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -171,16 +172,22 @@ class AlertBatch:
 class RawPool:
     """Verbatim records back to back: record k is ``data[off[k]:off[k] + len[k]]``."""
 
-    data: bytes
+    data: Any  # a bytes-like object, or a list of them read as one (joined lazily)
     off: np.ndarray  # uint64
     len: np.ndarray  # uint32
 
     def __len__(self) -> int:
         return len(self.off)
 
+    def joined(self) -> bytes:
+        """All the data as one bytes object (joins a list once, in place)."""
+        if isinstance(self.data, list):
+            self.data = b"".join(self.data)
+        return bytes(self.data)
+
     def get(self, k: int) -> bytes:
         o = int(self.off[k])
-        return bytes(self.data[o:o + int(self.len[k])])
+        return self.joined()[o:o + int(self.len[k])]
 
     @staticmethod
     def concat_raw(batches: list["AlertBatch"]) -> tuple[np.ndarray, "RawPool"]:
@@ -205,13 +212,17 @@ class RawPool:
             else:
                 data, off, ln = b"", np.zeros(0, np.uint64), np.zeros(0, np.uint32)
                 raw = np.full(len(b), -1)
-            datas.append(data)
+            if isinstance(data, list):
+                datas.extend(data)
+            else:
+                datas.append(data)
             offs.append(off.astype(np.uint64) + np.uint64(nbytes))
             lens.append(ln.astype(np.uint32))
             raws.append(raw.astype(np.int32))
-            nbytes += len(data)
+            nbytes += sum(map(len, data)) if isinstance(data, list) else len(data)
             nrec += len(off)
-        return np.concatenate(raws), RawPool(b"".join(datas), np.concatenate(offs), np.concatenate(lens))
+        # the data is not copied here: renderers join it once, sinks without JSON never do
+        return np.concatenate(raws), RawPool(datas, np.concatenate(offs), np.concatenate(lens))
 
 
 @dataclass(eq=False)

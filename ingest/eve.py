@@ -148,6 +148,7 @@ class EveDecoder:
         types = [t.strip() for t in event_types or () if t.strip()]
         self.filter = ("\n" + "\n".join(types) + "\n").encode() if types else None
         self.resync = resync
+        self._text_cache: dict[int, str] = {}
         self._grow(capacity)
 
     def _grow(self, capacity: int) -> None:
@@ -200,31 +201,43 @@ class EveDecoder:
         return res
 
     def _alert_text(self, res: EveResult, mv: memoryview, recs: np.ndarray, ext: np.ndarray) -> None:
-        """Signature and category strings (one decode per distinct text) and
-        the verbatim records (AlertBatch.raw)."""
+        """Signature and category strings (one decode per distinct text, cached
+        across batches) and the verbatim records (AlertBatch.raw_pool)."""
         batch = res.batch
         strings = batch.strings
         rec_of = ext["rec"]
         roff = recs["off"][rec_of]
         res.alert_offsets = roff
+        roff_l = roff.tolist()
+        cache = self._text_cache
+        if len(cache) > 65536:
+            cache.clear()
         for col, has, off, ln, esc, h in (("msg_idx", "has_sig", "sig_off", "sig_len", "sig_esc", "sig_hash"),
                                            ("cat", "has_cat", "cat_off", "cat_len", "cat_esc", "cat_hash")):
-            present = ext[has] != 0
-            idx = np.full(len(ext), -1, np.int32)
-            if present.any():
-                rows = np.flatnonzero(present)
-                # distinct texts by (hash, length); one Python decode each
-                key = ext[h][rows] ^ (ext[ln][rows].astype(np.uint64) << np.uint64(40))
-                _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-                base = len(strings)
-                for j in first.tolist():
-                    r = rows[j]
-                    strings.append(_text(mv, int(roff[r]) + int(ext[off][r]), int(ext[ln][r]), int(ext[esc][r])))
-                idx[rows] = base + inv.reshape(-1).astype(np.int32)
+            # distinct texts by (FNV-1a hash, length); a dict beats np.unique at these sizes
+            lens_l = ext[ln].tolist()
+            keys = ((ext[h] ^ (ext[ln].astype(np.uint64) << np.uint64(40))) | np.uint64(1)).tolist()
+            present = ext[has].tolist()
+            offs_l = ext[off].tolist()
+            escs = ext[esc].tolist()
+            local: dict[int, int] = {}
+            idx = [-1] * len(keys)
+            for j, key in enumerate(keys):
+                if not present[j]:
+                    continue
+                i = local.get(key)
+                if i is None:
+                    text = cache.get(key)
+                    if text is None:
+                        text = cache[key] = _text(mv, roff_l[j] + offs_l[j], lens_l[j], escs[j])
+                    i = local[key] = len(strings)
+                    strings.append(text)
+                idx[j] = i
+            arr = np.array(idx, dtype=np.int32)
             if col == "msg_idx":
-                batch.alerts["msg_idx"] = idx
+                batch.alerts["msg_idx"] = arr
             else:
-                batch.cat = idx
+                batch.cat = arr
         # the verbatim records, copied back to back in one C call (the input
         # buffer is reused for the next batch)
         rlen = recs["len"][rec_of]

@@ -33,11 +33,12 @@ class StringTable:
             np.cumsum(lens[:-1], out=offs[1:])
         joined = b"".join(encoded)
         if append is not None and len(append):
-            if len(joined) + len(append.data) >= 1 << 32:
+            data = append.joined()
+            if len(joined) + len(data) >= 1 << 32:
                 raise ValueError("batch too large to render (4 GiB of text)")
             offs = np.concatenate([offs, (append.off + len(joined)).astype(np.uint32)])
             lens = np.concatenate([lens, append.len.astype(np.uint32)])
-            joined += bytes(append.data)
+            joined += data
             encoded = [None] * len(offs)  # type: ignore[list-item]  (only its length is used below)
         self.pool = joined or b"\0"
         self.off = offs

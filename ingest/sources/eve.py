@@ -34,7 +34,7 @@ from .base import Submit
 #: SO_SNDBUF - 32 = 212960 by default), so a cut record is always detected
 SLOT_SIZE = 256 * 1024
 #: datagrams per recvmmsg call (slots are calloc'ed: untouched pages cost nothing)
-BATCH_SLOTS = 128
+BATCH_SLOTS = 256
 POLL_SECONDS = 0.2
 
 #: Suricata counters reported next to ours (besides every "*drop*" counter)

@@ -34,10 +34,12 @@ from .eve import handle_records
 #: default longest accepted line; Suricata's own limit for a record is 10 MiB
 MAX_LINE = 16 << 20
 #: initial per-connection buffer (grows up to max_line + 1 for long lines)
-CHUNK = 1 << 20
+CHUNK = 2 << 20
 #: bytes of an oversized line kept in the dead-letter file
 DEADLETTER_HEAD = 64 << 10
 POLL_SECONDS = 0.2
+#: read up to this much from one connection before decoding it as one batch
+READ_TARGET = 1 << 20
 #: most lines decoded in one call
 LINES_PER_BATCH = 4096
 
@@ -139,17 +141,29 @@ class EveStreamSource:
                         stats.add_malformed("oversized")
                     c.skipping = True
                     c.fill = 0
-            try:
-                got = c.sock.recv_into(c.buf[c.fill:])
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionError:
-                got = 0
-            if got == 0:
-                self._close(c, sel, conns, stats, deadletter)
-                return
+            # Take what the socket holds (several recvs: a unix stream queue is
+            # only ~200 KiB) and decode it as one batch.
             start = c.fill
-            c.fill += got
+            eof = drained = False
+            while c.fill < len(c.buf):
+                try:
+                    got = c.sock.recv_into(c.buf[c.fill:])
+                except (BlockingIOError, InterruptedError):
+                    drained = True
+                    break
+                except ConnectionError:
+                    got = 0
+                if got == 0:
+                    eof = True
+                    break
+                c.fill += got
+                if c.fill - start >= READ_TARGET:
+                    break
+            got = c.fill - start
+            if got == 0:
+                if eof:
+                    self._close(c, sel, conns, stats, deadletter)
+                return
             if c.skipping:
                 nl = c.buf[start:c.fill].tobytes().find(b"\n")
                 if nl < 0:
@@ -179,8 +193,11 @@ class EveStreamSource:
                 if rest:
                     c.buf[:rest] = c.buf[pos:c.fill]
                 c.fill = rest
-            if got < len(c.buf) - start:
-                return  # the socket is drained for now
+            if eof:
+                self._close(c, sel, conns, stats, deadletter)
+                return
+            if drained:
+                return  # the socket is empty for now
 
     def stop(self) -> None:
         self._stop.set()

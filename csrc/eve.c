@@ -709,3 +709,31 @@ long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_e
     }
     return (long)pos;
 }
+
+int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
+                      uint32_t *tab_vals, unsigned tab_size)
+{
+    /* open addressing, linear probing; tab_size is a power of two > n */
+    if (keys == NULL || first == NULL || tab_keys == NULL || tab_vals == NULL || tab_size == 0 ||
+        (tab_size & (tab_size - 1)) != 0 || tab_size <= n)
+        return INGEST_EINVAL;
+    memset(tab_keys, 0, (size_t)tab_size * sizeof(uint64_t));
+    unsigned mask = tab_size - 1, distinct = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t k = keys[i];
+        if (k == 0) {
+            first[i] = UINT32_MAX;
+            continue;
+        }
+        unsigned h = (unsigned)((k * 0x9e3779b97f4a7c15ull) >> 32) & mask;
+        while (tab_keys[h] != 0 && tab_keys[h] != k)
+            h = (h + 1) & mask;
+        if (tab_keys[h] == 0) {
+            tab_keys[h] = k;
+            tab_vals[h] = i;
+            distinct++;
+        }
+        first[i] = tab_vals[h];
+    }
+    return (int)distinct;
+}

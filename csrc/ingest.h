@@ -253,4 +253,11 @@ int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs
 long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
                        const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
 
+/* For keys[0..n) (0 = no key): first[i] = the index of the first key equal
+ * to keys[i] (UINT32_MAX for 0).  tab_keys/tab_vals: caller-owned scratch
+ * of tab_size entries, a power of two > n.  Returns the number of distinct
+ * keys.  (Signature and category texts are decoded once per distinct text.) */
+int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
+                      uint32_t *tab_vals, unsigned tab_size);
+
 #endif /* INGEST_H */

@@ -173,6 +173,8 @@ int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs
                      unsigned cap, size_t *consumed);
 long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
                        const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
+int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
+                      uint32_t *tab_vals, unsigned tab_size);
 """
 
 # Sections in csrc/ingest.h order; later modules append their block here.

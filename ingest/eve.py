@@ -149,6 +149,8 @@ class EveDecoder:
         self.filter = ("\n" + "\n".join(types) + "\n").encode() if types else None
         self.resync = resync
         self._text_cache: dict[int, str] = {}
+        self._tab_keys = np.empty(0, np.uint64)
+        self._tab_vals = np.empty(0, np.uint32)
         self._grow(capacity)
 
     def _grow(self, capacity: int) -> None:
@@ -208,32 +210,34 @@ class EveDecoder:
         rec_of = ext["rec"]
         roff = recs["off"][rec_of]
         res.alert_offsets = roff
-        roff_l = roff.tolist()
         cache = self._text_cache
         if len(cache) > 65536:
             cache.clear()
+        k = len(ext)
+        first = np.empty(k, np.uint32)
+        tab = 1 << max(4, (2 * k).bit_length())
+        if tab > len(self._tab_keys):
+            self._tab_keys = np.empty(tab, np.uint64)
+            self._tab_vals = np.empty(tab, np.uint32)
+        c_first = ffi.from_buffer("uint32_t[]", first, require_writable=True)
         for col, has, off, ln, esc, h in (("msg_idx", "has_sig", "sig_off", "sig_len", "sig_esc", "sig_hash"),
                                            ("cat", "has_cat", "cat_off", "cat_len", "cat_esc", "cat_hash")):
-            # distinct texts by (FNV-1a hash, length); a dict beats np.unique at these sizes
-            lens_l = ext[ln].tolist()
-            keys = ((ext[h] ^ (ext[ln].astype(np.uint64) << np.uint64(40))) | np.uint64(1)).tolist()
-            present = ext[has].tolist()
-            offs_l = ext[off].tolist()
-            escs = ext[esc].tolist()
-            local: dict[int, int] = {}
-            idx = [-1] * len(keys)
-            for j, key in enumerate(keys):
-                if not present[j]:
-                    continue
-                i = local.get(key)
-                if i is None:
-                    text = cache.get(key)
-                    if text is None:
-                        text = cache[key] = _text(mv, roff_l[j] + offs_l[j], lens_l[j], escs[j])
-                    i = local[key] = len(strings)
-                    strings.append(text)
-                idx[j] = i
-            arr = np.array(idx, dtype=np.int32)
+            # distinct texts by (FNV-1a hash, length), found in C; one decode each (cached)
+            keys = (ext[h] ^ (ext[ln].astype(np.uint64) << np.uint64(40))) | np.uint64(1)
+            keys[ext[has] == 0] = 0
+            lib.ingest_dedupe_u64(ffi.from_buffer("uint64_t[]", keys), k, c_first,
+                                  ffi.from_buffer("uint64_t[]", self._tab_keys, require_writable=True),
+                                  ffi.from_buffer("uint32_t[]", self._tab_vals, require_writable=True), tab)
+            uniq = np.flatnonzero(first == np.arange(k, dtype=np.uint32))
+            remap = np.full(k + 1, -1, np.int32)  # [k] <- UINT32_MAX rows (no text)
+            base = len(strings)
+            for j, key in zip(uniq.tolist(), keys[uniq].tolist()):
+                text = cache.get(key)
+                if text is None:
+                    text = cache[key] = _text(mv, int(roff[j]) + int(ext[off][j]), int(ext[ln][j]), int(ext[esc][j]))
+                strings.append(text)
+            remap[uniq] = base + np.arange(len(uniq), dtype=np.int32)
+            arr = remap[np.minimum(first, k)]
             if col == "msg_idx":
                 batch.alerts["msg_idx"] = arr
             else:

@@ -54,13 +54,16 @@ print(n, alerts, flush=True)
 """
 
 
-def corpus(tmp: pathlib.Path) -> tuple[pathlib.Path, float]:
+def corpus(tmp: pathlib.Path, which: str = "1k") -> tuple[pathlib.Path, float]:
     lines: list[bytes] = []
-    for name in ("nicoaller-eve.json", "sashalarso-mssis-eve.json", "chala1899-ids-lab-eve.json"):
+    names = (("zeus-suricata-7.0.7/eve.json",) if which == "zeus" else
+             ("nicoaller-eve.json", "sashalarso-mssis-eve.json", "chala1899-ids-lab-eve.json"))
+    lo, hi = (0, 1 << 20) if which == "zeus" else (900, 1300)
+    for name in names:
         p = SHARED / name
         if p.exists():
             lines += [ln for ln in p.read_bytes().splitlines(keepends=True)
-                      if b'"event_type":"alert"' in ln and 900 <= len(ln) <= 1300]
+                      if b'"event_type":"alert"' in ln and lo <= len(ln) <= hi]
     if not lines:  # no shared data: a built-in alert of the same size
         pad = "x" * 700
         lines = [(
@@ -136,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=1_000_000, help="lines per run")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", default="stream,fever,naive,dgram,live", help="comma-separated runs")
+    ap.add_argument("--live-rates", default="100000,200000",
+                    help="offered events/s for the live (MSG_DONTWAIT) dgram runs")
+    ap.add_argument("--corpus", choices=("1k", "zeus"), default="1k",
+                    help="1k: ~1.1 KB real alerts (default); zeus: the Zeus run's ~640 B alerts")
     ap.add_argument("--qlen", type=int, default=4096,
                     help="net.unix.max_dgram_qlen for the dgram runs, set in a private network namespace "
                          "(unshare -n) so the machine's setting is untouched; 0 = use the machine's")
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-eve-") as td:
         tmp = pathlib.Path(td)
-        path, avg = corpus(tmp)
+        path, avg = corpus(tmp, ns.corpus)
         sender = build_sender(tmp)
         fever = shutil.which("fever")
         print(f"# {ns.count} lines per run, corpus {path.stat().st_size} B, avg line {avg:.0f} B; "
@@ -184,14 +191,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ns.count * avg / best['seconds'] / 1e6:6.0f} MB/s   reader CPU {best['cpu']:.2f} s")
         if "live" in only:
             machine = int(open("/proc/sys/net/unix/max_dgram_qlen").read())
-            for qlen in sorted({ns.qlen, 0} if ns.qlen else {0}):
-                sock = tmp / f"live{qlen}.sock"
-                r = run_reader(ingest_cmd("--eve-dgram", sock, qlen), sock,
-                               [str(sender), "dgram", str(sock), str(path), str(ns.count), "live"], env=env)
-                got = decoded(r["stderr"])
-                pct = 100.0 * r["dropped_at_sender"] / ns.count
-                print(f"{'ingest unix_dgram, live sender':32s} {got / r['seconds'] / 1e3:8.0f} k events/s   "
-                      f"sender drops (EAGAIN) {pct:.2f}%  (max_dgram_qlen={qlen or machine})")
+            for rate in [int(x) for x in ns.live_rates.split(",") if x]:
+                for qlen in sorted({ns.qlen, 0} if ns.qlen else {0}):
+                    sock = tmp / f"live{qlen}-{rate}.sock"
+                    r = run_reader(ingest_cmd("--eve-dgram", sock, qlen), sock,
+                                   [str(sender), "dgram", str(sock), str(path), str(ns.count), "live", str(rate)],
+                                   env=env)
+                    got = decoded(r["stderr"])
+                    pct = 100.0 * r["dropped_at_sender"] / ns.count
+                    print(f"live dgram sender at {rate / 1e3:.0f} k/s, max_dgram_qlen={qlen or machine:<5} "
+                          f"received {got}, Suricata-side drops (EAGAIN) {pct:.2f}%")
         if "ingest unix_stream" in results and "FEVER unix_stream" in results:
             ratio = results["FEVER unix_stream"]["seconds"] / results["ingest unix_stream"]["seconds"]
             print(f"# ingest / FEVER on unix_stream: {ratio:.2f}x")

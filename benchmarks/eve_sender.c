@@ -3,9 +3,11 @@
  * them (compiled at run time by benchmarks/bench_eve.py).
  *
  *   eve_sender stream PATH CORPUS COUNT        one connection, write(2) loop
- *   eve_sender dgram  PATH CORPUS COUNT [live] sendmmsg, 64 datagrams a call;
+ *   eve_sender dgram  PATH CORPUS COUNT [live [RATE]]
+ *                                              sendmmsg, 64 datagrams a call;
  *                                              "live": MSG_DONTWAIT and count
- *                                              EAGAIN as dropped, like Suricata
+ *                                              EAGAIN as dropped, like Suricata,
+ *                                              offering RATE events/s (0: flat out)
  * CORPUS is newline-terminated lines, sent round-robin until COUNT lines.
  * Prints "sent=N dropped=D seconds=S".
  */
@@ -35,6 +37,7 @@ int main(int argc, char **argv)
     }
     int dgram = strcmp(argv[1], "dgram") == 0;
     int live = argc > 5 && strcmp(argv[5], "live") == 0;
+    double rate = argc > 6 ? atof(argv[6]) : 0;
     long count = atol(argv[4]);
     FILE *f = fopen(argv[3], "rb");
     if (!f) { perror("corpus"); return 1; }
@@ -84,6 +87,13 @@ int main(int argc, char **argv)
         struct iovec iov[B];
         long next = 0;
         while (sent + dropped < count) {
+            if (rate > 0) { /* pace: never ahead of the offered rate */
+                double ahead = (sent + dropped) / rate - (now() - t0);
+                if (ahead > 0) {
+                    struct timespec ts = {(time_t)ahead, (long)((ahead - (time_t)ahead) * 1e9)};
+                    nanosleep(&ts, NULL);
+                }
+            }
             int b = 0;
             for (; b < B && sent + dropped + b < count; b++) {
                 long i = (next + b) % nl;

@@ -36,7 +36,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED = pathlib.Path(os.environ.get("INGEST_SHARED", REPO.parent / "shared")) / "data" / "eve"
+SHARED = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", REPO.parent / "shared" / "data")) / "eve"
 
 NAIVE = r"""
 import json, socket, sys

@@ -300,10 +300,97 @@ static uint8_t decode_one(const uint8_t *dg, const struct layout *L, struct inge
     return parse_packet(dg, L, a);
 }
 
+/*
+ * SipHash-1-3 with a per-process random key (ingest_set_hash_key), over
+ * alertmsg up to its NUL.  The text comes from another process: with a keyed
+ * hash a sender cannot craft two messages that share a key, so the caller
+ * may use the key to cache decoded text without comparing bytes.
+ */
+static uint64_t hash_k0 = 0x736f6d6570736575ull, hash_k1 = 0x646f72616e646f6dull;
+
+void ingest_set_hash_key(uint64_t k0, uint64_t k1)
+{
+    hash_k0 = k0;
+    hash_k1 = k1;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                                  \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                                     \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                                     \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                                  \
+    } while (0)
+
+static uint64_t siphash13(const uint8_t *in, size_t len)
+{
+    uint64_t v0 = 0x736f6d6570736575ull ^ hash_k0, v1 = 0x646f72616e646f6dull ^ hash_k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ hash_k0, v3 = 0x7465646279746573ull ^ hash_k1;
+    uint64_t m, b = (uint64_t)len << 56;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&m, in + i, 8); /* little-endian hosts; the key is per process anyway */
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t j = 0; i + j < len; j++)
+        b |= (uint64_t)in[i + j] << (8 * j);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* alertmsg is at offset 0 in every variant; the senders always NUL-terminate
+ * it, but it is bounded here by its field size regardless. */
+static uint64_t msg_hash(const uint8_t *msg)
+{
+    const uint8_t *z = memchr(msg, 0, INGEST_ALERTMSG_LEN);
+    return siphash13(msg, z ? (size_t)(z - msg) : INGEST_ALERTMSG_LEN);
+}
+
+/* Batch-local dedup of message keys: open addressing on the stack. */
+#define DEDUP_BITS 12
+#define DEDUP_SIZE (1u << DEDUP_BITS)
+
+static void dedup_keys(const uint64_t *key, unsigned k, uint32_t *first)
+{
+    uint32_t table[DEDUP_SIZE]; /* alert index + 1; 0 = empty */
+    if (k > DEDUP_SIZE / 2) {   /* too many for the table: no sharing */
+        for (unsigned j = 0; j < k; j++)
+            first[j] = j;
+        return;
+    }
+    memset(table, 0, sizeof(table));
+    for (unsigned j = 0; j < k; j++) {
+        uint32_t h = (uint32_t)(key[j] >> (64 - DEDUP_BITS));
+        for (;;) {
+            uint32_t e = table[h];
+            if (e == 0) {
+                table[h] = j + 1;
+                first[j] = j;
+                break;
+            }
+            if (key[e - 1] == key[j]) {
+                first[j] = e - 1;
+                break;
+            }
+            h = (h + 1) & (DEDUP_SIZE - 1); /* the table is at most half full */
+        }
+    }
+}
+
 int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
                            const uint32_t *lens, const uint8_t *slot_flags,
                            struct ingest_alert *out, unsigned out_cap,
-                           uint32_t *slot_of, uint8_t *status)
+                           uint32_t *slot_of, uint8_t *status, uint64_t *msg_key,
+                           uint32_t *msg_first)
 {
     if (slots == NULL || lens == NULL || out == NULL || slot_of == NULL || status == NULL ||
         out_cap < n || slot_size == 0)
@@ -338,8 +425,12 @@ int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
         }
         status[i] = decode_one(dg, L, &out[k]);
         slot_of[k] = i;
+        if (msg_key != NULL)
+            msg_key[k] = msg_hash(dg); /* alertmsg is at offset 0 in every variant */
         k++;
     }
+    if (msg_key != NULL && msg_first != NULL)
+        dedup_keys(msg_key, k, msg_first);
     return (int)k;
 }
 

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 1
+#define INGEST_ABI_VERSION 4
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -87,12 +87,13 @@ int ingest_abi_version(void);
  * Receive up to nslots datagrams from fd into caller-owned slots
  * (slots + i * slot_size).  Blocks until at least one datagram arrives or the
  * socket's SO_RCVTIMEO expires, then takes whatever else is already queued
- * (MSG_WAITFORONE).  lens[i] is the datagram's real length (which may exceed
+ * (MSG_WAITFORONE); then, if linger_us > 0, keeps collecting until nslots are
+ * filled or linger_us has passed.  lens[i] is the datagram's real length (which may exceed
  * slot_size when slot_flags[i] has INGEST_SLOT_TRUNC).  Returns the number of
  * datagrams, 0 on timeout or EINTR, or INGEST_ESYS with errno set.
  */
 int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
-                      uint32_t *lens, uint8_t *slot_flags);
+                      uint32_t *lens, uint8_t *slot_flags, int linger_us);
 
 /* ---- alertpkt.c: Snort / Barnyard2 Alertpkt batch decoder -------------- */
 #define INGEST_ALERTPKT_SNORT_LEN 65864u
@@ -120,15 +121,23 @@ int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
  * slots produce no alert; status[i] says why.  For every produced alert j,
  * slot_of[j] is the slot it came from (so the caller can read alertmsg and
  * app_name in place, without copies).  msg_idx/app_idx are set to -1.
+ * msg_key[j] (may be NULL) is a keyed 64-bit hash (SipHash-1-3, key set with
+ * ingest_set_hash_key) of alert j's alertmsg text, so the caller can share one
+ * string per distinct message without reading every message.  msg_first[j]
+ * (may be NULL; needs msg_key) is the first alert of this batch with the same
+ * key, so msg_first[j] == j marks the distinct messages.
  * Returns the number of alerts written.
  */
 int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
                            const uint32_t *lens, const uint8_t *slot_flags,
                            struct ingest_alert *out, unsigned out_cap,
-                           uint32_t *slot_of, uint8_t *status);
+                           uint32_t *slot_of, uint8_t *status, uint64_t *msg_key,
+                           uint32_t *msg_first);
 
-/* Length of the NUL-terminated text at p, at most max (strnlen for cffi). */
+/* Length of the NUL-terminated text at p, at most max (strnlen for cffi).
+ * ingest_set_hash_key: the msg_key hash key; set once, from a random source. */
 size_t ingest_text_len(const uint8_t *p, size_t max);
+void ingest_set_hash_key(uint64_t k0, uint64_t k1);
 
 /* ---- format.c: batch output formatting -------------------------------- */
 #define INGEST_FMT_EVE 1
@@ -259,5 +268,159 @@ long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_e
  * keys.  (Signature and category texts are decoded once per distinct text.) */
 int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
                       uint32_t *tab_vals, unsigned tab_size);
+
+/* ---- unified2.c: Unified2 spool-file batch decoder ---------------------- */
+#define INGEST_U2_HDR_LEN 8u
+/* Largest record length believed: a 64 KiB packet plus its 28-byte header is
+ * the largest any writer produces; 1 MiB leaves room for jumbo/GRO snaplens
+ * while a pcap header read as Unified2 (length 0x00020004 or 0x02000400,
+ * "Read 34680 of 33555456 bytes") is refused. */
+#define INGEST_U2_MAX_RECORD (1u << 20)
+
+/* Record types (Snort 2 Unified2_common.h, Snort 3 src/log/unified2.h) */
+#define INGEST_U2_PACKET 2u
+#define INGEST_U2_BUFFER 3u
+#define INGEST_U2_IDS_EVENT 7u
+#define INGEST_U2_IDS_EVENT_IPV6 72u
+#define INGEST_U2_IDS_EVENT_VLAN 104u
+#define INGEST_U2_IDS_EVENT_IPV6_VLAN 105u
+#define INGEST_U2_EXTRA_DATA 110u
+#define INGEST_U2_IDS_EVENT_APPID 111u
+#define INGEST_U2_IDS_EVENT_APPID_IPV6 112u
+#define INGEST_U2_IDS_EVENT_APPSTAT 113u
+#define INGEST_U2_EVENT3 114u
+
+/* Extra-data EventInfo types */
+#define INGEST_U2_XDATA_XFF_IPV4 1u
+#define INGEST_U2_XDATA_XFF_IPV6 2u
+#define INGEST_U2_XDATA_HTTP_URI 9u
+#define INGEST_U2_XDATA_HTTP_HOSTNAME 10u
+#define INGEST_U2_XDATA_IPV6_SRC 11u
+#define INGEST_U2_XDATA_IPV6_DST 12u
+
+/* Why ingest_u2_index stopped (*reason) */
+#define INGEST_U2_END 0     /* every byte was consumed                     */
+#define INGEST_U2_PARTIAL 1 /* a record starts at *stop but is incomplete   */
+#define INGEST_U2_FULL 2    /* recs[] is full; call again from *stop         */
+#define INGEST_U2_PCAP 3    /* a pcap/pcapng magic at *stop: not Unified2    */
+#define INGEST_U2_BADLEN 4  /* a length > INGEST_U2_MAX_RECORD at *stop      */
+
+/* Row flags (packet/extra-data .flags) */
+#define INGEST_U2_BAD_LENGTH 0x01 /* declared length disagrees with the
+                                     record length; the record length won */
+
+/* One record: offset of its 8-byte header (absolute: base + position), type
+ * and body length as written. */
+struct ingest_u2_rec {
+    uint64_t off;
+    uint32_t type;
+    uint32_t len;
+};
+
+/* What an event record says beyond the canonical alert.  Text fields are
+ * (offset, length) in the caller's pool: 0 app_name, 1 http_method,
+ * 2 http_version, 3 http_user_agent, 4 http_referer, 5 message_detail. */
+struct ingest_u2_event {
+    uint64_t offset;
+    uint32_t type;
+    uint32_t length;
+    uint32_t mpls_label;
+    uint32_t policy_context; /* 114 */
+    uint32_t policy_inspect; /* 114 */
+    uint32_t policy_detect;  /* 114; 104/105/111/112: the Snort 2 policy id (pad2) */
+    uint32_t http_request_size;
+    uint32_t http_response_size;
+    uint32_t text_off[6];
+    uint16_t text_len[6];
+    uint8_t impact_flag;
+    uint8_t impact;
+    uint8_t blocked;
+    uint8_t snort_status;
+    uint8_t snort_action;
+    uint8_t ip_ver_raw;
+    uint8_t reserved[6];
+};
+
+struct ingest_u2_packet {
+    uint64_t offset;
+    uint32_t type; /* 2 packet, 3 buffer (Snort 3) */
+    uint32_t sensor_id;
+    uint32_t event_id;
+    uint32_t event_second;
+    uint32_t packet_second;
+    uint32_t packet_microsecond;
+    uint32_t linktype;
+    uint32_t packet_length; /* as declared */
+    uint64_t data_off;      /* in the pool; without a pool, absolute */
+    uint32_t data_len;      /* bytes really present */
+    uint32_t flags;
+};
+
+struct ingest_u2_extra {
+    uint64_t offset;
+    uint64_t data_off;
+    uint32_t event_type;
+    uint32_t event_length;
+    uint32_t sensor_id;
+    uint32_t event_id;
+    uint32_t event_second;
+    uint32_t info_type;
+    uint32_t data_type;
+    uint32_t blob_length;
+    uint32_t data_len;
+    uint8_t addr[16]; /* XFF / IPv6 src / dst, IPv4 as ::ffff:a.b.c.d */
+    uint8_t addr_ver; /* 0 (no address), 4 or 6 */
+    uint8_t flags;
+    uint8_t reserved[2];
+};
+
+/*
+ * Index the complete records of buf[0..n) into recs[0..cap).  base is the
+ * absolute offset of buf[0] (recs[].off = base + position).  *stop is where
+ * the next unread record starts; *reason says why it stopped.  Returns the
+ * number of records.
+ */
+int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
+                    unsigned cap, size_t *stop, int *reason);
+int ingest_u2_is_event(uint32_t type);
+
+/*
+ * Gathers: one call per record family over the whole index.  Rows come out
+ * in record order.  Variable-length bytes go to pool[*pool_used..pool_cap)
+ * (*pool_used advances); pool may be NULL, and then *_off are absolute
+ * offsets into the file.  Records of the family too short for their fixed
+ * part are skipped and counted in *nbad.  Returns the number of rows, or
+ * INGEST_ENOSPC when out[] or the pool is too small.
+ */
+int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
+                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
+                     uint32_t *nbad);
+int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
+                      const struct ingest_u2_rec *recs, unsigned nrecs,
+                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
+                      size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
+                    size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+
+/* The first position >= from where a plausible record header starts (a type
+ * a writer produces, a length that fits it, and a plausible header after
+ * it), or -1. */
+long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from);
+
+/*
+ * Per event i, the JSON members (no braces) spliced into its alert: packets
+ * pk[pk_idx[pk_start[i] .. pk_start[i+1])] and extra-data likewise (pk_start
+ * and ex_start have nev + 1 entries; pk_idx holds pk_start[nev]), with
+ * their bytes in pool[0..pool_len).  ends[i] is the end offset of event i's
+ * members in out.  Returns bytes written, INGEST_ENOSPC, or INGEST_EINVAL if
+ * any index or pool reference is out of range.
+ */
+long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint8_t *pool,
+                      size_t pool_len, const struct ingest_u2_packet *pk, unsigned npk,
+                      const uint32_t *pk_idx, const uint32_t *pk_start,
+                      const struct ingest_u2_extra *ex, unsigned nex, const uint32_t *ex_idx,
+                      const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends);
 
 #endif /* INGEST_H */

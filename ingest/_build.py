@@ -75,7 +75,7 @@ int ingest_abi_version(void);
 RECV = """
 #define INGEST_SLOT_TRUNC ...
 int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
-                      uint32_t *lens, uint8_t *slot_flags);
+                      uint32_t *lens, uint8_t *slot_flags, int linger_us);
 """
 
 # --- alertpkt.c --------------------------------------------------------------
@@ -97,8 +97,10 @@ ALERTPKT = """
 int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
                            const uint32_t *lens, const uint8_t *slot_flags,
                            struct ingest_alert *out, unsigned out_cap,
-                           uint32_t *slot_of, uint8_t *status);
+                           uint32_t *slot_of, uint8_t *status, uint64_t *msg_key,
+                           uint32_t *msg_first);
 size_t ingest_text_len(const uint8_t *p, size_t max);
+void ingest_set_hash_key(uint64_t k0, uint64_t k1);
 """
 
 # --- format.c ----------------------------------------------------------------
@@ -177,11 +179,79 @@ int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_
                       uint32_t *tab_vals, unsigned tab_size);
 """
 
+# --- unified2.c --------------------------------------------------------------
+UNIFIED2 = """
+#define INGEST_U2_HDR_LEN ...
+#define INGEST_U2_MAX_RECORD ...
+#define INGEST_U2_PACKET ...
+#define INGEST_U2_BUFFER ...
+#define INGEST_U2_IDS_EVENT ...
+#define INGEST_U2_IDS_EVENT_IPV6 ...
+#define INGEST_U2_IDS_EVENT_VLAN ...
+#define INGEST_U2_IDS_EVENT_IPV6_VLAN ...
+#define INGEST_U2_EXTRA_DATA ...
+#define INGEST_U2_IDS_EVENT_APPID ...
+#define INGEST_U2_IDS_EVENT_APPID_IPV6 ...
+#define INGEST_U2_IDS_EVENT_APPSTAT ...
+#define INGEST_U2_EVENT3 ...
+#define INGEST_U2_END ...
+#define INGEST_U2_PARTIAL ...
+#define INGEST_U2_FULL ...
+#define INGEST_U2_PCAP ...
+#define INGEST_U2_BADLEN ...
+#define INGEST_U2_BAD_LENGTH ...
+/* Row structs declared field by field: tests compare ffi.offsetof() with the
+   numpy dtypes in ingest/unified2.py. */
+struct ingest_u2_rec { uint64_t off; uint32_t type; uint32_t len; };
+struct ingest_u2_event {
+    uint64_t offset; uint32_t type; uint32_t length; uint32_t mpls_label;
+    uint32_t policy_context; uint32_t policy_inspect; uint32_t policy_detect;
+    uint32_t http_request_size; uint32_t http_response_size;
+    uint32_t text_off[6]; uint16_t text_len[6];
+    uint8_t impact_flag; uint8_t impact; uint8_t blocked; uint8_t snort_status;
+    uint8_t snort_action; uint8_t ip_ver_raw; uint8_t reserved[6];
+};
+struct ingest_u2_packet {
+    uint64_t offset; uint32_t type; uint32_t sensor_id; uint32_t event_id;
+    uint32_t event_second; uint32_t packet_second; uint32_t packet_microsecond;
+    uint32_t linktype; uint32_t packet_length; uint64_t data_off; uint32_t data_len;
+    uint32_t flags;
+};
+struct ingest_u2_extra {
+    uint64_t offset; uint64_t data_off; uint32_t event_type; uint32_t event_length;
+    uint32_t sensor_id; uint32_t event_id; uint32_t event_second; uint32_t info_type;
+    uint32_t data_type; uint32_t blob_length; uint32_t data_len; uint8_t addr[16];
+    uint8_t addr_ver; uint8_t flags; uint8_t reserved[2];
+};
+int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
+                    unsigned cap, size_t *stop, int *reason);
+int ingest_u2_is_event(uint32_t type);
+int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
+                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
+                     uint32_t *nbad);
+int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
+                      const struct ingest_u2_rec *recs, unsigned nrecs,
+                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
+                      size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
+                    size_t pool_cap, size_t *pool_used, uint32_t *nbad);
+long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from);
+long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint8_t *pool,
+                      size_t pool_len, const struct ingest_u2_packet *pk, unsigned npk,
+                      const uint32_t *pk_idx, const uint32_t *pk_start,
+                      const struct ingest_u2_extra *ex, unsigned nex, const uint32_t *ex_idx,
+                      const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends);
+"""
+
 # Sections in csrc/ingest.h order; later modules append their block here.
 CDEFS = [CORE, RECV, ALERTPKT, FORMAT]
 SOURCES = ["recv.c", "alertpkt.c", "format.c"]
 CDEFS.append(EVE)
 SOURCES.append("eve.c")
+CDEFS.append(UNIFIED2)
+SOURCES.append("unified2.c")
 
 
 def _compile_args() -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import batch as B
-from ._native import ffi, lib
+from .native import ffi, lib
 
 SNORT_LEN = lib.INGEST_ALERTPKT_SNORT_LEN
 SNORT_APPID_LEN = lib.INGEST_ALERTPKT_SNORT_APPID_LEN
@@ -74,16 +74,22 @@ class SlotDecoder:
         self.flags = np.zeros(nslots, dtype=np.uint8)
         self.status = np.zeros(nslots, dtype=np.uint8)
         self.slot_of = np.zeros(nslots, dtype=np.uint32)
+        self.msg_key = np.zeros(nslots, dtype=np.uint64)
+        self.msg_first = np.zeros(nslots, dtype=np.uint32)
+        #: msg_key -> text: messages repeat (Zipf), so most batches decode none
+        self._msg_cache: dict[int, str] = {}
         self._c_buf = ffi.from_buffer("uint8_t[]", self.buf, require_writable=True)
         self._c_lens = ffi.from_buffer("uint32_t[]", self.lens, require_writable=True)
         self._c_flags = ffi.from_buffer("uint8_t[]", self.flags, require_writable=True)
         self._c_status = ffi.from_buffer("uint8_t[]", self.status, require_writable=True)
         self._c_slot_of = ffi.from_buffer("uint32_t[]", self.slot_of, require_writable=True)
+        self._c_msg_key = ffi.from_buffer("uint64_t[]", self.msg_key, require_writable=True)
+        self._c_msg_first = ffi.from_buffer("uint32_t[]", self.msg_first, require_writable=True)
 
-    def recv(self, fd: int) -> int:
+    def recv(self, fd: int, linger_us: int = 0) -> int:
         """Receive up to nslots datagrams from fd (see ingest_recv_batch)."""
         n = lib.ingest_recv_batch(
-            fd, self._c_buf, self.slot_size, self.nslots, self._c_lens, self._c_flags
+            fd, self._c_buf, self.slot_size, self.nslots, self._c_lens, self._c_flags, linger_us
         )
         if n < 0:
             err = ffi.errno
@@ -117,6 +123,8 @@ class SlotDecoder:
             n,
             self._c_slot_of,
             self._c_status,
+            self._c_msg_key,
+            self._c_msg_first,
         )
         if k < 0:
             raise ValueError(f"ingest_alertpkt_decode: bad arguments ({k})")
@@ -135,30 +143,32 @@ class SlotDecoder:
         """Build the batch string table: one entry per distinct signature
         message (and app name), read in place from the slots.
 
-        Alerts repeat a few signatures (Zipf), so only the first alert of each
-        distinct (gid, sid, rev, message length) is read; the rest share its
-        index, set with one vectorised take.
+        The C decoder gave every message a keyed hash and marked the first
+        alert of each distinct one; text is decoded only the first time a key
+        is seen (messages repeat: Zipf), so a batch costs a few vector ops and
+        a dict lookup per distinct message.
         """
         k = len(alerts)
         if k == 0:
             return []
-        msgs = self.slots[slot_of, :ALERTMSG_LEN]
-        # message length per alert: position of the first NUL (255 max)
-        nul = msgs == 0
-        lens = np.where(nul.any(axis=1), nul.argmax(axis=1), ALERTMSG_LEN)
-        key = np.empty(k, dtype=[("g", "<u4"), ("s", "<u4"), ("r", "<u4"), ("l", "<u4")])
-        key["g"], key["s"], key["r"], key["l"] = alerts["gid"], alerts["sid"], alerts["rev"], lens
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        strings: list[str] = []
-        idx_of_first = np.empty(len(first), dtype=np.int32)
-        for j, i in enumerate(first.tolist()):
-            n = int(lens[i])
-            if n == 0:  # Barnyard2 sends all zeros for an unknown sid
-                idx_of_first[j] = -1
-                continue
-            idx_of_first[j] = len(strings)
-            strings.append(bytes(msgs[i, :n]).decode("utf-8", "replace"))
-        alerts["msg_idx"] = idx_of_first[inverse.reshape(-1)]
+        first_of = self.msg_first[:k]
+        is_first = first_of == np.arange(k, dtype=np.uint32)
+        first = np.flatnonzero(is_first)
+        keys = self.msg_key[first].tolist()
+        cache = self._msg_cache
+        found = [cache.get(key) for key in keys]
+        if None in found:
+            if len(cache) > 65536:
+                cache.clear()
+            for j, key in enumerate(keys):
+                if found[j] is None:
+                    raw = self.slots[slot_of[first[j]], :ALERTMSG_LEN].tobytes().split(b"\0", 1)[0]
+                    found[j] = cache[key] = raw.decode("utf-8", "replace")
+        strings: list[str] = found  # type: ignore[assignment]  # no None left
+        rank = np.cumsum(is_first, dtype=np.int32) - 1  # string index of each distinct message
+        if "" in strings:  # Barnyard2 sends all zeros for an unknown sid
+            rank[first[strings.index("")]] = -1
+        alerts["msg_idx"] = rank[first_of]
         appid = alerts["source"] == B.SRC_SNORT_APPID
         if appid.any():
             rows = np.flatnonzero(appid)

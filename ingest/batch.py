@@ -123,7 +123,7 @@ class AlertBatch:
         return len(self.alerts) + (len(self.events) if self.events is not None else 0)
 
     @staticmethod
-    def concat(batches: list["AlertBatch"]) -> "AlertBatch":
+    def concat(batches: list[AlertBatch]) -> AlertBatch:
         """Join batches into one, re-basing string indices (vectorised)."""
         if len(batches) == 1:
             return batches[0]
@@ -141,15 +141,16 @@ class AlertBatch:
             base = len(strings)
             if b.strings and base:
                 a = a.copy()
-                for col in ("msg_idx", "app_idx"):
-                    c = a[col]
+                for name in ("msg_idx", "app_idx"):
+                    c = a[name]
                     c[c >= 0] += base
             strings.extend(b.strings)
             for name in side:
                 if want[name]:
                     col = getattr(b, name)
-                    col = np.full(len(a), -1, np.int32) if col is None else np.where(col >= 0, col + base, -1).astype(np.int32)
-                    side[name].append(col)
+                    side[name].append(
+                        np.full(len(a), -1, np.int32) if col is None
+                        else np.where(col >= 0, col + base, -1).astype(np.int32))
             parts.append(a)
             acks.extend(b.acks)
         origin = batches[0].origin if len({b.origin for b in batches}) == 1 else "*"

@@ -16,6 +16,7 @@ from .config import Config
 
 # Subcommands contributed by other modules: name -> (add_parser, run)
 _PLUGINS: list[tuple[str, str]] = [
+    ("ingest.filecmd", "decode"),
     ("ingest.gen", "gen"),
     ("ingest.bench", "bench"),
     ("ingest.query", "query"),
@@ -27,6 +28,16 @@ def _octal(text: str) -> int:
         return int(text, 8)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
+
+
+def _add_map_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--maps", metavar="DIR",
+                   help="load sid-msg.map, gen-msg.map, classification.config, reference.config from DIR "
+                        "(reloaded on SIGHUP)")
+    p.add_argument("--sid-msg", metavar="FILE", help="sid-msg.map (v1 or v2)")
+    p.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
+    p.add_argument("--classification", metavar="FILE", help="classification.config")
+    p.add_argument("--reference", metavar="FILE", help="reference.config")
 
 
 def _add_listen_options(p: argparse.ArgumentParser) -> None:
@@ -49,8 +60,16 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bookmark-dir", metavar="DIR", help="where --eve-file bookmarks go (default: beside the file)")
     p.add_argument("--eve-file-start", choices=("beginning", "end"),
                    help="where to start a followed file that has no bookmark (default beginning)")
-    p.add_argument("--classification", metavar="FILE",
-                   help="classification.config (alert.category <-> class id)")
+    p.add_argument("--unified2", action="append", metavar="DIR/PREFIX",
+                   help="follow a Unified2 spool (files PREFIX.<unix-time> in DIR)")
+    p.add_argument("--unified2-bookmark", metavar="FILE",
+                   help="bookmark file (default DIR/PREFIX.ingest-bookmark)")
+    p.add_argument("--unified2-start", choices=("beginning", "end"),
+                   help="where to start when there is no bookmark (default beginning)")
+    p.add_argument("--unified2-after", choices=("keep", "delete", "archive"),
+                   help="what to do with fully read spool files (default keep)")
+    p.add_argument("--unified2-archive", metavar="DIR", help="archive directory for --unified2-after archive")
+    _add_map_options(p)
     p.add_argument("--sink", action="append", metavar="URL",
                    help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
     p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
@@ -86,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
-              "linger_ms", "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
-              "bookmark_dir", "eve_file_start", "classification")
+              "linger_ms", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
+              "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
+              "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
+              "bookmark_dir", "eve_file_start")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -114,20 +135,34 @@ def build_pipeline(cfg: Config):
     from .runtime import Pipeline
     from .sinks.base import open_sink
     from .sockets import warn_kernel_limits
+    from .sources.base import Source
     from .sources.dgram import DatagramSource
     from .sources.seqpacket import SeqpacketSource
 
-    sources = []
+    sources: list[Source] = []
+    # Batching happens in the reader (C, GIL released): it collects for up to
+    # linger_ms before handing a batch on; the consumer then takes whatever is
+    # queued without waiting again.
+    linger_us = int(cfg.linger_ms * 1000)
     try:
         for path in cfg.snort:
-            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group,
+                                          linger_us=linger_us))
         for path in cfg.barnyard2:
-            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode,
+                                          group=cfg.socket_group, linger_us=linger_us))
         for path in cfg.barnyard2_sync:
             sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
+        if cfg.unified2:
+            from .sources.spool import SpoolSource
+
+            for spec in cfg.unified2:
+                sources.append(SpoolSource(
+                    spec, bookmark=cfg.unified2_bookmark, start=cfg.unified2_start,
+                    after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
         sources.extend(_eve_sources(cfg))
         if not sources:
-            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, "
+            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, --unified2, "
                              "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
         if cfg.snort or cfg.barnyard2:
             warn_kernel_limits()
@@ -136,12 +171,12 @@ def build_pipeline(cfg: Config):
         for s in sources:
             s.close()
         raise
-    enricher = None
-    if cfg.classification:
-        from .eve import read_classification
-        from .mapping import Enricher
+    from .mapping import Enricher
 
-        enricher = Enricher(read_classification(cfg.classification))
+    enricher = Enricher()
+    maps = cfg.load_maps()
+    if maps is not None:
+        enricher.set_maps(maps)
     return Pipeline(
         sources, sinks,
         enricher=enricher,
@@ -149,7 +184,7 @@ def build_pipeline(cfg: Config):
         deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
         max_queue=cfg.max_queue,
         batch_max=cfg.batch_max,
-        linger=cfg.linger_ms / 1000.0,
+        linger=0.0,
         stats_interval=cfg.stats_interval if cfg.stats_interval > 0 else 1e9,
         drain_timeout=cfg.drain_timeout,
     )
@@ -184,9 +219,10 @@ def _eve_sources(cfg: Config) -> list:
 
 
 def _listen(cfg: Config, ensure_run_dir: bool) -> int:
-    from .runtime import run
+    from .runtime import catch_stop_signals, run
     from .sockets import SocketPathError
 
+    early_stop = catch_stop_signals()
     if ensure_run_dir:
         for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync, *cfg.eve_dgram, *cfg.eve_stream):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
@@ -195,10 +231,33 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     except (SocketPathError, ValueError, OSError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
+    _reload_on_sighup(cfg, pipeline.enricher)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
-    return run(pipeline)
+    return run(pipeline, early_stop)
+
+
+def _reload_on_sighup(cfg: Config, enricher) -> None:
+    """SIGHUP reloads the maps on a worker thread and swaps them in at once;
+    a map that fails to load leaves the old ones in place."""
+    import signal
+    import threading
+
+    if not (cfg.maps or cfg.sid_msg or cfg.gen_msg or cfg.classification or cfg.reference):
+        return
+
+    def reload() -> None:
+        try:
+            maps = cfg.load_maps()
+        except (OSError, ValueError) as e:
+            print(f"ingest: error: reloading maps failed, keeping the old ones: {e}", file=sys.stderr)
+            return
+        enricher.set_maps(maps)
+        print(f"ingest: maps reloaded ({len(maps.signatures)} signatures, version {maps.digest})",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_STORE = "sqlite:./alerts.db"
@@ -41,8 +41,21 @@ class Config:
     bookmark_dir: str | None = None
     #: where a followed file without a bookmark is started: beginning | end
     eve_file_start: str = "beginning"
-    #: classification.config: alert.category -> class_id, class_id -> category
+    #: Unified2 spools to follow, each DIR/PREFIX (files PREFIX.<unix-time>)
+    unified2: tuple[str, ...] = ()
+    #: bookmark file (default DIR/PREFIX.ingest-bookmark; one spool only)
+    unified2_bookmark: str | None = None
+    #: where to start a spool without a bookmark: beginning | end
+    unified2_start: str = "beginning"
+    #: what to do with fully read spool files: keep | delete | archive
+    unified2_after: str = "keep"
+    unified2_archive: str | None = None
+    #: directory with sid-msg.map / gen-msg.map / classification.config / reference.config
+    maps: str | None = None
+    sid_msg: str | None = None
+    gen_msg: str | None = None
     classification: str | None = None
+    reference: str | None = None
     #: sink URLs; empty means the embedded default store
     sinks: tuple[str, ...] = ()
     #: JSON output profile: eve | trisul
@@ -68,7 +81,7 @@ class Config:
         return self.sinks or (DEFAULT_STORE,)
 
     @classmethod
-    def for_run(cls) -> "Config":
+    def for_run(cls) -> Config:
         """``ingest run`` with no file: sockets under ./run/, store ./alerts.db."""
         return cls(
             snort=("./run/snort_alert",),
@@ -77,19 +90,20 @@ class Config:
         )
 
     @classmethod
-    def from_toml(cls, path: str, base: "Config | None" = None) -> "Config":
+    def from_toml(cls, path: str, base: Config | None = None) -> Config:
         with open(path, "rb") as f:
             data = tomllib.load(f)
         return (base or cls()).replace(**data)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         names = {f.name: f for f in dataclasses.fields(self)}
         clean: dict[str, Any] = {}
         for k, v in changes.items():
             k = k.replace("-", "_")
             if k not in names:
                 raise ValueError(f"unknown configuration key {k!r}")
-            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks", "eve_dgram", "eve_stream", "eve_file"):
+            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
+                     "eve_file"):
                 v = (v,) if isinstance(v, str) else tuple(v)
             elif k == "event_types":
                 v = tuple(t.strip() for t in (v.split(",") if isinstance(v, str) else v) if t.strip())
@@ -100,6 +114,18 @@ class Config:
         cfg.validate()
         return cfg
 
+    def load_maps(self):
+        """The maps named by this config (None when none is configured)."""
+        from .maps import Maps
+
+        files = {"sid_msg": self.sid_msg, "gen_msg": self.gen_msg,
+                 "classification": self.classification, "reference": self.reference}
+        if self.maps:
+            return Maps.from_dir(self.maps, **files)
+        if any(files.values()):
+            return Maps.load(**files)
+        return None
+
     def validate(self) -> None:
         if self.format not in ("eve", "trisul"):
             raise ValueError(f"format must be eve or trisul, not {self.format!r}")
@@ -107,5 +133,13 @@ class Config:
             raise ValueError(f"socket_mode {oct(self.socket_mode)} is not a permission mode")
         if self.eve_file_start not in ("beginning", "end"):
             raise ValueError(f"eve_file_start must be beginning or end, not {self.eve_file_start!r}")
+        if self.unified2_start not in ("beginning", "end"):
+            raise ValueError("unified2_start must be beginning or end")
+        if self.unified2_after not in ("keep", "delete", "archive"):
+            raise ValueError("unified2_after must be keep, delete or archive")
+        if self.unified2_after == "archive" and not self.unified2_archive:
+            raise ValueError("unified2_after = archive needs unified2_archive")
+        if self.unified2_bookmark and len(self.unified2) > 1:
+            raise ValueError("one unified2_bookmark cannot serve several spools")
         if self.max_queue <= 0 or self.batch_max <= 0:
             raise ValueError("max_queue and batch_max must be positive")

@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 
 class DeadLetter:
     def __init__(self, path: str | None, max_bytes: int = 64 << 20) -> None:
@@ -37,7 +39,7 @@ class DeadLetter:
         self._size = os.fstat(fd).st_size
         return fd
 
-    def write(self, origin: str, reason: str, data: bytes | memoryview) -> None:
+    def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray) -> None:
         """Append one raw input with its reason (thread-safe)."""
         self.count += 1
         if self.path is None:

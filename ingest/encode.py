@@ -40,6 +40,8 @@ def _l4(proto: int, sport: int, dport: int, payload: bytes) -> bytes:
         return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x18, 65535, 0, 0) + payload
     if proto == 17:
         return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    if proto == 132:  # SCTP common header
+        return struct.pack("!HHII", sport, dport, 0, 0) + payload
     if proto in (1, 58):  # ICMP / ICMPv6: sport = type, dport = code
         return struct.pack("!BBHI", sport, dport, 0, 0) + payload
     return payload
@@ -86,13 +88,17 @@ def snort_offsets(packet: bytes, variant: Variant = "snort") -> dict[str, int]:
     Ethernet packet: Snort 2 fills nethdr/transhdr for IPv4 only (IPv6 leaves
     them 0), Snort 3 and Barnyard2 for IPv6 too; NO_TRANSHDR for IPv4 packets
     that are not TCP/UDP/ICMP."""
+    res = {"dlthdr": 0, "nethdr": 0, "transhdr": 0, "data": 0, "val": 0}
     off = 12
+    if len(packet) < off + 2:
+        return res  # not an Ethernet frame: the sender decodes nothing
     et = struct.unpack_from("!H", packet, off)[0]
-    while et in (0x8100, 0x88A8):
+    while et in (0x8100, 0x88A8) and len(packet) >= off + 6:
         off += 4
         et = struct.unpack_from("!H", packet, off)[0]
     l3 = off + 2
-    res = {"dlthdr": 0, "nethdr": 0, "transhdr": 0, "data": 0, "val": 0}
+    if len(packet) < l3 + (40 if et == 0x86DD else 20):
+        return res
     if et == 0x0800:
         ihl = (packet[l3] & 0x0F) * 4
         proto = packet[l3 + 9]

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -338,19 +337,3 @@ def split_lines(data: Any, base: int = 0, cap: int | None = None) -> tuple[np.nd
     if n < 0:
         raise ValueError(f"ingest_eve_lines failed ({n})")
     return offs[:n], lens[:n], int(consumed[0])
-
-
-def read_classification(path: str | os.PathLike[str]) -> dict[int, str]:
-    """classification.config as {class id: description} (ids count from 1 in
-    file order, as Snort and Suricata number them).  A tiny local reader until
-    the maps module's full one is used."""
-    out: dict[int, str] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("config classification:"):
-                continue
-            parts = [p.strip() for p in line.split(":", 1)[1].split(",")]
-            if len(parts) >= 2:
-                out[len(out) + 1] = parts[1]
-    return out

@@ -1,13 +1,14 @@
 """Mapping: enrich whole batches before they reach the sinks.
 
-Vectorised over the batch; no per-alert Python.  Today this resolves the
-classification text (``alert.category``) from a class-id table when one is
-loaded; the maps module (sid-msg, gen-msg, classification, reference) plugs
-in here through the ``classifications`` argument.
+Vectorised over the batch; no per-alert Python.  Resolves the
+classification text (``alert.category``) from a class-id table, and with
+``ingest.maps`` loaded (``set_maps``) the signature message of alerts that
+carry none (Unified2), one lookup per distinct (gid, sid).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,41 @@ class Enriched:
 class Enricher:
     def __init__(self, classifications: dict[int, str] | None = None) -> None:
         self.set_classifications(classifications or {})
+        self._sigs = None
+
+    def set_maps(self, maps) -> None:
+        """Use an ``ingest.maps.Maps``: signature messages for alerts that
+        carry none (Unified2: msg_idx == -1) and categories by class id.
+        One assignment each, so a reload (SIGHUP) swaps atomically."""
+        self.set_classifications(maps.categories() if maps is not None else {})
+        self._sigs = maps
+
+    def _signatures(self, batch: AlertBatch) -> AlertBatch:
+        """Fill msg_idx == -1 from the maps, looking up each distinct
+        (gid, sid) once."""
+        maps = self._sigs
+        if maps is None or len(batch) == 0:
+            return batch
+        a = batch.alerts
+        need = np.flatnonzero(a["msg_idx"] < 0)
+        if not len(need):
+            return batch
+        keys = np.stack([a["gid"][need], a["sid"][need]], axis=1).astype(np.int64)
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        msgs = maps.messages(uniq)
+        base = len(batch.strings)
+        new: list[str] = []
+        idx = np.full(len(uniq), -1, dtype=np.int32)
+        for j, m in enumerate(msgs):
+            if m is not None:
+                idx[j] = base + len(new)
+                new.append(m)
+        if not new:
+            return batch
+        alerts = a.copy()
+        alerts["msg_idx"][need] = idx[inv.reshape(-1)]
+        # replace(): keeps every other part of the batch (EVE raw pool, events, keys ...)
+        return dataclasses.replace(batch, alerts=alerts, strings=batch.strings + new)
 
     def set_classifications(self, classifications: dict[int, str]) -> None:
         """Replace the class-id -> category table (atomically: one assignment)."""
@@ -60,6 +96,7 @@ class Enricher:
         batch.alerts["class_id"] = np.where(cid == 0, lut[cat], cid)
 
     def apply(self, batch: AlertBatch) -> Enriched:
+        batch = self._signatures(batch)
         table, names = self._cls
         if batch.cat is not None and len(batch):
             self._class_ids_from_text(batch)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import batch as B
-from ._native import ffi, lib
+from .native import ffi, lib
 
 PROFILES = {"eve": lib.INGEST_FMT_EVE, "trisul": lib.INGEST_FMT_TRISUL}
 

@@ -176,14 +176,18 @@ class Pipeline:
             print(f"ingest: error: consumer failed: {consumer.exception()!r}", file=self.log)
             rc = 1
         # 1. stop reading: each source drains what the kernel already queued
-        await asyncio.to_thread(lambda: [s.stop() for s in self.sources])
+        def stop_sources() -> None:
+            for s in self.sources:
+                s.stop()
+
+        await asyncio.to_thread(stop_sources)
         # 2. dispatch everything queued
         self._closing = True
         self._wake.set()
         if not consumer.done():
             try:
                 await asyncio.wait_for(consumer, timeout=self.drain_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 left = sum(b.queued() for b in self._dq)
                 print(f"ingest: error: drain timed out with {left} alerts queued", file=self.log)
                 rc = 1
@@ -209,7 +213,16 @@ class Pipeline:
         return rc
 
 
-def run(pipeline: Pipeline) -> int:
+def catch_stop_signals() -> threading.Event:
+    """Install SIGTERM/SIGINT handlers before sockets are bound, so a signal
+    that arrives while starting up still means a clean shutdown."""
+    early = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: early.set())
+    return early
+
+
+def run(pipeline: Pipeline, early_stop: threading.Event | None = None) -> int:
     """Run a pipeline on uvloop until SIGTERM/SIGINT."""
     import uvloop
 
@@ -218,6 +231,8 @@ def run(pipeline: Pipeline) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if early_stop is not None and early_stop.is_set():
+            stop.set()
         return await pipeline.run(stop)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -72,6 +72,11 @@ CREATE TABLE IF NOT EXISTS flows (
     UNIQUE (flow_id, event_type, src_ip, src_port)
 );
 CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
+-- A Unified2 event is identified by (sensor, event_id, time, signature):
+-- re-delivery after a crash between commit and bookmark is ignored, so the
+-- store holds every Unified2 alert exactly once.
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
+    (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
 CREATE VIEW IF NOT EXISTS alerts_v AS
     SELECT a.*, s.msg AS signature FROM alerts a
     LEFT JOIN signatures s ON s.gid = a.gid AND s.sid = a.sid AND s.rev = a.rev;
@@ -82,7 +87,8 @@ _COLUMNS = (
     "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
     "flow_id, app_name"
 )
-_INSERT = f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+_INSERT = (f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))}) "
+           "ON CONFLICT (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2' DO NOTHING")
 # alerts that carry a replay key: stored at most once (see AlertBatch.keys)
 _INSERT_KEYED = (f"INSERT OR IGNORE INTO alerts ({_COLUMNS}, replay_key) "
                  f"VALUES ({', '.join('?' * (len(_COLUMNS.split(',')) + 1))})")
@@ -157,7 +163,7 @@ def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:
         _masked(flow, flow != 0),
         _text(strings, a["app_idx"]),
     ]
-    alert_rows = list(zip(*cols))
+    alert_rows = list(zip(*cols, strict=True))
     sig_rows: list[tuple] = []
     has_msg = a["msg_idx"] >= 0
     if has_msg.any():

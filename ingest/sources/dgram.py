@@ -22,7 +22,8 @@ from ..sockets import BoundSocket, bind_unix, raise_rcvbuf
 from ..stats import Stats
 from .base import Submit
 
-#: recvmmsg batch size; the kernel queue (max_dgram_qlen) is usually smaller
+#: slots per batch (64 x 64 KiB = 4 MiB per socket); the reader keeps
+#: collecting in C for up to ``linger_us`` until they are full
 BATCH_SLOTS = 64
 #: how often a blocked reader looks at its stop flag
 POLL_SECONDS = 0.2
@@ -60,7 +61,8 @@ class DatagramSource:
     """``--snort PATH`` / ``--barnyard2 PATH``: a bound SOCK_DGRAM socket."""
 
     def __init__(self, path: str, kind: str = "snort", *, mode: int = 0o660,
-                 group: str | None = None, slots: int = BATCH_SLOTS) -> None:
+                 group: str | None = None, slots: int = BATCH_SLOTS,
+                 linger_us: int = 2000) -> None:
         self.kind = kind
         self.origin = f"{kind}:{os.path.abspath(path)}"
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_DGRAM, mode=mode, group=group)
@@ -69,6 +71,7 @@ class DatagramSource:
         tv = struct.pack("@ll", 0, int(POLL_SECONDS * 1e6))
         self.bound.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
         self._slots = slots
+        self._linger_us = linger_us
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -87,7 +90,7 @@ class DatagramSource:
                 stopping = self._stop.is_set()
                 if stopping:
                     os.set_blocking(fd, False)  # drain what is queued, then stop
-                n = dec.recv(fd)
+                n = dec.recv(fd, 0 if stopping else self._linger_us)
                 if n == 0:
                     if stopping:
                         return

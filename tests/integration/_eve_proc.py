@@ -12,7 +12,7 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DATA = pathlib.Path(os.environ.get("INGEST_SHARED", REPO.parent / "shared")) / "data"
+DATA = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", REPO.parent / "shared" / "data"))
 EVE = DATA / "eve"
 #: generous: a deadline against hangs, never a performance assertion
 DEADLINE = 120.0

@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from _eve_proc import EVE, Ingest, query
+from ._eve_proc import EVE, Ingest, query
 
 ZEUS = EVE / "zeus-suricata-7.0.7" / "eve.json"
 SURI703 = EVE / "sashalarso-suricata-7.0.3" / "out.json"

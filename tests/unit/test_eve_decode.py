@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 
 from ingest import batch as B
 from ingest._native import ffi
-from ingest.eve import EXT_DTYPE, REC_DTYPE, EveDecoder, decode_lines, parse_ts, read_classification
+from ingest.eve import EXT_DTYPE, REC_DTYPE, EveDecoder, decode_lines, parse_ts
+from ingest.maps import Maps
 from ingest.mapping import Enricher
 from ingest.render import render_json
 
-DATA = pathlib.Path(os.environ.get("INGEST_SHARED", pathlib.Path(__file__).resolve().parents[3] / "shared")) / "data"
+DATA = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"))
 EVE = DATA / "eve"
 
 
@@ -163,7 +164,7 @@ def test_torn_stream_line_resyncs_at_next_record():
 
 
 def test_classification_maps_category_to_class_id():
-    cls = read_classification(need(DATA / "maps" / "suricata-classification.config"))
+    cls = Maps.load(classification=str(need(DATA / "maps" / "suricata-classification.config"))).categories()
     want = next(i for i, d in cls.items() if d == "Attempted Administrator Privilege Gain")
     r = decode_lines(ALERT + b"\n")
     item = Enricher(cls).apply(r.batch)

@@ -1,0 +1,96 @@
+"""py-idstools FileRecordReader vs ingest.unified2.read, side by side.
+
+The real djcas9-unified2-current.log is replicated to >= 50 MB in a temp
+dir; both readers decode the same file; best of N runs; events/s.  Run:
+
+    PYTHONPATH=. python benchmarks/bench_unified2.py [--mb 50] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+
+SRC = "/work/shared/data/unified2/djcas9-unified2-current.log"
+
+
+def make_file(directory: str, mb: int) -> tuple[str, int]:
+    data = open(SRC, "rb").read()
+    reps = -(-mb * 1_000_000 // len(data))
+    path = os.path.join(directory, "u2.bench")
+    with open(path, "wb") as f:
+        for _ in range(reps):
+            f.write(data)
+    return path, reps
+
+
+def bench_ingest(path: str) -> tuple[float, int, float]:
+    from ingest import unified2
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = unified2.read(path)
+    n = len(res.alerts)
+    assert res.orphan_packets == 0  # the join ran
+    return time.perf_counter() - t0, n, time.process_time() - c0
+
+
+def bench_ingest_json(path: str) -> tuple[float, int, float]:
+    from ingest import unified2
+    from ingest.render import render_json
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    for res in unified2.iter_read(path):
+        render_json(res.batch)
+        n += len(res.alerts)
+    return time.perf_counter() - t0, n, time.process_time() - c0
+
+
+def bench_idstools(path: str) -> tuple[float, int, float]:
+    from idstools import unified2 as iu2
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    for rec in iu2.FileRecordReader(path):
+        if isinstance(rec, iu2.Event):
+            n += 1
+    return time.perf_counter() - t0, n, time.process_time() - c0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--idstools-runs", type=int, default=2)
+    ns = ap.parse_args()
+    import idstools
+    import numpy
+
+    print(f"python {platform.python_version()}, numpy {numpy.__version__}, idstools {idstools.version}, "
+          f"{platform.machine()} {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as d:
+        path, reps = make_file(d, ns.mb)
+        size = os.path.getsize(path)
+        print(f"file: {SRC} x{reps} = {size / 1e6:.1f} MB")
+        rows = []
+        for name, fn, runs in (("py-idstools FileRecordReader", bench_idstools, ns.idstools_runs),
+                               ("ingest.unified2.read (decode + join)", bench_ingest, ns.runs),
+                               ("ingest iter_read + batch JSON render", bench_ingest_json, max(1, ns.runs // 2))):
+            best = min((fn(path) for _ in range(runs)), key=lambda r: r[0])
+            rows.append((name, *best))
+        base = rows[0][2] / rows[0][1]
+        for name, wall, n, cpu in rows:
+            eps = n / wall
+            print(f"{name:40s} {n:9d} events {wall * 1000:9.1f} ms  {eps / 1e6:7.3f} M events/s  "
+                  f"{size / wall / 1e6:8.1f} MB/s  cpu {cpu * 1000:8.1f} ms  x{eps / base:6.1f}")
+    print(f"max rss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""pytest-benchmark micro-benchmarks (not collected by default: run
+``pytest benchmarks/test_bench_unified2.py``)."""
+
+import os
+
+import pytest
+
+from ingest import unified2
+
+SRC = "/work/shared/data/unified2/djcas9-unified2-current.log"
+
+
+@pytest.fixture(scope="module")
+def data():
+    if not os.path.exists(SRC):
+        pytest.skip("real file absent")
+    with open(SRC, "rb") as f:
+        return f.read()
+
+
+def test_decode_and_join(benchmark, data):
+    res = benchmark(unified2.decode, data)
+    assert len(res.alerts) == 5675
+
+
+def test_decode_join_and_render_members(benchmark, data):
+    res = benchmark(lambda: unified2.decode(data).batch)
+    assert len(res) == 5675

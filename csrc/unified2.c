@@ -1,0 +1,875 @@
+/*
+ * unified2.c - batch decoder for Unified2 spool files.
+ *
+ * Layouts: ../shared/spec/FORMATS.md section 4 (checked against Snort 2
+ * Unified2_common.h / spo_unified2.c, Snort 3 src/log/unified2.h and
+ * Suricata's alert-unified2-alert.c).  Every multi-byte field is big-endian.
+ *
+ * Two passes, both over caller-owned memory:
+ *   1. ingest_u2_index walks the 8-byte record headers once and writes
+ *      (offset, type, length) for every complete record;
+ *   2. one gather per record family (events, packets, extra-data) converts
+ *      the bodies into fixed-size rows, and variable-length bytes (packet
+ *      data, extra-data blobs, app_name, Snort 3 HTTP fields) are copied
+ *      into a caller-owned pool, referenced by (offset, length).
+ * ingest_u2_render then writes, per event, the JSON members that the alert
+ * formatter splices into the alert object (packets in base64, extra-data).
+ *
+ * The file comes from another process and may be damaged, truncated or not
+ * Unified2 at all: every length is checked against the bytes present before
+ * a byte is read, and a body shorter than its type's fixed part is counted
+ * as malformed instead of being read.
+ */
+#include <string.h>
+
+#include "ingest.h"
+
+static inline uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+/* ---- pass 1: the record index ----------------------------------------- */
+
+int ingest_u2_index(const uint8_t *buf, size_t n, uint64_t base, struct ingest_u2_rec *recs,
+                    unsigned cap, size_t *stop, int *reason)
+{
+    if ((buf == NULL && n) || (recs == NULL && cap) || stop == NULL || reason == NULL)
+        return INGEST_EINVAL;
+    size_t pos = 0;
+    unsigned k = 0;
+    *reason = INGEST_U2_END;
+    while (pos < n) {
+        if (n - pos < INGEST_U2_HDR_LEN) { /* short header: wait for more */
+            *reason = INGEST_U2_PARTIAL;
+            break;
+        }
+        uint32_t magic = be32(buf + pos);
+        if (magic == 0xa1b2c3d4u || magic == 0xd4c3b2a1u || magic == 0xa1b23c4du ||
+            magic == 0x4d3cb2a1u || magic == 0x0a0d0d0au) {
+            *reason = INGEST_U2_PCAP; /* libpcap (us/ns, either order) or pcapng */
+            break;
+        }
+        uint32_t type = magic, len = be32(buf + pos + 4);
+        if (len > INGEST_U2_MAX_RECORD) {
+            *reason = INGEST_U2_BADLEN;
+            break;
+        }
+        if (n - pos - INGEST_U2_HDR_LEN < len) { /* short body: wait for more */
+            *reason = INGEST_U2_PARTIAL;
+            break;
+        }
+        if (k == cap) {
+            *reason = INGEST_U2_FULL;
+            break;
+        }
+        recs[k].off = base + pos;
+        recs[k].type = type;
+        recs[k].len = len;
+        k++;
+        pos += INGEST_U2_HDR_LEN + (size_t)len;
+    }
+    *stop = pos;
+    return (int)k;
+}
+
+/* Smallest body of each record type this decoder reads (0: not ours). */
+static uint32_t min_body(uint32_t type)
+{
+    switch (type) {
+    case INGEST_U2_IDS_EVENT:
+        return 52;
+    case INGEST_U2_IDS_EVENT_IPV6:
+        return 76;
+    case INGEST_U2_IDS_EVENT_VLAN:
+    case INGEST_U2_IDS_EVENT_APPID:
+        return 60;
+    case INGEST_U2_IDS_EVENT_IPV6_VLAN:
+    case INGEST_U2_IDS_EVENT_APPID_IPV6:
+        return 84;
+    case INGEST_U2_EVENT3:
+        return 96; /* app_name and later are optional (length-checked) */
+    case INGEST_U2_PACKET:
+    case INGEST_U2_BUFFER:
+        return 28;
+    case INGEST_U2_EXTRA_DATA:
+        return 32;
+    default:
+        return 0;
+    }
+}
+
+int ingest_u2_is_event(uint32_t type)
+{
+    return type == INGEST_U2_IDS_EVENT || type == INGEST_U2_IDS_EVENT_IPV6 ||
+           type == INGEST_U2_IDS_EVENT_VLAN || type == INGEST_U2_IDS_EVENT_IPV6_VLAN ||
+           type == INGEST_U2_IDS_EVENT_APPID || type == INGEST_U2_IDS_EVENT_APPID_IPV6 ||
+           type == INGEST_U2_EVENT3;
+}
+
+/* Where record r's body starts in buf, after checking the index entry still
+ * describes bytes inside buf (the caller may hand in any index). */
+static const uint8_t *body_of(const uint8_t *buf, size_t n, uint64_t base,
+                              const struct ingest_u2_rec *r)
+{
+    if (r->off < base)
+        return NULL;
+    uint64_t rel = r->off - base;
+    if (rel > n || n - rel < INGEST_U2_HDR_LEN || n - rel - INGEST_U2_HDR_LEN < r->len)
+        return NULL;
+    return buf + rel + INGEST_U2_HDR_LEN;
+}
+
+/* Copy len bytes into the pool (or, without a pool, record where they are in
+ * the file).  Returns 0 when the pool is full. */
+struct pool {
+    uint8_t *p;
+    size_t cap, used;
+};
+
+static int pool_put(struct pool *pl, const uint8_t *src, size_t len, uint64_t abs_off,
+                    uint64_t *off)
+{
+    if (pl->p == NULL) {
+        *off = abs_off;
+        return 1;
+    }
+    if (pl->cap - pl->used < len)
+        return 0;
+    memcpy(pl->p + pl->used, src, len);
+    *off = pl->used;
+    pl->used += len;
+    return 1;
+}
+
+/* A NUL-padded text field of at most max bytes at p: its length. */
+static size_t text_len(const uint8_t *p, size_t max)
+{
+    const uint8_t *z = memchr(p, 0, max);
+    return z ? (size_t)(z - p) : max;
+}
+
+/* IPv4 as the canonical ::ffff:a.b.c.d */
+static void v4_mapped(uint8_t dst[16], const uint8_t *v4)
+{
+    memset(dst, 0, 10);
+    dst[10] = dst[11] = 0xff;
+    memcpy(dst + 12, v4, 4);
+}
+
+static void ports_flags(struct ingest_alert *a)
+{
+    switch (a->proto) {
+    case 1:  /* ICMP */
+    case 58: /* ICMPv6 */
+        a->flags |= INGEST_F_ICMP;
+        break;
+    case 6:
+    case 17:
+    case 132:
+        a->flags |= INGEST_F_PORTS;
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- pass 2a: events -> canonical alerts -------------------------------- */
+
+static int put_text(struct pool *pl, const uint8_t *b, uint32_t blen, uint32_t at, uint32_t max,
+                    uint64_t base_abs, uint32_t *off, uint16_t *len)
+{
+    *off = 0;
+    *len = 0;
+    if (blen <= at)
+        return 1; /* field absent in this (shorter) layout */
+    uint32_t room = blen - at < max ? blen - at : max;
+    size_t l = text_len(b + at, room);
+    if (l == 0)
+        return 1;
+    uint64_t o;
+    if (!pool_put(pl, b + at, l, base_abs + at, &o))
+        return 0;
+    *off = (uint32_t)o; /* pool offsets fit: the pool is at most one buffer */
+    *len = (uint16_t)l;
+    return 1;
+}
+
+int ingest_u2_events(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                     unsigned nrecs, struct ingest_alert *out, struct ingest_u2_event *ev,
+                     unsigned cap, uint8_t *pool, size_t pool_cap, size_t *pool_used,
+                     uint32_t *nbad)
+{
+    if ((recs == NULL && nrecs) || (cap && (out == NULL || ev == NULL)) || pool_used == NULL ||
+        nbad == NULL || *pool_used > pool_cap)
+        return INGEST_EINVAL;
+    struct pool pl = {pool, pool_cap, *pool_used};
+    unsigned k = 0;
+    *nbad = 0;
+    for (unsigned i = 0; i < nrecs; i++) {
+        const struct ingest_u2_rec *r = &recs[i];
+        uint32_t t = r->type;
+        if (!ingest_u2_is_event(t))
+            continue;
+        const uint8_t *b = body_of(buf, n, base, r);
+        if (b == NULL || r->len < min_body(t)) { /* shorter than its fixed part */
+            (*nbad)++;
+            continue;
+        }
+        if (k == cap)
+            return INGEST_ENOSPC;
+        struct ingest_alert *a = &out[k];
+        struct ingest_u2_event *e = &ev[k];
+        uint32_t blen = r->len;
+        uint64_t body_abs = r->off + INGEST_U2_HDR_LEN;
+        memset(a, 0, sizeof *a);
+        memset(e, 0, sizeof *e);
+        e->offset = r->off;
+        e->type = t;
+        e->length = blen;
+        a->source = INGEST_SRC_UNIFIED2;
+        a->msg_idx = -1;
+        a->app_idx = -1;
+        a->sensor_id = be32(b);
+        a->event_id = be32(b + 4);
+        a->ts_us = (int64_t)be32(b + 8) * 1000000 + be32(b + 12);
+        if (t == INGEST_U2_EVENT3) {
+            /* Snort 3: gid before sid; addresses are 16 bytes, IPv4-mapped,
+             * with the versions in the nibbles of byte 92. */
+            a->gid = be32(b + 16);
+            a->sid = be32(b + 20);
+            a->rev = be32(b + 24);
+            a->class_id = be32(b + 28);
+            a->priority = be32(b + 32);
+            e->policy_context = be32(b + 36);
+            e->policy_inspect = be32(b + 40);
+            e->policy_detect = be32(b + 44);
+            e->mpls_label = be32(b + 80);
+            a->src_port = be16(b + 84);
+            a->dst_port = be16(b + 86);
+            a->vlan = be16(b + 88);
+            uint8_t ver = b[92];
+            e->ip_ver_raw = ver;
+            a->proto = b[93];
+            e->snort_status = b[94];
+            e->snort_action = b[95];
+            unsigned sv = ver >> 4, dv = ver & 0xf;
+            if (sv == 4)
+                v4_mapped(a->src_addr, b + 48 + 12);
+            else
+                memcpy(a->src_addr, b + 48, 16);
+            if (dv == 4)
+                v4_mapped(a->dst_addr, b + 64 + 12);
+            else
+                memcpy(a->dst_addr, b + 64, 16);
+            if (sv == 4 || sv == 6) {
+                a->ip_ver = (uint8_t)sv;
+                a->flags |= INGEST_F_ADDRS;
+                ports_flags(a);
+            }
+            /* status: 0 allow, 1 can't, 2 would, 3 force; action: 0 pass,
+             * 1 drop, 2 block, 3 reset.  Only a drop that really happened
+             * (not "would"/"can't") is reported as blocked. */
+            a->action = (e->snort_action >= 1 && e->snort_action <= 3 &&
+                         e->snort_status != 1 && e->snort_status != 2)
+                            ? INGEST_ACTION_BLOCKED
+                            : INGEST_ACTION_ALLOWED;
+            if (!put_text(&pl, b, blen, 96, 64, body_abs, &e->text_off[0], &e->text_len[0]))
+                return INGEST_ENOSPC;
+            if (blen >= 168) {
+                e->http_request_size = be32(b + 160);
+                e->http_response_size = be32(b + 164);
+            }
+            static const uint32_t at[5] = {168, 248, 264, 520, 776};
+            static const uint32_t mx[5] = {80, 16, 256, 256, 256};
+            for (int f = 0; f < 5; f++)
+                if (!put_text(&pl, b, blen, at[f], mx[f], body_abs, &e->text_off[f + 1],
+                              &e->text_len[f + 1]))
+                    return INGEST_ENOSPC;
+        } else {
+            a->sid = be32(b + 16);
+            a->gid = be32(b + 20);
+            a->rev = be32(b + 24);
+            a->class_id = be32(b + 28);
+            a->priority = be32(b + 32);
+            int v6 = t == INGEST_U2_IDS_EVENT_IPV6 || t == INGEST_U2_IDS_EVENT_IPV6_VLAN ||
+                     t == INGEST_U2_IDS_EVENT_APPID_IPV6;
+            const uint8_t *p;
+            if (v6) {
+                memcpy(a->src_addr, b + 36, 16);
+                memcpy(a->dst_addr, b + 52, 16);
+                a->ip_ver = 6;
+                p = b + 68;
+            } else {
+                v4_mapped(a->src_addr, b + 36);
+                v4_mapped(a->dst_addr, b + 40);
+                a->ip_ver = 4;
+                p = b + 44;
+            }
+            a->flags |= INGEST_F_ADDRS;
+            a->src_port = be16(p);
+            a->dst_port = be16(p + 2);
+            a->proto = p[4];
+            e->impact_flag = p[5];
+            e->impact = p[6];
+            e->blocked = p[7];
+            ports_flags(a);
+            /* impact_flag 0x20 (U2_FLAG_BLOCKED; Suricata's packet_action)
+             * or blocked == 1 (U2_BLOCKED_FLAG_BLOCKED) means dropped;
+             * 2 "would" and 3 "can't" were not dropped. */
+            a->action = ((e->impact_flag & 0x20) || e->blocked == 1) ? INGEST_ACTION_BLOCKED
+                                                                      : INGEST_ACTION_ALLOWED;
+            if (t != INGEST_U2_IDS_EVENT && t != INGEST_U2_IDS_EVENT_IPV6) {
+                const uint8_t *q = p + 8; /* mpls_label, vlanId, pad2 (policy id) */
+                e->mpls_label = be32(q);
+                a->vlan = be16(q + 4);
+                e->policy_detect = be16(q + 6);
+                /* app_name follows when the record is long enough (Snort 2
+                 * open-appid 111/112, Snort 3 legacy 104/105: 16 or 64 B) */
+                uint32_t app_at = (uint32_t)(q + 8 - b);
+                if (!put_text(&pl, b, blen, app_at, 64, body_abs, &e->text_off[0],
+                              &e->text_len[0]))
+                    return INGEST_ENOSPC;
+            }
+        }
+        if (a->vlan)
+            a->flags |= INGEST_F_VLAN;
+        k++;
+    }
+    *pool_used = pl.used;
+    return (int)k;
+}
+
+/* ---- pass 2b: packets (type 2) and buffers (type 3) --------------------- */
+
+int ingest_u2_packets(const uint8_t *buf, size_t n, uint64_t base,
+                      const struct ingest_u2_rec *recs, unsigned nrecs,
+                      struct ingest_u2_packet *out, unsigned cap, uint8_t *pool,
+                      size_t pool_cap, size_t *pool_used, uint32_t *nbad)
+{
+    if ((recs == NULL && nrecs) || (cap && out == NULL) || pool_used == NULL || nbad == NULL ||
+        *pool_used > pool_cap)
+        return INGEST_EINVAL;
+    struct pool pl = {pool, pool_cap, *pool_used};
+    unsigned k = 0;
+    *nbad = 0;
+    for (unsigned i = 0; i < nrecs; i++) {
+        const struct ingest_u2_rec *r = &recs[i];
+        if (r->type != INGEST_U2_PACKET && r->type != INGEST_U2_BUFFER)
+            continue;
+        const uint8_t *b = body_of(buf, n, base, r);
+        if (b == NULL || r->len < 28) {
+            (*nbad)++;
+            continue;
+        }
+        if (k == cap)
+            return INGEST_ENOSPC;
+        struct ingest_u2_packet *pk = &out[k];
+        memset(pk, 0, sizeof *pk);
+        pk->offset = r->off;
+        pk->type = r->type;
+        pk->sensor_id = be32(b);
+        pk->event_id = be32(b + 4);
+        pk->event_second = be32(b + 8);
+        pk->packet_second = be32(b + 12);
+        pk->packet_microsecond = be32(b + 16);
+        pk->linktype = be32(b + 20);
+        pk->packet_length = be32(b + 24);
+        /* packet_length comes from the wire: trust the record length */
+        uint32_t avail = r->len - 28;
+        pk->data_len = pk->packet_length < avail ? pk->packet_length : avail;
+        if (pk->packet_length != avail)
+            pk->flags |= INGEST_U2_BAD_LENGTH;
+        if (!pool_put(&pl, b + 28, pk->data_len, r->off + INGEST_U2_HDR_LEN + 28, &pk->data_off))
+            return INGEST_ENOSPC;
+        k++;
+    }
+    *pool_used = pl.used;
+    return (int)k;
+}
+
+/* ---- pass 2c: extra-data (type 110) -------------------------------------- */
+
+int ingest_u2_extra(const uint8_t *buf, size_t n, uint64_t base, const struct ingest_u2_rec *recs,
+                    unsigned nrecs, struct ingest_u2_extra *out, unsigned cap, uint8_t *pool,
+                    size_t pool_cap, size_t *pool_used, uint32_t *nbad)
+{
+    if ((recs == NULL && nrecs) || (cap && out == NULL) || pool_used == NULL || nbad == NULL ||
+        *pool_used > pool_cap)
+        return INGEST_EINVAL;
+    struct pool pl = {pool, pool_cap, *pool_used};
+    unsigned k = 0;
+    *nbad = 0;
+    for (unsigned i = 0; i < nrecs; i++) {
+        const struct ingest_u2_rec *r = &recs[i];
+        if (r->type != INGEST_U2_EXTRA_DATA)
+            continue;
+        const uint8_t *b = body_of(buf, n, base, r);
+        if (b == NULL || r->len < 32) {
+            (*nbad)++;
+            continue;
+        }
+        if (k == cap)
+            return INGEST_ENOSPC;
+        struct ingest_u2_extra *x = &out[k];
+        memset(x, 0, sizeof *x);
+        x->offset = r->off;
+        x->event_type = be32(b);
+        x->event_length = be32(b + 4);
+        x->sensor_id = be32(b + 8);
+        x->event_id = be32(b + 12);
+        x->event_second = be32(b + 16);
+        x->info_type = be32(b + 20);
+        x->data_type = be32(b + 24);
+        x->blob_length = be32(b + 28);
+        /* blob_length counts data_type and itself (N + 8); the record
+         * length is what is really there */
+        uint32_t avail = r->len - 32;
+        uint32_t want = x->blob_length >= 8 ? x->blob_length - 8 : 0;
+        x->data_len = want < avail ? want : avail;
+        if (x->blob_length < 8 || want != avail)
+            x->flags |= INGEST_U2_BAD_LENGTH;
+        const uint8_t *d = b + 32;
+        switch (x->info_type) {
+        case INGEST_U2_XDATA_XFF_IPV4:
+            if (x->data_len == 4) {
+                v4_mapped(x->addr, d);
+                x->addr_ver = 4;
+            }
+            break;
+        case INGEST_U2_XDATA_XFF_IPV6:
+        case INGEST_U2_XDATA_IPV6_SRC:
+        case INGEST_U2_XDATA_IPV6_DST:
+            if (x->data_len == 16) {
+                memcpy(x->addr, d, 16);
+                x->addr_ver = 6;
+            }
+            break;
+        default:
+            break;
+        }
+        if (!pool_put(&pl, d, x->data_len, r->off + INGEST_U2_HDR_LEN + 32, &x->data_off))
+            return INGEST_ENOSPC;
+        k++;
+    }
+    *pool_used = pl.used;
+    return (int)k;
+}
+
+/* ---- resync after a bad header ----------------------------------------- */
+
+/* Does a plausible record header (a type a writer produces, with a length
+ * that fits that type) start at p?  Used only to resynchronise. */
+static int plausible(const uint8_t *p)
+{
+    uint32_t t = be32(p), len = be32(p + 4);
+    if (len > INGEST_U2_MAX_RECORD)
+        return 0;
+    switch (t) {
+    case INGEST_U2_IDS_EVENT:
+        return len == 52;
+    case INGEST_U2_IDS_EVENT_IPV6:
+        return len == 76;
+    case INGEST_U2_IDS_EVENT_VLAN:
+    case INGEST_U2_IDS_EVENT_APPID:
+        return len == 60 || len == 76 || len == 124;
+    case INGEST_U2_IDS_EVENT_IPV6_VLAN:
+    case INGEST_U2_IDS_EVENT_APPID_IPV6:
+        return len == 84 || len == 100 || len == 148;
+    case INGEST_U2_EVENT3:
+        return len == 160 || len == 1032;
+    case INGEST_U2_PACKET:
+    case INGEST_U2_BUFFER:
+        return len >= 28 && be32(p + 8 + 24) == len - 28;
+    case INGEST_U2_EXTRA_DATA:
+        return len >= 32 && be32(p + 8) == 4 && be32(p + 12) == len;
+    default:
+        return 0;
+    }
+}
+
+long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from)
+{
+    if (buf == NULL && n)
+        return INGEST_EINVAL;
+    /* A candidate needs its header and the first 8 body bytes (which the
+     * packet/extra-data checks read) and, when the whole record is present,
+     * a plausible header right after it (or the end of the buffer). */
+    for (size_t pos = from; pos + 16 <= n; pos++) {
+        if (!plausible(buf + pos))
+            continue;
+        size_t next = pos + INGEST_U2_HDR_LEN + be32(buf + pos + 4);
+        if (next == n || (next + 16 <= n && plausible(buf + next)) || next > n)
+            return (long)pos;
+    }
+    return -1;
+}
+
+/* ---- JSON members for the alert formatter ------------------------------- */
+
+struct out {
+    uint8_t *p, *end;
+};
+
+static int room(struct out *o, size_t n) { return (size_t)(o->end - o->p) >= n; }
+
+#define NEED(o, n)                                                                                 \
+    do {                                                                                           \
+        if (!room((o), (n)))                                                                       \
+            return 0;                                                                              \
+    } while (0)
+
+static int put(struct out *o, const char *s, size_t n)
+{
+    NEED(o, n);
+    memcpy(o->p, s, n);
+    o->p += n;
+    return 1;
+}
+
+#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static int put_u64(struct out *o, uint64_t v)
+{
+    char tmp[24];
+    int i = 0;
+    do {
+        tmp[i++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    NEED(o, (size_t)i);
+    while (i)
+        *o->p++ = (uint8_t)tmp[--i];
+    return 1;
+}
+
+/* Raw bytes as a JSON string: printable ASCII as is, everything else as
+ * \u00XX (bytes read as Latin-1, so any input gives valid JSON). */
+static int put_jstr(struct out *o, const uint8_t *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    NEED(o, n * 6 + 2);
+    *o->p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\') {
+            *o->p++ = '\\';
+            *o->p++ = c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            *o->p++ = c;
+        } else {
+            memcpy(o->p, "\\u00", 4);
+            o->p[4] = (uint8_t)hex[c >> 4];
+            o->p[5] = (uint8_t)hex[c & 15];
+            o->p += 6;
+        }
+    }
+    *o->p++ = '"';
+    return 1;
+}
+
+static int put_b64(struct out *o, const uint8_t *s, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    NEED(o, (n + 2) / 3 * 4 + 2);
+    *o->p++ = '"';
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        o->p[0] = (uint8_t)tab[v >> 18];
+        o->p[1] = (uint8_t)tab[(v >> 12) & 63];
+        o->p[2] = (uint8_t)tab[(v >> 6) & 63];
+        o->p[3] = (uint8_t)tab[v & 63];
+        o->p += 4;
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+        o->p[0] = (uint8_t)tab[v >> 18];
+        o->p[1] = (uint8_t)tab[(v >> 12) & 63];
+        o->p[2] = i + 1 < n ? (uint8_t)tab[(v >> 6) & 63] : '=';
+        o->p[3] = '=';
+        o->p += 4;
+    }
+    *o->p++ = '"';
+    return 1;
+}
+
+static int put_ip(struct out *o, const uint8_t a[16], unsigned ver)
+{
+    char tmp[48];
+    size_t k = 0;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    tmp[k++] = '"';
+    if (ver == 4 || memcmp(a, mapped, 12) == 0) {
+        for (int i = 12; i < 16; i++) {
+            unsigned v = a[i];
+            if (v >= 100)
+                tmp[k++] = (char)('0' + v / 100);
+            if (v >= 10)
+                tmp[k++] = (char)('0' + v / 10 % 10);
+            tmp[k++] = (char)('0' + v % 10);
+            if (i < 15)
+                tmp[k++] = '.';
+        }
+    } else {
+        /* RFC 5952: lower case, longest run (>= 2) of zero groups as "::" */
+        unsigned g[8];
+        for (int i = 0; i < 8; i++)
+            g[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+        int best = -1, blen = 0;
+        for (int i = 0; i < 8;) {
+            if (g[i]) {
+                i++;
+                continue;
+            }
+            int j = i;
+            while (j < 8 && !g[j])
+                j++;
+            if (j - i > blen && j - i >= 2) {
+                best = i;
+                blen = j - i;
+            }
+            i = j;
+        }
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 8; i++) {
+            if (i == best) {
+                tmp[k++] = ':';
+                if (i == 0)
+                    tmp[k++] = ':';
+                i += blen - 1;
+                continue;
+            }
+            int started = 0;
+            for (int sh = 12; sh >= 0; sh -= 4) {
+                unsigned d = (g[i] >> sh) & 15;
+                if (d || started || sh == 0) {
+                    tmp[k++] = hex[d];
+                    started = 1;
+                }
+            }
+            if (i < 7)
+                tmp[k++] = ':';
+        }
+    }
+    tmp[k++] = '"';
+    return put(o, tmp, k);
+}
+
+static const char *const XDATA_NAMES[] = {
+    NULL,           "xff_ipv4",      "xff_ipv6",   "reviewed_by", "gzip_data",
+    "smtp_filename", "smtp_mailfrom", "smtp_rcptto", "smtp_email_hdrs", "http_uri",
+    "http_hostname", "ipv6_src",      "ipv6_dst",   "jsnorm_data",
+};
+
+/* One extra-data entry: {"type":9,"name":"http_uri","value":"..."}; binary
+ * (gzip, normalized JavaScript, unknown types) as "base64". */
+static int put_xdata(struct out *o, const struct ingest_u2_extra *x, const uint8_t *pool)
+{
+    const uint8_t *d = pool + x->data_off;
+    if (!PUTS(o, "{\"type\":") || !put_u64(o, x->info_type))
+        return 0;
+    if (x->info_type >= 1 && x->info_type <= 13) {
+        const char *nm = XDATA_NAMES[x->info_type];
+        if (!PUTS(o, ",\"name\":\"") || !put(o, nm, strlen(nm)) || !PUTS(o, "\""))
+            return 0;
+    }
+    switch (x->info_type) {
+    case INGEST_U2_XDATA_XFF_IPV4:
+    case INGEST_U2_XDATA_XFF_IPV6:
+    case INGEST_U2_XDATA_IPV6_SRC:
+    case INGEST_U2_XDATA_IPV6_DST:
+        if (x->addr_ver) {
+            if (!PUTS(o, ",\"value\":") || !put_ip(o, x->addr, x->addr_ver))
+                return 0;
+            break;
+        }
+        /* wrong size for an address: keep the bytes */
+        if (!PUTS(o, ",\"base64\":") || !put_b64(o, d, x->data_len))
+            return 0;
+        break;
+    case 3: case 5: case 6: case 7: case 8: case 9: case 10:
+        if (!PUTS(o, ",\"value\":") || !put_jstr(o, d, x->data_len))
+            return 0;
+        break;
+    default: /* gzip_data, jsnorm_data, unknown: bytes */
+        if (!PUTS(o, ",\"base64\":") || !put_b64(o, d, x->data_len))
+            return 0;
+        break;
+    }
+    return PUTS(o, "}");
+}
+
+static int render_one(struct out *o, const struct ingest_u2_event *e, const uint8_t *pool,
+                      const struct ingest_u2_packet *pk, const uint32_t *pk_idx, uint32_t npk,
+                      const struct ingest_u2_extra *ex, const uint32_t *ex_idx, uint32_t nex)
+{
+    int first = 1;
+#define SEP()                                                                                      \
+    do {                                                                                           \
+        if (!first && !PUTS(o, ","))                                                               \
+            return 0;                                                                              \
+        first = 0;                                                                                 \
+    } while (0)
+    /* EVE-compatible: the first packet as "packet" + "packet_info" */
+    if (npk) {
+        const struct ingest_u2_packet *p0 = &pk[pk_idx[0]];
+        SEP();
+        if (!PUTS(o, "\"packet\":") || !put_b64(o, pool + p0->data_off, p0->data_len) ||
+            !PUTS(o, ",\"packet_info\":{\"linktype\":") || !put_u64(o, p0->linktype) ||
+            !PUTS(o, "}"))
+            return 0;
+    }
+    /* EVE-style "http" and "xff" from extra-data and Snort 3 event fields */
+    const struct ingest_u2_extra *uri = NULL, *host = NULL, *xff = NULL;
+    for (uint32_t j = 0; j < nex; j++) {
+        const struct ingest_u2_extra *x = &ex[ex_idx[j]];
+        if (x->info_type == INGEST_U2_XDATA_HTTP_URI && !uri)
+            uri = x;
+        else if (x->info_type == INGEST_U2_XDATA_HTTP_HOSTNAME && !host)
+            host = x;
+        else if ((x->info_type == INGEST_U2_XDATA_XFF_IPV4 ||
+                  x->info_type == INGEST_U2_XDATA_XFF_IPV6) && x->addr_ver && !xff)
+            xff = x;
+    }
+    int ehttp = e->text_len[1] || e->text_len[2] || e->text_len[3] || e->text_len[4];
+    if (uri || host || ehttp) {
+        int f2 = 1;
+        SEP();
+        if (!PUTS(o, "\"http\":{"))
+            return 0;
+        static const char *const K[4] = {"\"http_method\":", "\"protocol\":",
+                                         "\"http_user_agent\":", "\"http_refer\":"};
+        if (host) {
+            if (!PUTS(o, "\"hostname\":") || !put_jstr(o, pool + host->data_off, host->data_len))
+                return 0;
+            f2 = 0;
+        }
+        if (uri) {
+            if ((!f2 && !PUTS(o, ",")) || !PUTS(o, "\"url\":") ||
+                !put_jstr(o, pool + uri->data_off, uri->data_len))
+                return 0;
+            f2 = 0;
+        }
+        for (int f = 0; f < 4; f++) {
+            if (!e->text_len[f + 1])
+                continue;
+            if ((!f2 && !PUTS(o, ",")) || !put(o, K[f], strlen(K[f])) ||
+                !put_jstr(o, pool + e->text_off[f + 1], e->text_len[f + 1]))
+                return 0;
+            f2 = 0;
+        }
+        if (!PUTS(o, "}"))
+            return 0;
+    }
+    if (xff) {
+        SEP();
+        if (!PUTS(o, "\"xff\":") || !put_ip(o, xff->addr, xff->addr_ver))
+            return 0;
+    }
+    /* Everything Unified2 says, in its own words */
+    SEP();
+    if (!PUTS(o, "\"unified2\":{\"record_type\":") || !put_u64(o, e->type))
+        return 0;
+    if (e->type == INGEST_U2_EVENT3) {
+        if (!PUTS(o, ",\"policy_id_context\":") || !put_u64(o, e->policy_context) ||
+            !PUTS(o, ",\"policy_id_inspect\":") || !put_u64(o, e->policy_inspect) ||
+            !PUTS(o, ",\"policy_id_detect\":") || !put_u64(o, e->policy_detect) ||
+            !PUTS(o, ",\"snort_status\":") || !put_u64(o, e->snort_status) ||
+            !PUTS(o, ",\"snort_action\":") || !put_u64(o, e->snort_action))
+            return 0;
+        if (e->length >= 168 &&
+            (!PUTS(o, ",\"http_request_size\":") || !put_u64(o, e->http_request_size) ||
+             !PUTS(o, ",\"http_response_size\":") || !put_u64(o, e->http_response_size)))
+            return 0;
+        if (e->text_len[5] && (!PUTS(o, ",\"message_detail\":") ||
+                               !put_jstr(o, pool + e->text_off[5], e->text_len[5])))
+            return 0;
+    } else {
+        if (!PUTS(o, ",\"impact_flag\":") || !put_u64(o, e->impact_flag) ||
+            !PUTS(o, ",\"impact\":") || !put_u64(o, e->impact) || !PUTS(o, ",\"blocked\":") ||
+            !put_u64(o, e->blocked))
+            return 0;
+        if (e->type != INGEST_U2_IDS_EVENT && e->type != INGEST_U2_IDS_EVENT_IPV6 &&
+            (!PUTS(o, ",\"policy_id\":") || !put_u64(o, e->policy_detect)))
+            return 0;
+    }
+    if (e->mpls_label && (!PUTS(o, ",\"mpls_label\":") || !put_u64(o, e->mpls_label)))
+        return 0;
+    if (npk) {
+        if (!PUTS(o, ",\"packets\":["))
+            return 0;
+        for (uint32_t j = 0; j < npk; j++) {
+            const struct ingest_u2_packet *p = &pk[pk_idx[j]];
+            if ((j && !PUTS(o, ",")) || !PUTS(o, "{\"record_type\":") || !put_u64(o, p->type) ||
+                !PUTS(o, ",\"packet_second\":") || !put_u64(o, p->packet_second) ||
+                !PUTS(o, ",\"packet_microsecond\":") || !put_u64(o, p->packet_microsecond) ||
+                !PUTS(o, ",\"linktype\":") || !put_u64(o, p->linktype) ||
+                !PUTS(o, ",\"length\":") || !put_u64(o, p->packet_length) ||
+                !PUTS(o, ",\"data\":") || !put_b64(o, pool + p->data_off, p->data_len) ||
+                !PUTS(o, "}"))
+                return 0;
+        }
+        if (!PUTS(o, "]"))
+            return 0;
+    }
+    if (nex) {
+        if (!PUTS(o, ",\"extra_data\":["))
+            return 0;
+        for (uint32_t j = 0; j < nex; j++)
+            if ((j && !PUTS(o, ",")) || !put_xdata(o, &ex[ex_idx[j]], pool))
+                return 0;
+        if (!PUTS(o, "]"))
+            return 0;
+    }
+    return PUTS(o, "}");
+#undef SEP
+}
+
+long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint8_t *pool,
+                      size_t pool_len, const struct ingest_u2_packet *pk, unsigned npk,
+                      const uint32_t *pk_idx, const uint32_t *pk_start,
+                      const struct ingest_u2_extra *ex, unsigned nex, const uint32_t *ex_idx,
+                      const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends)
+{
+    if ((nev && (ev == NULL || pk_start == NULL || ex_start == NULL || ends == NULL)) ||
+        out == NULL || (npk && pk == NULL) || (nex && ex == NULL))
+        return INGEST_EINVAL;
+    if (nev && ((pk_start[nev] && pk_idx == NULL) || (ex_start[nev] && ex_idx == NULL)))
+        return INGEST_EINVAL;
+    /* Every index and pool reference is checked before the hot loop. */
+    for (unsigned i = 0; i < nev; i++)
+        if (pk_start[i] > pk_start[i + 1] || pk_start[i + 1] > npk || ex_start[i] > ex_start[i + 1] ||
+            ex_start[i + 1] > nex)
+            return INGEST_EINVAL;
+    /* pk_idx/ex_idx hold only joined rows: pk_start[nev] / ex_start[nev] */
+    uint32_t npk_idx = nev ? pk_start[nev] : 0, nex_idx = nev ? ex_start[nev] : 0;
+    for (unsigned j = 0; j < npk_idx; j++) {
+        if (pk_idx[j] >= npk)
+            return INGEST_EINVAL;
+        const struct ingest_u2_packet *p = &pk[pk_idx[j]];
+        if (p->data_off > pool_len || pool_len - p->data_off < p->data_len)
+            return INGEST_EINVAL;
+    }
+    for (unsigned j = 0; j < nex_idx; j++) {
+        if (ex_idx[j] >= nex)
+            return INGEST_EINVAL;
+        const struct ingest_u2_extra *x = &ex[ex_idx[j]];
+        if (x->data_off > pool_len || pool_len - x->data_off < x->data_len)
+            return INGEST_EINVAL;
+    }
+    for (unsigned i = 0; i < nev; i++)
+        for (int f = 0; f < 6; f++)
+            if (ev[i].text_off[f] > pool_len || pool_len - ev[i].text_off[f] < ev[i].text_len[f])
+                return INGEST_EINVAL;
+    struct out o = {out, out + out_cap};
+    for (unsigned i = 0; i < nev; i++) {
+        if (!render_one(&o, &ev[i], pool, pk, pk_idx + pk_start[i], pk_start[i + 1] - pk_start[i],
+                        ex, ex_idx + ex_start[i], ex_start[i + 1] - ex_start[i]))
+            return INGEST_ENOSPC;
+        ends[i] = (uint32_t)(o.p - out);
+    }
+    return (long)(o.p - out);
+}

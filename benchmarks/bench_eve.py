@@ -67,11 +67,12 @@ def corpus(tmp: pathlib.Path, which: str = "1k") -> tuple[pathlib.Path, float]:
     if not lines:  # no shared data: a built-in alert of the same size
         pad = "x" * 700
         lines = [(
-            '{"timestamp":"2025-01-31T11:30:18.762228+0100","flow_id":%d,"in_iface":"eth0","event_type":"alert",'
-            '"src_ip":"10.0.0.%d","src_port":49748,"dest_ip":"192.0.2.7","dest_port":8080,"proto":"TCP",'
-            '"alert":{"action":"allowed","gid":1,"signature_id":%d,"rev":3,"signature":"ET TEST %s",'
-            '"category":"A Network Trojan was detected","severity":1},"app_proto":"tls"}\n'
-            % (1000 + i, i % 250, 2000000 + i % 37, pad)).encode() for i in range(128)]
+            f'{{"timestamp":"2025-01-31T11:30:18.762228+0100","flow_id":{1000 + i},"in_iface":"eth0",'
+            f'"event_type":"alert","src_ip":"10.0.0.{i % 250}","src_port":49748,"dest_ip":"192.0.2.7",'
+            f'"dest_port":8080,"proto":"TCP","alert":{{"action":"allowed","gid":1,'
+            f'"signature_id":{2000000 + i % 37},"rev":3,"signature":"ET TEST {pad}",'
+            f'"category":"A Network Trojan was detected","severity":1}},"app_proto":"tls"}}\n').encode()
+            for i in range(128)]
     path = tmp / "corpus.json"
     path.write_bytes(b"".join(lines))
     return path, sum(map(len, lines)) / len(lines)

@@ -20,9 +20,9 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_eve import corpus  # noqa: E402
+from ingest._native import ffi, lib  # noqa: E402
 
 from ingest import batch as B  # noqa: E402
-from ingest._native import ffi, lib  # noqa: E402
 from ingest.eve import EveDecoder, split_lines  # noqa: E402
 
 N = 4096

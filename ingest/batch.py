@@ -112,8 +112,8 @@ class AlertBatch:
     raw: np.ndarray | None = None
     cat: np.ndarray | None = None
     keys: np.ndarray | None = None
-    events: "EventBatch | None" = None
-    raw_pool: "RawPool | None" = None
+    events: EventBatch | None = None
+    raw_pool: RawPool | None = None
 
     def __len__(self) -> int:
         return len(self.alerts)
@@ -191,7 +191,7 @@ class RawPool:
         return self.joined()[o:o + int(self.len[k])]
 
     @staticmethod
-    def concat_raw(batches: list["AlertBatch"]) -> tuple[np.ndarray, "RawPool"]:
+    def concat_raw(batches: list[AlertBatch]) -> tuple[np.ndarray, RawPool]:
         """The joined ``raw`` column and pool of batches, some pooled, some not
         (a batch whose ``raw`` indexes its strings has those copied in)."""
         datas: list[bytes] = []
@@ -246,7 +246,7 @@ class EventBatch:
         return self.count
 
     @staticmethod
-    def concat(parts: list["EventBatch"]) -> "EventBatch":
+    def concat(parts: list[EventBatch]) -> EventBatch:
         if len(parts) == 1:
             return parts[0]
         types: dict[str, int] = {}

@@ -90,8 +90,9 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
     fid = _signed(ev.get("flow_id"))
     if fid is None:
         return None
-    et = ev.get("event_type")
-    f = ev.get(et) if isinstance(ev.get(et), dict) else {}
+    et = str(ev.get("event_type"))
+    sub = ev.get(et)
+    f: dict[str, Any] = sub if isinstance(sub, dict) else {}
     if et == "netflow":
         ps, pc, bs, bc = f.get("pkts"), None, f.get("bytes"), None
     else:
@@ -230,7 +231,7 @@ class EveDecoder:
             uniq = np.flatnonzero(first == np.arange(k, dtype=np.uint32))
             remap = np.full(k + 1, -1, np.int32)  # [k] <- UINT32_MAX rows (no text)
             base = len(strings)
-            for j, key in zip(uniq.tolist(), keys[uniq].tolist()):
+            for j, key in zip(uniq.tolist(), keys[uniq].tolist(), strict=True):
                 text = cache.get(key)
                 if text is None:
                     text = cache[key] = _text(mv, int(roff[j]) + int(ext[off][j]), int(ext[ln][j]), int(ext[esc][j]))
@@ -265,10 +266,10 @@ class EveDecoder:
             sts = status[passing].tolist()
             eoffs = recs["etype_off"][passing].tolist()
             elens = recs["etype_len"][passing].tolist()
-            pieces = [mv[o:o + ln] for o, ln in zip(offs, lens)]
+            pieces = [mv[o:o + ln] for o, ln in zip(offs, lens, strict=True)]
             flows: list[tuple] = []
             types: Counter[str] = Counter()
-            for o, piece, st, eo, el in zip(offs, pieces, sts, eoffs, elens):
+            for o, piece, st, eo, el in zip(offs, pieces, sts, eoffs, elens, strict=True):
                 types[str(mv[o + eo:o + eo + el], "utf-8")] += 1
                 if st == lib.INGEST_EVE_FLOW or st == lib.INGEST_EVE_NETFLOW:
                     row = flow_row(orjson.loads(piece))

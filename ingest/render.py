@@ -39,7 +39,6 @@ class StringTable:
             offs = np.concatenate([offs, (append.off + len(joined)).astype(np.uint32)])
             lens = np.concatenate([lens, append.len.astype(np.uint32)])
             joined += data
-            encoded = [None] * len(offs)  # type: ignore[list-item]  (only its length is used below)
         self.pool = joined or b"\0"
         self.off = offs
         self.len = lens
@@ -50,7 +49,7 @@ class StringTable:
         )
         self.c = ffi.new("struct ingest_strtab *")
         self.c.pool, self.c.off, self.c.len = self._keep
-        self.c.count = len(encoded)
+        self.c.count = len(offs)
 
 
 def _idx(col: np.ndarray | None, n: int, name: str):

@@ -209,7 +209,7 @@ class SqliteSink:
             else:
                 keyed = keys != 0
                 if keyed.all():
-                    db.executemany(_INSERT_KEYED, [(*r, k) for r, k in zip(alert_rows, keys.tolist())])
+                    db.executemany(_INSERT_KEYED, [(*r, k) for r, k in zip(alert_rows, keys.tolist(), strict=True)])
                 else:
                     idx = np.flatnonzero(keyed).tolist()
                     db.executemany(_INSERT_KEYED, [(*alert_rows[i], int(keys[i])) for i in idx])

@@ -147,7 +147,7 @@ class EveStreamSource:
             eof = drained = False
             while c.fill < len(c.buf):
                 try:
-                    got = c.sock.recv_into(c.buf[c.fill:])
+                    got = c.sock.recv_into(c.buf[c.fill:].data)
                 except (BlockingIOError, InterruptedError):
                     drained = True
                     break

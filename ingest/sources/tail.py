@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob as globmod
 import hashlib
 import os
@@ -81,7 +82,7 @@ class _File:
     skipping: bool = False  # inside an oversized line
 
     @classmethod
-    def open(cls, path: str, offset: int = 0, expect: tuple[int, int, bytes] | None = None) -> "_File | None":
+    def open(cls, path: str, offset: int = 0, expect: tuple[int, int, bytes] | None = None) -> _File | None:
         """Open path if it has a full fingerprint (and, with expect, is that file)."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -342,12 +343,14 @@ class EveFileSource:
                 continue
             start = f.offset
             end = start + consumed
+            # the identity as it is now (a truncation changes f later)
+            ident = (f.key, f.path, f.dev, f.ino, f.fp)
+            base = f.base
             res = handle_records(
                 dec, data, offs, lens, len(offs), self.origin, submit, stats, deadletter,
                 block=lambda: not self._stop.is_set(),
-                # the identity as it is now (a truncation changes f later)
-                acks=[lambda ident=(f.key, f.path, f.dev, f.ino, f.fp), end=end: self._ack(ident, end)],
-                keys=lambda r, f=f, start=start: self._keys(f, start, r),
+                acks=[functools.partial(self._ack, ident, end)],
+                keys=functools.partial(self._keys, base, start),
             )
             if res is None:
                 return progressed  # stopping while the queue is full: re-read next time
@@ -365,9 +368,9 @@ class EveFileSource:
         submit.submit(AlertBatch(empty(0), acks=[lambda: self._ack(ident, offset)], origin=self.origin))
 
     @staticmethod
-    def _keys(f: _File, start: int, res: EveResult) -> np.ndarray:
+    def _keys(base: int, start: int, res: EveResult) -> np.ndarray:
         off = res.alert_offsets.astype(np.uint64) + np.uint64(start)
-        keys = (np.uint64(f.base) ^ off).view(np.int64)
+        keys = (np.uint64(base) ^ off).view(np.int64)
         keys[keys == 0] = 1
         return keys
 

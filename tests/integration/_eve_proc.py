@@ -64,7 +64,7 @@ class Ingest:
         self._err.close()
         err = self.stderr_path.read_text()
         assert rc == 0, err
-        line = next(l for l in err.splitlines() if l.startswith("ingest: final stats "))
+        line = next(ln for ln in err.splitlines() if ln.startswith("ingest: final stats "))
         return json.loads(line[len("ingest: final stats "):])
 
     def kill9(self) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+
 from ._eve_proc import EVE, Ingest, query
 
 ZEUS = EVE / "zeus-suricata-7.0.7" / "eve.json"

@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+
 from ._eve_proc import EVE, Ingest, query
 
 ZEUS = EVE / "zeus-suricata-7.0.7" / "eve.json"

@@ -13,12 +13,12 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ingest._native import ffi
 
 from ingest import batch as B
-from ingest._native import ffi
-from ingest.eve import EXT_DTYPE, REC_DTYPE, EveDecoder, decode_lines, parse_ts
-from ingest.maps import Maps
+from ingest.eve import EXT_DTYPE, REC_DTYPE, decode_lines, parse_ts
 from ingest.mapping import Enricher
+from ingest.maps import Maps
 from ingest.render import render_json
 
 DATA = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -196,7 +196,7 @@ def test_real_suricata_runs_match_oracles(run, eve, alerts, types):
     assert r.batch.events.types == types
     fast = fast_log_sids(d / "fast.log")
     assert sum(fast.values()) == alerts
-    got = collections.Counter(zip(r.batch.alerts["gid"].tolist(), r.batch.alerts["sid"].tolist()))
+    got = collections.Counter(zip(r.batch.alerts["gid"].tolist(), r.batch.alerts["sid"].tolist(), strict=True))
     assert got == fast  # every signature, with its count
     stats = r.stats[-1]["stats"]
     assert stats["detect"]["alert"] == alerts

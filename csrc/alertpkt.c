@@ -195,20 +195,26 @@ static uint8_t parse_packet(const uint8_t *dg, const struct layout *L, struct in
     uint32_t dlthdr = ld32h(dg + L->dlthdr);
     uint32_t nethdr = ld32h(dg + L->nethdr);
     uint32_t transhdr = ld32h(dg + L->transhdr);
-    uint32_t data = ld32h(dg + L->data);
     uint8_t st = INGEST_DG_OK;
 
     a->flags |= INGEST_F_PACKET;
-    /* caplen comes from the wire: never let it reach past pkt[]. */
+    /* caplen comes from the wire: never let it reach past pkt[].  Barnyard2
+     * sets caplen to the Unified2 packet length and copies at most 1514
+     * bytes, so a larger caplen is normal there; Snort's pkt[] holds any
+     * packet (65535), so a larger caplen is malformed. */
     uint32_t valid = caplen;
     if (caplen > L->pkt_area) {
         valid = L->pkt_area;
-        st = INGEST_DG_BAD_CAPLEN;
+        if (!L->be_event) {
+            st = INGEST_DG_BAD_CAPLEN;
+            a->flags |= INGEST_F_PKT_ANOMALY;
+        }
     }
-    /* Offsets come from the wire: each must lie inside the captured bytes
-     * (data may equal valid: an empty payload points at the end). */
+    /* Offsets come from the wire: each one used must lie inside the captured
+     * bytes (the payload offset `data` is not used, so not held against the
+     * packet). */
     if ((dlthdr && dlthdr >= valid) || (nethdr && nethdr >= valid) ||
-        (transhdr && transhdr >= valid) || data > valid) {
+        (transhdr && transhdr >= valid)) {
         a->flags |= INGEST_F_PKT_ANOMALY;
         return INGEST_DG_BAD_OFFSET;
     }

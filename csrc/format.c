@@ -78,8 +78,19 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 }
 
 /* "2026-11-27T18:03:50.123456+0000" (EVE's strftime format, in UTC). */
+/* 0000-01-01T00:00:00 and 9999-12-31T23:59:59.999999 UTC in microseconds:
+ * the wire can say anything, the output keeps its format. */
+#define TS_MIN_US (-62167219200000000LL)
+#define TS_MAX_US (253402300799999999LL)
+
+static int64_t clamp_ts(int64_t ts_us)
+{
+    return ts_us < TS_MIN_US ? TS_MIN_US : ts_us > TS_MAX_US ? TS_MAX_US : ts_us;
+}
+
 static void put_timestamp(struct out *o, int64_t ts_us)
 {
+    ts_us = clamp_ts(ts_us);
     int64_t secs = ts_us >= 0 ? ts_us / 1000000 : -((-ts_us + 999999) / 1000000);
     int64_t us = ts_us - secs * 1000000;
     int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
@@ -87,8 +98,6 @@ static void put_timestamp(struct out *o, int64_t ts_us)
     int64_t y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    if (y < 0 || y > 9999)
-        y = y < 0 ? 0 : 9999; /* the wire can say anything; keep the format */
     *o->p++ = '"';
     put_2d(o, (unsigned)(y / 100));
     put_2d(o, (unsigned)(y % 100));
@@ -315,10 +324,11 @@ static void put_trisul(struct out *o, const struct ingest_alert *a,
     uint32_t n;
 
     PUTS(o, "{\"AlertGroupGUID\":\"{9AFD8C08-07EB-47E0-BF05-28B4A7AE8DC9}\",\"TimestampSecs\":");
-    int64_t secs = a->ts_us >= 0 ? a->ts_us / 1000000 : -((-a->ts_us + 999999) / 1000000);
+    int64_t ts = clamp_ts(a->ts_us);
+    int64_t secs = ts >= 0 ? ts / 1000000 : -((-ts + 999999) / 1000000);
     put_i64(o, secs);
     PUTS(o, ",\"TimestampUsecs\":");
-    put_i64(o, a->ts_us - secs * 1000000);
+    put_i64(o, ts - secs * 1000000);
     PUTS(o, ",\"SigIDKey\":\"");
     if (a->gid != 1) {
         put_u64(o, a->gid);

@@ -422,5 +422,44 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
                       const uint32_t *pk_idx, const uint32_t *pk_start,
                       const struct ingest_u2_extra *ex, unsigned nex, const uint32_t *ex_idx,
                       const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends);
+/* ---- gen.c: load generator ------------------------------------------- */
+/* Send modes (flags & INGEST_GEN_MODE_MASK), each faithful to a real sender. */
+#define INGEST_GEN_SENDTO 0   /* Snort 2/3: blocking sendto, flags 0, unconnected */
+#define INGEST_GEN_CONNECT 1  /* Barnyard2 master: connect once, blocking send   */
+#define INGEST_GEN_MMSG 2     /* blocking sendmmsg batches (not a real sender)   */
+#define INGEST_GEN_DONTWAIT 3 /* Suricata live: MSG_DONTWAIT, would-block dropped */
+#define INGEST_GEN_MODE_MASK 0x0f
+#define INGEST_GEN_STAMP_BE 0x10 /* write the event-id stamp big-endian (Barnyard2) */
+#define INGEST_GEN_MAX_DGRAM (1u << 20)
+
+/* What one ingest_gen_dgram run did.  sent + dropped + errors = alerts
+ * attempted (a blocking send that timed out is retried, not counted). */
+struct ingest_gen_result {
+    uint64_t sent;     /* datagrams the kernel accepted                    */
+    uint64_t dropped;  /* would-block in INGEST_GEN_DONTWAIT mode          */
+    uint64_t errors;   /* other send errors (ENOENT, ECONNREFUSED, ...)     */
+    uint64_t batches;  /* sendmmsg calls that sent something (MMSG mode)   */
+    double elapsed;    /* seconds, monotonic, from first send to return    */
+    int last_errno;    /* errno of the last failed call, 0 if none         */
+    uint8_t interrupted; /* stopped because *stop became non-zero          */
+    uint8_t timed_out;   /* stopped because time_limit ran out             */
+};
+
+/*
+ * Send `count` datagrams (0 = until stopped or timed out) to the unix
+ * datagram socket at path, cycling through ntemplates templates of tlen bytes
+ * each (templates holds ntemplates * tlen bytes).  rate > 0 paces the
+ * attempts to rate per second (0 = as fast as possible); time_limit > 0 stops
+ * after that many seconds; *stop (may be NULL) stops the loop when another
+ * thread sets it.  stamp_off >= 0 writes a 4-byte event id (1, 2, 3, ...;
+ * host order, or big-endian with INGEST_GEN_STAMP_BE) at that offset of every
+ * datagram: the sendto/connect modes write it into the template before the
+ * send, so templates must be writable.  Returns the number sent, or
+ * INGEST_EINVAL / INGEST_ESYS (socket or, in CONNECT mode, connect failed;
+ * res->last_errno says why).
+ */
+long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
+                      uint64_t count, double rate, double time_limit, int flags,
+                      long stamp_off, const int *stop, struct ingest_gen_result *res);
 
 #endif /* INGEST_H */

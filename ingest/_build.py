@@ -245,6 +245,32 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
                       const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends);
 """
 
+# --- gen.c -------------------------------------------------------------------
+GEN = """
+#define INGEST_GEN_SENDTO ...
+#define INGEST_GEN_CONNECT ...
+#define INGEST_GEN_MMSG ...
+#define INGEST_GEN_DONTWAIT ...
+#define INGEST_GEN_MODE_MASK ...
+#define INGEST_GEN_STAMP_BE ...
+#define INGEST_GEN_MAX_DGRAM ...
+struct ingest_gen_result {
+    uint64_t sent;
+    uint64_t dropped;
+    uint64_t errors;
+    uint64_t batches;
+    double elapsed;
+    int last_errno;
+    uint8_t interrupted;
+    uint8_t timed_out;
+};
+/* The stop flag is written by another Python thread while this call runs
+   without the GIL; the C side reads it atomically. */
+long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
+                      uint64_t count, double rate, double time_limit, int flags,
+                      long stamp_off, const int *stop, struct ingest_gen_result *res);
+"""
+
 # Sections in csrc/ingest.h order; later modules append their block here.
 CDEFS = [CORE, RECV, ALERTPKT, FORMAT]
 SOURCES = ["recv.c", "alertpkt.c", "format.c"]
@@ -252,6 +278,8 @@ CDEFS.append(EVE)
 SOURCES.append("eve.c")
 CDEFS.append(UNIFIED2)
 SOURCES.append("unified2.c")
+CDEFS.append(GEN)
+SOURCES.append("gen.c")
 
 
 def _compile_args() -> list[str]:

@@ -18,7 +18,9 @@ from typing import Any
 def write_atomic(path: str, data: bytes) -> None:
     """Replace path with data atomically and durably."""
     d = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    # random, not the pid: a crash leaves a temp file behind and a restarted
+    # process (in a container) often gets the same pid
+    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)

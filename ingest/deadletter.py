@@ -32,6 +32,16 @@ class DeadLetter:
         self._fd: int | None = None
         self._size = 0
         self.count = 0
+        #: entries that could not be written (disk full, ...): counted, never fatal
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def open(self) -> None:
+        """Open (create) the file now, so a bad path is a start-up error
+        rather than a failure in a reader thread later."""
+        if self.path is not None and self._fd is None:
+            with self._lock:
+                self._fd = self._open()
 
     def _open(self) -> int:
         assert self.path is not None
@@ -39,31 +49,42 @@ class DeadLetter:
         self._size = os.fstat(fd).st_size
         return fd
 
-    def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray) -> None:
-        """Append one raw input with its reason (thread-safe)."""
-        self.count += 1
-        if self.path is None:
-            return
-        head = json.dumps(
-            {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin, "reason": reason,
-             "length": len(data)}
-        ).encode() + b"\n"
+    def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray) -> bool:
+        """Append one raw input with its reason (thread-safe).  Never raises:
+        a failed write is counted in ``errors`` (the caller is a reader thread
+        that must keep draining its socket); returns whether it was kept."""
         with self._lock:
-            if self._fd is None:
-                self._fd = self._open()
-            if self._size and self._size + len(head) + len(data) + 1 > self.max_bytes:
-                os.close(self._fd)
-                os.replace(self.path, self.path + ".1")
-                self._fd = self._open()
-            os.writev(self._fd, [head, bytes(data), b"\n"])
-            self._size += len(head) + len(data) + 1
+            self.count += 1
+            if self.path is None:
+                return False
+            head = json.dumps(
+                {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin, "reason": reason,
+                 "length": len(data)}
+            ).encode() + b"\n"
+            try:
+                if self._fd is None:
+                    self._fd = self._open()
+                if self._size and self._size + len(head) + len(data) + 1 > self.max_bytes:
+                    os.close(self._fd)
+                    self._fd = None
+                    os.replace(self.path, self.path + ".1")
+                    self._fd = self._open()
+                os.writev(self._fd, [head, bytes(data), b"\n"])
+                self._size += len(head) + len(data) + 1
+                return True
+            except OSError as e:
+                self.errors += 1
+                self.last_error = f"{self.path}: {e.strerror or e}"
+                return False
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
 
 
 def read(path: str) -> Iterator[tuple[dict, bytes]]:

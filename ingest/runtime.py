@@ -24,6 +24,7 @@ import collections
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from .batch import AlertBatch
@@ -63,16 +64,20 @@ class Pipeline:
         self.drain_timeout = drain_timeout
         self.log = log
         self._dq: collections.deque[AlertBatch] = collections.deque()
-        self._lock = threading.Lock()
+        self._room = threading.Condition()
         self._depth = 0
         self._waiting = False
         self._closing = False
+        self._closing_since = 0.0
+        self._inflight: AlertBatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
 
     # --- called from reader threads ------------------------------------
-    def reserve(self, n: int) -> bool:
-        with self._lock:
+    def reserve(self, n: int, timeout: float = 0.0) -> bool:
+        with self._room:
+            if self._depth + n > self.max_queue and timeout > 0:
+                self._room.wait_for(lambda: self._depth + n <= self.max_queue, timeout)
             if self._depth + n > self.max_queue:
                 return False
             self._depth += n
@@ -81,9 +86,10 @@ class Pipeline:
 
     def release(self, n: int) -> None:
         if n:
-            with self._lock:
+            with self._room:
                 self._depth -= n
                 self.stats.queue_depth = self._depth
+                self._room.notify_all()
 
     def submit(self, batch: AlertBatch) -> None:
         self._dq.append(batch)
@@ -117,7 +123,13 @@ class Pipeline:
                 continue
             if self.linger and sum(b.queued() for b in self._dq) < self.batch_max and not self._closing:
                 await asyncio.sleep(self.linger)
-            await self._dispatch(self._take())
+            batch = self._inflight = self._take()
+            try:
+                await self._dispatch(batch)
+            except Exception as e:  # a bug (mapping, ...): keep the alerts, keep going
+                print(f"ingest: error: dispatch failed: {e!r}", file=self.log, flush=True)
+                self._give_up(batch, "internal_error")
+            self._inflight = None
 
     async def _write_one(self, sink: Sink, item: Enriched) -> None:
         delay = 0.5
@@ -130,7 +142,7 @@ class Pipeline:
                 self.stats.sink_errors[sink.name] += 1
                 print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {delay:.1f}s",
                       file=self.log, flush=True)
-                if self._closing and delay > self.drain_timeout:
+                if self._closing and time.monotonic() - self._closing_since > self.drain_timeout:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -143,22 +155,40 @@ class Pipeline:
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep
             # the alerts in the dead-letter file rather than lose them.
-            events = batch.events.lines if batch.events is not None else b""
-            self.deadletter.write(batch.origin, "sink_failed",
-                                  render_json(batch, "eve", item.categories, item.extra_strings) + events)
-            self.stats.add_dropped("sink_failed", len(batch))
-        else:
-            for ack in batch.acks:
-                try:
-                    ack()
-                except Exception as e:
-                    print(f"ingest: error: acknowledgement failed: {e!r}", file=self.log, flush=True)
+            self._give_up(batch, "sink_failed", item)
+            return
+        for ack in batch.acks:
+            try:
+                ack()
+            except Exception as e:
+                print(f"ingest: error: acknowledgement failed: {e!r}", file=self.log, flush=True)
         self.release(batch.queued())
+
+    def _give_up(self, batch: AlertBatch, reason: str, item: Enriched | None = None) -> None:
+        """Alerts no sink could take: keep them (EVE JSON) in the dead-letter
+        file, count them, never acknowledge them."""
+        try:
+            data = render_json(batch, "eve", item.categories if item else None,
+                               item.extra_strings if item else None)
+        except Exception:
+            data = repr(batch.alerts.tolist()).encode()
+        if batch.events is not None:  # non-alert EVE events, verbatim
+            data += batch.events.lines
+        self.deadletter.write(batch.origin, reason, data)
+        self.stats.add_dropped(reason, len(batch))
+        self.release(batch.queued())
+
+    def _sync_deadletter_stats(self) -> None:
+        self.stats.dead_letters = self.deadletter.count
+        if self.deadletter.errors != self.stats.dead_letter_errors:
+            self.stats.dead_letter_errors = self.deadletter.errors
+            print(f"ingest: error: dead-letter file: {self.deadletter.last_error} "
+                  f"({self.deadletter.errors} entries not kept)", file=self.log, flush=True)
 
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
-            self.stats.dead_letters = self.deadletter.count
+            self._sync_deadletter_stats()
             print(self.stats.line(), file=self.log, flush=True)
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -183,14 +213,23 @@ class Pipeline:
         await asyncio.to_thread(stop_sources)
         # 2. dispatch everything queued
         self._closing = True
+        self._closing_since = time.monotonic()
         self._wake.set()
         if not consumer.done():
             try:
-                await asyncio.wait_for(consumer, timeout=self.drain_timeout)
+                # sinks give up retrying after drain_timeout; this is a backstop
+                await asyncio.wait_for(consumer, timeout=self.drain_timeout + 10)
             except TimeoutError:
-                left = sum(b.queued() for b in self._dq)
-                print(f"ingest: error: drain timed out with {left} alerts queued", file=self.log)
                 rc = 1
+        left = ([self._inflight] if self._inflight is not None else []) + list(self._dq)
+        self._dq.clear()
+        if left:
+            n = sum(len(b) for b in left)
+            print(f"ingest: error: shutdown could not deliver {n} alerts; kept in the dead-letter file",
+                  file=self.log, flush=True)
+            for b in left:
+                self._give_up(b, "shutdown_timeout")
+            rc = 1
         stopper.cancel()
         reporter.cancel()
         # 3. flush and close sinks, remove socket files
@@ -208,7 +247,7 @@ class Pipeline:
             if err is not None:
                 print(f"ingest: error: source {src.origin} failed: {err!r}", file=self.log)
                 rc = 1
-        self.stats.dead_letters = self.deadletter.count
+        self._sync_deadletter_stats()
         print(self.stats.final_line(), file=self.log, flush=True)
         return rc
 

@@ -18,7 +18,6 @@ Rules (README "Socket files"):
 
 from __future__ import annotations
 
-import errno
 import grp
 import os
 import socket
@@ -51,25 +50,33 @@ class BoundSocket:
         self.sock.close()
 
 
-def _check_target(path: str, kind: int) -> None:
+def _check_target(path: str, kind: int) -> bool:
+    """Whether path holds a stale socket (True), nothing (False), or raise
+    SocketPathError for anything we must not replace."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return
+        return False
     if stat.S_ISLNK(st.st_mode):
         raise SocketPathError(f"{path} is a symbolic link; refusing to replace it")
     if not stat.S_ISSOCK(st.st_mode):
         what = "directory" if stat.S_ISDIR(st.st_mode) else "regular file" if stat.S_ISREG(st.st_mode) else "non-socket file"
         raise SocketPathError(f"{path} exists and is a {what}, not a socket; refusing to replace it")
     probe = socket.socket(socket.AF_UNIX, kind)
+    probe.settimeout(1.0)
     try:
         probe.connect(path)
     except ConnectionRefusedError:
-        return  # stale: nobody is bound
+        return True  # stale: nobody is bound
+    except FileNotFoundError:
+        return False  # went away meanwhile
     except OSError as e:
-        if e.errno == errno.EPROTOTYPE:  # a live socket of another type
-            raise SocketPathError(f"{path} is a socket in use by another process") from None
-        return
+        # EACCES (another user's live socket), EAGAIN/timeout (a full
+        # listen backlog), EPROTOTYPE (a live socket of another type): all
+        # mean somebody may be using it.  Only "refused" proves it stale.
+        raise SocketPathError(
+            f"{path} is a socket that may be in use ({e.strerror or e}); refusing to replace it"
+        ) from None
     finally:
         probe.close()
     raise SocketPathError(f"{path} is a socket in use by another process (is another ingest running?)")
@@ -104,6 +111,10 @@ def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
             if direct:
                 # The private directory's name does not fit sun_path: bind in
                 # place with a umask that gives nobody access until chmod.
+                # bind() never follows or replaces what is at the path, so a
+                # stale socket is removed first (re-checked just before).
+                if _check_target(path, kind):
+                    os.unlink(path)
                 old = os.umask(0o177)
                 try:
                     sock.bind(path)

@@ -24,6 +24,8 @@ class Stats:
         self.dispatched: dict[str, int] = defaultdict(int)  # alerts acknowledged, per sink
         self.sink_errors: dict[str, int] = defaultdict(int)
         self.dead_letters = 0
+        self.dead_letter_errors = 0
+        self.internal_errors = 0  # exceptions caught in a reader thread (a bug; reported)
         self.queue_depth = 0  # alerts decoded but not yet acknowledged
         self.extra: dict[str, int] = defaultdict(int)
 
@@ -55,6 +57,8 @@ class Stats:
                 "dispatched": dict(self.dispatched),
                 "sink_errors": dict(self.sink_errors),
                 "dead_letters": self.dead_letters,
+                "dead_letter_errors": self.dead_letter_errors,
+                "internal_errors": self.internal_errors,
                 "queue_depth": self.queue_depth,
                 **{k: v for k, v in self.extra.items()},
             }

@@ -30,20 +30,26 @@ class JsonlSink:
             )
             self._own = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-jsonl")
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        self._pending: tuple[Enriched, bytes, int] | None = None
 
     def _write_item(self, item: Enriched) -> None:
-        data = render_json(item.batch, self.profile, item.categories, item.extra_strings)
-        ev = item.batch.events
-        if ev is not None and ev.count:
-            # non-alert events (EVE flow, dns, stats ...): verbatim, in one write
-            data = data + ev.lines if data else ev.lines
-        self._write_all(data)
+        # A retried batch (after a failed or partial write) resumes where the
+        # last attempt stopped: no torn line, no line written twice.
+        if self._pending is None or self._pending[0] is not item:
+            data = render_json(item.batch, self.profile, item.categories, item.extra_strings)
+            ev = item.batch.events
+            if ev is not None and ev.count:
+                # non-alert events (EVE flow, dns, stats ...): verbatim, in the same write
+                data = data + ev.lines if data else ev.lines
+            self._pending = (item, data, 0)
+        _, data, done = self._pending
+        view = memoryview(data)
+        while done < len(data):
+            try:
+                done += os.write(self._fd, view[done:])
+            finally:
+                self._pending = (item, data, done)
+        self._pending = None
 
     async def write(self, item: Enriched) -> None:
         # Rendering (C, GIL released) and the write run on the sink's thread.

@@ -28,8 +28,10 @@ Which flows produced a high-priority alert::
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
+import stat
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -183,9 +185,20 @@ class SqliteSink:
         self._pool.submit(self._open).result()
 
     def _open(self) -> None:
-        # Refuse a symlink at the database path (sqlite would follow it).
-        if os.path.islink(self.path):
-            raise ValueError(f"{self.path} is a symbolic link; refusing to open it as the store")
+        # Create the database ourselves, 0640 and never through a symlink
+        # (sqlite3 would follow one and use the umask); SQLite gives its -wal
+        # and -shm files the database file's mode.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ValueError(f"{self.path} is a symbolic link; refusing to open it as the store") from None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"{self.path} is not a regular file")
+        finally:
+            os.close(fd)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")

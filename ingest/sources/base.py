@@ -17,7 +17,8 @@ class Submit(Protocol):
     (a blocked reader would block Snort's packet thread).
     """
 
-    def reserve(self, n: int) -> bool: ...
+    def reserve(self, n: int, timeout: float = 0.0) -> bool:
+        """Take n places in the queue; wait up to timeout seconds for room."""
 
     def submit(self, batch: AlertBatch) -> None: ...
 

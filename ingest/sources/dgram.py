@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 import threading
+import time
+from collections.abc import Callable
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
 from ..deadletter import DeadLetter
@@ -27,33 +30,49 @@ from .base import Submit
 BATCH_SLOTS = 64
 #: how often a blocked reader looks at its stop flag
 POLL_SECONDS = 0.2
+#: bound on the shutdown drain (the queue is finite once SHUT_RD refuses
+#: new datagrams; this only guards against surprises)
+DRAIN_SECONDS = 10.0
 
 
 def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: Stats,
-                 deadletter: DeadLetter, acks: list | None = None) -> int:
+                 deadletter: DeadLetter, acks: list | None = None,
+                 wait_for_room: Callable[[], bool] | None = None) -> int:
     """Decode n received slots and hand the alerts on; dead-letter and count
-    what cannot be used.  Returns the number of alerts submitted."""
-    if not submit.reserve(n):
+    what cannot be used.  Returns the number of alerts submitted.
+
+    When the queue is full: with ``wait_for_room`` (an acknowledged sender,
+    who is waiting for us anyway) wait until it returns False (stopping);
+    without it (a datagram sender that must never be blocked by us) the raw
+    datagrams go to the dead-letter file, counted as dropped ``queue_full``.
+    """
+    reserved = submit.reserve(n)
+    while not reserved and wait_for_room is not None and wait_for_room():
+        reserved = submit.reserve(n, timeout=0.2)
+    if not reserved:
         stats.add_input(n, 0)
         for i in range(n):
             deadletter.write(origin, "queue_full", dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
         stats.add_dropped("queue_full", n)
         return 0
-    res = dec.decode(n, origin)
-    for i, reason in res.rejected:
-        deadletter.write(origin, reason, dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
-        stats.add_malformed(reason)
-    for i, reason in res.anomalies:
-        deadletter.write(origin, reason, dec.slots[i, : int(dec.lens[i])])
-        stats.add_anomaly(reason)
-    k = len(res.batch)
-    stats.add_input(n, k)
-    if k:
-        if acks:
-            res.batch.acks.extend(acks)
-        submit.submit(res.batch)
-    # alerts reserved but not produced (rejects) are released
-    submit.release(n - k)
+    k = 0
+    try:
+        res = dec.decode(n, origin)
+        for i, reason in res.rejected:
+            deadletter.write(origin, reason, dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
+            stats.add_malformed(reason)
+        for i, reason in res.anomalies:
+            deadletter.write(origin, reason, dec.slots[i, : int(dec.lens[i])])
+            stats.add_anomaly(reason)
+        k = len(res.batch)
+        stats.add_input(n, k)
+        if k:
+            if acks:
+                res.batch.acks.extend(acks)
+            submit.submit(res.batch)
+    finally:
+        # places reserved but not filled by an alert (rejects, errors) go back
+        submit.release(n - k)
     return k
 
 
@@ -84,21 +103,40 @@ class DatagramSource:
 
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = SlotDecoder(self._slots, SLOT_SIZE)
-        fd = self.bound.sock.fileno()
-        try:
-            while True:
-                stopping = self._stop.is_set()
-                if stopping:
-                    os.set_blocking(fd, False)  # drain what is queued, then stop
+        sock = self.bound.sock
+        fd = sock.fileno()
+        drain_until = 0.0
+        while True:
+            stopping = self._stop.is_set()
+            if stopping and not drain_until:
+                # Refuse new datagrams (senders get EPIPE), then take what the
+                # kernel already queued: nothing that was accepted is lost.
+                try:
+                    sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+                os.set_blocking(fd, False)
+                drain_until = time.monotonic() + DRAIN_SECONDS
+            try:
                 n = dec.recv(fd, 0 if stopping else self._linger_us)
-                if n == 0:
-                    if stopping:
-                        return
-                    continue
+            except OSError as e:
+                self.error = e
+                stats.internal_errors += 1
+                print(f"ingest: error: {self.origin}: {e}", file=sys.stderr, flush=True)
+                return
+            if n == 0:
+                if stopping:
+                    return
+                continue
+            try:
                 handle_slots(dec, n, self.origin, submit, stats, deadletter)
-        except BaseException as e:  # never silently: the runtime reports it
-            self.error = e
-            raise
+            except Exception as e:  # a bug, not input: report it, keep draining
+                stats.internal_errors += 1
+                print(f"ingest: error: {self.origin}: internal error: {e!r}", file=sys.stderr, flush=True)
+            if stopping and time.monotonic() > drain_until:
+                print(f"ingest: warning: {self.origin}: stopped draining after {DRAIN_SECONDS}s",
+                      file=sys.stderr, flush=True)
+                return
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 import threading
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
@@ -71,41 +72,57 @@ class SeqpacketSource:
     def _serve(self, conn: socket.socket, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = SlotDecoder(1, SLOT_SIZE)
         fd = conn.fileno()
-        sent_acks = 0
 
         def ack() -> None:
-            nonlocal sent_acks
             try:
                 conn.send(ACK)
-                sent_acks += 1
             except OSError:
-                stats.add_dropped("ack_failed")  # sender gone; it will resend
+                # the sender went away after sending: the alert is stored, and
+                # Barnyard2 will resend it from its waldo (at-least-once)
+                stats.add_dropped("ack_undeliverable")
 
-        try:
-            while not self._stop.is_set():
-                try:
-                    n = dec.recv(fd)
-                except OSError:
-                    return
-                if n == 0:
-                    continue
-                if dec.lens[0] == 0:  # orderly shutdown by the peer
-                    return
-                k = handle_slots(dec, 1, self.origin, submit, stats, deadletter, acks=[ack])
-                if k == 0:
-                    ack()  # stored in the dead-letter file: release the sender
-        finally:
-            with self._lock:
-                if conn in self._conns:
-                    self._conns.remove(conn)
-            conn.close()
+        def room() -> bool:
+            return not self._stop.is_set()
+
+        while not self._stop.is_set():
+            try:
+                n = dec.recv(fd)
+            except OSError:
+                break
+            if n == 0:
+                continue
+            if dec.lens[0] == 0:  # orderly shutdown by the peer
+                break
+            try:
+                # Never dead-letter for a full queue here: Barnyard2 waits
+                # for our ack anyway, so we wait for room instead.
+                k = handle_slots(dec, 1, self.origin, submit, stats, deadletter, acks=[ack],
+                                 wait_for_room=room)
+            except Exception as e:  # a bug, not input: report it, keep serving
+                stats.internal_errors += 1
+                print(f"ingest: error: {self.origin}: internal error: {e!r}", file=sys.stderr, flush=True)
+                continue
+            if k == 0 and dec.status[0] != 0:
+                ack()  # undecodable and kept in the dead-letter file: release the sender
+            # k == 0 with a good status: stopping while the queue was full;
+            # no ack, so Barnyard2 resends it after we restart.
+        if self._stop.is_set():
+            return  # stays open until close(): acks for queued alerts still go out
+        with self._lock:  # the peer went away: forget the connection
+            if conn in self._conns:
+                self._conns.remove(conn)
+        conn.close()
 
     def stop(self) -> None:
-        # Nothing is queued unacknowledged in the kernel for a sync sender:
-        # it waits for our ack, so stopping loses nothing.
+        # Stop reading; a sync sender has at most one unacknowledged alert
+        # (in our queue, acked once stored), so nothing is lost.
         self._stop.set()
         for t in list(self._threads):
             t.join()
 
     def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
         self.bound.remove()

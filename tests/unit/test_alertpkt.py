@@ -267,7 +267,6 @@ PKT = ether_ipv4("10.0.0.1", "10.0.0.2", 6, 1, 2)
     ({"nethdr": 5000}, "bad_offset"),
     ({"transhdr": 60000}, "bad_offset"),
     ({"dlthdr": len(PKT) + 1}, "bad_offset"),
-    ({"data": len(PKT) + 1}, "bad_offset"),
     ({"nethdr": 0xFFFFFFFF}, "bad_offset"),
     ({"nethdr": 2}, "bad_ip_header"),  # points into the MAC addresses
 ])
@@ -280,11 +279,24 @@ def test_hostile_offsets_keep_event_drop_packet_fields(override, reason):
     assert to_records(res.batch)[0]["ingest"]["packet_anomaly"] is True
 
 
-def test_caplen_beyond_buffer_is_clamped_and_counted():
+def test_unused_payload_offset_is_not_held_against_the_packet():
+    res = decode_datagrams([encode_alertpkt("snort", packet=PKT, data=0xFFFFFFF0)])
+    assert res.anomalies == [] and res.batch.alerts[0]["flags"] & B.F_PORTS
+
+
+def test_barnyard2_caplen_beyond_1514_is_normal():
+    # Barnyard2 sets caplen to the Unified2 packet length and copies 1514 bytes
     res = decode_datagrams([encode_alertpkt("barnyard2", packet=PKT, caplen=9000)])
+    assert res.anomalies == []
+    assert addr(res.batch.alerts[0]["src_addr"]) == "10.0.0.1"
+
+
+def test_snort_caplen_beyond_pkt_is_clamped_and_counted():
+    res = decode_datagrams([encode_alertpkt("snort", packet=PKT, caplen=70000)])
     assert res.anomalies == [(0, "bad_caplen")]
     r = res.batch.alerts[0]
-    assert addr(r["src_addr"]) == "10.0.0.1"  # parsed within the 1514-byte pkt[]
+    assert r["flags"] & B.F_PKT_ANOMALY
+    assert addr(r["src_addr"]) == "10.0.0.1"  # parsed within the 65535-byte pkt[]
 
 
 def test_ipv4_ihl_below_minimum():
@@ -315,18 +327,86 @@ def test_c_decoder_argument_checks():
     assert lib.ingest_text_len(b"abcdef", 4) == 4
 
 
+def _decode_exact(dgram: bytes):
+    """Decode one datagram from a buffer of exactly its size (slot_size ==
+    len), so a read past the datagram leaves the allocation (ASan in CI)."""
+    buf = np.frombuffer(bytearray(dgram), dtype=np.uint8)
+    n = len(dgram)
+    lens = np.array([n], np.uint32)
+    alerts = np.empty(1, B.ALERT_DTYPE)
+    status = np.zeros(1, np.uint8)
+    slot_of = np.zeros(1, np.uint32)
+    k = lib.ingest_alertpkt_decode(
+        ffi.from_buffer("uint8_t[]", buf), n, 1, ffi.from_buffer("uint32_t[]", lens), ffi.NULL,
+        ffi.from_buffer("struct ingest_alert[]", alerts, require_writable=True), 1,
+        ffi.from_buffer("uint32_t[]", slot_of, require_writable=True),
+        ffi.from_buffer("uint8_t[]", status, require_writable=True), ffi.NULL, ffi.NULL)
+    return k, alerts, int(status[0])
+
+
+PKT_OFFSET = {"snort": 292, "barnyard2": 300, "barnyard2-32": 292}
+PKT_AREA = {"snort": 65535, "barnyard2": 1514, "barnyard2-32": 1514}
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     variant=st.sampled_from(["snort", "barnyard2", "barnyard2-32"]),
-    caplen=st.integers(0, 0xFFFFFFFF),
-    offs=st.lists(st.integers(0, 0xFFFFFFFF) | st.integers(0, 80), min_size=5, max_size=5),
+    caplen=st.integers(0, 0xFFFFFFFF) | st.integers(0, 120),
+    offs=st.lists(st.integers(0, 0xFFFFFFFF) | st.integers(0, 80), min_size=4, max_size=4),
+    nopacket=st.booleans(),
     pkt=st.binary(min_size=0, max_size=200),
+    junk=st.binary(min_size=1, max_size=64),
 )
-def test_hostile_headers_never_crash(variant, caplen, offs, pkt):
+def test_hostile_headers_never_crash_and_never_read_past_caplen(variant, caplen, offs, nopacket, pkt, junk):
     d = encode_alertpkt(variant, sid=5, packet=pkt, caplen=caplen, dlthdr=offs[0], nethdr=offs[1],
-                        transhdr=offs[2], data=offs[3], val=offs[4] & ~1)
-    res = decode_datagrams([d])
-    assert len(res.batch) == 1 and res.batch.alerts["sid"][0] == 5
-    # whatever was parsed renders
-    to_records(res.batch)
-    format_addrs(res.batch.alerts)
+                        transhdr=offs[2], data=offs[3], val=1 if nopacket else 0)
+    k, alerts, status = _decode_exact(d)
+    assert k == 1 and alerts["sid"][0] == 5
+    # Metamorphic: bytes of pkt[] beyond the captured length must not
+    # influence the result (they were never read).
+    valid = min(caplen, PKT_AREA[variant])
+    start = PKT_OFFSET[variant] + valid
+    end = PKT_OFFSET[variant] + PKT_AREA[variant]
+    if start < end:
+        poisoned = bytearray(d)
+        fill = (junk * ((end - start) // len(junk) + 1))[: end - start]
+        poisoned[start:end] = fill
+        k2, alerts2, status2 = _decode_exact(bytes(poisoned))
+        assert (k2, status2) == (k, status)
+        assert alerts2.tobytes() == alerts.tobytes()
+    batch = B.AlertBatch(alerts)
+    to_records(batch)
+    format_addrs(alerts)
+
+
+@st.composite
+def real_packets(draw):
+    v6 = draw(st.booleans())
+    proto = draw(st.sampled_from([6, 17, 1, 58, 47, 132]))
+    vlan = draw(st.none() | st.integers(0, 4095))
+    if v6:
+        ext = tuple(draw(st.lists(st.sampled_from([0, 43, 60, 44]), max_size=3)))
+        return ether_ipv6("2001:db8::1", "2001:db8::2", proto, 1, 2, b"x" * 8, vlan=vlan, ext_headers=ext)
+    return ether_ipv4("10.0.0.1", "10.0.0.2", proto, 1, 2, b"x" * 8, vlan=vlan)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(variant=st.sampled_from(["snort", "snort3", "barnyard2", "barnyard2-32"]),
+       pkt=real_packets(), cut=st.integers(0, 120), raw_offsets=st.booleans(),
+       junk=st.binary(min_size=1, max_size=16))
+def test_real_packets_cut_at_any_length_read_nothing_past_caplen(variant, pkt, cut, raw_offsets, junk):
+    """Headers cut by a short caplen at every possible byte: whatever is
+    decoded must not depend on bytes past caplen."""
+    caplen = min(cut, len(pkt))
+    kw = {} if raw_offsets else {"transhdr": 0, "data": 0}
+    d = encode_alertpkt(variant, sid=5, packet=pkt, caplen=caplen, **kw)
+    k, alerts, status = _decode_exact(d)
+    assert k == 1
+    layout = "snort" if variant.startswith("snort") else variant
+    start = PKT_OFFSET[layout] + caplen
+    end = PKT_OFFSET[layout] + PKT_AREA[layout]
+    poisoned = bytearray(d)
+    poisoned[start:end] = (junk * ((end - start) // len(junk) + 1))[: end - start]
+    k2, alerts2, status2 = _decode_exact(bytes(poisoned))
+    assert (k2, status2) == (k, status)
+    assert alerts2.tobytes() == alerts.tobytes()

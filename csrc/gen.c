@@ -1,0 +1,254 @@
+/*
+ * gen.c - load generator: the sending loop of `ingest gen` and `ingest bench`.
+ *
+ * It sends caller-built datagrams (templates, cycled) to a unix datagram
+ * socket the way the real senders do (FORMATS.md 1.1, 2, 3.2):
+ *
+ *   INGEST_GEN_SENDTO    Snort 2 / Snort 3 / Barnyard2 <= 2.1.11: one blocking
+ *                        sendto() of the whole struct per alert, flags 0, on an
+ *                        unbound, unconnected socket; errors ignored (counted).
+ *   INGEST_GEN_CONNECT   Barnyard2 master: connect() once (failure is fatal,
+ *                        as there), then one blocking send() per alert.
+ *   INGEST_GEN_MMSG      not a real sender: sendmmsg() batches, for pushing
+ *                        the receiver harder than one syscall per alert.
+ *   INGEST_GEN_DONTWAIT  Suricata live mode: a send that would block is
+ *                        dropped and counted, never retried.
+ *
+ * Everything the loop touches is owned by the caller (the templates, the stop
+ * flag, the result); nothing is allocated after the socket is opened.
+ *
+ * A blocking sender must stay interruptible and bounded: the socket gets a
+ * short SO_SNDTIMEO, and a send that times out is retried (the alert is not
+ * lost, exactly as a blocked Snort would eventually send it) after the stop
+ * flag and the deadline have been checked.
+ */
+#define _GNU_SOURCE /* sendmmsg */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ingest.h"
+
+/* sendmmsg batch, bounded on the stack. */
+#define GEN_BATCH 64
+/* How long one blocking send may wait before the loop looks at the stop flag
+ * and the deadline again. */
+#define GEN_POLL_NS 50000000L
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The stop flag is written by another thread (Python's main thread while this
+ * one runs without the GIL). */
+static int stop_requested(const int *stop)
+{
+    return stop != NULL && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
+}
+
+/* Sleep until monotonic time `until`, at most GEN_POLL_NS at a time so the
+ * caller can re-check the stop flag. */
+static void sleep_until(double until)
+{
+    double d = until - now_s();
+    if (d <= 0)
+        return;
+    if (d > GEN_POLL_NS * 1e-9)
+        d = GEN_POLL_NS * 1e-9;
+    struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void stamp(uint8_t *p, uint32_t v, int big_endian)
+{
+    if (big_endian) {
+        p[0] = (uint8_t)(v >> 24);
+        p[1] = (uint8_t)(v >> 16);
+        p[2] = (uint8_t)(v >> 8);
+        p[3] = (uint8_t)v;
+    } else {
+        memcpy(p, &v, 4);
+    }
+}
+
+/* Outcome of one failed send: would-block, retry (interrupted / send timeout
+ * of a blocking sender), or a real error (lost alert). */
+enum { SEND_WOULDBLOCK, SEND_RETRY, SEND_ERROR };
+
+static int classify_errno(int err, int dontwait)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        return dontwait ? SEND_WOULDBLOCK : SEND_RETRY;
+    if (err == EINTR)
+        return SEND_RETRY;
+    return SEND_ERROR;
+}
+
+long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
+                      uint64_t count, double rate, double time_limit, int flags,
+                      long stamp_off, const int *stop, struct ingest_gen_result *res)
+{
+    struct sockaddr_un addr;
+    const int mode = flags & INGEST_GEN_MODE_MASK;
+    const int dontwait = mode == INGEST_GEN_DONTWAIT;
+    const int be_stamp = (flags & INGEST_GEN_STAMP_BE) != 0;
+
+    if (res == NULL)
+        return INGEST_EINVAL;
+    memset(res, 0, sizeof(*res));
+    if (path == NULL || templates == NULL || tlen == 0 || ntemplates == 0 ||
+        tlen > INGEST_GEN_MAX_DGRAM || !(rate >= 0) || !(time_limit >= 0) ||
+        (mode != INGEST_GEN_SENDTO && mode != INGEST_GEN_CONNECT && mode != INGEST_GEN_MMSG &&
+         mode != INGEST_GEN_DONTWAIT))
+        return INGEST_EINVAL;
+    /* templates holds ntemplates * tlen bytes: the product must not wrap. */
+    if ((size_t)ntemplates > SIZE_MAX / tlen)
+        return INGEST_EINVAL;
+    /* The stamp (a 4-byte event id) must lie inside every template. */
+    if (stamp_off >= 0 && ((size_t)stamp_off > tlen || tlen - (size_t)stamp_off < 4))
+        return INGEST_EINVAL;
+    /* sun_path is 108 bytes including the NUL: a longer path would be cut
+     * (Snort truncates it silently; we refuse). */
+    size_t plen = strlen(path);
+    if (plen == 0 || plen >= sizeof(addr.sun_path))
+        return INGEST_EINVAL;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path, plen);
+
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        res->last_errno = errno;
+        return INGEST_ESYS;
+    }
+    if (!dontwait) {
+        struct timeval tv = {0, GEN_POLL_NS / 1000};
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    if (mode == INGEST_GEN_CONNECT && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        /* Barnyard2 exits when its connect() fails. */
+        res->last_errno = errno;
+        close(fd);
+        return INGEST_ESYS;
+    }
+
+    /* sendmmsg: one header per batch entry; entry j always points at a
+     * template (iov[j]).  With a stamp, the event id goes out from ids[j]
+     * through a middle iovec, so templates are never written concurrently
+     * with the kernel reading them. */
+    struct mmsghdr msgs[GEN_BATCH];
+    struct iovec iov[GEN_BATCH][3];
+    uint8_t ids[GEN_BATCH][4];
+
+    const int msg_flags = dontwait ? MSG_DONTWAIT : 0;
+    const double start = now_s();
+    const double deadline = time_limit > 0 ? start + time_limit : 0;
+    uint64_t i = 0; /* alerts attempted: sent + dropped + errors */
+    unsigned t = 0; /* next template */
+    double now = start;
+
+    while (count == 0 || i < count) {
+        if (stop_requested(stop)) {
+            res->interrupted = 1;
+            break;
+        }
+        if (deadline > 0 && now >= deadline) {
+            res->timed_out = 1;
+            break;
+        }
+        if (rate > 0) {
+            /* Pace by attempts, so the offered load is `rate` whatever
+             * happens to each alert. */
+            double due = start + (double)i / rate;
+            if (now < due) {
+                sleep_until(due);
+                now = now_s();
+                continue;
+            }
+        }
+
+        if (mode == INGEST_GEN_MMSG) {
+            unsigned k = GEN_BATCH;
+            if (count != 0 && count - i < k)
+                k = (unsigned)(count - i);
+            if (rate > 0) {
+                /* Do not run ahead of the pace by more than what is due. */
+                double due_n = (now - start) * rate - (double)i + 1;
+                if (due_n < k)
+                    k = due_n < 1 ? 1 : (unsigned)due_n;
+            }
+            memset(msgs, 0, sizeof(msgs[0]) * k);
+            for (unsigned j = 0; j < k; j++) {
+                uint8_t *tp = templates + (size_t)((t + j) % ntemplates) * tlen;
+                struct msghdr *h = &msgs[j].msg_hdr;
+                h->msg_name = &addr;
+                h->msg_namelen = sizeof(addr);
+                h->msg_iov = iov[j];
+                if (stamp_off >= 0) {
+                    stamp(ids[j], (uint32_t)(i + j + 1), be_stamp);
+                    iov[j][0] = (struct iovec){tp, (size_t)stamp_off};
+                    iov[j][1] = (struct iovec){ids[j], 4};
+                    iov[j][2] = (struct iovec){tp + stamp_off + 4, tlen - (size_t)stamp_off - 4};
+                    h->msg_iovlen = 3;
+                } else {
+                    iov[j][0] = (struct iovec){tp, tlen};
+                    h->msg_iovlen = 1;
+                }
+            }
+            int n = sendmmsg(fd, msgs, k, 0);
+            if (n > 0) {
+                res->sent += (uint64_t)n;
+                res->batches++;
+                i += (uint64_t)n;
+                t = (unsigned)((t + (unsigned)n) % ntemplates);
+            } else if (n < 0) {
+                /* sendmmsg reports an error only for the first message. */
+                res->last_errno = errno;
+                if (classify_errno(errno, 0) == SEND_ERROR) {
+                    res->errors++;
+                    i++;
+                    t = (t + 1) % ntemplates;
+                }
+            }
+        } else {
+            uint8_t *tp = templates + (size_t)t * tlen;
+            if (stamp_off >= 0)
+                stamp(tp + stamp_off, (uint32_t)(i + 1), be_stamp);
+            ssize_t n;
+            if (mode == INGEST_GEN_CONNECT)
+                n = send(fd, tp, tlen, 0);
+            else
+                n = sendto(fd, tp, tlen, msg_flags, (struct sockaddr *)&addr, sizeof(addr));
+            if (n >= 0) {
+                res->sent++;
+            } else {
+                res->last_errno = errno;
+                switch (classify_errno(errno, dontwait)) {
+                case SEND_RETRY:
+                    now = now_s();
+                    continue; /* the same alert again, after the checks */
+                case SEND_WOULDBLOCK:
+                    res->dropped++;
+                    break;
+                default:
+                    res->errors++; /* ENOENT, ECONNREFUSED, ...: lost */
+                    break;
+                }
+            }
+            i++;
+            t = t + 1 == ntemplates ? 0 : t + 1;
+        }
+        now = now_s();
+    }
+    res->elapsed = now_s() - start;
+    close(fd);
+    return (long)res->sent;
+}

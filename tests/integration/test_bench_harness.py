@@ -1,0 +1,148 @@
+"""The benchmark peers and the ``ingest bench`` harness, on a few hundred alerts.
+
+These check that every receiver gets every alert and that the harness leaves
+nothing behind, also when interrupted; they never look at how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest import bench, gen
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "benchmarks" / "peers"
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+
+
+def _wait_for(cond, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def _run_peer(cmd: list[str], sock: str, kind: str, n: int) -> dict:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    try:
+        _wait_for(lambda: os.path.exists(sock), "the peer to bind")
+        templates, _ = gen.build_templates(kind, 16, seed=2)
+        res = gen.sender_for(kind, sock, templates).run(n, time_limit=30)
+        assert res.sent == n
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert not os.path.exists(sock)  # the peer removed its socket
+    return json.loads(out)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_recv_count_counts_every_datagram(tmp_path: Path) -> None:
+    exe = tmp_path / "recv_count"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(exe),
+                    str(PEERS / "recv_count.c")], check=True, timeout=120)
+    sock = str(tmp_path / "s")
+    rep = _run_peer([str(exe), sock, "500"], sock, "snort", 500)
+    assert rep["peer"] == "recv_count"
+    assert rep["received"] == 500 and rep["bytes"] == 500 * 65864 and rep["truncated"] == 0
+    assert rep["maxrss_kb"] > 0
+
+
+@pytest.mark.parametrize("kind", ["snort", "barnyard2"])
+def test_naive_recv_decodes_every_datagram(tmp_path: Path, kind: str) -> None:
+    sock = str(tmp_path / "s")
+    rep = _run_peer([sys.executable, str(PEERS / "naive_recv.py"), sock, "300"], sock, kind, 300)
+    assert rep["peer"] == "naive_recv"
+    assert rep["received"] == rep["decoded"] == 300
+
+
+def test_naive_decoder_reads_the_fields() -> None:
+    sys.path.insert(0, str(PEERS))
+    try:
+        import naive_recv
+    finally:
+        sys.path.remove(str(PEERS))
+    templates, specs = gen.build_templates("snort", 50, seed=3, base_time=1_795_000_000)
+    for raw, s in zip(templates, specs, strict=True):
+        ts, gid, sid, rev, cls, prio, eid, msg, src, dst, proto, sport, dport = \
+            naive_recv.decode(raw.tobytes())
+        assert (gid, sid, rev, cls, prio, eid, msg) == \
+               (s.gid, s.sid, s.rev, s.class_id, s.priority, s.event_id, s.msg)
+        assert ts == s.ts_sec * 1_000_000 + s.ts_usec
+        if s.ip_ver == 4:
+            assert (src, dst, proto) == (s.src, s.dst, s.proto)
+            if s.proto in (6, 17):
+                assert (sport, dport) == (s.sport, s.dport)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_bench_measures_every_receiver_and_cleans_up(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    rep = bench.run_bench(count=300, repeat=1, peers_dir=PEERS, decoder=False, time_limit=60)
+    rows = {r["receiver"]: r for r in rep["rows"]}
+    assert set(rows) == set(bench.RECEIVERS)
+    for r in rows.values():
+        (run,) = r["runs"]
+        assert run["sent"] == run["received"] == 300
+        assert r["alerts_per_s"] > 0 and r["peak_rss_mib"] > 0
+        assert "rate_vs_a" in r and "cpu_vs_b" in r
+    assert rows["ingest-sqlite"]["runs"][0]["detail"]["rows"] == 300
+    assert list(tmp_path.iterdir()) == []  # the work directory is gone
+    text = bench.format_report(rep)
+    assert "(a) C recvmmsg" in text and "(d) ingest listen sqlite:" in text
+
+
+def _procs_with_cwd_under(root: Path) -> list[int]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.readlink(d / "cwd").startswith(str(root)):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_bench_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> None:
+    env = _env()
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest", "bench", "--count", "100000000", "--repeat", "1",
+         "--receivers", "naive_recv", "--peers", str(PEERS), "--no-decoder"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        # interrupt it while a receiver is bound and alerts are flowing
+        _wait_for(lambda: list(tmp_path.glob("ingest-bench-*/alert.sock")), "a bound receiver")
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
+    assert list(tmp_path.iterdir()) == []
+    assert _procs_with_cwd_under(tmp_path) == []

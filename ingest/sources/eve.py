@@ -36,6 +36,8 @@ SLOT_SIZE = 256 * 1024
 #: datagrams per recvmmsg call (slots are calloc'ed: untouched pages cost nothing)
 BATCH_SLOTS = 256
 POLL_SECONDS = 0.2
+#: after the first datagram, collect for up to this long (ingest_recv_batch)
+LINGER_US = 2000
 
 #: Suricata counters reported next to ours (besides every "*drop*" counter)
 _KEEP = {"capture.kernel_packets", "capture.errors", "decoder.pkts", "detect.alert",
@@ -146,7 +148,9 @@ class EveDgramSource:
                 stopping = self._stop.is_set()
                 if stopping:
                     os.set_blocking(fd, False)  # drain what is queued, then stop
-                n = slots.recv(fd)
+                # linger: keep collecting (in C, GIL released) so a batch is
+                # many datagrams even when the reader is faster than the sender
+                n = slots.recv(fd, 0 if stopping else LINGER_US)
                 if n == 0:
                     if stopping:
                         return

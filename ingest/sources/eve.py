@@ -36,12 +36,21 @@ SLOT_SIZE = 256 * 1024
 #: datagrams per recvmmsg call (slots are calloc'ed: untouched pages cost nothing)
 BATCH_SLOTS = 256
 POLL_SECONDS = 0.2
-#: after the first datagram, collect for up to this long (ingest_recv_batch)
+#: after the first datagram, collect for up to this long (ingest_recv_batch),
+#: when the kernel queue is short (see EveDgramSource)
 LINGER_US = 2000
 
 #: Suricata counters reported next to ours (besides every "*drop*" counter)
 _KEEP = {"capture.kernel_packets", "capture.errors", "decoder.pkts", "detect.alert",
          "detect.alerts_suppressed", "uptime"}
+
+
+def _read_qlen() -> int | None:
+    try:
+        with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def suricata_counters(stats_event: dict[str, Any]) -> dict[str, int]:
@@ -129,6 +138,12 @@ class EveDgramSource:
         self.bound.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
         self.event_types = event_types
         self._slots = slots
+        # With a short kernel queue (max_dgram_qlen < slots) one recvmmsg sees
+        # only a handful of datagrams: then linger in C (GIL released) so a
+        # batch still fills.  With a long queue, MSG_WAITFORONE alone fills
+        # batches, and lingering would only add a wake-up per datagram.
+        qlen = _read_qlen()
+        self._linger_us = LINGER_US if qlen is not None and qlen < slots else 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -148,9 +163,7 @@ class EveDgramSource:
                 stopping = self._stop.is_set()
                 if stopping:
                     os.set_blocking(fd, False)  # drain what is queued, then stop
-                # linger: keep collecting (in C, GIL released) so a batch is
-                # many datagrams even when the reader is faster than the sender
-                n = slots.recv(fd, 0 if stopping else LINGER_US)
+                n = slots.recv(fd, 0 if stopping else self._linger_us)
                 if n == 0:
                     if stopping:
                         return

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from ._eve_proc import EVE, Ingest, query
+from ._eve_proc import EVE, REPO, Ingest, query
 
 ZEUS = EVE / "zeus-suricata-7.0.7" / "eve.json"
 SURI703 = EVE / "sashalarso-suricata-7.0.3" / "out.json"
@@ -43,6 +47,9 @@ def test_stream_two_suricatas_at_once(tmp_path):
     ing.wait_count(205 + 915, "SELECT count(*) FROM flows")
     st = ing.stop()
     assert st["decoded"] == 656 + 226 and st["received"] == 869 + 2854 and not st["malformed"]
+    # Suricata's own counters from its stats events, next to ours
+    assert st["suricata.detect.alert"] in (656, 226) and "suricata.tcp.ssn_memcap_drop" in st
+    assert st["eve_flows"] == 205 + 915
     db = ing.db
     assert query(db, "SELECT count(*) FROM alerts")[0][0] == 882
     # every alerting flow of the Zeus run joins its flow record
@@ -55,8 +62,13 @@ def test_stream_two_suricatas_at_once(tmp_path):
     top = query(db, "SELECT sid, count(*) c FROM alerts WHERE timestamp LIKE '2024-12-18%' "
                     "GROUP BY sid ORDER BY c DESC LIMIT 3")
     assert top == [(2200075, 227), (100004, 199), (200004, 189)]
+    out = subprocess.run([sys.executable, "-m", "ingest", "query", "flows", "--db", str(db), "--min-severity", "1",
+                          "--json"], capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert rows and {r["top_priority"] for r in rows} == {1}
     from ingest.query import query_flows
     high = query_flows(str(db), 1)
+    assert len(high) == len(rows)
     assert high and all(r["top_priority"] == 1 for r in high)
     assert len(query_flows(str(db), 3, limit=100000)) == query(
         db, "SELECT count(DISTINCT f.rowid) FROM flows f JOIN alerts a ON a.flow_id = f.flow_id")[0][0]

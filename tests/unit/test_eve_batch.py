@@ -42,3 +42,13 @@ def test_enricher_prefers_engine_category_and_sets_class_id():
     item = Enricher({1: "cat 0", 2: "cat 1"}).apply(b)
     assert b.alerts["class_id"].tolist() == [2, 1]
     assert [item.strings[i] for i in item.categories] == ["cat 1", "cat 0"]
+
+
+def test_suricata_drop_counters_from_stats_event():
+    from ingest.sources.eve import suricata_counters
+
+    ev = {"event_type": "stats", "stats": {"uptime": 30, "capture": {"kernel_packets": 50, "kernel_drops": 7,
+                                                                     "errors": 0, "afpacket": {"polls": 3}},
+                                           "tcp": {"ssn_memcap_drop": 1, "sessions": 9}, "detect": {"alert": 4}}}
+    assert suricata_counters(ev) == {"uptime": 30, "capture.kernel_packets": 50, "capture.kernel_drops": 7,
+                                     "capture.errors": 0, "tcp.ssn_memcap_drop": 1, "detect.alert": 4}

@@ -132,6 +132,10 @@ class EveFileSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # acknowledged positions (event-loop thread) and when they were saved
+        bdir = os.path.dirname(os.path.abspath(self.bookmark_path))
+        if not os.access(bdir, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write the bookmark in {bdir} (for {self.path}); "
+                             "give a writable --bookmark-dir")
         state = bookmark.load(self.bookmark_path)  # ValueError if damaged: never restart silently
         self._had_bookmark = state is not None
         self._entries: dict[str, dict] = dict((state or {}).get("files", {}))

@@ -17,8 +17,10 @@ Per receiver and run: alerts/s from the first send until the receiver had
 every alert (for ingest: until it exited after draining and flushing on
 SIGTERM, so its shutdown counts against it), the sender's own rate (how long
 Snort's packet thread would be held), the receiver's CPU seconds per million
-alerts (its user+system time from ``wait4`` minus what it had used before the
-first alert, so interpreter start-up is not counted), and its peak RSS.  Each
+alerts (its user+system time while the alerts flowed: from just before the
+first alert until the peers exit on their count, or until ingest reports every
+alert dispatched, so neither interpreter start-up nor ingest's one-time
+shutdown is counted), and its peak RSS.  Each
 metric is the best of ``--repeat`` runs; ratios are against (a) and (b).
 
 Everything is bounded (``--count``, ``--time-limit`` per run) and cleaned up
@@ -255,6 +257,7 @@ def measure(s: Setup, receiver: str) -> Run:
     worker: threading.Thread | None = None
     sent_all = threading.Event()
     hwm = [0]
+    cpu_flow: float | None = None
     try:
         _wait_for_socket(sock, proc, 30.0)
         time.sleep(0.3)  # let start-up work after bind() finish before the CPU snapshot
@@ -291,6 +294,11 @@ def measure(s: Setup, receiver: str) -> Run:
             while clock.done_at is None and proc.poll() is None and time.monotonic() < deadline:
                 hwm[0] = max(hwm[0], _proc_hwm_kb(proc.pid))
                 time.sleep(0.005)
+            if clock.done_at is not None and proc.poll() is None:
+                # CPU while the alerts flowed: up to the moment ingest said it
+                # had dispatched them all, not its shutdown (sink close, final
+                # checkpoint), which a long-running listener pays once.
+                cpu_flow = _proc_cpu(proc.pid) - cpu0
             proc.send_signal(signal.SIGTERM)
         ru = _wait4(proc, max(30.0, s.time_limit), hwm)
         t_exit = time.monotonic()
@@ -299,7 +307,7 @@ def measure(s: Setup, receiver: str) -> Run:
         err_text = clock.text()
         if proc.returncode != 0:
             raise BenchError(f"{receiver} exited {proc.returncode}: {err_text[-2000:]}")
-        cpu = ru.ru_utime + ru.ru_stime - cpu0
+        cpu = ru.ru_utime + ru.ru_stime - cpu0 if cpu_flow is None else cpu_flow
         detail: dict = {}
         t_done = t_exit
         if is_ingest:

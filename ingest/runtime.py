@@ -149,8 +149,15 @@ class Pipeline:
 
     async def _dispatch(self, batch: AlertBatch) -> None:
         item = self.enricher.apply(batch)
-        results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
-                                       return_exceptions=True)
+        results: list = []
+        if len(self.sinks) == 1:  # the common case, without gather's task machinery
+            try:
+                await self._write_one(self.sinks[0], item)
+            except Exception as e:
+                results.append(e)
+        else:
+            results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
+                                           return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -126,11 +127,25 @@ class EveResult:
     records: int = 0
 
 
+def _loads(raw: bytes | memoryview) -> Any:
+    """A record the C side validated as JSON.  orjson is fast but stricter than
+    JSON (numbers beyond a double or 64 bits, lone surrogate escapes): those
+    rare records go through the stdlib instead, never raise on the reader."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(raw))
+
+
 def _text(mv: memoryview, start: int, n: int, esc: int) -> str:
     raw = bytes(mv[start:start + n])
-    if esc:
-        return orjson.loads(b'"' + raw + b'"')
-    return raw.decode("utf-8")  # the C side validated UTF-8
+    if not esc:
+        return raw.decode("utf-8")  # the C side validated UTF-8
+    try:
+        text = orjson.loads(b'"' + raw + b'"')
+    except orjson.JSONDecodeError:  # a lone surrogate escape (\ud800): valid JSON, not valid text
+        text = json.loads(b'"' + raw + b'"').encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return str(text)
 
 
 class EveDecoder:
@@ -272,11 +287,11 @@ class EveDecoder:
             for o, piece, st, eo, el in zip(offs, pieces, sts, eoffs, elens, strict=True):
                 types[str(mv[o + eo:o + eo + el], "utf-8")] += 1
                 if st == lib.INGEST_EVE_FLOW or st == lib.INGEST_EVE_NETFLOW:
-                    row = flow_row(orjson.loads(piece))
+                    row = flow_row(_loads(piece))
                     if row is not None:
                         flows.append(row)
                 elif st == lib.INGEST_EVE_STATS:
-                    res.stats.append(orjson.loads(piece))
+                    res.stats.append(_loads(piece))
             res.batch.events = B.EventBatch(b"\n".join(pieces) + b"\n", len(pieces), flows, dict(types))
         bad = np.flatnonzero(status >= FIRST_REJECT)
         for i in bad.tolist():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..alertpkt import SlotDecoder
+from ..batch import AlertBatch, empty
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, warn_kernel_limits
@@ -97,7 +99,21 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
         if not block():
             return None
         time.sleep(0.01)
-    res = dec.decode(buf, offs, lens, n, slot_flags, origin)
+    try:
+        res = dec.decode(buf, offs, lens, n, slot_flags, origin)
+    except Exception as e:  # a bug must cost this batch, never the reader thread
+        print(f"ingest: error: {origin}: decoding a batch failed ({e!r}); "
+              f"its {n} records are in the dead-letter file", file=sys.stderr, flush=True)
+        mv = memoryview(buf).cast("B")
+        for i in range(n):
+            o = int(offs[i])
+            deadletter.write(origin, "internal_error", mv[o:o + min(int(lens[i]), SLOT_SIZE)])
+        stats.add_input(n, 0)
+        stats.add_malformed("internal_error", n)
+        if acks:  # the records are kept: the position may move past them
+            submit.submit(AlertBatch(empty(0), acks=list(acks), origin=origin))
+        submit.release(n)
+        return EveResult(AlertBatch(empty(0), [], origin), records=n)  # consumed (kept raw)
     for _i, reason, raw in res.rejected:
         deadletter.write(origin, reason, raw)
         stats.add_malformed(reason)

@@ -52,3 +52,36 @@ def test_suricata_drop_counters_from_stats_event():
                                            "tcp": {"ssn_memcap_drop": 1, "sessions": 9}, "detect": {"alert": 4}}}
     assert suricata_counters(ev) == {"uptime": 30, "capture.kernel_packets": 50, "capture.kernel_drops": 7,
                                      "capture.errors": 0, "tcp.ssn_memcap_drop": 1, "detect.alert": 4}
+
+
+def test_a_decoder_bug_costs_the_batch_not_the_reader(monkeypatch):
+    from ingest.deadletter import DeadLetter
+    from ingest.eve import EveDecoder, split_lines
+    from ingest.sources.eve import handle_records
+    from ingest.stats import Stats
+
+    class Sub:
+        def __init__(self):
+            self.batches = []
+            self.reserved = 0
+
+        def reserve(self, n):
+            self.reserved += n
+            return True
+
+        def submit(self, b):
+            self.batches.append(b)
+
+        def release(self, n):
+            self.reserved -= n
+
+    data = A % (1, 1, 1, 1) + b"\n"
+    offs, lens, _ = split_lines(data)
+    dec = EveDecoder(4)
+    monkeypatch.setattr(dec, "decode", lambda *a, **k: 1 / 0)
+    sub, st, dl = Sub(), Stats(), DeadLetter(None)
+    acked = []
+    res = handle_records(dec, data, offs, lens, 1, "t", sub, st, dl, acks=[lambda: acked.append(1)])
+    assert res is not None and res.records == 1  # consumed: a follower moves on
+    assert st.malformed == {"internal_error": 1} and dl.count == 1 and sub.reserved == 0
+    assert len(sub.batches) == 1 and len(sub.batches[0].acks) == 1

@@ -225,3 +225,20 @@ def test_other_real_files(name, alerts, rejected):
     r = decode_lines(need(EVE / name).read_bytes())
     assert len(r.batch) == alerts
     assert [x[1] for x in r.rejected] == rejected
+
+
+def test_valid_json_beyond_orjson_never_raises():
+    """Numbers beyond a double and lone surrogate escapes are valid JSON: they
+    pass (stdlib fallback) instead of killing the reader."""
+    lines = [
+        b'{"event_type":"flow","flow_id":5,"flow":{"bytes_toserver":1e400,"start":"2024-05-01T12:00:00+0000"}}',
+        b'{"event_type":"stats","stats":{"capture":{"kernel_drops":123456789012345678901234567890}}}',
+        b'{"timestamp":"2024-05-01T12:00:00+0000","event_type":"alert","alert":{"signature_id":1,'
+        b'"signature":"a\\ud800b"}}',
+    ]
+    r = decode_lines(b"\n".join(lines) + b"\n")
+    assert not r.rejected and len(r.batch) == 1 and len(r.batch.events.flows) == 1
+    msg = r.batch.strings[r.batch.alerts["msg_idx"][0]]
+    assert msg.startswith("a") and msg.endswith("b")
+    msg.encode("utf-8")  # renderable: no lone surrogate left
+    assert render_json(r.batch) == lines[2] + b"\n"  # the original is still kept verbatim

@@ -129,3 +129,19 @@ def test_dgram_real_run_and_oversized_datagram(tmp_path):
     got = {h["reason"]: data for h, data in read(str(ing.dl))}
     if sent_big:
         assert got["truncated"] == big[:256 << 10]  # the slot's worth, flagged, never passed on
+
+
+def test_event_types_filter_and_verbatim_json_sink(tmp_path):
+    """--event-types keeps alert and flow; the JSON sink gets Suricata's own lines, byte for byte."""
+    need(ZEUS)
+    sock = tmp_path / "eve.sock"
+    out = tmp_path / "out.json"
+    ing = Ingest(tmp_path, "--eve-stream", str(sock), "--event-types", "alert,flow", "--sink", f"jsonl:{out}")
+    stream_send(sock, ZEUS.read_bytes())
+    ing.wait_count(656)
+    ing.wait_count(205, "SELECT count(*) FROM flows")
+    st = ing.stop()
+    assert st["eve_filtered"] == 8  # 6 dhcp, 1 dns, 1 stats
+    want = [ln for ln in ZEUS.read_bytes().splitlines()
+            if b'"event_type":"alert"' in ln or b'"event_type":"flow"' in ln]
+    assert sorted(out.read_bytes().splitlines()) == sorted(want)

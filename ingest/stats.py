@@ -46,6 +46,16 @@ class Stats:
         with self._lock:
             self.dropped[reason] += n
 
+    def add_extra(self, name: str, n: int = 1) -> None:
+        """Count into ``extra`` (safe when several reader threads count)."""
+        with self._lock:
+            self.extra[name] += n
+
+    def set_extra(self, name: str, value: int) -> None:
+        """Set a gauge in ``extra`` (e.g. an engine's own cumulative counter)."""
+        with self._lock:
+            self.extra[name] = value
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {

@@ -119,15 +119,15 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
         stats.add_malformed(reason)
     for name in ("filtered", "empty"):
         if res.counts.get(name):
-            stats.extra[f"eve_{name}"] += res.counts[name]
+            stats.add_extra(f"eve_{name}", res.counts[name])
     batch = res.batch
     stats.add_input(n, len(batch))
     if batch.events is not None:
-        stats.extra["eve_events"] += batch.events.count
-        stats.extra["eve_flows"] += len(batch.events.flows)
+        stats.add_extra("eve_events", batch.events.count)
+        stats.add_extra("eve_flows", len(batch.events.flows))
     for ev in res.stats:
         for name, v in suricata_counters(ev).items():
-            stats.extra["suricata." + name] = v  # Suricata's counters are cumulative
+            stats.set_extra("suricata." + name, v)  # Suricata's counters are cumulative
     if keys is not None and len(batch):
         batch.keys = keys(res)
     used = batch.queued()

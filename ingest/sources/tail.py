@@ -300,7 +300,7 @@ class EveFileSource:
                 os.close(fd)
         print(f"ingest: {self.origin}: {f.path} was truncated (copytruncate); reading it from the start",
               file=self.log, flush=True)
-        stats.extra["eve_file_truncations"] += 1
+        stats.add_extra("eve_file_truncations", 1)
         fp = os.pread(f.fd, FP_LEN, 0)
         if len(fp) < FP_LEN:
             return False  # not enough for a fingerprint yet

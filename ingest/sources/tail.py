@@ -58,6 +58,8 @@ POLL_SECONDS = 0.25
 ROTATE_WAIT = 5.0
 SAVE_INTERVAL = 0.1
 MAX_ENTRIES = 64
+#: glob mode: a file that is not the newest match and has been idle this long is closed
+IDLE_CLOSE = 300.0
 
 
 def _ident_key(dev: int, ino: int, fp: bytes) -> str:
@@ -209,6 +211,7 @@ class EveFileSource:
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = EveDecoder(LINES_PER_BATCH, event_types=self.event_types)
         self._done: dict[tuple[int, int, bytes], int] = {}
+        self._newest: str | None = None
         try:
             files = self._resume()
             for f in files:
@@ -237,7 +240,16 @@ class EveFileSource:
     def _discover(self, files: list[_File], first: bool) -> None:
         """Start following files at PATH (or matching the glob) not yet followed."""
         known = {(f.dev, f.ino, f.fp) for f in files}
-        for p in self._current_paths():
+        paths = self._current_paths()
+        if self.is_glob:
+            mtimes = {}
+            for p in paths:
+                try:
+                    mtimes[p] = os.stat(p).st_mtime
+                except OSError:
+                    pass
+            self._newest = max(mtimes, key=mtimes.__getitem__) if mtimes else None
+        for p in paths:
             try:
                 st = os.stat(p)
             except OSError:
@@ -270,6 +282,13 @@ class EveFileSource:
         if here:
             if f.truncated() and not self._after_truncate(f, dec, submit, stats, deadletter):
                 files.remove(f)  # too short to identify yet: discovery picks it up again
+                f.close()
+            elif (self.is_glob and f.path != self._newest and f.size() <= f.offset
+                  and time.monotonic() - f.idle_since >= IDLE_CLOSE):
+                # an old timestamped file Suricata has moved on from: stop holding
+                # it open; discovery re-opens it at this offset if it ever grows
+                files.remove(f)
+                self._done[(f.dev, f.ino, f.fp)] = f.offset
                 f.close()
             return
         # renamed or deleted: the descriptor still reads it; finish it first

@@ -123,3 +123,54 @@ def test_kill9_and_restart_lose_and_duplicate_nothing(tmp_path, zeus_lines):
     ing.wait_count(total)
     ing.stop()
     exact_once(ing, total)
+
+
+def test_glob_closes_idle_old_files_and_reopens_them_if_they_grow(tmp_path, zeus_lines, monkeypatch):
+    """Timestamped files: an old, idle one is not held open, and is resumed at its offset if written again."""
+    import threading
+    import time
+
+    from ingest.deadletter import DeadLetter
+    from ingest.sources import tail
+    from ingest.stats import Stats
+
+    monkeypatch.setattr(tail, "IDLE_CLOSE", 0.0)
+    old, new = tmp_path / "eve.json.1700000000", tmp_path / "eve.json.1700003600"
+    append(old, zeus_lines[:100])
+    os.utime(old, (1, 1))
+    append(new, zeus_lines[100:200])
+
+    class Sub:
+        def __init__(self):
+            self.alerts = 0
+            self.lock = threading.Lock()
+
+        def reserve(self, n):
+            return True
+
+        def submit(self, b):
+            with self.lock:
+                self.alerts += len(b)
+            for ack in b.acks:
+                ack()
+
+        def release(self, n):
+            pass
+
+    src = tail.EveFileSource(str(tmp_path / "eve.json.*"), poll=0.01)
+    sub = Sub()
+    src.start(sub, Stats(), DeadLetter(None))
+    end = time.monotonic() + 60
+
+    def wait(cond):
+        while not cond():
+            assert time.monotonic() < end and src.error is None, src.error
+            time.sleep(0.02)
+
+    wait(lambda: sub.alerts == alerts_in(zeus_lines[:200]))
+    wait(lambda: any(k[1] == os.stat(old).st_ino for k in src._done))  # closed, offset kept
+    append(old, zeus_lines[200:300])  # ... and written again
+    wait(lambda: sub.alerts == alerts_in(zeus_lines[:300]))
+    src.stop()
+    src.close()
+    assert sub.alerts == alerts_in(zeus_lines[:300])

@@ -81,6 +81,7 @@ class _File:
     key: str
     base: int  # replay-key base
     idle_since: float = 0.0
+    gone_since: float | None = None  # when we noticed it is no longer at its path
     skipping: bool = False  # inside an oversized line
 
     @classmethod
@@ -291,11 +292,18 @@ class EveFileSource:
                 self._done[(f.dev, f.ino, f.fp)] = f.offset
                 f.close()
             return
-        # renamed or deleted: the descriptor still reads it; finish it first
+        # renamed or deleted: the descriptor still reads it; finish it first.
+        # Suricata writes to it until it reopens PATH (SIGHUP), so it is let go
+        # only once PATH has a new file with data, or rotate_wait after the
+        # move was noticed (never counted from the last read: a quiet file
+        # moved away may still get its last lines).
+        now = time.monotonic()
+        if f.gone_since is None:
+            f.gone_since = now
         if f.size() > f.offset:
             return
         replaced = st is not None and st.st_size >= FP_LEN
-        if replaced or time.monotonic() - f.idle_since >= self.rotate_wait:
+        if replaced or now - f.gone_since >= self.rotate_wait:
             files.remove(f)
             self._done[(f.dev, f.ino, f.fp)] = f.offset
             f.close()

@@ -27,10 +27,18 @@ class StringTable:
     A pool's segments are passed as they are: nothing per string is done in
     Python unless the strings come as a list."""
 
-    def __init__(self, strings: Strings, more: list[str] | None = None) -> None:
+    def __init__(self, strings: Strings, more: list[str] | None = None,
+                 append: B.RawPool | None = None) -> None:
+        """``append``: a pool of verbatim records whose entries follow the
+        strings and ``more`` (EVE's AlertBatch.raw_pool)."""
         segs = list(strings.segments) if isinstance(strings, StringPool) else [Segment.from_strings(strings)]
         if more:
             segs.append(Segment.from_strings(more))
+        if append is not None and len(append):
+            records = append.joined()
+            if len(records) >= 1 << 32:
+                raise ValueError("batch too large to render (4 GiB of verbatim records)")
+            segs.append(Segment(records, append.off, append.len))
         self.segments = segs
         self._keep: list = []
         self.c = ffi.NULL
@@ -76,11 +84,14 @@ def render_buffer(
     n = len(alerts)
     if n == 0:
         return memoryview(b"")
-    table = StringTable(batch.strings, extra_strings)
+    table = StringTable(batch.strings, extra_strings, batch.raw_pool)
     idx = ffi.new("struct ingest_fmt_idx *")
     idx.cat, keep_c = _idx(categories, n, "categories")
     idx.extra, keep_e = _idx(batch.extra, n, "extra")
-    idx.raw, keep_r = _idx(batch.raw, n, "raw")
+    raw = batch.raw
+    if raw is not None and batch.raw_pool is not None:  # pool entries follow the strings
+        raw = np.where(raw >= 0, raw + len(batch.strings) + len(extra_strings or []), -1)
+    idx.raw, keep_r = _idx(raw, n, "raw")
     c_alerts = ffi.from_buffer("struct ingest_alert[]", alerts)
     # Verbatim members and records dominate big tables; escaping can grow
     # a string 6x, and then the C side says ENOSPC and the buffer doubles.

@@ -30,13 +30,18 @@ class JsonlSink:
             )
             self._own = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-jsonl")
-        self._pending: tuple[Enriched, memoryview, int] | None = None
+        self._pending: tuple[Enriched, bytes | memoryview, int] | None = None
 
     def _write_item(self, item: Enriched) -> None:
         # A retried batch (after a failed or partial write) resumes where the
         # last attempt stopped: no torn line, no line written twice.
         if self._pending is None or self._pending[0] is not item:
-            data = render_buffer(item.batch, self.profile, item.categories, item.extra_strings)
+            data: bytes | memoryview = render_buffer(item.batch, self.profile, item.categories,
+                                                     item.extra_strings)
+            ev = item.batch.events
+            if ev is not None and ev.count:
+                # non-alert events (EVE flow, dns, stats ...): verbatim, in the same write
+                data = bytes(data) + ev.lines if len(data) else ev.lines
             self._pending = (item, data, 0)
         _, data, done = self._pending
         view = memoryview(data)

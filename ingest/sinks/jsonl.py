@@ -9,7 +9,6 @@ symlink planted at the path is refused, never written through.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,13 +59,8 @@ class JsonlSink:
     async def aclose(self) -> None:
         def close() -> None:
             if self._own:
-                try:
-                    os.fsync(self._fd)
-                except OSError as e:  # /dev/null, a FIFO: nothing to sync
-                    if e.errno != errno.EINVAL:
-                        raise
-                finally:
-                    os.close(self._fd)
+                os.fsync(self._fd)
+                os.close(self._fd)
 
         await asyncio.get_running_loop().run_in_executor(self._pool, close)
         self._pool.shutdown()

@@ -69,6 +69,8 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
     p.add_argument("--max-queue", type=int, metavar="ALERTS", help="bound of the in-memory queue")
     p.add_argument("--batch-max", type=int, metavar="ALERTS", help="most alerts per sink write")
+    p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
+                   help="how long shutdown may retry failing sinks (default 30)")
     p.add_argument("--linger-ms", type=float, metavar="MS",
                    help="how long a partial batch waits for more (default 2)")
 
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
-              "linger_ms", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
+              "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference")
 
 
@@ -117,6 +119,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 def build_pipeline(cfg: Config):
     """Bind every source and open every sink named by cfg."""
     from .deadletter import DeadLetter
+    from .mapping import Enricher
     from .runtime import Pipeline
     from .sinks.base import open_sink
     from .sockets import warn_kernel_limits
@@ -151,21 +154,25 @@ def build_pipeline(cfg: Config):
         if cfg.snort or cfg.barnyard2:
             warn_kernel_limits()
         sinks = [open_sink(url, profile=cfg.format) for url in cfg.sink_urls]
+        enricher = Enricher()
+        maps = cfg.load_maps()
+        if maps is not None:
+            enricher.set_maps(maps)
+        deadletter = DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes)
+        try:
+            deadletter.open()  # a bad path is a start-up error, not a reader-thread failure
+        except OSError as e:
+            raise OSError(e.errno, f"dead-letter file {cfg.dead_letter}: {e.strerror}") from None
     except BaseException:
+        # nothing half-started: remove the socket files we bound
         for s in sources:
             s.close()
         raise
-    from .mapping import Enricher
-
-    enricher = Enricher()
-    maps = cfg.load_maps()
-    if maps is not None:
-        enricher.set_maps(maps)
     return Pipeline(
         sources, sinks,
         enricher=enricher,
         stats=None,
-        deadletter=DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes),
+        deadletter=deadletter,
         max_queue=cfg.max_queue,
         batch_max=cfg.batch_max,
         linger=0.0,

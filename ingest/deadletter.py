@@ -15,6 +15,7 @@ written through.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -82,6 +83,10 @@ class DeadLetter:
             if self._fd is not None:
                 try:
                     os.fsync(self._fd)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:  # EINVAL: not a file that syncs (a device)
+                        self.errors += 1
+                        self.last_error = f"{self.path}: {e.strerror or e}"
                 finally:
                     os.close(self._fd)
                     self._fd = None

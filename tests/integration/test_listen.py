@@ -192,21 +192,16 @@ def test_jsonl_stdout_and_trisul_profile(tmp_path, run_ingest):
 
 # --- socket files -----------------------------------------------------------------
 
-def test_socket_mode_group_and_stale_socket(tmp_path, run_ingest):
+def test_socket_mode_and_stale_socket(tmp_path, run_ingest):
     sock = tmp_path / "snort_alert"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(str(sock))
     stale.close()  # the file stays: a stale socket nobody is bound to
-    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--socket-mode", "0640",
-                    "--socket-group", str(os.getgid())], wait_for=[])
-    # the stale file is replaced atomically by a live one
-    for _ in range(500):
-        if "listening on" in p.stderr():
-            break
-        import time
-        time.sleep(0.02)
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--socket-mode", "0640"],
+                   wait_for=[sock])
+    # the stale file was replaced atomically by a live one
     st = os.lstat(sock)
-    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == os.getgid()
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
     snort_send(sock, [encode_alertpkt("snort", sid=1)])
     rc, stats = p.stop()
     assert rc == 0 and stats["decoded"] == 1
@@ -336,6 +331,176 @@ def test_failing_sink_is_retried_and_loses_nothing(tmp_path, run_ingest):
     assert rc == 0
     assert st["sink_errors"][f"sqlite:{db}"] >= 1
     assert st["dispatched"] == {f"sqlite:{db}": 20, f"jsonl:{tmp_path}/a.json": 20}
-    assert rows(db, "SELECT count(DISTINCT event_id) AS n FROM alerts")[0]["n"] == 20
+    assert rows(db, "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM alerts")[0] == {"n": 20, "d": 20}
     # the other sink was not written twice while the store was retried
     assert len((tmp_path / "a.json").read_text().splitlines()) == 20
+
+
+# --- review findings: edges where alerts could be lost or wrongly acknowledged ---
+
+def test_dead_letter_symlink_is_a_startup_error(tmp_path, run_ingest):
+    (tmp_path / "elsewhere").write_text("")
+    (tmp_path / "dead.bin").symlink_to(tmp_path / "elsewhere")
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--dead-letter", str(tmp_path / "dead.bin")])
+    assert p.proc.wait(timeout=20) == 2
+    assert "dead-letter file" in p.stderr()
+    assert not sock.exists() and (tmp_path / "elsewhere").read_text() == ""
+
+
+def test_dead_letter_write_failures_are_counted_and_alerts_flow(tmp_path, run_ingest):
+    sock, db = tmp_path / "snort_alert", tmp_path / "a.db"
+    # /dev/full opens fine and fails every write with ENOSPC
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", f"sqlite:{db}", "--dead-letter", "/dev/full"],
+                   wait_for=[sock])
+    snort_send(sock, [b"junk", encode_alertpkt("snort", sid=1), b"junk2", encode_alertpkt("snort", sid=2)])
+    rc, st = p.stop()
+    assert rc == 0
+    assert st["malformed"] == {"bad_length": 2} and st["dead_letter_errors"] == 2
+    assert st["internal_errors"] == 0
+    assert sorted(r["sid"] for r in rows(db)) == [1, 2]
+    assert "No space left on device" in p.stderr()
+
+
+def _sync_client(sock):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    c.connect(str(sock))
+    c.settimeout(30)
+    return c
+
+
+def test_barnyard2_sync_waits_for_room_never_acks_unstored(tmp_path, run_ingest):
+    import threading
+    import time
+
+    sock, db, dl = tmp_path / "by2", tmp_path / "a.db", tmp_path / "dead.bin"
+    p = run_ingest(["listen", "--barnyard2-sync", str(sock), "--sink", f"sqlite:{db}",
+                    "--dead-letter", str(dl), "--max-queue", "1"], wait_for=[sock])
+    lock = sqlite3.connect(db, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")  # the store cannot take anything for now
+    pkt = ether_ipv4("10.1.1.1", "10.2.2.2", 6, 1, 2)
+    clients = [_sync_client(sock) for _ in range(3)]
+    acked = []
+
+    def run(i, c):
+        c.send(encode_alertpkt("barnyard2", sid=500 + i, event_id=i, packet=pkt))
+        if c.recv(1):
+            acked.append(i)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    assert acked == []  # nothing is stored yet, so nothing may be acknowledged
+    lock.rollback()
+    lock.close()
+    for t in threads:
+        t.join(30)
+    assert sorted(acked) == [0, 1, 2]
+    for c in clients:
+        c.close()
+    rc, st = p.stop()
+    assert rc == 0 and st["dropped"] == {} and not dl.read_bytes()
+    assert sorted(r["sid"] for r in rows(db)) == [500, 501, 502]
+
+
+def test_barnyard2_sync_ack_still_sent_for_alert_in_flight_at_shutdown(tmp_path, run_ingest):
+    import signal
+    import time
+
+    sock, db = tmp_path / "by2", tmp_path / "a.db"
+    p = run_ingest(["listen", "--barnyard2-sync", str(sock), "--sink", f"sqlite:{db}"], wait_for=[sock])
+    lock = sqlite3.connect(db, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")
+    c = _sync_client(sock)
+    c.send(encode_alertpkt("barnyard2", sid=77, packet=ether_ipv4("10.1.1.1", "10.2.2.2")))
+    time.sleep(0.5)
+    p.proc.send_signal(signal.SIGTERM)  # shutdown begins while the alert waits for the store
+    time.sleep(0.5)
+    lock.rollback()
+    lock.close()
+    assert c.recv(1) == b"\x01"  # stored, then acknowledged: no resend, no duplicate
+    c.close()
+    assert p.proc.wait(timeout=30) == 0
+    assert [r["sid"] for r in rows(db)] == [77]
+
+
+def test_failing_sink_at_shutdown_keeps_alerts_in_dead_letter(tmp_path, run_ingest):
+    sock, dl = tmp_path / "snort_alert", tmp_path / "dead.bin"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "jsonl:/dev/full", "--dead-letter", str(dl),
+                    "--drain-timeout", "1"], wait_for=[sock])
+    snort_send(sock, [encode_alertpkt("snort", sid=900 + i, event_id=i) for i in range(3)])
+    rc, st = p.stop()
+    assert rc == 1  # could not deliver: says so
+    assert st["dropped"] == {"sink_failed": 3}
+    kept = [json.loads(line) for h, d in deadletter.read(str(dl)) for line in d.splitlines()]
+    assert sorted(x["alert"]["signature_id"] for x in kept) == [900, 901, 902]
+
+
+def test_sigterm_mid_stream_every_accepted_datagram_is_stored(tmp_path, run_ingest):
+    """Datagrams the kernel accepted (sendto returned) before the socket
+    was shut are all stored: the reader drains after refusing new ones."""
+    import threading
+
+    sock, db = tmp_path / "snort_alert", tmp_path / "a.db"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", f"sqlite:{db}"], wait_for=[sock])
+    accepted = []
+    started = threading.Event()
+
+    def sender():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        pkt = ether_ipv4("10.0.0.1", "10.0.0.2", 17, 1, 2)
+        tmpl = bytearray(encode_alertpkt("snort", sid=1, packet=pkt))
+        for i in range(200000):
+            struct.pack_into("<I", tmpl, 65848, i)  # event_id
+            try:
+                s.sendto(tmpl, str(sock))
+            except OSError:
+                break
+            accepted.append(i)
+            if i == 200:
+                started.set()
+        s.close()
+
+    t = threading.Thread(target=sender)
+    t.start()
+    started.wait(20)
+    rc, st = p.stop()
+    t.join(30)
+    assert rc == 0
+    stored = {r["event_id"] for r in rows(db, "SELECT event_id FROM alerts")}
+    assert len(accepted) > 200
+    assert stored == set(accepted)
+
+
+def test_socket_group_is_applied(tmp_path, run_ingest):
+    import grp
+
+    other = next((g for g in grp.getgrall() if g.gr_gid != os.getgid()), None)
+    if other is None:
+        pytest.skip("no second group on this machine")
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--socket-group", other.gr_name],
+                   wait_for=[sock])
+    st = os.lstat(sock)
+    assert st.st_gid == other.gr_gid and stat.S_IMODE(st.st_mode) == 0o660
+    assert p.stop()[0] == 0
+
+
+def test_stale_socket_replaced_at_a_path_too_long_for_the_private_dir(tmp_path, run_ingest):
+    # 105 bytes: fits sun_path, but <dir>/.ingXXXXXXXX/s does not, so ingest
+    # binds in place and must remove the stale socket itself
+    base = str(tmp_path)
+    name = "s" * (105 - len(base) - 1 - len("/snort_alert"))
+    d = tmp_path / name
+    d.mkdir()
+    sock = d / "snort_alert"
+    assert len(str(sock)) == 105
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(sock))
+    stale.close()
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:"], wait_for=[sock])
+    assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o660
+    snort_send(sock, [encode_alertpkt("snort", sid=3)])
+    rc, st = p.stop()
+    assert rc == 0 and st["decoded"] == 1

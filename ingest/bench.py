@@ -626,6 +626,10 @@ def eve_status() -> dict:
     return {"unix_stream vs FEVER": why, "unix_dgram vs Python json.loads": why}
 
 
+def _range(xs: list[float] | None) -> str:
+    return f"{min(xs):5.2f}-{max(xs):5.2f}".rjust(12) if xs else f"{'-':>12s}"
+
+
 def _format_extra(rep: dict) -> list[str]:
     lines: list[str] = []
     lat = rep.get("latency")
@@ -633,7 +637,8 @@ def _format_extra(rep: dict) -> list[str]:
         rows = lat["rows"]
         floor = {r["rate"]: r for r in rows if r["receiver"] == "recv_count"}
         lines += ["", f"end-to-end latency (send -> the sink has it; peers: on receipt), "
-                      f"{rep['kind']} sender paced, ms:",
+                      f"{rep['kind']} sender paced, ms; median over {lat.get('repeat', 1)} "
+                      "round(s) of each round's p50 / p99, max of all:",
                   f"{'receiver':36s} {'rate/s':>8s} {'alerts':>7s} {'p50':>8s} {'p99':>8s} "
                   f"{'max':>8s} {'p99-(a)':>8s}"]
         for r in rows:
@@ -645,14 +650,17 @@ def _format_extra(rep: dict) -> list[str]:
     if loss:
         lines += ["", f"loss under Suricata live-mode semantics (non-blocking send; a send that "
                       f"would block is dropped and counted by the sender), paced, "
-                      f"{loss['seconds']:g} s per row:",
+                      f"{loss['seconds']:g} s per row, {loss.get('repeat', 1)} round(s) "
+                      "(counts summed, loss % the median, range over rounds):",
                   f"{'datagram':>8s} {'max_dgram_qlen':14s} {'offered/s':>10s} {'receiver':28s} "
-                  f"{'sent':>8s} {'dropped':>8s} {'loss %':>7s} {'received':>9s}"]
+                  f"{'sent':>8s} {'dropped':>8s} {'loss %':>7s} {'range %':>12s} "
+                  f"{'received':>9s}"]
         for r in loss["rows"]:
             q = f"{r['qlen']}" + (" (default)" if r["qlen"] == loss["default_qlen"] else "")
             lines.append(f"{r['datagram_bytes']:6d} B {q:14s} {r['offered_rate']:10,.0f} "
                          f"{r['label']:28s} {r['sent']:8d} {r['dropped']:8d} "
-                         f"{r['loss_pct']:7.2f} {r['received']:9d}")
+                         f"{r['loss_pct']:7.2f} {_range(r.get('loss_pct_runs'))} "
+                         f"{r['received']:9d}")
         lines.append(f"tuned max_dgram_qlen: {loss['tuned_note']}")
     u2 = rep.get("unified2")
     if u2:
@@ -743,10 +751,11 @@ def run(args: argparse.Namespace) -> int:
         print("ingest bench: latency and loss rates must be > 0", file=sys.stderr)
         return 2
     latency = None if args.no_latency else LatencyPlan(
-        rates=lat_rates, seconds=args.latency_seconds or (0.5 if args.quick else 5.0))
+        rates=lat_rates, seconds=args.latency_seconds or (0.5 if args.quick else 5.0),
+        repeat=1 if args.quick else repeat)
     loss = None if args.no_loss else LossPlan(
         rates=loss_rates, seconds=args.loss_seconds or (0.5 if args.quick else 2.0),
-        tuned_qlen=args.tuned_qlen or None)
+        tuned_qlen=args.tuned_qlen or None, repeat=1 if args.quick else repeat)
     u2_alerts = 0 if args.no_unified2 else (args.unified2_alerts or
                                              (20_000 if args.quick else 200_000))
     if args.plot is not None:

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -328,6 +329,7 @@ def loss_run(s: Setup, receiver: str, *, count: int, rate: float, qlen: int | No
 class LatencyPlan:
     rates: tuple[float, ...] = LATENCY_RATES
     seconds: float = 5.0  # alerts per row = rate * seconds (at least 200)
+    repeat: int = 1
     receivers: tuple[str, ...] = LATENCY_RECEIVERS
 
 
@@ -342,54 +344,81 @@ class LossPlan:
     # Which limit binds differs: a 64 KiB datagram fills the sender's
     # SO_SNDBUF (net.core.wmem_default) after ~4, before max_dgram_qlen.
     kinds: tuple[str, ...] = ("snort", "barnyard2")
+    repeat: int = 1
     receivers: tuple[str, ...] = LOSS_RECEIVERS
     tuned_qlen: int | None = TUNED_QLEN
 
 
 def run_latency(s: Setup, plan: LatencyPlan, progress=None) -> dict:
+    """plan.repeat rounds over every rate and receiver (interleaved, so machine
+    noise hits them alike); per row the median p50 / p99 over the rounds."""
+    runs: dict[tuple[float, str], list[dict]] = {}
+    for rnd in range(plan.repeat):
+        for rate in plan.rates:
+            count = max(200, int(rate * plan.seconds))
+            for receiver in plan.receivers:
+                row = latency_run(s, receiver, rate=rate, count=count)
+                runs.setdefault((rate, receiver), []).append(row)
+                if progress:
+                    progress(f"round {rnd + 1}/{plan.repeat} latency {rate:>8,.0f}/s "
+                             f"{receiver:22s} p50 {row['p50_ms']:7.3f} ms  "
+                             f"p99 {row['p99_ms']:7.3f} ms")
     rows = []
-    for rate in plan.rates:
-        count = max(200, int(rate * plan.seconds))
-        for receiver in plan.receivers:
-            row = latency_run(s, receiver, rate=rate, count=count)
-            rows.append(row)
-            if progress:
-                progress(f"latency {rate:>8,.0f}/s {receiver:22s} p50 {row['p50_ms']:7.3f} ms  "
-                         f"p99 {row['p99_ms']:7.3f} ms")
-    return {"rates": list(plan.rates), "seconds": plan.seconds, "rows": rows}
+    for rs in runs.values():
+        row = dict(rs[0])
+        row["p50_ms"] = statistics.median(r["p50_ms"] for r in rs)
+        row["p99_ms"] = statistics.median(r["p99_ms"] for r in rs)
+        row["max_ms"] = max(r["max_ms"] for r in rs)
+        row["p99_ms_runs"] = [r["p99_ms"] for r in rs]
+        rows.append(row)
+    return {"rates": list(plan.rates), "seconds": plan.seconds, "repeat": plan.repeat,
+            "rows": rows}
 
 
 def run_loss(s: Setup, plan: LossPlan, progress=None) -> dict:
+    """plan.repeat rounds over every datagram size, qlen, rate and receiver;
+    per row the median loss over the rounds (and the counts summed)."""
     qlen0 = default_qlen()
     settings: list[tuple[int | None, list[str] | None]] = [(qlen0, None)]
-    note = "not measured (--no-tuned-qlen)"
+    note = "not measured (--tuned-qlen 0)"
     if plan.tuned_qlen is not None:
         wrapper, note = tuned_qlen_wrapper(plan.tuned_qlen)
         if wrapper is not None:
             settings.append((plan.tuned_qlen, wrapper))
+    setups = {kind: s if kind == s.kind else dataclasses.replace(
+        s, kind=kind, templates=gen.build_templates(kind, 256, 1)[0]) for kind in plan.kinds}
+    runs: dict[tuple, list[dict]] = {}
+    for rnd in range(plan.repeat):
+        for kind, sk in setups.items():
+            for qlen, wrapper in settings:
+                for rate in plan.rates:
+                    count = max(200, int(rate * plan.seconds))
+                    for receiver in plan.receivers:
+                        row = loss_run(sk, receiver, count=count, rate=rate, qlen=qlen,
+                                       wrapper=wrapper)
+                        if row["lost_after_accept"]:
+                            raise BenchError(f"loss {receiver}: {row['lost_after_accept']} "
+                                             "alerts accepted by the kernel never arrived")
+                        row["kind"] = kind
+                        row["datagram_bytes"] = gen.KINDS[kind][1]
+                        runs.setdefault((kind, qlen, rate, receiver), []).append(row)
+                        if progress:
+                            progress(f"round {rnd + 1}/{plan.repeat} loss {kind:9s} "
+                                     f"qlen {qlen!s:<4} {rate:8,.0f}/s {receiver:12s} dropped "
+                                     f"{row['dropped']:6d} of {row['attempted']} "
+                                     f"({row['loss_pct']:.1f} %)")
     rows = []
-    for kind in plan.kinds:
-        sk = s if kind == s.kind else dataclasses.replace(
-            s, kind=kind, templates=gen.build_templates(kind, 256, 1)[0])
-        for qlen, wrapper in settings:
-            for rate in plan.rates:
-                count = max(200, int(rate * plan.seconds))
-                for receiver in plan.receivers:
-                    row = loss_run(sk, receiver, count=count, rate=rate, qlen=qlen,
-                                   wrapper=wrapper)
-                    if row["lost_after_accept"]:
-                        raise BenchError(f"loss {receiver}: {row['lost_after_accept']} alerts "
-                                         "accepted by the kernel never arrived")
-                    row["kind"] = kind
-                    row["datagram_bytes"] = gen.KINDS[kind][1]
-                    rows.append(row)
-                    if progress:
-                        progress(f"loss {kind:9s} qlen {qlen:<4} {rate:8,.0f}/s "
-                                 f"{receiver:12s} dropped {row['dropped']:6d} of "
-                                 f"{row['attempted']} ({row['loss_pct']:.1f} %)")
+    for rs in runs.values():
+        row = dict(rs[0])
+        for k in ("attempted", "sent", "dropped", "received", "lost_after_accept"):
+            row[k] = sum(r[k] for r in rs)
+        row["loss_pct"] = statistics.median(r["loss_pct"] for r in rs)
+        row["loss_pct_runs"] = [r["loss_pct"] for r in rs]
+        row["offered_rate"] = statistics.mean(r["offered_rate"] for r in rs)
+        rows.append(row)
     return {"default_qlen": qlen0, "tuned_qlen": plan.tuned_qlen, "tuned_note": note,
-            "seconds": plan.seconds, "rates": list(plan.rates), "rows": rows,
-            "wmem_default": _read_int("/proc/sys/net/core/wmem_default")}
+            "seconds": plan.seconds, "repeat": plan.repeat, "rates": list(plan.rates),
+            "rows": rows, "wmem_default": _read_int("/proc/sys/net/core/wmem_default")}
 
 
 def _read_int(path: str) -> int | None:

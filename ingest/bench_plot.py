@@ -44,7 +44,10 @@ def plot(rep: dict, path: str | Path) -> None:
         panels.append("loss")
     if not panels:
         raise ValueError("nothing to plot in this report")
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    # the loss panel has a bar per row: give it room in proportion
+    heights = [max(1.0, len(rep["loss"]["rows"]) / 8) if p == "loss" else 1.0 for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         if panel == "alertpkt":
@@ -94,12 +97,17 @@ def plot(rep: dict, path: str | Path) -> None:
             loss = rep["loss"]
             groups: list[str] = []
             vals = []
+            tints = []
+            labels: list[str] = []
             for r in loss["rows"]:
+                if r["label"] not in labels:
+                    labels.append(r["label"])
+                tints.append(colors[labels.index(r["label"]) % len(colors)])
                 rate = f"{r['rate'] / 1e3:,.0f}k/s"
                 groups.append(f"{r.get('datagram_bytes', '')} B q{r['qlen']} {rate} "
                               f"{_short(r['label'])[:14]}")
                 vals.append(r["loss_pct"])
-            bars = ax.barh(groups, vals, color=colors[3])
+            bars = ax.barh(groups, vals, color=tints)
             ax.bar_label(bars, [f"{v:.1f} %" for v in vals], padding=3, fontsize=7)
             ax.set_xlabel("% dropped by the non-blocking sender")
             ax.set_title("loss, Suricata live-mode semantics")
@@ -108,6 +116,6 @@ def plot(rep: dict, path: str | Path) -> None:
             ax.set_xlim(0, max(vals + [1.0]) * 1.2)
     fig.suptitle(f"ingest bench, {rep['machine']['nproc']} cores, Linux "
                  f"{rep['machine']['kernel']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_size_inches()[1]))
     fig.savefig(path, dpi=110)
     plt.close(fig)

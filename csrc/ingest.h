@@ -185,6 +185,90 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
 int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
                         char *src_out, char *dst_out);
 
+/* ---- eve.c: Suricata EVE JSON batch decoder ---------------------------- */
+/* Per-record outcome (struct ingest_eve_rec.status).  Below
+ * INGEST_EVE_FIRST_REJECT the record is a valid EVE event. */
+#define INGEST_EVE_ALERT 0          /* became a canonical alert              */
+#define INGEST_EVE_FLOW 1           /* event_type "flow"                     */
+#define INGEST_EVE_NETFLOW 2        /* event_type "netflow"                  */
+#define INGEST_EVE_STATS 3          /* event_type "stats"                    */
+#define INGEST_EVE_OTHER 4          /* any other event_type (dns, http, ...) */
+#define INGEST_EVE_FILTERED 5       /* valid, but not in the event-type filter */
+#define INGEST_EVE_FIRST_REJECT 6
+#define INGEST_EVE_EMPTY 6          /* blank line                            */
+#define INGEST_EVE_INVALID_JSON 7   /* not JSON (or trailing bytes after it) */
+#define INGEST_EVE_NOT_OBJECT 8     /* JSON, but not an object               */
+#define INGEST_EVE_NO_EVENT_TYPE 9  /* object without a string event_type    */
+#define INGEST_EVE_BAD_TIMESTAMP 10 /* alert whose timestamp does not parse  */
+#define INGEST_EVE_BAD_ALERT 11     /* alert without alert.signature_id      */
+#define INGEST_EVE_TRUNCATED 12     /* datagram cut by the kernel (MSG_TRUNC) */
+#define INGEST_EVE_NREASONS 13
+
+/* One input record.  off/len are rewritten to the record without
+ * surrounding whitespace (what is kept verbatim); etype_* is the event_type
+ * text relative to off (0/0 when there is none). */
+struct ingest_eve_rec {
+    uint64_t off;
+    uint32_t len;
+    uint32_t etype_off;
+    uint32_t etype_len;
+    uint8_t status;
+    uint8_t reserved[3];
+};
+
+/* Beside each produced alert: where its text is.  *_off are relative to the
+ * record's (trimmed) start; the text is the JSON string body, still escaped
+ * when *_esc.  *_hash is FNV-1a of those bytes, for de-duplication. */
+struct ingest_eve_alert {
+    uint64_t sig_hash;
+    uint64_t cat_hash;
+    uint32_t rec;
+    uint32_t sig_off;
+    uint32_t sig_len;
+    uint32_t cat_off;
+    uint32_t cat_len;
+    uint8_t has_sig;
+    uint8_t sig_esc;
+    uint8_t has_cat;
+    uint8_t cat_esc;
+};
+
+/*
+ * Validate and decode records i < n, each lens[i] bytes at buf + offs[i]
+ * (slot_flags may be NULL; INGEST_SLOT_TRUNC marks a cut datagram).  filter
+ * is NULL or "\ntype\ntype\n": event types outside it are FILTERED.  Every
+ * record gets recs[i]; alerts become alerts[k] with ext[k] beside them.
+ * Returns the number of alerts, INGEST_ENOSPC if alert_cap is too small, or
+ * INGEST_EINVAL.
+ */
+int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
+                      const uint8_t *slot_flags, unsigned n, const uint8_t *filter, size_t filter_len,
+                      struct ingest_eve_rec *recs, struct ingest_alert *alerts,
+                      struct ingest_eve_alert *ext, unsigned alert_cap);
+
+/* Suricata's timestamp ("%Y-%m-%dT%H:%M:%S.%06u%z", also Z / +hh:mm / no
+ * zone = UTC) as microseconds since the epoch, UTC.  INGEST_EINVAL if bad. */
+int ingest_eve_parse_ts(const uint8_t *s, size_t n, int64_t *ts_us);
+
+/* Split buf[0..len) into complete '\n'-terminated lines (at most cap):
+ * offs[i] = base + start, lens[i] includes the '\n'.  *consumed is the
+ * number of bytes in those lines; the rest is an unterminated tail. */
+int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs, uint32_t *lens,
+                     unsigned cap, size_t *consumed);
+
+/* Copy the records recs[idx[j]] (j < n) back to back into out (capacity
+ * out_cap); out_off[j] is where record j starts.  Returns the bytes written,
+ * INGEST_ENOSPC or INGEST_EINVAL.  (The verbatim pool of a batch's alerts.) */
+long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
+                       const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
+
+/* For keys[0..n) (0 = no key): first[i] = the index of the first key equal
+ * to keys[i] (UINT32_MAX for 0).  tab_keys/tab_vals: caller-owned scratch
+ * of tab_size entries, a power of two > n.  Returns the number of distinct
+ * keys.  (Signature and category texts are decoded once per distinct text.) */
+int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
+                      uint32_t *tab_vals, unsigned tab_size);
+
 /* ---- unified2.c: Unified2 spool-file batch decoder ---------------------- */
 #define INGEST_U2_HDR_LEN 8u
 /* Largest record length believed: a 64 KiB packet plus its 28-byte header is

@@ -126,6 +126,59 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
                         char *src_out, char *dst_out);
 """
 
+# --- eve.c -------------------------------------------------------------------
+EVE = """
+#define INGEST_EVE_ALERT ...
+#define INGEST_EVE_FLOW ...
+#define INGEST_EVE_NETFLOW ...
+#define INGEST_EVE_STATS ...
+#define INGEST_EVE_OTHER ...
+#define INGEST_EVE_FILTERED ...
+#define INGEST_EVE_FIRST_REJECT ...
+#define INGEST_EVE_EMPTY ...
+#define INGEST_EVE_INVALID_JSON ...
+#define INGEST_EVE_NOT_OBJECT ...
+#define INGEST_EVE_NO_EVENT_TYPE ...
+#define INGEST_EVE_BAD_TIMESTAMP ...
+#define INGEST_EVE_BAD_ALERT ...
+#define INGEST_EVE_TRUNCATED ...
+#define INGEST_EVE_NREASONS ...
+/* Declared field by field so ffi.offsetof() can be checked against the
+   numpy dtypes in ingest/eve.py. */
+struct ingest_eve_rec {
+    uint64_t off;
+    uint32_t len;
+    uint32_t etype_off;
+    uint32_t etype_len;
+    uint8_t status;
+    uint8_t reserved[3];
+};
+struct ingest_eve_alert {
+    uint64_t sig_hash;
+    uint64_t cat_hash;
+    uint32_t rec;
+    uint32_t sig_off;
+    uint32_t sig_len;
+    uint32_t cat_off;
+    uint32_t cat_len;
+    uint8_t has_sig;
+    uint8_t sig_esc;
+    uint8_t has_cat;
+    uint8_t cat_esc;
+};
+int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
+                      const uint8_t *slot_flags, unsigned n, const uint8_t *filter, size_t filter_len,
+                      struct ingest_eve_rec *recs, struct ingest_alert *alerts,
+                      struct ingest_eve_alert *ext, unsigned alert_cap);
+int ingest_eve_parse_ts(const uint8_t *s, size_t n, int64_t *ts_us);
+int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs, uint32_t *lens,
+                     unsigned cap, size_t *consumed);
+long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
+                       const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
+int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
+                      uint32_t *tab_vals, unsigned tab_size);
+"""
+
 # --- unified2.c --------------------------------------------------------------
 UNIFIED2 = """
 #define INGEST_U2_HDR_LEN ...
@@ -222,6 +275,8 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
 # Sections in csrc/ingest.h order; later modules append their block here.
 CDEFS = [CORE, RECV, ALERTPKT, FORMAT]
 SOURCES = ["recv.c", "alertpkt.c", "format.c"]
+CDEFS.append(EVE)
+SOURCES.append("eve.c")
 CDEFS.append(UNIFIED2)
 SOURCES.append("unified2.c")
 CDEFS.append(GEN)

@@ -8,6 +8,7 @@ C struct, so a field moved by mistake fails a test instead of corrupting data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,22 @@ class AlertBatch:
     Optional per-alert int32 columns, also indexing ``strings`` (-1: none):
     ``extra`` holds pre-rendered JSON members spliced into the alert's JSON
     object (Unified2 packets and extra-data); ``raw`` holds a complete JSON
-    object written verbatim instead of rendering the alert (lossless EVE).
+    object written verbatim instead of rendering the alert (lossless EVE);
+    ``cat`` holds the classification text the engine itself gave (EVE
+    ``alert.category``), which mapping prefers over a class-id lookup.
+
+    ``raw_pool`` (optional): when set, ``raw`` indexes this pool of verbatim
+    records instead of ``strings`` (EVE: one copy per batch, no Python
+    string per alert).
+
+    ``keys`` (optional int64 per alert, 0 = none) are replay keys: the same
+    input record always gets the same key (file followers derive it from the
+    file identity and byte offset), so a store can ignore an alert it already
+    holds when a follower re-reads after a crash (exactly-once in the store).
+
+    ``events`` (optional) carries non-alert events that travel with the batch
+    (EVE flow, dns, stats ...): see :class:`EventBatch`.  They count towards
+    the runtime's queue bound (:meth:`queued`) but not ``len``.
     """
 
     alerts: np.ndarray
@@ -94,9 +110,17 @@ class AlertBatch:
     acks: list = field(default_factory=list)
     extra: np.ndarray | None = None
     raw: np.ndarray | None = None
+    cat: np.ndarray | None = None
+    keys: np.ndarray | None = None
+    events: EventBatch | None = None
+    raw_pool: RawPool | None = None
 
     def __len__(self) -> int:
         return len(self.alerts)
+
+    def queued(self) -> int:
+        """Places this batch takes in the runtime's bounded queue (alerts and events)."""
+        return len(self.alerts) + (len(self.events) if self.events is not None else 0)
 
     @staticmethod
     def concat(batches: list[AlertBatch]) -> AlertBatch:
@@ -106,8 +130,12 @@ class AlertBatch:
         strings: list[str] = []
         parts = []
         acks: list = []
-        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": []}
+        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": [], "cat": []}
         want = {name: any(getattr(b, name) is not None for b in batches) for name in side}
+        pooled = any(b.raw_pool is not None for b in batches)
+        if pooled:
+            want["raw"] = False
+            raw, pool = RawPool.concat_raw(batches)
         for b in batches:
             a = b.alerts
             base = len(strings)
@@ -126,8 +154,105 @@ class AlertBatch:
             parts.append(a)
             acks.extend(b.acks)
         origin = batches[0].origin if len({b.origin for b in batches}) == 1 else "*"
+        keys = None
+        if any(b.keys is not None for b in batches):
+            keys = np.concatenate([np.zeros(len(b), np.int64) if b.keys is None else b.keys for b in batches])
+        evs = [b.events for b in batches if b.events is not None]
         return AlertBatch(
             np.concatenate(parts), strings, origin, acks,
             np.concatenate(side["extra"]) if want["extra"] else None,
-            np.concatenate(side["raw"]) if want["raw"] else None,
+            raw if pooled else np.concatenate(side["raw"]) if want["raw"] else None,
+            np.concatenate(side["cat"]) if want["cat"] else None,
+            keys,
+            EventBatch.concat(evs) if evs else None,
+            pool if pooled else None,
         )
+
+
+@dataclass(eq=False)
+class RawPool:
+    """Verbatim records back to back: record k is ``data[off[k]:off[k] + len[k]]``."""
+
+    data: Any  # a bytes-like object, or a list of them read as one (joined lazily)
+    off: np.ndarray  # uint64
+    len: np.ndarray  # uint32
+
+    def __len__(self) -> int:
+        return len(self.off)
+
+    def joined(self) -> bytes:
+        """All the data as one bytes object (joins a list once, in place)."""
+        if isinstance(self.data, list):
+            self.data = b"".join(self.data)
+        return bytes(self.data)
+
+    def get(self, k: int) -> bytes:
+        o = int(self.off[k])
+        return self.joined()[o:o + int(self.len[k])]
+
+    @staticmethod
+    def concat_raw(batches: list[AlertBatch]) -> tuple[np.ndarray, RawPool]:
+        """The joined ``raw`` column and pool of batches, some pooled, some not
+        (a batch whose ``raw`` indexes its strings has those copied in)."""
+        datas: list[bytes] = []
+        offs: list[np.ndarray] = []
+        lens: list[np.ndarray] = []
+        raws: list[np.ndarray] = []
+        nbytes = nrec = 0
+        for b in batches:
+            if b.raw_pool is not None:
+                p = b.raw_pool
+                data, off, ln = p.data, p.off, p.len
+                raw = np.where(b.raw >= 0, b.raw + nrec, -1) if b.raw is not None else np.full(len(b), -1)
+            elif b.raw is not None:  # rare: strings-indexed raw in a mixed batch
+                enc = [b.strings[i].encode("utf-8", "surrogateescape") if i >= 0 else b"" for i in b.raw.tolist()]
+                ln = np.array([len(e) for e in enc], np.uint32)
+                off = np.concatenate([[0], np.cumsum(ln[:-1], dtype=np.uint64)]).astype(np.uint64) if len(enc) else np.zeros(0, np.uint64)
+                data = b"".join(enc)
+                raw = np.where(b.raw >= 0, np.arange(len(b)) + nrec, -1)
+            else:
+                data, off, ln = b"", np.zeros(0, np.uint64), np.zeros(0, np.uint32)
+                raw = np.full(len(b), -1)
+            if isinstance(data, list):
+                datas.extend(data)
+            else:
+                datas.append(data)
+            offs.append(off.astype(np.uint64) + np.uint64(nbytes))
+            lens.append(ln.astype(np.uint32))
+            raws.append(raw.astype(np.int32))
+            nbytes += sum(map(len, data)) if isinstance(data, list) else len(data)
+            nrec += len(off)
+        # the data is not copied here: renderers join it once, sinks without JSON never do
+        return np.concatenate(raws), RawPool(datas, np.concatenate(offs), np.concatenate(lens))
+
+
+@dataclass(eq=False)
+class EventBatch:
+    """Non-alert events riding along with an alert batch (EVE).
+
+    ``lines`` is the events' original JSON, newline-terminated, in input
+    order: JSON sinks write it verbatim (lossless passthrough).  ``flows``
+    holds one row per flow/netflow event for the store's ``flows`` table
+    (see ``ingest.eve.FLOW_COLUMNS``).  ``count`` is the number of events in
+    ``lines``; ``types`` counts them by event_type.
+    """
+
+    lines: bytes = b""
+    count: int = 0
+    flows: list[tuple] = field(default_factory=list)
+    types: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @staticmethod
+    def concat(parts: list[EventBatch]) -> EventBatch:
+        if len(parts) == 1:
+            return parts[0]
+        types: dict[str, int] = {}
+        flows: list[tuple] = []
+        for e in parts:
+            flows.extend(e.flows)
+            for k, v in e.types.items():
+                types[k] = types.get(k, 0) + v
+        return EventBatch(b"".join(e.lines for e in parts), sum(e.count for e in parts), flows, types)

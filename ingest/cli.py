@@ -19,6 +19,7 @@ _PLUGINS: list[tuple[str, str]] = [
     ("ingest.filecmd", "decode"),
     ("ingest.gen", "gen"),
     ("ingest.bench", "bench"),
+    ("ingest.query", "query"),
 ]
 
 
@@ -47,6 +48,18 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="bind a Barnyard2 alert_unixsock datagram socket here")
     p.add_argument("--barnyard2-sync", action="append", metavar="PATH",
                    help="listen for Barnyard2 'alert_unixsock: PATH sync' (acknowledged, lossless)")
+    p.add_argument("--eve-dgram", action="append", metavar="PATH",
+                   help="bind a socket for Suricata eve-log filetype: unix_dgram")
+    p.add_argument("--eve-stream", action="append", metavar="PATH",
+                   help="listen for Suricata eve-log filetype: unix_stream")
+    p.add_argument("--eve-file", action="append", metavar="PATH",
+                   help="follow a Suricata eve.json (or a glob: eve.*.json), with a bookmark")
+    p.add_argument("--event-types", metavar="LIST",
+                   help="EVE event types to keep, comma-separated (default: all)")
+    p.add_argument("--eve-max-line", type=int, metavar="BYTES", help="longest EVE line (default 16 MiB)")
+    p.add_argument("--bookmark-dir", metavar="DIR", help="where --eve-file bookmarks go (default: beside the file)")
+    p.add_argument("--eve-file-start", choices=("beginning", "end"),
+                   help="where to start a followed file that has no bookmark (default beginning)")
     p.add_argument("--unified2", action="append", metavar="DIR/PREFIX",
                    help="follow a Unified2 spool (files PREFIX.<unix-time> in DIR)")
     p.add_argument("--unified2-bookmark", metavar="FILE",
@@ -95,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
-              "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference")
+              "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
+              "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
+              "bookmark_dir", "eve_file_start")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -148,9 +163,10 @@ def build_pipeline(cfg: Config):
                 sources.append(SpoolSource(
                     spec, bookmark=cfg.unified2_bookmark, start=cfg.unified2_start,
                     after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
+        sources.extend(_eve_sources(cfg))
         if not sources:
-            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync or --unified2 "
-                             "(or 'ingest run' for the defaults)")
+            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, --unified2, "
+                             "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
         if cfg.snort or cfg.barnyard2:
             warn_kernel_limits()
         sinks = [open_sink(url, profile=cfg.format) for url in cfg.sink_urls]
@@ -181,13 +197,41 @@ def build_pipeline(cfg: Config):
     )
 
 
+def _eve_sources(cfg: Config) -> list:
+    """Suricata EVE inputs (sockets we bind, files we follow)."""
+    from .sources.eve import EveDgramSource
+    from .sources.stream import EveStreamSource
+    from .sources.tail import EveFileSource
+
+    out: list = []
+    try:
+        for path in cfg.eve_dgram:
+            out.append(EveDgramSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
+                                      event_types=cfg.event_types))
+        for path in cfg.eve_stream:
+            out.append(EveStreamSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
+                                       event_types=cfg.event_types, max_line=cfg.eve_max_line))
+        for path in cfg.eve_file:
+            bm = None
+            if cfg.bookmark_dir:
+                name = os.path.abspath(path).strip("/").replace("/", "_").replace("*", "_")
+                bm = os.path.join(cfg.bookmark_dir, name + ".ingest-bookmark")
+            out.append(EveFileSource(path, bookmark_path=bm, start=cfg.eve_file_start,
+                                     event_types=cfg.event_types, max_line=cfg.eve_max_line))
+    except BaseException:
+        for s in out:
+            s.close()
+        raise
+    return out
+
+
 def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     from .runtime import catch_stop_signals, run
     from .sockets import SocketPathError
 
     early_stop = catch_stop_signals()
     if ensure_run_dir:
-        for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync):
+        for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync, *cfg.eve_dgram, *cfg.eve_stream):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     try:
         pipeline = build_pipeline(cfg)

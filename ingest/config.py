@@ -29,6 +29,18 @@ class Config:
     barnyard2: tuple[str, ...] = ()
     #: Barnyard2 ``alert_unixsock: PATH sync`` (seqpacket, acknowledged) paths
     barnyard2_sync: tuple[str, ...] = ()
+    #: Suricata EVE: unix_dgram / unix_stream socket paths we bind, files we follow
+    eve_dgram: tuple[str, ...] = ()
+    eve_stream: tuple[str, ...] = ()
+    eve_file: tuple[str, ...] = ()
+    #: EVE event types to keep (empty: all), e.g. ("alert", "flow", "stats")
+    event_types: tuple[str, ...] = ()
+    #: longest EVE line accepted on a stream or file (longer: counted, skipped)
+    eve_max_line: int = 16 << 20
+    #: where --eve-file bookmarks live (default: beside the followed file)
+    bookmark_dir: str | None = None
+    #: where a followed file without a bookmark is started: beginning | end
+    eve_file_start: str = "beginning"
     #: Unified2 spools to follow, each DIR/PREFIX (files PREFIX.<unix-time>)
     unified2: tuple[str, ...] = ()
     #: bookmark file (default DIR/PREFIX.ingest-bookmark; one spool only)
@@ -90,8 +102,11 @@ class Config:
             k = k.replace("-", "_")
             if k not in names:
                 raise ValueError(f"unknown configuration key {k!r}")
-            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks", "unified2"):
+            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
+                     "eve_file"):
                 v = (v,) if isinstance(v, str) else tuple(v)
+            elif k == "event_types":
+                v = tuple(t.strip() for t in (v.split(",") if isinstance(v, str) else v) if t.strip())
             elif k == "socket_mode" and isinstance(v, str):
                 v = int(v, 8)
             clean[k] = v
@@ -116,6 +131,8 @@ class Config:
             raise ValueError(f"format must be eve or trisul, not {self.format!r}")
         if not 0 <= self.socket_mode <= 0o777:
             raise ValueError(f"socket_mode {oct(self.socket_mode)} is not a permission mode")
+        if self.eve_file_start not in ("beginning", "end"):
+            raise ValueError(f"eve_file_start must be beginning or end, not {self.eve_file_start!r}")
         if self.unified2_start not in ("beginning", "end"):
             raise ValueError("unified2_start must be beginning or end")
         if self.unified2_after not in ("keep", "delete", "archive"):

@@ -8,6 +8,7 @@ carry none (Unified2), one lookup per distinct (gid, sid).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,8 @@ class Enricher:
             return batch
         alerts = a.copy()
         alerts["msg_idx"][need] = idx[inv.reshape(-1)]
-        return AlertBatch(alerts, batch.strings + new, batch.origin, batch.acks, batch.extra, batch.raw)
+        # replace(): keeps every other part of the batch (EVE raw pool, events, keys ...)
+        return dataclasses.replace(batch, alerts=alerts, strings=batch.strings + new)
 
     def set_classifications(self, classifications: dict[int, str]) -> None:
         """Replace the class-id -> category table (atomically: one assignment)."""
@@ -76,12 +78,30 @@ class Enricher:
         for j, cid in enumerate(classifications):
             table[cid] = j
         self._cls = (table, names)
+        # EVE gives the classification by its description (alert.category):
+        # the reverse table turns it into the class id.
+        self._by_name = {name: cid for cid, name in classifications.items()}
+
+    def _class_ids_from_text(self, batch: AlertBatch) -> None:
+        """Set class_id from the engine's category text where it is 0."""
+        by_name = self._by_name
+        cat = batch.cat
+        if not by_name or cat is None or not (cat >= 0).any():
+            return
+        used = np.unique(cat[cat >= 0])
+        lut = np.zeros(len(batch.strings) + 1, dtype=np.uint32)  # [-1] -> 0
+        for i in used.tolist():
+            lut[i] = by_name.get(batch.strings[i], 0)
+        cid = batch.alerts["class_id"]
+        batch.alerts["class_id"] = np.where(cid == 0, lut[cat], cid)
 
     def apply(self, batch: AlertBatch) -> Enriched:
         batch = self._signatures(batch)
         table, names = self._cls
+        if batch.cat is not None and len(batch):
+            self._class_ids_from_text(batch)
         if not names or len(batch) == 0:
-            return Enriched(batch, None, batch.strings)
+            return Enriched(batch, batch.cat, batch.strings)
         cid = batch.alerts["class_id"]
         known = cid < len(table)
         local = np.where(known, table[np.where(known, cid, 0)], -1)
@@ -90,4 +110,6 @@ class Enricher:
         remap = np.full(len(names), -1, dtype=np.int32)
         remap[used] = base + np.arange(len(used), dtype=np.int32)
         cats = np.where(local >= 0, remap[np.maximum(local, 0)], -1).astype(np.int32)
+        if batch.cat is not None:  # the engine's own text wins
+            cats = np.where(batch.cat >= 0, batch.cat, cats).astype(np.int32)
         return Enriched(batch, cats, batch.strings + [names[i] for i in used.tolist()])

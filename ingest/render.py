@@ -23,13 +23,23 @@ PROFILES = {"eve": lib.INGEST_FMT_EVE, "trisul": lib.INGEST_FMT_TRISUL}
 class StringTable:
     """A list of str packed as one UTF-8 pool with offsets, for the C core."""
 
-    def __init__(self, strings: list[str]) -> None:
+    def __init__(self, strings: list[str], append: B.RawPool | None = None) -> None:
+        """``append``: a pool of verbatim records whose entries follow the
+        strings (entry k of it is string ``len(strings) + k``)."""
         encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
         lens = np.fromiter((len(e) for e in encoded), dtype=np.uint32, count=len(encoded))
         offs = np.zeros(len(encoded), dtype=np.uint32)
         if len(encoded) > 1:
             np.cumsum(lens[:-1], out=offs[1:])
-        self.pool = b"".join(encoded) or b"\0"
+        joined = b"".join(encoded)
+        if append is not None and len(append):
+            data = append.joined()
+            if len(joined) + len(data) >= 1 << 32:
+                raise ValueError("batch too large to render (4 GiB of text)")
+            offs = np.concatenate([offs, (append.off + len(joined)).astype(np.uint32)])
+            lens = np.concatenate([lens, append.len.astype(np.uint32)])
+            joined += data
+        self.pool = joined or b"\0"
         self.off = offs
         self.len = lens
         self._keep = (
@@ -39,7 +49,7 @@ class StringTable:
         )
         self.c = ffi.new("struct ingest_strtab *")
         self.c.pool, self.c.off, self.c.len = self._keep
-        self.c.count = len(encoded)
+        self.c.count = len(offs)
 
 
 def _idx(col: np.ndarray | None, n: int, name: str):
@@ -67,11 +77,15 @@ def render_json(
     n = len(alerts)
     if n == 0:
         return b""
-    table = StringTable(batch.strings + (extra_strings or []))
+    all_strings = batch.strings + (extra_strings or [])
+    table = StringTable(all_strings, batch.raw_pool)
     idx = ffi.new("struct ingest_fmt_idx *")
     idx.cat, keep_c = _idx(categories, n, "categories")
     idx.extra, keep_e = _idx(batch.extra, n, "extra")
-    idx.raw, keep_r = _idx(batch.raw, n, "raw")
+    raw = batch.raw
+    if raw is not None and batch.raw_pool is not None:  # pool entries follow the strings
+        raw = np.where(raw >= 0, raw + len(all_strings), -1)
+    idx.raw, keep_r = _idx(raw, n, "raw")
     c_alerts = ffi.from_buffer("struct ingest_alert[]", alerts)
     cap = n * 768 + len(table.pool) * 6 + 4096
     while True:

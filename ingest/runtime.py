@@ -101,11 +101,11 @@ class Pipeline:
     # --- the event loop side -------------------------------------------
     def _take(self) -> AlertBatch:
         taken = [self._dq.popleft()]
-        n = len(taken[0])
-        while self._dq and n + len(self._dq[0]) <= self.batch_max:
+        n = taken[0].queued()
+        while self._dq and n + self._dq[0].queued() <= self.batch_max:
             b = self._dq.popleft()
             taken.append(b)
-            n += len(b)
+            n += b.queued()
         return AlertBatch.concat(taken)
 
     async def _consume(self) -> None:
@@ -121,7 +121,7 @@ class Pipeline:
                     await self._wake.wait()
                     self._wake.clear()
                 continue
-            if self.linger and sum(len(b) for b in self._dq) < self.batch_max and not self._closing:
+            if self.linger and sum(b.queued() for b in self._dq) < self.batch_max and not self._closing:
                 await asyncio.sleep(self.linger)
             batch = self._inflight = self._take()
             try:
@@ -149,8 +149,15 @@ class Pipeline:
 
     async def _dispatch(self, batch: AlertBatch) -> None:
         item = self.enricher.apply(batch)
-        results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
-                                       return_exceptions=True)
+        results: list = []
+        if len(self.sinks) == 1:  # the common case, without gather's task machinery
+            try:
+                await self._write_one(self.sinks[0], item)
+            except Exception as e:
+                results.append(e)
+        else:
+            results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
+                                           return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep
@@ -162,7 +169,7 @@ class Pipeline:
                 ack()
             except Exception as e:
                 print(f"ingest: error: acknowledgement failed: {e!r}", file=self.log, flush=True)
-        self.release(len(batch))
+        self.release(batch.queued())
 
     def _give_up(self, batch: AlertBatch, reason: str, item: Enriched | None = None) -> None:
         """Alerts no sink could take: keep them (EVE JSON) in the dead-letter
@@ -172,9 +179,11 @@ class Pipeline:
                                item.extra_strings if item else None)
         except Exception:
             data = repr(batch.alerts.tolist()).encode()
+        if batch.events is not None:  # non-alert EVE events, verbatim
+            data += batch.events.lines
         self.deadletter.write(batch.origin, reason, data)
         self.stats.add_dropped(reason, len(batch))
-        self.release(len(batch))
+        self.release(batch.queued())
 
     def _sync_deadletter_stats(self) -> None:
         self.stats.dead_letters = self.deadletter.count

@@ -46,6 +46,16 @@ class Stats:
         with self._lock:
             self.dropped[reason] += n
 
+    def add_extra(self, name: str, n: int = 1) -> None:
+        """Count into ``extra`` (safe when several reader threads count)."""
+        with self._lock:
+            self.extra[name] += n
+
+    def set_extra(self, name: str, value: int) -> None:
+        """Set a gauge in ``extra`` (e.g. an engine's own cumulative counter)."""
+        with self._lock:
+            self.extra[name] = value
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -74,7 +84,16 @@ class Stats:
             f"malformed={fmt(s['malformed'])} anomalies={fmt(s['anomalies'])} "
             f"dropped={fmt(s['dropped'])} dispatched={fmt(s['dispatched'])} "
             f"queue={s['queue_depth']}"
+            + _suricata(s)
         )
 
     def final_line(self) -> str:
         return "ingest: final stats " + json.dumps(self.snapshot(), sort_keys=True)
+
+
+def _suricata(s: dict[str, Any]) -> str:
+    """Suricata's own counters (from its EVE stats events), next to ours."""
+    sur = {k[len("suricata."):]: v for k, v in s.items() if k.startswith("suricata.")}
+    if not sur:
+        return ""
+    return " suricata=" + ",".join(f"{k}:{v}" for k, v in sorted(sur.items()))

@@ -37,6 +37,10 @@ class JsonlSink:
         # last attempt stopped: no torn line, no line written twice.
         if self._pending is None or self._pending[0] is not item:
             data = render_json(item.batch, self.profile, item.categories, item.extra_strings)
+            ev = item.batch.events
+            if ev is not None and ev.count:
+                # non-alert events (EVE flow, dns, stats ...): verbatim, in the same write
+                data = data + ev.lines if data else ev.lines
             self._pending = (item, data, 0)
         _, data, done = self._pending
         view = memoryview(data)

@@ -12,6 +12,17 @@ Schema (see README "The SQLite store")::
            class_id, category, priority, action, proto, ip_ver, src_ip, src_port,
            dest_ip, dest_port, icmp_type, icmp_code, vlan, flow_id, app_name)
     alerts_v                                         -- alerts joined with signatures
+    flows(flow_id, event_type, src_ip, ..., start_us, end_us, alerted)
+                                                     -- EVE flow/netflow events
+
+Alerts with a replay key (file followers) are stored at most once: a
+follower that re-reads after a crash cannot duplicate them.  Flow rows are
+keyed by (flow_id, event_type, src_ip, src_port), so re-reading replaces.
+Which flows produced a high-priority alert::
+
+    SELECT f.*, count(*) AS alerts, min(a.priority) AS top_priority
+    FROM alerts a JOIN flows f ON f.flow_id = a.flow_id
+    WHERE a.priority <= 1 GROUP BY f.rowid;
 """
 
 from __future__ import annotations
@@ -51,6 +62,18 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
 CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
 CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS flows (
+    flow_id INTEGER NOT NULL,        -- EVE flow_id (as signed 64-bit, like alerts.flow_id)
+    event_type TEXT NOT NULL,        -- flow | netflow
+    src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
+    proto TEXT, app_proto TEXT,
+    start TEXT, "end" TEXT,          -- as Suricata wrote them (local time + offset)
+    start_us INTEGER, end_us INTEGER, -- the same, microseconds since the epoch, UTC
+    pkts_toserver INTEGER, pkts_toclient INTEGER, bytes_toserver INTEGER, bytes_toclient INTEGER,
+    state TEXT, reason TEXT, alerted INTEGER,
+    UNIQUE (flow_id, event_type, src_ip, src_port)
+);
+CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
 -- A Unified2 event is identified by (sensor, event_id, time, signature):
 -- re-delivery after a crash between commit and bookmark is ignored, so the
 -- store holds every Unified2 alert exactly once.
@@ -68,6 +91,23 @@ _COLUMNS = (
 )
 _INSERT = (f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))}) "
            "ON CONFLICT (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2' DO NOTHING")
+# alerts that carry a replay key: stored at most once (see AlertBatch.keys)
+_INSERT_KEYED = (f"INSERT OR IGNORE INTO alerts ({_COLUMNS}, replay_key) "
+                 f"VALUES ({', '.join('?' * (len(_COLUMNS.split(',')) + 1))})")
+_FLOW_COLUMNS = (
+    "flow_id, event_type, src_ip, src_port, dest_ip, dest_port, proto, app_proto, start, \"end\", "
+    "start_us, end_us, pkts_toserver, pkts_toclient, bytes_toserver, bytes_toclient, state, reason, alerted"
+)
+_INSERT_FLOW = f"INSERT OR REPLACE INTO flows ({_FLOW_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added after a store may have been created."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(alerts)")}
+    if "replay_key" not in have:
+        db.execute("ALTER TABLE alerts ADD COLUMN replay_key INTEGER")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (replay_key) "
+               "WHERE replay_key IS NOT NULL")
 
 _SOURCE = np.array([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)], dtype=object)
 _ACTION = np.array([B.ACTION_NAMES.get(i) for i in range(256)], dtype=object)
@@ -164,9 +204,10 @@ class SqliteSink:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(SCHEMA)
+        _migrate(db)
         self._db = db
 
-    def _write(self, alert_rows: list[tuple], sig_rows: list[tuple]) -> None:
+    def _write(self, alert_rows: list[tuple], sig_rows: list[tuple], keys=None, flows=None) -> None:
         db = self._db
         assert db is not None
         db.execute("BEGIN")
@@ -176,14 +217,26 @@ class SqliteSink:
                     "INSERT OR IGNORE INTO signatures (gid, sid, rev, msg) VALUES (?, ?, ?, ?)",
                     sig_rows,
                 )
-            db.executemany(_INSERT, alert_rows)
+            if keys is None:
+                db.executemany(_INSERT, alert_rows)
+            else:
+                keyed = keys != 0
+                if keyed.all():
+                    db.executemany(_INSERT_KEYED, [(*r, k) for r, k in zip(alert_rows, keys.tolist(), strict=True)])
+                else:
+                    idx = np.flatnonzero(keyed).tolist()
+                    db.executemany(_INSERT_KEYED, [(*alert_rows[i], int(keys[i])) for i in idx])
+                    db.executemany(_INSERT, [alert_rows[i] for i in np.flatnonzero(~keyed).tolist()])
+            if flows:
+                db.executemany(_INSERT_FLOW, flows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
     def _write_item(self, item: Enriched) -> None:
-        self._write(*rows(item))
+        ev = item.batch.events
+        self._write(*rows(item), item.batch.keys, ev.flows if ev is not None else None)
 
     async def write(self, item: Enriched) -> None:
         # Row building and the transaction both run on the sink's thread.

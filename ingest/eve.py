@@ -1,0 +1,355 @@
+"""Suricata EVE JSON: typed, thin wrapper over the C batch decoder (csrc/eve.c).
+
+A batch of records (datagrams in recvmmsg slots, or lines in a buffer) is
+validated and decoded in one C call.  Alerts become canonical alerts; only
+the fields the canonical alert needs are extracted, and the record's original
+bytes are kept verbatim (``AlertBatch.raw``) for lossless JSON output.
+Other event types ride along as an :class:`~ingest.batch.EventBatch`:
+their original JSON for JSON sinks, plus flow rows for the store.
+
+Example::
+
+    from ingest.eve import decode_lines
+    res = decode_lines(open("eve.json", "rb").read())
+    res.batch.alerts["sid"], res.batch.events.count, res.rejected
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from . import batch as B
+from ._native import ffi, lib
+
+#: per-record outcome names, indexed by the C status (INGEST_EVE_*)
+REASONS = (
+    "alert",
+    "flow",
+    "netflow",
+    "stats",
+    "other",
+    "filtered",
+    "empty",  # blank line: ignored (counted, nothing to keep)
+    "invalid_json",
+    "not_object",
+    "no_event_type",
+    "bad_timestamp",
+    "bad_alert",
+    "truncated",
+)
+FIRST_REJECT = lib.INGEST_EVE_FIRST_REJECT
+EMPTY = lib.INGEST_EVE_EMPTY
+assert len(REASONS) == lib.INGEST_EVE_NREASONS
+
+REC_DTYPE = np.dtype(
+    [("off", "<u8"), ("len", "<u4"), ("etype_off", "<u4"), ("etype_len", "<u4"),
+     ("status", "u1"), ("reserved", "u1", (3,))],
+    align=True,
+)
+EXT_DTYPE = np.dtype(
+    [("sig_hash", "<u8"), ("cat_hash", "<u8"), ("rec", "<u4"), ("sig_off", "<u4"),
+     ("sig_len", "<u4"), ("cat_off", "<u4"), ("cat_len", "<u4"), ("has_sig", "u1"),
+     ("sig_esc", "u1"), ("has_cat", "u1"), ("cat_esc", "u1")],
+    align=True,
+)
+
+#: columns of a flow row (EventBatch.flows), in the store's ``flows`` table order
+FLOW_COLUMNS = (
+    "flow_id", "event_type", "src_ip", "src_port", "dest_ip", "dest_port", "proto",
+    "app_proto", "start", "end", "start_us", "end_us", "pkts_toserver", "pkts_toclient",
+    "bytes_toserver", "bytes_toclient", "state", "reason", "alerted",
+)
+
+#: Suricata writes every record starting with this; a torn stream line is
+#: resynchronised at its next occurrence (see :meth:`EveDecoder.decode`)
+RECORD_START = b'{"timestamp":'
+
+
+def parse_ts(text: str | bytes) -> int | None:
+    """A Suricata timestamp as microseconds since the epoch (UTC), or None."""
+    raw = text.encode() if isinstance(text, str) else text
+    out = ffi.new("int64_t *")
+    return int(out[0]) if lib.ingest_eve_parse_ts(raw, len(raw), out) == 0 else None
+
+
+def _signed(v: Any) -> int | None:
+    """flow_id as SQLite's signed 64-bit integer (same bits as ALERT flow_id.view(int64))."""
+    if not isinstance(v, int) or v < 0 or v >= 1 << 64:
+        return None
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def flow_row(ev: dict[str, Any]) -> tuple | None:
+    """One ``flows`` row from a decoded flow/netflow event (None without flow_id)."""
+    fid = _signed(ev.get("flow_id"))
+    if fid is None:
+        return None
+    et = str(ev.get("event_type"))
+    sub = ev.get(et)
+    f: dict[str, Any] = sub if isinstance(sub, dict) else {}
+    if et == "netflow":
+        ps, pc, bs, bc = f.get("pkts"), None, f.get("bytes"), None
+    else:
+        ps, pc, bs, bc = f.get("pkts_toserver"), f.get("pkts_toclient"), f.get("bytes_toserver"), f.get("bytes_toclient")
+    start, end = f.get("start"), f.get("end")
+    alerted = f.get("alerted")
+    return (
+        fid, et, ev.get("src_ip"), ev.get("src_port"), ev.get("dest_ip"), ev.get("dest_port"),
+        ev.get("proto"), ev.get("app_proto"), start, end,
+        parse_ts(start) if isinstance(start, str) else None,
+        parse_ts(end) if isinstance(end, str) else None,
+        ps, pc, bs, bc, f.get("state"), f.get("reason"),
+        None if alerted is None else int(bool(alerted)),
+    )
+
+
+@dataclass
+class EveResult:
+    """What one batch of records gave."""
+
+    batch: B.AlertBatch
+    #: (record index, reason, raw bytes) for every record that was rejected
+    rejected: list[tuple[int, str, bytes]] = field(default_factory=list)
+    #: decoded ``stats`` events (Suricata's own counters)
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    #: records by outcome name (alert, flow, ..., invalid_json, ...)
+    counts: dict[str, int] = field(default_factory=dict)
+    #: per alert: the record's (trimmed) offset in the input buffer
+    alert_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    #: records that were read (input count, incl. rejected and filtered)
+    records: int = 0
+
+
+def _loads(raw: bytes | memoryview) -> Any:
+    """A record the C side validated as JSON.  orjson is fast but stricter than
+    JSON (numbers beyond a double or 64 bits, lone surrogate escapes): those
+    rare records go through the stdlib instead, never raise on the reader."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(raw))
+
+
+def _text(mv: memoryview, start: int, n: int, esc: int) -> str:
+    raw = bytes(mv[start:start + n])
+    if not esc:
+        return raw.decode("utf-8")  # the C side validated UTF-8
+    try:
+        text = orjson.loads(b'"' + raw + b'"')
+    except orjson.JSONDecodeError:  # a lone surrogate escape (\ud800): valid JSON, not valid text
+        text = json.loads(b'"' + raw + b'"').encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return str(text)
+
+
+class EveDecoder:
+    """Reusable decoder: per-record scratch arrays are kept between batches.
+
+    ``event_types`` (optional) keeps only those event types; the others are
+    counted as ``filtered`` and go nowhere.  ``resync`` (streams): a line
+    that is not JSON but contains a later ``{"timestamp":`` is treated as a
+    torn record (Suricata ignores short writes) glued to a complete one; the
+    torn head is rejected as ``torn_record`` and the rest decoded.
+    """
+
+    def __init__(self, capacity: int = 1024, *, event_types: Iterable[str] | None = None,
+                 resync: bool = False) -> None:
+        types = [t.strip() for t in event_types or () if t.strip()]
+        self.filter = ("\n" + "\n".join(types) + "\n").encode() if types else None
+        self.resync = resync
+        self._text_cache: dict[int, str] = {}
+        self._tab_keys = np.empty(0, np.uint64)
+        self._tab_vals = np.empty(0, np.uint32)
+        self._grow(capacity)
+
+    def _grow(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.recs = np.zeros(capacity, REC_DTYPE)
+        self.ext = np.zeros(capacity, EXT_DTYPE)
+        self._c_recs = ffi.from_buffer("struct ingest_eve_rec[]", self.recs, require_writable=True)
+        self._c_ext = ffi.from_buffer("struct ingest_eve_alert[]", self.ext, require_writable=True)
+
+    def decode(self, buf: Any, offs: np.ndarray, lens: np.ndarray, n: int | None = None,
+               slot_flags: np.ndarray | None = None, origin: str = "") -> EveResult:
+        """Decode records i < n (``lens[i]`` bytes at ``buf[offs[i]:]``)."""
+        n = len(offs) if n is None else n
+        res = self._decode(buf, offs, lens, n, slot_flags, origin)
+        if self.resync and res.counts.get("invalid_json"):
+            res = self._resync(buf, res, origin)
+        return res
+
+    def _decode(self, buf: Any, offs: np.ndarray, lens: np.ndarray, n: int,
+                slot_flags: np.ndarray | None, origin: str) -> EveResult:
+        if n > self.capacity:
+            self._grow(max(n, 2 * self.capacity))
+        offs = np.ascontiguousarray(offs[:n], dtype=np.uint64)
+        lens = np.ascontiguousarray(lens[:n], dtype=np.uint32)
+        alerts = np.empty(max(n, 1), B.ALERT_DTYPE)
+        c_buf = ffi.from_buffer("uint8_t[]", buf)
+        flt = self.filter
+        k = lib.ingest_eve_decode(
+            c_buf, len(c_buf), ffi.from_buffer("uint64_t[]", offs), ffi.from_buffer("uint32_t[]", lens),
+            ffi.NULL if slot_flags is None else ffi.from_buffer("uint8_t[]", np.ascontiguousarray(slot_flags, np.uint8)),
+            n, ffi.NULL if flt is None else flt, 0 if flt is None else len(flt),
+            self._c_recs, ffi.from_buffer("struct ingest_alert[]", alerts, require_writable=True),
+            self._c_ext, n,
+        )
+        if k < 0:
+            raise ValueError(f"ingest_eve_decode: bad arguments ({k})")
+        recs = self.recs[:n]
+        ext = self.ext[:k]
+        alerts = alerts[:k] if k == n else alerts[:k].copy()
+        mv = memoryview(buf).cast("B")
+        status = recs["status"]
+        counts = np.bincount(status, minlength=len(REASONS)) if n else np.zeros(len(REASONS), np.int64)
+        res = EveResult(B.AlertBatch(alerts, [], origin), records=n,
+                        counts={REASONS[s]: int(c) for s, c in enumerate(counts.tolist()) if c})
+
+        if k:
+            self._alert_text(res, mv, recs, ext)
+        if n - k:
+            self._other(res, mv, recs, status)
+        return res
+
+    def _alert_text(self, res: EveResult, mv: memoryview, recs: np.ndarray, ext: np.ndarray) -> None:
+        """Signature and category strings (one decode per distinct text, cached
+        across batches) and the verbatim records (AlertBatch.raw_pool)."""
+        batch = res.batch
+        strings = batch.strings
+        rec_of = ext["rec"]
+        roff = recs["off"][rec_of]
+        res.alert_offsets = roff
+        cache = self._text_cache
+        if len(cache) > 65536:
+            cache.clear()
+        k = len(ext)
+        first = np.empty(k, np.uint32)
+        tab = 1 << max(4, (2 * k).bit_length())
+        if tab > len(self._tab_keys):
+            self._tab_keys = np.empty(tab, np.uint64)
+            self._tab_vals = np.empty(tab, np.uint32)
+        c_first = ffi.from_buffer("uint32_t[]", first, require_writable=True)
+        for col, has, off, ln, esc, h in (("msg_idx", "has_sig", "sig_off", "sig_len", "sig_esc", "sig_hash"),
+                                           ("cat", "has_cat", "cat_off", "cat_len", "cat_esc", "cat_hash")):
+            # distinct texts by (FNV-1a hash, length), found in C; one decode each (cached)
+            keys = (ext[h] ^ (ext[ln].astype(np.uint64) << np.uint64(40))) | np.uint64(1)
+            keys[ext[has] == 0] = 0
+            lib.ingest_dedupe_u64(ffi.from_buffer("uint64_t[]", keys), k, c_first,
+                                  ffi.from_buffer("uint64_t[]", self._tab_keys, require_writable=True),
+                                  ffi.from_buffer("uint32_t[]", self._tab_vals, require_writable=True), tab)
+            uniq = np.flatnonzero(first == np.arange(k, dtype=np.uint32))
+            remap = np.full(k + 1, -1, np.int32)  # [k] <- UINT32_MAX rows (no text)
+            base = len(strings)
+            for j, key in zip(uniq.tolist(), keys[uniq].tolist(), strict=True):
+                text = cache.get(key)
+                if text is None:
+                    text = cache[key] = _text(mv, int(roff[j]) + int(ext[off][j]), int(ext[ln][j]), int(ext[esc][j]))
+                strings.append(text)
+            remap[uniq] = base + np.arange(len(uniq), dtype=np.int32)
+            arr = remap[np.minimum(first, k)]
+            if col == "msg_idx":
+                batch.alerts["msg_idx"] = arr
+            else:
+                batch.cat = arr
+        # the verbatim records, copied back to back in one C call (the input
+        # buffer is reused for the next batch)
+        rlen = recs["len"][rec_of]
+        data = np.empty(int(rlen.sum(dtype=np.uint64)), np.uint8)
+        poff = np.empty(len(ext), np.uint64)
+        got = lib.ingest_eve_gather(
+            ffi.from_buffer("uint8_t[]", mv), len(mv), self._c_recs,
+            ffi.from_buffer("uint32_t[]", np.ascontiguousarray(rec_of)), len(ext),
+            ffi.from_buffer("uint8_t[]", data, require_writable=True), len(data),
+            ffi.from_buffer("uint64_t[]", poff, require_writable=True))
+        if got != len(data):
+            raise ValueError(f"ingest_eve_gather failed ({got})")
+        batch.raw_pool = B.RawPool(data, poff, rlen.astype(np.uint32))
+        batch.raw = np.arange(len(ext), dtype=np.int32)
+
+    def _other(self, res: EveResult, mv: memoryview, recs: np.ndarray, status: np.ndarray) -> None:
+        """Non-alert events (passthrough, flows, stats) and rejects."""
+        passing = np.flatnonzero((status > lib.INGEST_EVE_ALERT) & (status < lib.INGEST_EVE_FILTERED))
+        if len(passing):
+            offs = recs["off"][passing].tolist()
+            lens = recs["len"][passing].tolist()
+            sts = status[passing].tolist()
+            eoffs = recs["etype_off"][passing].tolist()
+            elens = recs["etype_len"][passing].tolist()
+            pieces = [mv[o:o + ln] for o, ln in zip(offs, lens, strict=True)]
+            flows: list[tuple] = []
+            types: Counter[str] = Counter()
+            for o, piece, st, eo, el in zip(offs, pieces, sts, eoffs, elens, strict=True):
+                types[str(mv[o + eo:o + eo + el], "utf-8")] += 1
+                if st == lib.INGEST_EVE_FLOW or st == lib.INGEST_EVE_NETFLOW:
+                    row = flow_row(_loads(piece))
+                    if row is not None:
+                        flows.append(row)
+                elif st == lib.INGEST_EVE_STATS:
+                    res.stats.append(_loads(piece))
+            res.batch.events = B.EventBatch(b"\n".join(pieces) + b"\n", len(pieces), flows, dict(types))
+        bad = np.flatnonzero(status >= FIRST_REJECT)
+        for i in bad.tolist():
+            st = int(status[i])
+            if st == EMPTY:
+                continue
+            o, ln = int(recs["off"][i]), int(recs["len"][i])
+            res.rejected.append((i, REASONS[st], bytes(mv[o:o + ln])))
+
+    def _resync(self, buf: Any, res: EveResult, origin: str) -> EveResult:
+        """Split invalid lines at a later record start and decode the tails."""
+        keep: list[tuple[int, str, bytes]] = []
+        t_off: list[int] = []
+        t_len: list[int] = []
+        for i, reason, raw in res.rejected:
+            cut = raw.rfind(RECORD_START, 1) if reason == "invalid_json" else -1
+            if cut <= 0:
+                keep.append((i, reason, raw))
+                continue
+            keep.append((i, "torn_record", raw[:cut]))
+            t_off.append(int(self.recs["off"][i]) + cut)
+            t_len.append(len(raw) - cut)
+        if not t_off:
+            return res
+        res.rejected = keep
+        res.counts["invalid_json"] -= len(t_off)
+        if not res.counts["invalid_json"]:
+            del res.counts["invalid_json"]
+        res.counts["torn_record"] = res.counts.get("torn_record", 0) + len(t_off)
+        tail = self._decode(buf, np.array(t_off, np.uint64), np.array(t_len, np.uint32), len(t_off), None, origin)
+        res.batch = B.AlertBatch.concat([res.batch, tail.batch])
+        res.rejected.extend(tail.rejected)
+        res.stats.extend(tail.stats)
+        for name, c in tail.counts.items():
+            res.counts[name] = res.counts.get(name, 0) + c
+        res.alert_offsets = np.concatenate([res.alert_offsets, tail.alert_offsets])
+        return res
+
+
+def decode_lines(data: bytes, origin: str = "", **kw: Any) -> EveResult:
+    """Decode a buffer of newline-terminated EVE records (a whole file, say).
+    A final unterminated line is decoded too."""
+    offs, lens, consumed = split_lines(data)
+    if consumed < len(data):
+        offs = np.append(offs, np.uint64(consumed))
+        lens = np.append(lens, np.uint32(len(data) - consumed))
+    return EveDecoder(max(1, len(offs)), **kw).decode(data, offs, lens, origin=origin)
+
+
+def split_lines(data: Any, base: int = 0, cap: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Complete lines of data: (offsets, lengths incl. '\\n', bytes consumed)."""
+    c = ffi.from_buffer("uint8_t[]", data)
+    cap = cap if cap is not None else max(1, data.count(b"\n") if isinstance(data, (bytes, bytearray)) else len(c) // 64 + 1)
+    offs = np.empty(cap, np.uint64)
+    lens = np.empty(cap, np.uint32)
+    consumed = ffi.new("size_t *")
+    n = lib.ingest_eve_lines(c, len(c), base, ffi.from_buffer("uint64_t[]", offs, require_writable=True),
+                             ffi.from_buffer("uint32_t[]", lens, require_writable=True), cap, consumed)
+    if n < 0:
+        raise ValueError(f"ingest_eve_lines failed ({n})")
+    return offs[:n], lens[:n], int(consumed[0])

@@ -1,0 +1,201 @@
+"""Suricata EVE over a unix_dgram socket (``--eve-dgram PATH``), and what every
+EVE source shares: handing decoded records on, naming bad input, and keeping
+Suricata's own counters from its ``stats`` events.
+
+Suricata is the client: it connects to the socket we bind and, in live mode,
+sends with MSG_DONTWAIT, silently dropping an event whenever our receive
+queue is full (FORMATS.md section 5).  So the reader thread only drains:
+recvmmsg into caller-owned 256 KiB slots (an EVE record can be ~200 KiB; a
+bigger one is cut by the kernel, flagged MSG_TRUNC, counted and
+dead-lettered, never passed on), one C call decodes the whole batch, and the
+batch goes to the runtime's bounded queue.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..alertpkt import SlotDecoder
+from ..batch import AlertBatch, empty
+from ..deadletter import DeadLetter
+from ..eve import EveDecoder, EveResult
+from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, warn_kernel_limits
+from ..stats import Stats
+from .base import Submit
+
+#: one datagram slot: larger than any datagram Suricata can send (its
+#: SO_SNDBUF - 32 = 212960 by default), so a cut record is always detected
+SLOT_SIZE = 256 * 1024
+#: datagrams per recvmmsg call (slots are calloc'ed: untouched pages cost nothing)
+BATCH_SLOTS = 256
+POLL_SECONDS = 0.2
+#: after the first datagram, collect for up to this long (ingest_recv_batch),
+#: when the kernel queue is short (see EveDgramSource)
+LINGER_US = 2000
+
+#: Suricata counters reported next to ours (besides every "*drop*" counter)
+_KEEP = {"capture.kernel_packets", "capture.errors", "decoder.pkts", "detect.alert",
+         "detect.alerts_suppressed", "uptime"}
+
+
+def _read_qlen() -> int | None:
+    try:
+        with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def suricata_counters(stats_event: dict[str, Any]) -> dict[str, int]:
+    """Suricata's drop counters (and a few totals) from one ``stats`` event,
+    flattened to dotted names (e.g. ``capture.kernel_drops``)."""
+    out: dict[str, int] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            name = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, name + ".")
+            elif isinstance(v, int) and ("drop" in k or name in _KEEP):
+                out[name] = v
+
+    s = stats_event.get("stats")
+    if isinstance(s, dict):
+        walk(s, "")
+    return out
+
+
+def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray, n: int,
+                   origin: str, submit: Submit, stats: Stats, deadletter: DeadLetter, *,
+                   slot_flags: np.ndarray | None = None, block: Callable[[], bool] | None = None,
+                   acks: list | None = None,
+                   keys: Callable[[EveResult], np.ndarray] | None = None) -> EveResult | None:
+    """Decode n records and hand everything on.
+
+    Queue full: with ``block`` (files: the data waits on disk) wait while
+    ``block()`` is true; otherwise (sockets) dead-letter the raw records as
+    ``queue_full`` rather than stall the reader (Suricata would drop them
+    unseen).  Rejected records are dead-lettered and counted by reason.
+    ``acks`` (bookmarks) always travel in a batch, even an empty one, so they
+    run in order after everything before them was acknowledged.
+    """
+    while not submit.reserve(n):
+        if block is None:
+            stats.add_input(n, 0)
+            for i in range(n):
+                o = int(offs[i])
+                deadletter.write(origin, "queue_full", memoryview(buf).cast("B")[o:o + min(int(lens[i]), SLOT_SIZE)])
+            stats.add_dropped("queue_full", n)
+            return None
+        if not block():
+            return None
+        time.sleep(0.01)
+    try:
+        res = dec.decode(buf, offs, lens, n, slot_flags, origin)
+    except Exception as e:  # a bug must cost this batch, never the reader thread
+        print(f"ingest: error: {origin}: decoding a batch failed ({e!r}); "
+              f"its {n} records are in the dead-letter file", file=sys.stderr, flush=True)
+        mv = memoryview(buf).cast("B")
+        for i in range(n):
+            o = int(offs[i])
+            deadletter.write(origin, "internal_error", mv[o:o + min(int(lens[i]), SLOT_SIZE)])
+        stats.add_input(n, 0)
+        stats.add_malformed("internal_error", n)
+        if acks:  # the records are kept: the position may move past them
+            submit.submit(AlertBatch(empty(0), acks=list(acks), origin=origin))
+        submit.release(n)
+        return EveResult(AlertBatch(empty(0), [], origin), records=n)  # consumed (kept raw)
+    for _i, reason, raw in res.rejected:
+        deadletter.write(origin, reason, raw)
+        stats.add_malformed(reason)
+    for name in ("filtered", "empty"):
+        if res.counts.get(name):
+            stats.add_extra(f"eve_{name}", res.counts[name])
+    batch = res.batch
+    stats.add_input(n, len(batch))
+    if batch.events is not None:
+        stats.add_extra("eve_events", batch.events.count)
+        stats.add_extra("eve_flows", len(batch.events.flows))
+    for ev in res.stats:
+        for name, v in suricata_counters(ev).items():
+            stats.set_extra("suricata." + name, v)  # Suricata's counters are cumulative
+    if keys is not None and len(batch):
+        batch.keys = keys(res)
+    used = batch.queued()
+    if acks:
+        batch.acks.extend(acks)
+    if used or acks:
+        submit.submit(batch)
+    submit.release(n - used)
+    return res
+
+
+class EveDgramSource:
+    """``--eve-dgram PATH``: Suricata ``eve-log`` with ``filetype: unix_dgram``."""
+
+    kind = "eve-dgram"
+
+    def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
+                 event_types: tuple[str, ...] = (), slots: int = BATCH_SLOTS) -> None:
+        self.origin = f"eve-dgram:{os.path.abspath(path)}"
+        self.bound: BoundSocket = bind_unix(path, socket.SOCK_DGRAM, mode=mode, group=group)
+        self.rcvbuf = raise_rcvbuf(self.bound.sock)
+        warn_kernel_limits()
+        tv = struct.pack("@ll", 0, int(POLL_SECONDS * 1e6))
+        self.bound.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self.event_types = event_types
+        self._slots = slots
+        # With a short kernel queue (max_dgram_qlen < slots) one recvmmsg sees
+        # only a handful of datagrams: then linger in C (GIL released) so a
+        # batch still fills.  With a long queue, MSG_WAITFORONE alone fills
+        # batches, and lingering would only add a wake-up per datagram.
+        qlen = _read_qlen()
+        self._linger_us = LINGER_US if qlen is not None and qlen < slots else 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        self._thread = threading.Thread(target=self._run, args=(submit, stats, deadletter),
+                                        name="ingest-eve-dgram", daemon=True)
+        self._thread.start()
+
+    def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        slots = SlotDecoder(self._slots, SLOT_SIZE)  # reuses the recvmmsg slot buffer
+        dec = EveDecoder(self._slots, event_types=self.event_types)
+        offs = np.arange(self._slots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
+        fd = self.bound.sock.fileno()
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                if stopping:
+                    os.set_blocking(fd, False)  # drain what is queued, then stop
+                n = slots.recv(fd, 0 if stopping else self._linger_us)
+                if n == 0:
+                    if stopping:
+                        return
+                    continue
+                # a cut datagram is passed with its slot's bytes only (flagged)
+                lens = np.minimum(slots.lens[:n], SLOT_SIZE)
+                handle_records(dec, slots.buf, offs, lens, n, self.origin, submit, stats,
+                               deadletter, slot_flags=slots.flags)
+        except BaseException as e:  # never silently: the runtime reports it
+            self.error = e
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        self.bound.remove()

@@ -1,0 +1,414 @@
+"""Following Suricata's eve.json (``--eve-file PATH``) with a crash-safe bookmark.
+
+* **Identity** of a file = (st_dev, st_ino, fingerprint), the fingerprint
+  being its first ``FP_LEN`` bytes (a file is not read before it has that
+  many; no EVE record is shorter).  Inode reuse and copytruncate are told
+  apart from "the same file, grown" by the fingerprint (Filebeat 9's rule).
+* **Position** = byte offset just past the last complete line handed on.
+  An unterminated last line is never consumed: it is read again, whole,
+  once Suricata has finished writing it.
+* **Bookmark**: written atomically (ingest.bookmark) from batch acks only,
+  i.e. after every sink acknowledged everything before it; writes are
+  coalesced (at most one per ``SAVE_INTERVAL``, and one at close).  A crash
+  can therefore re-read a little: every alert carries a replay key
+  (identity hash XOR offset), so the SQLite store ignores what it already
+  has; JSON-lines sinks are at-least-once.
+* **Rename rotation** (logrotate + SIGHUP, or a move): the open descriptor
+  keeps following the old file wherever it went; it is drained to its end
+  and only then abandoned, once the new file at PATH has data (Suricata has
+  reopened) or it has been idle ``ROTATE_WAIT`` seconds.
+* **copytruncate**: same inode, but smaller than our offset or with another
+  fingerprint.  The copy (a sibling ``PATH.*`` / ``PATH-*`` with our
+  fingerprint) is read from our offset to its end first, so what Suricata
+  wrote between our last read and the copy is not lost; then PATH is read
+  from 0.
+* **Several files**: PATH may be a glob, for Suricata's threaded output
+  (``eve.*.json``) or timestamped files (``eve.json.*``): every match is
+  followed on its own, with its own entry in the one bookmark.
+* On restart, a bookmarked file is looked for by identity at PATH, then
+  among PATH's rotated siblings, and resumed; the remaining part of a file
+  rotated away while we were down is drained before the new PATH.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob as globmod
+import hashlib
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import bookmark
+from ..deadletter import DeadLetter
+from ..eve import EveDecoder, EveResult, split_lines
+from ..stats import Stats
+from .base import Submit
+from .eve import handle_records
+
+FP_LEN = 64
+CHUNK = 4 << 20
+LINES_PER_BATCH = 4096
+MAX_LINE = 16 << 20
+POLL_SECONDS = 0.25
+ROTATE_WAIT = 5.0
+SAVE_INTERVAL = 0.1
+MAX_ENTRIES = 64
+#: glob mode: a file that is not the newest match and has been idle this long is closed
+IDLE_CLOSE = 300.0
+
+
+def _ident_key(dev: int, ino: int, fp: bytes) -> str:
+    return f"{dev}:{ino}:{hashlib.blake2b(fp, digest_size=8).hexdigest()}"
+
+
+def _replay_base(dev: int, ino: int, fp: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{dev}:{ino}:".encode() + fp, digest_size=8).digest(), "little")
+
+
+@dataclass
+class _File:
+    path: str
+    fd: int
+    dev: int
+    ino: int
+    fp: bytes
+    offset: int
+    key: str
+    base: int  # replay-key base
+    idle_since: float = 0.0
+    gone_since: float | None = None  # when we noticed it is no longer at its path
+    skipping: bool = False  # inside an oversized line
+
+    @classmethod
+    def open(cls, path: str, offset: int = 0, expect: tuple[int, int, bytes] | None = None) -> _File | None:
+        """Open path if it has a full fingerprint (and, with expect, is that file)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        fp = os.pread(fd, FP_LEN, 0)
+        if len(fp) < FP_LEN or (expect is not None and (st.st_dev, st.st_ino, fp) != expect):
+            os.close(fd)
+            return None
+        return cls(path, fd, st.st_dev, st.st_ino, fp, offset, _ident_key(st.st_dev, st.st_ino, fp),
+                   _replay_base(st.st_dev, st.st_ino, fp), time.monotonic())
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def truncated(self) -> bool:
+        """copytruncate (or a rewrite) happened under us."""
+        return self.size() < self.offset or os.pread(self.fd, FP_LEN, 0) != self.fp
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class EveFileSource:
+    """``--eve-file PATH``: follow eve.json (or a glob of Suricata's files)."""
+
+    kind = "eve-file"
+
+    def __init__(self, path: str, *, bookmark_path: str | None = None, start: str = "beginning",
+                 event_types: tuple[str, ...] = (), max_line: int = MAX_LINE,
+                 poll: float = POLL_SECONDS, rotate_wait: float = ROTATE_WAIT, log=sys.stderr) -> None:
+        self.path = os.path.abspath(path)
+        self.is_glob = globmod.has_magic(self.path)
+        self.origin = f"eve-file:{self.path}"
+        d, b = os.path.split(self.path)
+        self.bookmark_path = bookmark_path or os.path.join(d, f".{b.replace('*', '_')}.ingest-bookmark")
+        if start not in ("beginning", "end"):
+            raise ValueError("start must be 'beginning' or 'end'")
+        self.start_at = start
+        self.event_types = event_types
+        self.max_line = max_line
+        self.poll = poll
+        self.rotate_wait = rotate_wait
+        self.log = log
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # acknowledged positions (event-loop thread) and when they were saved
+        bdir = os.path.dirname(os.path.abspath(self.bookmark_path))
+        if not os.access(bdir, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write the bookmark in {bdir} (for {self.path}); "
+                             "give a writable --bookmark-dir")
+        state = bookmark.load(self.bookmark_path)  # ValueError if damaged: never restart silently
+        self._had_bookmark = state is not None
+        self._entries: dict[str, dict] = dict((state or {}).get("files", {}))
+        self._dirty = False
+        self._last_save = 0.0
+        self._lock = threading.Lock()
+
+    # --- bookmark (acks run on the event loop, after every sink returned) ---
+    def _ack(self, ident: tuple[str, str, int, int, bytes], offset: int) -> None:
+        key, path, dev, ino, fp = ident
+        entry = {"path": path, "dev": dev, "ino": ino, "fp": fp.hex(), "offset": offset}
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = entry  # most recent last
+            while len(self._entries) > MAX_ENTRIES:
+                self._entries.pop(next(iter(self._entries)))
+            self._dirty = True
+            if time.monotonic() - self._last_save >= SAVE_INTERVAL:
+                self._save()
+
+    def _save(self) -> None:
+        bookmark.save(self.bookmark_path, {"version": 1, "path": self.path, "files": self._entries})
+        self._dirty = False
+        self._last_save = time.monotonic()
+
+    def flush_bookmark(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self._save()
+
+    # --- reading ---------------------------------------------------------
+    def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        self._thread = threading.Thread(target=self._run, args=(submit, stats, deadletter),
+                                        name="ingest-eve-file", daemon=True)
+        self._thread.start()
+
+    def _siblings(self) -> list[str]:
+        d, b = os.path.split(self.path)
+        try:
+            names = os.listdir(d)
+        except OSError:
+            return []
+        return [os.path.join(d, n) for n in names if n != b and n.startswith(b.split("*")[0])]
+
+    def _current_paths(self) -> list[str]:
+        if self.is_glob:
+            return sorted(p for p in globmod.glob(self.path) if os.path.isfile(p))
+        return [self.path] if os.path.isfile(self.path) else []
+
+    def _resume(self) -> list[_File]:
+        """Re-open every bookmarked file that still has unread data."""
+        files: list[_File] = []
+        cands = self._current_paths() + self._siblings()
+        with self._lock:
+            entries = list(self._entries.values())
+        for e in entries:
+            expect = (e["dev"], e["ino"], bytes.fromhex(e["fp"]))
+            found = None
+            for p in [e["path"]] + cands:
+                found = _File.open(p, e["offset"], expect)
+                if found is not None:
+                    break
+            if found is None:
+                continue  # gone (deleted / compressed): nothing more to read from it
+            if found.size() <= found.offset and found.path not in self._current_paths():
+                found.close()  # fully read and rotated away
+                continue
+            files.append(found)
+        return files
+
+    def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        dec = EveDecoder(LINES_PER_BATCH, event_types=self.event_types)
+        self._done: dict[tuple[int, int, bytes], int] = {}
+        self._newest: str | None = None
+        try:
+            files = self._resume()
+            for f in files:
+                print(f"ingest: {self.origin}: resuming {f.path} at byte {f.offset}", file=self.log, flush=True)
+            first = not self._had_bookmark
+            while True:
+                stopping = self._stop.is_set()
+                progressed = False
+                for f in list(files):
+                    progressed |= self._drain(f, dec, submit, stats, deadletter)
+                if stopping:
+                    break
+                self._discover(files, first)
+                first = False
+                for f in list(files):
+                    self._check(f, files, dec, submit, stats, deadletter)
+                if not progressed:
+                    self._stop.wait(self.poll)
+        except BaseException as e:
+            self.error = e
+            raise
+        finally:
+            for f in files if "files" in locals() else []:
+                f.close()
+
+    def _discover(self, files: list[_File], first: bool) -> None:
+        """Start following files at PATH (or matching the glob) not yet followed."""
+        known = {(f.dev, f.ino, f.fp) for f in files}
+        paths = self._current_paths()
+        if self.is_glob:
+            mtimes = {}
+            for p in paths:
+                try:
+                    mtimes[p] = os.stat(p).st_mtime
+                except OSError:
+                    pass
+            self._newest = max(mtimes, key=mtimes.__getitem__) if mtimes else None
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if any((st.st_dev, st.st_ino) == (k[0], k[1]) for k in known):
+                continue
+            f = _File.open(p)
+            if f is None or (f.dev, f.ino, f.fp) in known:
+                if f is not None:
+                    f.close()
+                continue
+            done = self._done.get((f.dev, f.ino, f.fp))
+            if done is not None:  # finished earlier (e.g. renamed within the glob)
+                if f.size() <= done:
+                    f.close()
+                    continue
+                f.offset = done
+            if first and self.start_at == "end":
+                f.offset = f.size()
+            files.append(f)
+
+    def _check(self, f: _File, files: list[_File], dec: EveDecoder, submit: Submit, stats: Stats,
+               deadletter: DeadLetter) -> None:
+        """Rotation and truncation of one followed file."""
+        try:
+            st = os.stat(f.path)
+            here = (st.st_dev, st.st_ino) == (f.dev, f.ino)
+        except OSError:
+            st, here = None, False
+        if here:
+            if f.truncated() and not self._after_truncate(f, dec, submit, stats, deadletter):
+                files.remove(f)  # too short to identify yet: discovery picks it up again
+                f.close()
+            elif (self.is_glob and f.path != self._newest and f.size() <= f.offset
+                  and time.monotonic() - f.idle_since >= IDLE_CLOSE):
+                # an old timestamped file Suricata has moved on from: stop holding
+                # it open; discovery re-opens it at this offset if it ever grows
+                files.remove(f)
+                self._done[(f.dev, f.ino, f.fp)] = f.offset
+                f.close()
+            return
+        # renamed or deleted: the descriptor still reads it; finish it first.
+        # Suricata writes to it until it reopens PATH (SIGHUP), so it is let go
+        # only once PATH has a new file with data, or rotate_wait after the
+        # move was noticed (never counted from the last read: a quiet file
+        # moved away may still get its last lines).
+        now = time.monotonic()
+        if f.gone_since is None:
+            f.gone_since = now
+        if f.size() > f.offset:
+            return
+        replaced = st is not None and st.st_size >= FP_LEN
+        if replaced or now - f.gone_since >= self.rotate_wait:
+            files.remove(f)
+            self._done[(f.dev, f.ino, f.fp)] = f.offset
+            f.close()
+
+    def _after_truncate(self, f: _File, dec: EveDecoder, submit: Submit, stats: Stats,
+                        deadletter: DeadLetter) -> bool:
+        """copytruncate: read the rest from the copy, then start PATH again at 0."""
+        for p in self._siblings():
+            try:
+                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                if os.pread(fd, FP_LEN, 0) == f.fp and os.fstat(fd).st_size >= f.offset:
+                    copy = _File(p, os.dup(fd), f.dev, f.ino, f.fp, f.offset, f.key, f.base)
+                    while self._drain(copy, dec, submit, stats, deadletter):
+                        pass
+                    copy.close()
+                    break
+            finally:
+                os.close(fd)
+        print(f"ingest: {self.origin}: {f.path} was truncated (copytruncate); reading it from the start",
+              file=self.log, flush=True)
+        stats.add_extra("eve_file_truncations", 1)
+        fp = os.pread(f.fd, FP_LEN, 0)
+        if len(fp) < FP_LEN:
+            return False  # not enough for a fingerprint yet
+        f.fp, f.offset = fp, 0
+        f.key = _ident_key(f.dev, f.ino, fp)
+        f.base = _replay_base(f.dev, f.ino, fp)
+        return True
+
+    def _drain(self, f: _File, dec: EveDecoder, submit: Submit, stats: Stats,
+               deadletter: DeadLetter) -> bool:
+        """Hand on every complete line past f.offset; True if anything was read."""
+        if not f.key:
+            return False
+        progressed = False
+        chunk = CHUNK
+        while True:
+            data = os.pread(f.fd, chunk, f.offset)
+            if not data:
+                break
+            if os.pread(f.fd, FP_LEN, 0) != f.fp:
+                # truncated (and perhaps rewritten) under us: what was just read
+                # may be new content at an old offset; _check starts it over
+                break
+            if f.skipping:
+                nl = data.find(b"\n")
+                if nl < 0:
+                    f.offset += len(data)
+                    continue
+                f.skipping = False
+                f.offset += nl + 1
+                self._ack_later(f, f.offset, submit)
+                continue
+            offs, lens, consumed = split_lines(data, cap=LINES_PER_BATCH)
+            if not len(offs):
+                if len(data) < chunk:
+                    break  # an unterminated last line: wait for the rest
+                if chunk <= self.max_line:
+                    chunk *= 2
+                    continue
+                deadletter.write(self.origin, "oversized", data[:64 << 10])
+                stats.add_malformed("oversized")
+                f.skipping = True
+                f.offset += len(data)
+                continue
+            start = f.offset
+            end = start + consumed
+            # the identity as it is now (a truncation changes f later)
+            ident = (f.key, f.path, f.dev, f.ino, f.fp)
+            base = f.base
+            res = handle_records(
+                dec, data, offs, lens, len(offs), self.origin, submit, stats, deadletter,
+                block=lambda: not self._stop.is_set(),
+                acks=[functools.partial(self._ack, ident, end)],
+                keys=functools.partial(self._keys, base, start),
+            )
+            if res is None:
+                return progressed  # stopping while the queue is full: re-read next time
+            f.offset = end
+            f.idle_since = time.monotonic()
+            progressed = True
+        return progressed
+
+    def _ack_later(self, f: _File, offset: int, submit: Submit) -> None:
+        """Move the bookmark past skipped bytes, in order with the batches."""
+        from ..batch import AlertBatch, empty
+
+        submit.reserve(0)
+        ident = (f.key, f.path, f.dev, f.ino, f.fp)
+        submit.submit(AlertBatch(empty(0), acks=[lambda: self._ack(ident, offset)], origin=self.origin))
+
+    @staticmethod
+    def _keys(base: int, start: int, res: EveResult) -> np.ndarray:
+        off = res.alert_offsets.astype(np.uint64) + np.uint64(start)
+        keys = (np.uint64(base) ^ off).view(np.int64)
+        keys[keys == 0] = 1
+        return keys
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        self.flush_bookmark()

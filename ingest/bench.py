@@ -618,11 +618,11 @@ def format_report(rep: dict) -> str:
 
 def eve_status() -> dict:
     """What the EVE rows can show: they need the EVE inputs of ingest listen."""
-    import importlib.util
-
-    have = importlib.util.find_spec("ingest.eve") is not None
-    why = ("not yet: the EVE inputs are on main but this harness does not drive them yet"
-           if have else "not yet: no --eve-stream / --eve-dgram input in this ingest")
+    # this checkout's package, not whatever an editable install would find
+    have = (Path(__file__).resolve().parent / "eve.py").exists()
+    why = ("not yet: ingest has the EVE inputs, but this harness has no EVE sender and "
+           "does not measure them yet" if have else
+           "not yet: no --eve-stream / --eve-dgram input in this ingest")
     return {"unix_stream vs FEVER": why, "unix_dgram vs Python json.loads": why}
 
 

@@ -94,7 +94,8 @@ static int classify_errno(int err, int dontwait)
 
 long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
                       uint64_t count, double rate, double time_limit, int flags,
-                      long stamp_off, const int *stop, struct ingest_gen_result *res)
+                      long stamp_off, long time_off, const int *stop,
+                      struct ingest_gen_result *res)
 {
     struct sockaddr_un addr;
     const int mode = flags & INGEST_GEN_MODE_MASK;
@@ -114,6 +115,11 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
         return INGEST_EINVAL;
     /* The stamp (a 4-byte event id) must lie inside every template. */
     if (stamp_off >= 0 && ((size_t)stamp_off > tlen || tlen - (size_t)stamp_off < 4))
+        return INGEST_EINVAL;
+    /* The time stamp (8 bytes) too; sendmmsg mode sends from iovecs and has
+     * no per-alert send time, so it does not take one. */
+    if (time_off >= 0 && ((size_t)time_off > tlen || tlen - (size_t)time_off < 8 ||
+                          mode == INGEST_GEN_MMSG))
         return INGEST_EINVAL;
     /* sun_path is 108 bytes including the NUL: a longer path would be cut
      * (Snort truncates it silently; we refuse). */
@@ -152,6 +158,7 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
     const double start = now_s();
     const double deadline = time_limit > 0 ? start + time_limit : 0;
     uint64_t i = 0; /* alerts attempted: sent + dropped + errors */
+    uint64_t timed = 0; /* alerts whose time stamp is written (retries keep it) */
     unsigned t = 0; /* next template */
     double now = start;
 
@@ -222,6 +229,15 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
             uint8_t *tp = templates + (size_t)t * tlen;
             if (stamp_off >= 0)
                 stamp(tp + stamp_off, (uint32_t)(i + 1), be_stamp);
+            if (time_off >= 0 && timed <= i) {
+                /* The alert's time is when the engine first tried to send
+                 * it: a blocked and retried send counts as latency. */
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                stamp(tp + time_off, (uint32_t)ts.tv_sec, be_stamp);
+                stamp(tp + time_off + 4, (uint32_t)(ts.tv_nsec / 1000), be_stamp);
+                timed = i + 1;
+            }
             ssize_t n;
             if (mode == INGEST_GEN_CONNECT)
                 n = send(fd, tp, tlen, 0);

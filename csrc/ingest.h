@@ -451,7 +451,7 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
 #define INGEST_GEN_MMSG 2     /* blocking sendmmsg batches (not a real sender)   */
 #define INGEST_GEN_DONTWAIT 3 /* Suricata live: MSG_DONTWAIT, would-block dropped */
 #define INGEST_GEN_MODE_MASK 0x0f
-#define INGEST_GEN_STAMP_BE 0x10 /* write the event-id stamp big-endian (Barnyard2) */
+#define INGEST_GEN_STAMP_BE 0x10 /* write the event-id and time stamps big-endian (Barnyard2) */
 #define INGEST_GEN_MAX_DGRAM (1u << 20)
 
 /* What one ingest_gen_dgram run did.  sent + dropped + errors = alerts
@@ -476,12 +476,17 @@ struct ingest_gen_result {
  * thread sets it.  stamp_off >= 0 writes a 4-byte event id (1, 2, 3, ...;
  * host order, or big-endian with INGEST_GEN_STAMP_BE) at that offset of every
  * datagram: the sendto/connect modes write it into the template before the
- * send, so templates must be writable.  Returns the number sent, or
+ * send, so templates must be writable.  time_off >= 0 (sendto, connect and
+ * dontwait modes only) also writes the CLOCK_MONOTONIC time of each alert's
+ * first send attempt as two 4-byte words, seconds then microseconds, at that
+ * offset (the event's ref_time): the benchmark's latency probe, since every
+ * process on the machine shares that clock.  Returns the number sent, or
  * INGEST_EINVAL / INGEST_ESYS (socket or, in CONNECT mode, connect failed;
  * res->last_errno says why).
  */
 long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
                       uint64_t count, double rate, double time_limit, int flags,
-                      long stamp_off, const int *stop, struct ingest_gen_result *res);
+                      long stamp_off, long time_off, const int *stop,
+                      struct ingest_gen_result *res);
 
 #endif /* INGEST_H */

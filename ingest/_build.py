@@ -280,7 +280,8 @@ struct ingest_gen_result {
    without the GIL; the C side reads it atomically. */
 long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
                       uint64_t count, double rate, double time_limit, int flags,
-                      long stamp_off, const int *stop, struct ingest_gen_result *res);
+                      long stamp_off, long time_off, const int *stop,
+                      struct ingest_gen_result *res);
 """
 
 # Sections in csrc/ingest.h order; later modules append their block here.

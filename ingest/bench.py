@@ -163,7 +163,7 @@ class _LineClock:
     def __init__(self, stream, target: int) -> None:
         self.lines: list[str] = []
         self.done_at: float | None = None
-        self._target = target
+        self.target = target
         self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
         self._thread.start()
 
@@ -177,7 +177,7 @@ class _LineClock:
                     total = sum(int(v.rsplit(":", 1)[1]) for v in m.group(1).split(","))
                 except (IndexError, ValueError):
                     continue
-                if total >= self._target:
+                if total >= self.target:
                     self.done_at = time.monotonic()
 
     def text(self) -> str:
@@ -464,10 +464,16 @@ def _sigterm_as_exception() -> Iterator[None]:
 def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               receivers: tuple[str, ...] = RECEIVERS, mode: str | None = None,
               time_limit: float = 60.0, peers_dir: Path = DEFAULT_PEERS, seed: int = 1,
-              decoder: bool = True, progress=None) -> dict:
-    """Measure every receiver `repeat` times (interleaved) and return the report."""
+              decoder: bool = True, decoder_repeat: int = 5, latency=None, loss=None,
+              unified2_alerts: int = 0, progress=None) -> dict:
+    """Measure every receiver `repeat` times (interleaved) and return the report.
+
+    latency (a bench_latency.LatencyPlan), loss (a LossPlan) and
+    unified2_alerts > 0 add those measurements; None / 0 skips them."""
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
-    need_peers = {"recv_count", "naive_recv"} & set(receivers)
+    wanted = set(receivers) | set(latency.receivers if latency else ()) | set(
+        loss.receivers if loss else ())
+    need_peers = {"recv_count", "naive_recv"} & wanted
     if need_peers and not peers_dir.is_dir():
         raise BenchError(f"peer sources not found in {peers_dir} (run from a source checkout "
                          "or pass --peers DIR)")
@@ -475,7 +481,7 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
     try:
         with _sigterm_as_exception():
             recv_count = None
-            if "recv_count" in receivers:
+            if "recv_count" in wanted:
                 if gcc is None:
                     raise BenchError("no C compiler (gcc) to build the recv_count peer")
                 recv_count = workdir / "recv_count"
@@ -496,10 +502,24 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                         progress(f"round {rep + 1}/{repeat} {receiver:14s} {r.rate:10,.0f} alerts/s"
                                  f"  {r.cpu_per_million:6.2f} CPU s/M  "
                                  f"{r.maxrss_kb / 1024:6.1f} MiB")
-            dec = decoder_rate(kind, seed=seed) if decoder else None
+            extra: dict[str, Any] = {}
+            if latency is not None or loss is not None:
+                from . import bench_latency
+
+                if latency is not None:
+                    extra["latency"] = bench_latency.run_latency(s, latency, progress)
+                if loss is not None:
+                    extra["loss"] = bench_latency.run_loss(s, loss, progress)
+            if unified2_alerts > 0:
+                from . import bench_unified2
+
+                extra["unified2"] = bench_unified2.run_unified2(
+                    workdir, env, alerts=unified2_alerts, repeat=repeat, time_limit=time_limit,
+                    seed=seed, progress=progress)
+            dec = decoder_rate(kind, seed=seed, repeat=decoder_repeat) if decoder else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return _report(kind, count, repeat, mode, runs, dec, gcc)
+    return _report(kind, count, repeat, mode, runs, dec, gcc) | extra
 
 
 def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str, list[Run]],
@@ -550,6 +570,7 @@ def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str
         "versions": versions(gcc),
         "rows": rows,
         "decoder": dec,
+        "eve": eve_status(),
     }
 
 
@@ -586,12 +607,77 @@ def format_report(rep: dict) -> str:
             lines.append(f"{r['label']:28s} {paired(r, 'paired_rate_vs_a')} "
                          f"{paired(r, 'paired_rate_vs_b')} {paired(r, 'paired_cpu_vs_a')} "
                          f"{paired(r, 'paired_cpu_vs_b')}")
+    lines += _format_extra(rep)
     d = rep.get("decoder")
     if d:
         lines += ["", f"batch decoder alone ({d['nslots']} slots in memory, one core): "
                       f"C {d['c_alerts_per_s'] / 1e6:,.2f} M alerts/s; with the Python wrapper "
                       f"and string table {d['python_alerts_per_s'] / 1e6:,.2f} M alerts/s"]
     return "\n".join(lines)
+
+
+def eve_status() -> dict:
+    """What the EVE rows can show: they need the EVE inputs of ingest listen."""
+    # this checkout's package, not whatever an editable install would find
+    have = (Path(__file__).resolve().parent / "eve.py").exists()
+    why = ("not yet: ingest has the EVE inputs, but this harness has no EVE sender and "
+           "does not measure them yet" if have else
+           "not yet: no --eve-stream / --eve-dgram input in this ingest")
+    return {"unix_stream vs FEVER": why, "unix_dgram vs Python json.loads": why}
+
+
+def _range(xs: list[float] | None) -> str:
+    return f"{min(xs):5.2f}-{max(xs):5.2f}".rjust(12) if xs else f"{'-':>12s}"
+
+
+def _format_extra(rep: dict) -> list[str]:
+    lines: list[str] = []
+    lat = rep.get("latency")
+    if lat:
+        rows = lat["rows"]
+        floor = {r["rate"]: r for r in rows if r["receiver"] == "recv_count"}
+        lines += ["", f"end-to-end latency (send -> the sink has it; peers: on receipt), "
+                      f"{rep['kind']} sender paced, ms; median over {lat.get('repeat', 1)} "
+                      "round(s) of each round's p50 / p99, max of all:",
+                  f"{'receiver':36s} {'rate/s':>8s} {'alerts':>7s} {'p50':>8s} {'p99':>8s} "
+                  f"{'max':>8s} {'p99-(a)':>8s}"]
+        for r in rows:
+            a = floor.get(r["rate"])
+            d = f"{r['p99_ms'] - a['p99_ms']:8.3f}" if a else f"{'-':>8s}"
+            lines.append(f"{r['label']:36s} {r['rate']:8,.0f} {r['alerts']:7d} "
+                         f"{r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['max_ms']:8.3f} {d}")
+    loss = rep.get("loss")
+    if loss:
+        lines += ["", f"loss under Suricata live-mode semantics (non-blocking send; a send that "
+                      f"would block is dropped and counted by the sender), paced, "
+                      f"{loss['seconds']:g} s per row, {loss.get('repeat', 1)} round(s) "
+                      "(counts summed, loss % the median, range over rounds):",
+                  f"{'datagram':>8s} {'max_dgram_qlen':14s} {'offered/s':>10s} {'receiver':28s} "
+                  f"{'sent':>8s} {'dropped':>8s} {'loss %':>7s} {'range %':>12s} "
+                  f"{'received':>9s}"]
+        for r in loss["rows"]:
+            q = f"{r['qlen']}" + (" (default)" if r["qlen"] == loss["default_qlen"] else "")
+            lines.append(f"{r['datagram_bytes']:6d} B {q:14s} {r['offered_rate']:10,.0f} "
+                         f"{r['label']:28s} {r['sent']:8d} {r['dropped']:8d} "
+                         f"{r['loss_pct']:7.2f} {_range(r.get('loss_pct_runs'))} "
+                         f"{r['received']:9d}")
+        lines.append(f"tuned max_dgram_qlen: {loss['tuned_note']}")
+    u2 = rep.get("unified2")
+    if u2:
+        lines += ["", f"Unified2 spool file ({u2['alerts']:,} events with packets, "
+                      f"{u2['file_bytes'] / 1e6:.1f} MB; py-idstools {u2['idstools']}), "
+                      f"best of {u2['repeat']}:",
+                  f"{'reader':36s} {'events/s':>11s} {'CPU s/M':>8s} {'RSS MiB':>8s} "
+                  f"{'rate/(b)':>9s} {'CPU/(b)':>8s}"]
+        for r in u2["rows"]:
+            pr = f"{r['paired_rate_vs_b']:9.2f}" if "paired_rate_vs_b" in r else f"{'-':>9s}"
+            pc = f"{r['paired_cpu_vs_b']:8.2f}" if "paired_cpu_vs_b" in r else f"{'-':>8s}"
+            lines.append(f"{r['label']:36s} {r['events_per_s']:11,.0f} "
+                         f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} {pr} {pc}")
+    eve = rep.get("eve")
+    if eve:
+        lines += [""] + [f"EVE {k}: {v}" for k, v in eve.items()]
+    return lines
 
 
 # ---- command line ----------------------------------------------------------
@@ -605,7 +691,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--repeat", type=int, metavar="N", help="runs per receiver (default 3)")
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     p.add_argument("--receivers", metavar="LIST",
-                   help=f"comma-separated subset of {','.join(RECEIVERS)}")
+                   help=f"comma-separated subset of {','.join(RECEIVERS)} for the throughput "
+                        "rows, or none")
     p.add_argument("--mode", choices=tuple(gen.MODES),
                    help="sender mode (default: the kind's real sender)")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
@@ -615,26 +702,80 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-decoder", action="store_true", help="skip the in-memory decoder run")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw throughput and latency bars (needs matplotlib: the 'bench' extra)")
+    g = p.add_argument_group("latency (send -> sink, at fixed moderate rates)")
+    g.add_argument("--no-latency", action="store_true", help="skip the latency rows")
+    g.add_argument("--latency-rates", metavar="LIST", default="1000,10000",
+                   help="comma-separated alerts/s (default 1000,10000)")
+    g.add_argument("--latency-seconds", type=float, metavar="S",
+                   help="seconds of alerts per latency row (default 5; --quick 0.5)")
+    g = p.add_argument_group("loss (Suricata live-mode semantics: non-blocking sender)")
+    g.add_argument("--no-loss", action="store_true", help="skip the loss rows")
+    g.add_argument("--loss-rates", metavar="LIST",
+                   help="comma-separated offered alerts/s, paced (default 10000,30000; "
+                        "--quick 30000)")
+    g.add_argument("--loss-seconds", type=float, metavar="S",
+                   help="seconds of alerts per loss row (default 2; --quick 0.5)")
+    g.add_argument("--tuned-qlen", type=int, default=512, metavar="N",
+                   help="net.unix.max_dgram_qlen of the tuned rows, set in a private network "
+                        "namespace (default 512; 0 = skip)")
+    g = p.add_argument_group("Unified2 spool files")
+    g.add_argument("--no-unified2", action="store_true", help="skip the Unified2 rows")
+    g.add_argument("--unified2-alerts", type=int, metavar="N",
+                   help="events in the generated spool file (default 200000; --quick 20000)")
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    count = args.count or (30_000 if args.quick else 200_000)
+    count = args.count or (20_000 if args.quick else 200_000)
     repeat = args.repeat or (2 if args.quick else 3)
-    receivers = tuple(args.receivers.split(",")) if args.receivers else RECEIVERS
+    receivers = (() if args.receivers == "none" else
+                 tuple(args.receivers.split(",")) if args.receivers else RECEIVERS)
     bad = [r for r in receivers if r not in RECEIVERS]
     if bad or count < 1 or repeat < 1:
         print(f"ingest bench: bad --receivers {bad}" if bad else
               "ingest bench: --count and --repeat must be >= 1", file=sys.stderr)
         return 2
+    from .bench_latency import LatencyPlan, LossPlan
+
+    try:
+        lat_rates = tuple(float(x) for x in args.latency_rates.split(","))
+        loss_rates = tuple(float(x) for x in (
+            args.loss_rates or ("30000" if args.quick else "10000,30000")).split(","))
+    except ValueError:
+        print("ingest bench: --latency-rates / --loss-rates take numbers", file=sys.stderr)
+        return 2
+    if any(r <= 0 for r in lat_rates + loss_rates):
+        print("ingest bench: latency and loss rates must be > 0", file=sys.stderr)
+        return 2
+    latency = None if args.no_latency else LatencyPlan(
+        rates=lat_rates, seconds=args.latency_seconds or (0.5 if args.quick else 5.0),
+        repeat=1 if args.quick else repeat)
+    loss = None if args.no_loss else LossPlan(
+        rates=loss_rates, seconds=args.loss_seconds or (0.5 if args.quick else 2.0),
+        tuned_qlen=args.tuned_qlen or None, repeat=1 if args.quick else repeat)
+    u2_alerts = 0 if args.no_unified2 else (args.unified2_alerts or
+                                             (20_000 if args.quick else 200_000))
+    if args.plot is not None:
+        from .bench_plot import PlotUnavailable, check_available
+
+        try:
+            check_available()
+        except PlotUnavailable as e:
+            print(f"ingest bench: --plot: {e}", file=sys.stderr)
+            return 2
+
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     try:
         rep = run_bench(kind=args.kind, count=count, repeat=repeat, receivers=receivers,
                         mode=args.mode, time_limit=args.time_limit, peers_dir=args.peers,
-                        seed=args.seed, decoder=not args.no_decoder, progress=progress)
+                        seed=args.seed, decoder=not args.no_decoder,
+                        decoder_repeat=2 if args.quick else 5, latency=latency, loss=loss,
+                        unified2_alerts=u2_alerts, progress=progress)
     except BenchError as e:
         print(f"ingest bench: {e}", file=sys.stderr)
         return 1
@@ -643,4 +784,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    if args.plot is not None:
+        from .bench_plot import plot
+
+        plot(rep, args.plot)
+        print(f"ingest bench: plot written to {args.plot}", file=sys.stderr)
     return 0

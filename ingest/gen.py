@@ -336,7 +336,8 @@ class Sender:
     """
 
     def __init__(self, path: str, templates: np.ndarray, *, mode: str = "sendto",
-                 stamp_offset: int | None = None, stamp_big_endian: bool = False) -> None:
+                 stamp_offset: int | None = None, stamp_big_endian: bool = False,
+                 time_offset: int | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         if templates.ndim != 2 or templates.dtype != np.uint8 or templates.shape[0] == 0:
@@ -346,6 +347,9 @@ class Sender:
         self._c_templates = ffi.from_buffer("uint8_t[]", self._templates, require_writable=True)
         self._flags = MODES[mode] | (lib.INGEST_GEN_STAMP_BE if stamp_big_endian else 0)
         self._stamp = -1 if stamp_offset is None else stamp_offset
+        # time_offset: where each alert gets its CLOCK_MONOTONIC send time
+        # (seconds, microseconds) for the benchmark's latency probe
+        self._time = -1 if time_offset is None else time_offset
         self._stop = ffi.new("int *")
 
     def stop(self) -> None:
@@ -357,7 +361,7 @@ class Sender:
         res = ffi.new("struct ingest_gen_result *")
         rc = lib.ingest_gen_dgram(os.fsencode(self.path), self._c_templates, tlen, n, count,
                                   float(rate), float(time_limit), self._flags, self._stamp,
-                                  self._stop, res)
+                                  self._time, self._stop, res)
         err = _strerror(res.last_errno)
         if rc < 0:
             what = "bad arguments" if rc == lib.INGEST_EINVAL else err
@@ -397,12 +401,23 @@ def send(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0
     return box[0]
 
 
+def time_offset(kind: str) -> int:
+    """Offset of the event's ref_time (seconds, then microseconds) in a kind's
+    datagram: the alert time every decoder reports (FORMATS.md 1.1, 2)."""
+    _variant, _len, _mode, ev_off, be = KINDS[kind]
+    # host order: gid sid rev class prio event_id event_ref sec usec;
+    # Barnyard2 (big-endian): sensor event_id sec usec ...
+    return ev_off + 4 if be else ev_off + 8
+
+
 def sender_for(kind: str, path: str, templates: np.ndarray, *, mode: str | None = None,
-               stamp: bool = True) -> Sender:
-    """A Sender with kind's default mode and event-id stamp."""
+               stamp: bool = True, time_stamp: bool = False) -> Sender:
+    """A Sender with kind's default mode and event-id stamp; with time_stamp,
+    each alert's time is its CLOCK_MONOTONIC send time (latency probe)."""
     _variant, _len, default_mode, ev_off, be = KINDS[kind]
     return Sender(path, templates, mode=mode or default_mode,
-                  stamp_offset=ev_off if stamp else None, stamp_big_endian=be)
+                  stamp_offset=ev_off if stamp else None, stamp_big_endian=be,
+                  time_offset=time_offset(kind) if time_stamp else None)
 
 
 # ---- command line ----------------------------------------------------------

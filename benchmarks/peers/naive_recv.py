@@ -7,10 +7,13 @@ IPv4 addresses, protocol and ports, with the same checks a correct reader
 needs (variant by length, NOPACKET_STRUCT, the IP version nibble, bounds).
 Each alert becomes a small tuple that is counted and dropped.
 
-    python naive_recv.py PATH [COUNT]
+    python naive_recv.py PATH [COUNT] [--latency]
 
 Exits after COUNT datagrams (0 = never) or on SIGTERM/SIGINT, removes the
-socket file, and prints one JSON line like recv_count.c.
+socket file, and prints one JSON line like recv_count.c.  With --latency, the
+alert time is taken to be the sender's CLOCK_MONOTONIC send time (``ingest
+bench`` stamps it so) and the line also holds p50_ms / p99_ms / max_ms of
+receipt minus send time.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ def peak_rss_kb() -> int:
 
 
 def main(argv: list[str]) -> int:
+    latency = "--latency" in argv
+    argv = [a for a in argv if a != "--latency"]
+    lat: list[float] = []
     path = argv[1]
     want = int(argv[2]) if len(argv) > 2 else 0
     stopping = False
@@ -106,8 +112,11 @@ def main(argv: list[str]) -> int:
                 first = last
             got += 1
             nbytes += len(buf)
-            if decode(buf) is not None:
+            alert = decode(buf)
+            if alert is not None:
                 decoded += 1
+                if latency:
+                    lat.append(last - alert[0] * 1e-6)
     except InterruptedError:
         pass
     finally:
@@ -117,10 +126,15 @@ def main(argv: list[str]) -> int:
         except FileNotFoundError:
             pass
     ru = resource.getrusage(resource.RUSAGE_SELF)
+    extra = {}
+    if latency:
+        lat.sort()
+        extra = {k: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3, 6) if lat else None
+                 for k, q in (("p50_ms", 0.5), ("p99_ms", 0.99), ("max_ms", 1.0))}
     print(json.dumps({
         "peer": "naive_recv", "received": got, "decoded": decoded, "bytes": nbytes,
         "wall_s": round(last - first, 6), "cpu_user_s": ru.ru_utime, "cpu_sys_s": ru.ru_stime,
-        "maxrss_kb": peak_rss_kb(),
+        "maxrss_kb": peak_rss_kb(), **extra,
     }), flush=True)
     return 0
 

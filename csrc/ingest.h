@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 7
+#define INGEST_ABI_VERSION 8
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0

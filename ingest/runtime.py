@@ -237,6 +237,10 @@ class Pipeline:
             for b in left:
                 self._give_up(b, "shutdown_timeout")
             rc = 1
+        undelivered = {k: v for k, v in self.stats.dropped.items()
+                       if k in ("sink_failed", "shutdown_timeout", "internal_error")}
+        if undelivered:
+            rc = 1  # some alerts reached no sink (they are in the dead-letter file)
         stopper.cancel()
         reporter.cancel()
         # 3. flush and close sinks, remove socket files

@@ -9,6 +9,7 @@ symlink planted at the path is refused, never written through.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,8 +60,13 @@ class JsonlSink:
     async def aclose(self) -> None:
         def close() -> None:
             if self._own:
-                os.fsync(self._fd)
-                os.close(self._fd)
+                try:
+                    os.fsync(self._fd)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:  # EINVAL: a device (/dev/null), nothing to sync
+                        raise
+                finally:
+                    os.close(self._fd)
 
         await asyncio.get_running_loop().run_in_executor(self._pool, close)
         self._pool.shutdown()

@@ -174,11 +174,20 @@ class EveDgramSource:
         dec = EveDecoder(self._slots, event_types=self.event_types)
         offs = np.arange(self._slots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
         fd = self.bound.sock.fileno()
+        shut = False
         try:
             while True:
                 stopping = self._stop.is_set()
-                if stopping:
-                    os.set_blocking(fd, False)  # drain what is queued, then stop
+                if stopping and not shut:
+                    # Refuse new datagrams (Suricata gets EPIPE and counts a
+                    # drop, as when we are gone), then drain what the kernel
+                    # already accepted: nothing accepted is lost.
+                    try:
+                        self.bound.sock.shutdown(socket.SHUT_RD)
+                    except OSError:
+                        pass
+                    os.set_blocking(fd, False)
+                    shut = True
                 n = slots.recv(fd, 0 if stopping else self._linger_us)
                 if n == 0:
                     if stopping:

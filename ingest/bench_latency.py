@@ -142,19 +142,7 @@ def _receiver_command(s: Setup, receiver: str, sock: str, count: int, *,
 
 
 def _send_in_thread(sender: gen.Sender, count: int, rate: float, time_limit: float):
-    box: list = []
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            box.append(sender.run(count, rate=rate, time_limit=time_limit))
-        except BaseException as e:  # handed to the caller
-            box.append(e)
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="bench-sender", daemon=True).start()
-    return box, done
+    return gen.start_in_thread(sender, count, rate=rate, time_limit=time_limit, name="bench-sender")
 
 
 def _wait_sent(box: list, done: threading.Event) -> gen.SendResult:

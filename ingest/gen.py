@@ -374,9 +374,10 @@ def _strerror(code: int) -> str:
     return "" if code == 0 else f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
 
 
-def send(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
-    """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
-    thread keeps handling signals and sets the stop flag)."""
+def start_in_thread(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0.0,
+                    name: str = "ingest-gen") -> tuple[list[SendResult | BaseException], threading.Event]:
+    """Start sender.run in a daemon thread; the result (or its exception)
+    lands in the returned list when the event is set."""
     box: list[SendResult | BaseException] = []
     done = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can return early
 
@@ -388,7 +389,14 @@ def send(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0
         finally:
             done.set()
 
-    threading.Thread(target=work, name="ingest-gen", daemon=True).start()
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return box, done
+
+
+def send(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
+    """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
+    thread keeps handling signals and sets the stop flag)."""
+    box, done = start_in_thread(sender, count, rate=rate, time_limit=time_limit)
     try:
         while not done.wait(0.2):
             pass

@@ -268,6 +268,10 @@ def _reload_on_sighup(cfg: Config, enricher) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # ingest does no linear algebra: keep numpy's BLAS from starting a pool
+    # of worker threads that only cost CPU (a user's own setting wins).  Set
+    # before anything imports numpy.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     ns = parser.parse_args(argv)
     if ns.command in ("listen", "run"):

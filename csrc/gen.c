@@ -14,6 +14,13 @@
  *   INGEST_GEN_DONTWAIT  Suricata live mode: a send that would block is
  *                        dropped and counted, never retried.
  *
+ * ingest_gen_lines sends newline-terminated records (EVE JSON lines) the way
+ * Suricata's eve-log unix_dgram / unix_stream output does (FORMATS.md 5):
+ * connect() once, then one send() per record; in live mode with MSG_DONTWAIT,
+ * a record that would block is dropped and counted, never retried; offline
+ * (`suricata -r`) the send blocks.  Another send error makes it reconnect at
+ * most every 500 ms, as Suricata does; records lost meanwhile are errors.
+ *
  * Everything the loop touches is owned by the caller (the templates, the stop
  * flag, the result); nothing is allocated after the socket is opened.
  *
@@ -24,6 +31,7 @@
  */
 #define _GNU_SOURCE /* sendmmsg */
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -266,5 +274,171 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
     }
     res->elapsed = now_s() - start;
     close(fd);
+    return (long)res->sent;
+}
+
+/* Suricata's LOGFILE_RECONN_MIN_TIME: reconnect at most this often. */
+#define GEN_RECONN_S 0.5
+
+static int open_connected(const struct sockaddr_un *addr, int type, int blocking, int *err)
+{
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (blocking) {
+        struct timeval tv = {0, GEN_POLL_NS / 1000};
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *ends,
+                      unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
+                      const int *stop, struct ingest_gen_result *res)
+{
+    struct sockaddr_un addr;
+    const int mode = flags & INGEST_GEN_MODE_MASK;
+    const int stream = (flags & INGEST_GEN_STREAM) != 0;
+    const int dontwait = mode == INGEST_GEN_DONTWAIT;
+
+    if (res == NULL)
+        return INGEST_EINVAL;
+    memset(res, 0, sizeof(*res));
+    if (path == NULL || data == NULL || ends == NULL || nrec == 0 || !(rate >= 0) ||
+        !(time_limit >= 0) || (mode != INGEST_GEN_DONTWAIT && mode != INGEST_GEN_CONNECT) ||
+        (flags & ~(INGEST_GEN_MODE_MASK | INGEST_GEN_STREAM)) != 0)
+        return INGEST_EINVAL;
+    /* Records are non-empty, in order, and (datagrams) not over the limit. */
+    for (unsigned r = 0; r < nrec; r++) {
+        uint32_t b = r == 0 ? 0 : ends[r - 1];
+        if (ends[r] <= b || (!stream && ends[r] - b > INGEST_GEN_MAX_DGRAM))
+            return INGEST_EINVAL;
+    }
+    size_t plen = strlen(path);
+    if (plen == 0 || plen >= sizeof(addr.sun_path))
+        return INGEST_EINVAL;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path, plen);
+
+    const int type = stream ? SOCK_STREAM : SOCK_DGRAM;
+    int err = 0;
+    int fd = open_connected(&addr, type, !dontwait, &err);
+    if (fd < 0) {
+        /* Unlike Suricata (which keeps retrying), a generator that cannot
+         * reach its receiver at start is a usage error. */
+        res->last_errno = err;
+        return INGEST_ESYS;
+    }
+
+    const int msg_flags = MSG_NOSIGNAL | (dontwait ? MSG_DONTWAIT : 0);
+    const double start = now_s();
+    const double deadline = time_limit > 0 ? start + time_limit : 0;
+    double last_reconn = start;
+    uint64_t i = 0;   /* records attempted: sent + dropped + errors */
+    unsigned r = 0;   /* next record */
+    size_t done = 0;  /* bytes of record r already written (stream only) */
+    int tries = 0;    /* reconnects for this record (Suricata: one) */
+    double now = start;
+
+    while (count == 0 || i < count) {
+        if (stop_requested(stop)) {
+            res->interrupted = 1;
+            break;
+        }
+        if (deadline > 0 && now >= deadline) {
+            res->timed_out = 1;
+            break;
+        }
+        if (rate > 0 && done == 0) {
+            double due = start + (double)i / rate;
+            if (now < due) {
+                sleep_until(due);
+                now = now_s();
+                continue;
+            }
+        }
+        const uint32_t b = r == 0 ? 0 : ends[r - 1];
+        const uint8_t *rec = data + b;
+        const size_t len = ends[r] - b;
+        int outcome = -1; /* -1 pending, else 0 sent, 1 dropped, 2 error */
+
+        if (fd < 0) {
+            /* Disconnected: try again at most every GEN_RECONN_S. */
+            if (now - last_reconn >= GEN_RECONN_S) {
+                last_reconn = now;
+                fd = open_connected(&addr, type, !dontwait, &err);
+                if (fd < 0)
+                    res->last_errno = err;
+            }
+            if (fd < 0)
+                outcome = 2;
+        }
+        if (outcome < 0) {
+            ssize_t n = send(fd, rec + done, len - done, msg_flags);
+            if (n >= 0 && (size_t)n + done == len) {
+                outcome = 0;
+            } else if (n >= 0) {
+                /* A stream send cut short.  Suricata counts the record sent
+                 * and the rest is lost, garbling the next line; we finish
+                 * the record (waiting if need be) so the receiver's framing
+                 * holds: the load stays countable. */
+                done += (size_t)n;
+                if (dontwait) {
+                    struct pollfd pfd = {fd, POLLOUT, 0};
+                    (void)poll(&pfd, 1, (int)(GEN_POLL_NS / 1000000));
+                }
+            } else {
+                res->last_errno = errno;
+                if (errno == EINTR || (errno == EAGAIN && (!dontwait || done))) {
+                    /* blocking send timed out, or finishing a cut record:
+                     * retry after the checks */
+                    if (done && dontwait) {
+                        struct pollfd pfd = {fd, POLLOUT, 0};
+                        (void)poll(&pfd, 1, (int)(GEN_POLL_NS / 1000000));
+                    }
+                } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    outcome = 1; /* Suricata: "Socket would block, dropping event." */
+                } else if (tries == 0 && errno != EMSGSIZE) {
+                    /* Suricata: assume badness, reconnect once and retry. */
+                    close(fd);
+                    fd = -1;
+                    tries = 1;
+                    done = 0;
+                    last_reconn = now_s();
+                    fd = open_connected(&addr, type, !dontwait, &err);
+                    if (fd < 0) {
+                        res->last_errno = err;
+                        outcome = 2;
+                    }
+                } else {
+                    outcome = 2;
+                }
+            }
+        }
+        if (outcome >= 0) {
+            if (outcome == 0)
+                res->sent++;
+            else if (outcome == 1)
+                res->dropped++;
+            else
+                res->errors++;
+            i++;
+            r = r + 1 == nrec ? 0 : r + 1;
+            done = 0;
+            tries = 0;
+        }
+        now = now_s();
+    }
+    res->elapsed = now_s() - start;
+    if (fd >= 0)
+        close(fd);
     return (long)res->sent;
 }

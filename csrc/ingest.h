@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 8
+#define INGEST_ABI_VERSION 9
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -452,6 +452,7 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
 #define INGEST_GEN_DONTWAIT 3 /* Suricata live: MSG_DONTWAIT, would-block dropped */
 #define INGEST_GEN_MODE_MASK 0x0f
 #define INGEST_GEN_STAMP_BE 0x10 /* write the event-id and time stamps big-endian (Barnyard2) */
+#define INGEST_GEN_STREAM 0x20 /* ingest_gen_lines: SOCK_STREAM instead of SOCK_DGRAM */
 #define INGEST_GEN_MAX_DGRAM (1u << 20)
 
 /* What one ingest_gen_dgram run did.  sent + dropped + errors = alerts
@@ -488,5 +489,23 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
                       uint64_t count, double rate, double time_limit, int flags,
                       long stamp_off, long time_off, const int *stop,
                       struct ingest_gen_result *res);
+
+/*
+ * Send `count` newline-terminated records (0 = until stopped or timed out)
+ * over a unix socket connect()ed once to path, as Suricata's eve-log
+ * unix_dgram (one record per datagram) or, with INGEST_GEN_STREAM,
+ * unix_stream output does.  Record k is data[ends[k-1] .. ends[k]) (ends[-1]
+ * = 0), cycled.  Mode INGEST_GEN_DONTWAIT (Suricata live): MSG_DONTWAIT, a
+ * record that would block is dropped and counted; INGEST_GEN_CONNECT
+ * (suricata -r): the send blocks (bounded by *stop and time_limit).  A stream
+ * send cut short is finished, not dropped.  Other send errors reconnect (once
+ * per record, then at most every 500 ms) and count the record as an error.
+ * rate, time_limit, stop and res as for ingest_gen_dgram (res->batches stays
+ * 0).  Returns the number sent, INGEST_EINVAL, or INGEST_ESYS (the first
+ * connect failed; res->last_errno says why).
+ */
+long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *ends,
+                      unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
+                      const int *stop, struct ingest_gen_result *res);
 
 #endif /* INGEST_H */

@@ -265,6 +265,7 @@ GEN = """
 #define INGEST_GEN_DONTWAIT ...
 #define INGEST_GEN_MODE_MASK ...
 #define INGEST_GEN_STAMP_BE ...
+#define INGEST_GEN_STREAM ...
 #define INGEST_GEN_MAX_DGRAM ...
 struct ingest_gen_result {
     uint64_t sent;
@@ -282,6 +283,9 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
                       uint64_t count, double rate, double time_limit, int flags,
                       long stamp_off, long time_off, const int *stop,
                       struct ingest_gen_result *res);
+long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *ends,
+                      unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
+                      const int *stop, struct ingest_gen_result *res);
 """
 
 # Sections in csrc/ingest.h order; later modules append their block here.

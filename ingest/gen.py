@@ -18,6 +18,15 @@ barnyard2-32  1844    ``connect``
 dontwait`` drops and counts an alert when the send would block, as Suricata
 live mode does.
 
+``--kind eve-dgram`` / ``eve-stream`` send newline-terminated EVE JSON lines
+(csrc/gen.c, ``ingest_gen_lines``) as Suricata's eve-log ``unix_dgram`` (one
+record per datagram) / ``unix_stream`` output does: connect() once, one send
+per record, MSG_DONTWAIT with a would-block record dropped and counted (live
+mode); ``--offline`` blocks instead, as ``suricata -r`` does.  The records are
+the lines of ``--eve-file FILE``, else of the Zeus Suricata 7.0.7 capture in
+the shared data (``$INGEST_SHARED_DATA/eve/zeus-suricata-7.0.7/eve.json``)
+when present, else generated: alerts with ET-style metadata, and flows.
+
 Content: a seeded mix of IPv4 TCP/UDP/ICMP and IPv6 TCP/UDP/ICMPv6, some
 802.1Q-tagged frames, a few packetless events and portscan pseudo-packets
 (NO_TRANSHDR), signatures drawn Zipf-like from a catalog of realistic rules.
@@ -56,6 +65,8 @@ KINDS: dict[str, tuple[encode.Variant, int, str, int, bool]] = {
     "barnyard2": ("barnyard2", 1856, "connect", 1816 + 4, True),
     "barnyard2-32": ("barnyard2-32", 1844, "connect", 1808 + 4, True),
 }
+#: EVE kinds: --kind -> stream socket?
+EVE_KINDS = {"eve-dgram": False, "eve-stream": True}
 MODES = {
     "sendto": lib.INGEST_GEN_SENDTO,
     "connect": lib.INGEST_GEN_CONNECT,
@@ -374,7 +385,7 @@ def _strerror(code: int) -> str:
     return "" if code == 0 else f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
 
 
-def start_in_thread(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0.0,
+def start_in_thread(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0,
                     name: str = "ingest-gen") -> tuple[list[SendResult | BaseException], threading.Event]:
     """Start sender.run in a daemon thread; the result (or its exception)
     lands in the returned list when the event is set."""
@@ -393,7 +404,7 @@ def start_in_thread(sender: Sender, count: int, *, rate: float = 0.0, time_limit
     return box, done
 
 
-def send(sender: Sender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
+def send(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
     """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
     thread keeps handling signals and sets the stop flag)."""
     box, done = start_in_thread(sender, count, rate=rate, time_limit=time_limit)
@@ -428,16 +439,164 @@ def sender_for(kind: str, path: str, templates: np.ndarray, *, mode: str | None 
                   time_offset=time_offset(kind) if time_stamp else None)
 
 
+# ---- EVE records ----------------------------------------------------------
+
+def _shared_eve() -> str | None:
+    """The Zeus Suricata 7.0.7 eve.json from the shared data, if present."""
+    root = os.environ.get("INGEST_SHARED_DATA") or "/work/shared/data"
+    path = os.path.join(root, "eve", "zeus-suricata-7.0.7", "eve.json")
+    return path if os.path.isfile(path) else None
+
+
+def _eve_ts(t: float) -> str:
+    lt = time.localtime(t)
+    off = lt.tm_gmtoff // 60
+    sign = "+" if off >= 0 else "-"
+    frac = int((t % 1) * 1_000_000)
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", lt)
+            + f".{frac:06d}{sign}{abs(off) // 60:02d}{abs(off) % 60:02d}")
+
+
+def eve_records(n: int, seed: int = 1, *, base_time: float | None = None) -> list[bytes]:
+    """n generated EVE lines (newline-terminated): ~85% alerts with ET-style
+    metadata (Suricata 7 layout, ~0.8-1.5 KB), the rest flow records."""
+    rng = random.Random(seed)
+    rules = [r for r in rule_catalog(rng, 300) if r.gid == 1]
+    weights = zipf_weights(len(rules))
+    t = time.time() if base_time is None else base_time
+    out: list[bytes] = []
+    for _ in range(n):
+        t += rng.randrange(50, 20_000) / 1e6
+        rule = rng.choices(rules, weights)[0]
+        v6 = rng.random() < 0.2
+        mk = _v6 if v6 else _v4
+        inbound = rng.random() < 0.6
+        src, dst = mk(rng, not inbound), mk(rng, inbound)
+        proto = {"tcp": "TCP", "udp": "UDP", "icmp": "IPv6-ICMP" if v6 else "ICMP"}.get(
+            rule.proto, "TCP")
+        flow_id = rng.getrandbits(50)
+        ev: dict[str, Any] = {"timestamp": _eve_ts(t), "flow_id": flow_id,
+                              "in_iface": "eth0", "src_ip": src}
+        icmp = proto.endswith("ICMP")
+        if not icmp:
+            ev["src_port"] = rng.randrange(32768, 61000)
+        ev["dest_ip"] = dst
+        if not icmp:
+            ev["dest_port"] = rule.dport or rng.randrange(1, 65536)
+        ev["proto"] = proto
+        start = _eve_ts(t - rng.random() * 30)
+        flow = {"pkts_toserver": rng.randrange(1, 200), "pkts_toclient": rng.randrange(0, 200),
+                "bytes_toserver": rng.randrange(60, 200_000),
+                "bytes_toclient": rng.randrange(0, 2_000_000), "start": start}
+        if rng.random() < 0.15:
+            ev = {"timestamp": ev["timestamp"], "flow_id": flow_id, "event_type": "flow",
+                  **{k: v for k, v in ev.items() if k not in ("timestamp", "flow_id")},
+                  "app_proto": "failed" if icmp else "http",
+                  "flow": {**flow, "end": _eve_ts(t), "age": rng.randrange(0, 120),
+                           "state": "closed", "reason": "timeout", "alerted": True},
+                  "tcp": {"tcp_flags": "1b", "syn": True, "fin": True, "psh": True,
+                          "ack": True, "state": "closed"}}
+        else:
+            created = f"20{rng.randrange(10, 24)}_{rng.randrange(1, 13):02d}_{rng.randrange(1, 29):02d}"
+            meta = {"affected_product": [rng.choice(["Windows_XP_Vista_7_8_10_Server_32_64_Bit",
+                                                     "Apache_HTTP_server", "Linux", "Any"])],
+                    "attack_target": [rng.choice(["Client_Endpoint", "Server", "Web_Server"])],
+                    "created_at": [created], "deployment": ["Perimeter"],
+                    "former_category": [rule.msg.split()[1] if " " in rule.msg else "INFO"],
+                    "signature_severity": [rng.choice(["Major", "Minor", "Informational"])],
+                    "updated_at": [created]}
+            if rng.random() < 0.3:
+                meta["mitre_tactic_id"] = ["TA0011"]
+                meta["mitre_tactic_name"] = ["Command_And_Control"]
+                meta["mitre_technique_id"] = ["T1071"]
+                meta["mitre_technique_name"] = ["Application_Layer_Protocol"]
+            ev = {"timestamp": ev["timestamp"], "flow_id": flow_id, "event_type": "alert",
+                  **{k: v for k, v in ev.items() if k not in ("timestamp", "flow_id")},
+                  "pkt_src": "wire/pcap",
+                  "alert": {"action": "allowed", "gid": 1, "signature_id": rule.sid,
+                            "rev": rule.rev, "signature": rule.msg,
+                            "category": "Potentially Bad Traffic", "severity": rule.priority,
+                            "metadata": meta},
+                  "direction": "to_server", "flow": flow}
+            if rule.dport in (80, 8080):
+                ev["app_proto"] = "http"
+                ev["http"] = {"hostname": f"www.example{rng.randrange(100)}.com",
+                              "url": f"/{rng.choice(['index.php', 'wp-login.php', 'update.exe'])}"
+                                     f"?id={rng.randrange(10**6)}",
+                              "http_user_agent": rng.choice(["curl/7.88.1", "Go-http-client/1.1",
+                                                             "Mozilla/5.0 (Windows NT 10.0)"]),
+                              "http_method": "GET", "protocol": "HTTP/1.1",
+                              "status": 200, "length": rng.randrange(0, 100_000)}
+        out.append(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
+    return out
+
+
+def load_eve_records(path: str | None = None, n: int = 256, seed: int = 1) -> tuple[list[bytes], str]:
+    """EVE lines to send, and where they came from: the lines of path, else
+    of the shared Zeus capture when present, else n generated ones."""
+    src = path or _shared_eve()
+    if src is None:
+        return eve_records(n, seed), "generated"
+    with open(src, "rb") as f:
+        recs = [ln if ln.endswith(b"\n") else ln + b"\n" for ln in f if ln.strip()]
+    if not recs:
+        raise ValueError(f"{src}: no EVE lines")
+    return recs, src
+
+
+class LineSender:
+    """Suricata's eve-log unix_dgram / unix_stream sending loop (C) over
+    caller-given newline-terminated records; ``stop()`` as for Sender."""
+
+    def __init__(self, path: str, records: list[bytes], *, stream: bool,
+                 offline: bool = False) -> None:
+        if not records or any(not r for r in records):
+            raise ValueError("need at least one non-empty record")
+        self.path = path
+        self._data = b"".join(records)
+        if len(self._data) >= 1 << 32:
+            raise ValueError("records too large")
+        self._ends = np.cumsum([len(r) for r in records], dtype=np.uint64).astype(np.uint32)
+        self._c_data = ffi.from_buffer("uint8_t[]", self._data)
+        self._c_ends = ffi.from_buffer("uint32_t[]", self._ends)
+        self._flags = ((lib.INGEST_GEN_CONNECT if offline else lib.INGEST_GEN_DONTWAIT)
+                       | (lib.INGEST_GEN_STREAM if stream else 0))
+        self._stop = ffi.new("int *")
+
+    def stop(self) -> None:
+        self._stop[0] = 1
+
+    def run(self, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
+        self._stop[0] = 0
+        res = ffi.new("struct ingest_gen_result *")
+        rc = lib.ingest_gen_lines(os.fsencode(self.path), self._c_data, self._c_ends,
+                                  len(self._ends), count, float(rate), float(time_limit),
+                                  self._flags, self._stop, res)
+        err = _strerror(res.last_errno)
+        if rc < 0:
+            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
+            raise GenError(f"cannot send to {self.path}: {what}")
+        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
+                          bool(res.interrupted), bool(res.timed_out), err)
+
+
 # ---- command line ----------------------------------------------------------
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "gen", help="send generated alerts to a socket, as Snort/Barnyard2 do",
         description=__doc__.split("\n\n")[0])
-    p.add_argument("--to", required=True, metavar="PATH", help="unix datagram socket to send to")
-    p.add_argument("--kind", choices=tuple(KINDS), default="snort")
+    p.add_argument("--to", required=True, metavar="PATH", help="unix socket to send to")
+    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS), default="snort")
     p.add_argument("--mode", choices=tuple(MODES),
-                   help="send mode (default: the kind's real sender; see ingest.gen)")
+                   help="send mode (default: the kind's real sender; see ingest.gen; "
+                        "not for eve-*)")
+    p.add_argument("--offline", action="store_true",
+                   help="eve-*: blocking sends, as suricata -r (default: live mode, "
+                        "a send that would block is dropped and counted)")
+    p.add_argument("--eve-file", metavar="FILE",
+                   help="eve-*: send the lines of this eve.json (default: the shared Zeus "
+                        "capture if present, else generated records)")
     p.add_argument("--count", type=int, default=10000, metavar="N",
                    help="alerts to send (0 = until --duration or Ctrl-C)")
     p.add_argument("--rate", type=float, default=0.0, metavar="R",
@@ -462,6 +621,12 @@ def run(args: argparse.Namespace) -> int:
     if args.count == 0 and args.duration == 0:
         print("ingest gen: sending until Ctrl-C (give --count or --duration to bound it)",
               file=sys.stderr)
+    if args.kind in EVE_KINDS:
+        return _run_eve(args)
+    if args.offline or args.eve_file:
+        print("ingest gen: --offline and --eve-file are for --kind eve-dgram/eve-stream",
+              file=sys.stderr)
+        return 2
     templates, _specs = build_templates(args.kind, args.templates, args.seed)
     try:
         sender = sender_for(args.kind, args.to, templates, mode=args.mode,
@@ -479,6 +644,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"ingest gen: {args.kind}/{mode} -> {args.to}: sent {res.sent}, dropped "
               f"{res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
               f"({res.rate:,.0f} alerts/s){stop}"
+              + (f"; last error {res.last_error}" if res.errors else ""))
+    return 0 if res.errors == 0 and not res.interrupted else 1
+
+
+def _run_eve(args: argparse.Namespace) -> int:
+    if args.mode is not None:
+        print("ingest gen: --mode is not for eve-*; live mode (dontwait) is the default, "
+              "--offline blocks", file=sys.stderr)
+        return 2
+    try:
+        records, source = load_eve_records(args.eve_file, args.templates, args.seed)
+        sender = LineSender(args.to, records, stream=EVE_KINDS[args.kind], offline=args.offline)
+        res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
+    except (GenError, ValueError, OSError) as e:
+        print(f"ingest gen: {e}", file=sys.stderr)
+        return 1
+    mode = "offline" if args.offline else "live"
+    if args.json:
+        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to, "records": source,
+                          **res.as_dict()}))
+    else:
+        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
+        print(f"ingest gen: {args.kind}/{mode} ({source}) -> {args.to}: sent {res.sent}, "
+              f"dropped {res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
+              f"({res.rate:,.0f} records/s){stop}"
               + (f"; last error {res.last_error}" if res.errors else ""))
     return 0 if res.errors == 0 and not res.interrupted else 1
 

@@ -23,6 +23,9 @@ alert dispatched, so neither interpreter start-up nor ingest's one-time
 shutdown is counted), and its peak RSS.  Each
 metric is the best of ``--repeat`` runs; ratios are against (a) and (b).
 
+It also measures the EVE socket inputs against FEVER (``unix_stream``) and a
+plain-Python ``json.loads`` receiver (``unix_dgram``): ingest/bench_eve.py.
+
 Everything is bounded (``--count``, ``--time-limit`` per run) and cleaned up
 (processes, sockets, temporary files), also on Ctrl-C or SIGTERM.
 
@@ -465,11 +468,12 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               receivers: tuple[str, ...] = RECEIVERS, mode: str | None = None,
               time_limit: float = 60.0, peers_dir: Path = DEFAULT_PEERS, seed: int = 1,
               decoder: bool = True, decoder_repeat: int = 5, latency=None, loss=None,
-              unified2_alerts: int = 0, progress=None) -> dict:
+              unified2_alerts: int = 0, eve_records: int = 0, progress=None) -> dict:
     """Measure every receiver `repeat` times (interleaved) and return the report.
 
     latency (a bench_latency.LatencyPlan), loss (a LossPlan) and
-    unified2_alerts > 0 add those measurements; None / 0 skips them."""
+    unified2_alerts > 0 and eve_records > 0 add those measurements; None / 0
+    skips them."""
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     wanted = set(receivers) | set(latency.receivers if latency else ()) | set(
         loss.receivers if loss else ())
@@ -515,6 +519,12 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
 
                 extra["unified2"] = bench_unified2.run_unified2(
                     workdir, env, alerts=unified2_alerts, repeat=repeat, time_limit=time_limit,
+                    seed=seed, progress=progress)
+            if eve_records > 0:
+                from . import bench_eve
+
+                extra["eve"] = bench_eve.run_eve(
+                    workdir, env, count=eve_records, repeat=repeat, time_limit=time_limit,
                     seed=seed, progress=progress)
             dec = decoder_rate(kind, seed=seed, repeat=decoder_repeat) if decoder else None
     finally:
@@ -617,12 +627,8 @@ def format_report(rep: dict) -> str:
 
 
 def eve_status() -> dict:
-    """What the EVE rows can show: they need the EVE inputs of ingest listen."""
-    # this checkout's package, not whatever an editable install would find
-    have = (Path(__file__).resolve().parent / "eve.py").exists()
-    why = ("not yet: ingest has the EVE inputs, but this harness has no EVE sender and "
-           "does not measure them yet" if have else
-           "not yet: no --eve-stream / --eve-dgram input in this ingest")
+    """What the EVE rows say when they were not measured (--no-eve)."""
+    why = "not measured in this run (--no-eve)"
     return {"unix_stream vs FEVER": why, "unix_dgram vs Python json.loads": why}
 
 
@@ -675,7 +681,11 @@ def _format_extra(rep: dict) -> list[str]:
             lines.append(f"{r['label']:36s} {r['events_per_s']:11,.0f} "
                          f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} {pr} {pc}")
     eve = rep.get("eve")
-    if eve:
+    if eve and "rows" in eve:
+        from .bench_eve import format_eve
+
+        lines += format_eve(eve)
+    elif eve:
         lines += [""] + [f"EVE {k}: {v}" for k, v in eve.items()]
     return lines
 
@@ -724,6 +734,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--no-unified2", action="store_true", help="skip the Unified2 rows")
     g.add_argument("--unified2-alerts", type=int, metavar="N",
                    help="events in the generated spool file (default 200000; --quick 20000)")
+    g = p.add_argument_group("EVE sockets (unix_stream vs FEVER, unix_dgram vs Python)")
+    g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
+    g.add_argument("--eve-records", type=int, metavar="N",
+                   help="EVE records per run (default 200000; --quick 20000)")
     p.set_defaults(run=run)
     return p
 
@@ -758,6 +772,8 @@ def run(args: argparse.Namespace) -> int:
         tuned_qlen=args.tuned_qlen or None, repeat=1 if args.quick else repeat)
     u2_alerts = 0 if args.no_unified2 else (args.unified2_alerts or
                                              (20_000 if args.quick else 200_000))
+    eve_records = 0 if args.no_eve else (args.eve_records or
+                                         (20_000 if args.quick else 200_000))
     if args.plot is not None:
         from .bench_plot import PlotUnavailable, check_available
 
@@ -775,7 +791,8 @@ def run(args: argparse.Namespace) -> int:
                         mode=args.mode, time_limit=args.time_limit, peers_dir=args.peers,
                         seed=args.seed, decoder=not args.no_decoder,
                         decoder_repeat=2 if args.quick else 5, latency=latency, loss=loss,
-                        unified2_alerts=u2_alerts, progress=progress)
+                        unified2_alerts=u2_alerts, eve_records=eve_records,
+                        progress=progress)
     except BenchError as e:
         print(f"ingest bench: {e}", file=sys.stderr)
         return 1

@@ -146,3 +146,58 @@ def test_interrupted_bench_leaves_nothing_behind(tmp_path: Path, sig: signal.Sig
     assert b"interrupted" in err
     assert list(tmp_path.iterdir()) == []
     assert _procs_with_cwd_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("fever", [True, False])
+def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monkeypatch,
+                                                           fever: bool) -> None:
+    if fever and shutil.which("fever") is None:
+        pytest.skip("fever not installed")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    if not fever:
+        real = shutil.which
+        monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "fever"
+                            else real(name, *a, **k))
+    rep = bench.run_bench(count=10, repeat=1, receivers=(), peers_dir=PEERS, decoder=False,
+                          time_limit=60, eve_records=500)
+    eve = rep["eve"]
+    rows = {r["receiver"]: r for r in eve["rows"]}
+    assert set(rows) == {"ingest-eve-stream", "fever", "ingest-eve-dgram", "naive-json"}
+    for name in ("ingest-eve-stream", "ingest-eve-dgram", "naive-json"):
+        (run,) = rows[name]["runs"]
+        assert run["received"] == 500 and run["records_per_s"] > 0
+    assert "paired_rate_vs_peer" in rows["ingest-eve-dgram"]
+    if fever:
+        assert rows["fever"]["records_per_s"] > 0
+        assert "paired_rate_vs_peer" in rows["ingest-eve-stream"]
+    else:
+        assert rows["fever"]["missing"] == "fever not installed"
+        assert eve["fever"] == "fever not installed"
+    text = bench.format_report(rep)
+    assert "EVE sockets" in text and "Python recv+json.loads" in text
+    assert ("fever not installed" in text) != fever
+    assert list(tmp_path.iterdir()) == []  # the work directory is gone
+    assert _procs_with_cwd_under(tmp_path) == []
+
+
+def test_interrupted_eve_rows_leave_nothing_behind(tmp_path: Path) -> None:
+    env = _env()
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest", "bench", "--receivers", "none", "--peers", str(PEERS),
+         "--no-decoder", "--no-latency", "--no-loss", "--no-unified2", "--repeat", "1",
+         "--eve-records", "100000000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        _wait_for(lambda: list(tmp_path.glob("ingest-bench-*/eve.sock")), "a bound EVE receiver")
+        time.sleep(0.5)  # records are flowing
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert list(tmp_path.iterdir()) == []
+    assert _procs_with_cwd_under(tmp_path) == []

@@ -587,7 +587,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "gen", help="send generated alerts to a socket, as Snort/Barnyard2 do",
         description=__doc__.split("\n\n")[0])
     p.add_argument("--to", required=True, metavar="PATH", help="unix socket to send to")
-    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS), default="snort")
+    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS, "unified2"), default="snort")
     p.add_argument("--mode", choices=tuple(MODES),
                    help="send mode (default: the kind's real sender; see ingest.gen; "
                         "not for eve-*)")
@@ -608,9 +608,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="distinct alerts to cycle through")
     p.add_argument("--no-stamp", action="store_true",
                    help="send templates unchanged (repeating event ids)")
+    p.add_argument("--rotate-events", type=int, default=0, metavar="N",
+                   help="unified2: start a new spool file after N events (default: by size)")
+    p.add_argument("--rotate-bytes", type=int, default=128 << 20, metavar="B",
+                   help="unified2: start a new spool file past B bytes (Snort's limit; 128 MiB)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
     return p
+
+
+def _run_unified2(args: argparse.Namespace) -> int:
+    """--kind unified2: --to is DIR/PREFIX; files PREFIX.<unix-time> are
+    written and rotated like Snort's spool."""
+    from .gen_unified2 import write_spool
+
+    specs = alert_specs(args.templates, args.seed, kind="snort")
+    try:
+        res = write_spool(args.to, specs, args.count or (1 << 62), rate=args.rate,
+                          rotate_events=args.rotate_events, rotate_bytes=args.rotate_bytes,
+                          time_limit=args.duration)
+    except (OSError, ValueError) as e:
+        print(f"ingest gen: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps({"kind": "unified2", "to": args.to, **res.as_dict()}))
+    else:
+        print(f"ingest gen: unified2 -> {args.to}.*: wrote {res.events} events, {res.packets} "
+              f"packets, {res.bytes} bytes in {len(res.files)} file(s), {res.elapsed:.3f} s")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -623,6 +650,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.kind in EVE_KINDS:
         return _run_eve(args)
+    if args.kind == "unified2":
+        return _run_unified2(args)
     if args.offline or args.eve_file:
         print("ingest gen: --offline and --eve-file are for --kind eve-dgram/eve-stream",
               file=sys.stderr)

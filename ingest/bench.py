@@ -202,6 +202,18 @@ def _stop(proc: subprocess.Popen) -> None:
             return
 
 
+def _teardown(sender, done: threading.Event | None, proc: subprocess.Popen, sock: str) -> None:
+    """End one measured run whatever happened: stop the sender and wait for
+    its thread, make sure the receiver is gone, remove its socket."""
+    if sender is not None:
+        sender.stop()
+    if done is not None:
+        done.wait(10)
+    _stop(proc)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+
+
 def _wait_for_socket(path: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -342,14 +354,8 @@ def measure(s: Setup, receiver: str) -> Run:
             raise BenchError(f"{receiver}: received {received} of {s.count}")
         return Run(receiver, res.sent, received, res.elapsed, t_done - t0, cpu, hwm[0], detail)
     finally:
-        if sender is not None:
-            sender.stop()
-        if worker is not None:
-            sent_all.wait(10)
-        _stop(proc)
+        _teardown(sender, sent_all if worker is not None else None, proc, sock)
         proc.stderr.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock)
 
 
 # ---- the decoder alone -----------------------------------------------------

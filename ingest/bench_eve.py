@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from . import gen
-from .bench import _FINAL, BenchError, _proc_cpu, _proc_hwm_kb, _stop, _wait4, _wait_for_socket
+from .bench import (
+    _FINAL,
+    BenchError,
+    _proc_cpu,
+    _proc_hwm_kb,
+    _teardown,
+    _wait4,
+    _wait_for_socket,
+)
 
 #: the plain-Python datagram receiver: recv + json.loads, exits on its count
 NAIVE_JSON = r"""
@@ -143,12 +151,7 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
                 "sender_records_per_s": res.rate,
                 "cpu_s_per_million": cpu / count * 1e6, "peak_rss_mib": hwm[0] / 1024}
     finally:
-        if sender is not None:
-            sender.stop()
-            done.wait(10)
-        _stop(proc)
-        with contextlib.suppress(FileNotFoundError):
-            Path(sock).unlink()
+        _teardown(sender, done if sender is not None else None, proc, str(sock))
 
 
 def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time_limit: float,
@@ -180,17 +183,20 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
                    "cpu_s_per_million": min(r["cpu_s_per_million"] for r in rs),
                    "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "runs": rs}
             if receiver == ours and peer in runs:
-                row["paired_rate_vs_peer"] = statistics.median(
-                    x["records_per_s"] / y["records_per_s"]
-                    for x, y in zip(rs, runs[peer], strict=True))
-                row["paired_cpu_vs_peer"] = statistics.median(
-                    x["cpu_s_per_million"] / y["cpu_s_per_million"]
-                    for x, y in zip(rs, runs[peer], strict=True))
+                row["paired_rate_vs_peer"] = _paired(rs, runs[peer], "records_per_s")
+                row["paired_cpu_vs_peer"] = _paired(rs, runs[peer], "cpu_s_per_million")
             rows.append(row)
     mean_len = sum(len(r) for r in records) / len(records)
     return {"records": source, "record_bytes_mean": round(mean_len, 1), "count": count,
             "repeat": repeat, "sender": "ingest gen --offline (blocking, as suricata -r)",
             "fever": "installed" if have_fever else "fever not installed", "rows": rows}
+
+
+def _paired(ours: list[dict], peer: list[dict], key: str) -> float:
+    """Median over rounds of ours/peer; a peer measured at 0 (a short run
+    below the kernel's 10 ms CPU tick) gives no ratio for that round."""
+    ratios = [x[key] / y[key] for x, y in zip(ours, peer, strict=True) if y[key] > 0]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 def format_eve(eve: dict[str, Any]) -> list[str]:

@@ -42,7 +42,15 @@ from pathlib import Path
 import numpy as np
 
 from . import gen
-from .bench import STATS_INTERVAL, BenchError, Setup, _LineClock, _stop, _wait4, _wait_for_socket
+from .bench import (
+    STATS_INTERVAL,
+    BenchError,
+    Setup,
+    _LineClock,
+    _teardown,
+    _wait4,
+    _wait_for_socket,
+)
 
 #: default rates of the latency rows (alerts/s)
 LATENCY_RATES = (1000, 10000)
@@ -206,15 +214,9 @@ def latency_run(s: Setup, receiver: str, *, rate: float, count: int) -> dict:
         return {"receiver": receiver, "label": LATENCY_LABELS[receiver], "rate": rate,
                 "alerts": count, "sender_rate": res.rate, **row}
     finally:
-        if sender is not None:
-            sender.stop()
-        if done is not None:
-            done.wait(10)
-        _stop(proc)
+        _teardown(sender, done, proc, sock)
         reader.join(5)
         proc.stdout.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock)
 
 
 # ---- loss -------------------------------------------------------------------
@@ -303,14 +305,8 @@ def loss_run(s: Setup, receiver: str, *, count: int, rate: float, qlen: int | No
                 "sender_rate": res.rate, "offered_rate": attempted / res.elapsed
                 if res.elapsed > 0 else 0.0}
     finally:
-        if sender is not None:
-            sender.stop()
-        if done is not None:
-            done.wait(10)
-        _stop(proc)
+        _teardown(sender, done, proc, sock)
         proc.stderr.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock)
 
 
 @dataclass

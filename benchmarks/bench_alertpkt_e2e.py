@@ -6,26 +6,22 @@ counter, (b) plain Python recv+struct, (c) ``ingest listen --sink null:`` and
     python -m benchmarks.bench_alertpkt_e2e --quick    # under a minute
     python -m benchmarks.bench_alertpkt_e2e --json
 
-Takes the same options as ``ingest bench`` (this module is that command with
-the peers of this checkout); see ingest/bench.py for what is measured and how.
+Takes the same options as ``ingest bench`` (this module is that command);
+see ingest/bench/__init__.py for what is measured and how.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ingest import bench
-
-PEERS = Path(__file__).resolve().parent / "peers"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_alertpkt_e2e")
     bench.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", "--peers", str(PEERS),
-                              *(sys.argv[1:] if argv is None else argv)])
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     return args.run(args)
 
 

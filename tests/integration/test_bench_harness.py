@@ -20,7 +20,7 @@ import pytest
 from ingest import bench, gen
 
 ROOT = Path(__file__).resolve().parents[2]
-PEERS = ROOT / "benchmarks" / "peers"
+PEERS = bench.DEFAULT_PEERS
 
 pytestmark = pytest.mark.slow
 

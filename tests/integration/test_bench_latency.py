@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest import bench, bench_latency, bench_plot, bench_unified2, gen
+from ingest import bench, gen
+from ingest.bench import latency as bench_latency
+from ingest.bench import plot as bench_plot
+from ingest.bench import unified2 as bench_unified2
 
 from .test_bench_harness import PEERS, _env, _procs_with_cwd_under, _wait_for
 

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import gen
-from .bench import (
+from .. import gen
+from .harness import (
     _FINAL,
     BenchError,
     _proc_cpu,

@@ -61,10 +61,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, gen
+from .. import __version__, gen
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PEERS = PACKAGE_ROOT / "benchmarks" / "peers"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_PEERS = Path(__file__).resolve().parent / "peers"
 RECEIVERS = ("recv_count", "naive_recv", "ingest-null", "ingest-sqlite")
 LABELS = {
     "recv_count": "(a) C recvmmsg, count only",
@@ -365,8 +365,8 @@ def decoder_rate(kind: str = "snort", *, nslots: int = 256, seconds: float = 0.5
     """Alerts/s of ingest_alertpkt_decode over nslots slots already in memory
     (one core, best of repeat), and of the Python SlotDecoder.decode wrapper
     that also builds the batch's string table."""
-    from . import alertpkt
-    from .native import ffi, lib
+    from .. import alertpkt
+    from ..native import ffi, lib
 
     templates, _ = gen.build_templates(kind, min(nslots, 256), seed)
     dec = alertpkt.SlotDecoder(nslots)
@@ -514,20 +514,20 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                                  f"{r.maxrss_kb / 1024:6.1f} MiB")
             extra: dict[str, Any] = {}
             if latency is not None or loss is not None:
-                from . import bench_latency
+                from . import latency as bench_latency
 
                 if latency is not None:
                     extra["latency"] = bench_latency.run_latency(s, latency, progress)
                 if loss is not None:
                     extra["loss"] = bench_latency.run_loss(s, loss, progress)
             if unified2_alerts > 0:
-                from . import bench_unified2
+                from . import unified2 as bench_unified2
 
                 extra["unified2"] = bench_unified2.run_unified2(
                     workdir, env, alerts=unified2_alerts, repeat=repeat, time_limit=time_limit,
                     seed=seed, progress=progress)
             if eve_records > 0:
-                from . import bench_eve
+                from . import eve as bench_eve
 
                 extra["eve"] = bench_eve.run_eve(
                     workdir, env, count=eve_records, repeat=repeat, time_limit=time_limit,
@@ -688,7 +688,7 @@ def _format_extra(rep: dict) -> list[str]:
                          f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} {pr} {pc}")
     eve = rep.get("eve")
     if eve and "rows" in eve:
-        from .bench_eve import format_eve
+        from .eve import format_eve
 
         lines += format_eve(eve)
     elif eve:
@@ -758,7 +758,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ingest bench: bad --receivers {bad}" if bad else
               "ingest bench: --count and --repeat must be >= 1", file=sys.stderr)
         return 2
-    from .bench_latency import LatencyPlan, LossPlan
+    from .latency import LatencyPlan, LossPlan
 
     try:
         lat_rates = tuple(float(x) for x in args.latency_rates.split(","))
@@ -781,7 +781,7 @@ def run(args: argparse.Namespace) -> int:
     eve_records = 0 if args.no_eve else (args.eve_records or
                                          (20_000 if args.quick else 200_000))
     if args.plot is not None:
-        from .bench_plot import PlotUnavailable, check_available
+        from .plot import PlotUnavailable, check_available
 
         try:
             check_available()
@@ -808,7 +808,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     if args.plot is not None:
-        from .bench_plot import plot
+        from .plot import plot
 
         plot(rep, args.plot)
         print(f"ingest bench: plot written to {args.plot}", file=sys.stderr)

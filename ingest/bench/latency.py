@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import gen
-from .bench import (
+from .. import gen
+from .harness import (
     STATS_INTERVAL,
     BenchError,
     Setup,

@@ -7,7 +7,7 @@ by its packet record (type 2) per alert, and the packetless events alone.
 Each reader runs in its own child process (so its CPU time and peak RSS are
 its own) and reads the whole file once per round; rounds interleave the two.
 
-    python -m ingest.bench_unified2 worker {ingest|idstools} FILE   # one read
+    python -m ingest.bench.unified2 worker {ingest|idstools} FILE   # one read
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import gen
+from .. import gen
 
 U2_READERS = ("idstools", "ingest")
 U2_LABELS = {
@@ -76,7 +76,7 @@ def _hwm_kb() -> int:
 def worker(reader: str, path: str) -> dict:
     """Read the whole file once with reader; count the events."""
     if reader == "ingest":
-        from . import unified2
+        from .. import unified2
 
         t0, c0 = time.perf_counter(), time.process_time()
         n = 0
@@ -114,11 +114,11 @@ def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int
     try:
         for rep in range(repeat):
             for r in readers:
-                out = subprocess.run([sys.executable, "-m", "ingest.bench_unified2", "worker",
+                out = subprocess.run([sys.executable, "-m", "ingest.bench.unified2", "worker",
                                       r, str(path)], capture_output=True, text=True, env=env,
                                      cwd=workdir, timeout=time_limit, start_new_session=True)
                 if out.returncode != 0:
-                    from .bench import BenchError
+                    from .harness import BenchError
 
                     raise BenchError(f"unified2 {r} exited {out.returncode}: {out.stderr[-2000:]}")
                 run = json.loads(out.stdout)
@@ -150,7 +150,7 @@ def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[1] != "worker":
-        print("usage: python -m ingest.bench_unified2 worker {ingest|idstools} FILE",
+        print("usage: python -m ingest.bench.unified2 worker {ingest|idstools} FILE",
               file=sys.stderr)
         return 2
     print(json.dumps(worker(argv[2], argv[3])))

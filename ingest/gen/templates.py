@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from . import encode
-from .native import ffi, lib
+from .. import encode
+from ..native import ffi, lib
 
 # kind -> (encoder variant, datagram length, default mode, event_id offset, big-endian event)
 KINDS: dict[str, tuple[encode.Variant, int, str, int, bool]] = {
@@ -620,7 +620,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _run_unified2(args: argparse.Namespace) -> int:
     """--kind unified2: --to is DIR/PREFIX; files PREFIX.<unix-time> are
     written and rotated like Snort's spool."""
-    from .gen_unified2 import write_spool
+    from .unified2 import write_spool
 
     specs = alert_specs(args.templates, args.seed, kind="snort")
     try:

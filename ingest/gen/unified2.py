@@ -18,7 +18,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from .gen import AlertSpec
+from .templates import AlertSpec
 
 EVENT_V4, EVENT_V6, PACKET = 104, 105, 2
 FLUSH_EVENTS = 64  # events appended per write (Snort writes record by record)

@@ -1,4 +1,165 @@
-"""``ingest bench`` (moved here from ingest/bench.py; split into modules next)."""
+"""``ingest bench``: the Alertpkt input end to end on this machine, peers side by side.
 
-from .harness import *  # noqa: F403
-from .harness import add_parser, run  # noqa: F401
+One run measures, interleaved round by round so machine noise hits all of them
+alike, the C sender (csrc/gen.c) pushing Snort ``Alertpkt`` datagrams with
+one blocking ``sendto`` each (as Snort does) into:
+
+(a) ``recv_count``: a C ``recvmmsg`` receiver that only counts (the physical
+    limit; ingest/bench/peers/recv_count.c, compiled with gcc at run time),
+(b) ``naive_recv.py``: plain Python ``socket.recv`` + ``struct`` decoding
+    (ingest/bench/peers/naive_recv.py),
+(c) ``ingest listen --sink null:`` and (d) ``--sink sqlite:DB``,
+each receiver a child process on a unix socket this harness created in its
+own temporary directory.  It also times the batch decoder alone on slots
+already in memory.
+
+Per receiver and run: alerts/s from the first send until the receiver had
+every alert (for ingest: until it exited after draining and flushing on
+SIGTERM, so its shutdown counts against it), the sender's own rate (how long
+Snort's packet thread would be held), the receiver's CPU seconds per million
+alerts (its user+system time while the alerts flowed: from just before the
+first alert until the peers exit on their count, or until ingest reports every
+alert dispatched, so neither interpreter start-up nor ingest's one-time
+shutdown is counted), and its peak RSS.  Each
+metric is the best of ``--repeat`` runs; ratios are against (a) and (b).
+
+It also measures the EVE socket inputs against FEVER (``unix_stream``) and a
+plain-Python ``json.loads`` receiver (``unix_dgram``): ingest/bench/eve.py.
+
+Everything is bounded (``--count``, ``--time-limit`` per run) and cleaned up
+(processes, sockets, temporary files), also on Ctrl-C or SIGTERM.
+
+Example::
+
+    ingest bench --quick
+    ingest bench --count 200000 --repeat 5 --json > bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import gen
+from .common import DEFAULT_PEERS, BenchError, Interrupted
+from .harness import LABELS, RECEIVERS, Run, decoder_rate, format_report, measure, run_bench
+from .latency import LatencyPlan, LossPlan
+from .plot import PlotUnavailable, check_available
+from .plot import plot as draw_plot  # the name `plot` stays the submodule
+
+__all__ = ["DEFAULT_PEERS", "LABELS", "RECEIVERS", "BenchError", "LatencyPlan", "LossPlan", "Run",
+           "add_parser", "decoder_rate", "format_report", "measure", "run", "run_bench"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench", help="measure the Alertpkt input end to end against its peers",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("--kind", choices=tuple(gen.KINDS), default="snort")
+    p.add_argument("--count", type=int, metavar="N", help="alerts per run (default 200000)")
+    p.add_argument("--repeat", type=int, metavar="N", help="runs per receiver (default 3)")
+    p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    p.add_argument("--receivers", metavar="LIST",
+                   help=f"comma-separated subset of {','.join(RECEIVERS)} for the throughput "
+                        "rows, or none")
+    p.add_argument("--mode", choices=tuple(gen.MODES),
+                   help="sender mode (default: the kind's real sender)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+                   help="bound on each run (default 60)")
+    p.add_argument("--peers", type=Path, default=DEFAULT_PEERS, metavar="DIR",
+                   help="directory holding recv_count.c and naive_recv.py")
+    p.add_argument("--no-decoder", action="store_true", help="skip the in-memory decoder run")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw throughput and latency bars (needs matplotlib: the 'bench' extra)")
+    g = p.add_argument_group("latency (send -> sink, at fixed moderate rates)")
+    g.add_argument("--no-latency", action="store_true", help="skip the latency rows")
+    g.add_argument("--latency-rates", metavar="LIST", default="1000,10000",
+                   help="comma-separated alerts/s (default 1000,10000)")
+    g.add_argument("--latency-seconds", type=float, metavar="S",
+                   help="seconds of alerts per latency row (default 5; --quick 0.5)")
+    g = p.add_argument_group("loss (Suricata live-mode semantics: non-blocking sender)")
+    g.add_argument("--no-loss", action="store_true", help="skip the loss rows")
+    g.add_argument("--loss-rates", metavar="LIST",
+                   help="comma-separated offered alerts/s, paced (default 10000,30000; "
+                        "--quick 30000)")
+    g.add_argument("--loss-seconds", type=float, metavar="S",
+                   help="seconds of alerts per loss row (default 2; --quick 0.5)")
+    g.add_argument("--tuned-qlen", type=int, default=512, metavar="N",
+                   help="net.unix.max_dgram_qlen of the tuned rows, set in a private network "
+                        "namespace (default 512; 0 = skip)")
+    g = p.add_argument_group("Unified2 spool files")
+    g.add_argument("--no-unified2", action="store_true", help="skip the Unified2 rows")
+    g.add_argument("--unified2-alerts", type=int, metavar="N",
+                   help="events in the generated spool file (default 200000; --quick 20000)")
+    g = p.add_argument_group("EVE sockets (unix_stream vs FEVER, unix_dgram vs Python)")
+    g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
+    g.add_argument("--eve-records", type=int, metavar="N",
+                   help="EVE records per run (default 200000; --quick 20000)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    count = args.count or (20_000 if args.quick else 200_000)
+    repeat = args.repeat or (2 if args.quick else 3)
+    receivers = (() if args.receivers == "none" else
+                 tuple(args.receivers.split(",")) if args.receivers else RECEIVERS)
+    bad = [r for r in receivers if r not in RECEIVERS]
+    if bad or count < 1 or repeat < 1:
+        print(f"ingest bench: bad --receivers {bad}" if bad else
+              "ingest bench: --count and --repeat must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        lat_rates = tuple(float(x) for x in args.latency_rates.split(","))
+        loss_rates = tuple(float(x) for x in (
+            args.loss_rates or ("30000" if args.quick else "10000,30000")).split(","))
+    except ValueError:
+        print("ingest bench: --latency-rates / --loss-rates take numbers", file=sys.stderr)
+        return 2
+    if any(r <= 0 for r in lat_rates + loss_rates):
+        print("ingest bench: latency and loss rates must be > 0", file=sys.stderr)
+        return 2
+    latency = None if args.no_latency else LatencyPlan(
+        rates=lat_rates, seconds=args.latency_seconds or (0.5 if args.quick else 5.0),
+        repeat=1 if args.quick else repeat)
+    loss = None if args.no_loss else LossPlan(
+        rates=loss_rates, seconds=args.loss_seconds or (0.5 if args.quick else 2.0),
+        tuned_qlen=args.tuned_qlen or None, repeat=1 if args.quick else repeat)
+    u2_alerts = 0 if args.no_unified2 else (args.unified2_alerts or
+                                             (20_000 if args.quick else 200_000))
+    eve_records = 0 if args.no_eve else (args.eve_records or
+                                         (20_000 if args.quick else 200_000))
+    if args.plot is not None:
+        try:
+            check_available()
+        except PlotUnavailable as e:
+            print(f"ingest bench: --plot: {e}", file=sys.stderr)
+            return 2
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        rep = run_bench(kind=args.kind, count=count, repeat=repeat, receivers=receivers,
+                        mode=args.mode, time_limit=args.time_limit, peers_dir=args.peers,
+                        seed=args.seed, decoder=not args.no_decoder,
+                        decoder_repeat=2 if args.quick else 5, latency=latency, loss=loss,
+                        unified2_alerts=u2_alerts, eve_records=eve_records,
+                        progress=progress)
+    except BenchError as e:
+        print(f"ingest bench: {e}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, Interrupted):
+        print("ingest bench: interrupted; everything it started has been stopped and removed",
+              file=sys.stderr)
+        return 130
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    if args.plot is not None:
+        draw_plot(rep, args.plot)
+        print(f"ingest bench: plot written to {args.plot}", file=sys.stderr)
+    return 0
+

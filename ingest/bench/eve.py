@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import gen
-from .harness import (
-    _FINAL,
+from .common import (
+    FINAL_STATS,
     BenchError,
-    _proc_cpu,
-    _proc_hwm_kb,
-    _teardown,
-    _wait4,
-    _wait_for_socket,
+    proc_cpu,
+    proc_hwm_kb,
+    teardown,
+    wait4,
+    wait_for_socket,
 )
 
 #: the plain-Python datagram receiver: recv + json.loads, exits on its count
@@ -97,9 +97,9 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
     sender: gen.LineSender | None = None
     done = threading.Event()
     try:
-        _wait_for_socket(sock, proc, 30.0)
+        wait_for_socket(sock, proc, 30.0)
         time.sleep(0.3)  # start-up work after bind() is not counted
-        cpu0 = _proc_cpu(proc.pid)
+        cpu0 = proc_cpu(proc.pid)
         sender = gen.LineSender(sock, records, stream=receiver in PAIRS["unix_stream"],
                                 offline=True)
         box, done = gen.start_in_thread(sender, count, time_limit=time_limit,
@@ -107,7 +107,7 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
         t0 = time.monotonic()
         hwm = [0]
         while not done.wait(0.02):
-            hwm[0] = max(hwm[0], _proc_hwm_kb(proc.pid))
+            hwm[0] = max(hwm[0], proc_hwm_kb(proc.pid))
         res = box[0]
         if isinstance(res, BaseException):
             raise BenchError(f"EVE sender: {res}")
@@ -120,11 +120,11 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
         cpu = None
         if receiver == "fever":
             t_done = t_sent
-            hwm[0] = max(hwm[0], _proc_hwm_kb(proc.pid))
-            cpu = _proc_cpu(proc.pid) - cpu0
+            hwm[0] = max(hwm[0], proc_hwm_kb(proc.pid))
+            cpu = proc_cpu(proc.pid) - cpu0
             received = None
         elif receiver == "naive-json":
-            ru = _wait4(proc, time_limit, hwm)
+            ru = wait4(proc, time_limit, hwm)
             t_done = time.monotonic()
             if ru is None or proc.returncode != 0:
                 raise BenchError(f"{receiver} did not finish: {err_path.read_text()[-2000:]}")
@@ -134,12 +134,12 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
             hwm[0] = int(detail.get("maxrss_kb", hwm[0]))
         else:
             proc.send_signal(signal.SIGTERM)  # drains what is queued, then exits
-            ru = _wait4(proc, time_limit, hwm)
+            ru = wait4(proc, time_limit, hwm)
             t_done = time.monotonic()
             if ru is None or proc.returncode != 0:
                 raise BenchError(f"{receiver} did not finish: {err_path.read_text()[-2000:]}")
             cpu = ru.ru_utime + ru.ru_stime - cpu0
-            m = _FINAL.search(err_path.read_text())
+            m = FINAL_STATS.search(err_path.read_text())
             if not m:
                 raise BenchError(f"{receiver}: no final stats line on stderr")
             received = int(json.loads(m.group(1)).get("received", 0))
@@ -151,7 +151,7 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
                 "sender_records_per_s": res.rate,
                 "cpu_s_per_million": cpu / count * 1e6, "peak_rss_mib": hwm[0] / 1024}
     finally:
-        _teardown(sender, done if sender is not None else None, proc, str(sock))
+        teardown(sender, done if sender is not None else None, proc, str(sock))
 
 
 def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time_limit: float,

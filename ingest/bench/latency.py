@@ -42,14 +42,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import gen
-from .harness import (
+from .common import (
     STATS_INTERVAL,
     BenchError,
+    LineClock,
     Setup,
-    _LineClock,
-    _teardown,
-    _wait4,
-    _wait_for_socket,
+    teardown,
+    wait4,
+    wait_for_socket,
 )
 
 #: default rates of the latency rows (alerts/s)
@@ -183,7 +183,7 @@ def latency_run(s: Setup, receiver: str, *, rate: float, count: int) -> dict:
     sender: gen.Sender | None = None
     done: threading.Event | None = None
     try:
-        _wait_for_socket(sock, proc, 30.0)
+        wait_for_socket(sock, proc, 30.0)
         time.sleep(0.3)  # start-up after bind() (sinks opening) is not latency
         sender = gen.sender_for(s.kind, sock, s.templates, time_stamp=True)
         box, done = _send_in_thread(sender, count, rate, s.time_limit)
@@ -196,7 +196,7 @@ def latency_run(s: Setup, receiver: str, *, rate: float, count: int) -> dict:
             while reader.lines < count and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             proc.send_signal(signal.SIGTERM)
-        if _wait4(proc, max(5.0, deadline - time.monotonic())) is None:
+        if wait4(proc, max(5.0, deadline - time.monotonic())) is None:
             raise BenchError(f"latency {receiver}: did not finish in time")
         reader.join(10)
         if proc.returncode != 0:
@@ -214,7 +214,7 @@ def latency_run(s: Setup, receiver: str, *, rate: float, count: int) -> dict:
         return {"receiver": receiver, "label": LATENCY_LABELS[receiver], "rate": rate,
                 "alerts": count, "sender_rate": res.rate, **row}
     finally:
-        _teardown(sender, done, proc, sock)
+        teardown(sender, done, proc, sock)
         reader.join(5)
         proc.stdout.close()
 
@@ -262,11 +262,11 @@ def loss_run(s: Setup, receiver: str, *, count: int, rate: float, qlen: int | No
                                 stdin=subprocess.DEVNULL, cwd=s.workdir, env=s.env,
                                 start_new_session=True)
     assert proc.stderr is not None
-    clock = _LineClock(proc.stderr, count)
+    clock = LineClock(proc.stderr, count)
     sender: gen.Sender | None = None
     done: threading.Event | None = None
     try:
-        _wait_for_socket(sock, proc, 30.0)
+        wait_for_socket(sock, proc, 30.0)
         time.sleep(0.3)
         sender = gen.sender_for(s.kind, sock, s.templates, mode="dontwait")
         box, done = _send_in_thread(sender, count, rate, s.time_limit)
@@ -283,7 +283,7 @@ def loss_run(s: Setup, receiver: str, *, count: int, rate: float, qlen: int | No
         else:
             time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
-        if _wait4(proc, 30.0) is None:
+        if wait4(proc, 30.0) is None:
             raise BenchError(f"loss {receiver}: did not stop in time")
         err_text = clock.text()
         if proc.returncode != 0:
@@ -305,7 +305,7 @@ def loss_run(s: Setup, receiver: str, *, count: int, rate: float, qlen: int | No
                 "sender_rate": res.rate, "offered_rate": attempted / res.elapsed
                 if res.elapsed > 0 else 0.0}
     finally:
-        _teardown(sender, done, proc, sock)
+        teardown(sender, done, proc, sock)
         proc.stderr.close()
 
 

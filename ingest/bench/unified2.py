@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from .. import gen
+from .common import BenchError
 
 U2_READERS = ("idstools", "ingest")
 U2_LABELS = {
@@ -118,8 +119,6 @@ def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int
                                       r, str(path)], capture_output=True, text=True, env=env,
                                      cwd=workdir, timeout=time_limit, start_new_session=True)
                 if out.returncode != 0:
-                    from .harness import BenchError
-
                     raise BenchError(f"unified2 {r} exited {out.returncode}: {out.stderr[-2000:]}")
                 run = json.loads(out.stdout)
                 runs[r].append(run)

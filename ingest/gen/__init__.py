@@ -1,4 +1,208 @@
-"""``ingest gen`` (moved here from ingest/gen.py; split into modules next)."""
+"""``ingest gen``: a load generator that sends alerts the way the engines do.
 
-from .templates import *  # noqa: F403
-from .templates import add_parser, main, run  # noqa: F401
+The sending loop is C (csrc/gen.c, ``ingest_gen_dgram``); this module builds
+realistic templates and drives it.  Each ``--kind`` is faithful to its sender
+(FORMATS.md 1.1, 2, 3.2):
+
+============  ======  =====================================================
+kind          bytes   default mode
+============  ======  =====================================================
+snort         65864   ``sendto``: one blocking sendto per alert, flags 0
+snort3        65864   ``sendto`` (Snort 3 also sets nethdr for IPv6)
+snort-appid   65928   ``sendto`` (app_name: only its first 28 bytes are sent)
+barnyard2     1856    ``connect``: connect once, blocking send per alert
+barnyard2-32  1844    ``connect``
+============  ======  =====================================================
+
+``--mode mmsg`` batches with sendmmsg (no real sender does); ``--mode
+dontwait`` drops and counts an alert when the send would block, as Suricata
+live mode does.
+
+``--kind eve-dgram`` / ``eve-stream`` send newline-terminated EVE JSON lines
+(csrc/gen.c, ``ingest_gen_lines``) as Suricata's eve-log ``unix_dgram`` (one
+record per datagram) / ``unix_stream`` output does: connect() once, one send
+per record, MSG_DONTWAIT with a would-block record dropped and counted (live
+mode); ``--offline`` blocks instead, as ``suricata -r`` does.  The records are
+the lines of ``--eve-file FILE``, else of the Zeus Suricata 7.0.7 capture in
+the shared data (``$INGEST_SHARED_DATA/eve/zeus-suricata-7.0.7/eve.json``)
+when present, else generated: alerts with ET-style metadata, and flows.
+
+Content: a seeded mix of IPv4 TCP/UDP/ICMP and IPv6 TCP/UDP/ICMPv6, some
+802.1Q-tagged frames, a few packetless events and portscan pseudo-packets
+(NO_TRANSHDR), signatures drawn Zipf-like from a catalog of realistic rules.
+Templates are cycled; every datagram gets its own event id (1, 2, 3, ...)
+unless ``--no-stamp``.
+
+Example::
+
+    ingest gen --to /var/log/snort/snort_alert --kind snort --count 100000 --rate 5000
+"""
+
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .eve import eve_records, load_eve_records
+from .senders import (
+    EVE_KINDS,
+    MODES,
+    GenError,
+    LineSender,
+    Sender,
+    SendResult,
+    send,
+    sender_for,
+    start_in_thread,
+)
+from .templates import (
+    APPID_SENT,
+    KINDS,
+    SNAPLEN,
+    AlertSpec,
+    Rule,
+    alert_specs,
+    build_templates,
+    encode_spec,
+    rule_catalog,
+    time_offset,
+    zipf_weights,
+)
+from .unified2 import SpoolResult, write_spool
+
+__all__ = [
+    "APPID_SENT", "EVE_KINDS", "KINDS", "MODES", "SNAPLEN", "AlertSpec", "GenError", "LineSender",
+    "Rule", "SendResult", "Sender", "add_parser", "alert_specs", "build_templates", "encode_spec",
+    "eve_records", "load_eve_records", "main", "rule_catalog", "run", "send", "sender_for",
+    "start_in_thread", "time_offset", "write_spool", "zipf_weights", "SpoolResult",
+]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "gen", help="send generated alerts to a socket, as Snort/Barnyard2 do",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("--to", required=True, metavar="PATH", help="unix socket to send to")
+    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS, "unified2"), default="snort")
+    p.add_argument("--mode", choices=tuple(MODES),
+                   help="send mode (default: the kind's real sender; see ingest.gen; "
+                        "not for eve-*)")
+    p.add_argument("--offline", action="store_true",
+                   help="eve-*: blocking sends, as suricata -r (default: live mode, "
+                        "a send that would block is dropped and counted)")
+    p.add_argument("--eve-file", metavar="FILE",
+                   help="eve-*: send the lines of this eve.json (default: the shared Zeus "
+                        "capture if present, else generated records)")
+    p.add_argument("--count", type=int, default=10000, metavar="N",
+                   help="alerts to send (0 = until --duration or Ctrl-C)")
+    p.add_argument("--rate", type=float, default=0.0, metavar="R",
+                   help="alerts per second (0 = as fast as possible)")
+    p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
+                   help="stop after this long (0 = no limit)")
+    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--templates", type=int, default=256, metavar="N",
+                   help="distinct alerts to cycle through")
+    p.add_argument("--no-stamp", action="store_true",
+                   help="send templates unchanged (repeating event ids)")
+    p.add_argument("--rotate-events", type=int, default=0, metavar="N",
+                   help="unified2: start a new spool file after N events (default: by size)")
+    p.add_argument("--rotate-bytes", type=int, default=128 << 20, metavar="B",
+                   help="unified2: start a new spool file past B bytes (Snort's limit; 128 MiB)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(run=run)
+    return p
+
+
+def _run_unified2(args: argparse.Namespace) -> int:
+    """--kind unified2: --to is DIR/PREFIX; files PREFIX.<unix-time> are
+    written and rotated like Snort's spool."""
+    specs = alert_specs(args.templates, args.seed, kind="snort")
+    try:
+        res = write_spool(args.to, specs, args.count or (1 << 62), rate=args.rate,
+                          rotate_events=args.rotate_events, rotate_bytes=args.rotate_bytes,
+                          time_limit=args.duration)
+    except (OSError, ValueError) as e:
+        print(f"ingest gen: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps({"kind": "unified2", "to": args.to, **res.as_dict()}))
+    else:
+        print(f"ingest gen: unified2 -> {args.to}.*: wrote {res.events} events, {res.packets} "
+              f"packets, {res.bytes} bytes in {len(res.files)} file(s), {res.elapsed:.3f} s")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.count < 0 or args.rate < 0 or args.duration < 0 or args.templates < 1:
+        print("ingest gen: --count, --rate, --duration must be >= 0, --templates >= 1",
+              file=sys.stderr)
+        return 2
+    if args.count == 0 and args.duration == 0:
+        print("ingest gen: sending until Ctrl-C (give --count or --duration to bound it)",
+              file=sys.stderr)
+    if args.kind in EVE_KINDS:
+        return _run_eve(args)
+    if args.kind == "unified2":
+        return _run_unified2(args)
+    if args.offline or args.eve_file:
+        print("ingest gen: --offline and --eve-file are for --kind eve-dgram/eve-stream",
+              file=sys.stderr)
+        return 2
+    templates, _specs = build_templates(args.kind, args.templates, args.seed)
+    try:
+        sender = sender_for(args.kind, args.to, templates, mode=args.mode,
+                            stamp=not args.no_stamp)
+        res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
+    except (GenError, ValueError) as e:
+        print(f"ingest gen: {e}", file=sys.stderr)
+        return 1
+    mode = args.mode or KINDS[args.kind][2]
+    if args.json:
+        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to,
+                          "bytes": KINDS[args.kind][1], **res.as_dict()}))
+    else:
+        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
+        print(f"ingest gen: {args.kind}/{mode} -> {args.to}: sent {res.sent}, dropped "
+              f"{res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
+              f"({res.rate:,.0f} alerts/s){stop}"
+              + (f"; last error {res.last_error}" if res.errors else ""))
+    return 0 if res.errors == 0 and not res.interrupted else 1
+
+
+def _run_eve(args: argparse.Namespace) -> int:
+    if args.mode is not None:
+        print("ingest gen: --mode is not for eve-*; live mode (dontwait) is the default, "
+              "--offline blocks", file=sys.stderr)
+        return 2
+    try:
+        records, source = load_eve_records(args.eve_file, args.templates, args.seed)
+        sender = LineSender(args.to, records, stream=EVE_KINDS[args.kind], offline=args.offline)
+        res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
+    except (GenError, ValueError, OSError) as e:
+        print(f"ingest gen: {e}", file=sys.stderr)
+        return 1
+    mode = "offline" if args.offline else "live"
+    if args.json:
+        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to, "records": source,
+                          **res.as_dict()}))
+    else:
+        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
+        print(f"ingest gen: {args.kind}/{mode} ({source}) -> {args.to}: sent {res.sent}, "
+              f"dropped {res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
+              f"({res.rate:,.0f} records/s){stop}"
+              + (f"; last error {res.last_error}" if res.errors else ""))
+    return 0 if res.errors == 0 and not res.interrupted else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingest.gen``: the same as ``ingest gen``."""
+    parser = argparse.ArgumentParser(prog="ingest")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["gen", *(sys.argv[1:] if argv is None else argv)])
+    return args.run(args)
+
+

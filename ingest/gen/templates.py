@@ -1,53 +1,16 @@
-"""``ingest gen``: a load generator that sends alerts the way the engines do.
-
-The sending loop is C (csrc/gen.c, ``ingest_gen_dgram``); this module builds
-realistic templates and drives it.  Each ``--kind`` is faithful to its sender
-(FORMATS.md 1.1, 2, 3.2):
-
-============  ======  =====================================================
-kind          bytes   default mode
-============  ======  =====================================================
-snort         65864   ``sendto``: one blocking sendto per alert, flags 0
-snort3        65864   ``sendto`` (Snort 3 also sets nethdr for IPv6)
-snort-appid   65928   ``sendto`` (app_name: only its first 28 bytes are sent)
-barnyard2     1856    ``connect``: connect once, blocking send per alert
-barnyard2-32  1844    ``connect``
-============  ======  =====================================================
-
-``--mode mmsg`` batches with sendmmsg (no real sender does); ``--mode
-dontwait`` drops and counts an alert when the send would block, as Suricata
-live mode does.
-
-``--kind eve-dgram`` / ``eve-stream`` send newline-terminated EVE JSON lines
-(csrc/gen.c, ``ingest_gen_lines``) as Suricata's eve-log ``unix_dgram`` (one
-record per datagram) / ``unix_stream`` output does: connect() once, one send
-per record, MSG_DONTWAIT with a would-block record dropped and counted (live
-mode); ``--offline`` blocks instead, as ``suricata -r`` does.  The records are
-the lines of ``--eve-file FILE``, else of the Zeus Suricata 7.0.7 capture in
-the shared data (``$INGEST_SHARED_DATA/eve/zeus-suricata-7.0.7/eve.json``)
-when present, else generated: alerts with ET-style metadata, and flows.
+"""What ``ingest gen`` sends over the Alertpkt sockets: a seeded catalog of
+realistic rules, the fields of each alert (``AlertSpec``), and the datagram
+templates a sender cycles through (FORMATS.md 1.1, 2).
 
 Content: a seeded mix of IPv4 TCP/UDP/ICMP and IPv6 TCP/UDP/ICMPv6, some
 802.1Q-tagged frames, a few packetless events and portscan pseudo-packets
 (NO_TRANSHDR), signatures drawn Zipf-like from a catalog of realistic rules.
-Templates are cycled; every datagram gets its own event id (1, 2, 3, ...)
-unless ``--no-stamp``.
-
-Example::
-
-    ingest gen --to /var/log/snort/snort_alert --kind snort --count 100000 --rate 5000
 """
 
 from __future__ import annotations
 
-import argparse
-import errno
 import ipaddress
-import json
-import os
 import random
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .. import encode
-from ..native import ffi, lib
 
 # kind -> (encoder variant, datagram length, default mode, event_id offset, big-endian event)
 KINDS: dict[str, tuple[encode.Variant, int, str, int, bool]] = {
@@ -64,14 +26,6 @@ KINDS: dict[str, tuple[encode.Variant, int, str, int, bool]] = {
     "snort-appid": ("snort-appid", 65928, "sendto", 65828 + 20, False),
     "barnyard2": ("barnyard2", 1856, "connect", 1816 + 4, True),
     "barnyard2-32": ("barnyard2-32", 1844, "connect", 1808 + 4, True),
-}
-#: EVE kinds: --kind -> stream socket?
-EVE_KINDS = {"eve-dgram": False, "eve-stream": True}
-MODES = {
-    "sendto": lib.INGEST_GEN_SENDTO,
-    "connect": lib.INGEST_GEN_CONNECT,
-    "mmsg": lib.INGEST_GEN_MMSG,
-    "dontwait": lib.INGEST_GEN_DONTWAIT,
 }
 #: Snort 2 copies only the first 28 bytes of app_name (FORMATS.md 1.2).
 APPID_SENT = 28
@@ -203,7 +157,7 @@ class AlertSpec:
         return self.proto in (1, 58)
 
 
-def _v4(rng: random.Random, internal: bool) -> str:
+def random_v4(rng: random.Random, internal: bool) -> str:
     if internal:
         return rng.choice([f"10.{rng.randrange(0, 8)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
                            f"192.168.{rng.randrange(0, 4)}.{rng.randrange(1, 255)}"])
@@ -213,7 +167,7 @@ def _v4(rng: random.Random, internal: bool) -> str:
             return str(a)
 
 
-def _v6(rng: random.Random, internal: bool) -> str:
+def random_v6(rng: random.Random, internal: bool) -> str:
     if internal:
         return str(ipaddress.IPv6Address((0xFD00_1234_0000_0000 << 64) | rng.getrandbits(16)))
     return str(ipaddress.IPv6Address((0x2001_0DB8 << 96) | rng.getrandbits(64)))
@@ -256,7 +210,7 @@ def alert_specs(n: int, seed: int, *, base_time: int | None = None,
         v6 = rule.proto != "pscan" and rng.random() < 0.22
         vlan = rng.randrange(1, 4095) if rng.random() < 0.10 else None
         inbound = rng.random() < 0.6
-        mk = _v6 if v6 else _v4
+        mk = random_v6 if v6 else random_v4
         src, dst = mk(rng, not inbound), mk(rng, inbound)
         if rule.proto == "icmp":
             proto = 58 if v6 else 1
@@ -309,116 +263,6 @@ def build_templates(kind: str, n: int = 256, seed: int = 0, *,
     return out, specs
 
 
-# ---- driving the C loop ----------------------------------------------------
-
-@dataclass
-class SendResult:
-    """What one sending run did (sent + dropped + errors = alerts attempted)."""
-
-    sent: int
-    dropped: int
-    errors: int
-    elapsed: float
-    interrupted: bool
-    timed_out: bool
-    last_error: str
-
-    @property
-    def rate(self) -> float:
-        """Alerts the kernel accepted per second."""
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-    def as_dict(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "errors": self.errors,
-                "elapsed_s": round(self.elapsed, 6), "rate": round(self.rate, 1),
-                "interrupted": self.interrupted, "timed_out": self.timed_out,
-                "last_error": self.last_error}
-
-
-class GenError(RuntimeError):
-    """The sender could not start (bad arguments, socket or connect failed)."""
-
-
-class Sender:
-    """One sending loop over caller-built templates.
-
-    ``run()`` blocks in C without the GIL; ``stop()`` (from any thread) makes
-    it return within ~50 ms with what it has sent so far.
-    """
-
-    def __init__(self, path: str, templates: np.ndarray, *, mode: str = "sendto",
-                 stamp_offset: int | None = None, stamp_big_endian: bool = False,
-                 time_offset: int | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-        if templates.ndim != 2 or templates.dtype != np.uint8 or templates.shape[0] == 0:
-            raise ValueError("templates must be a non-empty (n, length) uint8 array")
-        self.path = path
-        self._templates = np.ascontiguousarray(templates).copy()  # the stamp writes into it
-        self._c_templates = ffi.from_buffer("uint8_t[]", self._templates, require_writable=True)
-        self._flags = MODES[mode] | (lib.INGEST_GEN_STAMP_BE if stamp_big_endian else 0)
-        self._stamp = -1 if stamp_offset is None else stamp_offset
-        # time_offset: where each alert gets its CLOCK_MONOTONIC send time
-        # (seconds, microseconds) for the benchmark's latency probe
-        self._time = -1 if time_offset is None else time_offset
-        self._stop = ffi.new("int *")
-
-    def stop(self) -> None:
-        self._stop[0] = 1
-
-    def run(self, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
-        n, tlen = self._templates.shape
-        self._stop[0] = 0
-        res = ffi.new("struct ingest_gen_result *")
-        rc = lib.ingest_gen_dgram(os.fsencode(self.path), self._c_templates, tlen, n, count,
-                                  float(rate), float(time_limit), self._flags, self._stamp,
-                                  self._time, self._stop, res)
-        err = _strerror(res.last_errno)
-        if rc < 0:
-            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
-            raise GenError(f"cannot send to {self.path}: {what}")
-        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
-                          bool(res.interrupted), bool(res.timed_out), err)
-
-
-def _strerror(code: int) -> str:
-    return "" if code == 0 else f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
-
-
-def start_in_thread(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0,
-                    name: str = "ingest-gen") -> tuple[list[SendResult | BaseException], threading.Event]:
-    """Start sender.run in a daemon thread; the result (or its exception)
-    lands in the returned list when the event is set."""
-    box: list[SendResult | BaseException] = []
-    done = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can return early
-
-    def work() -> None:
-        try:
-            box.append(sender.run(count, rate=rate, time_limit=time_limit))
-        except BaseException as e:  # handed to the caller
-            box.append(e)
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name=name, daemon=True).start()
-    return box, done
-
-
-def send(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
-    """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
-    thread keeps handling signals and sets the stop flag)."""
-    box, done = start_in_thread(sender, count, rate=rate, time_limit=time_limit)
-    try:
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        sender.stop()  # the C loop sees it within ~50 ms
-        while not done.wait(0.2):
-            pass
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
-
 
 def time_offset(kind: str) -> int:
     """Offset of the event's ref_time (seconds, then microseconds) in a kind's
@@ -429,286 +273,3 @@ def time_offset(kind: str) -> int:
     return ev_off + 4 if be else ev_off + 8
 
 
-def sender_for(kind: str, path: str, templates: np.ndarray, *, mode: str | None = None,
-               stamp: bool = True, time_stamp: bool = False) -> Sender:
-    """A Sender with kind's default mode and event-id stamp; with time_stamp,
-    each alert's time is its CLOCK_MONOTONIC send time (latency probe)."""
-    _variant, _len, default_mode, ev_off, be = KINDS[kind]
-    return Sender(path, templates, mode=mode or default_mode,
-                  stamp_offset=ev_off if stamp else None, stamp_big_endian=be,
-                  time_offset=time_offset(kind) if time_stamp else None)
-
-
-# ---- EVE records ----------------------------------------------------------
-
-def _shared_eve() -> str | None:
-    """The Zeus Suricata 7.0.7 eve.json from the shared data, if present."""
-    root = os.environ.get("INGEST_SHARED_DATA") or "/work/shared/data"
-    path = os.path.join(root, "eve", "zeus-suricata-7.0.7", "eve.json")
-    return path if os.path.isfile(path) else None
-
-
-def _eve_ts(t: float) -> str:
-    lt = time.localtime(t)
-    off = lt.tm_gmtoff // 60
-    sign = "+" if off >= 0 else "-"
-    frac = int((t % 1) * 1_000_000)
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", lt)
-            + f".{frac:06d}{sign}{abs(off) // 60:02d}{abs(off) % 60:02d}")
-
-
-def eve_records(n: int, seed: int = 1, *, base_time: float | None = None) -> list[bytes]:
-    """n generated EVE lines (newline-terminated): ~85% alerts with ET-style
-    metadata (Suricata 7 layout, ~0.8-1.5 KB), the rest flow records."""
-    rng = random.Random(seed)
-    rules = [r for r in rule_catalog(rng, 300) if r.gid == 1]
-    weights = zipf_weights(len(rules))
-    t = time.time() if base_time is None else base_time
-    out: list[bytes] = []
-    for _ in range(n):
-        t += rng.randrange(50, 20_000) / 1e6
-        rule = rng.choices(rules, weights)[0]
-        v6 = rng.random() < 0.2
-        mk = _v6 if v6 else _v4
-        inbound = rng.random() < 0.6
-        src, dst = mk(rng, not inbound), mk(rng, inbound)
-        proto = {"tcp": "TCP", "udp": "UDP", "icmp": "IPv6-ICMP" if v6 else "ICMP"}.get(
-            rule.proto, "TCP")
-        flow_id = rng.getrandbits(50)
-        ev: dict[str, Any] = {"timestamp": _eve_ts(t), "flow_id": flow_id,
-                              "in_iface": "eth0", "src_ip": src}
-        icmp = proto.endswith("ICMP")
-        if not icmp:
-            ev["src_port"] = rng.randrange(32768, 61000)
-        ev["dest_ip"] = dst
-        if not icmp:
-            ev["dest_port"] = rule.dport or rng.randrange(1, 65536)
-        ev["proto"] = proto
-        start = _eve_ts(t - rng.random() * 30)
-        flow = {"pkts_toserver": rng.randrange(1, 200), "pkts_toclient": rng.randrange(0, 200),
-                "bytes_toserver": rng.randrange(60, 200_000),
-                "bytes_toclient": rng.randrange(0, 2_000_000), "start": start}
-        if rng.random() < 0.15:
-            ev = {"timestamp": ev["timestamp"], "flow_id": flow_id, "event_type": "flow",
-                  **{k: v for k, v in ev.items() if k not in ("timestamp", "flow_id")},
-                  "app_proto": "failed" if icmp else "http",
-                  "flow": {**flow, "end": _eve_ts(t), "age": rng.randrange(0, 120),
-                           "state": "closed", "reason": "timeout", "alerted": True},
-                  "tcp": {"tcp_flags": "1b", "syn": True, "fin": True, "psh": True,
-                          "ack": True, "state": "closed"}}
-        else:
-            created = f"20{rng.randrange(10, 24)}_{rng.randrange(1, 13):02d}_{rng.randrange(1, 29):02d}"
-            meta = {"affected_product": [rng.choice(["Windows_XP_Vista_7_8_10_Server_32_64_Bit",
-                                                     "Apache_HTTP_server", "Linux", "Any"])],
-                    "attack_target": [rng.choice(["Client_Endpoint", "Server", "Web_Server"])],
-                    "created_at": [created], "deployment": ["Perimeter"],
-                    "former_category": [rule.msg.split()[1] if " " in rule.msg else "INFO"],
-                    "signature_severity": [rng.choice(["Major", "Minor", "Informational"])],
-                    "updated_at": [created]}
-            if rng.random() < 0.3:
-                meta["mitre_tactic_id"] = ["TA0011"]
-                meta["mitre_tactic_name"] = ["Command_And_Control"]
-                meta["mitre_technique_id"] = ["T1071"]
-                meta["mitre_technique_name"] = ["Application_Layer_Protocol"]
-            ev = {"timestamp": ev["timestamp"], "flow_id": flow_id, "event_type": "alert",
-                  **{k: v for k, v in ev.items() if k not in ("timestamp", "flow_id")},
-                  "pkt_src": "wire/pcap",
-                  "alert": {"action": "allowed", "gid": 1, "signature_id": rule.sid,
-                            "rev": rule.rev, "signature": rule.msg,
-                            "category": "Potentially Bad Traffic", "severity": rule.priority,
-                            "metadata": meta},
-                  "direction": "to_server", "flow": flow}
-            if rule.dport in (80, 8080):
-                ev["app_proto"] = "http"
-                ev["http"] = {"hostname": f"www.example{rng.randrange(100)}.com",
-                              "url": f"/{rng.choice(['index.php', 'wp-login.php', 'update.exe'])}"
-                                     f"?id={rng.randrange(10**6)}",
-                              "http_user_agent": rng.choice(["curl/7.88.1", "Go-http-client/1.1",
-                                                             "Mozilla/5.0 (Windows NT 10.0)"]),
-                              "http_method": "GET", "protocol": "HTTP/1.1",
-                              "status": 200, "length": rng.randrange(0, 100_000)}
-        out.append(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
-    return out
-
-
-def load_eve_records(path: str | None = None, n: int = 256, seed: int = 1) -> tuple[list[bytes], str]:
-    """EVE lines to send, and where they came from: the lines of path, else
-    of the shared Zeus capture when present, else n generated ones."""
-    src = path or _shared_eve()
-    if src is None:
-        return eve_records(n, seed), "generated"
-    with open(src, "rb") as f:
-        recs = [ln if ln.endswith(b"\n") else ln + b"\n" for ln in f if ln.strip()]
-    if not recs:
-        raise ValueError(f"{src}: no EVE lines")
-    return recs, src
-
-
-class LineSender:
-    """Suricata's eve-log unix_dgram / unix_stream sending loop (C) over
-    caller-given newline-terminated records; ``stop()`` as for Sender."""
-
-    def __init__(self, path: str, records: list[bytes], *, stream: bool,
-                 offline: bool = False) -> None:
-        if not records or any(not r for r in records):
-            raise ValueError("need at least one non-empty record")
-        self.path = path
-        self._data = b"".join(records)
-        if len(self._data) >= 1 << 32:
-            raise ValueError("records too large")
-        self._ends = np.cumsum([len(r) for r in records], dtype=np.uint64).astype(np.uint32)
-        self._c_data = ffi.from_buffer("uint8_t[]", self._data)
-        self._c_ends = ffi.from_buffer("uint32_t[]", self._ends)
-        self._flags = ((lib.INGEST_GEN_CONNECT if offline else lib.INGEST_GEN_DONTWAIT)
-                       | (lib.INGEST_GEN_STREAM if stream else 0))
-        self._stop = ffi.new("int *")
-
-    def stop(self) -> None:
-        self._stop[0] = 1
-
-    def run(self, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
-        self._stop[0] = 0
-        res = ffi.new("struct ingest_gen_result *")
-        rc = lib.ingest_gen_lines(os.fsencode(self.path), self._c_data, self._c_ends,
-                                  len(self._ends), count, float(rate), float(time_limit),
-                                  self._flags, self._stop, res)
-        err = _strerror(res.last_errno)
-        if rc < 0:
-            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
-            raise GenError(f"cannot send to {self.path}: {what}")
-        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
-                          bool(res.interrupted), bool(res.timed_out), err)
-
-
-# ---- command line ----------------------------------------------------------
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "gen", help="send generated alerts to a socket, as Snort/Barnyard2 do",
-        description=__doc__.split("\n\n")[0])
-    p.add_argument("--to", required=True, metavar="PATH", help="unix socket to send to")
-    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS, "unified2"), default="snort")
-    p.add_argument("--mode", choices=tuple(MODES),
-                   help="send mode (default: the kind's real sender; see ingest.gen; "
-                        "not for eve-*)")
-    p.add_argument("--offline", action="store_true",
-                   help="eve-*: blocking sends, as suricata -r (default: live mode, "
-                        "a send that would block is dropped and counted)")
-    p.add_argument("--eve-file", metavar="FILE",
-                   help="eve-*: send the lines of this eve.json (default: the shared Zeus "
-                        "capture if present, else generated records)")
-    p.add_argument("--count", type=int, default=10000, metavar="N",
-                   help="alerts to send (0 = until --duration or Ctrl-C)")
-    p.add_argument("--rate", type=float, default=0.0, metavar="R",
-                   help="alerts per second (0 = as fast as possible)")
-    p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
-                   help="stop after this long (0 = no limit)")
-    p.add_argument("--seed", type=int, default=1, metavar="S")
-    p.add_argument("--templates", type=int, default=256, metavar="N",
-                   help="distinct alerts to cycle through")
-    p.add_argument("--no-stamp", action="store_true",
-                   help="send templates unchanged (repeating event ids)")
-    p.add_argument("--rotate-events", type=int, default=0, metavar="N",
-                   help="unified2: start a new spool file after N events (default: by size)")
-    p.add_argument("--rotate-bytes", type=int, default=128 << 20, metavar="B",
-                   help="unified2: start a new spool file past B bytes (Snort's limit; 128 MiB)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(run=run)
-    return p
-
-
-def _run_unified2(args: argparse.Namespace) -> int:
-    """--kind unified2: --to is DIR/PREFIX; files PREFIX.<unix-time> are
-    written and rotated like Snort's spool."""
-    from .unified2 import write_spool
-
-    specs = alert_specs(args.templates, args.seed, kind="snort")
-    try:
-        res = write_spool(args.to, specs, args.count or (1 << 62), rate=args.rate,
-                          rotate_events=args.rotate_events, rotate_bytes=args.rotate_bytes,
-                          time_limit=args.duration)
-    except (OSError, ValueError) as e:
-        print(f"ingest gen: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    if args.json:
-        print(json.dumps({"kind": "unified2", "to": args.to, **res.as_dict()}))
-    else:
-        print(f"ingest gen: unified2 -> {args.to}.*: wrote {res.events} events, {res.packets} "
-              f"packets, {res.bytes} bytes in {len(res.files)} file(s), {res.elapsed:.3f} s")
-    return 0
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.count < 0 or args.rate < 0 or args.duration < 0 or args.templates < 1:
-        print("ingest gen: --count, --rate, --duration must be >= 0, --templates >= 1",
-              file=sys.stderr)
-        return 2
-    if args.count == 0 and args.duration == 0:
-        print("ingest gen: sending until Ctrl-C (give --count or --duration to bound it)",
-              file=sys.stderr)
-    if args.kind in EVE_KINDS:
-        return _run_eve(args)
-    if args.kind == "unified2":
-        return _run_unified2(args)
-    if args.offline or args.eve_file:
-        print("ingest gen: --offline and --eve-file are for --kind eve-dgram/eve-stream",
-              file=sys.stderr)
-        return 2
-    templates, _specs = build_templates(args.kind, args.templates, args.seed)
-    try:
-        sender = sender_for(args.kind, args.to, templates, mode=args.mode,
-                            stamp=not args.no_stamp)
-        res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
-    except (GenError, ValueError) as e:
-        print(f"ingest gen: {e}", file=sys.stderr)
-        return 1
-    mode = args.mode or KINDS[args.kind][2]
-    if args.json:
-        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to,
-                          "bytes": KINDS[args.kind][1], **res.as_dict()}))
-    else:
-        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
-        print(f"ingest gen: {args.kind}/{mode} -> {args.to}: sent {res.sent}, dropped "
-              f"{res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
-              f"({res.rate:,.0f} alerts/s){stop}"
-              + (f"; last error {res.last_error}" if res.errors else ""))
-    return 0 if res.errors == 0 and not res.interrupted else 1
-
-
-def _run_eve(args: argparse.Namespace) -> int:
-    if args.mode is not None:
-        print("ingest gen: --mode is not for eve-*; live mode (dontwait) is the default, "
-              "--offline blocks", file=sys.stderr)
-        return 2
-    try:
-        records, source = load_eve_records(args.eve_file, args.templates, args.seed)
-        sender = LineSender(args.to, records, stream=EVE_KINDS[args.kind], offline=args.offline)
-        res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
-    except (GenError, ValueError, OSError) as e:
-        print(f"ingest gen: {e}", file=sys.stderr)
-        return 1
-    mode = "offline" if args.offline else "live"
-    if args.json:
-        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to, "records": source,
-                          **res.as_dict()}))
-    else:
-        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
-        print(f"ingest gen: {args.kind}/{mode} ({source}) -> {args.to}: sent {res.sent}, "
-              f"dropped {res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
-              f"({res.rate:,.0f} records/s){stop}"
-              + (f"; last error {res.last_error}" if res.errors else ""))
-    return 0 if res.errors == 0 and not res.interrupted else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ingest.gen``: the same as ``ingest gen``."""
-    parser = argparse.ArgumentParser(prog="ingest")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["gen", *(sys.argv[1:] if argv is None else argv)])
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

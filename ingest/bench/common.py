@@ -1,0 +1,184 @@
+"""Process plumbing shared by every ``ingest bench`` measurement: start a
+receiver, wait for its socket, account for its CPU and peak memory, stop it
+and its sender whatever happened.  Imported by the harness and by each row
+module (latency, unified2, eve); it imports none of them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import signal
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: the directory that holds the ``ingest`` package being run: children
+#: (``python -m ingest listen``) get it on PYTHONPATH so they run this code
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+#: the peers' sources, shipped with the package (``ingest bench`` works from
+#: an installed wheel: recv_count.c is compiled at run time)
+DEFAULT_PEERS = Path(__file__).resolve().parent / "peers"
+FINAL_STATS = re.compile(r"^ingest: final stats (\{.*\})\s*$", re.M)
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: ingest listen's stats period: the resolution of its completion time
+STATS_INTERVAL = 0.05
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made (a receiver failed, lost alerts, ...)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM, turned into an exception so every cleanup block runs."""
+
+
+def proc_cpu(pid: int) -> float:
+    """user + system seconds of every thread of pid so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+
+
+def proc_hwm_kb(pid: int) -> int:
+    """Peak RSS of pid's current image (VmHWM), 0 if it is gone.
+
+    ru_maxrss from wait4 cannot be used for a child we fork+exec: Linux carries
+    the pre-exec high-water mark (this harness's own RSS) over the exec."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def wait4(proc: subprocess.Popen, timeout: float,
+           watch: list[int] | None = None) -> resource.struct_rusage | None:
+    """Reap proc and return its rusage, or None if it is still running after
+    timeout.  While waiting, keep watch[0] at the child's highest VmHWM."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while True:
+        if watch is not None and polls % 10 == 0:
+            watch[0] = max(watch[0], proc_hwm_kb(proc.pid))
+        try:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # already reaped (Popen.poll): nothing to account
+            return None if proc.returncode is None else _NO_RUSAGE
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return ru
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.002)
+        polls += 1
+
+
+class LineClock:
+    """Reads a child's stderr on a thread and notes when each line arrived, so
+    the moment ingest reports it has dispatched everything is known to within
+    one stats interval (without counting its shutdown)."""
+
+    _STATS = re.compile(r"^ingest: stats .*\bdispatched=(\S+)")
+
+    def __init__(self, stream, target: int) -> None:
+        self.lines: list[str] = []
+        self.done_at: float | None = None
+        self.target = target
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace")
+            self.lines.append(line)
+            m = self._STATS.match(line)
+            if m and self.done_at is None:
+                try:
+                    total = sum(int(v.rsplit(":", 1)[1]) for v in m.group(1).split(","))
+                except (IndexError, ValueError):
+                    continue
+                if total >= self.target:
+                    self.done_at = time.monotonic()
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+_NO_RUSAGE = resource.struct_rusage((0.0,) * 16)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Make sure proc is gone: SIGTERM, then SIGKILL."""
+    if proc.returncode is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        if wait4(proc, grace) is not None:
+            return
+
+
+def teardown(sender, done: threading.Event | None, proc: subprocess.Popen, sock: str) -> None:
+    """End one measured run whatever happened: stop the sender and wait for
+    its thread, make sure the receiver is gone, remove its socket."""
+    if sender is not None:
+        sender.stop()
+    if done is not None:
+        done.wait(10)
+    stop_process(proc)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+
+
+def wait_for_socket(path: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                return
+        if proc.poll() is not None:
+            raise BenchError(f"receiver exited ({proc.returncode}) before binding {path}")
+        time.sleep(0.005)
+    raise BenchError(f"receiver did not bind {path} within {timeout:.0f} s")
+
+
+@dataclass
+class Setup:
+    workdir: Path
+    recv_count: Path | None
+    naive_recv: Path | None
+    env: dict[str, str]
+    kind: str
+    count: int
+    mode: str | None
+    time_limit: float
+    templates: np.ndarray
+
+
+
+
+@contextlib.contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    def handler(_sig, _frame):
+        raise Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,118 @@
+"""EVE JSON lines for ``ingest gen --kind eve-dgram|eve-stream``: the lines of
+a given eve.json, else of the shared Zeus capture when present, else
+generated alerts (ET-style metadata) and flows."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+from .templates import random_v4, random_v6, rule_catalog, zipf_weights
+
+
+def _shared_eve() -> str | None:
+    """The Zeus Suricata 7.0.7 eve.json from the shared data, if present."""
+    root = os.environ.get("INGEST_SHARED_DATA") or "/work/shared/data"
+    path = os.path.join(root, "eve", "zeus-suricata-7.0.7", "eve.json")
+    return path if os.path.isfile(path) else None
+
+
+def _eve_ts(t: float) -> str:
+    lt = time.localtime(t)
+    off = lt.tm_gmtoff // 60
+    sign = "+" if off >= 0 else "-"
+    frac = int((t % 1) * 1_000_000)
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", lt)
+            + f".{frac:06d}{sign}{abs(off) // 60:02d}{abs(off) % 60:02d}")
+
+
+def eve_records(n: int, seed: int = 1, *, base_time: float | None = None) -> list[bytes]:
+    """n generated EVE lines (newline-terminated): ~85% alerts with ET-style
+    metadata (Suricata 7 layout, ~0.8-1.5 KB), the rest flow records."""
+    rng = random.Random(seed)
+    rules = [r for r in rule_catalog(rng, 300) if r.gid == 1]
+    weights = zipf_weights(len(rules))
+    t = time.time() if base_time is None else base_time
+    out: list[bytes] = []
+    for _ in range(n):
+        t += rng.randrange(50, 20_000) / 1e6
+        rule = rng.choices(rules, weights)[0]
+        v6 = rng.random() < 0.2
+        mk = random_v6 if v6 else random_v4
+        inbound = rng.random() < 0.6
+        src, dst = mk(rng, not inbound), mk(rng, inbound)
+        proto = {"tcp": "TCP", "udp": "UDP", "icmp": "IPv6-ICMP" if v6 else "ICMP"}.get(
+            rule.proto, "TCP")
+        flow_id = rng.getrandbits(50)
+        ev: dict[str, Any] = {"timestamp": _eve_ts(t), "flow_id": flow_id,
+                              "in_iface": "eth0", "src_ip": src}
+        icmp = proto.endswith("ICMP")
+        if not icmp:
+            ev["src_port"] = rng.randrange(32768, 61000)
+        ev["dest_ip"] = dst
+        if not icmp:
+            ev["dest_port"] = rule.dport or rng.randrange(1, 65536)
+        ev["proto"] = proto
+        start = _eve_ts(t - rng.random() * 30)
+        flow = {"pkts_toserver": rng.randrange(1, 200), "pkts_toclient": rng.randrange(0, 200),
+                "bytes_toserver": rng.randrange(60, 200_000),
+                "bytes_toclient": rng.randrange(0, 2_000_000), "start": start}
+        if rng.random() < 0.15:
+            ev = {"timestamp": ev["timestamp"], "flow_id": flow_id, "event_type": "flow",
+                  **{k: v for k, v in ev.items() if k not in ("timestamp", "flow_id")},
+                  "app_proto": "failed" if icmp else "http",
+                  "flow": {**flow, "end": _eve_ts(t), "age": rng.randrange(0, 120),
+                           "state": "closed", "reason": "timeout", "alerted": True},
+                  "tcp": {"tcp_flags": "1b", "syn": True, "fin": True, "psh": True,
+                          "ack": True, "state": "closed"}}
+        else:
+            created = f"20{rng.randrange(10, 24)}_{rng.randrange(1, 13):02d}_{rng.randrange(1, 29):02d}"
+            meta = {"affected_product": [rng.choice(["Windows_XP_Vista_7_8_10_Server_32_64_Bit",
+                                                     "Apache_HTTP_server", "Linux", "Any"])],
+                    "attack_target": [rng.choice(["Client_Endpoint", "Server", "Web_Server"])],
+                    "created_at": [created], "deployment": ["Perimeter"],
+                    "former_category": [rule.msg.split()[1] if " " in rule.msg else "INFO"],
+                    "signature_severity": [rng.choice(["Major", "Minor", "Informational"])],
+                    "updated_at": [created]}
+            if rng.random() < 0.3:
+                meta["mitre_tactic_id"] = ["TA0011"]
+                meta["mitre_tactic_name"] = ["Command_And_Control"]
+                meta["mitre_technique_id"] = ["T1071"]
+                meta["mitre_technique_name"] = ["Application_Layer_Protocol"]
+            ev = {"timestamp": ev["timestamp"], "flow_id": flow_id, "event_type": "alert",
+                  **{k: v for k, v in ev.items() if k not in ("timestamp", "flow_id")},
+                  "pkt_src": "wire/pcap",
+                  "alert": {"action": "allowed", "gid": 1, "signature_id": rule.sid,
+                            "rev": rule.rev, "signature": rule.msg,
+                            "category": "Potentially Bad Traffic", "severity": rule.priority,
+                            "metadata": meta},
+                  "direction": "to_server", "flow": flow}
+            if rule.dport in (80, 8080):
+                ev["app_proto"] = "http"
+                ev["http"] = {"hostname": f"www.example{rng.randrange(100)}.com",
+                              "url": f"/{rng.choice(['index.php', 'wp-login.php', 'update.exe'])}"
+                                     f"?id={rng.randrange(10**6)}",
+                              "http_user_agent": rng.choice(["curl/7.88.1", "Go-http-client/1.1",
+                                                             "Mozilla/5.0 (Windows NT 10.0)"]),
+                              "http_method": "GET", "protocol": "HTTP/1.1",
+                              "status": 200, "length": rng.randrange(0, 100_000)}
+        out.append(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
+    return out
+
+
+def load_eve_records(path: str | None = None, n: int = 256, seed: int = 1) -> tuple[list[bytes], str]:
+    """EVE lines to send, and where they came from: the lines of path, else
+    of the shared Zeus capture when present, else n generated ones."""
+    src = path or _shared_eve()
+    if src is None:
+        return eve_records(n, seed), "generated"
+    with open(src, "rb") as f:
+        recs = [ln if ln.endswith(b"\n") else ln + b"\n" for ln in f if ln.strip()]
+    if not recs:
+        raise ValueError(f"{src}: no EVE lines")
+    return recs, src
+
+

@@ -1,0 +1,183 @@
+"""Driving the C sending loops (csrc/gen.c): Alertpkt datagrams from
+templates (``Sender``), EVE lines over unix_dgram / unix_stream
+(``LineSender``), in a worker thread so Ctrl-C stops them cleanly."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..native import ffi, lib
+from .templates import KINDS, time_offset
+
+#: EVE kinds: --kind -> stream socket?
+EVE_KINDS = {"eve-dgram": False, "eve-stream": True}
+MODES = {
+    "sendto": lib.INGEST_GEN_SENDTO,
+    "connect": lib.INGEST_GEN_CONNECT,
+    "mmsg": lib.INGEST_GEN_MMSG,
+    "dontwait": lib.INGEST_GEN_DONTWAIT,
+}
+
+
+# ---- driving the C loop ----------------------------------------------------
+
+@dataclass
+class SendResult:
+    """What one sending run did (sent + dropped + errors = alerts attempted)."""
+
+    sent: int
+    dropped: int
+    errors: int
+    elapsed: float
+    interrupted: bool
+    timed_out: bool
+    last_error: str
+
+    @property
+    def rate(self) -> float:
+        """Alerts the kernel accepted per second."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"sent": self.sent, "dropped": self.dropped, "errors": self.errors,
+                "elapsed_s": round(self.elapsed, 6), "rate": round(self.rate, 1),
+                "interrupted": self.interrupted, "timed_out": self.timed_out,
+                "last_error": self.last_error}
+
+
+class GenError(RuntimeError):
+    """The sender could not start (bad arguments, socket or connect failed)."""
+
+
+class Sender:
+    """One sending loop over caller-built templates.
+
+    ``run()`` blocks in C without the GIL; ``stop()`` (from any thread) makes
+    it return within ~50 ms with what it has sent so far.
+    """
+
+    def __init__(self, path: str, templates: np.ndarray, *, mode: str = "sendto",
+                 stamp_offset: int | None = None, stamp_big_endian: bool = False,
+                 time_offset: int | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        if templates.ndim != 2 or templates.dtype != np.uint8 or templates.shape[0] == 0:
+            raise ValueError("templates must be a non-empty (n, length) uint8 array")
+        self.path = path
+        self._templates = np.ascontiguousarray(templates).copy()  # the stamp writes into it
+        self._c_templates = ffi.from_buffer("uint8_t[]", self._templates, require_writable=True)
+        self._flags = MODES[mode] | (lib.INGEST_GEN_STAMP_BE if stamp_big_endian else 0)
+        self._stamp = -1 if stamp_offset is None else stamp_offset
+        # time_offset: where each alert gets its CLOCK_MONOTONIC send time
+        # (seconds, microseconds) for the benchmark's latency probe
+        self._time = -1 if time_offset is None else time_offset
+        self._stop = ffi.new("int *")
+
+    def stop(self) -> None:
+        self._stop[0] = 1
+
+    def run(self, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
+        n, tlen = self._templates.shape
+        self._stop[0] = 0
+        res = ffi.new("struct ingest_gen_result *")
+        rc = lib.ingest_gen_dgram(os.fsencode(self.path), self._c_templates, tlen, n, count,
+                                  float(rate), float(time_limit), self._flags, self._stamp,
+                                  self._time, self._stop, res)
+        err = _strerror(res.last_errno)
+        if rc < 0:
+            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
+            raise GenError(f"cannot send to {self.path}: {what}")
+        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
+                          bool(res.interrupted), bool(res.timed_out), err)
+
+
+def _strerror(code: int) -> str:
+    return "" if code == 0 else f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
+
+
+def start_in_thread(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0,
+                    name: str = "ingest-gen") -> tuple[list[SendResult | BaseException], threading.Event]:
+    """Start sender.run in a daemon thread; the result (or its exception)
+    lands in the returned list when the event is set."""
+    box: list[SendResult | BaseException] = []
+    done = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can return early
+
+    def work() -> None:
+        try:
+            box.append(sender.run(count, rate=rate, time_limit=time_limit))
+        except BaseException as e:  # handed to the caller
+            box.append(e)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return box, done
+
+
+def send(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
+    """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
+    thread keeps handling signals and sets the stop flag)."""
+    box, done = start_in_thread(sender, count, rate=rate, time_limit=time_limit)
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        sender.stop()  # the C loop sees it within ~50 ms
+        while not done.wait(0.2):
+            pass
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def sender_for(kind: str, path: str, templates: np.ndarray, *, mode: str | None = None,
+               stamp: bool = True, time_stamp: bool = False) -> Sender:
+    """A Sender with kind's default mode and event-id stamp; with time_stamp,
+    each alert's time is its CLOCK_MONOTONIC send time (latency probe)."""
+    _variant, _len, default_mode, ev_off, be = KINDS[kind]
+    return Sender(path, templates, mode=mode or default_mode,
+                  stamp_offset=ev_off if stamp else None, stamp_big_endian=be,
+                  time_offset=time_offset(kind) if time_stamp else None)
+
+
+class LineSender:
+    """Suricata's eve-log unix_dgram / unix_stream sending loop (C) over
+    caller-given newline-terminated records; ``stop()`` as for Sender."""
+
+    def __init__(self, path: str, records: list[bytes], *, stream: bool,
+                 offline: bool = False) -> None:
+        if not records or any(not r for r in records):
+            raise ValueError("need at least one non-empty record")
+        self.path = path
+        self._data = b"".join(records)
+        if len(self._data) >= 1 << 32:
+            raise ValueError("records too large")
+        self._ends = np.cumsum([len(r) for r in records], dtype=np.uint64).astype(np.uint32)
+        self._c_data = ffi.from_buffer("uint8_t[]", self._data)
+        self._c_ends = ffi.from_buffer("uint32_t[]", self._ends)
+        self._flags = ((lib.INGEST_GEN_CONNECT if offline else lib.INGEST_GEN_DONTWAIT)
+                       | (lib.INGEST_GEN_STREAM if stream else 0))
+        self._stop = ffi.new("int *")
+
+    def stop(self) -> None:
+        self._stop[0] = 1
+
+    def run(self, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
+        self._stop[0] = 0
+        res = ffi.new("struct ingest_gen_result *")
+        rc = lib.ingest_gen_lines(os.fsencode(self.path), self._c_data, self._c_ends,
+                                  len(self._ends), count, float(rate), float(time_limit),
+                                  self._flags, self._stop, res)
+        err = _strerror(res.last_errno)
+        if rc < 0:
+            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
+            raise GenError(f"cannot send to {self.path}: {what}")
+        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
+                          bool(res.interrupted), bool(res.timed_out), err)
+
+

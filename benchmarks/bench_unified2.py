@@ -25,7 +25,12 @@ import sys
 import tempfile
 import time
 
-SRC = "/work/shared/data/unified2/djcas9-unified2-current.log"
+from ingest.gen.shared import shared_file
+
+#: the real djcas9 capture from the shared data set (INGEST_SHARED_DATA or
+#: ../shared/data beside the checkout), None when absent
+_SRC = shared_file("unified2/djcas9-unified2-current.log")
+SRC = str(_SRC) if _SRC else ""
 
 
 def make_file(directory: str, mb: int) -> tuple[str, int]:
@@ -105,6 +110,9 @@ def main() -> int:
     ap.add_argument("--idstools-runs", type=int, default=2)
     ap.add_argument("--cli", action="store_true", help="also time the whole commands (u2json vs ingest decode)")
     ns = ap.parse_args()
+    if not SRC:
+        print("bench_unified2: the shared data set is absent (set INGEST_SHARED_DATA)", file=sys.stderr)
+        return 2
     import idstools
     import numpy
 

@@ -1,18 +1,20 @@
 """pytest-benchmark micro-benchmarks (not collected by default: run
 ``pytest benchmarks/test_bench_unified2.py``)."""
 
-import os
-
 import pytest
 
 from ingest import unified2
+from ingest.gen.shared import shared_file
 
-SRC = "/work/shared/data/unified2/djcas9-unified2-current.log"
+#: the real djcas9 capture from the shared data set (INGEST_SHARED_DATA or
+#: ../shared/data beside the checkout), None when absent
+_SRC = shared_file("unified2/djcas9-unified2-current.log")
+SRC = str(_SRC) if _SRC else ""
 
 
 @pytest.fixture(scope="module")
 def data():
-    if not os.path.exists(SRC):
+    if not SRC:
         pytest.skip("real file absent")
     with open(SRC, "rb") as f:
         return f.read()

@@ -15,8 +15,10 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-#: ../shared/data beside the checkout (CI lays a copy there); override with INGEST_SHARED_DATA
-SHARED = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", ROOT.parent / "shared" / "data"))
+#: the one place tests find the shared data set: $INGEST_SHARED_DATA, else
+#: ../shared/data beside the checkout (CI lays a copy there).  Never a
+#: machine's absolute path (tests/unit/test_no_machine_paths.py).
+SHARED = pathlib.Path(os.environ.get("INGEST_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 def shared_file(rel: str) -> pathlib.Path:

@@ -24,7 +24,8 @@ record per datagram) / ``unix_stream`` output does: connect() once, one send
 per record, MSG_DONTWAIT with a would-block record dropped and counted (live
 mode); ``--offline`` blocks instead, as ``suricata -r`` does.  The records are
 the lines of ``--eve-file FILE``, else of the Zeus Suricata 7.0.7 capture in
-the shared data (``$INGEST_SHARED_DATA/eve/zeus-suricata-7.0.7/eve.json``)
+the shared data (``eve/zeus-suricata-7.0.7/eve.json`` under
+``$INGEST_SHARED_DATA``, else ``../shared/data`` beside the source checkout)
 when present, else generated: alerts with ET-style metadata, and flows.
 
 Content: a seeded mix of IPv4 TCP/UDP/ICMP and IPv6 TCP/UDP/ICMPv6, some

@@ -5,19 +5,15 @@ generated alerts (ET-style metadata) and flows."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from typing import Any
 
+from .shared import shared_file
 from .templates import random_v4, random_v6, rule_catalog, zipf_weights
 
-
-def _shared_eve() -> str | None:
-    """The Zeus Suricata 7.0.7 eve.json from the shared data, if present."""
-    root = os.environ.get("INGEST_SHARED_DATA") or "/work/shared/data"
-    path = os.path.join(root, "eve", "zeus-suricata-7.0.7", "eve.json")
-    return path if os.path.isfile(path) else None
+#: the Zeus Suricata 7.0.7 capture, relative to the shared data set
+SHARED_EVE = "eve/zeus-suricata-7.0.7/eve.json"
 
 
 def _eve_ts(t: float) -> str:
@@ -105,14 +101,19 @@ def eve_records(n: int, seed: int = 1, *, base_time: float | None = None) -> lis
 
 def load_eve_records(path: str | None = None, n: int = 256, seed: int = 1) -> tuple[list[bytes], str]:
     """EVE lines to send, and where they came from: the lines of path, else
-    of the shared Zeus capture when present, else n generated ones."""
-    src = path or _shared_eve()
-    if src is None:
-        return eve_records(n, seed), "generated"
-    with open(src, "rb") as f:
+    of the shared Zeus capture when present ("shared data NAME": reports never
+    carry a machine's path), else n generated ones ("generated")."""
+    if path is not None:
+        label = path
+    else:
+        shared = shared_file(SHARED_EVE)
+        if shared is None:
+            return eve_records(n, seed), "generated"
+        path, label = str(shared), f"shared data {SHARED_EVE}"
+    with open(path, "rb") as f:
         recs = [ln if ln.endswith(b"\n") else ln + b"\n" for ln in f if ln.strip()]
     if not recs:
-        raise ValueError(f"{src}: no EVE lines")
-    return recs, src
+        raise ValueError(f"{path}: no EVE lines")
+    return recs, label
 
 

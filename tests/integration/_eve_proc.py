@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 
+from ..conftest import SHARED
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DATA = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATA = SHARED
 EVE = DATA / "eve"
 #: generous: a deadline against hangs, never a performance assertion
 DEADLINE = 120.0

@@ -19,9 +19,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "unit"))
 import u2writer as W  # noqa: E402
 
+from ..conftest import SHARED  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 ENV = {**os.environ, "PYTHONPATH": ROOT}
-DATA = "/work/shared/data/unified2/djcas9-unified2-current.log"
+DATA = str(SHARED / "unified2" / "djcas9-unified2-current.log")
 
 pytestmark = pytest.mark.slow
 

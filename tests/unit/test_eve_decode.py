@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import pathlib
 
 import numpy as np
@@ -21,7 +20,9 @@ from ingest.mapping import Enricher
 from ingest.maps import Maps
 from ingest.render import render_json
 
-DATA = pathlib.Path(os.environ.get("INGEST_SHARED_DATA", pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"))
+from ..conftest import SHARED
+
+DATA = SHARED
 EVE = DATA / "eve"
 
 

@@ -12,7 +12,9 @@ from ingest.mapping import Enricher
 from ingest.maps import Maps, parse_gen_msg, parse_sid_msg
 from ingest.render import to_records
 
-MAPS = "/work/shared/data/maps"
+from ..conftest import SHARED
+
+MAPS = str(SHARED / "maps")
 
 
 def real(name: str) -> str:

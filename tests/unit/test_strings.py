@@ -4,7 +4,6 @@ of str, handled like a list everywhere (concat, mapping, render, sqlite)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 
 import numpy as np
@@ -19,6 +18,7 @@ from ingest.render import render_json, to_records
 from ingest.sinks.sqlite import SqliteSink, rows
 from ingest.strings import Segment, StringPool, concat, take
 
+from ..conftest import shared_file
 from . import u2writer as W
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
@@ -135,10 +135,8 @@ def test_unified2_batch_is_a_pool_and_the_first_packet_is_not_repeated():
     assert "packet" not in r1 and b.strings[int(b.extra[1])].startswith('"unified2":')
 
 
-@pytest.mark.skipif(not os.path.exists("/work/shared/data/unified2/djcas9-unified2-current.log"),
-                    reason="real file absent")
 def test_real_file_renders_the_same_through_a_list():
-    res = U.read("/work/shared/data/unified2/djcas9-unified2-current.log")
+    res = U.read(str(shared_file("unified2/djcas9-unified2-current.log")))
     b = res.batch
     as_list = B.AlertBatch(b.alerts, b.strings.tolist(), b.origin, extra=b.extra)  # type: ignore[union-attr]
     assert render_json(as_list) == render_json(b)

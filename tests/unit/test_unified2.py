@@ -16,9 +16,10 @@ from ingest import batch as B
 from ingest import unified2 as U
 from ingest.render import to_records
 
+from ..conftest import SHARED
 from . import u2writer as W
 
-DATA = "/work/shared/data/unified2"
+DATA = str(SHARED / "unified2")
 
 
 def real(name: str) -> str:

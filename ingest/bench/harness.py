@@ -77,7 +77,6 @@ class Run:
         return self.cpu_s / self.received * 1e6 if self.received else float("nan")
 
 
-
 def _command(s: Setup, receiver: str, sock: str) -> list[str]:
     listen_opt = "--barnyard2" if s.kind.startswith("barnyard2") else "--snort"
     if receiver == "recv_count":
@@ -286,7 +285,11 @@ def versions(gcc: str | None) -> dict:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             v["gcc"] = subprocess.run([gcc, "-dumpfullversion"], capture_output=True,
                                       text=True, timeout=10).stdout.strip()
+    # the commit only from a source checkout: an installed package inside some
+    # other repository must not report that repository's commit
     with contextlib.suppress(OSError, subprocess.SubprocessError):
+        if not (PACKAGE_ROOT / "pyproject.toml").is_file():
+            raise OSError("not a source checkout")
         r = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "describe", "--always", "--dirty"],
                            capture_output=True, text=True, timeout=10)
         if r.returncode == 0:
@@ -309,8 +312,8 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
         loss.receivers if loss else ())
     need_peers = {"recv_count", "naive_recv"} & wanted
     if need_peers and not peers_dir.is_dir():
-        raise BenchError(f"peer sources not found in {peers_dir} (run from a source checkout "
-                         "or pass --peers DIR)")
+        raise BenchError(f"peer sources not found in {peers_dir} (they ship with the package: "
+                         "reinstall it, or pass --peers DIR)")
     workdir = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     try:
         with sigterm_as_exception():

@@ -7,12 +7,14 @@ Argument parsing (``parse_args(argv) -> Config``) is kept apart from running
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .config import Config
+from .config import Config, parse_flag
 
 # Subcommands contributed by other modules: name -> (add_parser, run)
 _PLUGINS: list[tuple[str, str]] = [
@@ -23,11 +25,39 @@ _PLUGINS: list[tuple[str, str]] = [
 ]
 
 
-def _octal(text: str) -> int:
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose unrecognised arguments are reported by the
+    subcommand they were given to, with that subcommand's usage (argparse
+    leaves them to the top-level parser, whose usage says nothing useful)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._innermost(ns).error("unrecognized arguments: " + " ".join(extras))
+        return ns
+
+    def _innermost(self, ns: argparse.Namespace) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self
+        while True:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(ns, subs[0].dest, None) if subs and subs[0].dest else None
+            if chosen is None or chosen not in subs[0].choices:
+                return parser
+            parser = subs[0].choices[chosen]
+
+
+def _flag(key: str) -> Callable[[str], object]:
+    """argparse type= for a Config key: the flag's value is checked by the
+    same rule as the file's (ingest.config.coerce)."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse_flag(key, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = key
+    return convert
 
 
 def _add_map_options(p: argparse.ArgumentParser) -> None:
@@ -56,7 +86,8 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="follow a Suricata eve.json (or a glob: eve.*.json), with a bookmark")
     p.add_argument("--event-types", metavar="LIST",
                    help="EVE event types to keep, comma-separated (default: all)")
-    p.add_argument("--eve-max-line", type=int, metavar="BYTES", help="longest EVE line (default 16 MiB)")
+    p.add_argument("--eve-max-line", type=_flag("eve_max_line"), metavar="BYTES",
+                   help="longest EVE line (default 16 MiB)")
     p.add_argument("--bookmark-dir", metavar="DIR", help="where --eve-file bookmarks go (default: beside the file)")
     p.add_argument("--eve-file-start", choices=("beginning", "end"),
                    help="where to start a followed file that has no bookmark (default beginning)")
@@ -73,23 +104,27 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", action="append", metavar="URL",
                    help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
     p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
-    p.add_argument("--socket-mode", type=_octal, metavar="MODE", help="socket file mode (default 0660)")
+    p.add_argument("--socket-mode", type=_flag("socket_mode"), metavar="MODE",
+                   help="socket file mode (default 0660)")
     p.add_argument("--socket-group", metavar="NAME", help="socket file group")
     p.add_argument("--dead-letter", metavar="PATH",
                    help="file for input that could not be used (default ./ingest-deadletter.bin; '' to disable)")
-    p.add_argument("--dead-letter-max-bytes", type=int, metavar="N")
-    p.add_argument("--stats-interval", type=float, metavar="SECONDS",
+    p.add_argument("--dead-letter-max-bytes", type=_flag("dead_letter_max_bytes"), metavar="N",
+                   help="rotate the dead-letter file to PATH.1 past N bytes (default 64 MiB)")
+    p.add_argument("--stats-interval", type=_flag("stats_interval"), metavar="SECONDS",
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
-    p.add_argument("--max-queue", type=int, metavar="ALERTS", help="bound of the in-memory queue")
-    p.add_argument("--batch-max", type=int, metavar="ALERTS", help="most alerts per sink write")
-    p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
+    p.add_argument("--max-queue", type=_flag("max_queue"), metavar="ALERTS",
+                   help="bound of the in-memory queue")
+    p.add_argument("--batch-max", type=_flag("batch_max"), metavar="ALERTS",
+                   help="most alerts per sink write")
+    p.add_argument("--drain-timeout", type=_flag("drain_timeout"), metavar="SECONDS",
                    help="how long shutdown may retry failing sinks (default 30)")
-    p.add_argument("--linger-ms", type=float, metavar="MS",
+    p.add_argument("--linger-ms", type=_flag("linger_ms"), metavar="MS",
                    help="how long a partial batch waits for more (default 2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingest", description="High-rate IDS alert ingester")
+    parser = Parser(prog="ingest", description="High-rate IDS alert ingester")
     parser.add_argument("--version", action="version", version=f"ingest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     listen = sub.add_parser("listen", help="bind the given sockets and ingest alerts")
@@ -110,19 +145,42 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
-              "bookmark_dir", "eve_file_start")
+              "bookmark_dir", "eve_file_start", "sink")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
-    base = Config.for_run() if ns.command == "run" else Config()
+    """The Config of ``listen``/``run``: the defaults, then the file, then the
+    flags.  ``run``'s own defaults (./run/* sockets, ./run/deadletter.bin)
+    apply only without a file: with one, only what the file and the flags
+    name is bound."""
     if ns.config:
-        base = Config.from_toml(ns.config, base)
+        base = Config.from_toml(ns.config, validate=False)  # with the flags, below
+    else:
+        base = Config.for_run() if ns.command == "run" else Config()
     changes = {k: getattr(ns, k) for k in _FLAG_KEYS if getattr(ns, k) is not None}
-    if ns.sink is not None:
-        changes["sinks"] = ns.sink
-    if changes.get("dead_letter") == "":
-        changes["dead_letter"] = None
     return base.replace(**changes)
+
+
+def check_paths(cfg: Config) -> None:
+    """Refuse, before anything is bound, paths that cannot work: a spool or
+    followed file whose directory does not exist, a missing bookmark or maps
+    directory, an archive path that is not a directory (ValueError, exit 2).
+    The archive directory itself is created on first use."""
+    def need_dir(what: str, d: str) -> None:
+        if not os.path.isdir(d):
+            why = "does not exist" if not os.path.lexists(d) else "is not a directory"
+            raise ValueError(f"{what}: directory {d} {why}")
+
+    for spec in cfg.unified2:
+        need_dir(f"--unified2 {spec}", os.path.dirname(os.path.abspath(spec)))
+    for path in cfg.eve_file:
+        need_dir(f"--eve-file {path}", os.path.dirname(os.path.abspath(path)))
+    if cfg.unified2_archive and os.path.lexists(cfg.unified2_archive):
+        need_dir("--unified2-archive", cfg.unified2_archive)
+    if cfg.bookmark_dir:
+        need_dir("--bookmark-dir", cfg.bookmark_dir)
+    if cfg.maps:
+        need_dir("--maps", cfg.maps)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -167,8 +225,6 @@ def build_pipeline(cfg: Config):
         if not sources:
             raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, --unified2, "
                              "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
-        if cfg.snort or cfg.barnyard2:
-            warn_kernel_limits()
         sinks = [open_sink(url, profile=cfg.format) for url in cfg.sink_urls]
         enricher = Enricher()
         maps = cfg.load_maps()
@@ -184,6 +240,10 @@ def build_pipeline(cfg: Config):
         for s in sources:
             s.close()
         raise
+    # Only once everything is open: a start-up error is then one line,
+    # not a line after two warnings about the kernel.
+    if cfg.snort or cfg.barnyard2:
+        warn_kernel_limits()
     return Pipeline(
         sources, sinks,
         enricher=enricher,
@@ -234,6 +294,7 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
         for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync, *cfg.eve_dgram, *cfg.eve_stream):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     try:
+        check_paths(cfg)
         pipeline = build_pipeline(cfg)
     except (SocketPathError, ValueError, OSError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
@@ -282,4 +343,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return _listen(cfg, ensure_run_dir=ns.command == "run")
     runner: Callable[[argparse.Namespace], int] = ns.run
-    return runner(ns)
+    if ns.command in ("decode", "pcap", "query"):
+        # One-shot output for a pipe: when the reader goes away (| head),
+        # end silently as cat does (killed by SIGPIPE, status 141 in the
+        # shell), not with a traceback or an error about errno 32.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        rc = runner(ns)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _die_of_sigpipe()
+    return rc
+
+
+def _die_of_sigpipe() -> None:
+    """End as a process killed by SIGPIPE, quietly (nothing more can be
+    written to stdout, and Python's exit flush must not complain)."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(141)  # not reached: SIGPIPE ended the process

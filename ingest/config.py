@@ -1,19 +1,26 @@
 """One typed, frozen Config; built from a TOML file and/or command-line flags.
 
-TOML keys are the field names below (flat), e.g.::
+TOML keys are the long option names with ``_`` (flat; ``sink`` for
+``--sink``, ``sinks`` accepted as its alias), e.g.::
 
     snort = ["/var/log/snort/snort_alert"]
     barnyard2_sync = ["/var/log/barnyard2/barnyard2_alert"]
-    sinks = ["sqlite:/var/lib/ingest/alerts.db", "jsonl:/var/log/ingest/alerts.json"]
+    sink = ["sqlite:/var/lib/ingest/alerts.db", "jsonl:/var/log/ingest/alerts.json"]
     format = "eve"
     socket_mode = "0660"
     socket_group = "snort"
     dead_letter = "/var/lib/ingest/deadletter.bin"
+
+Every value is checked where it enters (``coerce``: its type and range, the
+same rule for a flag and for a key of the file); an error from the file names
+the file and line (``FILE:LINE: key: problem``), one from a flag the flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -90,26 +97,49 @@ class Config:
         )
 
     @classmethod
-    def from_toml(cls, path: str, base: Config | None = None) -> Config:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-        return (base or cls()).replace(**data)
+    def from_toml(cls, path: str, base: Config | None = None, *, validate: bool = True) -> Config:
+        """base (default: the plain defaults) with the keys of the TOML file
+        at path.  Errors name the file and the line (ValueError).  With
+        validate=False what involves several keys is left to a later
+        ``replace`` (the command line's flags may complete the file)."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ValueError(f"cannot read the configuration file {path}: {e.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+            data = tomllib.loads(text)
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as e:
+            msg = str(e)
+            m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+            where = f"{path}:{m.group(1)}:{m.group(2)}" if m else path
+            raise ValueError(f"{where}: invalid TOML: {msg[:m.start()] if m else msg}") from None
+        if "sink" in data and "sinks" in data:
+            raise ValueError(f"{path}:{_key_line(text, 'sinks')}: give 'sink' or its alias "
+                             "'sinks', not both")
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            try:
+                name = field_name(key)
+                changes[name] = coerce(name, value)
+            except ConfigError as e:
+                raise ValueError(f"{path}:{_key_line(text, key)}: {e}") from None
+        cfg = dataclasses.replace(base or cls(), **changes)
+        if validate:
+            try:
+                cfg.validate()
+            except ConfigError as e:
+                raise ValueError(f"{path}: {e}") from None
+        return cfg
 
     def replace(self, **changes: Any) -> Config:
-        names = {f.name: f for f in dataclasses.fields(self)}
-        clean: dict[str, Any] = {}
-        for k, v in changes.items():
-            k = k.replace("-", "_")
-            if k not in names:
-                raise ValueError(f"unknown configuration key {k!r}")
-            if k in ("snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
-                     "eve_file"):
-                v = (v,) if isinstance(v, str) else tuple(v)
-            elif k == "event_types":
-                v = tuple(t.strip() for t in (v.split(",") if isinstance(v, str) else v) if t.strip())
-            elif k == "socket_mode" and isinstance(v, str):
-                v = int(v, 8)
-            clean[k] = v
+        """A copy with changes applied (each value coerced, the whole
+        validated); ConfigError (a ValueError) names the key."""
+        clean = {field_name(k): coerce(field_name(k), v) for k, v in changes.items()}
         cfg = dataclasses.replace(self, **clean)
         cfg.validate()
         return cfg
@@ -127,19 +157,152 @@ class Config:
         return None
 
     def validate(self) -> None:
-        if self.format not in ("eve", "trisul"):
-            raise ValueError(f"format must be eve or trisul, not {self.format!r}")
-        if not 0 <= self.socket_mode <= 0o777:
-            raise ValueError(f"socket_mode {oct(self.socket_mode)} is not a permission mode")
-        if self.eve_file_start not in ("beginning", "end"):
-            raise ValueError(f"eve_file_start must be beginning or end, not {self.eve_file_start!r}")
-        if self.unified2_start not in ("beginning", "end"):
-            raise ValueError("unified2_start must be beginning or end")
-        if self.unified2_after not in ("keep", "delete", "archive"):
-            raise ValueError("unified2_after must be keep, delete or archive")
+        """What involves more than one key (each value was checked by coerce)."""
         if self.unified2_after == "archive" and not self.unified2_archive:
-            raise ValueError("unified2_after = archive needs unified2_archive")
+            raise ConfigError("unified2_after", "archive needs unified2_archive (--unified2-archive)")
         if self.unified2_bookmark and len(self.unified2) > 1:
-            raise ValueError("one unified2_bookmark cannot serve several spools")
-        if self.max_queue <= 0 or self.batch_max <= 0:
-            raise ValueError("max_queue and batch_max must be positive")
+            raise ConfigError("unified2_bookmark", "one bookmark cannot serve several spools")
+
+
+class ConfigError(ValueError):
+    """A value that is not acceptable for its key."""
+
+    def __init__(self, key: str, problem: str, *, text: str | None = None) -> None:
+        super().__init__(text or f"{key}: {problem}")
+        self.key, self.problem = key, problem
+
+
+# ---- the rule of every key ----------------------------------------------------
+# A key added to Config gets its rule here: lists, choices, numbers with their
+# lower bound; everything else is a text (a path, a name).
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+#: file keys that name a field differently (``sink`` is ``--sink``; the
+#: field holds several, as the flag may be repeated)
+_ALIASES = {"sink": "sinks"}
+_LISTS = {"snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
+          "eve_file"}
+_CHOICES = {
+    "format": ("eve", "trisul"),
+    "eve_file_start": ("beginning", "end"),
+    "unified2_start": ("beginning", "end"),
+    "unified2_after": ("keep", "delete", "archive"),
+}
+#: numeric keys: (type, smallest allowed value)
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "eve_max_line": (int, 1),
+    "dead_letter_max_bytes": (int, 1),
+    "stats_interval": (float, 0),
+    "max_queue": (int, 1),
+    "batch_max": (int, 1),
+    "linger_ms": (float, 0),
+    "drain_timeout": (float, 0),
+}
+
+
+def field_name(key: str) -> str:
+    """The Config field a file key or flag name sets (ConfigError if none)."""
+    k = key.replace("-", "_")
+    k = _ALIASES.get(k, k)
+    if k not in _FIELDS:
+        raise ConfigError(key, "unknown configuration key", text=f"unknown configuration key {key!r}")
+    return k
+
+
+def _key_line(text: str, key: str) -> int | str:
+    """The line of a TOML file where key is set (for error messages)."""
+    k = re.escape(key)
+    m = re.search(rf"""^[ \t]*(?:{k}|"{k}"|'{k}')[ \t]*=|^[ \t]*\[+[ \t]*{k}[ \t]*\]""", text, re.M)
+    return text.count("\n", 0, m.start()) + 1 if m else "?"
+
+
+def _number(key: str, value: Any) -> int | float:
+    kind, low = _NUMBERS[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            kind is int and not isinstance(value, int)):
+        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, "
+                               f"not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, not {value!r}")
+    if value < low:
+        raise ConfigError(key, f"must be >= {low:g}, not {value:g}")
+    return kind(value)
+
+
+def coerce(key: str, value: Any) -> Any:
+    """value checked and converted for the field key (ConfigError if not
+    acceptable).  Lists take one string or a list of them; socket_mode an
+    octal string or an integer; event_types a comma-separated string or a
+    list."""
+    if key in _LISTS:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) and v for v in items):
+            raise ConfigError(key, f"must be a non-empty string or a list of them, not {value!r}")
+        return tuple(items)
+    if key == "event_types":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(key, f"must be a comma-separated string or a list, not {value!r}")
+        return tuple(t.strip() for t in items if t.strip())
+    if key == "socket_mode":
+        if isinstance(value, str):
+            try:
+                value = int(value, 8)
+            except ValueError:
+                raise ConfigError(key, f"{value!r} is not an octal mode such as 0660") from None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+            shown = f"0{value:o}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+            raise ConfigError(key, f"{shown} is not a permission mode (0 to 0777)")
+        return value
+    if key in _NUMBERS:
+        return _number(key, value)
+    if key in _CHOICES:
+        if value not in _CHOICES[key]:
+            raise ConfigError(key, f"must be {' or '.join(_CHOICES[key])}, not {value!r}")
+        return value
+    if key == "dead_letter" and value == "":
+        return None  # '' disables the dead-letter file (count only)
+    if value is None and "None" in str(_FIELDS[key].type):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, not {value!r}")
+    return value
+
+
+def parse_flag(key: str, text: str) -> Any:
+    """A command-line flag's text converted as its key's rule says (for
+    argparse ``type=``: raises ValueError with the problem alone)."""
+    try:
+        value: Any = text
+        if key in _NUMBERS:
+            kind = _NUMBERS[key][0]
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, "
+                                       f"not {text!r}") from None
+        return coerce(key, value)
+    except ConfigError as e:
+        raise ValueError(e.problem) from None
+
+
+def number_arg(kind: type[int] | type[float], low: float) -> Any:
+    """argparse ``type=`` for a tool's numeric option (``ingest gen``,
+    ``bench``, ``query``): a finite int or float >= low, else the
+    subcommand's usage error (exit 2)."""
+    import argparse
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'}, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low:g}, not {text}")
+        return value
+
+    convert.__name__ = f"{kind.__name__} >= {low:g}"
+    return convert

@@ -13,6 +13,9 @@ import argparse
 import json
 import sqlite3
 import sys
+from pathlib import Path
+
+from .config import number_arg
 
 FLOWS_SQL = """
 SELECT f.flow_id, f.event_type, f.src_ip, f.src_port, f.dest_ip, f.dest_port, f.proto,
@@ -33,32 +36,46 @@ def add_parser(sub) -> None:
     qs = p.add_subparsers(dest="what", required=True)
     f = qs.add_parser("flows", help="flows that produced an alert of at least the given severity")
     f.add_argument("--db", default="./alerts.db", help="the store (default ./alerts.db)")
-    f.add_argument("--min-severity", type=int, default=1, metavar="N",
+    f.add_argument("--min-severity", type=number_arg(int, 1), default=1, metavar="N",
                    help="alerts with severity N or more severe (1 = highest; default 1)")
-    f.add_argument("--limit", type=int, default=1000)
+    f.add_argument("--limit", type=number_arg(int, 0), default=1000, metavar="N",
+                   help="at most N flows (default 1000; 0 = all)")
     f.add_argument("--json", action="store_true", help="one JSON object per flow")
     f.add_argument("--sql", action="store_true", help="print the SQL and exit")
     p.set_defaults(run=run)
 
 
 def query_flows(db_path: str, min_severity: int = 1, limit: int = 1000) -> list[dict]:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    """Flows with an alert of severity min_severity or more severe (limit
+    0: all).  The store is opened read-only; a path with '?' or '#' is
+    quoted, not taken for URI parameters."""
+    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True)
     try:
         db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(FLOWS_SQL, (min_severity, limit))]
+        return [dict(r) for r in db.execute(FLOWS_SQL, (min_severity, limit or -1))]
     finally:
         db.close()
 
 
+#: sqlite errors that mean the --db is not a usable store (exit 2), as opposed
+#: to a failure while reading one (locked, I/O error: exit 1)
+_NOT_A_STORE = ("unable to open database", "no such table", "file is not a database",
+                "no such column")
+
+
 def run(ns: argparse.Namespace) -> int:
+    """``ingest query``: 0, 2 when --db is no store (or a usage error), 1
+    when reading it failed."""
     if ns.sql:
         print(FLOWS_SQL.strip())
         return 0
     try:
         rows = query_flows(ns.db, ns.min_severity, ns.limit)
     except sqlite3.Error as e:
+        input_error = any(m in str(e) for m in _NOT_A_STORE)
         print(f"ingest: error: {ns.db}: {e}", file=sys.stderr)
-        return 2
+        return 2 if input_error else 1
     if ns.json:
         for r in rows:
             print(json.dumps(r))

@@ -43,6 +43,7 @@ import sys
 from pathlib import Path
 
 from .. import gen
+from ..config import number_arg
 from .common import DEFAULT_PEERS, BenchError, Interrupted
 from .harness import LABELS, RECEIVERS, Run, decoder_rate, format_report, measure, run_bench
 from .latency import LatencyPlan, LossPlan
@@ -58,15 +59,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "bench", help="measure the Alertpkt input end to end against its peers",
         description=__doc__.split("\n\n")[0])
     p.add_argument("--kind", choices=tuple(gen.KINDS), default="snort")
-    p.add_argument("--count", type=int, metavar="N", help="alerts per run (default 200000)")
-    p.add_argument("--repeat", type=int, metavar="N", help="runs per receiver (default 3)")
+    p.add_argument("--count", type=number_arg(int, 1), metavar="N", help="alerts per run (default 200000)")
+    p.add_argument("--repeat", type=number_arg(int, 1), metavar="N", help="runs per receiver (default 3)")
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     p.add_argument("--receivers", metavar="LIST",
                    help=f"comma-separated subset of {','.join(RECEIVERS)} for the throughput "
                         "rows, or none")
     p.add_argument("--mode", choices=tuple(gen.MODES),
                    help="sender mode (default: the kind's real sender)")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--time-limit", type=number_arg(float, 0.1), default=60.0, metavar="SECONDS",
                    help="bound on each run (default 60)")
     p.add_argument("--peers", type=Path, default=DEFAULT_PEERS, metavar="DIR",
                    help="directory holding recv_count.c and naive_recv.py")
@@ -79,25 +80,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--no-latency", action="store_true", help="skip the latency rows")
     g.add_argument("--latency-rates", metavar="LIST", default="1000,10000",
                    help="comma-separated alerts/s (default 1000,10000)")
-    g.add_argument("--latency-seconds", type=float, metavar="S",
+    g.add_argument("--latency-seconds", type=number_arg(float, 0.01), metavar="S",
                    help="seconds of alerts per latency row (default 5; --quick 0.5)")
     g = p.add_argument_group("loss (Suricata live-mode semantics: non-blocking sender)")
     g.add_argument("--no-loss", action="store_true", help="skip the loss rows")
     g.add_argument("--loss-rates", metavar="LIST",
                    help="comma-separated offered alerts/s, paced (default 10000,30000; "
                         "--quick 30000)")
-    g.add_argument("--loss-seconds", type=float, metavar="S",
+    g.add_argument("--loss-seconds", type=number_arg(float, 0.01), metavar="S",
                    help="seconds of alerts per loss row (default 2; --quick 0.5)")
-    g.add_argument("--tuned-qlen", type=int, default=512, metavar="N",
+    g.add_argument("--tuned-qlen", type=number_arg(int, 0), default=512, metavar="N",
                    help="net.unix.max_dgram_qlen of the tuned rows, set in a private network "
                         "namespace (default 512; 0 = skip)")
     g = p.add_argument_group("Unified2 spool files")
     g.add_argument("--no-unified2", action="store_true", help="skip the Unified2 rows")
-    g.add_argument("--unified2-alerts", type=int, metavar="N",
+    g.add_argument("--unified2-alerts", type=number_arg(int, 1), metavar="N",
                    help="events in the generated spool file (default 200000; --quick 20000)")
     g = p.add_argument_group("EVE sockets (unix_stream vs FEVER, unix_dgram vs Python)")
     g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
-    g.add_argument("--eve-records", type=int, metavar="N",
+    g.add_argument("--eve-records", type=number_arg(int, 1), metavar="N",
                    help="EVE records per run (default 200000; --quick 20000)")
     p.set_defaults(run=run)
     return p

@@ -44,8 +44,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 
+from ..config import number_arg
 from .eve import eve_records, load_eve_records
 from .senders import (
     EVE_KINDS,
@@ -85,7 +88,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "gen", help="send generated alerts to a socket, as Snort/Barnyard2 do",
         description=__doc__.split("\n\n")[0])
-    p.add_argument("--to", required=True, metavar="PATH", help="unix socket to send to")
+    p.add_argument("--to", required=True, metavar="PATH",
+                   help="unix socket to send to (--kind unified2: the spool's DIR/PREFIX)")
     p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS, "unified2"), default="snort")
     p.add_argument("--mode", choices=tuple(MODES),
                    help="send mode (default: the kind's real sender; see ingest.gen; "
@@ -96,20 +100,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--eve-file", metavar="FILE",
                    help="eve-*: send the lines of this eve.json (default: the shared Zeus "
                         "capture if present, else generated records)")
-    p.add_argument("--count", type=int, default=10000, metavar="N",
+    p.add_argument("--count", type=number_arg(int, 0), default=10000, metavar="N",
                    help="alerts to send (0 = until --duration or Ctrl-C)")
-    p.add_argument("--rate", type=float, default=0.0, metavar="R",
+    p.add_argument("--rate", type=number_arg(float, 0), default=0.0, metavar="R",
                    help="alerts per second (0 = as fast as possible)")
-    p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--duration", type=number_arg(float, 0), default=0.0, metavar="SECONDS",
                    help="stop after this long (0 = no limit)")
     p.add_argument("--seed", type=int, default=1, metavar="S")
-    p.add_argument("--templates", type=int, default=256, metavar="N",
+    p.add_argument("--templates", type=number_arg(int, 1), default=256, metavar="N",
                    help="distinct alerts to cycle through")
     p.add_argument("--no-stamp", action="store_true",
                    help="send templates unchanged (repeating event ids)")
-    p.add_argument("--rotate-events", type=int, default=0, metavar="N",
+    p.add_argument("--rotate-events", type=number_arg(int, 0), default=0, metavar="N",
                    help="unified2: start a new spool file after N events (default: by size)")
-    p.add_argument("--rotate-bytes", type=int, default=128 << 20, metavar="B",
+    p.add_argument("--rotate-bytes", type=number_arg(int, 1), default=128 << 20, metavar="B",
                    help="unified2: start a new spool file past B bytes (Snort's limit; 128 MiB)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
@@ -125,7 +129,7 @@ def _run_unified2(args: argparse.Namespace) -> int:
                           rotate_events=args.rotate_events, rotate_bytes=args.rotate_bytes,
                           time_limit=args.duration)
     except (OSError, ValueError) as e:
-        print(f"ingest gen: {e}", file=sys.stderr)
+        _error(str(e))
         return 1
     except KeyboardInterrupt:
         return 130
@@ -137,10 +141,40 @@ def _run_unified2(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error(msg: str) -> None:
+    print(f"ingest gen: error: {msg}", file=sys.stderr)
+
+
+def _check_target(args: argparse.Namespace) -> str | None:
+    """Why --to cannot work, before anything is sent (exit 2), or None."""
+    if args.kind == "unified2":
+        d = os.path.dirname(os.path.abspath(args.to))
+        return None if os.path.isdir(d) else f"--to {args.to}: directory {d} does not exist"
+    try:
+        st = os.stat(args.to)
+    except OSError as e:
+        return f"--to {args.to}: {e.strerror} (is the receiver listening?)"
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"--to {args.to}: not a socket"
+    return None
+
+
+def _report_failures(res: SendResult) -> int:
+    """Exit status of a finished run; failed sends are reported on stderr."""
+    if res.errors:
+        _error(f"{res.errors} of {res.sent + res.dropped + res.errors} sends failed "
+               f"(last: {res.last_error})")
+        return 1
+    return 130 if res.interrupted else 0
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.count < 0 or args.rate < 0 or args.duration < 0 or args.templates < 1:
-        print("ingest gen: --count, --rate, --duration must be >= 0, --templates >= 1",
-              file=sys.stderr)
+    """``ingest gen``.  Exit 0 when everything was sent (or dropped as the
+    mode says), 2 for a usage or input error (nothing sent), 1 when sending
+    failed, 130 when interrupted."""
+    why = _check_target(args)
+    if why is not None:
+        _error(why)
         return 2
     if args.count == 0 and args.duration == 0:
         print("ingest gen: sending until Ctrl-C (give --count or --duration to bound it)",
@@ -150,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "unified2":
         return _run_unified2(args)
     if args.offline or args.eve_file:
-        print("ingest gen: --offline and --eve-file are for --kind eve-dgram/eve-stream",
-              file=sys.stderr)
+        _error("--offline and --eve-file are for --kind eve-dgram/eve-stream")
         return 2
     templates, _specs = build_templates(args.kind, args.templates, args.seed)
     try:
@@ -159,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
                             stamp=not args.no_stamp)
         res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
     except (GenError, ValueError) as e:
-        print(f"ingest gen: {e}", file=sys.stderr)
+        _error(str(e))
         return 1
     mode = args.mode or KINDS[args.kind][2]
     if args.json:
@@ -169,22 +202,24 @@ def run(args: argparse.Namespace) -> int:
         stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
         print(f"ingest gen: {args.kind}/{mode} -> {args.to}: sent {res.sent}, dropped "
               f"{res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
-              f"({res.rate:,.0f} alerts/s){stop}"
-              + (f"; last error {res.last_error}" if res.errors else ""))
-    return 0 if res.errors == 0 and not res.interrupted else 1
+              f"({res.rate:,.0f} alerts/s){stop}")
+    return _report_failures(res)
 
 
 def _run_eve(args: argparse.Namespace) -> int:
     if args.mode is not None:
-        print("ingest gen: --mode is not for eve-*; live mode (dontwait) is the default, "
-              "--offline blocks", file=sys.stderr)
+        _error("--mode is not for eve-*; live mode (dontwait) is the default, --offline blocks")
         return 2
     try:
         records, source = load_eve_records(args.eve_file, args.templates, args.seed)
+    except (OSError, ValueError) as e:  # the --eve-file: an input error
+        _error(str(e))
+        return 2
+    try:
         sender = LineSender(args.to, records, stream=EVE_KINDS[args.kind], offline=args.offline)
         res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
     except (GenError, ValueError, OSError) as e:
-        print(f"ingest gen: {e}", file=sys.stderr)
+        _error(str(e))
         return 1
     mode = "offline" if args.offline else "live"
     if args.json:
@@ -194,9 +229,8 @@ def _run_eve(args: argparse.Namespace) -> int:
         stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
         print(f"ingest gen: {args.kind}/{mode} ({source}) -> {args.to}: sent {res.sent}, "
               f"dropped {res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
-              f"({res.rate:,.0f} records/s){stop}"
-              + (f"; last error {res.last_error}" if res.errors else ""))
-    return 0 if res.errors == 0 and not res.interrupted else 1
+              f"({res.rate:,.0f} records/s){stop}")
+    return _report_failures(res)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -299,33 +299,26 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     except (SocketPathError, ValueError, OSError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
-    _reload_on_sighup(cfg, pipeline.enricher)
+    pipeline.reload_maps = _maps_reloader(cfg, pipeline.enricher)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
     return run(pipeline, early_stop)
 
 
-def _reload_on_sighup(cfg: Config, enricher) -> None:
-    """SIGHUP reloads the maps on a worker thread and swaps them in at once;
-    a map that fails to load leaves the old ones in place."""
-    import signal
-    import threading
-
+def _maps_reloader(cfg: Config, enricher) -> Callable[[], str] | None:
+    """What SIGHUP does to the maps (the runtime calls it on a worker thread,
+    one reload at a time): load them anew and swap them in at once.  A loader
+    error propagates, and the runtime keeps the old maps and says why."""
     if not (cfg.maps or cfg.sid_msg or cfg.gen_msg or cfg.classification or cfg.reference):
-        return
+        return None
 
-    def reload() -> None:
-        try:
-            maps = cfg.load_maps()
-        except (OSError, ValueError) as e:
-            print(f"ingest: error: reloading maps failed, keeping the old ones: {e}", file=sys.stderr)
-            return
+    def reload() -> str:
+        maps = cfg.load_maps()
         enricher.set_maps(maps)
-        print(f"ingest: maps reloaded ({len(maps.signatures)} signatures, version {maps.digest})",
-              file=sys.stderr, flush=True)
+        return f"maps reloaded ({len(maps.signatures)} signatures, version {maps.digest})"
 
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
+    return reload
 
 
 def main(argv: Sequence[str] | None = None) -> int:

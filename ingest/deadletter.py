@@ -50,6 +50,17 @@ class DeadLetter:
         self._size = os.fstat(fd).st_size
         return fd
 
+    def reopen(self) -> bool:
+        """Close the file so the next entry opens the path again (SIGHUP,
+        after logrotate moved it); returns whether there was a file."""
+        with self._lock:
+            if self.path is None:
+                return False
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            return True
+
     def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray) -> bool:
         """Append one raw input with its reason (thread-safe).  Never raises:
         a failed write is counted in ``errors`` (the caller is a reader thread

@@ -13,6 +13,10 @@
 * Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
   queued, dispatch everything queued, flush and close sinks, remove socket
   files, print the final stats line, exit 0.
+* SIGHUP is always handled, never fatal: JSON-lines sinks and the
+  dead-letter file are reopened (logrotate moved them), and the maps are
+  reloaded when some are configured.  A burst of SIGHUPs coalesces: one
+  reload runs at a time, and at most one more is queued behind it.
 
 uvloop appears only in :func:`run`, the loop factory.
 """
@@ -25,7 +29,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from .batch import AlertBatch
 from .deadletter import DeadLetter
@@ -50,6 +55,7 @@ class Pipeline:
         linger: float = 0.002,
         stats_interval: float = 10.0,
         drain_timeout: float = 30.0,
+        reload_maps: Callable[[], str] | None = None,
         log=sys.stderr,
     ) -> None:
         self.sources = list(sources)
@@ -63,6 +69,13 @@ class Pipeline:
         self.stats_interval = stats_interval
         self.drain_timeout = drain_timeout
         self.log = log
+        #: loads and swaps in the maps (blocking; raises on an error, saying
+        #: which file and line); returns a one-line summary.  None: no maps.
+        self.reload_maps = reload_maps
+        self._hup_task: asyncio.Task | None = None
+        self._hup_again = False
+        self._hup_pool: ThreadPoolExecutor | None = None
+        self._stopping = False
         self._dq: collections.deque[AlertBatch] = collections.deque()
         self._room = threading.Condition()
         self._depth = 0
@@ -192,6 +205,54 @@ class Pipeline:
             print(f"ingest: error: dead-letter file: {self.deadletter.last_error} "
                   f"({self.deadletter.errors} entries not kept)", file=self.log, flush=True)
 
+    # --- SIGHUP ------------------------------------------------------------
+    def hangup(self) -> None:
+        """SIGHUP (called on the event loop).  Coalesced: while a reload runs,
+        further SIGHUPs only ask for one more after it."""
+        if self._stopping:
+            return  # sinks are being closed: nothing to reopen any more
+        if self._hup_task is not None and not self._hup_task.done():
+            self._hup_again = True
+            return
+        self._hup_task = asyncio.create_task(self._on_hangup(), name="ingest-sighup")
+
+    async def _on_hangup(self) -> None:
+        while True:
+            self._hup_again = False
+            done: list[str] = []
+            # Files first: logrotate has moved them and waits for us.  A sink
+            # reopens on its own thread, between two batch writes, so no line
+            # is torn across the old and the new file.
+            for sink in self.sinks:
+                reopen = getattr(sink, "reopen", None)
+                if reopen is None:
+                    continue
+                try:
+                    if await reopen():
+                        done.append(f"reopened {sink.name}")
+                except Exception as e:
+                    print(f"ingest: error: SIGHUP: reopening {sink.name} failed ({e}); "
+                          "it keeps writing to the file it had open", file=self.log, flush=True)
+            loop = asyncio.get_running_loop()
+            if self._hup_pool is None:  # one worker thread, whatever the burst
+                self._hup_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sighup")
+            try:
+                if await loop.run_in_executor(self._hup_pool, self.deadletter.reopen):
+                    done.append("reopened the dead-letter file")
+            except Exception as e:
+                print(f"ingest: error: SIGHUP: reopening the dead-letter file failed: {e}",
+                      file=self.log, flush=True)
+            if self.reload_maps is not None:
+                try:
+                    done.append(await loop.run_in_executor(self._hup_pool, self.reload_maps))
+                except Exception as e:  # any loader error: the old maps stay
+                    print(f"ingest: error: SIGHUP: reloading maps failed, keeping the old ones: {e}",
+                          file=self.log, flush=True)
+            print("ingest: SIGHUP: " + ("; ".join(done) or "nothing to reload or reopen"),
+                  file=self.log, flush=True)
+            if not self._hup_again:
+                return
+
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
@@ -243,6 +304,11 @@ class Pipeline:
             rc = 1  # some alerts reached no sink (they are in the dead-letter file)
         stopper.cancel()
         reporter.cancel()
+        self._stopping = True
+        if self._hup_task is not None:
+            await asyncio.wait({self._hup_task})  # a reopen/reload in progress finishes first
+        if self._hup_pool is not None:
+            self._hup_pool.shutdown()
         # 3. flush and close sinks, remove socket files
         for sink in self.sinks:
             try:
@@ -263,17 +329,32 @@ class Pipeline:
         return rc
 
 
-def catch_stop_signals() -> threading.Event:
-    """Install SIGTERM/SIGINT handlers before sockets are bound, so a signal
-    that arrives while starting up still means a clean shutdown."""
-    early = threading.Event()
+class EarlySignals:
+    """What arrived while starting up: SIGTERM/SIGINT (stop) and SIGHUP
+    (remembered, handled once running)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.hangup = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.stop.is_set()
+
+
+def catch_stop_signals() -> EarlySignals:
+    """Install the SIGTERM/SIGINT/SIGHUP handlers before sockets are bound,
+    so a signal that arrives while starting up still means a clean shutdown
+    (SIGTERM/SIGINT) and never kills the process (SIGHUP: its default action
+    would, and logrotate sends it whenever it rotates)."""
+    early = EarlySignals()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: early.set())
+        signal.signal(sig, lambda *_: early.stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: early.hangup.set())
     return early
 
 
-def run(pipeline: Pipeline, early_stop: threading.Event | None = None) -> int:
-    """Run a pipeline on uvloop until SIGTERM/SIGINT."""
+def run(pipeline: Pipeline, early: EarlySignals | threading.Event | None = None) -> int:
+    """Run a pipeline on uvloop until SIGTERM/SIGINT; SIGHUP reloads/reopens."""
     import uvloop
 
     async def main() -> int:
@@ -281,9 +362,15 @@ def run(pipeline: Pipeline, early_stop: threading.Event | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        if early_stop is not None and early_stop.is_set():
+        loop.add_signal_handler(signal.SIGHUP, pipeline.hangup)
+        if early is not None and early.is_set():
             stop.set()
+        if isinstance(early, EarlySignals) and early.hangup.is_set():
+            pipeline.hangup()
         return await pipeline.run(stop)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main())
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main())
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # exiting: a late SIGHUP must not kill us

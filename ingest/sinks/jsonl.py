@@ -4,6 +4,12 @@ The batch is rendered by the C core in one call and written with one
 ``write`` per batch, in a worker thread so a slow disk never blocks the
 event loop.  The file is opened O_APPEND|O_NOFOLLOW with mode 0640: a
 symlink planted at the path is refused, never written through.
+
+``reopen`` (SIGHUP, after logrotate moved the file) runs on the sink's own
+thread, so it falls between two batch writes; a batch whose write was cut
+short and is being retried is finished in the old file first.  The new file
+is opened by the same ``_open`` as the first, with the same rules; if that
+fails, the sink keeps writing to the file it has open.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from ..mapping import Enriched
@@ -26,12 +33,35 @@ class JsonlSink:
             self._fd = 1
             self._own = False
         else:
-            self._fd = os.open(
-                path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640
-            )
+            self._fd = self._open()
             self._own = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-jsonl")
         self._pending: tuple[Enriched, bytes | memoryview, int] | None = None
+        self._reopen_wanted = False
+
+    def _open(self) -> int:
+        """The one place the output file is opened (at start and on reopen)."""
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+
+    def _reopen_now(self) -> None:
+        fd = self._open()  # raises: the old descriptor stays in use
+        old, self._fd = self._fd, fd
+        os.close(old)
+
+    def _reopen(self) -> bool:
+        if not self._own:
+            return False  # stdout
+        if self._pending is not None:
+            # a batch is half written to the old file: finish it there first
+            self._reopen_wanted = True
+            return True
+        self._reopen_now()
+        return True
+
+    async def reopen(self) -> bool:
+        """Reopen the path (logrotate); False for stdout.  Runs between two
+        batch writes, on the sink's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._reopen)
 
     def _write_item(self, item: Enriched) -> None:
         # A retried batch (after a failed or partial write) resumes where the
@@ -52,6 +82,13 @@ class JsonlSink:
             finally:
                 self._pending = (item, data, done)
         self._pending = None
+        if self._reopen_wanted:
+            self._reopen_wanted = False
+            try:
+                self._reopen_now()
+            except OSError as e:  # the batch is written: report, never fail it
+                print(f"ingest: error: reopening {self.name} failed ({e}); it keeps writing to the file "
+                      "it had open", file=sys.stderr, flush=True)
 
     async def write(self, item: Enriched) -> None:
         # Rendering (C, GIL released) and the write run on the sink's thread.

@@ -115,6 +115,13 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
     p.add_argument("--max-queue", type=_flag("max_queue"), metavar="ALERTS",
                    help="bound of the in-memory queue")
+    p.add_argument("--max-queue-bytes", type=_flag("max_queue_bytes"), metavar="BYTES",
+                   help="memory bound of the queue and the per-connection line buffers (default 512 MiB)")
+    p.add_argument("--max-connections", type=_flag("max_connections"), metavar="N",
+                   help="connections per --eve-stream / --barnyard2-sync socket (default 64; at the cap "
+                        "the longest idle one makes room)")
+    p.add_argument("--idle-timeout", type=_flag("idle_timeout"), metavar="SECONDS",
+                   help="close an --eve-stream connection that sent nothing for this long (default 120; 0 = never)")
     p.add_argument("--batch-max", type=_flag("batch_max"), metavar="ALERTS",
                    help="most alerts per sink write")
     p.add_argument("--drain-timeout", type=_flag("drain_timeout"), metavar="SECONDS",
@@ -142,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "socket_group",
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
+              "max_queue_bytes", "max_connections", "idle_timeout",
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
@@ -213,7 +221,8 @@ def build_pipeline(cfg: Config):
             sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode,
                                           group=cfg.socket_group, linger_us=linger_us))
         for path in cfg.barnyard2_sync:
-            sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group))
+            sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
+                                           max_connections=cfg.max_connections))
         if cfg.unified2:
             from .sources.spool import SpoolSource
 
@@ -250,6 +259,7 @@ def build_pipeline(cfg: Config):
         stats=None,
         deadletter=deadletter,
         max_queue=cfg.max_queue,
+        max_queue_bytes=cfg.max_queue_bytes,
         batch_max=cfg.batch_max,
         linger=0.0,
         stats_interval=cfg.stats_interval if cfg.stats_interval > 0 else 1e9,
@@ -270,7 +280,8 @@ def _eve_sources(cfg: Config) -> list:
                                       event_types=cfg.event_types))
         for path in cfg.eve_stream:
             out.append(EveStreamSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
-                                       event_types=cfg.event_types, max_line=cfg.eve_max_line))
+                                       event_types=cfg.event_types, max_line=cfg.eve_max_line,
+                                       max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout))
         for path in cfg.eve_file:
             bm = None
             if cfg.bookmark_dir:

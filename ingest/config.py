@@ -76,6 +76,12 @@ class Config:
     stats_interval: float = 10.0
     #: bound of the in-memory queue, in alerts
     max_queue: int = 1_000_000
+    #: bound of the in-memory queue and the per-connection line buffers, in bytes
+    max_queue_bytes: int = 512 << 20
+    #: simultaneous connections per eve-stream / barnyard2-sync socket
+    max_connections: int = 64
+    #: seconds after which an eve-stream connection that sent nothing is closed (0: never)
+    idle_timeout: float = 120.0
     #: most alerts per sink write
     batch_max: int = 8192
     #: how long a partial batch waits for more before it is flushed
@@ -197,6 +203,9 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "batch_max": (int, 1),
     "linger_ms": (float, 0),
     "drain_timeout": (float, 0),
+    "max_queue_bytes": (int, 1 << 20),
+    "max_connections": (int, 1),
+    "idle_timeout": (float, 0),
 }
 
 

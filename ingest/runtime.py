@@ -1,18 +1,37 @@
 """The runtime: sources -> bounded queue -> mapping -> sinks, and shutdown.
 
 * Sources run their own reader threads and hand batches over with
-  ``reserve``/``submit`` (thread-safe).  The queue is bounded in alerts; a
-  reader that finds it full dead-letters instead of waiting.
+  ``reserve``/``submit`` (thread-safe).  The queue is bounded in alerts
+  (``max_queue``) and in bytes (``max_queue_bytes``: one budget for the
+  queued batches and the sources' per-connection line buffers, which may
+  take at most half of it); a socket reader that finds it full
+  dead-letters instead of waiting, a file reader waits (the data stays on
+  disk).  The byte bound can be passed by at most one batch per reader
+  thread (a batch is charged when it is handed over), and one dispatched
+  batch holds at most ``max_queue_bytes / 16`` so that the copies its
+  rendering makes stay small next to the budget.
 * One consumer coroutine takes whatever is queued (up to ``batch_max``
   alerts; if less is there it lingers ``linger`` seconds for more, so low
   rates still flush within a few ms), enriches it once, and writes it to
   every sink concurrently.  A batch is acknowledged (its ``acks`` run:
   Barnyard2 sync acknowledgements, bookmarks) only after every sink returned.
-  A failing sink is retried with backoff; sinks that already have the batch
-  are not written twice.
+  A failing sink is retried with back-off (0.5 s doubling to 30 s); while
+  it waits, a sink that has a cheap ``probe`` is probed every 0.25 s, and
+  the write is retried as soon as the probe says the sink is back, so a
+  backlog drains at full speed right after an outage.  Sinks that already
+  have the batch are not written twice.  A write that has started is never
+  abandoned (it could still commit): it is awaited, and only its outcome
+  decides the batch's fate.
 * Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
   queued, dispatch everything queued, flush and close sinks, remove socket
-  files, print the final stats line, exit 0.
+  files, print the final stats line, exit 0.  ``drain_timeout`` bounds
+  the drain: after it no new write starts, and what is left goes to the
+  dead-letter file (``shutdown_timeout``, exit 1).
+* A reader thread that dies, for any reason, stops the whole process at
+  once (the stats line and the log name it, exit 1): a process that looks
+  healthy while one of its inputs is not read would stall a blocking
+  sender (Snort) or lose a dropping one (Suricata) unnoticed, while an
+  exit is what a supervisor (systemd ``Restart=on-failure``) acts on.
 * SIGHUP is always handled, never fatal: JSON-lines sinks and the
   dead-letter file are reopened (logrotate moved them), and the maps are
   reloaded when some are configured.  A burst of SIGHUPs coalesces: one
@@ -39,6 +58,35 @@ from .render import render_json
 from .sinks.base import Sink
 from .sources.base import Source
 from .stats import Stats
+from .strings import StringPool
+
+#: sink retry back-off: first delay, cap; and how often a waiting sink is probed
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+PROBE_INTERVAL = 0.25
+#: at shutdown, how long past drain_timeout a write in progress may take
+#: before it is given up as unconfirmed (sinks bound their own writes)
+WRITE_GRACE = 60.0
+
+
+def batch_nbytes(b: AlertBatch) -> int:
+    """Bytes a queued batch holds (what the byte budget charges)."""
+    n = b.alerts.nbytes
+    for col in (b.extra, b.raw, b.cat, b.keys):
+        if col is not None:
+            n += col.nbytes
+    if b.raw_pool is not None:
+        d = b.raw_pool.data
+        n += sum(len(x) for x in d) if isinstance(d, list) else len(d)
+        n += b.raw_pool.off.nbytes + b.raw_pool.len.nbytes
+    if b.events is not None:
+        n += len(b.events.lines) + 256 * len(b.events.flows)  # a flow row: ~20 Python objects
+    st = b.strings
+    if isinstance(st, StringPool):
+        n += sum(seg.data.nbytes + seg.off.nbytes + seg.len.nbytes for seg in st.segments)
+    else:
+        n += sum(len(x) + 56 for x in st)  # str object overhead
+    return n
 
 
 class Pipeline:
@@ -51,6 +99,7 @@ class Pipeline:
         stats: Stats | None = None,
         deadletter: DeadLetter | None = None,
         max_queue: int = 1_000_000,
+        max_queue_bytes: int = 512 << 20,
         batch_max: int = 8192,
         linger: float = 0.002,
         stats_interval: float = 10.0,
@@ -64,6 +113,9 @@ class Pipeline:
         self.stats = stats or Stats()
         self.deadletter = deadletter or DeadLetter(None)
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        #: the most bytes one dispatched batch holds (rendering copies it)
+        self.take_bytes = max(max_queue_bytes // 16, 1 << 20)
         self.batch_max = batch_max
         self.linger = linger
         self.stats_interval = stats_interval
@@ -76,9 +128,15 @@ class Pipeline:
         self._hup_again = False
         self._hup_pool: ThreadPoolExecutor | None = None
         self._stopping = False
-        self._dq: collections.deque[AlertBatch] = collections.deque()
+        self._dq: collections.deque[tuple[AlertBatch, int]] = collections.deque()
         self._room = threading.Condition()
         self._depth = 0
+        self._qbytes = 0  # bytes of the batches queued or being dispatched
+        self._bufbytes = 0  # bytes of the sources' line buffers
+        self._writes: set[asyncio.Future] = set()  # sink writes in progress
+        self._failed: dict[str, BaseException | None] = {}  # dead readers
+        self._stop_event: asyncio.Event | None = None
+        self._prev_excepthook = threading.excepthook
         self._waiting = False
         self._closing = False
         self._closing_since = 0.0
@@ -87,11 +145,19 @@ class Pipeline:
         self._wake: asyncio.Event | None = None
 
     # --- called from reader threads ------------------------------------
-    def reserve(self, n: int, timeout: float = 0.0) -> bool:
+    def _fits(self, n: int, nbytes: int) -> bool:
+        if self._depth + n > self.max_queue:
+            return False
+        # an empty queue takes any one batch: a record larger than the budget still flows
+        return self._qbytes == 0 or self._qbytes + self._bufbytes + nbytes <= self.max_queue_bytes
+
+    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0) -> bool:
+        """Take n places in the queue if there is room for n more alerts and
+        about ``nbytes`` more bytes; wait up to timeout seconds for room."""
         with self._room:
-            if self._depth + n > self.max_queue and timeout > 0:
-                self._room.wait_for(lambda: self._depth + n <= self.max_queue, timeout)
-            if self._depth + n > self.max_queue:
+            if not self._fits(n, nbytes) and timeout > 0:
+                self._room.wait_for(lambda: self._fits(n, nbytes), timeout)
+            if not self._fits(n, nbytes):
                 return False
             self._depth += n
             self.stats.queue_depth = self._depth
@@ -104,22 +170,95 @@ class Pipeline:
                 self.stats.queue_depth = self._depth
                 self._room.notify_all()
 
+    def reserve_buffer(self, nbytes: int, force: bool = False) -> bool:
+        """Charge a source's line buffer to the byte budget: False when the
+        buffers would pass half of it, or the whole budget would be passed
+        (``force``: charge anyway, for a bounded minimum)."""
+        with self._room:
+            if not force and (self._bufbytes + nbytes > self.max_queue_bytes // 2
+                              or self._qbytes + self._bufbytes + nbytes > self.max_queue_bytes):
+                return False
+            self._bufbytes += nbytes
+            self.stats.queue_bytes = self._qbytes + self._bufbytes
+            return True
+
+    def release_buffer(self, nbytes: int) -> None:
+        if nbytes:
+            with self._room:
+                self._bufbytes -= nbytes
+                self.stats.queue_bytes = self._qbytes + self._bufbytes
+                self._room.notify_all()
+
+    def _release_bytes(self, nbytes: int) -> None:
+        with self._room:
+            self._qbytes -= nbytes
+            self.stats.queue_bytes = self._qbytes + self._bufbytes
+            self._room.notify_all()
+
     def submit(self, batch: AlertBatch) -> None:
-        self._dq.append(batch)
+        nbytes = batch_nbytes(batch)
+        with self._room:
+            self._qbytes += nbytes
+            self.stats.queue_bytes = self._qbytes + self._bufbytes
+        self._dq.append((batch, nbytes))
         if self._waiting:
             self._waiting = False
             assert self._loop is not None and self._wake is not None
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def reader_failed(self, name: str, exc: BaseException | None) -> None:
+        """A reader thread died (call from any thread): stop the process."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_reader_failed, name, exc)
+
+    def _on_reader_failed(self, name: str, exc: BaseException | None) -> None:
+        if name in self._failed:
+            return
+        self._failed[name] = exc
+        self.stats.add_reader_failed(name)
+        print(f"ingest: error: reader {name} died ({exc!r}); stopping, exit status 1",
+              file=self.log, flush=True)
+        print(self.stats.line(), file=self.log, flush=True)
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """threading.excepthook while running: any thread that dies is noticed at once."""
+        self._prev_excepthook(args)  # the traceback, for the bug report
+        if args.exc_type is SystemExit:
+            return
+        name = next((s.origin for s in self.sources if getattr(s, "error", None) is args.exc_value),
+                    args.thread.name if args.thread is not None else "?")
+        self.reader_failed(name, args.exc_value)
+
+    async def _watch_readers(self) -> None:
+        """Sources that record an error and end their thread without raising."""
+        while True:
+            await asyncio.sleep(0.2)
+            for src in self.sources:
+                err = getattr(src, "error", None)
+                if err is not None:
+                    self._on_reader_failed(src.origin, err)
+
     # --- the event loop side -------------------------------------------
-    def _take(self) -> AlertBatch:
-        taken = [self._dq.popleft()]
-        n = taken[0].queued()
-        while self._dq and n + self._dq[0].queued() <= self.batch_max:
-            b = self._dq.popleft()
+    def _take(self) -> tuple[AlertBatch, int]:
+        first, nbytes = self._dq.popleft()
+        taken = [first]
+        n = first.queued()
+        while (self._dq and n + self._dq[0][0].queued() <= self.batch_max
+               and nbytes + self._dq[0][1] <= self.take_bytes):
+            b, nb = self._dq.popleft()
             taken.append(b)
             n += b.queued()
-        return AlertBatch.concat(taken)
+            nbytes += nb
+        return AlertBatch.concat(taken), nbytes
+
+    def _drain_left(self) -> float | None:
+        """Seconds left of the shutdown drain (None while running)."""
+        if not self._closing:
+            return None
+        return self.drain_timeout - (time.monotonic() - self._closing_since)
 
     async def _consume(self) -> None:
         assert self._wake is not None
@@ -134,31 +273,70 @@ class Pipeline:
                     await self._wake.wait()
                     self._wake.clear()
                 continue
-            if self.linger and sum(b.queued() for b in self._dq) < self.batch_max and not self._closing:
+            if self.linger and sum(b.queued() for b, _ in self._dq) < self.batch_max and not self._closing:
                 await asyncio.sleep(self.linger)
-            batch = self._inflight = self._take()
+            batch, nbytes = self._take()
+            self._inflight = batch
             try:
-                await self._dispatch(batch)
+                left = self._drain_left()
+                if left is not None and left <= 0:
+                    # shutting down and out of time: no new write starts
+                    self._give_up(batch, "shutdown_timeout")
+                else:
+                    await self._dispatch(batch)
             except Exception as e:  # a bug (mapping, ...): keep the alerts, keep going
                 print(f"ingest: error: dispatch failed: {e!r}", file=self.log, flush=True)
                 self._give_up(batch, "internal_error")
             self._inflight = None
+            self._release_bytes(nbytes)
 
     async def _write_one(self, sink: Sink, item: Enriched) -> None:
-        delay = 0.5
+        delay = RETRY_FIRST
         while True:
             try:
-                await sink.write(item)
+                await self._attempt(sink, item)
                 self.stats.dispatched[sink.name] += len(item.batch)
                 return
             except Exception as e:  # a sink failure must not lose the batch
                 self.stats.sink_errors[sink.name] += 1
-                print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {delay:.1f}s",
-                      file=self.log, flush=True)
-                if self._closing and time.monotonic() - self._closing_since > self.drain_timeout:
+                left = self._drain_left()
+                if left is not None and left <= 0:
+                    print(f"ingest: error: sink {sink.name}: {e!r}; shutdown drain timeout passed, giving up",
+                          file=self.log, flush=True)
                     raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                wait = delay if left is None else min(delay, left)
+                print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {wait:.1f}s",
+                      file=self.log, flush=True)
+                await self._backoff(sink, wait)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _attempt(self, sink: Sink, item: Enriched) -> None:
+        """One write.  Shielded: if the consumer is cancelled, the write (on
+        the sink's thread, where it cannot be stopped) still runs to its end
+        and stays visible in ``_writes``, so its outcome is never guessed."""
+        task = asyncio.ensure_future(sink.write(item))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        await asyncio.shield(task)
+
+    async def _backoff(self, sink: Sink, wait: float) -> None:
+        """Wait before the next write, or less: the moment the sink's probe
+        says it is back (the backlog then drains at once, not after a
+        back-off that may have grown to RETRY_MAX)."""
+        probe = getattr(sink, "probe", None)
+        end = time.monotonic() + wait
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(PROBE_INTERVAL, left) if probe is not None else left)
+            if probe is None or end - time.monotonic() <= 0:
+                continue
+            try:
+                back = await probe()
+            except Exception:
+                back = False
+            if back:
+                self.stats.add_extra("sink_probe_recoveries")
+                print(f"ingest: sink {sink.name} is back (probe); retrying now", file=self.log, flush=True)
+                return
 
     async def _dispatch(self, batch: AlertBatch) -> None:
         item = self.enricher.apply(batch)
@@ -263,10 +441,21 @@ class Pipeline:
         """Run until ``stop`` is set, then shut down cleanly."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._stop_event = stop
+        self._prev_excepthook = threading.excepthook
+        threading.excepthook = self._thread_died
+        try:
+            return await self._run(stop)
+        finally:
+            threading.excepthook = self._prev_excepthook
+
+    async def _run(self, stop: asyncio.Event) -> int:
+        assert self._wake is not None
         for src in self.sources:
             src.start(self, self.stats, self.deadletter)
         consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
         reporter = asyncio.create_task(self._report(), name="ingest-stats")
+        watcher = asyncio.create_task(self._watch_readers(), name="ingest-watch")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
         rc = 0
@@ -284,26 +473,36 @@ class Pipeline:
         self._closing_since = time.monotonic()
         self._wake.set()
         if not consumer.done():
-            try:
-                # sinks give up retrying after drain_timeout; this is a backstop
-                await asyncio.wait_for(consumer, timeout=self.drain_timeout + 10)
-            except TimeoutError:
-                rc = 1
-        left = ([self._inflight] if self._inflight is not None else []) + list(self._dq)
-        self._dq.clear()
-        if left:
-            n = sum(len(b) for b in left)
-            print(f"ingest: error: shutdown could not deliver {n} alerts; kept in the dead-letter file",
-                  file=self.log, flush=True)
-            for b in left:
-                self._give_up(b, "shutdown_timeout")
+            # The consumer stops starting writes at drain_timeout and awaits
+            # the one in progress; this backstop only fires if a sink hangs.
+            await asyncio.wait({consumer}, timeout=self.drain_timeout + WRITE_GRACE)
+        if not consumer.done():
+            consumer.cancel()
             rc = 1
+            if self._inflight is not None:
+                names = ", ".join(s.name for s in self.sinks)
+                print(f"ingest: error: a write of {len(self._inflight)} alerts to {names} did not finish; "
+                      "they are kept in the dead-letter file, and may also have been stored",
+                      file=self.log, flush=True)
+                self._give_up(self._inflight, "shutdown_unconfirmed")
+                self._inflight = None
+        left = [b for b, _ in self._dq]
+        self._dq.clear()
+        for b in left:
+            self._give_up(b, "shutdown_timeout")
         undelivered = {k: v for k, v in self.stats.dropped.items()
-                       if k in ("sink_failed", "shutdown_timeout", "internal_error")}
+                       if k in ("sink_failed", "shutdown_timeout", "shutdown_unconfirmed", "internal_error")}
         if undelivered:
             rc = 1  # some alerts reached no sink (they are in the dead-letter file)
+            n = sum(v for k, v in undelivered.items() if k != "internal_error")
+            if n:
+                print(f"ingest: error: shutdown could not deliver {n} alerts; kept in the dead-letter file",
+                      file=self.log, flush=True)
+        if self._failed:
+            rc = 1
         stopper.cancel()
         reporter.cancel()
+        watcher.cancel()
         self._stopping = True
         if self._hup_task is not None:
             await asyncio.wait({self._hup_task})  # a reopen/reload in progress finishes first
@@ -321,8 +520,9 @@ class Pipeline:
         self.deadletter.close()
         for src in self.sources:
             err = getattr(src, "error", None)
-            if err is not None:
+            if err is not None and src.origin not in self._failed:
                 print(f"ingest: error: source {src.origin} failed: {err!r}", file=self.log)
+                self.stats.add_reader_failed(src.origin)
                 rc = 1
         self._sync_deadletter_stats()
         print(self.stats.final_line(), file=self.log, flush=True)

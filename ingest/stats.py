@@ -27,6 +27,8 @@ class Stats:
         self.dead_letter_errors = 0
         self.internal_errors = 0  # exceptions caught in a reader thread (a bug; reported)
         self.queue_depth = 0  # alerts decoded but not yet acknowledged
+        self.queue_bytes = 0  # bytes held by the queue and the sources' line buffers
+        self.reader_failed: dict[str, int] = defaultdict(int)  # reader threads that died, by source
         self.extra: dict[str, int] = defaultdict(int)
 
     def add_input(self, received: int, decoded: int) -> None:
@@ -45,6 +47,10 @@ class Stats:
     def add_dropped(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.dropped[reason] += n
+
+    def add_reader_failed(self, name: str) -> None:
+        with self._lock:
+            self.reader_failed[name] += 1
 
     def add_extra(self, name: str, n: int = 1) -> None:
         """Count into ``extra`` (safe when several reader threads count)."""
@@ -70,6 +76,8 @@ class Stats:
                 "dead_letter_errors": self.dead_letter_errors,
                 "internal_errors": self.internal_errors,
                 "queue_depth": self.queue_depth,
+                "queue_bytes": self.queue_bytes,
+                "reader_failed": dict(self.reader_failed),
                 **{k: v for k, v in self.extra.items()},
             }
 
@@ -83,12 +91,19 @@ class Stats:
             f"ingest: stats received={s['received']} decoded={s['decoded']} "
             f"malformed={fmt(s['malformed'])} anomalies={fmt(s['anomalies'])} "
             f"dropped={fmt(s['dropped'])} dispatched={fmt(s['dispatched'])} "
-            f"queue={s['queue_depth']}"
+            f"queue={s['queue_depth']} queue_bytes={s['queue_bytes']}"
+            + (f" reader_failed={fmt(s['reader_failed'])}" if s["reader_failed"] else "")
+            + "".join(f" {k}={s[k]}" for k in NOTABLE if s.get(k))
             + _suricata(s)
         )
 
     def final_line(self) -> str:
         return "ingest: final stats " + json.dumps(self.snapshot(), sort_keys=True)
+
+
+#: counters from ``extra`` shown in the periodic line whenever they are not 0
+NOTABLE = ("accept_failed", "connections_refused", "connections_evicted", "connections_idle_closed",
+           "dead_letters_rotated", "sink_probe_recoveries")
 
 
 def _suricata(s: dict[str, Any]) -> str:

@@ -13,17 +13,26 @@ class Submit(Protocol):
     """Hands a batch to the runtime from any thread.
 
     ``reserve(n)`` is asked first: False means the runtime's bounded queue is
-    full, and the source must dead-letter the raw input instead of blocking
-    (a blocked reader would block Snort's packet thread).
+    full (in alerts or in bytes), and a socket source must dead-letter the
+    raw input instead of blocking (a blocked reader would block Snort's
+    packet thread); a file source waits.  Per-connection line buffers are
+    charged to the same byte budget with ``reserve_buffer``.
     """
 
-    def reserve(self, n: int, timeout: float = 0.0) -> bool:
-        """Take n places in the queue; wait up to timeout seconds for room."""
+    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0) -> bool:
+        """Take n places in the queue, if there is also room for about
+        ``nbytes`` more bytes; wait up to timeout seconds for room."""
 
     def submit(self, batch: AlertBatch) -> None: ...
 
     def release(self, n: int) -> None:
         """Give back n reserved places that produced no alert."""
+
+    def reserve_buffer(self, nbytes: int, force: bool = False) -> bool:
+        """Charge a line buffer to the byte budget (False: no room)."""
+
+    def release_buffer(self, nbytes: int) -> None:
+        """Give back line-buffer bytes."""
 
 
 class Source(Protocol):

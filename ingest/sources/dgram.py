@@ -120,10 +120,12 @@ class DatagramSource:
             try:
                 n = dec.recv(fd, 0 if stopping else self._linger_us)
             except OSError as e:
+                # the socket itself failed: this reader cannot go on, and the
+                # runtime stops the process (never a bound socket nobody reads,
+                # which would block Snort's packet thread)
                 self.error = e
                 stats.internal_errors += 1
-                print(f"ingest: error: {self.origin}: {e}", file=sys.stderr, flush=True)
-                return
+                raise
             if n == 0:
                 if stopping:
                     return

@@ -8,6 +8,18 @@ did not store is never acknowledged, and Barnyard2 keeps its waldo behind it.
 
 A datagram we cannot decode is dead-lettered (stored) and then acknowledged,
 so a bad record cannot wedge the sender.
+
+Connections: Barnyard2 connects once, at start-up, and treats a failed send
+as fatal (FORMATS.md section 3.2), so a connection is never closed for being
+idle (a quiet night is not a reason to kill the sender).  What bounds them is
+``max_connections``: a connection arriving at the cap makes room by closing
+the connection idle the longest that has no alert waiting for its
+acknowledgement (one that never sent anything first, i.e. a squatter), if
+it has been idle at least ``EVICT_MIN_IDLE``; otherwise the newcomer is
+refused.  So idle squatters can never lock the real Barnyard2 out.
+accept() failing for want of descriptors (EMFILE, ENFILE) is counted
+(``accept_failed``) and retried after a back-off; the connections we have
+are still served.
 """
 
 from __future__ import annotations
@@ -17,6 +29,8 @@ import socket
 import struct
 import sys
 import threading
+import time
+from dataclasses import dataclass
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
 from ..deadletter import DeadLetter
@@ -24,20 +38,38 @@ from ..sockets import BoundSocket, bind_unix
 from ..stats import Stats
 from .base import Submit
 from .dgram import POLL_SECONDS, handle_slots
+from .stream import (
+    ACCEPT_BACKOFF,
+    ACCEPT_BACKOFF_MAX,
+    EVICT_MIN_IDLE,
+    MAX_CONNECTIONS,
+    RESOURCE_ERRNOS,
+)
 
 ACK = b"\x01"
-MAX_CONNECTIONS = 16
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    last_rx: float
+    alerts: int = 0  # datagrams received
+    awaiting: int = 0  # alerts queued, not yet acknowledged
 
 
 class SeqpacketSource:
-    def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None) -> None:
+    def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
+                 max_connections: int = MAX_CONNECTIONS, log=sys.stderr) -> None:
         self.origin = f"barnyard2-sync:{os.path.abspath(path)}"
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_SEQPACKET, mode=mode, group=group)
         self.bound.sock.settimeout(POLL_SECONDS)
+        self.max_connections = max_connections
+        self.log = log
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._conns: list[socket.socket] = []
+        self._conns: list[_Conn] = []
         self._lock = threading.Lock()
+        self.error: BaseException | None = None
 
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         t = threading.Thread(target=self._accept, args=(submit, stats, deadletter),
@@ -46,36 +78,75 @@ class SeqpacketSource:
         self._threads.append(t)
 
     def _accept(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        try:
+            self._accept_loop(submit, stats, deadletter)
+        except BaseException as e:  # the runtime notices the dead thread and stops
+            self.error = e
+            raise
+
+    def _accept_loop(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        delay = ACCEPT_BACKOFF
         while not self._stop.is_set():
             try:
-                conn, _ = self.bound.sock.accept()
+                sock, _ = self.bound.sock.accept()
             except TimeoutError:
                 continue
-            except OSError:
+            except ConnectionAbortedError:
+                continue
+            except OSError as e:
                 if self._stop.is_set():
                     return
-                raise
+                if e.errno not in RESOURCE_ERRNOS:
+                    raise
+                stats.add_extra("accept_failed")
+                if delay == ACCEPT_BACKOFF:  # once per episode, not per retry
+                    print(f"ingest: error: {self.origin}: accept failed ({e.strerror}); retrying with back-off, "
+                          f"the {len(self._conns)} open connections are still served", file=self.log, flush=True)
+                self._stop.wait(delay)
+                delay = min(delay * 2, ACCEPT_BACKOFF_MAX)
+                continue
+            delay = ACCEPT_BACKOFF
             with self._lock:
-                if len(self._conns) >= MAX_CONNECTIONS:
-                    stats.add_dropped("too_many_connections")
-                    conn.close()
+                if len(self._conns) >= self.max_connections and not self._evict(stats):
+                    stats.add_extra("connections_refused")
+                    sock.close()
                     continue
+                conn = _Conn(sock, time.monotonic())
                 self._conns.append(conn)
-            conn.setblocking(True)
+            sock.setblocking(True)
             tv = struct.pack("@ll", 0, int(POLL_SECONDS * 1e6))
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
             t = threading.Thread(target=self._serve, args=(conn, submit, stats, deadletter),
                                  name="ingest-barnyard2-conn", daemon=True)
             t.start()
+            self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(t)
 
-    def _serve(self, conn: socket.socket, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+    def _evict(self, stats: Stats) -> bool:
+        """Make room (lock held): close the longest idle connection with no
+        alert waiting for its ack, never-sent first.  False: all busy."""
+        now = time.monotonic()
+        idle = [c for c in self._conns if not c.awaiting and now - c.last_rx >= EVICT_MIN_IDLE]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: (c.alerts > 0, c.last_rx))
+        self._conns.remove(victim)
+        try:
+            victim.sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end and closes it
+        except OSError:
+            pass
+        stats.add_extra("connections_evicted")
+        return True
+
+    def _serve(self, conn: _Conn, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = SlotDecoder(1, SLOT_SIZE)
-        fd = conn.fileno()
+        sock = conn.sock
+        fd = sock.fileno()
 
         def ack() -> None:
+            conn.awaiting -= 1
             try:
-                conn.send(ACK)
+                sock.send(ACK)
             except OSError:
                 # the sender went away after sending: the alert is stored, and
                 # Barnyard2 will resend it from its waldo (at-least-once)
@@ -91,27 +162,33 @@ class SeqpacketSource:
                 break
             if n == 0:
                 continue
-            if dec.lens[0] == 0:  # orderly shutdown by the peer
+            if dec.lens[0] == 0:  # orderly shutdown by the peer (or evicted)
                 break
+            conn.last_rx = time.monotonic()
+            conn.alerts += 1
+            conn.awaiting += 1
             try:
                 # Never dead-letter for a full queue here: Barnyard2 waits
                 # for our ack anyway, so we wait for room instead.
                 k = handle_slots(dec, 1, self.origin, submit, stats, deadletter, acks=[ack],
                                  wait_for_room=room)
             except Exception as e:  # a bug, not input: report it, keep serving
+                conn.awaiting -= 1
                 stats.internal_errors += 1
                 print(f"ingest: error: {self.origin}: internal error: {e!r}", file=sys.stderr, flush=True)
                 continue
             if k == 0 and dec.status[0] != 0:
                 ack()  # undecodable and kept in the dead-letter file: release the sender
-            # k == 0 with a good status: stopping while the queue was full;
-            # no ack, so Barnyard2 resends it after we restart.
+            elif k == 0:
+                # stopping while the queue was full: no ack, so Barnyard2
+                # resends it after we restart
+                conn.awaiting -= 1
         if self._stop.is_set():
             return  # stays open until close(): acks for queued alerts still go out
-        with self._lock:  # the peer went away: forget the connection
+        with self._lock:  # the peer went away (or was evicted): forget the connection
             if conn in self._conns:
                 self._conns.remove(conn)
-        conn.close()
+        sock.close()
 
     def stop(self) -> None:
         # Stop reading; a sync sender has at most one unacknowledged alert
@@ -123,6 +200,6 @@ class SeqpacketSource:
     def close(self) -> None:
         with self._lock:
             for conn in self._conns:
-                conn.close()
+                conn.sock.close()
             self._conns.clear()
         self.bound.remove()

@@ -212,10 +212,11 @@ def test_sigterm_on_active_eve_stream_stores_or_counts_every_accepted_record(tmp
         # like Suricata: connect, write records back to back; reconnect when
         # the connection is refused or broken
         while not go.is_set() or p.proc.poll() is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(str(sock))
             except OSError:
+                s.close()
                 if p.proc.poll() is not None:
                     return
                 time.sleep(0.01)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
+from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf
 from ..stats import Stats
@@ -46,9 +47,10 @@ def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: S
     without it (a datagram sender that must never be blocked by us) the raw
     datagrams go to the dead-letter file, counted as dropped ``queue_full``.
     """
-    reserved = submit.reserve(n)
+    nbytes = n * ALERT_DTYPE.itemsize  # what the alerts will hold (the raw datagrams are not kept)
+    reserved = submit.reserve(n, nbytes=nbytes)
     while not reserved and wait_for_room is not None and wait_for_room():
-        reserved = submit.reserve(n, timeout=0.2)
+        reserved = submit.reserve(n, timeout=0.2, nbytes=nbytes)
     if not reserved:
         stats.add_input(n, 0)
         for i in range(n):

@@ -280,6 +280,8 @@ class EveStreamSource:
             self._stats.add_malformed(reason)
         c.skipping = True
         c.fill = 0
+        if len(c.buf) > INITIAL_BUF:
+            self._resize(c, INITIAL_BUF)  # the rest of the line is only skipped
 
     def _read(self, c: _Conn) -> None:
         submit, stats, dl = self._submit, self._stats, self._dl

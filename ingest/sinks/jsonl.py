@@ -37,6 +37,7 @@ class JsonlSink:
             self._own = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-jsonl")
         self._pending: tuple[Enriched, bytes | memoryview, int] | None = None
+        self._completed: Enriched | None = None  # finished by a probe: its retry is a no-op
         self._reopen_wanted = False
 
     def _open(self) -> int:
@@ -66,6 +67,9 @@ class JsonlSink:
     def _write_item(self, item: Enriched) -> None:
         # A retried batch (after a failed or partial write) resumes where the
         # last attempt stopped: no torn line, no line written twice.
+        if self._completed is item:
+            self._completed = None
+            return
         if self._pending is None or self._pending[0] is not item:
             data: bytes | memoryview = render_buffer(item.batch, self.profile, item.categories,
                                                      item.extra_strings)
@@ -89,6 +93,24 @@ class JsonlSink:
             except OSError as e:  # the batch is written: report, never fail it
                 print(f"ingest: error: reopening {self.name} failed ({e}); it keeps writing to the file "
                       "it had open", file=sys.stderr, flush=True)
+
+    def _probe(self) -> bool:
+        """After a failed write: try the rest of that batch's bytes once (they
+        are rendered already, so this costs one write call).  True when the
+        batch is now complete: the runtime's retry then has nothing to do."""
+        if self._pending is None:
+            return False  # it failed before writing anything: no cheap test
+        item = self._pending[0]
+        try:
+            self._write_item(item)
+        except OSError:
+            return False
+        self._completed = item
+        return True
+
+    async def probe(self) -> bool:
+        """Whether the file takes writes again (see ``_probe``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._probe)
 
     async def write(self, item: Enriched) -> None:
         # Rendering (C, GIL released) and the write run on the sink's thread.

@@ -110,6 +110,11 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (replay_key) "
                "WHERE replay_key IS NOT NULL")
 
+#: how long one write waits for a lock held by another connection
+BUSY_TIMEOUT_MS = 5000
+#: after a full disk, a probe says "retry" once this much is free again
+PROBE_FREE_BYTES = 16 << 20
+
 _SOURCE = np.array([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)], dtype=object)
 _ACTION = np.array([B.ACTION_NAMES.get(i) for i in range(256)], dtype=object)
 
@@ -182,6 +187,7 @@ class SqliteSink:
         self.path = path
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._last_error: BaseException | None = None  # why the last write failed
         self._pool.submit(self._open).result()
 
     def _open(self) -> None:
@@ -202,7 +208,7 @@ class SqliteSink:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.executescript(SCHEMA)
         _migrate(db)
         self._db = db
@@ -240,7 +246,40 @@ class SqliteSink:
 
     async def write(self, item: Enriched) -> None:
         # Row building and the transaction both run on the sink's thread.
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._write_item, item)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._write_item, item)
+        except BaseException as e:
+            self._last_error = e
+            raise
+
+    def _probe(self) -> bool:
+        """Cheap check, after a failed write, that a write could succeed now:
+        the write lock can be taken at once (a store locked by another
+        connection), and after a full disk, the file system has room again.
+        Other failures (I/O errors, a read-only store) are not probed: the
+        runtime's back-off decides when to retry them."""
+        db, err = self._db, self._last_error
+        if db is None:
+            return False
+        code = getattr(err, "sqlite_errorcode", None)
+        if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL):
+            return False
+        if code == sqlite3.SQLITE_FULL:
+            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+            if st.f_bavail * st.f_frsize < PROBE_FREE_BYTES:
+                return False
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            db.execute("BEGIN IMMEDIATE")  # the write lock, released at once
+            db.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    async def probe(self) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._probe)
 
     async def aclose(self) -> None:
         def close() -> None:

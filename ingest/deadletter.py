@@ -8,9 +8,17 @@ Format (append-only, one entry per rejected input)::
 A JSON header line, the raw bytes exactly as received, and a newline, so the
 file can be inspected with ``head`` and replayed with :func:`read`.  The file
 is size-bounded: past ``max_bytes`` it is rotated to ``PATH.1`` (one previous
-generation kept), so it never grows without bound.  It is opened with
-O_NOFOLLOW and mode 0600: a symlink planted at the path is refused, never
-written through.
+generation kept), so it never grows without bound.  The entries a rotation
+overwrites (the previous ``PATH.1``) are counted in ``rotated`` and reported
+in the stats (``dead_letters_rotated``): the counters never claim more than
+the files hold.  It is opened with O_NOFOLLOW and mode 0600: a symlink
+planted at the path is refused, never written through.
+
+A caller may leave out a span of the input that it knows is all zeros (a
+64 KiB Snort Alertpkt carries ``caplen`` packet bytes and zeros up to 65,535):
+the header then says ``"elided": [offset, count]``, ``length`` counts the
+bytes stored, and :func:`read` puts the zeros back, so the entry is still
+the datagram byte for byte, in 1-2 KB instead of 64 KiB.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +41,11 @@ class DeadLetter:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
+        self._entries = 0  # entries in the file at path
+        self._entries_1: int | None = None  # entries in path.1 (None: not counted yet)
         self.count = 0
+        #: entries lost to rotation (the overwritten path.1)
+        self.rotated = 0
         #: entries that could not be written (disk full, ...): counted, never fatal
         self.errors = 0
         self.last_error: str | None = None
@@ -42,13 +55,32 @@ class DeadLetter:
         rather than a failure in a reader thread later."""
         if self.path is not None and self._fd is None:
             with self._lock:
-                self._fd = self._open()
+                self._fd = self._open_counted()
 
     def _open(self) -> int:
         assert self.path is not None
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(fd).st_size
         return fd
+
+    def _open_counted(self) -> int:
+        assert self.path is not None
+        fd = self._open()
+        # entries already there (an earlier run, or a file logrotate left)
+        self._entries = _count_entries(self.path) if self._size else 0
+        return fd
+
+    def _rotate(self) -> None:
+        assert self.path is not None and self._fd is not None
+        os.close(self._fd)
+        self._fd = None
+        old = self.path + ".1"
+        if self._entries_1 is None:  # a .1 we did not write: count what it holds once
+            self._entries_1 = _count_entries(old) if os.path.lexists(old) else 0
+        os.replace(self.path, old)
+        self.rotated += self._entries_1
+        self._entries_1 = self._entries
+        self._fd = self._open_counted()
 
     def reopen(self) -> bool:
         """Close the file so the next entry opens the path again (SIGHUP,
@@ -59,30 +91,42 @@ class DeadLetter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            self._entries_1 = None  # logrotate's doing: count path.1 afresh if we rotate
             return True
 
-    def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray) -> bool:
+    def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray,
+              elide: tuple[int, int] | None = None) -> bool:
         """Append one raw input with its reason (thread-safe).  Never raises:
         a failed write is counted in ``errors`` (the caller is a reader thread
-        that must keep draining its socket); returns whether it was kept."""
+        that must keep draining its socket); returns whether it was kept.
+
+        ``elide`` = (offset, count): those bytes of data are all zeros and
+        are not stored (:func:`read` restores them)."""
         with self._lock:
             self.count += 1
             if self.path is None:
                 return False
-            head = json.dumps(
-                {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin, "reason": reason,
-                 "length": len(data)}
-            ).encode() + b"\n"
+            meta: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin, "reason": reason}
+            if elide is not None:
+                start, n = elide
+                mv = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data
+                parts = [bytes(mv[:start]), bytes(mv[start + n:])]
+                meta["length"] = len(parts[0]) + len(parts[1])
+                meta["elided"] = [start, n]
+            else:
+                parts = [bytes(data)]
+                meta["length"] = len(parts[0])
+            head = json.dumps(meta).encode() + b"\n"
+            size = len(head) + meta["length"] + 1
             try:
                 if self._fd is None:
-                    self._fd = self._open()
-                if self._size and self._size + len(head) + len(data) + 1 > self.max_bytes:
-                    os.close(self._fd)
-                    self._fd = None
-                    os.replace(self.path, self.path + ".1")
-                    self._fd = self._open()
-                os.writev(self._fd, [head, bytes(data), b"\n"])
-                self._size += len(head) + len(data) + 1
+                    self._fd = self._open_counted()
+                if self._size and self._size + size > self.max_bytes:
+                    self._rotate()
+                    assert self._fd is not None
+                os.writev(self._fd, [head, *parts, b"\n"])
+                self._size += size
+                self._entries += 1
                 return True
             except OSError as e:
                 self.errors += 1
@@ -103,8 +147,28 @@ class DeadLetter:
                     self._fd = None
 
 
+def _count_entries(path: str) -> int:
+    """Entries in a dead-letter file (headers only; the data is skipped)."""
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                line = f.readline()
+                if not line:
+                    return n
+                try:
+                    length = int(json.loads(line)["length"])
+                except (ValueError, KeyError, TypeError):
+                    return n  # not ours, or cut by a crash: count what is certain
+                f.seek(length + 1, os.SEEK_CUR)
+                n += 1
+    except OSError:
+        return n
+
+
 def read(path: str) -> Iterator[tuple[dict, bytes]]:
-    """Iterate (header, raw bytes) over a dead-letter file."""
+    """Iterate (header, raw bytes) over a dead-letter file; elided zeros
+    are put back, so the bytes are the input as received."""
     with open(path, "rb") as f:
         while True:
             line = f.readline()
@@ -113,4 +177,7 @@ def read(path: str) -> Iterator[tuple[dict, bytes]]:
             head = json.loads(line)
             data = f.read(head["length"])
             f.read(1)
+            if "elided" in head:
+                start, n = head["elided"]
+                data = data[:start] + bytes(n) + data[start:]
             yield head, data

@@ -378,6 +378,11 @@ class Pipeline:
 
     def _sync_deadletter_stats(self) -> None:
         self.stats.dead_letters = self.deadletter.count
+        if self.deadletter.rotated != self.stats.dead_letters_rotated:
+            print(f"ingest: warning: dead-letter file {self.deadletter.path}: "
+                  f"{self.deadletter.rotated - self.stats.dead_letters_rotated} older entries rotated away "
+                  f"(--dead-letter-max-bytes {self.deadletter.max_bytes})", file=self.log, flush=True)
+            self.stats.dead_letters_rotated = self.deadletter.rotated
         if self.deadletter.errors != self.stats.dead_letter_errors:
             self.stats.dead_letter_errors = self.deadletter.errors
             print(f"ingest: error: dead-letter file: {self.deadletter.last_error} "

@@ -25,6 +25,7 @@ class Stats:
         self.sink_errors: dict[str, int] = defaultdict(int)
         self.dead_letters = 0
         self.dead_letter_errors = 0
+        self.dead_letters_rotated = 0  # entries the dead-letter file's rotation overwrote
         self.internal_errors = 0  # exceptions caught in a reader thread (a bug; reported)
         self.queue_depth = 0  # alerts decoded but not yet acknowledged
         self.queue_bytes = 0  # bytes held by the queue and the sources' line buffers
@@ -74,6 +75,7 @@ class Stats:
                 "sink_errors": dict(self.sink_errors),
                 "dead_letters": self.dead_letters,
                 "dead_letter_errors": self.dead_letter_errors,
+                "dead_letters_rotated": self.dead_letters_rotated,
                 "internal_errors": self.internal_errors,
                 "queue_depth": self.queue_depth,
                 "queue_bytes": self.queue_bytes,

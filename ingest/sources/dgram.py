@@ -19,7 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..alertpkt import SLOT_SIZE, SlotDecoder
+import numpy as np
+
+from ..alertpkt import SLOT_SIZE, SNORT_APPID_LEN, SNORT_LEN, SlotDecoder
 from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf
@@ -34,6 +36,30 @@ POLL_SECONDS = 0.2
 #: bound on the shutdown drain (the queue is finite once SHUT_RD refuses
 #: new datagrams; this only guards against surprises)
 DRAIN_SECONDS = 10.0
+
+
+#: the 64 KiB Alertpkt variants (FORMATS.md 1.2): pkth.caplen at 264, pkt[65535]
+#: at 292, one pad byte, the event at 65828
+_CAPLEN_OFF, _PKT_OFF, _EVENT_OFF = 264, 292, 65828
+
+
+def _zero_tail(slot: np.ndarray, n: int) -> tuple[int, int] | None:
+    """The unused part of a 64 KiB Alertpkt's packet area (after caplen
+    bytes, up to the event), if it is all zeros as Snort leaves it: the
+    dead-letter file need not store it (``elide``), which keeps an entry at
+    about 0.5-2 KB instead of 64 KiB."""
+    if n not in (SNORT_LEN, SNORT_APPID_LEN):
+        return None
+    caplen = int(slot[_CAPLEN_OFF:_CAPLEN_OFF + 4].view("=u4")[0])  # host order, as sent
+    start = _PKT_OFF + min(caplen, 65535)
+    if start >= _EVENT_OFF or slot[start:_EVENT_OFF].any():
+        return None  # nothing to leave out, or not zeros (kept as sent)
+    return start, _EVENT_OFF - start
+
+
+def keep_raw(deadletter: DeadLetter, origin: str, reason: str, slot: np.ndarray, n: int) -> None:
+    """Dead-letter one received datagram (n bytes of slot), compactly."""
+    deadletter.write(origin, reason, slot[:n], elide=_zero_tail(slot, n))
 
 
 def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: Stats,
@@ -54,17 +80,17 @@ def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: S
     if not reserved:
         stats.add_input(n, 0)
         for i in range(n):
-            deadletter.write(origin, "queue_full", dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
+            keep_raw(deadletter, origin, "queue_full", dec.slots[i], min(int(dec.lens[i]), dec.slot_size))
         stats.add_dropped("queue_full", n)
         return 0
     k = 0
     try:
         res = dec.decode(n, origin)
         for i, reason in res.rejected:
-            deadletter.write(origin, reason, dec.slots[i, : min(int(dec.lens[i]), dec.slot_size)])
+            keep_raw(deadletter, origin, reason, dec.slots[i], min(int(dec.lens[i]), dec.slot_size))
             stats.add_malformed(reason)
         for i, reason in res.anomalies:
-            deadletter.write(origin, reason, dec.slots[i, : int(dec.lens[i])])
+            keep_raw(deadletter, origin, reason, dec.slots[i], int(dec.lens[i]))
             stats.add_anomaly(reason)
         k = len(res.batch)
         stats.add_input(n, k)

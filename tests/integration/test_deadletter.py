@@ -28,7 +28,7 @@ def test_entries_rotated_away_are_counted(tmp_path, run_ingest):
     sock, dl = tmp_path / "snort_alert", tmp_path / "dead.bin"
     # a .1 left by an earlier run: overwriting it loses its entries too
     with open(str(dl) + ".1", "wb") as f:
-        for i in range(7):
+        for _i in range(7):
             f.write(b'{"ts": "x", "origin": "earlier", "reason": "bad_length", "length": 3}\nold\n')
     p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--dead-letter", str(dl),
                     "--dead-letter-max-bytes", "20000", "--stats-interval", "0.2"], wait_for=[sock])

@@ -65,7 +65,7 @@ def test_a_decoder_bug_costs_the_batch_not_the_reader(monkeypatch):
             self.batches = []
             self.reserved = 0
 
-        def reserve(self, n):
+        def reserve(self, n, timeout=0.0, nbytes=0):
             self.reserved += n
             return True
 

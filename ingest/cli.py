@@ -125,7 +125,8 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-max", type=_flag("batch_max"), metavar="ALERTS",
                    help="most alerts per sink write")
     p.add_argument("--drain-timeout", type=_flag("drain_timeout"), metavar="SECONDS",
-                   help="how long shutdown may retry failing sinks (default 30)")
+                   help="how long shutdown may take to deliver what is queued; then the rest is dead-lettered "
+                        "(default 30)")
     p.add_argument("--linger-ms", type=_flag("linger_ms"), metavar="MS",
                    help="how long a partial batch waits for more (default 2)")
 

@@ -300,14 +300,16 @@ class Pipeline:
             except Exception as e:  # a sink failure must not lose the batch
                 self.stats.sink_errors[sink.name] += 1
                 left = self._drain_left()
-                if left is not None and left <= 0:
+                if left is None or left > 0:
+                    wait = delay if left is None else min(delay, left)
+                    print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {wait:.1f}s",
+                          file=self.log, flush=True)
+                    await self._backoff(sink, wait)
+                    left = self._drain_left()
+                if left is not None and left <= 0:  # no write starts after the drain timeout
                     print(f"ingest: error: sink {sink.name}: {e!r}; shutdown drain timeout passed, giving up",
                           file=self.log, flush=True)
                     raise
-                wait = delay if left is None else min(delay, left)
-                print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {wait:.1f}s",
-                      file=self.log, flush=True)
-                await self._backoff(sink, wait)
                 delay = min(delay * 2, RETRY_MAX)
 
     async def _attempt(self, sink: Sink, item: Enriched) -> None:
@@ -322,11 +324,15 @@ class Pipeline:
     async def _backoff(self, sink: Sink, wait: float) -> None:
         """Wait before the next write, or less: the moment the sink's probe
         says it is back (the backlog then drains at once, not after a
-        back-off that may have grown to RETRY_MAX)."""
+        back-off that may have grown to RETRY_MAX), or the shutdown drain
+        runs out of time."""
         probe = getattr(sink, "probe", None)
         end = time.monotonic() + wait
         while (left := end - time.monotonic()) > 0:
-            await asyncio.sleep(min(PROBE_INTERVAL, left) if probe is not None else left)
+            await asyncio.sleep(min(PROBE_INTERVAL, left))
+            drain = self._drain_left()
+            if drain is not None and drain <= 0:
+                return
             if probe is None or end - time.monotonic() <= 0:
                 continue
             try:

@@ -25,6 +25,7 @@
 struct p {
     const uint8_t *s; /* cursor */
     const uint8_t *e; /* end of the record */
+    unsigned nl;      /* a raw CR or LF was skipped between tokens */
 };
 
 /* byte classes inside a JSON string: 0 plain ASCII, 1 '"', 2 '\\',
@@ -41,8 +42,12 @@ static void init_tables(void)
 
 static inline void ws(struct p *p)
 {
-    while (p->s < p->e && (*p->s == ' ' || *p->s == '\n' || *p->s == '\r' || *p->s == '\t'))
+    /* Suricata writes no whitespace at all, so the loop body is the rare
+     * path: noting a CR/LF here costs nothing on real traffic. */
+    while (p->s < p->e && (*p->s == ' ' || *p->s == '\n' || *p->s == '\r' || *p->s == '\t')) {
+        p->nl |= *p->s != ' ' && *p->s != '\t';
         p->s++;
+    }
 }
 
 static inline int hexval(uint8_t c)
@@ -557,6 +562,7 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
         r->len = len;
         r->etype_off = 0;
         r->etype_len = 0;
+        r->flags = 0;
         if (slot_flags != NULL && (slot_flags[i] & INGEST_SLOT_TRUNC)) {
             r->status = INGEST_EVE_TRUNCATED;
             continue;
@@ -572,7 +578,8 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
             r->status = INGEST_EVE_EMPTY;
             continue;
         }
-        struct p p = {s, e};
+        /* s/e are trimmed: only whitespace between tokens is seen by ws() */
+        struct p p = {s, e, 0};
         struct fields f;
         memset(&f, 0, sizeof(f));
         if (*s != '{') {
@@ -583,6 +590,8 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
             r->status = INGEST_EVE_INVALID_JSON;
             continue;
         }
+        if (p.nl)
+            r->flags |= INGEST_EVE_REC_NEWLINE;
         if (f.event_type.p == NULL || f.event_type.n == 0) {
             r->status = INGEST_EVE_NO_EVENT_TYPE;
             continue;
@@ -694,6 +703,17 @@ int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs
     return (int)n;
 }
 
+/* Raw CR/LF inside a validated record can only be whitespace between
+ * tokens (a JSON string cannot hold a raw control character), so turning
+ * them into spaces keeps the same JSON while making the record one line:
+ * no sender can make a JSON-lines output show a line it did not validate. */
+static void flatten(uint8_t *p, size_t n)
+{
+    for (uint8_t *e = p + n; p < e; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+}
+
 long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
                        const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off)
 {
@@ -702,8 +722,10 @@ long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_e
     for (unsigned j = 0; j < n; j++) {
         const struct ingest_eve_rec *r = &recs[idx[j]];
         if (r->off > buf_len || r->len > buf_len - r->off) return INGEST_EINVAL;
-        if (r->len > out_cap - pos) return INGEST_ENOSPC;
+        if (pos > out_cap || r->len > out_cap - pos) return INGEST_ENOSPC;
         memcpy(out + pos, buf + r->off, r->len);
+        if (r->flags & INGEST_EVE_REC_NEWLINE)
+            flatten(out + pos, r->len);
         out_off[j] = pos;
         pos += r->len;
     }

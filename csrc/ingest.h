@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 9
+#define INGEST_ABI_VERSION 10
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -207,6 +207,10 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n,
 #define INGEST_EVE_TRUNCATED 12     /* datagram cut by the kernel (MSG_TRUNC) */
 #define INGEST_EVE_NREASONS 13
 
+/* struct ingest_eve_rec.flags */
+#define INGEST_EVE_REC_NEWLINE 0x01 /* a raw CR or LF between tokens: valid
+                                       JSON, but not one line as it is */
+
 /* One input record.  off/len are rewritten to the record without
  * surrounding whitespace (what is kept verbatim); etype_* is the event_type
  * text relative to off (0/0 when there is none). */
@@ -216,7 +220,8 @@ struct ingest_eve_rec {
     uint32_t etype_off;
     uint32_t etype_len;
     uint8_t status;
-    uint8_t reserved[3];
+    uint8_t flags; /* INGEST_EVE_REC_* */
+    uint8_t reserved[2];
 };
 
 /* Beside each produced alert: where its text is.  *_off are relative to the
@@ -261,7 +266,9 @@ int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs
 
 /* Copy the records recs[idx[j]] (j < n) back to back into out (capacity
  * out_cap); out_off[j] is where record j starts.  Returns the bytes written,
- * INGEST_ENOSPC or INGEST_EINVAL.  (The verbatim pool of a batch's alerts.) */
+ * INGEST_ENOSPC or INGEST_EINVAL.  (The verbatim pool of a batch's alerts.)
+ * A record flagged INGEST_EVE_REC_NEWLINE has its raw CR/LF (whitespace
+ * between tokens) copied as spaces: every record is one line. */
 long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_eve_rec *recs,
                        const uint32_t *idx, unsigned n, uint8_t *out, size_t out_cap, uint64_t *out_off);
 

@@ -144,6 +144,7 @@ EVE = """
 #define INGEST_EVE_BAD_ALERT ...
 #define INGEST_EVE_TRUNCATED ...
 #define INGEST_EVE_NREASONS ...
+#define INGEST_EVE_REC_NEWLINE ...
 /* Declared field by field so ffi.offsetof() can be checked against the
    numpy dtypes in ingest/eve.py. */
 struct ingest_eve_rec {
@@ -152,7 +153,8 @@ struct ingest_eve_rec {
     uint32_t etype_off;
     uint32_t etype_len;
     uint8_t status;
-    uint8_t reserved[3];
+    uint8_t flags;
+    uint8_t reserved[2];
 };
 struct ingest_eve_alert {
     uint64_t sig_hash;

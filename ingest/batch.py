@@ -15,6 +15,7 @@ import numpy as np
 from .strings import StringPool as StringPool  # re-exported: B.StringPool
 from .strings import Strings
 from .strings import concat as concat_strings
+from .strings import utf8
 
 # Source kinds (INGEST_SRC_*) and their names in output records.
 SRC_NONE, SRC_SNORT, SRC_SNORT_APPID, SRC_BARNYARD2, SRC_BARNYARD2_32, SRC_UNIFIED2, SRC_EVE = range(7)
@@ -210,7 +211,7 @@ class RawPool:
                 data, off, ln = p.data, p.off, p.len
                 raw = np.where(b.raw >= 0, b.raw + nrec, -1) if b.raw is not None else np.full(len(b), -1)
             elif b.raw is not None:  # rare: strings-indexed raw in a mixed batch
-                enc = [b.strings[i].encode("utf-8", "surrogateescape") if i >= 0 else b"" for i in b.raw.tolist()]
+                enc = [utf8(b.strings[i]) if i >= 0 else b"" for i in b.raw.tolist()]
                 ln = np.array([len(e) for e in enc], np.uint32)
                 off = np.concatenate([[0], np.cumsum(ln[:-1], dtype=np.uint64)]).astype(np.uint64) if len(enc) else np.zeros(0, np.uint64)
                 data = b"".join(enc)
@@ -236,16 +237,20 @@ class EventBatch:
     """Non-alert events riding along with an alert batch (EVE).
 
     ``lines`` is the events' original JSON, newline-terminated, in input
-    order: JSON sinks write it verbatim (lossless passthrough).  ``flows``
-    holds one row per flow/netflow event for the store's ``flows`` table
-    (see ``ingest.eve.FLOW_COLUMNS``).  ``count`` is the number of events in
-    ``lines``; ``types`` counts them by event_type.
+    order: JSON sinks write it verbatim (lossless passthrough).  Each event
+    is exactly one line (a raw CR/LF between tokens was flattened to a
+    space), so line k is event k.  ``flows`` holds one row per flow/netflow
+    event for the store's ``flows`` table (see ``ingest.eve.FLOW_COLUMNS``);
+    ``flow_line[j]`` is the line of flows[j] (a store that rejects a row
+    can name its event).  ``count`` is the number of events in ``lines``;
+    ``types`` counts them by event_type.
     """
 
     lines: bytes = b""
     count: int = 0
     flows: list[tuple] = field(default_factory=list)
     types: dict[str, int] = field(default_factory=dict)
+    flow_line: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.count
@@ -256,8 +261,13 @@ class EventBatch:
             return parts[0]
         types: dict[str, int] = {}
         flows: list[tuple] = []
+        flow_line: list[int] = []
+        base = 0
         for e in parts:
             flows.extend(e.flows)
+            flow_line.extend(base + k for k in e.flow_line)
+            base += e.count
             for k, v in e.types.items():
                 types[k] = types.get(k, 0) + v
-        return EventBatch(b"".join(e.lines for e in parts), sum(e.count for e in parts), flows, types)
+        return EventBatch(b"".join(e.lines for e in parts), sum(e.count for e in parts), flows, types,
+                          flow_line)

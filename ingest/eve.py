@@ -27,6 +27,7 @@ import orjson
 
 from . import batch as B
 from ._native import ffi, lib
+from .strings import scrub
 
 #: per-record outcome names, indexed by the C status (INGEST_EVE_*)
 REASONS = (
@@ -50,9 +51,11 @@ assert len(REASONS) == lib.INGEST_EVE_NREASONS
 
 REC_DTYPE = np.dtype(
     [("off", "<u8"), ("len", "<u4"), ("etype_off", "<u4"), ("etype_len", "<u4"),
-     ("status", "u1"), ("reserved", "u1", (3,))],
+     ("status", "u1"), ("flags", "u1"), ("reserved", "u1", (2,))],
     align=True,
 )
+#: REC_DTYPE flags: a raw CR/LF between tokens (the record is flattened to one line on output)
+REC_NEWLINE = lib.INGEST_EVE_REC_NEWLINE
 EXT_DTYPE = np.dtype(
     [("sig_hash", "<u8"), ("cat_hash", "<u8"), ("rec", "<u4"), ("sig_off", "<u4"),
      ("sig_len", "<u4"), ("cat_off", "<u4"), ("cat_len", "<u4"), ("has_sig", "u1"),
@@ -79,15 +82,50 @@ def parse_ts(text: str | bytes) -> int | None:
     return int(out[0]) if lib.ingest_eve_parse_ts(raw, len(raw), out) == 0 else None
 
 
+# Text that is valid JSON but not valid Unicode (a lone surrogate escape):
+# JSON outputs keep the record byte for byte, every decoded str (store
+# columns, signature and category texts, Suricata's counters) gets one U+FFFD
+# per lone surrogate (ingest.strings.scrub), so no sink is ever handed a str
+# it cannot encode.
+
+
+def _clean(obj: Any) -> Any:
+    """scrub() every str of a decoded JSON value (keys too)."""
+    if isinstance(obj, str):
+        return scrub(obj)
+    if isinstance(obj, dict):
+        return {scrub(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+_I64 = 1 << 63
+
+
 def _signed(v: Any) -> int | None:
     """flow_id as SQLite's signed 64-bit integer (same bits as ALERT flow_id.view(int64))."""
-    if not isinstance(v, int) or v < 0 or v >= 1 << 64:
+    if type(v) is not int or v < 0 or v >= 1 << 64:
         return None
-    return v - (1 << 64) if v >= 1 << 63 else v
+    return v - (1 << 64) if v >= _I64 else v
+
+
+def _int(v: Any) -> int | None:
+    """An INTEGER column: a JSON integer SQLite can hold, else NULL (a
+    float, 1e400, 2**64, a string, a bool, an object)."""
+    return v if type(v) is int and -_I64 <= v < _I64 else None
+
+
+def _str(v: Any) -> str | None:
+    """A TEXT column: a JSON string, else NULL."""
+    return v if isinstance(v, str) else None
 
 
 def flow_row(ev: dict[str, Any]) -> tuple | None:
-    """One ``flows`` row from a decoded flow/netflow event (None without flow_id)."""
+    """One ``flows`` row from a decoded flow/netflow event (None without flow_id).
+
+    Every value is None, an int in SQLite's signed 64-bit range or a str, so
+    whatever a sender put in a member, the store can take the row."""
     fid = _signed(ev.get("flow_id"))
     if fid is None:
         return None
@@ -98,15 +136,19 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
         ps, pc, bs, bc = f.get("pkts"), None, f.get("bytes"), None
     else:
         ps, pc, bs, bc = f.get("pkts_toserver"), f.get("pkts_toclient"), f.get("bytes_toserver"), f.get("bytes_toclient")
-    start, end = f.get("start"), f.get("end")
+    start, end = _str(f.get("start")), _str(f.get("end"))
     alerted = f.get("alerted")
+    proto = ev.get("proto")
     return (
-        fid, et, ev.get("src_ip"), ev.get("src_port"), ev.get("dest_ip"), ev.get("dest_port"),
-        ev.get("proto"), ev.get("app_proto"), start, end,
-        parse_ts(start) if isinstance(start, str) else None,
-        parse_ts(end) if isinstance(end, str) else None,
-        ps, pc, bs, bc, f.get("state"), f.get("reason"),
-        None if alerted is None else int(bool(alerted)),
+        fid, et, _str(ev.get("src_ip")), _int(ev.get("src_port")), _str(ev.get("dest_ip")),
+        _int(ev.get("dest_port")),
+        # Suricata writes the IANA name, or the number as text; a bare number is kept as text
+        str(proto) if type(proto) is int and 0 <= proto <= 255 else _str(proto),
+        _str(ev.get("app_proto")), start, end,
+        parse_ts(start) if start is not None else None,
+        parse_ts(end) if end is not None else None,
+        _int(ps), _int(pc), _int(bs), _int(bc), _str(f.get("state")), _str(f.get("reason")),
+        int(alerted) if isinstance(alerted, bool) else None,
     )
 
 
@@ -130,11 +172,16 @@ class EveResult:
 def _loads(raw: bytes | memoryview) -> Any:
     """A record the C side validated as JSON.  orjson is fast but stricter than
     JSON (numbers beyond a double or 64 bits, lone surrogate escapes): those
-    rare records go through the stdlib instead, never raise on the reader."""
+    rare records go through the stdlib instead, their text scrubbed.
+
+    Raises ValueError when even the stdlib refuses valid JSON: an integer of
+    more than ``sys.get_int_max_str_digits()`` digits (4,300; a limit kept on
+    purpose, against quadratic-time conversions).  The caller makes that the
+    record's own failure (``unparsable``)."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(bytes(raw))
+        return _clean(json.loads(bytes(raw)))
 
 
 def _text(mv: memoryview, start: int, n: int, esc: int) -> str:
@@ -144,7 +191,10 @@ def _text(mv: memoryview, start: int, n: int, esc: int) -> str:
     try:
         text = orjson.loads(b'"' + raw + b'"')
     except orjson.JSONDecodeError:  # a lone surrogate escape (\ud800): valid JSON, not valid text
-        text = json.loads(b'"' + raw + b'"').encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        try:
+            text = scrub(json.loads(b'"' + raw + b'"'))
+        except ValueError:  # not expected after C's validation; never fatal
+            text = raw.decode("utf-8", "replace")
     return str(text)
 
 
@@ -274,33 +324,59 @@ class EveDecoder:
         batch.raw = np.arange(len(ext), dtype=np.int32)
 
     def _other(self, res: EveResult, mv: memoryview, recs: np.ndarray, status: np.ndarray) -> None:
-        """Non-alert events (passthrough, flows, stats) and rejects."""
+        """Non-alert events (passthrough, flows, stats) and rejects.
+
+        Flow, netflow and stats events are decoded in Python; one that the
+        Python side refuses (an integer beyond the stdlib's digit limit) is
+        rejected alone as ``unparsable``, never its batch.  A record with a
+        raw CR/LF between tokens is flattened to one line (see
+        ingest_eve_gather) before it reaches JSON sinks."""
         passing = np.flatnonzero((status > lib.INGEST_EVE_ALERT) & (status < lib.INGEST_EVE_FILTERED))
+        rejected: list[tuple[int, str, bytes]] = []
         if len(passing):
-            offs = recs["off"][passing].tolist()
-            lens = recs["len"][passing].tolist()
-            sts = status[passing].tolist()
-            eoffs = recs["etype_off"][passing].tolist()
-            elens = recs["etype_len"][passing].tolist()
-            pieces = [mv[o:o + ln] for o, ln in zip(offs, lens, strict=True)]
+            kept: list[bytes | memoryview] = []
             flows: list[tuple] = []
+            flow_line: list[int] = []
             types: Counter[str] = Counter()
-            for o, piece, st, eo, el in zip(offs, pieces, sts, eoffs, elens, strict=True):
-                types[str(mv[o + eo:o + eo + el], "utf-8")] += 1
-                if st == lib.INGEST_EVE_FLOW or st == lib.INGEST_EVE_NETFLOW:
-                    row = flow_row(_loads(piece))
-                    if row is not None:
+            other = lib.INGEST_EVE_OTHER
+            stats = lib.INGEST_EVE_STATS
+            for i, o, ln, st, eo, el, fl in zip(
+                    passing.tolist(), recs["off"][passing].tolist(), recs["len"][passing].tolist(),
+                    status[passing].tolist(), recs["etype_off"][passing].tolist(),
+                    recs["etype_len"][passing].tolist(), recs["flags"][passing].tolist(), strict=True):
+                piece = mv[o:o + ln]
+                if st != other:
+                    try:
+                        ev = _loads(piece)
+                        row = None if st == stats else flow_row(ev)
+                    except Exception:  # whatever Python refuses costs this record only
+                        rejected.append((i, "unparsable", bytes(piece)))
+                        continue
+                    if st == stats:
+                        res.stats.append(ev)
+                    elif row is not None:
+                        flow_line.append(len(kept))
                         flows.append(row)
-                elif st == lib.INGEST_EVE_STATS:
-                    res.stats.append(_loads(piece))
-            res.batch.events = B.EventBatch(b"\n".join(pieces) + b"\n", len(pieces), flows, dict(types))
+                types[str(mv[o + eo:o + eo + el], "utf-8")] += 1
+                kept.append(bytes(piece).replace(b"\r", b" ").replace(b"\n", b" ") if fl & REC_NEWLINE else piece)
+            if kept:
+                res.batch.events = B.EventBatch(b"\n".join(kept) + b"\n", len(kept), flows, dict(types),
+                                                flow_line)
+            if rejected:
+                for i, _reason, _raw in rejected:
+                    name = REASONS[int(status[i])]
+                    res.counts[name] -= 1
+                    if not res.counts[name]:
+                        del res.counts[name]
+                res.counts["unparsable"] = res.counts.get("unparsable", 0) + len(rejected)
         bad = np.flatnonzero(status >= FIRST_REJECT)
         for i in bad.tolist():
             st = int(status[i])
             if st == EMPTY:
                 continue
             o, ln = int(recs["off"][i]), int(recs["len"][i])
-            res.rejected.append((i, REASONS[st], bytes(mv[o:o + ln])))
+            rejected.append((i, REASONS[st], bytes(mv[o:o + ln])))
+        res.rejected.extend(sorted(rejected, key=lambda r: r[0]))
 
     def _resync(self, buf: Any, res: EveResult, origin: str) -> EveResult:
         """Split invalid lines at a later record start and decode the tails."""

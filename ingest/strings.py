@@ -11,10 +11,32 @@ render through one C string table (:class:`ingest.render.StringTable`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
 import numpy as np
+
+# One rule for text that is valid JSON but not valid Unicode (a lone
+# surrogate escape such as "\ud800"), everywhere text leaves C: every decoded
+# str has each lone surrogate replaced by one U+FFFD, and a string table
+# holds only valid UTF-8 (what csrc/format.c is promised).  JSON outputs of
+# EVE records keep the record's own bytes, escape and all.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrub(text: str) -> str:
+    """text with every lone surrogate replaced by one U+FFFD (valid text is
+    returned as is)."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def utf8(text: str) -> bytes:
+    """text as UTF-8, a lone surrogate as U+FFFD (never raises)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return scrub(text).encode("utf-8")
 
 
 class Segment:
@@ -38,7 +60,7 @@ class Segment:
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> Segment:
-        encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
+        encoded = [utf8(s) for s in strings]
         lens = np.fromiter((len(e) for e in encoded), dtype=np.uint64, count=len(encoded))
         offs = np.zeros(len(encoded), dtype=np.uint64)
         if len(encoded) > 1:
@@ -52,7 +74,7 @@ class Segment:
 
     def get(self, k: int) -> str:
         o = int(self.off[k])
-        return self.data[o: o + int(self.len[k])].tobytes().decode("utf-8", "surrogateescape")
+        return self.data[o: o + int(self.len[k])].tobytes().decode("utf-8", "replace")
 
 
 class StringPool(Sequence[str]):

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from .strings import StringPool as StringPool  # re-exported: B.StringPool
-from .strings import Strings
+from .strings import Strings, utf8
 from .strings import concat as concat_strings
-from .strings import utf8
 
 # Source kinds (INGEST_SRC_*) and their names in output records.
 SRC_NONE, SRC_SNORT, SRC_SNORT_APPID, SRC_BARNYARD2, SRC_BARNYARD2_32, SRC_UNIFIED2, SRC_EVE = range(7)

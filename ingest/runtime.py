@@ -22,6 +22,9 @@
   have the batch are not written twice.  A write that has started is never
   abandoned (it could still commit): it is awaited, and only its outcome
   decides the batch's fate.
+  A sink that refuses the *data* (``DataError``) is not retried with the
+  same batch: the records it refuses are isolated by bisection and
+  dead-lettered (``sink_rejected``), the rest delivered.
 * Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
   queued, dispatch everything queued, flush and close sinks, remove socket
   files, print the final stats line, exit 0.  ``drain_timeout`` bounds
@@ -51,11 +54,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from . import isolate
 from .batch import AlertBatch
 from .deadletter import DeadLetter
 from .mapping import Enriched, Enricher
 from .render import render_json
-from .sinks.base import Sink
+from .sinks.base import DataError, Sink
 from .sources.base import Source
 from .stats import Stats
 from .strings import StringPool
@@ -143,6 +147,7 @@ class Pipeline:
         self._inflight: AlertBatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._rejected = 0  # records a sink refused (DataError), for the log's rate limit
 
     # --- called from reader threads ------------------------------------
     def _fits(self, n: int, nbytes: int) -> bool:
@@ -297,6 +302,9 @@ class Pipeline:
                 await self._attempt(sink, item)
                 self.stats.dispatched[sink.name] += len(item.batch)
                 return
+            except DataError as e:  # the data, not the sink: retrying cannot help
+                await self._isolate(sink, item, e)
+                return
             except Exception as e:  # a sink failure must not lose the batch
                 self.stats.sink_errors[sink.name] += 1
                 left = self._drain_left()
@@ -343,6 +351,38 @@ class Pipeline:
                 self.stats.add_extra("sink_probe_recoveries")
                 print(f"ingest: sink {sink.name} is back (probe); retrying now", file=self.log, flush=True)
                 return
+
+    # --- records a sink refuses (DataError) ---------------------------------
+    async def _isolate(self, sink: Sink, item: Enriched, err: DataError) -> None:
+        """``sink`` refused ``item``'s data: write each half again (through
+        _write_one, so a sink that goes down meanwhile is retried as usual),
+        down to the single records it refuses, which are dead-lettered.  The
+        batch's acks run after this returns: every part is then stored or
+        dead-lettered."""
+        if isolate.units(item) <= 1:
+            self._reject(sink, item, err)
+            return
+        for half in isolate.split(item):
+            await self._write_one(sink, half)
+
+    def _reject(self, sink: Sink, item: Enriched, err: DataError) -> None:
+        b = item.batch
+        alerts = len(b)
+        events = isolate.units(item) - alerts
+        self.stats.sink_errors[sink.name] += 1
+        self._rejected += 1
+        if self._rejected <= 20 or self._rejected % 1000 == 0:
+            what = "an alert" if alerts else "an event" if events else "an empty batch"
+            print(f"ingest: error: sink {sink.name} refused {what} from {b.origin}: {err}; "
+                  f"kept in the dead-letter file (sink_rejected, {self._rejected} so far)",
+                  file=self.log, flush=True)
+        if not alerts and not events:
+            return
+        self.deadletter.write(b.origin, "sink_rejected", isolate.record_bytes(item))
+        if alerts:
+            self.stats.add_dropped("sink_rejected", alerts)
+        if events:
+            self.stats.add_dropped("sink_rejected_event", events)
 
     async def _dispatch(self, batch: AlertBatch) -> None:
         item = self.enricher.apply(batch)
@@ -502,7 +542,8 @@ class Pipeline:
         for b in left:
             self._give_up(b, "shutdown_timeout")
         undelivered = {k: v for k, v in self.stats.dropped.items()
-                       if k in ("sink_failed", "shutdown_timeout", "shutdown_unconfirmed", "internal_error")}
+                       if k in ("sink_failed", "shutdown_timeout", "shutdown_unconfirmed", "internal_error",
+                                "sink_rejected", "sink_rejected_event")}
         if undelivered:
             rc = 1  # some alerts reached no sink (they are in the dead-letter file)
             n = sum(v for k, v in undelivered.items() if k != "internal_error")

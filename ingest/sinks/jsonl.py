@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..mapping import Enriched
 from ..render import render_buffer
+from .base import DataError
 
 
 class JsonlSink:
@@ -71,8 +72,12 @@ class JsonlSink:
             self._completed = None
             return
         if self._pending is None or self._pending[0] is not item:
-            data: bytes | memoryview = render_buffer(item.batch, self.profile, item.categories,
-                                                     item.extra_strings)
+            try:
+                data: bytes | memoryview = render_buffer(item.batch, self.profile, item.categories,
+                                                         item.extra_strings)
+            except (ValueError, TypeError, UnicodeError, OverflowError) as e:
+                # nothing is written yet: a record that cannot be rendered is the data's fault
+                raise DataError(f"cannot render: {e!r}") from e
             ev = item.batch.events
             if ev is not None and ev.count:
                 # non-alert events (EVE flow, dns, stats ...): verbatim, in the same write

@@ -40,6 +40,7 @@ from .. import batch as B
 from ..mapping import Enriched
 from ..render import format_addrs
 from ..strings import Strings, take
+from .base import DataError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -181,6 +182,25 @@ def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:
     return alert_rows, sig_rows
 
 
+def data_fault(e: BaseException) -> bool:
+    """Is this error the data's fault (retrying the same rows cannot help)?
+
+    Data: a constraint or trigger refused a row (IntegrityError), a value
+    too big (DataError), a value sqlite3 cannot bind (ProgrammingError /
+    InterfaceError "Error binding parameter"), a str it cannot encode
+    (UnicodeError), an int beyond 64 bits (OverflowError), and ValueError /
+    TypeError from building the rows.  Everything else (OperationalError:
+    locked, disk full, I/O error, read-only; a corrupt file) is the store
+    being down."""
+    if isinstance(e, sqlite3.IntegrityError | sqlite3.DataError):
+        return True
+    if isinstance(e, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return "binding" in str(e)
+    if isinstance(e, sqlite3.Error):
+        return False
+    return isinstance(e, UnicodeError | OverflowError | ValueError | TypeError)
+
+
 class SqliteSink:
     def __init__(self, path: str) -> None:
         self.name = f"sqlite:{path}"
@@ -242,7 +262,12 @@ class SqliteSink:
 
     def _write_item(self, item: Enriched) -> None:
         ev = item.batch.events
-        self._write(*rows(item), item.batch.keys, ev.flows if ev is not None else None)
+        try:
+            self._write(*rows(item), item.batch.keys, ev.flows if ev is not None else None)
+        except Exception as e:
+            if data_fault(e):
+                raise DataError(f"{type(e).__name__}: {e}") from e
+            raise  # locked, disk full, I/O error ...: down, retried with the same batch
 
     async def write(self, item: Enriched) -> None:
         # Row building and the transaction both run on the sink's thread.

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -75,10 +76,17 @@ FLOW_COLUMNS = (
 RECORD_START = b'{"timestamp":'
 
 
+#: one output cell per thread for parse_ts (ffi.new per call cost more than the parse)
+_ts_cell = threading.local()
+
+
 def parse_ts(text: str | bytes) -> int | None:
     """A Suricata timestamp as microseconds since the epoch (UTC), or None."""
     raw = text.encode() if isinstance(text, str) else text
-    out = ffi.new("int64_t *")
+    try:
+        out = _ts_cell.out
+    except AttributeError:
+        out = _ts_cell.out = ffi.new("int64_t *")
     return int(out[0]) if lib.ingest_eve_parse_ts(raw, len(raw), out) == 0 else None
 
 
@@ -110,45 +118,51 @@ def _signed(v: Any) -> int | None:
     return v - (1 << 64) if v >= _I64 else v
 
 
-def _int(v: Any) -> int | None:
-    """An INTEGER column: a JSON integer SQLite can hold, else NULL (a
-    float, 1e400, 2**64, a string, a bool, an object)."""
-    return v if type(v) is int and -_I64 <= v < _I64 else None
-
-
-def _str(v: Any) -> str | None:
-    """A TEXT column: a JSON string, else NULL."""
-    return v if isinstance(v, str) else None
-
-
 def flow_row(ev: dict[str, Any]) -> tuple | None:
     """One ``flows`` row from a decoded flow/netflow event (None without flow_id).
 
     Every value is None, an int in SQLite's signed 64-bit range or a str, so
-    whatever a sender put in a member, the store can take the row."""
+    whatever a sender put in a member (an object, a float, 1e400, 2**64), the
+    store can take the row: a TEXT column gets a JSON string or NULL, an
+    INTEGER column a JSON integer it can hold or NULL.  (Checked inline: this
+    runs once per flow event.)"""
     fid = _signed(ev.get("flow_id"))
     if fid is None:
         return None
     et = str(ev.get("event_type"))
     sub = ev.get(et)
     f: dict[str, Any] = sub if isinstance(sub, dict) else {}
+    g = ev.get
+    h = f.get
     if et == "netflow":
-        ps, pc, bs, bc = f.get("pkts"), None, f.get("bytes"), None
+        ps, pc, bs, bc = h("pkts"), None, h("bytes"), None
     else:
-        ps, pc, bs, bc = f.get("pkts_toserver"), f.get("pkts_toclient"), f.get("bytes_toserver"), f.get("bytes_toclient")
-    start, end = _str(f.get("start")), _str(f.get("end"))
-    alerted = f.get("alerted")
-    proto = ev.get("proto")
+        ps, pc, bs, bc = h("pkts_toserver"), h("pkts_toclient"), h("bytes_toserver"), h("bytes_toclient")
+    sp, dp, proto = g("src_port"), g("dest_port"), g("proto")
+    src, dst, app = g("src_ip"), g("dest_ip"), g("app_proto")
+    start, end, state, reason, alerted = h("start"), h("end"), h("state"), h("reason"), h("alerted")
+    if proto.__class__ is int and 0 <= proto <= 255:
+        proto = str(proto)  # Suricata writes the IANA name, or the number as text
+    lo, hi = -_I64, _I64
     return (
-        fid, et, _str(ev.get("src_ip")), _int(ev.get("src_port")), _str(ev.get("dest_ip")),
-        _int(ev.get("dest_port")),
-        # Suricata writes the IANA name, or the number as text; a bare number is kept as text
-        str(proto) if type(proto) is int and 0 <= proto <= 255 else _str(proto),
-        _str(ev.get("app_proto")), start, end,
-        parse_ts(start) if start is not None else None,
-        parse_ts(end) if end is not None else None,
-        _int(ps), _int(pc), _int(bs), _int(bc), _str(f.get("state")), _str(f.get("reason")),
-        int(alerted) if isinstance(alerted, bool) else None,
+        fid, et,
+        src if src.__class__ is str else None,
+        sp if sp.__class__ is int and lo <= sp < hi else None,
+        dst if dst.__class__ is str else None,
+        dp if dp.__class__ is int and lo <= dp < hi else None,
+        proto if proto.__class__ is str else None,
+        app if app.__class__ is str else None,
+        start if start.__class__ is str else None,
+        end if end.__class__ is str else None,
+        parse_ts(start) if start.__class__ is str else None,
+        parse_ts(end) if end.__class__ is str else None,
+        ps if ps.__class__ is int and lo <= ps < hi else None,
+        pc if pc.__class__ is int and lo <= pc < hi else None,
+        bs if bs.__class__ is int and lo <= bs < hi else None,
+        bc if bc.__class__ is int and lo <= bc < hi else None,
+        state if state.__class__ is str else None,
+        reason if reason.__class__ is str else None,
+        int(alerted) if alerted.__class__ is bool else None,
     )
 
 

@@ -101,19 +101,10 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
         time.sleep(0.01)
     try:
         res = dec.decode(buf, offs, lens, n, slot_flags, origin)
-    except Exception as e:  # a bug must cost this batch, never the reader thread
-        print(f"ingest: error: {origin}: decoding a batch failed ({e!r}); "
-              f"its {n} records are in the dead-letter file", file=sys.stderr, flush=True)
-        mv = memoryview(buf).cast("B")
-        for i in range(n):
-            o = int(offs[i])
-            deadletter.write(origin, "internal_error", mv[o:o + min(int(lens[i]), SLOT_SIZE)])
-        stats.add_input(n, 0)
-        stats.add_malformed("internal_error", n)
-        if acks:  # the records are kept: the position may move past them
-            submit.submit(AlertBatch(empty(0), acks=list(acks), origin=origin))
-        submit.release(n)
-        return EveResult(AlertBatch(empty(0), [], origin), records=n)  # consumed (kept raw)
+    except Exception as e:  # a bug must cost the record that triggers it, never its batch
+        print(f"ingest: error: {origin}: decoding a batch failed ({e!r}); decoding its {n} records "
+              f"one by one (those that fail again go to the dead-letter file)", file=sys.stderr, flush=True)
+        res = _decode_each(dec, buf, offs, lens, n, slot_flags, origin)
     for _i, reason, raw in res.rejected:
         deadletter.write(origin, reason, raw)
         stats.add_malformed(reason)
@@ -137,6 +128,37 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
         submit.submit(batch)
     submit.release(n - used)
     return res
+
+
+def _decode_each(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray, n: int,
+                 slot_flags: np.ndarray | None, origin: str) -> EveResult:
+    """The records of a batch whose decode raised, decoded one at a time: a
+    record that raises again is rejected alone (``internal_error``), its
+    neighbours are decoded as usual.  Only ever runs after an unexpected
+    exception (a bug), so its per-record cost does not matter."""
+    mv = memoryview(buf).cast("B")
+    batches: list[AlertBatch] = []
+    out = EveResult(AlertBatch(empty(0), [], origin), records=n)
+    aoffs: list[np.ndarray] = []
+    for i in range(n):
+        one = slice(i, i + 1)
+        try:
+            r = dec.decode(buf, offs[one], lens[one], 1, None if slot_flags is None else slot_flags[one], origin)
+        except Exception:
+            o = int(offs[i])
+            out.rejected.append((i, "internal_error", bytes(mv[o:o + min(int(lens[i]), SLOT_SIZE)])))
+            out.counts["internal_error"] = out.counts.get("internal_error", 0) + 1
+            continue
+        batches.append(r.batch)
+        aoffs.append(r.alert_offsets)
+        out.rejected.extend((i, reason, raw) for _j, reason, raw in r.rejected)
+        out.stats.extend(r.stats)
+        for name, c in r.counts.items():
+            out.counts[name] = out.counts.get(name, 0) + c
+    if batches:
+        out.batch = AlertBatch.concat(batches)
+        out.alert_offsets = np.concatenate(aoffs)
+    return out
 
 
 class EveDgramSource:

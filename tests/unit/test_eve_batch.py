@@ -85,3 +85,47 @@ def test_a_decoder_bug_costs_the_batch_not_the_reader(monkeypatch):
     assert res is not None and res.records == 1  # consumed: a follower moves on
     assert st.malformed == {"internal_error": 1} and dl.count == 1 and sub.reserved == 0
     assert len(sub.batches) == 1 and len(sub.batches[0].acks) == 1
+
+
+def test_a_decoder_bug_costs_only_the_record_that_triggers_it(monkeypatch):
+    """An unexpected exception (a bug) while decoding a batch: the batch is
+    decoded again record by record, and only the record that fails again is
+    dead-lettered (internal_error); its neighbours flow, acks run once."""
+    from ingest.deadletter import DeadLetter
+    from ingest.eve import EveDecoder, split_lines
+    from ingest.sources.eve import handle_records
+    from ingest.stats import Stats
+
+    class Sub:
+        def __init__(self):
+            self.batches = []
+
+        def reserve(self, n):
+            return True
+
+        def submit(self, b):
+            self.batches.append(b)
+
+        def release(self, n):
+            pass
+
+    trigger = b'{"event_type":"dns","dns":{"rrname":"triggers-a-bug"}}'
+    data = A % (1, 1, 1, 1) + b"\n" + trigger + b"\n" + A % (2, 2, 2, 0) + b"\n"
+    offs, lens, _ = split_lines(data)
+    dec = EveDecoder(4)
+    real = dec.decode
+
+    def buggy(buf, o, ln, n=None, *a, **k):
+        n = len(o) if n is None else n
+        if any(b"triggers-a-bug" in bytes(memoryview(buf)[int(o[i]):int(o[i]) + int(ln[i])]) for i in range(n)):
+            raise RuntimeError("a bug")
+        return real(buf, o, ln, n, *a, **k)
+
+    monkeypatch.setattr(dec, "decode", buggy)
+    sub, st, dl = Sub(), Stats(), DeadLetter(None)
+    acked = []
+    handle_records(dec, data, offs, lens, 3, "t", sub, st, dl, acks=[lambda: acked.append(1)])
+    assert st.malformed == {"internal_error": 1} and dl.count == 1
+    (b,) = sub.batches
+    assert b.alerts["sid"].tolist() == [1, 2] and len(b.acks) == 1
+    assert render_json(b) == A % (1, 1, 1, 1) + b"\n" + A % (2, 2, 2, 0) + b"\n"

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..mapping import Enriched
 from ..render import render_buffer
-from .base import DataError
+from .errors import DataError
 
 
 class JsonlSink:

@@ -40,7 +40,7 @@ from .. import batch as B
 from ..mapping import Enriched
 from ..render import format_addrs
 from ..strings import Strings, take
-from .base import DataError
+from .errors import DataError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signatures (

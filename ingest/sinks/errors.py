@@ -1,0 +1,21 @@
+"""What a sink raises when the data, not the sink, is at fault (a module of
+its own so that every sink can import it without importing the sink
+factory in ``base``)."""
+
+from __future__ import annotations
+
+
+class DataError(Exception):
+    """A sink's ``write`` raises this when the batch's *data*, not the sink,
+    is at fault, so writing the same records again can never succeed: a
+    value the store cannot bind or encode, a constraint or trigger that
+    refuses a row, a record that cannot be rendered.  The runtime then
+    isolates the records at fault (it writes halves of the batch again, down
+    to single records), dead-letters those with reason ``sink_rejected`` and
+    delivers the rest; the batch is acknowledged once every part is stored
+    or dead-lettered.  A sink must leave nothing of a batch it refused this
+    way half-written (SQLite: the transaction is rolled back).
+
+    Any other exception means the sink is *down* (database locked, disk
+    full, I/O error, peer unreachable): the same batch is retried with
+    backoff until it succeeds (or the shutdown drain timeout passes)."""

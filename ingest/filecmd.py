@@ -97,8 +97,24 @@ def expand(args: list[str]) -> list[str]:
     return out
 
 
+_BOOKMARK_NAME = re.compile(r"\.ingest-bookmark(\.[0-9a-f]+\.tmp)?$")  # and write_atomic's temp files
+
+
 def is_bookmark(path: str) -> bool:
-    return path != "-" and os.path.basename(path).endswith(BOOKMARK_SUFFIX)
+    return path != "-" and _BOOKMARK_NAME.search(os.path.basename(path)) is not None
+
+
+def looks_like_bookmark(raw: bytes) -> bool:
+    """A bookmark under another name (--unified2-bookmark, --bookmark-dir):
+    a JSON object with a follower's keys and no event_type."""
+    import json
+
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "event_type" not in doc and (
+        {"spool", "file", "offset"} <= doc.keys() or {"path", "files"} <= doc.keys())
 
 
 class _Prefixed(io.RawIOBase):
@@ -319,6 +335,8 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
     line = 0  # lines before carry[0]
     skipping = False  # inside an oversized line
     valid = 0  # records that were EVE events
+    first_reject = b""
+    held: list[str] = []  # reports not printed yet
     while True:
         chunk = inp.stream.read(EVE_CHUNK)
         eof = not chunk
@@ -340,13 +358,19 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
             used = len(data)
         if len(offs):
             res = dec.decode(data, offs, lens, origin=origin)
-            for i, reason, _raw in res.rejected:
+            for i, reason, raw in res.rejected:
+                if not reasons:
+                    first_reject = raw
                 reasons[reason] += 1
                 if sum(reasons.values()) <= REPORT_MAX:
-                    print(f"ingest: {inp.name}: line {line + i + 1}: {reason}", file=sys.stderr)
+                    held.append(f"ingest: {inp.name}: line {line + i + 1}: {reason}")
             batch = res.batch
             valid += len(batch) + (batch.events.count if batch.events is not None else 0) + \
                 res.counts.get("filtered", 0)
+            if valid or sum(reasons.values()) > 1:  # (a lone reject may be a bookmark: held)
+                for msg in held:
+                    print(msg, file=sys.stderr)
+                held.clear()
             if keys is not None and len(batch):
                 batch.keys = keys(pos, res)
             if len(batch) or batch.events is not None:
@@ -364,6 +388,11 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
             skipping = True
         if eof:
             break
+    if not valid and sum(reasons.values()) == 1 and looks_like_bookmark(first_reject):
+        print(f"ingest: {inp.name}: an ingest bookmark, not alert data: skipped", file=sys.stderr)
+        return
+    for msg in held:
+        print(msg, file=sys.stderr)
     if reasons:
         print(f"ingest: {inp.name}: {sum(reasons.values())} records rejected ("
               + ", ".join(f"{k}:{v}" for k, v in sorted(reasons.items())) + ")", file=sys.stderr)

@@ -137,13 +137,17 @@ def test_decode_a_spool_glob_skips_the_bookmark_and_reports_strays(tmp_path):
     spool.mkdir()
     _u2(spool, "snort.u2.1700000000", 1, 3)
     _u2(spool, "snort.u2.1700000010", 4, 2)
-    (spool / "snort.u2.ingest-bookmark").write_text(json.dumps(
-        {"version": 1, "file": "snort.u2.1700000010", "inode": 1, "offset": 0}))
+    mark = {"file": "snort.u2.1700000010", "inode": 1, "offset": 0, "open_event_offset": None,
+            "read_offset": 0, "spool": str(spool / "snort.u2"), "version": 1}
+    (spool / "snort.u2.ingest-bookmark").write_text(json.dumps(mark, sort_keys=True) + "\n")
+    # a bookmark kept under another name (--unified2-bookmark) is told by its content
+    (spool / "snort.u2.saved-position").write_text(json.dumps(mark, sort_keys=True) + "\n")
     expanded = sorted(str(p) for p in spool.iterdir())
     p = ingest("decode", *expanded)  # what the shell gives for spool/snort.u2.*
     assert p.returncode == 0, p.stderr
     assert [json.loads(x)["alert"]["signature_id"] for x in p.stdout.splitlines()] == [1001, 1002, 1003, 1004, 1005]
-    assert b"bookmark" in p.stderr and b"error" not in p.stderr
+    assert p.stderr.count(b"an ingest bookmark, not alert data: skipped") == 2, p.stderr
+    assert b"error" not in p.stderr and b"line 1" not in p.stderr
     # a quoted glob is expanded by ingest (numeric suffix order), same result
     q = ingest("decode", str(spool / "snort.u2.*"))
     assert q.returncode == 0 and q.stdout == p.stdout

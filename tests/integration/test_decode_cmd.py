@@ -19,17 +19,10 @@ import pytest
 from ingest.encode import encode_alertpkt, ether_ipv4
 
 from ..conftest import ROOT
+from ..eve_records import ALERT, FLOW
 from ..unit import u2writer as W
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-ALERT = (b'{"timestamp":"2025-11-27T18:03:50.%06d+0100","flow_id":%d,"event_type":"alert",'
-         b'"src_ip":"10.0.0.1","src_port":1234,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP",'
-         b'"alert":{"action":"allowed","gid":1,"signature_id":%d,"rev":1,"signature":"sig %d",'
-         b'"category":"Misc","severity":2}}')
-FLOW = (b'{"timestamp":"2025-11-27T18:03:50.000000+0000","flow_id":%d,"event_type":"flow","src_ip":"10.0.0.1",'
-        b'"src_port":1234,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP","app_proto":"http",'
-        b'"flow":{"pkts_toserver":3,"pkts_toclient":4,"start":"2025-11-27T18:03:49.000000+0000"}}')
 
 
 def ingest(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -48,7 +41,7 @@ def table(db, sql: str) -> list[tuple]:
 def eve_file(path) -> list[bytes]:
     lines = []
     for i in range(40):
-        lines.append(ALERT % (i, i + 1, 100 + i % 7, 100 + i % 7))
+        lines.append(ALERT % (i + 1, 100 + i % 7, 100 + i % 7))
         if i % 4 == 0:
             lines.append(FLOW % (i + 1))
         if i % 10 == 0:

@@ -9,23 +9,15 @@ import pathlib
 import signal
 import socket
 import sqlite3
-import time
 
 import pytest
 
+from ..eve_records import ALERT, FLOW
 from ._eve_proc import Ingest, query
 
 REPRO = pathlib.Path(__file__).resolve().parents[1] / "data" / "repro"
-#: a deadline against hangs (a wedged store never gets there), not a performance bound
+#: a deadline against hangs, not a performance bound
 WAIT = 60.0
-
-ALERT = (b'{"timestamp":"2025-11-27T18:03:50.123456+0000","flow_id":%d,"event_type":"alert",'
-         b'"src_ip":"10.0.0.1","src_port":1234,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP",'
-         b'"alert":{"action":"allowed","gid":1,"signature_id":%d,"rev":1,"signature":"sig %d",'
-         b'"category":"Misc","severity":2}}')
-FLOW = (b'{"timestamp":"2025-11-27T18:03:50.000000+0000","flow_id":%d,"event_type":"flow","src_ip":"10.0.0.1",'
-        b'"src_port":1234,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP","app_proto":"http",'
-        b'"flow":{"pkts_toserver":3,"pkts_toclient":4,"start":"2025-11-27T18:03:49.000000+0000"}}')
 
 
 @pytest.fixture(autouse=True)
@@ -45,16 +37,6 @@ def _reap(monkeypatch):
             ing.proc.kill()
             ing.proc.wait()
         ing._err.close()
-
-
-def wait_until(ing: Ingest, cond, what: str) -> None:
-    end = time.monotonic() + WAIT
-    while not cond():
-        if ing.proc.poll() is not None:
-            raise AssertionError(f"ingest exited ({ing.proc.returncode}): {ing.stderr_path.read_text()}")
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}: {ing.stderr_path.read_text()[-3000:]}")
-        time.sleep(0.05)
 
 
 def stop(ing: Ingest) -> tuple[int, dict]:
@@ -108,9 +90,9 @@ def test_a_poisoned_flow_costs_only_itself(tmp_path, kind):
     bookmark ends past it (on 09d7916 all 200 were lost as internal_error)."""
     data = (REPRO / "eve_batch_poison_200_alerts.jsonl").read_bytes()
     ing, where = feed(kind, tmp_path, data)
-    wait_until(ing, lambda: ing.count() >= 200, "200 alerts")
+    ing.wait_for(lambda: ing.count() >= 200, "200 alerts")
     if kind == "file":
-        wait_until(ing, lambda: bookmark_offset(where) == len(data)
+        ing.wait_for(lambda: bookmark_offset(where) == len(data)
                    if (where.parent / f".{where.name}.ingest-bookmark").exists() else False, "the bookmark")
     rc, st = stop(ing)
     assert rc == 0, ing.stderr_path.read_text()
@@ -136,7 +118,7 @@ def test_lone_surrogates_never_wedge_the_store(tmp_path, kind):
     data = b"\n".join(recs) + b"\n"
     out = tmp_path / "out.json"
     ing, _ = feed(kind, tmp_path, data, "--sink", f"jsonl:{out}")
-    wait_until(ing, lambda: ing.count() >= 3 and ing.count("SELECT count(*) FROM flows") >= 2, "alerts and flows")
+    ing.wait_for(lambda: ing.count() >= 3 and ing.count("SELECT count(*) FROM flows") >= 2, "alerts and flows")
     rc, st = stop(ing)
     assert rc == 0 and not st["sink_errors"] and not st["malformed"], ing.stderr_path.read_text()
     assert query(ing.db, "SELECT flow_id, app_proto FROM flows ORDER BY flow_id") == [(77, "\ufffd"), (78, "http")]
@@ -160,7 +142,7 @@ def test_one_datagram_is_one_line_whatever_whitespace_it_holds(tmp_path):
     for d in (inject, cr_event, cr_alert):
         s.send(d)
     s.close()
-    wait_until(ing, lambda: ing.count() >= 2, "2 alerts")
+    ing.wait_for(lambda: ing.count() >= 2, "2 alerts")
     rc, st = stop(ing)
     assert rc == 0 and st["decoded"] == 2 and st["eve_events"] == 1
     got = out.read_bytes()
@@ -188,7 +170,7 @@ def test_fuzzer_finds_through_an_eve_file(tmp_path, name):
 
     want = decode_lines(eve.read_bytes())
     n_out = len(want.batch) + (want.batch.events.count if want.batch.events else 0)
-    wait_until(ing, lambda: out.exists() and out.read_bytes().count(b"\n") >= n_out, f"{n_out} lines")
+    ing.wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") >= n_out, f"{n_out} lines")
     rc, st = stop(ing)
     assert rc == 0 and "internal_error" not in st["malformed"] and not st["dropped"]
     for line in out.read_bytes().splitlines():
@@ -234,9 +216,9 @@ def test_records_a_sink_refuses_are_isolated_and_the_rest_delivered(tmp_path):
     eve.write_bytes(data)
     out = tmp_path / "out.json"
     ing = Ingest(tmp_path, "--eve-file", str(eve), "--sink", f"jsonl:{out}")
-    wait_until(ing, lambda: ing.count() >= 58 and ing.count("SELECT count(*) FROM flows") >= 19, "the rest")
+    ing.wait_for(lambda: ing.count() >= 58 and ing.count("SELECT count(*) FROM flows") >= 19, "the rest")
     bm = eve.parent / f".{eve.name}.ingest-bookmark"
-    wait_until(ing, lambda: bm.exists() and bookmark_offset(eve) == len(data), "the bookmark")
+    ing.wait_for(lambda: bm.exists() and bookmark_offset(eve) == len(data), "the bookmark")
     rc, st = stop(ing)
     assert rc == 1  # valid alerts could not be delivered to every sink
     assert ing.count() == 58 and ing.count("SELECT count(*) FROM flows") == 19

@@ -141,28 +141,29 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
     sp, dp, proto = g("src_port"), g("dest_port"), g("proto")
     src, dst, app = g("src_ip"), g("dest_ip"), g("app_proto")
     start, end, state, reason, alerted = h("start"), h("end"), h("state"), h("reason"), h("alerted")
-    if proto.__class__ is int and 0 <= proto <= 255:
+    S, N = str, int  # locals: isinstance against them is the cheapest check in CPython 3.11
+    if isinstance(proto, N) and 0 <= proto <= 255:
         proto = str(proto)  # Suricata writes the IANA name, or the number as text
     lo, hi = -_I64, _I64
     return (
         fid, et,
-        src if src.__class__ is str else None,
-        sp if sp.__class__ is int and lo <= sp < hi else None,
-        dst if dst.__class__ is str else None,
-        dp if dp.__class__ is int and lo <= dp < hi else None,
-        proto if proto.__class__ is str else None,
-        app if app.__class__ is str else None,
-        start if start.__class__ is str else None,
-        end if end.__class__ is str else None,
-        parse_ts(start) if start.__class__ is str else None,
-        parse_ts(end) if end.__class__ is str else None,
-        ps if ps.__class__ is int and lo <= ps < hi else None,
-        pc if pc.__class__ is int and lo <= pc < hi else None,
-        bs if bs.__class__ is int and lo <= bs < hi else None,
-        bc if bc.__class__ is int and lo <= bc < hi else None,
-        state if state.__class__ is str else None,
-        reason if reason.__class__ is str else None,
-        int(alerted) if alerted.__class__ is bool else None,
+        src if isinstance(src, S) else None,
+        sp if isinstance(sp, N) and lo <= sp < hi else None,
+        dst if isinstance(dst, S) else None,
+        dp if isinstance(dp, N) and lo <= dp < hi else None,
+        proto if isinstance(proto, S) else None,
+        app if isinstance(app, S) else None,
+        start if isinstance(start, S) else None,
+        end if isinstance(end, S) else None,
+        parse_ts(start) if isinstance(start, S) else None,
+        parse_ts(end) if isinstance(end, S) else None,
+        ps if isinstance(ps, N) and lo <= ps < hi else None,
+        pc if isinstance(pc, N) and lo <= pc < hi else None,
+        bs if isinstance(bs, N) and lo <= bs < hi else None,
+        bc if isinstance(bc, N) and lo <= bc < hi else None,
+        state if isinstance(state, S) else None,
+        reason if isinstance(reason, S) else None,
+        int(alerted) if isinstance(alerted, bool) else None,
     )
 
 

@@ -157,7 +157,7 @@ def test_flow_rows_hold_only_what_the_store_can_take(tmp_path):
         row = flow_row(ev)
         assert row is not None
         for x in row:
-            assert x is None or isinstance(x, str) or (type(x) is int and -(2**63) <= x < 2**63), (v, row)
+            assert x is None or isinstance(x, str) or (isinstance(x, int) and -(2**63) <= x < 2**63), (v, row)
         evs.append(json.dumps(ev).encode())
     r = decode_lines(b"\n".join(evs) + b"\n")
     store(tmp_path, r.batch)

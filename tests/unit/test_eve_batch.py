@@ -100,7 +100,7 @@ def test_a_decoder_bug_costs_only_the_record_that_triggers_it(monkeypatch):
         def __init__(self):
             self.batches = []
 
-        def reserve(self, n):
+        def reserve(self, n, timeout=0.0, nbytes=0):
             return True
 
         def submit(self, b):

@@ -23,11 +23,13 @@ Resources a peer can hold are bounded:
   Suricata, which reconnects and resends when a write fails (FORMATS.md
   section 5); they keep squatters from locking it out.
 * **Memory**: a connection's line buffer starts at ``INITIAL_BUF`` and
-  grows, for a longer line only, within the runtime's byte budget
-  (``--max-queue-bytes``; line buffers may take at most half of it).  When
-  the budget has no room, that line is dropped (``queue_full``, its head
-  dead-lettered) as a full queue would drop it, and the buffer shrinks back
-  once a long line is done.
+  grows within the runtime's byte budget (``--max-queue-bytes``; line
+  buffers may take at most half of it): to ``READ_TARGET`` while the
+  connection keeps it full (a busy sender: fewer, larger batches), and
+  further only for a longer line.  When the budget has no room for a long
+  line, that line is dropped (``queue_full``, its head dead-lettered) as a
+  full queue would drop it.  A buffer grown for a long line shrinks back
+  once the line is done; one grown for a busy sender, once it goes quiet.
 * **File descriptors**: accept() failing for want of them (EMFILE, ENFILE)
   is counted (``accept_failed``) and retried after a back-off, while the
   connections we have keep being served.
@@ -67,6 +69,7 @@ INITIAL_BUF = 256 << 10
 DEADLETTER_HEAD = 64 << 10
 POLL_SECONDS = 0.2
 #: read up to this much from one connection before decoding it as one batch
+#: (a busy connection's buffer grows to this size, budget permitting)
 READ_TARGET = 1 << 20
 #: most lines decoded in one call
 LINES_PER_BATCH = 4096
@@ -212,11 +215,12 @@ class EveStreamSource:
         return True
 
     def _sweep(self, now: float) -> None:
-        if self.idle_timeout <= 0:
-            return
-        for c in [c for c in self._conns.values() if now - c.last_rx > self.idle_timeout]:
-            self._stats.add_extra("connections_idle_closed")
-            self._close(c)
+        for c in list(self._conns.values()):
+            if self.idle_timeout > 0 and now - c.last_rx > self.idle_timeout:
+                self._stats.add_extra("connections_idle_closed")
+                self._close(c)
+            elif len(c.buf) > INITIAL_BUF and c.fill <= INITIAL_BUF // 2 and now - c.last_rx > 1.0:
+                self._resize(c, INITIAL_BUF)  # a busy sender went quiet: give the memory back
 
     @staticmethod
     def _shut(s: socket.socket) -> None:
@@ -312,6 +316,7 @@ class EveStreamSource:
                 if c.fill - start >= READ_TARGET:
                     break
             got = c.fill - start
+            busy = not (eof or drained) and c.fill == len(c.buf)  # more was waiting
             if got:
                 c.last_rx = time.monotonic()
             else:
@@ -348,8 +353,10 @@ class EveStreamSource:
                 if rest:
                     c.buf[:rest] = c.buf[pos:c.fill]
                 c.fill = rest
-            if len(c.buf) > INITIAL_BUF and c.fill <= INITIAL_BUF // 2:
+            if len(c.buf) > READ_TARGET and c.fill <= INITIAL_BUF // 2:
                 self._resize(c, INITIAL_BUF)  # a long line is done: give the memory back
+            elif busy and len(c.buf) < READ_TARGET and c.fill < len(c.buf) // 2:
+                self._resize(c, min(2 * len(c.buf), READ_TARGET))  # fewer, larger batches (if the budget allows)
             if eof:
                 self._close(c)
                 return

@@ -224,7 +224,7 @@ static const char *source_name(uint8_t src, size_t *n)
 }
 
 static void put_eve(struct out *o, const struct ingest_alert *a, const struct ingest_strtab *t,
-                    int32_t cat, int32_t extra)
+                    int32_t cat, int32_t extra, int32_t refs)
 {
     const uint8_t *s;
     uint32_t n;
@@ -294,6 +294,10 @@ static void put_eve(struct out *o, const struct ingest_alert *a, const struct in
     }
     PUTS(o, ",\"severity\":");
     put_u64(o, a->priority);
+    if (strtab_get(t, refs, &s, &n) && n) {
+        PUTS(o, ",\"references\":");
+        put(o, (const char *)s, n); /* a JSON array rendered by the caller (maps), verbatim */
+    }
     PUTS(o, "},\"ingest\":{\"source\":\"");
     pname = source_name(a->source, &pn);
     put(o, pname, pn);
@@ -422,13 +426,14 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
     for (const struct ingest_strtab *t = strings; t != NULL; t = t->next)
         if (t->count && (t->pool == NULL || t->off == NULL || t->len == NULL))
             return INGEST_EINVAL;
-    static const struct ingest_fmt_idx none = {NULL, NULL, NULL};
+    static const struct ingest_fmt_idx none = {NULL, NULL, NULL, NULL};
     if (idx == NULL)
         idx = &none;
     struct out o = {out, out + out_cap};
     for (unsigned i = 0; i < n; i++) {
         const struct ingest_alert *a = &alerts[i];
         int32_t cat = idx_at(idx->cat, i), extra = idx_at(idx->extra, i), raw = idx_at(idx->raw, i);
+        int32_t refs = idx_at(idx->refs, i);
         const uint8_t *s;
         uint32_t sl;
         if (strtab_get(strings, raw, &s, &sl)) {
@@ -449,10 +454,12 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
                 need += (size_t)sl * 6;
             if (strtab_get(strings, extra, &s, &sl))
                 need += sl;
+            if (strtab_get(strings, refs, &s, &sl))
+                need += sl;
             if ((size_t)(o.end - o.p) < need)
                 return INGEST_ENOSPC;
             if (profile == INGEST_FMT_EVE)
-                put_eve(&o, a, strings, cat, extra);
+                put_eve(&o, a, strings, cat, extra, refs);
             else
                 put_trisul(&o, a, strings, cat);
         }

@@ -170,6 +170,7 @@ struct ingest_fmt_idx {
     const int32_t *cat;
     const int32_t *extra;
     const int32_t *raw;
+    const int32_t *refs; /* EVE alert.references: a caller-rendered JSON array, verbatim */
 };
 
 /*

@@ -118,6 +118,7 @@ struct ingest_fmt_idx {
     const int32_t *cat;
     const int32_t *extra;
     const int32_t *raw;
+    const int32_t *refs;
 };
 long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
                         const struct ingest_strtab *strings,

@@ -312,6 +312,8 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
     pipeline.reload_maps = _maps_reloader(cfg, pipeline.enricher)
+    if pipeline.enricher.maps is not None:
+        print(f"ingest: maps: {pipeline.enricher.maps.describe()}", file=sys.stderr, flush=True)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
@@ -328,7 +330,7 @@ def _maps_reloader(cfg: Config, enricher) -> Callable[[], str] | None:
     def reload() -> str:
         maps = cfg.load_maps()
         enricher.set_maps(maps)
-        return f"maps reloaded ({len(maps.signatures)} signatures, version {maps.digest})"
+        return f"maps reloaded: {maps.describe()}"
 
     return reload
 

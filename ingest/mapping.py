@@ -3,7 +3,9 @@
 Vectorised over the batch; no per-alert Python.  Resolves the
 classification text (``alert.category``) from a class-id table, and with
 ``ingest.maps`` loaded (``set_maps``) the signature message of alerts that
-carry none (Unified2), one lookup per distinct (gid, sid).
+carry none (Unified2), one lookup per distinct (gid, sid), and the
+signature's references (``alert.references``: reference.config URLs of the
+sid-msg.map references), again one lookup per distinct (gid, sid).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ class Enriched:
     batch: AlertBatch
     #: per alert, index into ``strings`` of its category, or -1
     categories: np.ndarray | None
-    #: batch.strings followed by the category texts (a list, or a pool
-    #: whose last segment holds them)
+    #: batch.strings followed by the category texts and the references (a
+    #: list, or a pool whose last segments hold them)
     strings: Strings
+    #: per alert, index into ``strings`` of its references (a JSON array),
+    #: or -1; None when no alert has any
+    references: np.ndarray | None = None
 
     @property
     def extra_strings(self) -> list[str]:
@@ -44,6 +49,31 @@ class Enricher:
         One assignment each, so a reload (SIGHUP) swaps atomically."""
         self.set_classifications(maps.categories() if maps is not None else {})
         self._sigs = maps
+
+    @property
+    def maps(self):
+        """The ``ingest.maps.Maps`` in use (None without maps)."""
+        return self._sigs
+
+    def _references(self, batch: AlertBatch, strings: Strings) -> tuple[np.ndarray | None, Strings]:
+        """Per alert, the index of its references' JSON array appended to
+        strings (one lookup per distinct (gid, sid))."""
+        maps = self._sigs
+        if maps is None or len(batch) == 0 or not getattr(maps, "has_references", False):
+            return None, strings
+        a = batch.alerts
+        keys = np.stack([a["gid"], a["sid"]], axis=1).astype(np.int64)
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        base = len(strings)
+        new: list[str] = []
+        idx = np.full(len(uniq), -1, dtype=np.int32)
+        for j, text in enumerate(maps.references_json(uniq)):
+            if text is not None:
+                idx[j] = base + len(new)
+                new.append(text)
+        if not new:
+            return None, strings
+        return idx[inv.reshape(-1)], strings + new
 
     def _signatures(self, batch: AlertBatch) -> AlertBatch:
         """Fill msg_idx == -1 from the maps, looking up each distinct
@@ -98,7 +128,13 @@ class Enricher:
         batch.alerts["class_id"] = np.where(cid == 0, lut[cat], cid)
 
     def apply(self, batch: AlertBatch) -> Enriched:
-        batch = self._signatures(batch)
+        item = self._categories(self._signatures(batch))
+        refs, strings = self._references(item.batch, item.strings)
+        if refs is None:
+            return item
+        return Enriched(item.batch, item.categories, strings, refs)
+
+    def _categories(self, batch: AlertBatch) -> Enriched:
         table, names = self._cls
         if batch.cat is not None and len(batch):
             self._class_ids_from_text(batch)

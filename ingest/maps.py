@@ -18,18 +18,29 @@ caller swaps it in with one assignment (atomic for readers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-#: usual file names looked for by ``--maps DIR`` (first match wins)
+#: conventional file names looked for by ``--maps DIR``: an exact name first
+#: (in this order), else one file whose name ends with ``-NAME``, ``_NAME``
+#: or ``.NAME`` (``snort-sid-msg.map``, ``et_classification.config``); two
+#: such candidates are ambiguous and refused (name the file with its flag)
 SID_MSG_NAMES = ("sid-msg.map", "sid-msg-v2.map", "sid_msg.map")
 GEN_MSG_NAMES = ("gen-msg.map", "gen_msg.map")
 CLASSIFICATION_NAMES = ("classification.config",)
 REFERENCE_NAMES = ("reference.config",)
+
+
+class MapError(ValueError):
+    """A map that cannot be used; the message names the file and line
+    (``FILE:LINE: problem: 'the line'``).  At start-up it is a refusal (exit
+    2); on a reload the old maps stay and this is the reason given."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,11 @@ def _split(line: str) -> list[str]:
 
 
 def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
+    """A decimal field that fits the alerts' unsigned 32-bit columns."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
         return None
+    v = int(text)
+    return v if v < 1 << 32 else None
 
 
 def _lines(path: str):
@@ -73,56 +85,80 @@ def _lines(path: str):
                 yield n, line
 
 
+def _bad(path: str, n: int, problem: str, line: str) -> MapError:
+    shown = line if len(line) <= 100 else line[:97] + "..."
+    return MapError(f"{path}:{n}: {problem}: {shown!r}")
+
+
 def parse_sid_msg(path: str) -> list[Signature]:
-    """sid-msg.map v1 or v2 (per line; headers and comments ignored)."""
+    """sid-msg.map v1 (``sid || msg || ref...``) or v2 (``gid || sid || rev
+    || classification || priority || msg || ref...``), told apart per line;
+    headers, comments and blank lines are skipped, anything else is a
+    MapError naming the line."""
     out: list[Signature] = []
-    for _n, line in _lines(path):
+    for n, line in _lines(path):
         p = _split(line)
         if len(p) >= 6 and _int(p[0]) is not None and _int(p[1]) is not None \
-                and _int(p[2]) is not None and _int(p[4]) is not None:
+                and _int(p[2]) is not None:
+            prio = _int(p[4])
+            if prio is None:
+                raise _bad(path, n, "v2 entry whose priority is not a number", line)
+            if not p[5]:
+                raise _bad(path, n, "v2 entry without a message", line)
             cls = None if p[3] in ("", "NOCLASS") else p[3]
-            out.append(Signature(int(p[0]), int(p[1]), int(p[2]), p[5], cls, int(p[4]),
-                                 tuple(p[6:])))
-        elif len(p) >= 2 and _int(p[0]) is not None:
+            out.append(Signature(int(p[0]), int(p[1]), int(p[2]), p[5], cls, prio, tuple(p[6:])))
+        elif len(p) >= 2 and _int(p[0]) is not None and p[1]:
             out.append(Signature(1, int(p[0]), None, p[1], None, None, tuple(p[2:])))
-        # anything else is not a map entry: skipped
+        else:
+            raise _bad(path, n, "not a sid-msg.map entry (v1 'sid || msg || ref...' or v2 "
+                                "'gid || sid || rev || classification || priority || msg || ref...')",
+                       line)
     return out
 
 
 def parse_gen_msg(path: str) -> list[Signature]:
+    """gen-msg.map: ``gid || sid || msg``; anything else is a MapError."""
     out: list[Signature] = []
-    for _n, line in _lines(path):
+    for n, line in _lines(path):
         p = _split(line)
-        if len(p) >= 3 and _int(p[0]) is not None and _int(p[1]) is not None:
+        if len(p) >= 3 and _int(p[0]) is not None and _int(p[1]) is not None and p[2]:
             out.append(Signature(int(p[0]), int(p[1]), None, p[2]))
+        else:
+            raise _bad(path, n, "not a gen-msg.map entry ('gid || sid || msg')", line)
     return out
 
 
 _CLASS_RE = re.compile(r"^config\s+classification\s*:\s*(.*)$", re.I)
-_REF_RE = re.compile(r"^config\s+reference\s*:\s*(\S+)\s+(\S+)", re.I)
+_REF_RE = re.compile(r"^config\s+reference\s*:\s*(\S+)\s+(\S+)\s*$", re.I)
 
 
 def parse_classification(path: str) -> list[Classification]:
+    """``config classification: name,description,priority``; the class id is
+    the entry's 1-based position.  Anything else is a MapError."""
     out: list[Classification] = []
-    for _n, line in _lines(path):
+    for n, line in _lines(path):
         m = _CLASS_RE.match(line)
         if not m:
-            continue
+            raise _bad(path, n, "not a 'config classification: name,description,priority' line",
+                       line)
         parts = [p.strip() for p in m.group(1).split(",")]
-        if len(parts) < 3:
-            continue
-        name, prio = parts[0], _int(parts[-1])
+        prio = _int(parts[-1]) if len(parts) >= 3 else None
+        if prio is None or not parts[0]:
+            raise _bad(path, n, "classification needs a name, a description and a numeric "
+                                "priority", line)
         desc = ",".join(parts[1:-1]).strip()
-        out.append(Classification(len(out) + 1, name, desc, prio if prio is not None else 0))
+        out.append(Classification(len(out) + 1, parts[0], desc, prio))
     return out
 
 
 def parse_reference(path: str) -> dict[str, str]:
+    """``config reference: system url-prefix``; anything else is a MapError."""
     out: dict[str, str] = {}
-    for _n, line in _lines(path):
+    for n, line in _lines(path):
         m = _REF_RE.match(line)
-        if m:
-            out[m.group(1).lower()] = m.group(2)
+        if not m:
+            raise _bad(path, n, "not a 'config reference: system url-prefix' line", line)
+        out[m.group(1).lower()] = m.group(2)
     return out
 
 
@@ -136,48 +172,106 @@ class Maps:
     #: the files loaded, and a digest of their contents (the map version)
     files: tuple[str, ...] = ()
     digest: str = ""
+    #: (kind, file, entries) per file loaded, for the start-up line
+    counts: tuple[tuple[str, str, int], ...] = ()
+    #: (gid, sid) -> rendered ``alert.references`` (a JSON array), built on use
+    _refs_json: dict[tuple[int, int], str | None] = field(default_factory=dict, repr=False,
+                                                          compare=False)
 
     @classmethod
     def load(cls, *, sid_msg: str | None = None, gen_msg: str | None = None,
              classification: str | None = None, reference: str | None = None) -> Maps:
+        """Load the given files; MapError (naming FILE:LINE) on a malformed
+        line, OSError when a file cannot be read."""
         sigs: dict[tuple[int, int], Signature] = {}
+        counts: list[tuple[str, str, int]] = []
         files = [p for p in (gen_msg, sid_msg, classification, reference) if p]
         if gen_msg:
-            for s in parse_gen_msg(gen_msg):
-                sigs[(s.gid, s.sid)] = s
+            gens = parse_gen_msg(gen_msg)
+            sigs.update(((s.gid, s.sid), s) for s in gens)
+            counts.append(("gen-msg", gen_msg, len(gens)))
         if sid_msg:  # rule messages win over generator messages
-            for s in parse_sid_msg(sid_msg):
-                sigs[(s.gid, s.sid)] = s
+            rules = parse_sid_msg(sid_msg)
+            sigs.update(((s.gid, s.sid), s) for s in rules)
+            counts.append(("sid-msg", sid_msg, len(rules)))
         classes = {c.id: c for c in parse_classification(classification)} if classification else {}
+        if classification:
+            counts.append(("classification", classification, len(classes)))
         refs = parse_reference(reference) if reference else {}
+        if reference:
+            counts.append(("reference", reference, len(refs)))
         h = hashlib.sha256()
         for p in files:
             with open(p, "rb") as f:
                 h.update(hashlib.sha256(f.read()).digest())
-        return cls(sigs, classes, refs, tuple(os.path.abspath(p) for p in files), h.hexdigest()[:16])
+        return cls(sigs, classes, refs, tuple(os.path.abspath(p) for p in files),
+                   h.hexdigest()[:16], tuple(counts))
 
     @classmethod
     def from_dir(cls, directory: str, **overrides: str | None) -> Maps:
-        """Load the usual file names found in directory (a Snort etc/ dir);
-        explicit paths in overrides win."""
-        def find(names: tuple[str, ...]) -> str | None:
+        """Load the conventional file names found in directory (a Snort etc/
+        dir; see SID_MSG_NAMES): an exact name first, else the one file
+        named ``PREFIX-NAME`` (``_``/``.`` also separate a prefix).  Explicit
+        paths in overrides win.  MapError when nothing is found or a name is
+        ambiguous."""
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError as e:
+            raise MapError(f"--maps {directory}: {e.strerror}") from None
+
+        def find(kind: str, names: tuple[str, ...]) -> str | None:
             for name in names:
                 p = os.path.join(directory, name)
                 if os.path.isfile(p):
                     return p
-            return None
+            found = [e for e in entries if any(e.endswith(sep + name) and len(e) > len(name) + 1
+                                               for name in names for sep in "-_.")
+                     and os.path.isfile(os.path.join(directory, e))]
+            if len(found) > 1:
+                raise MapError(f"--maps {directory}: several {kind} files ({', '.join(found)}); "
+                               f"name the one to use with --{kind}")
+            return os.path.join(directory, found[0]) if found else None
 
-        paths = {
-            "sid_msg": find(SID_MSG_NAMES),
-            "gen_msg": find(GEN_MSG_NAMES),
-            "classification": find(CLASSIFICATION_NAMES),
-            "reference": find(REFERENCE_NAMES),
-        }
-        paths.update({k: v for k, v in overrides.items() if v})
+        paths: dict[str, str | None] = {k: v for k, v in overrides.items() if v}
+        for key, kind, names in (("sid_msg", "sid-msg", SID_MSG_NAMES),
+                                 ("gen_msg", "gen-msg", GEN_MSG_NAMES),
+                                 ("classification", "classification", CLASSIFICATION_NAMES),
+                                 ("reference", "reference", REFERENCE_NAMES)):
+            if key not in paths:
+                paths[key] = find(kind, names)
         if not any(paths.values()):
-            raise ValueError(f"{directory}: no sid-msg.map, gen-msg.map, classification.config "
-                             "or reference.config found")
+            raise MapError(f"--maps {directory}: no sid-msg.map, gen-msg.map, "
+                           "classification.config or reference.config found")
         return cls.load(**paths)
+
+    def describe(self) -> str:
+        """One line: what was loaded from where (the start-up line)."""
+        noun = {"sid-msg": "signatures", "gen-msg": "generator messages",
+                "classification": "classifications", "reference": "reference systems"}
+        parts = [f"{os.path.basename(f)} {n} {noun[k]}" for k, f, n in self.counts]
+        return f"{', '.join(parts) or 'nothing'} (version {self.digest})"
+
+    def references_json(self, keys: np.ndarray) -> list[str | None]:
+        """``alert.references`` for distinct (gid, sid) keys (an (n, 2)
+        integer array): a JSON array of the signature's references, each the
+        reference.config URL for it (``cve,2003-0352`` ->
+        ``http://cve.mitre.org/...=2003-0352``) or, for a system
+        reference.config does not name, the reference as the map has it;
+        None for a signature without references."""
+        out: list[str | None] = []
+        cache = self._refs_json
+        for g, s in keys.tolist():
+            if (g, s) not in cache:
+                sig = self.signature(g, s)
+                cache[(g, s)] = None if sig is None or not sig.refs else json.dumps(
+                    [self.reference_url(r) or r for r in sig.refs], ensure_ascii=False,
+                    separators=(",", ":"))
+            out.append(cache[(g, s)])
+        return out
+
+    @functools.cached_property
+    def has_references(self) -> bool:
+        return any(s.refs for s in self.signatures.values())
 
     def signature(self, gid: int, sid: int) -> Signature | None:
         s = self.signatures.get((gid, sid))

@@ -72,12 +72,14 @@ def render_buffer(
     profile: str = "eve",
     categories: np.ndarray | None = None,
     extra_strings: list[str] | None = None,
+    references: np.ndarray | None = None,
 ) -> memoryview:
     """:func:`render_json` without the final copy: a read-only view of the
     rendered lines (what sinks write; big batches are not copied again).
 
     ``categories`` (optional) gives, per alert, an index into
-    ``batch.strings + extra_strings`` naming its classification (or -1).
+    ``batch.strings + extra_strings`` naming its classification (or -1);
+    ``references`` likewise the JSON array of its ``alert.references``.
     ``batch.extra`` / ``batch.raw`` are honoured (see AlertBatch).
     """
     alerts = np.ascontiguousarray(batch.alerts)
@@ -88,6 +90,7 @@ def render_buffer(
     idx = ffi.new("struct ingest_fmt_idx *")
     idx.cat, keep_c = _idx(categories, n, "categories")
     idx.extra, keep_e = _idx(batch.extra, n, "extra")
+    idx.refs, keep_f = _idx(references, n, "references")
     raw = batch.raw
     if raw is not None and batch.raw_pool is not None:  # pool entries follow the strings
         raw = np.where(raw >= 0, raw + len(batch.strings) + len(extra_strings or []), -1)
@@ -107,7 +110,7 @@ def render_buffer(
             continue
         if written < 0:
             raise ValueError(f"ingest_format_json failed ({written})")
-        del keep_c, keep_e, keep_r
+        del keep_c, keep_e, keep_r, keep_f
         out.resize(written, refcheck=False)  # shrinks in place (no copy)
         return memoryview(out).toreadonly()  # type: ignore[arg-type]
 
@@ -117,14 +120,17 @@ def render_json(
     profile: str = "eve",
     categories: np.ndarray | None = None,
     extra_strings: list[str] | None = None,
+    references: np.ndarray | None = None,
 ) -> bytes:
     """Render a batch as newline-terminated JSON objects.
 
     ``categories`` (optional) gives, per alert, an index into
     ``batch.strings + extra_strings`` naming its classification (or -1).
+    ``references`` (optional): per alert, the index of its ``alert.references``
+    JSON array in the same table (or -1).
     ``batch.extra`` / ``batch.raw`` are honoured (see AlertBatch).
     """
-    return bytes(render_buffer(batch, profile, categories, extra_strings))
+    return bytes(render_buffer(batch, profile, categories, extra_strings, references))
 
 
 def to_records(batch: B.AlertBatch, profile: str = "eve", **kw: Any) -> list[dict[str, Any]]:

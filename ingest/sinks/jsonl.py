@@ -74,7 +74,7 @@ class JsonlSink:
         if self._pending is None or self._pending[0] is not item:
             try:
                 data: bytes | memoryview = render_buffer(item.batch, self.profile, item.categories,
-                                                         item.extra_strings)
+                                                         item.extra_strings, item.references)
             except (ValueError, TypeError, UnicodeError, OverflowError) as e:
                 # nothing is written yet: a record that cannot be rendered is the data's fault
                 raise DataError(f"cannot render: {e!r}") from e

@@ -7,7 +7,7 @@ dedicated thread so the event loop never waits on disk.
 
 Schema (see README "The SQLite store")::
 
-    signatures(gid, sid, rev, msg)                 -- one row per signature seen
+    signatures(gid, sid, rev, msg, refs)           -- one row per signature seen
     alerts(id, ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev,
            class_id, category, priority, action, proto, ip_ver, src_ip, src_port,
            dest_ip, dest_port, icmp_type, icmp_code, vlan, flow_id, app_name)
@@ -45,6 +45,7 @@ from .errors import DataError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signatures (
     gid INTEGER NOT NULL, sid INTEGER NOT NULL, rev INTEGER NOT NULL, msg TEXT,
+    refs TEXT,                       -- JSON array: the references (URLs) from the maps
     PRIMARY KEY (gid, sid, rev)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts (
@@ -82,9 +83,14 @@ CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
     (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
 CREATE VIEW IF NOT EXISTS alerts_v AS
-    SELECT a.*, s.msg AS signature FROM alerts a
+    SELECT a.*, s.msg AS signature, s.refs AS refs FROM alerts a
     LEFT JOIN signatures s ON s.gid = a.gid AND s.sid = a.sid AND s.rev = a.rev;
 """
+# a signature's references arrive with the maps: a row stored before them
+# (or before a reload that added some) gets them when the signature is seen again
+_INSERT_SIG = ("INSERT INTO signatures (gid, sid, rev, msg, refs) VALUES (?, ?, ?, ?, ?) "
+               "ON CONFLICT (gid, sid, rev) DO UPDATE SET refs = excluded.refs "
+               "WHERE excluded.refs IS NOT NULL AND refs IS NOT excluded.refs")
 
 _COLUMNS = (
     "ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev, class_id, category, priority, "
@@ -110,6 +116,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE alerts ADD COLUMN replay_key INTEGER")
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (replay_key) "
                "WHERE replay_key IS NOT NULL")
+    if "refs" not in {r[1] for r in db.execute("PRAGMA table_info(signatures)")}:
+        db.execute("ALTER TABLE signatures ADD COLUMN refs TEXT")
+        db.execute("DROP VIEW IF EXISTS alerts_v")
+        db.executescript(SCHEMA)  # the view again, with refs
 
 #: how long one write waits for a lock held by another connection
 BUSY_TIMEOUT_MS = 5000
@@ -177,8 +187,10 @@ def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:
     if has_msg.any():
         keyed = a[["gid", "sid", "rev", "msg_idx"]][has_msg]
         _, first = np.unique(keyed[["gid", "sid", "rev"]], return_index=True)
-        for g, s, r, m in keyed[first].tolist():
-            sig_rows.append((g, s, r, strings[m]))
+        refs = (item.references[has_msg][first].tolist() if item.references is not None
+                else [-1] * len(first))
+        for (g, s, r, m), f in zip(keyed[first].tolist(), refs, strict=True):
+            sig_rows.append((g, s, r, strings[m], strings[f] if f >= 0 else None))
     return alert_rows, sig_rows
 
 
@@ -239,10 +251,7 @@ class SqliteSink:
         db.execute("BEGIN")
         try:
             if sig_rows:
-                db.executemany(
-                    "INSERT OR IGNORE INTO signatures (gid, sid, rev, msg) VALUES (?, ?, ?, ?)",
-                    sig_rows,
-                )
+                db.executemany(_INSERT_SIG, sig_rows)
             if keys is None:
                 db.executemany(_INSERT, alert_rows)
             else:

@@ -87,6 +87,31 @@ static void stamp(uint8_t *p, uint32_t v, int big_endian)
     }
 }
 
+/* A run of bytes sent in place of the template's own (mmsg mode). */
+struct patch {
+    size_t off, len;
+    const uint8_t *src;
+};
+
+/* The iovecs of one message: the template tp[0..tlen) with patches (sorted,
+ * non-overlapping, inside tlen: checked by the caller at entry) sent from
+ * their own buffers.  At most 2 * npatch + 1 iovecs; returns how many. */
+static int slice_iov(struct iovec *iov, uint8_t *tp, size_t tlen, const struct patch *p,
+                     int npatch)
+{
+    size_t at = 0;
+    int k = 0;
+    for (int q = 0; q < npatch; q++) {
+        if (p[q].off > at)
+            iov[k++] = (struct iovec){tp + at, p[q].off - at};
+        iov[k++] = (struct iovec){(void *)p[q].src, p[q].len};
+        at = p[q].off + p[q].len;
+    }
+    if (at < tlen)
+        iov[k++] = (struct iovec){tp + at, tlen - at};
+    return k;
+}
+
 /* Outcome of one failed send: would-block, retry (interrupted / send timeout
  * of a blocking sender), or a real error (lost alert). */
 enum { SEND_WOULDBLOCK, SEND_RETRY, SEND_ERROR };
@@ -109,6 +134,7 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
     const int mode = flags & INGEST_GEN_MODE_MASK;
     const int dontwait = mode == INGEST_GEN_DONTWAIT;
     const int be_stamp = (flags & INGEST_GEN_STAMP_BE) != 0;
+    const clockid_t clock = (flags & INGEST_GEN_REALTIME) ? CLOCK_REALTIME : CLOCK_MONOTONIC;
 
     if (res == NULL)
         return INGEST_EINVAL;
@@ -124,10 +150,11 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
     /* The stamp (a 4-byte event id) must lie inside every template. */
     if (stamp_off >= 0 && ((size_t)stamp_off > tlen || tlen - (size_t)stamp_off < 4))
         return INGEST_EINVAL;
-    /* The time stamp (8 bytes) too; sendmmsg mode sends from iovecs and has
-     * no per-alert send time, so it does not take one. */
-    if (time_off >= 0 && ((size_t)time_off > tlen || tlen - (size_t)time_off < 8 ||
-                          mode == INGEST_GEN_MMSG))
+    /* The time stamp (8 bytes) too, and the two must not overlap (mmsg mode
+     * sends both from side buffers between slices of the template). */
+    if (time_off >= 0 && ((size_t)time_off > tlen || tlen - (size_t)time_off < 8))
+        return INGEST_EINVAL;
+    if (stamp_off >= 0 && time_off >= 0 && stamp_off < time_off + 8 && time_off < stamp_off + 4)
         return INGEST_EINVAL;
     /* sun_path is 108 bytes including the NUL: a longer path would be cut
      * (Snort truncates it silently; we refuse). */
@@ -155,12 +182,26 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
     }
 
     /* sendmmsg: one header per batch entry; entry j always points at a
-     * template (iov[j]).  With a stamp, the event id goes out from ids[j]
-     * through a middle iovec, so templates are never written concurrently
-     * with the kernel reading them. */
+     * template (iov[j]).  The event id goes out from ids[j] and the time
+     * from tstamp through iovecs between slices of the template, so
+     * templates are never written while the kernel reads them. */
     struct mmsghdr msgs[GEN_BATCH];
-    struct iovec iov[GEN_BATCH][3];
+    struct iovec iov[GEN_BATCH][5];
     uint8_t ids[GEN_BATCH][4];
+    uint8_t tstamp[8];
+    struct patch patches[2];
+    int npatch = 0;
+    if (stamp_off >= 0)
+        patches[npatch++] = (struct patch){(size_t)stamp_off, 4, NULL};
+    if (time_off >= 0) {
+        patches[npatch] = (struct patch){(size_t)time_off, 8, tstamp};
+        if (npatch == 1 && patches[0].off > patches[1].off) { /* keep them in order */
+            struct patch p = patches[0];
+            patches[0] = patches[1];
+            patches[1] = p;
+        }
+        npatch++;
+    }
 
     const int msg_flags = dontwait ? MSG_DONTWAIT : 0;
     const double start = now_s();
@@ -201,22 +242,24 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
                     k = due_n < 1 ? 1 : (unsigned)due_n;
             }
             memset(msgs, 0, sizeof(msgs[0]) * k);
+            if (time_off >= 0) {
+                struct timespec ts;
+                clock_gettime(clock, &ts);
+                stamp(tstamp, (uint32_t)ts.tv_sec, be_stamp);
+                stamp(tstamp + 4, (uint32_t)(ts.tv_nsec / 1000), be_stamp);
+            }
             for (unsigned j = 0; j < k; j++) {
                 uint8_t *tp = templates + (size_t)((t + j) % ntemplates) * tlen;
                 struct msghdr *h = &msgs[j].msg_hdr;
                 h->msg_name = &addr;
                 h->msg_namelen = sizeof(addr);
                 h->msg_iov = iov[j];
-                if (stamp_off >= 0) {
+                if (stamp_off >= 0)
                     stamp(ids[j], (uint32_t)(i + j + 1), be_stamp);
-                    iov[j][0] = (struct iovec){tp, (size_t)stamp_off};
-                    iov[j][1] = (struct iovec){ids[j], 4};
-                    iov[j][2] = (struct iovec){tp + stamp_off + 4, tlen - (size_t)stamp_off - 4};
-                    h->msg_iovlen = 3;
-                } else {
-                    iov[j][0] = (struct iovec){tp, tlen};
-                    h->msg_iovlen = 1;
-                }
+                for (int q = 0; q < npatch; q++)
+                    if (patches[q].src != tstamp)
+                        patches[q].src = ids[j];
+                h->msg_iovlen = (size_t)slice_iov(iov[j], tp, tlen, patches, npatch);
             }
             int n = sendmmsg(fd, msgs, k, 0);
             if (n > 0) {
@@ -241,7 +284,7 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
                 /* The alert's time is when the engine first tried to send
                  * it: a blocked and retried send counts as latency. */
                 struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
+                clock_gettime(clock, &ts);
                 stamp(tp + time_off, (uint32_t)ts.tv_sec, be_stamp);
                 stamp(tp + time_off + 4, (uint32_t)(ts.tv_nsec / 1000), be_stamp);
                 timed = i + 1;

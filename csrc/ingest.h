@@ -461,6 +461,7 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
 #define INGEST_GEN_MODE_MASK 0x0f
 #define INGEST_GEN_STAMP_BE 0x10 /* write the event-id and time stamps big-endian (Barnyard2) */
 #define INGEST_GEN_STREAM 0x20 /* ingest_gen_lines: SOCK_STREAM instead of SOCK_DGRAM */
+#define INGEST_GEN_REALTIME 0x40 /* the time stamp is CLOCK_REALTIME (wall clock), not MONOTONIC */
 #define INGEST_GEN_MAX_DGRAM (1u << 20)
 
 /* What one ingest_gen_dgram run did.  sent + dropped + errors = alerts
@@ -485,11 +486,14 @@ struct ingest_gen_result {
  * thread sets it.  stamp_off >= 0 writes a 4-byte event id (1, 2, 3, ...;
  * host order, or big-endian with INGEST_GEN_STAMP_BE) at that offset of every
  * datagram: the sendto/connect modes write it into the template before the
- * send, so templates must be writable.  time_off >= 0 (sendto, connect and
- * dontwait modes only) also writes the CLOCK_MONOTONIC time of each alert's
- * first send attempt as two 4-byte words, seconds then microseconds, at that
- * offset (the event's ref_time): the benchmark's latency probe, since every
- * process on the machine shares that clock.  Returns the number sent, or
+ * send, so templates must be writable.  time_off >= 0 also writes the time
+ * of each alert's first send attempt as two 4-byte words, seconds then
+ * microseconds, at that offset (the event's ref_time): CLOCK_MONOTONIC for the
+ * benchmark's latency probe (every process on the machine shares that
+ * clock), or with INGEST_GEN_REALTIME the wall clock, so generated alerts
+ * carry their send time as a real sensor's do.  In mmsg mode both stamps go
+ * out from side buffers (the time once per sendmmsg batch) and must not
+ * overlap.  Returns the number sent, or
  * INGEST_EINVAL / INGEST_ESYS (socket or, in CONNECT mode, connect failed;
  * res->last_errno says why).
  */

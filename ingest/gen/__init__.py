@@ -32,7 +32,11 @@ Content: a seeded mix of IPv4 TCP/UDP/ICMP and IPv6 TCP/UDP/ICMPv6, some
 802.1Q-tagged frames, a few packetless events and portscan pseudo-packets
 (NO_TRANSHDR), signatures drawn Zipf-like from a catalog of realistic rules.
 Templates are cycled; every datagram gets its own event id (1, 2, 3, ...)
-unless ``--no-stamp``.
+unless ``--no-stamp``, and its own time: the wall-clock time of its first
+send attempt, written into the event by the C loop (``--clock send``, the
+default; Unified2: the time the event is written), so a store filled by gen
+looks like a real one.  ``--clock template`` keeps the templates' seeded
+times (reproducible, cycled every ``--templates`` alerts).
 
 Example::
 
@@ -111,6 +115,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="distinct alerts to cycle through")
     p.add_argument("--no-stamp", action="store_true",
                    help="send templates unchanged (repeating event ids)")
+    p.add_argument("--clock", choices=("send", "template"),
+                   help="alert times: 'send' (default) each alert's wall-clock send time "
+                        "(unified2: its write time), as a sensor stamps alerts; 'template' "
+                        "the templates' own seeded times, cycled (not for eve-*)")
     p.add_argument("--rotate-events", type=number_arg(int, 0), default=0, metavar="N",
                    help="unified2: start a new spool file after N events (default: by size)")
     p.add_argument("--rotate-bytes", type=number_arg(int, 1), default=128 << 20, metavar="B",
@@ -127,7 +135,7 @@ def _run_unified2(args: argparse.Namespace) -> int:
     try:
         res = write_spool(args.to, specs, args.count or (1 << 62), rate=args.rate,
                           rotate_events=args.rotate_events, rotate_bytes=args.rotate_bytes,
-                          time_limit=args.duration)
+                          time_limit=args.duration, clock=args.clock or "send")
     except (OSError, ValueError) as e:
         _error(str(e))
         return 1
@@ -189,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     templates, _specs = build_templates(args.kind, args.templates, args.seed)
     try:
         sender = sender_for(args.kind, args.to, templates, mode=args.mode,
-                            stamp=not args.no_stamp)
+                            stamp=not args.no_stamp,
+                            clock=None if args.clock == "template" else "realtime")
         res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
     except (GenError, ValueError) as e:
         _error(str(e))
@@ -209,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_eve(args: argparse.Namespace) -> int:
     if args.mode is not None:
         _error("--mode is not for eve-*; live mode (dontwait) is the default, --offline blocks")
+        return 2
+    if args.clock is not None:
+        _error("--clock is not for eve-*: EVE lines are sent as they are")
         return 2
     try:
         records, source = load_eve_records(args.eve_file, args.templates, args.seed)

@@ -14,6 +14,8 @@ import numpy as np
 from ..native import ffi, lib
 from .templates import KINDS, time_offset
 
+#: the clock of a time stamp (ingest_gen_dgram's time_off)
+CLOCKS = {"monotonic": 0, "realtime": lib.INGEST_GEN_REALTIME}
 #: EVE kinds: --kind -> stream socket?
 EVE_KINDS = {"eve-dgram": False, "eve-stream": True}
 MODES = {
@@ -63,7 +65,7 @@ class Sender:
 
     def __init__(self, path: str, templates: np.ndarray, *, mode: str = "sendto",
                  stamp_offset: int | None = None, stamp_big_endian: bool = False,
-                 time_offset: int | None = None) -> None:
+                 time_offset: int | None = None, clock: str = "monotonic") -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         if templates.ndim != 2 or templates.dtype != np.uint8 or templates.shape[0] == 0:
@@ -71,10 +73,14 @@ class Sender:
         self.path = path
         self._templates = np.ascontiguousarray(templates).copy()  # the stamp writes into it
         self._c_templates = ffi.from_buffer("uint8_t[]", self._templates, require_writable=True)
-        self._flags = MODES[mode] | (lib.INGEST_GEN_STAMP_BE if stamp_big_endian else 0)
+        if clock not in CLOCKS:
+            raise ValueError(f"unknown clock {clock!r}; one of {', '.join(CLOCKS)}")
+        self._flags = (MODES[mode] | (lib.INGEST_GEN_STAMP_BE if stamp_big_endian else 0)
+                       | CLOCKS[clock])
         self._stamp = -1 if stamp_offset is None else stamp_offset
-        # time_offset: where each alert gets its CLOCK_MONOTONIC send time
-        # (seconds, microseconds) for the benchmark's latency probe
+        # time_offset: where each alert gets its send time (seconds,
+        # microseconds): the wall clock (a real sensor's alert time) or
+        # CLOCK_MONOTONIC (the benchmark's latency probe)
         self._time = -1 if time_offset is None else time_offset
         self._stop = ffi.new("int *")
 
@@ -136,13 +142,19 @@ def send(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_lim
 
 
 def sender_for(kind: str, path: str, templates: np.ndarray, *, mode: str | None = None,
-               stamp: bool = True, time_stamp: bool = False) -> Sender:
-    """A Sender with kind's default mode and event-id stamp; with time_stamp,
-    each alert's time is its CLOCK_MONOTONIC send time (latency probe)."""
+               stamp: bool = True, time_stamp: bool = False,
+               clock: str | None = None) -> Sender:
+    """A Sender with kind's default mode and event-id stamp.  clock: each
+    alert's time is its send time on that clock ("realtime": the wall
+    clock, as a sensor stamps alerts; "monotonic": the latency probe), or
+    None: the templates' own times.  time_stamp=True is clock="monotonic"."""
     _variant, _len, default_mode, ev_off, be = KINDS[kind]
+    if time_stamp:
+        clock = "monotonic"
     return Sender(path, templates, mode=mode or default_mode,
                   stamp_offset=ev_off if stamp else None, stamp_big_endian=be,
-                  time_offset=time_offset(kind) if time_stamp else None)
+                  time_offset=time_offset(kind) if clock else None,
+                  clock=clock or "monotonic")
 
 
 class LineSender:

@@ -54,10 +54,14 @@ def _event_body(spec: AlertSpec) -> tuple[int, bytearray]:
 
 def write_spool(prefix: str, specs: list[AlertSpec], count: int, *, rate: float = 0.0,
                 rotate_events: int = 0, rotate_bytes: int = 128 << 20,
-                time_limit: float = 0.0) -> SpoolResult:
-    """Write count events (cycling specs) to the spool DIR/PREFIX."""
+                time_limit: float = 0.0, clock: str = "send") -> SpoolResult:
+    """Write count events (cycling specs) to the spool DIR/PREFIX.  clock
+    "send": each event (and its packet) carries the time it was written, as
+    Snort stamps an event when it logs it; "template": the spec's own time."""
     if not specs:
         raise ValueError("no templates")
+    if clock not in ("send", "template"):
+        raise ValueError(f"unknown clock {clock!r}; send or template")
     d = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(d):
         raise ValueError(f"directory {d} does not exist")
@@ -84,7 +88,6 @@ def write_spool(prefix: str, specs: list[AlertSpec], count: int, *, rate: float 
 
     open_next()
     assert f is not None
-    base_sec = int(time.time())
     try:
         for i in range(count):
             if time_limit and time.monotonic() - start > time_limit:
@@ -96,7 +99,10 @@ def write_spool(prefix: str, specs: list[AlertSpec], count: int, *, rate: float 
             rtype, body = bodies[i % len(bodies)]
             spec = specs[i % len(specs)]
             event_id = i + 1
-            sec, usec = base_sec + i // 1000, (i % 1000) * 1000
+            if clock == "send":
+                sec, usec = divmod(time.time_ns() // 1000, 1_000_000)
+            else:
+                sec, usec = spec.ts_sec, spec.ts_usec
             struct.pack_into(">III", body, 4, event_id, sec, usec)
             rec = struct.pack(">II", rtype, len(body)) + body
             if spec.packet is not None:

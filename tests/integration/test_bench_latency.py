@@ -53,11 +53,11 @@ def test_sender_stamps_its_monotonic_send_time(tmp_path: Path) -> None:
         rx.close()
 
 
-def test_mmsg_mode_takes_no_time_stamp(tmp_path: Path) -> None:
+def test_overlapping_stamps_are_refused(tmp_path: Path) -> None:
     templates, _ = gen.build_templates("snort", 2, seed=5)
-    with pytest.raises(gen.GenError):
-        gen.sender_for("snort", str(tmp_path / "s"), templates, mode="mmsg",
-                       time_stamp=True).run(1)
+    with pytest.raises(gen.GenError, match="bad arguments"):
+        gen.Sender(str(tmp_path / "s"), templates, mode="mmsg", stamp_offset=100,
+                   time_offset=98).run(1)
 
 
 def test_jsonl_latencies_reads_lines_split_across_chunks() -> None:

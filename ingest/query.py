@@ -4,7 +4,8 @@
 produced a high-priority alert*: every EVE flow that has at least one alert
 whose severity is N or more severe (Suricata's severity 1 is the highest,
 so ``--min-severity 1`` means priority 1 only, ``--min-severity 2`` means 1
-or 2).  The SQL is printed with ``--sql``.
+or 2).  ``--sql`` prints the SQL with the values in it, as it runs in
+``sqlite3 alerts.db``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ def add_parser(sub) -> None:
     f.add_argument("--limit", type=number_arg(int, 0), default=1000, metavar="N",
                    help="at most N flows (default 1000; 0 = all)")
     f.add_argument("--json", action="store_true", help="one JSON object per flow")
-    f.add_argument("--sql", action="store_true", help="print the SQL and exit")
+    f.add_argument("--sql", action="store_true",
+                   help="print the SQL (with these values, ready for sqlite3) and exit")
     p.set_defaults(run=run)
+
+
+def flows_sql(min_severity: int = 1, limit: int = 1000) -> str:
+    """FLOWS_SQL with its two parameters written in (both are integers, so
+    this is safe): what ``--sql`` prints, runnable as is in sqlite3."""
+    head, mid, tail = FLOWS_SQL.strip().split("?")
+    return f"{head}{int(min_severity)}{mid}{int(limit) or -1}{tail};"
 
 
 def query_flows(db_path: str, min_severity: int = 1, limit: int = 1000) -> list[dict]:
@@ -68,7 +77,7 @@ def run(ns: argparse.Namespace) -> int:
     """``ingest query``: 0, 2 when --db is no store (or a usage error), 1
     when reading it failed."""
     if ns.sql:
-        print(FLOWS_SQL.strip())
+        print(flows_sql(ns.min_severity, ns.limit))
         return 0
     try:
         rows = query_flows(ns.db, ns.min_severity, ns.limit)

@@ -1,0 +1,83 @@
+"""README and ``--help`` agree: the README's command-line synopsis names
+exactly the long options each subcommand's parser has (both directions), so
+an option added, renamed or removed without the README fails here.  And the
+LICENSE file is the license pyproject.toml declares."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import tomllib
+
+from ingest import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)command's parser, by its words ('listen', 'query flows')."""
+    out: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, words: str) -> None:
+        out[words] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{words} {name}".strip())
+
+    walk(cli.build_parser(), "")
+    return out
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings
+            if o.startswith("--") and o != "--help"}
+
+
+def _synopsis() -> dict[str, set[str]]:
+    """The README's ``## Command line`` block: long options per command."""
+    section = README[README.index("## Command line"):]
+    block = section[section.index("```\n") + 4:]
+    block = block[:block.index("```")]
+    commands = set(_parsers())
+    found: dict[str, set[str]] = {}
+    current = None
+    for line in block.splitlines():
+        if line.startswith("ingest "):
+            words = line.split()[1:]
+            name = ""
+            for w in words:  # the longest run of words that names a command
+                if f"{name} {w}".strip() in commands:
+                    name = f"{name} {w}".strip()
+                else:
+                    break
+            current = name
+            found.setdefault(current, set())
+            if "[every flag of listen]" in line:
+                found[current] |= found["listen"]
+        assert current is not None, line
+        found[current] |= set(re.findall(r"--[a-z0-9][a-z0-9-]*", line.split("#")[0]))
+    return found
+
+
+def test_synopsis_names_every_option_of_every_subcommand():
+    parsers = _parsers()
+    synopsis = _synopsis()
+    leaves = {name for name, p in parsers.items()
+              if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)}
+    assert leaves <= set(synopsis), f"subcommands missing from the README synopsis: {leaves - set(synopsis)}"
+    for name in sorted(synopsis):
+        have = _options(parsers[name])
+        said = synopsis[name]
+        assert not have - said, f"ingest {name}: options --help has but README lacks: {sorted(have - said)}"
+        assert not said - have, f"ingest {name}: options README names but --help lacks: {sorted(said - have)}"
+
+
+def test_license_matches_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == {"text": "MIT"}
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text
+    assert "the MIT license" in README.lower() or "mit license" in README.lower()

@@ -436,7 +436,8 @@ long ingest_u2_unwind(const uint8_t *buf, size_t n, struct ingest_u2_out *o);
 
 /* The first position >= from where a plausible record header starts (a type
  * a writer produces, a length that fits it, and a plausible header after
- * it), or -1. */
+ * it), or -1: none, or one in the last bytes cannot be judged until more
+ * data arrives.  Reads nothing at or past buf[n]. */
 long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from);
 
 /*

@@ -496,10 +496,31 @@ long ingest_u2_unwind(const uint8_t *buf, size_t n, struct ingest_u2_out *o)
 
 /* ---- resync after a bad header ----------------------------------------- */
 
-/* Does a plausible record header (a type a writer produces, with a length
- * that fits that type) start at p?  Used only to resynchronise. */
-static int plausible(const uint8_t *p)
+/* How many bytes of a candidate header plausible() reads: the packet and
+ * extra-data checks look into the body (packet_length at body + 24,
+ * event_type/event_length at body + 0/4). */
+static size_t plausible_need(uint32_t t)
 {
+    switch (t) {
+    case INGEST_U2_PACKET:
+    case INGEST_U2_BUFFER:
+        return INGEST_U2_HDR_LEN + 28;
+    case INGEST_U2_EXTRA_DATA:
+        return INGEST_U2_HDR_LEN + 8;
+    default:
+        return INGEST_U2_HDR_LEN;
+    }
+}
+
+/* Does a plausible record header (a type a writer produces, with a length
+ * that fits that type) start at p, with avail bytes from p to the end of the
+ * buffer?  1 yes, 0 no, -1 cannot tell yet: the bytes it would look at are
+ * not all there (never read past avail: the buffer may end at an unmapped
+ * page).  Used only to resynchronise. */
+static int plausible(const uint8_t *p, size_t avail)
+{
+    if (avail < INGEST_U2_HDR_LEN)
+        return -1;
     uint32_t t = be32(p), len = be32(p + 4);
     if (len > INGEST_U2_MAX_RECORD)
         return 0;
@@ -518,9 +539,17 @@ static int plausible(const uint8_t *p)
         return len == 160 || len == 1032;
     case INGEST_U2_PACKET:
     case INGEST_U2_BUFFER:
-        return len >= 28 && be32(p + 8 + 24) == len - 28;
+        if (len < 28)
+            return 0;
+        if (avail < plausible_need(t))
+            return -1;
+        return be32(p + 8 + 24) == len - 28;
     case INGEST_U2_EXTRA_DATA:
-        return len >= 32 && be32(p + 8) == 4 && be32(p + 12) == len;
+        if (len < 32)
+            return 0;
+        if (avail < plausible_need(t))
+            return -1;
+        return be32(p + 8) == 4 && be32(p + 12) == len;
     default:
         return 0;
     }
@@ -530,14 +559,19 @@ long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from)
 {
     if (buf == NULL && n)
         return INGEST_EINVAL;
-    /* A candidate needs its header and the first 8 body bytes (which the
-     * packet/extra-data checks read) and, when the whole record is present,
-     * a plausible header right after it (or the end of the buffer). */
-    for (size_t pos = from; pos + 16 <= n; pos++) {
-        if (!plausible(buf + pos))
+    /* A candidate is a plausible header whose record either reaches the end
+     * of the buffer or beyond (the rest is still to come), or is followed by
+     * a header that is plausible too or not yet complete.  A candidate that
+     * cannot be judged with the bytes present ends the scan: -1, decode
+     * again when more data has arrived. */
+    for (size_t pos = from; pos < n; pos++) {
+        int ok = plausible(buf + pos, n - pos);
+        if (ok < 0)
+            return -1;
+        if (!ok)
             continue;
         size_t next = pos + INGEST_U2_HDR_LEN + be32(buf + pos + 4);
-        if (next == n || (next + 16 <= n && plausible(buf + next)) || next > n)
+        if (next >= n || plausible(buf + next, n - next) != 0)
             return (long)pos;
     }
     return -1;

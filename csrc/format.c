@@ -7,60 +7,17 @@
  *                      are omitted, never invented.
  *   INGEST_FMT_TRISUL  the Trisul input-filter table fields.
  *
- * Writes into a caller-owned buffer; returns INGEST_ENOSPC (never a partial
- * line) when it is too small, and the caller grows it.  Strings come from a
- * caller's table of valid UTF-8; only '"', '\\' and control bytes are escaped.
+ * Writes into a caller-owned buffer through the bounded writer (jsonw.h):
+ * every write is checked, and a buffer that is too small gives
+ * INGEST_ENOSPC (never a partial line), and the caller grows it.  Strings
+ * come from a caller's table of valid UTF-8 whose every entry is checked
+ * against its pool before the first line; only '"', '\\' and control bytes
+ * are escaped.
  */
-#include <arpa/inet.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ingest.h"
-
-/* Longest fixed part of one line, excluding strings (which are bounded
- * separately at 6 bytes per input byte). */
-#define LINE_FIXED_MAX 1024
-
-struct out {
-    uint8_t *p;
-    uint8_t *end;
-};
-
-static inline void put(struct out *o, const char *s, size_t n)
-{
-    memcpy(o->p, s, n);
-    o->p += n;
-}
-
-#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
-
-static void put_u64(struct out *o, uint64_t v)
-{
-    char tmp[24];
-    int i = 0;
-    do {
-        tmp[i++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (i)
-        *o->p++ = (uint8_t)tmp[--i];
-}
-
-static void put_i64(struct out *o, int64_t v)
-{
-    if (v < 0) {
-        *o->p++ = '-';
-        put_u64(o, (uint64_t)(-(v + 1)) + 1);
-    } else {
-        put_u64(o, (uint64_t)v);
-    }
-}
-
-static void put_2d(struct out *o, unsigned v)
-{
-    *o->p++ = (uint8_t)('0' + v / 10 % 10);
-    *o->p++ = (uint8_t)('0' + v % 10);
-}
+#include "jsonw.h"
 
 /* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant). */
 static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
@@ -88,7 +45,7 @@ static int64_t clamp_ts(int64_t ts_us)
     return ts_us < TS_MIN_US ? TS_MIN_US : ts_us > TS_MAX_US ? TS_MAX_US : ts_us;
 }
 
-static void put_timestamp(struct out *o, int64_t ts_us)
+static void put_timestamp(struct jsonw *w, int64_t ts_us)
 {
     ts_us = clamp_ts(ts_us);
     int64_t secs = ts_us >= 0 ? ts_us / 1000000 : -((-ts_us + 999999) / 1000000);
@@ -98,52 +55,29 @@ static void put_timestamp(struct out *o, int64_t ts_us)
     int64_t y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    *o->p++ = '"';
-    put_2d(o, (unsigned)(y / 100));
-    put_2d(o, (unsigned)(y % 100));
-    *o->p++ = '-';
-    put_2d(o, m);
-    *o->p++ = '-';
-    put_2d(o, d);
-    *o->p++ = 'T';
-    put_2d(o, (unsigned)(sod / 3600));
-    *o->p++ = ':';
-    put_2d(o, (unsigned)(sod / 60 % 60));
-    *o->p++ = ':';
-    put_2d(o, (unsigned)(sod % 60));
-    *o->p++ = '.';
-    for (int64_t div = 100000; div; div /= 10)
-        *o->p++ = (uint8_t)('0' + us / div % 10);
-    PUTS(o, "+0000\"");
+    jw_byte(w, '"');
+    jw_2d(w, (unsigned)(y / 100));
+    jw_2d(w, (unsigned)(y % 100));
+    jw_byte(w, '-');
+    jw_2d(w, m);
+    jw_byte(w, '-');
+    jw_2d(w, d);
+    jw_byte(w, 'T');
+    jw_2d(w, (unsigned)(sod / 3600));
+    jw_byte(w, ':');
+    jw_2d(w, (unsigned)(sod / 60 % 60));
+    jw_byte(w, ':');
+    jw_2d(w, (unsigned)(sod % 60));
+    jw_byte(w, '.');
+    uint8_t frac[6];
+    for (int i = 5; i >= 0; i--, us /= 10)
+        frac[i] = (uint8_t)('0' + us % 10);
+    jw_bytes(w, frac, 6);
+    JW_LIT(w, "+0000\"");
 }
 
-/* JSON string body (no quotes). */
-static void put_esc(struct out *o, const uint8_t *s, uint32_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (uint32_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
-        if (c == '"' || c == '\\') {
-            *o->p++ = '\\';
-            *o->p++ = c;
-        } else if (c < 0x20 || c == 0x7f) {
-            PUTS(o, "\\u00");
-            *o->p++ = (uint8_t)hex[c >> 4];
-            *o->p++ = (uint8_t)hex[c & 15];
-        } else {
-            *o->p++ = c;
-        }
-    }
-}
-
-static void put_str(struct out *o, const uint8_t *s, uint32_t n)
-{
-    *o->p++ = '"';
-    put_esc(o, s, n);
-    *o->p++ = '"';
-}
-
-/* A string from the (chained) table, bounds-checked; 0 if idx names none. */
+/* A string from the (chained) table; 0 if idx names none.  Every entry was
+ * checked against its pool by check_strtab before the first line. */
 static int strtab_get(const struct ingest_strtab *t, int32_t idx, const uint8_t **s, uint32_t *n)
 {
     if (idx < 0)
@@ -160,165 +94,139 @@ static int strtab_get(const struct ingest_strtab *t, int32_t idx, const uint8_t 
     return 1;
 }
 
-static void put_addr(struct out *o, const uint8_t a[16])
+/* The tables come from the caller: every string must lie inside its pool,
+ * and the chain must end (at most 64 tables). */
+static int check_strtab(const struct ingest_strtab *t)
 {
-    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    char buf[INET6_ADDRSTRLEN];
-    *o->p++ = '"';
-    if (memcmp(a, v4mapped, 12) == 0) {
-        for (int i = 12; i < 16; i++) {
-            put_u64(o, a[i]);
-            if (i < 15)
-                *o->p++ = '.';
-        }
-    } else if (inet_ntop(AF_INET6, a, buf, sizeof buf) != NULL) {
-        put(o, buf, strlen(buf));
+    for (int depth = 0; t != NULL; t = t->next, depth++) {
+        if (depth >= 64)
+            return 0;
+        if (t->count == 0)
+            continue;
+        if (t->pool == NULL || t->off == NULL || t->len == NULL)
+            return 0;
+        for (uint32_t k = 0; k < t->count; k++)
+            if (t->off[k] > t->pool_len || t->len[k] > t->pool_len - t->off[k])
+                return 0;
     }
-    *o->p++ = '"';
+    return 1;
 }
 
-static const char *proto_name(uint8_t proto, size_t *n)
+static const char *proto_name(uint8_t proto)
 {
     switch (proto) {
     case 6:
-        *n = 3;
         return "TCP";
     case 17:
-        *n = 3;
         return "UDP";
     case 1:
-        *n = 4;
         return "ICMP";
     case 58:
-        *n = 9;
         return "IPv6-ICMP";
     case 132:
-        *n = 4;
         return "SCTP";
     default:
         return NULL;
     }
 }
 
-static const char *source_name(uint8_t src, size_t *n)
+static const char *source_name(uint8_t src)
 {
     switch (src) {
     case INGEST_SRC_SNORT:
     case INGEST_SRC_SNORT_APPID:
-        *n = 5;
         return "snort";
     case INGEST_SRC_BARNYARD2:
     case INGEST_SRC_BARNYARD2_32:
-        *n = 9;
         return "barnyard2";
     case INGEST_SRC_UNIFIED2:
-        *n = 8;
         return "unified2";
     case INGEST_SRC_EVE:
-        *n = 3;
         return "eve";
     default:
-        *n = 7;
         return "unknown";
     }
 }
 
-static void put_eve(struct out *o, const struct ingest_alert *a, const struct ingest_strtab *t,
+static void put_cstr(struct jsonw *w, const char *s) { jw_bytes(w, s, strlen(s)); }
+
+static void put_eve(struct jsonw *w, const struct ingest_alert *a, const struct ingest_strtab *t,
                     int32_t cat, int32_t extra, int32_t refs)
 {
     const uint8_t *s;
     uint32_t n;
-    size_t pn;
     const char *pname;
 
-    PUTS(o, "{\"timestamp\":");
-    put_timestamp(o, a->ts_us);
+    JW_LIT(w, "{\"timestamp\":");
+    put_timestamp(w, a->ts_us);
     if (a->flow_id) {
-        PUTS(o, ",\"flow_id\":");
-        put_u64(o, a->flow_id);
+        JW_U64(w, ",\"flow_id\":", a->flow_id);
     }
-    PUTS(o, ",\"event_type\":\"alert\"");
+    JW_LIT(w, ",\"event_type\":\"alert\"");
     if (a->flags & INGEST_F_VLAN) {
-        PUTS(o, ",\"vlan\":[");
-        put_u64(o, a->vlan);
-        *o->p++ = ']';
+        JW_U64(w, ",\"vlan\":[", a->vlan);
+        jw_byte(w, ']');
     }
     if (a->flags & INGEST_F_ADDRS) {
-        PUTS(o, ",\"src_ip\":");
-        put_addr(o, a->src_addr);
+        JW_LIT(w, ",\"src_ip\":");
+        jw_ip(w, a->src_addr, 0);
         if (a->flags & INGEST_F_PORTS) {
-            PUTS(o, ",\"src_port\":");
-            put_u64(o, a->src_port);
+            JW_U64(w, ",\"src_port\":", a->src_port);
         }
-        PUTS(o, ",\"dest_ip\":");
-        put_addr(o, a->dst_addr);
+        JW_LIT(w, ",\"dest_ip\":");
+        jw_ip(w, a->dst_addr, 0);
         if (a->flags & INGEST_F_PORTS) {
-            PUTS(o, ",\"dest_port\":");
-            put_u64(o, a->dst_port);
+            JW_U64(w, ",\"dest_port\":", a->dst_port);
         }
-        PUTS(o, ",\"proto\":");
-        if ((pname = proto_name(a->proto, &pn)) != NULL) {
-            *o->p++ = '"';
-            put(o, pname, pn);
-            *o->p++ = '"';
-        } else {
-            *o->p++ = '"';
-            put_u64(o, a->proto);
-            *o->p++ = '"';
-        }
+        JW_LIT(w, ",\"proto\":\"");
+        if ((pname = proto_name(a->proto)) != NULL)
+            put_cstr(w, pname);
+        else
+            jw_u64(w, a->proto);
+        jw_byte(w, '"');
         if (a->flags & INGEST_F_ICMP) {
-            PUTS(o, ",\"icmp_type\":");
-            put_u64(o, a->src_port);
-            PUTS(o, ",\"icmp_code\":");
-            put_u64(o, a->dst_port);
+            JW_U64(w, ",\"icmp_type\":", a->src_port);
+            JW_U64(w, ",\"icmp_code\":", a->dst_port);
         }
     }
-    PUTS(o, ",\"alert\":{");
+    JW_LIT(w, ",\"alert\":{");
     if (a->action == INGEST_ACTION_ALLOWED)
-        PUTS(o, "\"action\":\"allowed\",");
+        JW_LIT(w, "\"action\":\"allowed\",");
     else if (a->action == INGEST_ACTION_BLOCKED)
-        PUTS(o, "\"action\":\"blocked\",");
-    PUTS(o, "\"gid\":");
-    put_u64(o, a->gid);
-    PUTS(o, ",\"signature_id\":");
-    put_u64(o, a->sid);
-    PUTS(o, ",\"rev\":");
-    put_u64(o, a->rev);
+        JW_LIT(w, "\"action\":\"blocked\",");
+    JW_U64(w, "\"gid\":", a->gid);
+    JW_U64(w, ",\"signature_id\":", a->sid);
+    JW_U64(w, ",\"rev\":", a->rev);
     if (strtab_get(t, a->msg_idx, &s, &n)) {
-        PUTS(o, ",\"signature\":");
-        put_str(o, s, n);
+        JW_LIT(w, ",\"signature\":");
+        jw_str(w, s, n);
     }
     if (strtab_get(t, cat, &s, &n)) {
-        PUTS(o, ",\"category\":");
-        put_str(o, s, n);
+        JW_LIT(w, ",\"category\":");
+        jw_str(w, s, n);
     }
-    PUTS(o, ",\"severity\":");
-    put_u64(o, a->priority);
+    JW_U64(w, ",\"severity\":", a->priority);
     if (strtab_get(t, refs, &s, &n) && n) {
-        PUTS(o, ",\"references\":");
-        put(o, (const char *)s, n); /* a JSON array rendered by the caller (maps), verbatim */
+        JW_LIT(w, ",\"references\":");
+        jw_bytes(w, s, n); /* a JSON array rendered by the caller (maps), verbatim */
     }
-    PUTS(o, "},\"ingest\":{\"source\":\"");
-    pname = source_name(a->source, &pn);
-    put(o, pname, pn);
-    PUTS(o, "\",\"sensor_id\":");
-    put_u64(o, a->sensor_id);
-    PUTS(o, ",\"event_id\":");
-    put_u64(o, a->event_id);
-    PUTS(o, ",\"class_id\":");
-    put_u64(o, a->class_id);
+    JW_LIT(w, "},\"ingest\":{\"source\":\"");
+    put_cstr(w, source_name(a->source));
+    JW_U64(w, "\",\"sensor_id\":", a->sensor_id);
+    JW_U64(w, ",\"event_id\":", a->event_id);
+    JW_U64(w, ",\"class_id\":", a->class_id);
     if (strtab_get(t, a->app_idx, &s, &n)) {
-        PUTS(o, ",\"app_name\":");
-        put_str(o, s, n);
+        JW_LIT(w, ",\"app_name\":");
+        jw_str(w, s, n);
     }
     if (a->flags & INGEST_F_PKT_ANOMALY)
-        PUTS(o, ",\"packet_anomaly\":true");
-    *o->p++ = '}';
+        JW_LIT(w, ",\"packet_anomaly\":true");
+    jw_byte(w, '}');
     if (strtab_get(t, extra, &s, &n) && n) {
-        *o->p++ = ',';
-        put(o, (const char *)s, n); /* caller-rendered members, verbatim */
+        jw_byte(w, ',');
+        jw_bytes(w, s, n); /* caller-rendered members, verbatim */
     }
-    PUTS(o, "}\n");
+    JW_LIT(w, "}\n");
 }
 
 /*
@@ -328,90 +236,79 @@ static void put_eve(struct out *o, const struct ingest_alert *a, const struct in
  * ("sid" for gid 1, "gid:sid" otherwise) so preprocessor alerts do not
  * collide with rule sids.
  */
-static void put_trisul(struct out *o, const struct ingest_alert *a,
+static void put_trisul(struct jsonw *w, const struct ingest_alert *a,
                        const struct ingest_strtab *t, int32_t cat)
 {
     const uint8_t *s;
     uint32_t n;
 
-    PUTS(o, "{\"AlertGroupGUID\":\"{9AFD8C08-07EB-47E0-BF05-28B4A7AE8DC9}\",\"TimestampSecs\":");
+    JW_LIT(w, "{\"AlertGroupGUID\":\"{9AFD8C08-07EB-47E0-BF05-28B4A7AE8DC9}\",\"TimestampSecs\":");
     int64_t ts = clamp_ts(a->ts_us);
     int64_t secs = ts >= 0 ? ts / 1000000 : -((-ts + 999999) / 1000000);
-    put_i64(o, secs);
-    PUTS(o, ",\"TimestampUsecs\":");
-    put_i64(o, ts - secs * 1000000);
-    PUTS(o, ",\"SigIDKey\":\"");
+    jw_i64(w, secs);
+    JW_LIT(w, ",\"TimestampUsecs\":");
+    jw_i64(w, ts - secs * 1000000);
+    JW_LIT(w, ",\"SigIDKey\":\"");
     if (a->gid != 1) {
-        put_u64(o, a->gid);
-        *o->p++ = ':';
+        jw_u64(w, a->gid);
+        jw_byte(w, ':');
     }
-    put_u64(o, a->sid);
-    *o->p++ = '"';
+    jw_u64(w, a->sid);
+    jw_byte(w, '"');
     if (strtab_get(t, a->msg_idx, &s, &n)) {
-        PUTS(o, ",\"SigIDLabel\":");
-        put_str(o, s, n);
+        JW_LIT(w, ",\"SigIDLabel\":");
+        jw_str(w, s, n);
     }
-    PUTS(o, ",\"SigGenerator\":");
-    put_u64(o, a->gid);
-    PUTS(o, ",\"SensorID\":");
-    put_u64(o, a->sensor_id);
-    PUTS(o, ",\"EventID\":");
-    put_u64(o, a->event_id);
+    JW_U64(w, ",\"SigGenerator\":", a->gid);
+    JW_U64(w, ",\"SensorID\":", a->sensor_id);
+    JW_U64(w, ",\"EventID\":", a->event_id);
     if (a->flags & INGEST_F_ADDRS) {
-        PUTS(o, ",\"ProtocolFamily\":");
+        JW_LIT(w, ",\"ProtocolFamily\":");
         if (a->ip_ver == 6)
-            PUTS(o, "\"IPV6\"");
+            JW_LIT(w, "\"IPV6\"");
         else
-            PUTS(o, "\"IPV4\"");
-        PUTS(o, ",\"SourceIP\":");
-        put_addr(o, a->src_addr);
-        PUTS(o, ",\"DestIP\":");
-        put_addr(o, a->dst_addr);
+            JW_LIT(w, "\"IPV4\"");
+        JW_LIT(w, ",\"SourceIP\":");
+        jw_ip(w, a->src_addr, 0);
+        JW_LIT(w, ",\"DestIP\":");
+        jw_ip(w, a->dst_addr, 0);
         if (a->flags & INGEST_F_PORTS) {
-            PUTS(o, ",\"SourcePort\":");
-            put_u64(o, a->src_port);
-            PUTS(o, ",\"DestPort\":");
-            put_u64(o, a->dst_port);
+            JW_U64(w, ",\"SourcePort\":", a->src_port);
+            JW_U64(w, ",\"DestPort\":", a->dst_port);
         }
-        PUTS(o, ",\"Protocol\":");
-        put_u64(o, a->proto);
+        JW_U64(w, ",\"Protocol\":", a->proto);
     }
-    PUTS(o, ",\"SigRev\":");
-    put_u64(o, a->rev);
-    PUTS(o, ",\"Priority\":");
-    put_u64(o, a->priority);
-    PUTS(o, ",\"ClassificationKey\":");
+    JW_U64(w, ",\"SigRev\":", a->rev);
+    JW_U64(w, ",\"Priority\":", a->priority);
+    JW_LIT(w, ",\"ClassificationKey\":");
     if (strtab_get(t, cat, &s, &n)) {
-        put_str(o, s, n);
+        jw_str(w, s, n);
     } else {
-        *o->p++ = '"';
-        put_u64(o, a->class_id);
-        *o->p++ = '"';
+        jw_byte(w, '"');
+        jw_u64(w, a->class_id);
+        jw_byte(w, '"');
     }
-    PUTS(o, ",\"AlertStatus\":");
+    JW_LIT(w, ",\"AlertStatus\":");
     if (a->action == INGEST_ACTION_BLOCKED)
-        PUTS(o, "\"BLOCKED\"");
+        JW_LIT(w, "\"BLOCKED\"");
     else if (a->action == INGEST_ACTION_ALLOWED)
-        PUTS(o, "\"ALLOWED\"");
+        JW_LIT(w, "\"ALLOWED\"");
     else
-        PUTS(o, "\"FIRED\"");
+        JW_LIT(w, "\"FIRED\"");
     /* AlertDetails: what the constant "from socket1" never said. */
-    PUTS(o, ",\"AlertDetails\":\"");
+    JW_LIT(w, ",\"AlertDetails\":\"");
     if (strtab_get(t, a->app_idx, &s, &n)) {
-        PUTS(o, "app=");
-        put_esc(o, s, n);
-        *o->p++ = ' ';
+        JW_LIT(w, "app=");
+        jw_esc(w, s, n);
+        jw_byte(w, ' ');
     }
     if (a->flags & INGEST_F_ICMP) {
-        PUTS(o, "icmp_type=");
-        put_u64(o, a->src_port);
-        PUTS(o, " icmp_code=");
-        put_u64(o, a->dst_port);
-        *o->p++ = ' ';
+        JW_U64(w, "icmp_type=", a->src_port);
+        JW_U64(w, " icmp_code=", a->dst_port);
+        jw_byte(w, ' ');
     }
-    PUTS(o, "gen=");
-    put_u64(o, a->gid);
-    PUTS(o, "\"}\n");
+    JW_U64(w, "gen=", a->gid);
+    JW_LIT(w, "\"}\n");
 }
 
 static int32_t idx_at(const int32_t *v, unsigned i) { return v ? v[i] : -1; }
@@ -423,13 +320,12 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
 {
     if ((alerts == NULL && n) || out == NULL || (profile != INGEST_FMT_EVE && profile != INGEST_FMT_TRISUL))
         return INGEST_EINVAL;
-    for (const struct ingest_strtab *t = strings; t != NULL; t = t->next)
-        if (t->count && (t->pool == NULL || t->off == NULL || t->len == NULL))
-            return INGEST_EINVAL;
+    if (!check_strtab(strings))
+        return INGEST_EINVAL;
     static const struct ingest_fmt_idx none = {NULL, NULL, NULL, NULL};
     if (idx == NULL)
         idx = &none;
-    struct out o = {out, out + out_cap};
+    struct jsonw w = jw_init(out, out_cap);
     for (unsigned i = 0; i < n; i++) {
         const struct ingest_alert *a = &alerts[i];
         int32_t cat = idx_at(idx->cat, i), extra = idx_at(idx->extra, i), raw = idx_at(idx->raw, i);
@@ -438,35 +334,19 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
         uint32_t sl;
         if (strtab_get(strings, raw, &s, &sl)) {
             /* verbatim object: exactly its bytes and a newline */
-            if ((size_t)(o.end - o.p) < (size_t)sl + 1)
-                return INGEST_ENOSPC;
-            put(&o, (const char *)s, sl);
-            *o.p++ = '\n';
+            jw_bytes(&w, s, sl);
+            jw_byte(&w, '\n');
+        } else if (profile == INGEST_FMT_EVE) {
+            put_eve(&w, a, strings, cat, extra, refs);
         } else {
-            /* Worst case for this line: the fixed part, 6 output bytes per
-             * input byte of each escaped string, the verbatim fragment. */
-            size_t need = LINE_FIXED_MAX;
-            if (strtab_get(strings, a->msg_idx, &s, &sl))
-                need += (size_t)sl * 6;
-            if (strtab_get(strings, a->app_idx, &s, &sl))
-                need += (size_t)sl * 6;
-            if (strtab_get(strings, cat, &s, &sl))
-                need += (size_t)sl * 6;
-            if (strtab_get(strings, extra, &s, &sl))
-                need += sl;
-            if (strtab_get(strings, refs, &s, &sl))
-                need += sl;
-            if ((size_t)(o.end - o.p) < need)
-                return INGEST_ENOSPC;
-            if (profile == INGEST_FMT_EVE)
-                put_eve(&o, a, strings, cat, extra, refs);
-            else
-                put_trisul(&o, a, strings, cat);
+            put_trisul(&w, a, strings, cat);
         }
+        if (jw_full(&w))
+            return INGEST_ENOSPC;
         if (ends)
-            ends[i] = (uint32_t)(o.p - out);
+            ends[i] = (uint32_t)(w.p - out);
     }
-    return (long)(o.p - out);
+    return (long)(w.p - out);
 }
 
 int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n, char *src_out,
@@ -474,19 +354,17 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n, char *src
 {
     if ((alerts == NULL || src_out == NULL || dst_out == NULL) && n)
         return INGEST_EINVAL;
-    uint8_t buf[64];
     for (unsigned i = 0; i < n; i++) {
         char *so = src_out + (size_t)i * 46, *dso = dst_out + (size_t)i * 46;
         memset(so, 0, 46);
         memset(dso, 0, 46);
         if (!(alerts[i].flags & INGEST_F_ADDRS))
             continue;
-        struct out o = {buf, buf + sizeof buf};
-        put_addr(&o, alerts[i].src_addr); /* quoted; strip the quotes */
-        memcpy(so, buf + 1, (size_t)(o.p - buf - 2));
-        o.p = buf;
-        put_addr(&o, alerts[i].dst_addr);
-        memcpy(dso, buf + 1, (size_t)(o.p - buf - 2));
+        /* at most 39 bytes of text: always NUL-terminated in 46 */
+        struct jsonw w = jw_init((uint8_t *)so, 45);
+        jw_ip_text(&w, alerts[i].src_addr, 0);
+        w = jw_init((uint8_t *)dso, 45);
+        jw_ip_text(&w, alerts[i].dst_addr, 0);
     }
     return (int)n;
 }

@@ -5,10 +5,14 @@
  * caller-owned buffers with explicit lengths, writes into them, and returns a
  * count (>= 0) or a negative INGEST_E* status.  Nothing here allocates.
  *
- * ingest/_build.py mirrors these declarations for cffi; ingest/batch.py
- * mirrors struct ingest_alert as a numpy dtype, and a unit test checks that
- * both agree on every offset.  Change all three together and bump
- * INGEST_ABI_VERSION.
+ * This header is the one source of the cffi declarations: ingest/_build.py
+ * reads everything between the "cffi: begin" and "cffi: end" markers below
+ * (every #define there becomes "#define NAME ..." so cffi takes the value
+ * from the compiled C), so keep that part plain C declarations that cffi
+ * can parse (no macros with arguments, no #if).  ingest/batch.py and the
+ * dtypes in ingest/unified2.py and ingest/eve.py mirror the structs as
+ * numpy dtypes; unit tests check that they agree on every offset.  Bump
+ * INGEST_ABI_VERSION (and ingest/native.py) with any change here.
  */
 #ifndef INGEST_H
 #define INGEST_H
@@ -16,7 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INGEST_ABI_VERSION 10
+/* ---- cffi: begin ---- */
+
+#define INGEST_ABI_VERSION 11
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -145,14 +151,16 @@ void ingest_set_hash_key(uint64_t k0, uint64_t k1);
 
 /*
  * A string table: string k is pool[off[k] .. off[k] + len[k]) (UTF-8 or raw
- * bytes; escaped on output).  Tables chain: index k >= count continues in
- * next as k - count (a batch's packed pool, then the strings mapping added,
- * without copying the pool).
+ * bytes; escaped on output), inside pool[0 .. pool_len) (checked: a table
+ * with an entry outside its pool is INGEST_EINVAL).  Tables chain: index
+ * k >= count continues in next as k - count (a batch's packed pool, then the
+ * strings mapping added, without copying the pool), at most 64 tables.
  */
 struct ingest_strtab {
     const uint8_t *pool;
     const uint32_t *off;
     const uint32_t *len;
+    uint64_t pool_len;
     uint32_t count;
     const struct ingest_strtab *next;
 };
@@ -520,5 +528,7 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
 long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *ends,
                       unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
                       const int *stop, struct ingest_gen_result *res);
+
+/* ---- cffi: end ---- */
 
 #endif /* INGEST_H */

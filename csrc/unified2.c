@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "ingest.h"
+#include "jsonw.h"
 
 static inline uint32_t be32(const uint8_t *p)
 {
@@ -143,6 +144,45 @@ static int put_text(struct pool *pl, const uint8_t *b, uint32_t blen, uint32_t a
     return 1;
 }
 
+/* ---- Snort 3's verdict (type 114) ---------------------------------------- */
+
+/*
+ * Snort 3 writes Active::get_action() and Active::get_status() (snort3
+ * src/packet_io/active.h): snort_action is an ActiveActionType (0 trust,
+ * 1 allow, 2 hold, 3 retry, 4 rewrite, 5 drop, 6 block, 7 reset) and
+ * snort_status an ActiveStatus (0 allow, 1 can't, 2 would, 3 force).
+ * Snort's own text for the pair (Active::act_str, what alert_csv prints as
+ * "action"), or NULL for codes this table does not know.
+ */
+static const char *snort3_verdict(uint8_t action, uint8_t status)
+{
+    static const char *const act_str[8][4] = {
+        {"trust", "error", "error", "error"},
+        {"allow", "error", "error", "error"},
+        {"hold", "error", "error", "error"},
+        {"retry", "error", "error", "error"},
+        {"rewrite", "cant_rewrite", "would_rewrite", "force_rewrite"},
+        {"drop", "cant_drop", "would_drop", "force_drop"},
+        {"block", "cant_block", "would_block", "force_block"},
+        {"reset", "cant_reset", "would_reset", "force_reset"},
+    };
+    return action < 8 && status < 4 ? act_str[action][status] : NULL;
+}
+
+/* "blocked" means the packet really did not go through: drop, block or
+ * reset that Snort could carry out (status allow or force).  "would"
+ * (inline-test, IDS) and "can't" did not stop anything: allowed, as are
+ * trust, allow, hold, retry and rewrite.  Codes outside Snort's enums say
+ * nothing we can read: unknown (omitted), the raw bytes stay in the JSON. */
+static uint8_t snort3_action(uint8_t action, uint8_t status)
+{
+    if (action >= 8 || status >= 4)
+        return INGEST_ACTION_UNKNOWN;
+    if (action >= 5 && (status == 0 || status == 3))
+        return INGEST_ACTION_BLOCKED;
+    return INGEST_ACTION_ALLOWED;
+}
+
 /* ---- the one pass: walk the headers, decode every record into its rows -- */
 
 /* An event record (min_body already checked) into alert a and event row e. */
@@ -195,13 +235,7 @@ static int put_event(struct pool *pl, const uint8_t *b, uint32_t t, uint32_t ble
             a->flags |= INGEST_F_ADDRS;
             ports_flags(a);
         }
-        /* status: 0 allow, 1 can't, 2 would, 3 force; action: 0 pass,
-         * 1 drop, 2 block, 3 reset.  Only a drop that really happened
-         * (not "would"/"can't") is reported as blocked. */
-        a->action = (e->snort_action >= 1 && e->snort_action <= 3 && e->snort_status != 1 &&
-                     e->snort_status != 2)
-                        ? INGEST_ACTION_BLOCKED
-                        : INGEST_ACTION_ALLOWED;
+        a->action = snort3_action(e->snort_action, e->snort_status);
         if (!put_text(pl, b, blen, 96, 64, body_pos, &e->text_off[0], &e->text_len[0]))
             return 0;
         if (blen >= 168) {
@@ -579,172 +613,24 @@ long ingest_u2_resync(const uint8_t *buf, size_t n, size_t from)
 
 /* ---- JSON members for the alert formatter ------------------------------- */
 
-struct out {
-    uint8_t *p, *end;
-};
-
-static int room(struct out *o, size_t n) { return (size_t)(o->end - o->p) >= n; }
-
-#define NEED(o, n)                                                                                 \
-    do {                                                                                           \
-        if (!room((o), (n)))                                                                       \
-            return 0;                                                                              \
-    } while (0)
-
-static int put(struct out *o, const char *s, size_t n)
-{
-    NEED(o, n);
-    memcpy(o->p, s, n);
-    o->p += n;
-    return 1;
-}
-
-#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
-
-static int put_u64(struct out *o, uint64_t v)
-{
-    char tmp[24];
-    int i = 0;
-    do {
-        tmp[i++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    NEED(o, (size_t)i);
-    while (i)
-        *o->p++ = (uint8_t)tmp[--i];
-    return 1;
-}
-
-/* Raw bytes as a JSON string: printable ASCII as is, everything else as
- * \u00XX (bytes read as Latin-1, so any input gives valid JSON). */
-static int put_jstr(struct out *o, const uint8_t *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    NEED(o, n * 6 + 2);
-    *o->p++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
-        if (c == '"' || c == '\\') {
-            *o->p++ = '\\';
-            *o->p++ = c;
-        } else if (c >= 0x20 && c < 0x7f) {
-            *o->p++ = c;
-        } else {
-            memcpy(o->p, "\\u00", 4);
-            o->p[4] = (uint8_t)hex[c >> 4];
-            o->p[5] = (uint8_t)hex[c & 15];
-            o->p += 6;
-        }
-    }
-    *o->p++ = '"';
-    return 1;
-}
-
-static int put_b64(struct out *o, const uint8_t *s, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    NEED(o, (n + 2) / 3 * 4 + 2);
-    *o->p++ = '"';
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        o->p[0] = (uint8_t)tab[v >> 18];
-        o->p[1] = (uint8_t)tab[(v >> 12) & 63];
-        o->p[2] = (uint8_t)tab[(v >> 6) & 63];
-        o->p[3] = (uint8_t)tab[v & 63];
-        o->p += 4;
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-        o->p[0] = (uint8_t)tab[v >> 18];
-        o->p[1] = (uint8_t)tab[(v >> 12) & 63];
-        o->p[2] = i + 1 < n ? (uint8_t)tab[(v >> 6) & 63] : '=';
-        o->p[3] = '=';
-        o->p += 4;
-    }
-    *o->p++ = '"';
-    return 1;
-}
-
-static int put_ip(struct out *o, const uint8_t a[16], unsigned ver)
-{
-    char tmp[48];
-    size_t k = 0;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    tmp[k++] = '"';
-    if (ver == 4 || memcmp(a, mapped, 12) == 0) {
-        for (int i = 12; i < 16; i++) {
-            unsigned v = a[i];
-            if (v >= 100)
-                tmp[k++] = (char)('0' + v / 100);
-            if (v >= 10)
-                tmp[k++] = (char)('0' + v / 10 % 10);
-            tmp[k++] = (char)('0' + v % 10);
-            if (i < 15)
-                tmp[k++] = '.';
-        }
-    } else {
-        /* RFC 5952: lower case, longest run (>= 2) of zero groups as "::" */
-        unsigned g[8];
-        for (int i = 0; i < 8; i++)
-            g[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
-        int best = -1, blen = 0;
-        for (int i = 0; i < 8;) {
-            if (g[i]) {
-                i++;
-                continue;
-            }
-            int j = i;
-            while (j < 8 && !g[j])
-                j++;
-            if (j - i > blen && j - i >= 2) {
-                best = i;
-                blen = j - i;
-            }
-            i = j;
-        }
-        static const char hex[] = "0123456789abcdef";
-        for (int i = 0; i < 8; i++) {
-            if (i == best) {
-                tmp[k++] = ':';
-                if (i == 0)
-                    tmp[k++] = ':';
-                i += blen - 1;
-                continue;
-            }
-            int started = 0;
-            for (int sh = 12; sh >= 0; sh -= 4) {
-                unsigned d = (g[i] >> sh) & 15;
-                if (d || started || sh == 0) {
-                    tmp[k++] = hex[d];
-                    started = 1;
-                }
-            }
-            if (i < 7)
-                tmp[k++] = ':';
-        }
-    }
-    tmp[k++] = '"';
-    return put(o, tmp, k);
-}
-
 static const char *const XDATA_NAMES[] = {
     NULL,           "xff_ipv4",      "xff_ipv6",   "reviewed_by", "gzip_data",
     "smtp_filename", "smtp_mailfrom", "smtp_rcptto", "smtp_email_hdrs", "http_uri",
     "http_hostname", "ipv6_src",      "ipv6_dst",   "jsnorm_data",
 };
 
+static void put_cstr(struct jsonw *w, const char *s) { jw_bytes(w, s, strlen(s)); }
+
 /* One extra-data entry: {"type":9,"name":"http_uri","value":"..."}; binary
  * (gzip, normalized JavaScript, unknown types) as "base64". */
-static int put_xdata(struct out *o, const struct ingest_u2_extra *x, const uint8_t *pool)
+static void put_xdata(struct jsonw *w, const struct ingest_u2_extra *x, const uint8_t *pool)
 {
     const uint8_t *d = pool + x->data_off;
-    if (!PUTS(o, "{\"type\":") || !put_u64(o, x->info_type))
-        return 0;
+    JW_U64(w, "{\"type\":", x->info_type);
     if (x->info_type >= 1 && x->info_type <= 13) {
-        const char *nm = XDATA_NAMES[x->info_type];
-        if (!PUTS(o, ",\"name\":\"") || !put(o, nm, strlen(nm)) || !PUTS(o, "\""))
-            return 0;
+        JW_LIT(w, ",\"name\":\"");
+        put_cstr(w, XDATA_NAMES[x->info_type]);
+        jw_byte(w, '"');
     }
     switch (x->info_type) {
     case INGEST_U2_XDATA_XFF_IPV4:
@@ -752,45 +638,46 @@ static int put_xdata(struct out *o, const struct ingest_u2_extra *x, const uint8
     case INGEST_U2_XDATA_IPV6_SRC:
     case INGEST_U2_XDATA_IPV6_DST:
         if (x->addr_ver) {
-            if (!PUTS(o, ",\"value\":") || !put_ip(o, x->addr, x->addr_ver))
-                return 0;
-            break;
+            JW_LIT(w, ",\"value\":");
+            jw_ip(w, x->addr, x->addr_ver == 4);
+        } else { /* wrong size for an address: keep the bytes */
+            JW_LIT(w, ",\"base64\":");
+            jw_b64(w, d, x->data_len);
         }
-        /* wrong size for an address: keep the bytes */
-        if (!PUTS(o, ",\"base64\":") || !put_b64(o, d, x->data_len))
-            return 0;
         break;
     case 3: case 5: case 6: case 7: case 8: case 9: case 10:
-        if (!PUTS(o, ",\"value\":") || !put_jstr(o, d, x->data_len))
-            return 0;
+        JW_LIT(w, ",\"value\":");
+        jw_latin1(w, d, x->data_len);
         break;
     default: /* gzip_data, jsnorm_data, unknown: bytes */
-        if (!PUTS(o, ",\"base64\":") || !put_b64(o, d, x->data_len))
-            return 0;
+        JW_LIT(w, ",\"base64\":");
+        jw_b64(w, d, x->data_len);
         break;
     }
-    return PUTS(o, "}");
+    jw_byte(w, '}');
 }
 
-static int render_one(struct out *o, const struct ingest_u2_event *e, const uint8_t *pool,
-                      const struct ingest_u2_packet *pk, const uint32_t *pk_idx, uint32_t npk,
-                      const struct ingest_u2_extra *ex, const uint32_t *ex_idx, uint32_t nex)
+/* Members are separated by commas: the first one written opens the list. */
+static void sep(struct jsonw *w, int *first)
+{
+    if (!*first)
+        jw_byte(w, ',');
+    *first = 0;
+}
+
+static void render_one(struct jsonw *w, const struct ingest_u2_event *e, const uint8_t *pool,
+                       const struct ingest_u2_packet *pk, const uint32_t *pk_idx, uint32_t npk,
+                       const struct ingest_u2_extra *ex, const uint32_t *ex_idx, uint32_t nex)
 {
     int first = 1;
-#define SEP()                                                                                      \
-    do {                                                                                           \
-        if (!first && !PUTS(o, ","))                                                               \
-            return 0;                                                                              \
-        first = 0;                                                                                 \
-    } while (0)
     /* EVE-compatible: the first packet as "packet" + "packet_info" */
     if (npk) {
         const struct ingest_u2_packet *p0 = &pk[pk_idx[0]];
-        SEP();
-        if (!PUTS(o, "\"packet\":") || !put_b64(o, pool + p0->data_off, p0->data_len) ||
-            !PUTS(o, ",\"packet_info\":{\"linktype\":") || !put_u64(o, p0->linktype) ||
-            !PUTS(o, "}"))
-            return 0;
+        sep(w, &first);
+        JW_LIT(w, "\"packet\":");
+        jw_b64(w, pool + p0->data_off, p0->data_len);
+        JW_U64(w, ",\"packet_info\":{\"linktype\":", p0->linktype);
+        jw_byte(w, '}');
     }
     /* EVE-style "http" and "xff" from extra-data and Snort 3 event fields */
     const struct ingest_u2_extra *uri = NULL, *host = NULL, *xff = NULL;
@@ -807,99 +694,99 @@ static int render_one(struct out *o, const struct ingest_u2_event *e, const uint
     int ehttp = e->text_len[1] || e->text_len[2] || e->text_len[3] || e->text_len[4];
     if (uri || host || ehttp) {
         int f2 = 1;
-        SEP();
-        if (!PUTS(o, "\"http\":{"))
-            return 0;
+        sep(w, &first);
+        JW_LIT(w, "\"http\":{");
         static const char *const K[4] = {"\"http_method\":", "\"protocol\":",
                                          "\"http_user_agent\":", "\"http_refer\":"};
         if (host) {
-            if (!PUTS(o, "\"hostname\":") || !put_jstr(o, pool + host->data_off, host->data_len))
-                return 0;
-            f2 = 0;
+            sep(w, &f2);
+            JW_LIT(w, "\"hostname\":");
+            jw_latin1(w, pool + host->data_off, host->data_len);
         }
         if (uri) {
-            if ((!f2 && !PUTS(o, ",")) || !PUTS(o, "\"url\":") ||
-                !put_jstr(o, pool + uri->data_off, uri->data_len))
-                return 0;
-            f2 = 0;
+            sep(w, &f2);
+            JW_LIT(w, "\"url\":");
+            jw_latin1(w, pool + uri->data_off, uri->data_len);
         }
         for (int f = 0; f < 4; f++) {
             if (!e->text_len[f + 1])
                 continue;
-            if ((!f2 && !PUTS(o, ",")) || !put(o, K[f], strlen(K[f])) ||
-                !put_jstr(o, pool + e->text_off[f + 1], e->text_len[f + 1]))
-                return 0;
-            f2 = 0;
+            sep(w, &f2);
+            put_cstr(w, K[f]);
+            jw_latin1(w, pool + e->text_off[f + 1], e->text_len[f + 1]);
         }
-        if (!PUTS(o, "}"))
-            return 0;
+        jw_byte(w, '}');
     }
     if (xff) {
-        SEP();
-        if (!PUTS(o, "\"xff\":") || !put_ip(o, xff->addr, xff->addr_ver))
-            return 0;
+        sep(w, &first);
+        JW_LIT(w, "\"xff\":");
+        jw_ip(w, xff->addr, xff->addr_ver == 4);
     }
     /* Everything Unified2 says, in its own words */
-    SEP();
-    if (!PUTS(o, "\"unified2\":{\"record_type\":") || !put_u64(o, e->type))
-        return 0;
+    sep(w, &first);
+    JW_U64(w, "\"unified2\":{\"record_type\":", e->type);
     if (e->type == INGEST_U2_EVENT3) {
-        if (!PUTS(o, ",\"policy_id_context\":") || !put_u64(o, e->policy_context) ||
-            !PUTS(o, ",\"policy_id_inspect\":") || !put_u64(o, e->policy_inspect) ||
-            !PUTS(o, ",\"policy_id_detect\":") || !put_u64(o, e->policy_detect) ||
-            !PUTS(o, ",\"snort_status\":") || !put_u64(o, e->snort_status) ||
-            !PUTS(o, ",\"snort_action\":") || !put_u64(o, e->snort_action))
-            return 0;
-        if (e->length >= 168 &&
-            (!PUTS(o, ",\"http_request_size\":") || !put_u64(o, e->http_request_size) ||
-             !PUTS(o, ",\"http_response_size\":") || !put_u64(o, e->http_response_size)))
-            return 0;
-        if (e->text_len[5] && (!PUTS(o, ",\"message_detail\":") ||
-                               !put_jstr(o, pool + e->text_off[5], e->text_len[5])))
-            return 0;
+        JW_U64(w, ",\"policy_id_context\":", e->policy_context);
+        JW_U64(w, ",\"policy_id_inspect\":", e->policy_inspect);
+        JW_U64(w, ",\"policy_id_detect\":", e->policy_detect);
+        JW_U64(w, ",\"snort_status\":", e->snort_status);
+        JW_U64(w, ",\"snort_action\":", e->snort_action);
+        const char *verdict = snort3_verdict(e->snort_action, e->snort_status);
+        if (verdict != NULL) {
+            JW_LIT(w, ",\"snort_verdict\":\"");
+            put_cstr(w, verdict);
+            jw_byte(w, '"');
+        }
+        if (e->length >= 168) {
+            JW_U64(w, ",\"http_request_size\":", e->http_request_size);
+            JW_U64(w, ",\"http_response_size\":", e->http_response_size);
+        }
+        if (e->text_len[5]) {
+            JW_LIT(w, ",\"message_detail\":");
+            jw_latin1(w, pool + e->text_off[5], e->text_len[5]);
+        }
     } else {
-        if (!PUTS(o, ",\"impact_flag\":") || !put_u64(o, e->impact_flag) ||
-            !PUTS(o, ",\"impact\":") || !put_u64(o, e->impact) || !PUTS(o, ",\"blocked\":") ||
-            !put_u64(o, e->blocked))
-            return 0;
-        if (e->type != INGEST_U2_IDS_EVENT && e->type != INGEST_U2_IDS_EVENT_IPV6 &&
-            (!PUTS(o, ",\"policy_id\":") || !put_u64(o, e->policy_detect)))
-            return 0;
+        JW_U64(w, ",\"impact_flag\":", e->impact_flag);
+        JW_U64(w, ",\"impact\":", e->impact);
+        JW_U64(w, ",\"blocked\":", e->blocked);
+        if (e->type != INGEST_U2_IDS_EVENT && e->type != INGEST_U2_IDS_EVENT_IPV6) {
+            JW_U64(w, ",\"policy_id\":", e->policy_detect);
+        }
     }
-    if (e->mpls_label && (!PUTS(o, ",\"mpls_label\":") || !put_u64(o, e->mpls_label)))
-        return 0;
+    if (e->mpls_label) {
+        JW_U64(w, ",\"mpls_label\":", e->mpls_label);
+    }
     if (npk) {
-        if (!PUTS(o, ",\"packets\":["))
-            return 0;
+        JW_LIT(w, ",\"packets\":[");
         for (uint32_t j = 0; j < npk; j++) {
             const struct ingest_u2_packet *p = &pk[pk_idx[j]];
-            if ((j && !PUTS(o, ",")) || !PUTS(o, "{\"record_type\":") || !put_u64(o, p->type) ||
-                !PUTS(o, ",\"packet_second\":") || !put_u64(o, p->packet_second) ||
-                !PUTS(o, ",\"packet_microsecond\":") || !put_u64(o, p->packet_microsecond) ||
-                !PUTS(o, ",\"linktype\":") || !put_u64(o, p->linktype) ||
-                !PUTS(o, ",\"length\":") || !put_u64(o, p->packet_length))
-                return 0;
+            if (j)
+                jw_byte(w, ',');
+            JW_U64(w, "{\"record_type\":", p->type);
+            JW_U64(w, ",\"packet_second\":", p->packet_second);
+            JW_U64(w, ",\"packet_microsecond\":", p->packet_microsecond);
+            JW_U64(w, ",\"linktype\":", p->linktype);
+            JW_U64(w, ",\"length\":", p->packet_length);
             /* The first packet's bytes are the top-level "packet" (EVE's
              * member, for EVE tools): not repeated here. */
-            if (j && (!PUTS(o, ",\"data\":") || !put_b64(o, pool + p->data_off, p->data_len)))
-                return 0;
-            if (!PUTS(o, "}"))
-                return 0;
+            if (j) {
+                JW_LIT(w, ",\"data\":");
+                jw_b64(w, pool + p->data_off, p->data_len);
+            }
+            jw_byte(w, '}');
         }
-        if (!PUTS(o, "]"))
-            return 0;
+        jw_byte(w, ']');
     }
     if (nex) {
-        if (!PUTS(o, ",\"extra_data\":["))
-            return 0;
-        for (uint32_t j = 0; j < nex; j++)
-            if ((j && !PUTS(o, ",")) || !put_xdata(o, &ex[ex_idx[j]], pool))
-                return 0;
-        if (!PUTS(o, "]"))
-            return 0;
+        JW_LIT(w, ",\"extra_data\":[");
+        for (uint32_t j = 0; j < nex; j++) {
+            if (j)
+                jw_byte(w, ',');
+            put_xdata(w, &ex[ex_idx[j]], pool);
+        }
+        jw_byte(w, ']');
     }
-    return PUTS(o, "}");
-#undef SEP
+    jw_byte(w, '}');
 }
 
 long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint8_t *pool,
@@ -909,7 +796,7 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
                       const uint32_t *ex_start, uint8_t *out, size_t out_cap, uint32_t *ends)
 {
     if ((nev && (ev == NULL || pk_start == NULL || ex_start == NULL || ends == NULL)) ||
-        out == NULL || (npk && pk == NULL) || (nex && ex == NULL))
+        out == NULL || (npk && pk == NULL) || (nex && ex == NULL) || (pool == NULL && pool_len))
         return INGEST_EINVAL;
     if (nev && ((pk_start[nev] && pk_idx == NULL) || (ex_start[nev] && ex_idx == NULL)))
         return INGEST_EINVAL;
@@ -938,12 +825,13 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
         for (int f = 0; f < 6; f++)
             if (ev[i].text_off[f] > pool_len || pool_len - ev[i].text_off[f] < ev[i].text_len[f])
                 return INGEST_EINVAL;
-    struct out o = {out, out + out_cap};
+    struct jsonw w = jw_init(out, out_cap);
     for (unsigned i = 0; i < nev; i++) {
-        if (!render_one(&o, &ev[i], pool, pk, pk_idx + pk_start[i], pk_start[i + 1] - pk_start[i],
-                        ex, ex_idx + ex_start[i], ex_start[i + 1] - ex_start[i]))
+        render_one(&w, &ev[i], pool, pk, pk_idx + pk_start[i], pk_start[i + 1] - pk_start[i],
+                   ex, ex_idx + ex_start[i], ex_start[i + 1] - ex_start[i]);
+        if (jw_full(&w))
             return INGEST_ENOSPC;
-        ends[i] = (uint32_t)(o.p - out);
+        ends[i] = (uint32_t)(w.p - out);
     }
-    return (long)(o.p - out);
+    return (long)(w.p - out);
 }

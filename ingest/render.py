@@ -48,6 +48,7 @@ class StringTable:
             t.pool = ffi.from_buffer("uint8_t[]", data)
             t.off = ffi.from_buffer("uint32_t[]", seg.off)
             t.len = ffi.from_buffer("uint32_t[]", seg.len)
+            t.pool_len = len(seg.data)  # C checks every string lies inside it
             t.count = len(seg)
             t.next = self.c
             self._keep += [t, t.pool, t.off, t.len, data]

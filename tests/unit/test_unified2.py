@@ -86,7 +86,7 @@ def test_blocked_would_and_cant_are_not_drops():
 @pytest.mark.parametrize("layout", [160, 1032])
 def test_snort3_event_114(layout):
     buf = W.event3(layout=layout, gid=116, sid=434, rev=2, cls=3, prio=2, policies=(1, 2, 3),
-                   src="192.0.2.1", dst="2001:db8::9", vlan=10, status=0, action=1,
+                   src="192.0.2.1", dst="2001:db8::9", vlan=10, status=0, action=5,
                    app_name=b"HTTP",
                    http=(10, 20, b"GET", b"HTTP/1.1", b"curl/8", b"http://ref/", b"detail"))
     res = U.decode(buf)
@@ -107,8 +107,38 @@ def test_snort3_event_114(layout):
 
 
 def test_snort3_would_drop_is_allowed():
-    res = U.decode(W.event3(status=2, action=1))
+    res = U.decode(W.event3(status=2, action=5))
     assert res.alerts["action"][0] == B.ACTION_ALLOWED
+    assert to_records(res.batch)[0]["unified2"]["snort_verdict"] == "would_drop"
+
+
+# Snort 3's ActiveActionType and ActiveStatus (src/packet_io/active.h) and the
+# text Snort prints for each pair (Active::act_str: alert_csv's "action").
+_ACTIONS = ("trust", "allow", "hold", "retry", "rewrite", "drop", "block", "reset")
+
+
+@pytest.mark.parametrize("action", range(10))
+@pytest.mark.parametrize("status", range(5))
+def test_snort3_action_and_status_as_snort_defines_them(action, status):
+    res = U.decode(W.event3(layout=160, status=status, action=action))
+    r = to_records(res.batch)[0]
+    u = r["unified2"]
+    assert (u["snort_action"], u["snort_status"]) == (action, status)  # raw bytes kept
+    if action >= 8 or status >= 4:  # not Snort's codes: we cannot say
+        assert "action" not in r["alert"] and "snort_verdict" not in u
+        assert res.alerts["action"][0] == B.ACTION_UNKNOWN
+        return
+    name = _ACTIONS[action]
+    if status == 0:
+        text = name
+    elif action < 4:
+        text = "error"
+    else:
+        text = {1: "cant_", 2: "would_", 3: "force_"}[status] + name
+    assert u["snort_verdict"] == text
+    # blocked: the packet really did not pass (drop/block/reset carried out)
+    blocked = action >= 5 and status in (0, 3)
+    assert r["alert"]["action"] == ("blocked" if blocked else "allowed")
 
 
 def test_packets_buffers_and_extra_data_join_their_event():

@@ -1,0 +1,248 @@
+/*
+ * jsonw.h - the one bounded JSON writer of the C core (format.c, unified2.c).
+ *
+ * A writer owns nothing: it writes into the caller's buffer [p, end).  Every
+ * write checks the room left first; a write that does not fit writes nothing
+ * and marks the writer full, and a full writer writes nothing more (end is
+ * pulled back to p), so the caller checks jw_full() once, after a whole
+ * line or call, and reports INGEST_ENOSPC (the caller grows its buffer and
+ * calls again).  No output is ever partial in a way the caller can see.
+ *
+ * Static inline: each .c file that includes it gets its own copy (the C core
+ * is one shared object; nothing here is exported).
+ */
+#ifndef INGEST_JSONW_H
+#define INGEST_JSONW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+struct jsonw {
+    uint8_t *p;   /* next byte to write */
+    uint8_t *end; /* one past the last writable byte */
+    int full;     /* a write did not fit: the output is unusable */
+};
+
+static inline struct jsonw jw_init(uint8_t *out, size_t cap)
+{
+    struct jsonw w = {out, out + cap, 0};
+    return w;
+}
+
+static inline int jw_full(const struct jsonw *w) { return w->full; }
+
+/* Room for n more bytes?  If not, the writer becomes (and stays) full. */
+static inline int jw_room(struct jsonw *w, size_t n)
+{
+    if ((size_t)(w->end - w->p) >= n)
+        return 1;
+    w->full = 1;
+    w->end = w->p;
+    return 0;
+}
+
+static inline void jw_bytes(struct jsonw *w, const void *s, size_t n)
+{
+    if (!jw_room(w, n))
+        return;
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+
+static inline void jw_byte(struct jsonw *w, uint8_t c)
+{
+    if (jw_room(w, 1))
+        *w->p++ = c;
+}
+
+/* A string literal, without its NUL. */
+#define JW_LIT(w, lit) jw_bytes((w), (lit), sizeof(lit) - 1)
+
+static inline void jw_u64(struct jsonw *w, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    jw_bytes(w, tmp + i, sizeof tmp - i);
+}
+
+static inline void jw_i64(struct jsonw *w, int64_t v)
+{
+    if (v < 0) {
+        jw_byte(w, '-');
+        jw_u64(w, (uint64_t)(-(v + 1)) + 1); /* INT64_MIN without overflow */
+    } else {
+        jw_u64(w, (uint64_t)v);
+    }
+}
+
+/* A literal (a member's key and punctuation) and a number after it. */
+#define JW_U64(w, lit, v)                                                                          \
+    do {                                                                                           \
+        JW_LIT((w), (lit));                                                                        \
+        jw_u64((w), (v));                                                                          \
+    } while (0)
+
+/* Two decimal digits of v % 100 (timestamps). */
+static inline void jw_2d(struct jsonw *w, unsigned v)
+{
+    uint8_t d[2] = {(uint8_t)('0' + v / 10 % 10), (uint8_t)('0' + v % 10)};
+    jw_bytes(w, d, 2);
+}
+
+/* A JSON string body (no quotes) from UTF-8 text: '"', '\\', control bytes
+ * and DEL escaped, everything else as is.  At most 6 bytes per input byte. */
+static inline void jw_esc(struct jsonw *w, const uint8_t *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\') {
+            uint8_t e[2] = {'\\', c};
+            jw_bytes(w, e, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            uint8_t e[6] = {'\\', 'u', '0', '0', (uint8_t)hex[c >> 4], (uint8_t)hex[c & 15]};
+            jw_bytes(w, e, 6);
+        } else {
+            jw_byte(w, c);
+        }
+        if (w->full)
+            return;
+    }
+}
+
+/* A quoted JSON string from UTF-8 text. */
+static inline void jw_str(struct jsonw *w, const uint8_t *s, size_t n)
+{
+    jw_byte(w, '"');
+    jw_esc(w, s, n);
+    jw_byte(w, '"');
+}
+
+/* A quoted JSON string from raw bytes of unknown encoding: printable ASCII
+ * as is, every other byte as \u00XX (read as Latin-1, so any input gives
+ * valid JSON and the bytes can be recovered). */
+static inline void jw_latin1(struct jsonw *w, const uint8_t *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    jw_byte(w, '"');
+    for (size_t i = 0; i < n && !w->full; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\') {
+            uint8_t e[2] = {'\\', c};
+            jw_bytes(w, e, 2);
+        } else if (c >= 0x20 && c < 0x7f) {
+            jw_byte(w, c);
+        } else {
+            uint8_t e[6] = {'\\', 'u', '0', '0', (uint8_t)hex[c >> 4], (uint8_t)hex[c & 15]};
+            jw_bytes(w, e, 6);
+        }
+    }
+    jw_byte(w, '"');
+}
+
+/* A quoted base64 string (RFC 4648, padded). */
+static inline void jw_b64(struct jsonw *w, const uint8_t *s, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (!jw_room(w, (n + 2) / 3 * 4 + 2))
+        return;
+    uint8_t *o = w->p;
+    *o++ = '"';
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        o[0] = (uint8_t)tab[v >> 18];
+        o[1] = (uint8_t)tab[(v >> 12) & 63];
+        o[2] = (uint8_t)tab[(v >> 6) & 63];
+        o[3] = (uint8_t)tab[v & 63];
+        o += 4;
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+        o[0] = (uint8_t)tab[v >> 18];
+        o[1] = (uint8_t)tab[(v >> 12) & 63];
+        o[2] = i + 1 < n ? (uint8_t)tab[(v >> 6) & 63] : '=';
+        o[3] = '=';
+        o += 4;
+    }
+    *o++ = '"';
+    w->p = o;
+}
+
+/* An address (16 bytes; IPv4 as ::ffff:a.b.c.d) as text, unquoted: dotted
+ * quad for IPv4 (or any IPv4-mapped address), else RFC 5952 (lower case,
+ * the longest run of two or more zero groups, the first on a tie, as "::"),
+ * the text Python's ipaddress gives.  At most 39 bytes. */
+static inline void jw_ip_text(struct jsonw *w, const uint8_t a[16], int v4)
+{
+    char tmp[48];
+    size_t k = 0;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (v4 || memcmp(a, mapped, 12) == 0) {
+        for (int i = 12; i < 16; i++) {
+            unsigned v = a[i];
+            if (v >= 100)
+                tmp[k++] = (char)('0' + v / 100);
+            if (v >= 10)
+                tmp[k++] = (char)('0' + v / 10 % 10);
+            tmp[k++] = (char)('0' + v % 10);
+            if (i < 15)
+                tmp[k++] = '.';
+        }
+    } else {
+        unsigned g[8];
+        for (int i = 0; i < 8; i++)
+            g[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+        int best = -1, blen = 0;
+        for (int i = 0; i < 8;) {
+            if (g[i]) {
+                i++;
+                continue;
+            }
+            int j = i;
+            while (j < 8 && !g[j])
+                j++;
+            if (j - i > blen && j - i >= 2) {
+                best = i;
+                blen = j - i;
+            }
+            i = j;
+        }
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 8; i++) {
+            if (i == best) {
+                tmp[k++] = ':';
+                if (i == 0)
+                    tmp[k++] = ':';
+                i += blen - 1;
+                continue;
+            }
+            int started = 0;
+            for (int sh = 12; sh >= 0; sh -= 4) {
+                unsigned d = (g[i] >> sh) & 15;
+                if (d || started || sh == 0) {
+                    tmp[k++] = hex[d];
+                    started = 1;
+                }
+            }
+            if (i < 7)
+                tmp[k++] = ':';
+        }
+    }
+    jw_bytes(w, tmp, k);
+}
+
+/* The same, quoted. */
+static inline void jw_ip(struct jsonw *w, const uint8_t a[16], int v4)
+{
+    jw_byte(w, '"');
+    jw_ip_text(w, a, v4);
+    jw_byte(w, '"');
+}
+
+#endif /* INGEST_JSONW_H */

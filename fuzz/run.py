@@ -1,0 +1,245 @@
+"""Fuzz every C decoder with libFuzzer under ASan + UBSan, bounded.
+
+    python fuzz/run.py                      # every target, 250,000 inputs or 300 s each
+    python fuzz/run.py --runs 2500000 --seconds 3600 unified2 eve
+    python fuzz/run.py --smoke              # CI: a few seconds per target
+
+One target per C decoder (fuzz/fuzz_<name>.c):
+
+=========  =====================================================================
+alertpkt   csrc/alertpkt.c: Snort / Barnyard2 datagrams of every variant
+unified2   csrc/unified2.c: decode (with array growth), resync, unwind, render
+eve        csrc/eve.c: line splitter, JSON validator/extractor, gather, dedupe
+format     csrc/format.c + jsonw.h: random alert structs and string tables,
+           every rendered line checked to be a JSON object by eve.c
+=========  =====================================================================
+
+Seeds come from the shared data (``../shared/data`` beside the checkout, or
+``$INGEST_SHARED_DATA``) and the reproducers beside it (``../shared/repro``);
+the growing corpus, crash artifacts and a ``summary.json`` go to
+``fuzz/build/`` (``--build-dir``).  One process, one worker (the machine is
+shared).  Needs clang with libFuzzer (Debian: ``apt-get install clang-14
+libclang-rt-14-dev``).  Exit status 1 when any target crashed, 2 when it
+could not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+CSRC = ROOT / "csrc"
+
+#: target -> (C sources it links, -max_len)
+TARGETS: dict[str, tuple[list[str], int]] = {
+    "alertpkt": (["alertpkt.c"], 4096),
+    "unified2": (["unified2.c"], 16384),
+    "eve": (["eve.c"], 8192),
+    "format": (["format.c", "eve.c"], 8192),
+}
+
+CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=fuzzer,address,undefined",
+          "-fno-sanitize-recover=all", "-std=gnu11", "-Wall", "-Wextra"]
+
+ALERTPKT_LENS = (65864, 65928, 1856, 1844)
+
+
+def shared_data() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("INGEST_SHARED_DATA") or ROOT.parent / "shared" / "data")
+
+
+def find_clang() -> str:
+    for cc in (os.environ.get("CC_FUZZ"), "clang", "clang-14", "clang-15", "clang-16"):
+        if cc and shutil.which(cc):
+            return cc
+    raise SystemExit("fuzz: no clang found (Debian: apt-get install clang-14 libclang-rt-14-dev)")
+
+
+def build(cc: str, name: str, out: pathlib.Path) -> pathlib.Path:
+    srcs, _ = TARGETS[name]
+    exe = out / f"fuzz_{name}"
+    cmd = [cc, *CFLAGS, f"-I{CSRC}", str(HERE / f"fuzz_{name}.c"), *(str(CSRC / s) for s in srcs),
+           "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"fuzz: building {name} failed:\n{' '.join(cmd)}\n{r.stderr}")
+    return exe
+
+
+# ---- seeds -------------------------------------------------------------------
+
+def _captures(path: pathlib.Path) -> list[bytes]:
+    """A real-engine capture: <u32 LE length><datagram>..., gzip'ed."""
+    data = gzip.open(path).read()
+    out, i = [], 0
+    while i + 4 <= len(data):
+        (n,) = struct.unpack_from("<I", data, i)
+        out.append(data[i + 4: i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def _alertpkt_seed(d: bytes) -> bytes:
+    """A datagram as the target's input: the variant, then its first bytes
+    (message, headers, the start of the packet)."""
+    if len(d) in ALERTPKT_LENS:
+        return bytes([ALERTPKT_LENS.index(len(d))]) + d[:4000]
+    return b"\x04" + d[:4000]
+
+
+def _lines(path: pathlib.Path, limit: int = 40, size: int = 4000) -> list[bytes]:
+    """Stretches of an eve.json file: up to `limit` chunks of whole lines."""
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    out, cur = [], b""
+    for line in raw.splitlines(keepends=True):
+        if len(cur) + len(line) > size and cur:
+            out.append(cur)
+            cur = b""
+            if len(out) >= limit:
+                break
+        cur += line[:size]
+    if cur and len(out) < limit:
+        out.append(cur)
+    return out
+
+
+def seeds(name: str, data: pathlib.Path) -> list[bytes]:
+    real = data / "real"
+    repro = data.parent / "repro"
+    out: list[bytes] = []
+    if name == "alertpkt":
+        for p in sorted(real.glob("*/*datagrams.bin.gz")):
+            if "suricata" not in str(p):
+                out += [_alertpkt_seed(d) for d in _captures(p)]
+        for p in sorted((data / "alertpkt").glob("*.bin.gz")):
+            raw = gzip.open(p).read()
+            size = next((n for n in ALERTPKT_LENS if len(raw) % n == 0), 0)
+            if size:
+                out += [_alertpkt_seed(raw[i: i + size]) for i in range(0, len(raw), size)]
+    elif name == "unified2":
+        files = [*sorted((data / "unified2").glob("*")), *sorted(real.glob("*/snort.u2.*")),
+                 *sorted(real.glob("*/unified2.log")), *sorted(repro.glob("u2_*")),
+                 *sorted(repro.glob("unified2-*"))]
+        for p in files:
+            if p.is_file() and p.suffix != ".py":
+                b = p.read_bytes()
+                out += [b[i: i + 16384] for i in range(0, min(len(b), 1 << 20), 16384)]
+    elif name == "eve":
+        for p in [*sorted((data / "eve").rglob("*.json")), real / "suricata-7.0.0" / "eve.json",
+                  real / "suricata-7.0.0" / "big-eve.json.gz"]:
+            if p.is_file():
+                out += _lines(p)
+        for p in sorted(real.glob("suricata-*/dgram-datagrams.bin.gz")):
+            out += _captures(p)
+        for p in sorted(real.glob("suricata-*/stream-conn-*.bin.gz")):
+            raw = gzip.open(p).read()
+            out += [raw[i: i + 4000] for i in range(0, len(raw), 4000)]
+        for p in sorted(repro.glob("eve*")):
+            out.append(p.read_bytes()[:8000])
+    elif name == "format":
+        # alerts with addresses, ports, vlan, texts; the fuzzer does the rest
+        alert = struct.pack("<qQ16s16s9I3H5BB", 1_700_000_000_000_000, 7,
+                            bytes(10) + b"\xff\xff\xc0\x00\x02\x01", bytes.fromhex("20010db8" + "00" * 11 + "01"),
+                            1, 2, 1, 1000001, 3, 4, 2, 0, 1, 80, 443, 12, 1, 4, 6, 2, 0x17, 0)
+        texts = "TEST-TCP4 content EVILSTRING \"q\" \\ \x01 été ☃".encode()
+        table = struct.pack(">HHHH", 0, len(texts), 5, 7)
+        for ctl in (0, 1, 0x10, 0x11):
+            out.append(bytes([ctl, 2, 2]) + alert * 2 + table + texts)
+    return [s for s in out if s]
+
+
+def write_seeds(name: str, dest: pathlib.Path, data: pathlib.Path) -> int:
+    dest.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for s in seeds(name, data):
+        (dest / hashlib.sha1(s).hexdigest()).write_bytes(s)
+        n += 1
+    return n
+
+
+# ---- running -----------------------------------------------------------------
+
+def run_target(exe: pathlib.Path, name: str, build_dir: pathlib.Path, runs: int, seconds: int,
+               data: pathlib.Path, verbose: bool) -> dict:
+    corpus = build_dir / "corpus" / name
+    seed_dir = build_dir / "seeds" / name
+    crashes = build_dir / "crashes"
+    corpus.mkdir(parents=True, exist_ok=True)
+    crashes.mkdir(parents=True, exist_ok=True)
+    nseeds = write_seeds(name, seed_dir, data)
+    before = set(crashes.iterdir())
+    log = build_dir / f"{name}.log"
+    cmd = [str(exe), f"-runs={runs}", f"-max_total_time={seconds}", f"-max_len={TARGETS[name][1]}",
+           "-jobs=1", "-workers=1", "-print_final_stats=1", f"-artifact_prefix={crashes}/{name}-",
+           "-timeout=25", "-rss_limit_mb=4096", str(corpus), str(seed_dir)]
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    elapsed = time.monotonic() - t0
+    text = log.read_text(errors="replace")
+    m = re.search(r"stat::number_of_executed_units:\s*(\d+)", text)
+    done = re.findall(r"Done (\d+) runs", text)
+    inputs = int(m.group(1)) if m else int(done[-1]) if done else 0
+    new = sorted(set(crashes.iterdir()) - before)
+    res = {"target": name, "inputs": inputs, "seconds": round(elapsed, 1), "crashes": len(new),
+           "exit": rc, "seeds": nseeds, "artifacts": [str(p) for p in new], "log": str(log)}
+    if rc != 0 or new:
+        res["crashes"] = max(1, len(new))
+        tail = "\n".join(text.splitlines()[-60:])
+        print(f"fuzz: {name}: CRASH (exit {rc}); log {log}\n{tail}", file=sys.stderr)
+    elif verbose:
+        print("\n".join(text.splitlines()[-5:]))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("targets", nargs="*", metavar="TARGET",
+                    help=f"targets to run: {', '.join(TARGETS)} (default: all)")
+    ap.add_argument("--runs", type=int, default=250_000, help="inputs per target (default 250,000)")
+    ap.add_argument("--seconds", type=int, default=300, help="time bound per target (default 300)")
+    ap.add_argument("--smoke", action="store_true", help="a short bounded run (CI): 20,000 inputs or 20 s")
+    ap.add_argument("--build-dir", type=pathlib.Path, default=HERE / "build")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.runs, args.seconds = 20_000, 20
+    names = args.targets or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        ap.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    data = shared_data()
+    if not data.is_dir():
+        print(f"fuzz: note: no shared data at {data}: running from built-in seeds only", file=sys.stderr)
+    cc = find_clang()
+    args.build_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in names:
+        exe = build(cc, name, args.build_dir)
+        r = run_target(exe, name, args.build_dir, args.runs, args.seconds, data, args.verbose)
+        print(f"fuzz: {name:9s} {r['inputs']:>11,} inputs  {r['seconds']:>7.1f} s  "
+              f"{r['crashes']} crashes  ({r['seeds']} seeds)", flush=True)
+        results.append(r)
+    total = sum(r["inputs"] for r in results)
+    crashed = sum(r["crashes"] for r in results)
+    print(f"fuzz: total {total:,} inputs, {sum(r['seconds'] for r in results):.0f} s, {crashed} crashes")
+    (args.build_dir / "summary.json").write_text(json.dumps(
+        {"clang": cc, "results": results, "total_inputs": total, "crashes": crashed}, indent=1) + "\n")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

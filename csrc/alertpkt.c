@@ -329,10 +329,13 @@ void ingest_set_hash_key(uint64_t k0, uint64_t k1)
         v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                                  \
     } while (0)
 
-static uint64_t siphash13(const uint8_t *in, size_t len)
+/* tweak separates domains: the same bytes under another tweak get an
+ * unrelated key */
+static uint64_t siphash13(const uint8_t *in, size_t len, uint64_t tweak)
 {
-    uint64_t v0 = 0x736f6d6570736575ull ^ hash_k0, v1 = 0x646f72616e646f6dull ^ hash_k1;
-    uint64_t v2 = 0x6c7967656e657261ull ^ hash_k0, v3 = 0x7465646279746573ull ^ hash_k1;
+    uint64_t k1 = hash_k1 ^ tweak;
+    uint64_t v0 = 0x736f6d6570736575ull ^ hash_k0, v1 = 0x646f72616e646f6dull ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ hash_k0, v3 = 0x7465646279746573ull ^ k1;
     uint64_t m, b = (uint64_t)len << 56;
     size_t i = 0;
     for (; i + 8 <= len; i += 8) {
@@ -354,11 +357,14 @@ static uint64_t siphash13(const uint8_t *in, size_t len)
 }
 
 /* alertmsg is at offset 0 in every variant; the senders always NUL-terminate
- * it, but it is bounded here by its field size regardless. */
-static uint64_t msg_hash(const uint8_t *msg)
+ * it, but it is bounded here by its field size regardless.  The key also
+ * depends on the source kind: the caller reads the text of a Snort Alertpkt
+ * (which Snort 3 sends quoted) differently from Barnyard2's, so the same
+ * bytes from two kinds must not share a string. */
+static uint64_t msg_hash(const uint8_t *msg, uint8_t source)
 {
     const uint8_t *z = memchr(msg, 0, INGEST_ALERTMSG_LEN);
-    return siphash13(msg, z ? (size_t)(z - msg) : INGEST_ALERTMSG_LEN);
+    return siphash13(msg, z ? (size_t)(z - msg) : INGEST_ALERTMSG_LEN, source);
 }
 
 /* Batch-local dedup of message keys: open addressing on the stack. */
@@ -432,7 +438,7 @@ int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
         status[i] = decode_one(dg, L, &out[k]);
         slot_of[k] = i;
         if (msg_key != NULL)
-            msg_key[k] = msg_hash(dg); /* alertmsg is at offset 0 in every variant */
+            msg_key[k] = msg_hash(dg, L->source); /* alertmsg: offset 0 in every variant */
         k++;
     }
     if (msg_key != NULL && msg_first != NULL)

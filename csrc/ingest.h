@@ -128,8 +128,9 @@ int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
  * slot_of[j] is the slot it came from (so the caller can read alertmsg and
  * app_name in place, without copies).  msg_idx/app_idx are set to -1.
  * msg_key[j] (may be NULL) is a keyed 64-bit hash (SipHash-1-3, key set with
- * ingest_set_hash_key) of alert j's alertmsg text, so the caller can share one
- * string per distinct message without reading every message.  msg_first[j]
+ * ingest_set_hash_key) of alert j's alertmsg text and source kind, so the
+ * caller can share one string per distinct message without reading every
+ * message (the same bytes from two kinds get two keys).  msg_first[j]
  * (may be NULL; needs msg_key) is the first alert of this batch with the same
  * key, so msg_first[j] == j marks the distinct messages.
  * Returns the number of alerts written.

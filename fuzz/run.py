@@ -17,8 +17,9 @@ format     csrc/format.c + jsonw.h: random alert structs and string tables,
 Seeds come from the shared data (``../shared/data`` beside the checkout, or
 ``$INGEST_SHARED_DATA``) and the reproducers beside it (``../shared/repro``);
 the growing corpus, crash artifacts and a ``summary.json`` go to
-``fuzz/build/`` (``--build-dir``).  One process, one worker (the machine is
-shared).  Needs clang with libFuzzer (Debian: ``apt-get install clang-14
+``fuzz/build/`` (``--build-dir``).  One process per target, in turn (the
+machine is shared): libFuzzer's default, in-process; ``-jobs``/``-workers``
+would fork and log to ``fuzz-N.log`` in the working directory).  Needs clang with libFuzzer (Debian: ``apt-get install clang-14
 libclang-rt-14-dev``).  Exit status 1 when any target crashed, 2 when it
 could not run at all.
 """
@@ -182,7 +183,7 @@ def run_target(exe: pathlib.Path, name: str, build_dir: pathlib.Path, runs: int,
     before = set(crashes.iterdir())
     log = build_dir / f"{name}.log"
     cmd = [str(exe), f"-runs={runs}", f"-max_total_time={seconds}", f"-max_len={TARGETS[name][1]}",
-           "-jobs=1", "-workers=1", "-print_final_stats=1", f"-artifact_prefix={crashes}/{name}-",
+           "-print_final_stats=1", f"-artifact_prefix={crashes}/{name}-",
            "-timeout=25", "-rss_limit_mb=4096", str(corpus), str(seed_dir)]
     t0 = time.monotonic()
     with open(log, "w") as f:

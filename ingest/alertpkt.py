@@ -11,6 +11,10 @@ length   sender                                         byte order
 1844     Barnyard2 on 32-bit                            host + big-endian event
 =======  =============================================  ==========
 
+Snort 3 sends the same 65,864-byte layout as Snort 2.9, but its ``alertmsg``
+is the rule's msg *with its double quotes* (and its backslash escapes), cut
+to 255 bytes; see :func:`snort_message` for how it is read.
+
 Example::
 
     from ingest.alertpkt import decode_datagrams
@@ -20,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +53,40 @@ REASONS = (
     "bad_ip_header",  # kept without packet fields: nethdr is no IP header
 )
 REJECTED = frozenset((lib.INGEST_DG_BAD_LENGTH, lib.INGEST_DG_TRUNCATED))
+
+_BACKSLASH_ESCAPE = re.compile(rb"\\(.)", re.S)
+
+
+def snort_message(raw: bytes) -> bytes:
+    """The signature message of a Snort Alertpkt (65,864 bytes), as the rule
+    wrote it.
+
+    Snort 3 stores a rule's msg with its quotes and escapes (``"say \\"hi\\""``)
+    and sends it so, cut to 255 bytes: a long message keeps only its opening
+    quote.  Snort 2.9 sends the unquoted, unescaped text in the same layout,
+    and nothing else in the datagram tells the two apart.  The rule: a message
+    that begins with ``"`` and either ends with an unescaped ``"`` or fills
+    all 255 bytes (cut) is Snort 3's form; its outer quotes go and ``\\x``
+    becomes ``x`` (Snort 2's own unescaping), so a signature reads the same
+    from both engines.  Every Snort 3 message has that form; a Snort 2
+    message that itself begins and ends with a quote (``msg:"\\"x\\""``) is
+    read the same way and loses those two quotes (the one ambiguity).
+    Anything else is returned unchanged.
+    """
+    if not raw.startswith(b'"'):
+        return raw
+    body = raw[1:]
+    closed = len(raw) >= 2 and body.endswith(b'"') and _unescaped_end(body[:-1])
+    if closed:
+        body = body[:-1]
+    elif len(raw) < ALERTMSG_LEN - 1:
+        return raw  # an opening quote only, not cut: not Snort 3's form
+    return _BACKSLASH_ESCAPE.sub(rb"\1", body)
+
+
+def _unescaped_end(text: bytes) -> bool:
+    """Is a quote right after text unescaped (an even run of backslashes)?"""
+    return (len(text) - len(text.rstrip(b"\\"))) % 2 == 0
 
 
 @dataclass
@@ -143,10 +182,11 @@ class SlotDecoder:
         """Build the batch string table: one entry per distinct signature
         message (and app name), read in place from the slots.
 
-        The C decoder gave every message a keyed hash and marked the first
-        alert of each distinct one; text is decoded only the first time a key
-        is seen (messages repeat: Zipf), so a batch costs a few vector ops and
-        a dict lookup per distinct message.
+        The C decoder gave every message a keyed hash (of its bytes and
+        source kind) and marked the first alert of each distinct one; text is
+        decoded only the first time a key is seen (messages repeat: Zipf), so
+        a batch costs a few vector ops and a dict lookup per distinct message.
+        A Snort Alertpkt's text goes through :func:`snort_message`.
         """
         k = len(alerts)
         if k == 0:
@@ -160,9 +200,12 @@ class SlotDecoder:
         if None in found:
             if len(cache) > 65536:
                 cache.clear()
+            sources = alerts["source"][first]
             for j, key in enumerate(keys):
                 if found[j] is None:
                     raw = self.slots[slot_of[first[j]], :ALERTMSG_LEN].tobytes().split(b"\0", 1)[0]
+                    if sources[j] == B.SRC_SNORT:
+                        raw = snort_message(raw)
                     found[j] = cache[key] = raw.decode("utf-8", "replace")
         strings: list[str] = found  # type: ignore[assignment]  # no None left
         rank = np.cumsum(is_first, dtype=np.int32) - 1  # string index of each distinct message

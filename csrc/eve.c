@@ -646,14 +646,16 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
             memset(a->src_addr, 0, 16);
             memset(a->dst_addr, 0, 16);
         }
-        if ((f.have & H_SPORT) && (f.have & H_DPORT) && f.src_port <= 65535 && f.dest_port <= 65535) {
-            a->src_port = (uint16_t)f.src_port;
-            a->dst_port = (uint16_t)f.dest_port;
-            a->flags |= INGEST_F_PORTS;
-        } else if ((f.have & H_ITYPE) && (f.have & H_ICODE) && f.icmp_type <= 255 && f.icmp_code <= 255) {
+        /* Suricata writes src_port/dest_port 0 beside icmp_type/icmp_code
+         * for ICMP: type and code are what the alert says (as from Snort). */
+        if ((f.have & H_ITYPE) && (f.have & H_ICODE) && f.icmp_type <= 255 && f.icmp_code <= 255) {
             a->src_port = (uint16_t)f.icmp_type;
             a->dst_port = (uint16_t)f.icmp_code;
             a->flags |= INGEST_F_ICMP;
+        } else if ((f.have & H_SPORT) && (f.have & H_DPORT) && f.src_port <= 65535 && f.dest_port <= 65535) {
+            a->src_port = (uint16_t)f.src_port;
+            a->dst_port = (uint16_t)f.dest_port;
+            a->flags |= INGEST_F_PORTS;
         }
         if ((f.have & H_VLAN) && f.vlan <= 4095) {
             a->vlan = (uint16_t)f.vlan;

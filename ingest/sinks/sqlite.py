@@ -32,6 +32,7 @@ import errno
 import os
 import sqlite3
 import stat
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -97,8 +98,9 @@ _COLUMNS = (
     "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
     "flow_id, app_name"
 )
+# DO NOTHING on any event key (alerts_u2_key, alerts_by2_key): a re-delivered event
 _INSERT = (f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))}) "
-           "ON CONFLICT (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2' DO NOTHING")
+           "ON CONFLICT DO NOTHING")
 # alerts that carry a replay key: stored at most once (see AlertBatch.keys)
 _INSERT_KEYED = (f"INSERT OR IGNORE INTO alerts ({_COLUMNS}, replay_key) "
                  f"VALUES ({', '.join('?' * (len(_COLUMNS.split(',')) + 1))})")
@@ -120,6 +122,17 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE signatures ADD COLUMN refs TEXT")
         db.execute("DROP VIEW IF EXISTS alerts_v")
         db.executescript(SCHEMA)  # the view again, with refs
+    # Barnyard2 sends an event once per packet record; its reader drops the
+    # repeats, and this key catches an event resent across a restart.  A
+    # store that already holds repeats (written before the key existed)
+    # keeps them and goes without the key (said once at start-up).
+    try:
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS alerts_by2_key ON alerts "
+                   "(sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'barnyard2'")
+    except sqlite3.IntegrityError:
+        print("ingest: warning: the store holds repeated Barnyard2 events from an earlier "
+              "version; no unique key for Barnyard2 events (see README, The SQLite store)",
+              file=sys.stderr, flush=True)
 
 #: how long one write waits for a lock held by another connection
 BUSY_TIMEOUT_MS = 5000

@@ -26,6 +26,7 @@ from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf
 from ..stats import Stats
+from .barnyard2_events import RecentEvents
 from .base import Submit
 
 #: slots per batch (64 x 64 KiB = 4 MiB per socket); the reader keeps
@@ -64,7 +65,8 @@ def keep_raw(deadletter: DeadLetter, origin: str, reason: str, slot: np.ndarray,
 
 def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: Stats,
                  deadletter: DeadLetter, acks: list | None = None,
-                 wait_for_room: Callable[[], bool] | None = None) -> int:
+                 wait_for_room: Callable[[], bool] | None = None,
+                 events: RecentEvents | None = None) -> int:
     """Decode n received slots and hand the alerts on; dead-letter and count
     what cannot be used.  Returns the number of alerts submitted.
 
@@ -72,6 +74,7 @@ def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: S
     who is waiting for us anyway) wait until it returns False (stopping);
     without it (a datagram sender that must never be blocked by us) the raw
     datagrams go to the dead-letter file, counted as dropped ``queue_full``.
+    ``events``: drop Barnyard2's repeated events (see barnyard2_events).
     """
     nbytes = n * ALERT_DTYPE.itemsize  # what the alerts will hold (the raw datagrams are not kept)
     reserved = submit.reserve(n, nbytes=nbytes)
@@ -92,6 +95,11 @@ def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: S
         for i, reason in res.anomalies:
             keep_raw(deadletter, origin, reason, dec.slots[i], int(dec.lens[i]))
             stats.add_anomaly(reason)
+        if events is not None and len(res.batch):
+            res.batch.alerts = events.drop_repeats(res.batch.alerts, stats)
+            if not len(res.batch):
+                for ack in acks or ():  # only repeats of stored events: release the sender
+                    ack()
         k = len(res.batch)
         stats.add_input(n, k)
         if k:
@@ -122,6 +130,7 @@ class DatagramSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.events = RecentEvents()
 
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         self._thread = threading.Thread(
@@ -159,7 +168,7 @@ class DatagramSource:
                     return
                 continue
             try:
-                handle_slots(dec, n, self.origin, submit, stats, deadletter)
+                handle_slots(dec, n, self.origin, submit, stats, deadletter, events=self.events)
             except Exception as e:  # a bug, not input: report it, keep draining
                 stats.internal_errors += 1
                 print(f"ingest: error: {self.origin}: internal error: {e!r}", file=sys.stderr, flush=True)

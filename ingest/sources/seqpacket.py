@@ -36,6 +36,7 @@ from ..alertpkt import SLOT_SIZE, SlotDecoder
 from ..deadletter import DeadLetter
 from ..sockets import BoundSocket, bind_unix
 from ..stats import Stats
+from .barnyard2_events import RecentEvents
 from .base import Submit
 from .dgram import POLL_SECONDS, handle_slots
 from .stream import (
@@ -70,6 +71,7 @@ class SeqpacketSource:
         self._conns: list[_Conn] = []
         self._lock = threading.Lock()
         self.error: BaseException | None = None
+        self.events = RecentEvents()  # shared by the connections of one Barnyard2
 
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         t = threading.Thread(target=self._accept, args=(submit, stats, deadletter),
@@ -171,7 +173,7 @@ class SeqpacketSource:
                 # Never dead-letter for a full queue here: Barnyard2 waits
                 # for our ack anyway, so we wait for room instead.
                 k = handle_slots(dec, 1, self.origin, submit, stats, deadletter, acks=[ack],
-                                 wait_for_room=room)
+                                 wait_for_room=room, events=self.events)
             except Exception as e:  # a bug, not input: report it, keep serving
                 conn.awaiting -= 1
                 stats.internal_errors += 1

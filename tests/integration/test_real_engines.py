@@ -21,9 +21,7 @@ import socket
 import sqlite3
 import struct
 import time
-from datetime import datetime, timezone
-
-import pytest
+from datetime import UTC, datetime
 
 from ingest import unified2
 from ingest.eve import decode_lines
@@ -49,12 +47,12 @@ def captures(rel: str) -> list[bytes]:
 
 def snort_time(ts_iso: str) -> str:
     """Our '2023-11-14T22:13:20.003000+0000' as Snort prints it: '11/14-22:13:20.003000'."""
-    t = datetime.strptime(ts_iso, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(timezone.utc)
+    t = datetime.strptime(ts_iso, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
     return t.strftime("%m/%d-%H:%M:%S.%f")
 
 
 def suricata_time(ts_us: int) -> str:
-    t = datetime.fromtimestamp(ts_us / 1e6, tz=timezone.utc)
+    t = datetime.fromtimestamp(ts_us / 1e6, tz=UTC)
     return t.strftime("%m/%d/%Y-%H:%M:%S.%f")
 
 

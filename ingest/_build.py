@@ -102,6 +102,8 @@ ffibuilder.set_source(
     # setuptools wants source paths relative to the directory it runs in.
     sources=[os.path.relpath(CSRC / name) for name in SOURCES],
     include_dirs=[os.path.relpath(CSRC)],
+    # a header change rebuilds every C file
+    depends=[os.path.relpath(CSRC / h) for h in ("ingest.h", "jsonw.h")],
     extra_compile_args=_compile_args(),
     extra_link_args=_link_args(),
 )

@@ -264,6 +264,34 @@ def test_insane_length_is_reported_and_resynchronised():
     assert not res.fatal
 
 
+@pytest.mark.parametrize("direct", [False, True])
+@pytest.mark.parametrize("after", ["packet", "extra"])
+def test_resync_fed_in_small_pieces_finds_what_the_whole_file_gives(after, direct):
+    """A bad header, then a record whose plausibility check reads into its
+    body (packet, extra-data): fed a few bytes at a time, the streaming
+    decoder waits until it can judge the candidate instead of reading past
+    what it holds or giving up, and ends with what the whole file gives."""
+    rec = (W.packet(event_id=2, event_second=1700000000, data=b"P" * 40) if after == "packet"
+           else W.extra(info_type=9, data=b"/x", event_id=2, event_second=1700000000))
+    # direct: the record to judge comes right after the bad region
+    buf = (W.event_v4(7, event_id=1) + (W.event_v4(7, event_id=2, sec=1700000000) if direct else b"")
+           + struct.pack(">II", 104, 0xFFFFFFFF) + b"junk" * 3
+           + (b"" if direct else W.event_v4(7, event_id=2, sec=1700000000)) + rec + W.event_v4(7, event_id=3))
+    whole = U.decode(buf)
+    assert whole.alerts["event_id"].tolist() == [1, 2, 3] and not whole.fatal
+    assert len(whole.packets) + len(whole.extra) == 1
+    for step in (1, 3, 13):
+        dec = U.Decoder(0, 4 << 20)
+        parts = []
+        for i in range(0, len(buf), step):
+            dec.feed(buf[i: i + step])
+            parts.append(dec.decode(final=False))
+        parts.append(dec.decode(final=True))
+        got = U.Unified2Result.concat(parts)
+        assert got.alerts["event_id"].tolist() == [1, 2, 3], step
+        assert len(got.packets) + len(got.extra) == 1 and not got.fatal
+
+
 def test_insane_length_without_recovery_stops_the_file():
     buf = W.event_v4(7) + struct.pack(">II", 2, 0xFFFFFFF0) + b"\xee" * 50
     res = U.decode(buf)

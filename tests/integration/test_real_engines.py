@@ -18,7 +18,6 @@ import ipaddress
 import json
 import re
 import socket
-import sqlite3
 import struct
 import time
 from datetime import UTC, datetime
@@ -28,6 +27,8 @@ from ingest.eve import decode_lines
 from ingest.render import to_records
 
 from ..conftest import shared_file
+from .test_listen import rows as db_rows
+from .test_listen import snort_send
 
 S2, S3, BY2, SURI = "real/snort-2.9.19", "real/snort-3.12.2.0", "real/barnyard2-2.1.14", "real/suricata-7.0.0"
 
@@ -119,25 +120,6 @@ def spewfoo(rel: str) -> list[dict]:
 
 # ---- a real listener -----------------------------------------------------------------
 
-def snort_send(path, dgrams) -> None:
-    """As Snort does: unconnected, blocking sendto of the whole struct."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
-
-
-def db_rows(db, sql="SELECT * FROM alerts_v ORDER BY id") -> list[dict]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql)]
-    finally:
-        con.close()
-
-
 def listen(run_ingest, tmp_path, flag: str, *extra: str):
     sock, db, out = tmp_path / "engine.sock", tmp_path / "alerts.db", tmp_path / "alerts.json"
     p = run_ingest(["listen", flag, str(sock), "--sink", f"sqlite:{db}", "--sink", f"jsonl:{out}",
@@ -150,6 +132,18 @@ def stop(p) -> dict:
     rc, st = p.stop()
     assert rc == 0, p.stderr()
     return st
+
+
+def snort_through_listener(run_ingest, tmp_path, capture: str, n: int) -> tuple[list[dict], object]:
+    """A Snort capture sent as Snort sends to a listener with classification.config
+    loaded (Snort 3's classifications.lua has the same entries as Snort 2's);
+    returns the JSON-lines records and the store."""
+    p, sock, db, out = listen(run_ingest, tmp_path, "--snort", "--classification",
+                              str(shared_file(f"{S2}/classification.config")))
+    snort_send(sock, captures(capture))
+    st = stop(p)
+    assert st["received"] == st["decoded"] == n and st["malformed"] == st["anomalies"] == {}
+    return [json.loads(x) for x in out.read_text().splitlines()], db
 
 
 # ---- Snort 2.9.19 --------------------------------------------------------------------
@@ -177,13 +171,7 @@ def check_snort2_alerts(records: list[dict], rel_dir: str, *, csv_name="alert.cs
 
 
 def test_snort2_datagrams_through_a_listener_match_snort_csv_and_fast(tmp_path, run_ingest):
-    dgrams = captures(f"{S2}/unsock-datagrams.bin.gz")
-    p, sock, db, out = listen(run_ingest, tmp_path, "--snort", "--classification",
-                              str(shared_file(f"{S2}/classification.config")))
-    snort_send(sock, dgrams)
-    st = stop(p)
-    assert st["received"] == st["decoded"] == 23 and st["malformed"] == st["anomalies"] == {}
-    records = [json.loads(x) for x in out.read_text().splitlines()]
+    records, db = snort_through_listener(run_ingest, tmp_path, f"{S2}/unsock-datagrams.bin.gz", 23)
     check_snort2_alerts(records, S2)
     stored = db_rows(db)
     assert [(x["sid"], x["signature"], x["event_id"]) for x in stored] == [
@@ -236,14 +224,7 @@ def snort3_json() -> list[dict]:
 
 
 def test_snort3_datagrams_through_a_listener_match_snort3_json_and_csv(tmp_path, run_ingest):
-    dgrams = captures(f"{S3}/unsock-datagrams.bin.gz")
-    # Snort 3's classifications.lua has the same entries as Snort 2's classification.config
-    p, sock, db, out = listen(run_ingest, tmp_path, "--snort", "--classification",
-                              str(shared_file(f"{S2}/classification.config")))
-    snort_send(sock, dgrams)
-    st = stop(p)
-    assert st["received"] == st["decoded"] == 22 and st["malformed"] == st["anomalies"] == {}
-    records = [json.loads(x) for x in out.read_text().splitlines()]
+    records, db = snort_through_listener(run_ingest, tmp_path, f"{S3}/unsock-datagrams.bin.gz", 22)
     theirs, csv3 = snort3_json(), csv_rows(f"{S3}/alert_csv.txt")
     assert len(records) == len(theirs) == len(csv3) == 22
     no_packet = 0

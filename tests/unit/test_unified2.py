@@ -227,17 +227,22 @@ def test_every_prefix_resumes_at_a_record_boundary():
         assert not res.fatal
 
 
+def fed_in_pieces(buf: bytes, step: int) -> U.Unified2Result:
+    """The streaming decoder fed `step` bytes at a time, closed at the end."""
+    dec = U.Decoder(0, 4 << 20)
+    parts = []
+    for i in range(0, len(buf), step):
+        dec.feed(buf[i: i + step])
+        parts.append(dec.decode(final=False))
+    parts.append(dec.decode(final=True))
+    return U.Unified2Result.concat(parts)
+
+
 def test_streaming_decoder_never_half_emits_an_event():
     buf = stream()
     whole = U.decode(buf)
     for step in (1, 7, 64):
-        dec = U.Decoder(0, 4 << 20)
-        parts = []
-        for i in range(0, len(buf), step):
-            dec.feed(buf[i: i + step])
-            parts.append(dec.decode(final=False))
-        parts.append(dec.decode(final=True))
-        got = U.Unified2Result.concat(parts)
+        got = fed_in_pieces(buf, step)
         assert got.alerts.tobytes() == whole.alerts.tobytes()
         assert got.orphan_packets == 0 and got.orphan_extra == 0
         assert got.packet_event.tolist() == whole.packet_event.tolist()
@@ -281,13 +286,7 @@ def test_resync_fed_in_small_pieces_finds_what_the_whole_file_gives(after, direc
     assert whole.alerts["event_id"].tolist() == [1, 2, 3] and not whole.fatal
     assert len(whole.packets) + len(whole.extra) == 1
     for step in (1, 3, 13):
-        dec = U.Decoder(0, 4 << 20)
-        parts = []
-        for i in range(0, len(buf), step):
-            dec.feed(buf[i: i + step])
-            parts.append(dec.decode(final=False))
-        parts.append(dec.decode(final=True))
-        got = U.Unified2Result.concat(parts)
+        got = fed_in_pieces(buf, step)
         assert got.alerts["event_id"].tolist() == [1, 2, 3], step
         assert len(got.packets) + len(got.extra) == 1 and not got.fatal
 

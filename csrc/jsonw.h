@@ -95,23 +95,33 @@ static inline void jw_2d(struct jsonw *w, unsigned v)
 }
 
 /* A JSON string body (no quotes) from UTF-8 text: '"', '\\', control bytes
- * and DEL escaped, everything else as is.  At most 6 bytes per input byte. */
+ * and DEL escaped, everything else as is.  At most 6 bytes per input byte:
+ * with room for that, one check covers the whole string (the common case);
+ * otherwise every byte is checked. */
 static inline void jw_esc(struct jsonw *w, const uint8_t *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    int checked = (size_t)(w->end - w->p) / 6 < n;
     for (size_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
+        uint8_t c = s[i], e[6];
+        size_t k;
         if (c == '"' || c == '\\') {
-            uint8_t e[2] = {'\\', c};
-            jw_bytes(w, e, 2);
+            e[0] = '\\';
+            e[1] = c;
+            k = 2;
         } else if (c < 0x20 || c == 0x7f) {
-            uint8_t e[6] = {'\\', 'u', '0', '0', (uint8_t)hex[c >> 4], (uint8_t)hex[c & 15]};
-            jw_bytes(w, e, 6);
+            memcpy(e, "\\u00", 4);
+            e[4] = (uint8_t)hex[c >> 4];
+            e[5] = (uint8_t)hex[c & 15];
+            k = 6;
         } else {
-            jw_byte(w, c);
+            e[0] = c;
+            k = 1;
         }
-        if (w->full)
+        if (checked && !jw_room(w, k))
             return;
+        memcpy(w->p, e, k);
+        w->p += k;
     }
 }
 

@@ -102,11 +102,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned split = (ctl & 0x10) ? ns / 2 : ns;
     struct ingest_strtab t2 = {pool, off + split, len + split, plen, ns - split, NULL};
     struct ingest_strtab t1 = {pool, off, len, plen, split, split < ns ? &t2 : NULL};
-    struct ingest_fmt_idx idx = {cat, (ctl & 0x40) ? extra : NULL, (ctl & 0x80) ? raw : NULL};
+    /* extra members and references: caller-rendered JSON, spliced verbatim */
+    struct ingest_fmt_idx idx = {cat, (ctl & 0x40) ? extra : NULL, (ctl & 0x80) ? raw : NULL,
+                                 (ctl & 0x40) ? extra : NULL};
     int profile = (ctl & 1) ? INGEST_FMT_TRISUL : INGEST_FMT_EVE;
     /* small (ENOSPC paths), or the most a line can take: the fixed part,
-     * three strings escaped 6x, the verbatim extra members */
-    size_t cap = (ctl & 2) ? (size_t)(ctl >> 2) * 7 : 64 + (size_t)na * (2048 + plen * 19);
+     * three strings escaped 6x, the verbatim extra members and references */
+    size_t cap = (ctl & 2) ? (size_t)(ctl >> 2) * 7 : 64 + (size_t)na * (2048 + plen * 20);
     uint8_t *out = malloc(cap ? cap : 1);
     uint32_t ends[MAXA];
     long w = ingest_format_json(na ? alerts : NULL, na, &t1, &idx, profile, out, cap, ends);

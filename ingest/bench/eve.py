@@ -73,6 +73,17 @@ LABELS = {
 }
 
 
+def _reap(proc: subprocess.Popen, receiver: str, time_limit: float, hwm: list[int],
+          err_path: Path, cpu0: float) -> tuple[float, float]:
+    """Wait for a receiver that ends on its own (or after SIGTERM): when it
+    was done, and its CPU seconds since cpu0."""
+    ru = wait4(proc, time_limit, hwm)
+    t_done = time.monotonic()
+    if ru is None or proc.returncode != 0:
+        raise BenchError(f"{receiver} did not finish: {err_path.read_text()[-2000:]}")
+    return t_done, ru.ru_utime + ru.ru_stime - cpu0
+
+
 def _command(receiver: str, sock: str, count: int, workdir: Path) -> list[str]:
     if receiver == "fever":
         return ["fever", "run", "-i", sock, "-o", "", "--logfile", str(workdir / "fever.log")]
@@ -124,21 +135,13 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
             cpu = proc_cpu(proc.pid) - cpu0
             received = None
         elif receiver == "naive-json":
-            ru = wait4(proc, time_limit, hwm)
-            t_done = time.monotonic()
-            if ru is None or proc.returncode != 0:
-                raise BenchError(f"{receiver} did not finish: {err_path.read_text()[-2000:]}")
-            cpu = ru.ru_utime + ru.ru_stime - cpu0
+            t_done, cpu = _reap(proc, receiver, time_limit, hwm, err_path, cpu0)
             detail = json.loads(out_path.read_text())
             received = int(detail["received"])
             hwm[0] = int(detail.get("maxrss_kb", hwm[0]))
         else:
             proc.send_signal(signal.SIGTERM)  # drains what is queued, then exits
-            ru = wait4(proc, time_limit, hwm)
-            t_done = time.monotonic()
-            if ru is None or proc.returncode != 0:
-                raise BenchError(f"{receiver} did not finish: {err_path.read_text()[-2000:]}")
-            cpu = ru.ru_utime + ru.ru_stime - cpu0
+            t_done, cpu = _reap(proc, receiver, time_limit, hwm, err_path, cpu0)
             m = FINAL_STATS.search(err_path.read_text())
             if not m:
                 raise BenchError(f"{receiver}: no final stats line on stderr")

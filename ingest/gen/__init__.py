@@ -167,6 +167,21 @@ def _check_target(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _finish(args: argparse.Namespace, res: SendResult, mode: str, source: str, unit: str,
+            **extra: object) -> int:
+    """Report a finished run (stdout: one line, or one JSON object with
+    extra) and return its exit status; failed sends go to stderr."""
+    if args.json:
+        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to, **extra,
+                          **res.as_dict()}))
+    else:
+        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
+        print(f"ingest gen: {args.kind}/{mode}{source} -> {args.to}: sent {res.sent}, dropped "
+              f"{res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
+              f"({res.rate:,.0f} {unit}/s){stop}")
+    return _report_failures(res)
+
+
 def _report_failures(res: SendResult) -> int:
     """Exit status of a finished run; failed sends are reported on stderr."""
     if res.errors:
@@ -203,16 +218,8 @@ def run(args: argparse.Namespace) -> int:
     except (GenError, ValueError) as e:
         _error(str(e))
         return 1
-    mode = args.mode or KINDS[args.kind][2]
-    if args.json:
-        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to,
-                          "bytes": KINDS[args.kind][1], **res.as_dict()}))
-    else:
-        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
-        print(f"ingest gen: {args.kind}/{mode} -> {args.to}: sent {res.sent}, dropped "
-              f"{res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
-              f"({res.rate:,.0f} alerts/s){stop}")
-    return _report_failures(res)
+    return _finish(args, res, args.mode or KINDS[args.kind][2], "", "alerts",
+                   bytes=KINDS[args.kind][1])
 
 
 def _run_eve(args: argparse.Namespace) -> int:
@@ -233,16 +240,8 @@ def _run_eve(args: argparse.Namespace) -> int:
     except (GenError, ValueError, OSError) as e:
         _error(str(e))
         return 1
-    mode = "offline" if args.offline else "live"
-    if args.json:
-        print(json.dumps({"kind": args.kind, "mode": mode, "to": args.to, "records": source,
-                          **res.as_dict()}))
-    else:
-        stop = " (interrupted)" if res.interrupted else " (time limit)" if res.timed_out else ""
-        print(f"ingest gen: {args.kind}/{mode} ({source}) -> {args.to}: sent {res.sent}, "
-              f"dropped {res.dropped}, errors {res.errors} in {res.elapsed:.3f} s "
-              f"({res.rate:,.0f} records/s){stop}")
-    return _report_failures(res)
+    return _finish(args, res, "offline" if args.offline else "live", f" ({source})", "records",
+                   records=source)
 
 
 def main(argv: list[str] | None = None) -> int:

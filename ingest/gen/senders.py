@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -94,12 +95,17 @@ class Sender:
         rc = lib.ingest_gen_dgram(os.fsencode(self.path), self._c_templates, tlen, n, count,
                                   float(rate), float(time_limit), self._flags, self._stamp,
                                   self._time, self._stop, res)
-        err = _strerror(res.last_errno)
-        if rc < 0:
-            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
-            raise GenError(f"cannot send to {self.path}: {what}")
-        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
-                          bool(res.interrupted), bool(res.timed_out), err)
+        return _result(rc, res, self.path)
+
+
+def _result(rc: int, res, path: str) -> SendResult:
+    """A C sending loop's outcome: its result, or GenError if it could not start."""
+    err = _strerror(res.last_errno)
+    if rc < 0:
+        what = "bad arguments" if rc == lib.INGEST_EINVAL else err
+        raise GenError(f"cannot send to {path}: {what}")
+    return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
+                      bool(res.interrupted), bool(res.timed_out), err)
 
 
 def _strerror(code: int) -> str:
@@ -128,8 +134,17 @@ def start_in_thread(sender: Sender | LineSender, count: int, *, rate: float = 0.
 def send(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0) -> SendResult:
     """Run sender in a worker thread so Ctrl-C stops it cleanly (the main
     thread keeps handling signals and sets the stop flag)."""
-    box, done = start_in_thread(sender, count, rate=rate, time_limit=time_limit)
+    # Ctrl-C may come as soon as the first alert is out, while Thread.start()
+    # still waits for the thread: hold SIGINT until the wait below is armed
+    # (the thread inherits the mask, so the signal stays the main thread's).
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        box, done = start_in_thread(sender, count, rate=rate, time_limit=time_limit)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held Ctrl-C is raised here
         while not done.wait(0.2):
             pass
     except KeyboardInterrupt:
@@ -185,11 +200,6 @@ class LineSender:
         rc = lib.ingest_gen_lines(os.fsencode(self.path), self._c_data, self._c_ends,
                                   len(self._ends), count, float(rate), float(time_limit),
                                   self._flags, self._stop, res)
-        err = _strerror(res.last_errno)
-        if rc < 0:
-            what = "bad arguments" if rc == lib.INGEST_EINVAL else err
-            raise GenError(f"cannot send to {self.path}: {what}")
-        return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
-                          bool(res.interrupted), bool(res.timed_out), err)
+        return _result(rc, res, self.path)
 
 

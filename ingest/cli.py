@@ -111,6 +111,10 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="file for input that could not be used (default ./ingest-deadletter.bin; '' to disable)")
     p.add_argument("--dead-letter-max-bytes", type=_flag("dead_letter_max_bytes"), metavar="N",
                    help="rotate the dead-letter file to PATH.1 past N bytes (default 64 MiB)")
+    p.add_argument("--allow-foreign-outputs", action="store_true", default=None,
+                   help="accept existing output files (store, JSON lines, dead letters) owned by another "
+                        "user or writable by group/others, or in a world-writable non-sticky directory "
+                        "(refused by default)")
     p.add_argument("--stats-interval", type=_flag("stats_interval"), metavar="SECONDS",
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
     p.add_argument("--max-queue", type=_flag("max_queue"), metavar="ALERTS",
@@ -154,7 +158,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
-              "bookmark_dir", "eve_file_start", "sink")
+              "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -235,16 +239,15 @@ def build_pipeline(cfg: Config):
         if not sources:
             raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, --unified2, "
                              "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
-        sinks = [open_sink(url, profile=cfg.format) for url in cfg.sink_urls]
+        sinks = [open_sink(url, profile=cfg.format, allow_foreign=cfg.allow_foreign_outputs)
+                 for url in cfg.sink_urls]
         enricher = Enricher()
         maps = cfg.load_maps()
         if maps is not None:
             enricher.set_maps(maps)
-        deadletter = DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes)
-        try:
-            deadletter.open()  # a bad path is a start-up error, not a reader-thread failure
-        except OSError as e:
-            raise OSError(e.errno, f"dead-letter file {cfg.dead_letter}: {e.strerror}") from None
+        deadletter = DeadLetter(cfg.dead_letter, cfg.dead_letter_max_bytes,
+                                allow_foreign=cfg.allow_foreign_outputs)
+        deadletter.open()  # validated now (a start-up error), created on the first entry
     except BaseException:
         # nothing half-started: remove the socket files we bound
         for s in sources:

@@ -72,6 +72,9 @@ class Config:
     #: dead-letter file for input we could not use (None: count only)
     dead_letter: str | None = "./ingest-deadletter.bin"
     dead_letter_max_bytes: int = 64 << 20
+    #: accept output files (store, JSON lines, dead letters) that another user
+    #: owns or may write, or that sit in a world-writable non-sticky directory
+    allow_foreign_outputs: bool = False
     #: seconds between stats lines on stderr (0: only the final one)
     stats_interval: float = 10.0
     #: bound of the in-memory queue, in alerts
@@ -194,6 +197,8 @@ _CHOICES = {
     "unified2_start": ("beginning", "end"),
     "unified2_after": ("keep", "delete", "archive"),
 }
+#: yes/no keys (a TOML boolean; the flag sets True)
+_BOOLS = {"allow_foreign_outputs"}
 #: numeric keys: (type, smallest allowed value)
 _NUMBERS: dict[str, tuple[type, float]] = {
     "eve_max_line": (int, 1),
@@ -265,6 +270,10 @@ def coerce(key: str, value: Any) -> Any:
         return value
     if key in _NUMBERS:
         return _number(key, value)
+    if key in _BOOLS:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, not {value!r}")
+        return value
     if key in _CHOICES:
         if value not in _CHOICES[key]:
             raise ConfigError(key, f"must be {' or '.join(_CHOICES[key])}, not {value!r}")

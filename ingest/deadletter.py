@@ -11,8 +11,11 @@ is size-bounded: past ``max_bytes`` it is rotated to ``PATH.1`` (one previous
 generation kept), so it never grows without bound.  The entries a rotation
 overwrites (the previous ``PATH.1``) are counted in ``rotated`` and reported
 in the stats (``dead_letters_rotated``): the counters never claim more than
-the files hold.  It is opened with O_NOFOLLOW and mode 0600: a symlink
-planted at the path is refused, never written through.
+the files hold.  It is opened with O_NOFOLLOW and mode 0600 through
+:mod:`ingest.safefile`: a symlink planted at the path is refused, never
+written through, and so is an existing file that another user owns or may
+write.  The file is created only when there is a first entry to keep; the
+path is validated at start-up all the same.
 
 A caller may leave out a span of the input that it knows is all zeros (a
 64 KiB Snort Alertpkt carries ``caplen`` packet bytes and zeros up to 65,535):
@@ -33,11 +36,16 @@ from typing import Any
 
 import numpy as np
 
+from .safefile import UnsafeFileError, check_output, open_output
+
+WHAT = "dead-letter file"
+
 
 class DeadLetter:
-    def __init__(self, path: str | None, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, path: str | None, max_bytes: int = 64 << 20, *, allow_foreign: bool = False) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.allow_foreign = allow_foreign
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
@@ -51,15 +59,23 @@ class DeadLetter:
         self.last_error: str | None = None
 
     def open(self) -> None:
-        """Open (create) the file now, so a bad path is a start-up error
-        rather than a failure in a reader thread later."""
-        if self.path is not None and self._fd is None:
-            with self._lock:
-                self._fd = self._open_counted()
+        """Validate the path now (UnsafeFileError), so a bad or foreign path
+        is a start-up error rather than a failure in a reader thread later.
+        Nothing is created until there is something to keep."""
+        if self.path is not None:
+            check_output(self.path, what=WHAT, allow_foreign=self.allow_foreign)
+            if os.path.lexists(self.path):
+                if not os.access(self.path, os.W_OK):
+                    raise UnsafeFileError(f"{WHAT} {self.path}: not writable")
+            elif not os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK | os.X_OK):
+                raise UnsafeFileError(f"{WHAT} {self.path}: cannot create files in its directory")
 
     def _open(self) -> int:
         assert self.path is not None
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = open_output(self.path, what=WHAT, mode=0o600, allow_foreign=self.allow_foreign)
+        except UnsafeFileError as e:  # replaced since start-up: counted like any failed write
+            raise OSError(errno.EPERM, str(e)) from None
         self._size = os.fstat(fd).st_size
         return fd
 

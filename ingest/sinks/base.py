@@ -24,8 +24,10 @@ class Sink(Protocol):
         """Flush and close; called once after the last write."""
 
 
-def open_sink(url: str, *, profile: str = "eve") -> Sink:
-    """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH`` or ``null:``."""
+def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False) -> Sink:
+    """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH`` or ``null:``.
+    ``allow_foreign`` accepts output files another user owns or may write
+    (``--allow-foreign-outputs``; see ingest.safefile)."""
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, null:)")
@@ -38,11 +40,11 @@ def open_sink(url: str, *, profile: str = "eve") -> Sink:
 
         if not rest:
             raise ValueError("sink jsonl: needs a path, or - for stdout")
-        return JsonlSink(rest, profile=profile)
+        return JsonlSink(rest, profile=profile, allow_foreign=allow_foreign)
     if scheme == "sqlite":
         from .sqlite import SqliteSink
 
         if not rest:
             raise ValueError("sink sqlite: needs a database path")
-        return SqliteSink(rest)
+        return SqliteSink(rest, allow_foreign=allow_foreign)
     raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, null)")

@@ -2,8 +2,9 @@
 
 The batch is rendered by the C core in one call and written with one
 ``write`` per batch, in a worker thread so a slow disk never blocks the
-event loop.  The file is opened O_APPEND|O_NOFOLLOW with mode 0640: a
-symlink planted at the path is refused, never written through.
+event loop.  The file is opened O_APPEND|O_NOFOLLOW with mode 0640 through
+:mod:`ingest.safefile`: a symlink planted at the path is refused, never
+written through, and so is an existing file another user owns or may write.
 
 ``reopen`` (SIGHUP, after logrotate moved the file) runs on the sink's own
 thread, so it falls between two batch writes; a batch whose write was cut
@@ -22,14 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..mapping import Enriched
 from ..render import render_buffer
+from ..safefile import open_output
 from .errors import DataError
 
 
 class JsonlSink:
-    def __init__(self, path: str, *, profile: str = "eve") -> None:
+    def __init__(self, path: str, *, profile: str = "eve", allow_foreign: bool = False) -> None:
         self.name = f"jsonl:{path}"
         self.profile = profile
         self.path = path
+        self.allow_foreign = allow_foreign
         if path == "-":
             self._fd = 1
             self._own = False
@@ -42,8 +45,9 @@ class JsonlSink:
         self._reopen_wanted = False
 
     def _open(self) -> int:
-        """The one place the output file is opened (at start and on reopen)."""
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        """The one place the output file is opened (at start and on reopen):
+        never a link, FIFO, or a file another user owns or may write."""
+        return open_output(self.path, what="JSON-lines sink", mode=0o640, allow_foreign=self.allow_foreign)
 
     def _reopen_now(self) -> None:
         fd = self._open()  # raises: the old descriptor stays in use

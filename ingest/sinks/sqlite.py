@@ -28,7 +28,6 @@ Which flows produced a high-priority alert::
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import sqlite3
 import stat
@@ -40,6 +39,7 @@ import numpy as np
 from .. import batch as B
 from ..mapping import Enriched
 from ..render import format_addrs
+from ..safefile import check_output, open_output
 from ..strings import Strings, take
 from .errors import DataError
 
@@ -227,9 +227,10 @@ def data_fault(e: BaseException) -> bool:
 
 
 class SqliteSink:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, allow_foreign: bool = False) -> None:
         self.name = f"sqlite:{path}"
         self.path = path
+        self.allow_foreign = allow_foreign
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._db: sqlite3.Connection | None = None
         self._last_error: BaseException | None = None  # why the last write failed
@@ -238,16 +239,16 @@ class SqliteSink:
     def _open(self) -> None:
         # Create the database ourselves, 0640 and never through a symlink
         # (sqlite3 would follow one and use the umask); SQLite gives its -wal
-        # and -shm files the database file's mode.
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise ValueError(f"{self.path} is a symbolic link; refusing to open it as the store") from None
-            raise
+        # and -shm files the database file's mode.  The store, and any -wal,
+        # -shm or -journal file already beside it, must be ours alone
+        # (ingest.safefile): SQLite would otherwise trust another user's WAL.
+        for suffix in ("-wal", "-shm", "-journal"):
+            check_output(self.path + suffix, what="SQLite store file", allow_foreign=self.allow_foreign)
+        fd = open_output(self.path, what="SQLite store", mode=0o640, flags=os.O_RDWR,
+                         allow_foreign=self.allow_foreign)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValueError(f"{self.path} is not a regular file")
+                raise ValueError(f"SQLite store {self.path} is not a regular file")
         finally:
             os.close(fd)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -1,0 +1,164 @@
+"""Opening the files other people can reach: the inputs we follow and the
+outputs that hold alerts.
+
+Inputs (spool files, eve.json, the copies logrotate leaves beside it) are
+opened ``O_RDONLY|O_NONBLOCK`` and accepted only if ``fstat`` on the open
+descriptor says regular file.  ``O_NONBLOCK`` is what keeps a FIFO planted
+under a spool name from blocking ``open()`` forever (and with it the reader
+thread and every shutdown); checking the descriptor rather than the name
+leaves no window between the check and the use.  Whether a symbolic link
+is followed is the caller's choice (:func:`open_input`).
+
+Outputs (the SQLite store and its -wal/-shm files, JSON lines, dead
+letters) must not be readable or replaceable by another local user, so an
+output is refused when
+
+* it is a symbolic link, or anything but a regular file or a character
+  device (``/dev/null`` and ``/dev/full`` are fine: they keep nothing);
+* it already exists and is owned by another user, or writable by its group
+  or by others;
+* its directory is writable by every user and not sticky (``/tmp`` without
+  the sticky bit): anyone could swap the file.
+
+``allow_foreign=True`` (``--allow-foreign-outputs``) accepts the last two
+for a deployment that shares output files on purpose; links and FIFOs are
+refused whatever the flag says.  The ownership checks are made on the
+descriptor after ``open()``, so a file swapped between a check and the
+open is caught too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+
+#: outputs: the flag that accepts foreign ownership / loose modes (named in errors)
+ALLOW_FOREIGN_FLAG = "--allow-foreign-outputs"
+
+
+class UnsafeFileError(ValueError):
+    """A path ingest must not read or write (the message says why)."""
+
+
+class NotRegularFile(OSError):
+    """An input that is not a regular file (a FIFO, directory, socket, link...)."""
+
+
+def kind(mode: int) -> str:
+    """'a FIFO', 'a directory', ... for a st_mode."""
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_input(path: str, *, follow_symlinks: bool = False) -> int:
+    """Open a file to read without blocking and only if it is a regular file.
+
+    Returns a descriptor (blocking mode restored, close-on-exec).  Raises
+    FileNotFoundError when there is nothing at path, NotRegularFile for a
+    FIFO / directory / socket / device, and for a symbolic link unless
+    ``follow_symlinks`` (then the file it points to must be regular).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks:
+            raise NotRegularFile(errno.ELOOP, "a symbolic link (not followed here)", path) from None
+        if e.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket cannot be open()ed
+            raise NotRegularFile(e.errno, "not a regular file", path) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, f"{kind(st.st_mode)}, not a regular file", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def dir_open_to_all(st: os.stat_result) -> bool:
+    """Anyone may create, rename and delete entries (o+w without the sticky bit)."""
+    return bool(st.st_mode & stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _refuse(what: str, path: str, why: str) -> UnsafeFileError:
+    return UnsafeFileError(f"{what} {path} {why}; another user could read, replace or delete "
+                           f"the alerts. Fix it, or pass {ALLOW_FOREIGN_FLAG} if this is deliberate")
+
+
+def _check_stat(st: os.stat_result, what: str, path: str, allow_foreign: bool) -> None:
+    if stat.S_ISCHR(st.st_mode):
+        return  # /dev/null, /dev/full, a terminal: nothing is kept there
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(f"{what} {path} is {kind(st.st_mode)}, not a regular file")
+    if allow_foreign:
+        return
+    if st.st_uid != os.geteuid():
+        raise _refuse(what, path, f"is owned by {_user(st.st_uid)}, not by this process "
+                                  f"({_user(os.geteuid())})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise _refuse(what, path, f"is writable by its group or by others "
+                                  f"(mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def _check_parent(path: str, what: str, allow_foreign: bool) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.stat(parent)
+    except FileNotFoundError:
+        raise UnsafeFileError(f"{what} {path}: directory {parent} does not exist") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFileError(f"{what} {path}: {parent} is not a directory")
+    if not allow_foreign and dir_open_to_all(st):
+        raise _refuse(what, path, f"is in {parent}, which every user may write and is not sticky")
+
+
+def check_output(path: str, *, what: str, allow_foreign: bool = False) -> None:
+    """Validate an output path without creating anything (see module doc).
+    Raises UnsafeFileError."""
+    _check_parent(path, what, allow_foreign)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(f"{what} {path} is a symbolic link; refusing to write through it")
+    _check_stat(st, what, path, allow_foreign)
+
+
+def open_output(path: str, *, what: str, mode: int, flags: int = os.O_WRONLY | os.O_APPEND,
+                allow_foreign: bool = False) -> int:
+    """Open (create with ``mode``) an output file; never through a symbolic
+    link, never a FIFO, never a file another user owns or can write."""
+    check_output(path, what=what, allow_foreign=allow_foreign)  # the clear message, before open()
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeFileError(f"{what} {path} is a symbolic link; refusing to write through it") from None
+        if e.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise UnsafeFileError(f"{what} {path} is a FIFO, not a regular file") from None
+        raise
+    try:
+        _check_stat(os.fstat(fd), what, path, allow_foreign)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -60,6 +60,7 @@ from .deadletter import DeadLetter
 from .mapping import Enriched, Enricher
 from .render import render_json
 from .sinks.base import DataError, Sink
+from .sockets import watch_sockets
 from .sources.base import Source
 from .stats import Stats
 from .strings import StringPool
@@ -507,6 +508,7 @@ class Pipeline:
         consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
         reporter = asyncio.create_task(self._report(), name="ingest-stats")
         watcher = asyncio.create_task(self._watch_readers(), name="ingest-watch")
+        sockets = asyncio.create_task(watch_sockets(self.sources, self.stats, self.log), name="ingest-sockets")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
         rc = 0
@@ -555,6 +557,7 @@ class Pipeline:
         stopper.cancel()
         reporter.cancel()
         watcher.cancel()
+        sockets.cancel()
         self._stopping = True
         if self._hup_task is not None:
             await asyncio.wait({self._hup_task})  # a reopen/reload in progress finishes first

@@ -11,20 +11,35 @@ Rules (README "Socket files"):
   given its mode and group there, and then renamed into place.  rename()
   replaces a stale socket atomically and never follows a symlink, so nothing
   is ever created or chmod'ed through a link an attacker planted, and the
-  socket is never reachable with looser permissions than asked for.
+  socket is never reachable with looser permissions than asked for.  The
+  private directory is held by a descriptor from the moment it exists and
+  checked to be ours (owner, 0700) through it; bind goes through
+  ``/proc/self/fd/N/s`` and chown/chmod/rename are relative to the
+  descriptor, so renaming the directory away and planting a link in its
+  place (possible in a parent others may write) reaches nothing.
+* A parent directory every user may write and that is not sticky is warned
+  about at start-up: anyone there can swap the socket.  ``watch_sockets``
+  checks every few seconds that each path still is our socket (same inode);
+  a replaced or removed socket is an error in the log and in the stats
+  (``socket_replaced``).
 * On exit the file is removed only if it is still the one we created (same
   inode).
 """
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import os
 import socket
 import stat
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from .safefile import dir_open_to_all
 
 SUN_PATH_MAX = 107  # bytes, without the terminating NUL
 
@@ -38,16 +53,47 @@ class BoundSocket:
     sock: socket.socket
     path: str
     inode: int
+    dev: int = 0
+
+    def still_ours(self) -> bool:
+        """Whether the path still is the socket we bound (not replaced, not removed)."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        return stat.S_ISSOCK(st.st_mode) and (st.st_ino, st.st_dev) == (self.inode, self.dev)
 
     def remove(self) -> None:
         """Close the socket and unlink its file if it is still ours."""
         try:
-            st = os.lstat(self.path)
-            if stat.S_ISSOCK(st.st_mode) and st.st_ino == self.inode:
+            if self.still_ours():
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
         self.sock.close()
+
+
+#: how often watch_sockets looks at the socket paths
+SOCKET_CHECK_SECONDS = 2.0
+
+
+async def watch_sockets(sources: Iterable[Any], stats: Any, log=sys.stderr,
+                        interval: float = SOCKET_CHECK_SECONDS) -> None:
+    """Until cancelled: say (log line, ``socket_replaced`` counter) when a
+    socket path no longer is the socket we bound; say again if it comes
+    back and is lost again."""
+    bound = [b for b in (getattr(s, "bound", None) for s in sources) if isinstance(b, BoundSocket)]
+    lost: set[str] = set()
+    while bound:
+        await asyncio.sleep(interval)
+        for b in bound:
+            if b.still_ours():
+                lost.discard(b.path)
+            elif b.path not in lost:
+                lost.add(b.path)
+                stats.add_extra("socket_replaced")
+                print(f"ingest: error: socket {b.path} is no longer ours (replaced or removed by "
+                      "someone else): engines writing there do not reach ingest", file=log, flush=True)
 
 
 def _check_target(path: str, kind: int) -> bool:
@@ -82,8 +128,13 @@ def _check_target(path: str, kind: int) -> bool:
     raise SocketPathError(f"{path} is a socket in use by another process (is another ingest running?)")
 
 
+def _private_dir_ok(dfd: int) -> bool:
+    st = os.fstat(dfd)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700
+
+
 def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
-              group: str | int | None = None, backlog: int = 64) -> BoundSocket:
+              group: str | int | None = None, backlog: int = 64, log=sys.stderr) -> BoundSocket:
     """Create, bind (and for stream/seqpacket, listen on) a Unix socket at path."""
     path = os.path.abspath(path)
     if len(os.fsencode(path)) > SUN_PATH_MAX:
@@ -94,6 +145,10 @@ def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise SocketPathError(f"directory {parent} does not exist")
+    if dir_open_to_all(os.stat(parent)):
+        print(f"ingest: warning: {parent} is writable by every user and not sticky: anyone can "
+              f"replace the socket {path}; use a directory only ingest and the engine can write",
+              file=log, flush=True)
     gid = -1
     if group is not None:
         try:
@@ -105,45 +160,85 @@ def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
     sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
     try:
         tmpdir = tempfile.mkdtemp(prefix=".ing", dir=parent)  # mode 0700
-        tmp = os.path.join(tmpdir, "s")
-        direct = len(os.fsencode(tmp)) > SUN_PATH_MAX
+        dfd = os.open(tmpdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            if direct:
-                # The private directory's name does not fit sun_path: bind in
-                # place with a umask that gives nobody access until chmod.
-                # bind() never follows or replaces what is at the path, so a
-                # stale socket is removed first (re-checked just before).
-                if _check_target(path, kind):
-                    os.unlink(path)
-                old = os.umask(0o177)
-                try:
-                    sock.bind(path)
-                finally:
-                    os.umask(old)
-                target = path
+            if not _private_dir_ok(dfd):
+                raise SocketPathError(f"the private directory {tmpdir} was replaced; refusing to bind")
+            via_fd = f"/proc/self/fd/{dfd}"
+            if os.path.isdir(via_fd):
+                # through the descriptor: whatever the name points to now
+                sock.bind(f"{via_fd}/s")
+                inode, dev = _finish_in_private_dir(dfd, path, kind, mode, gid)
             else:
-                sock.bind(tmp)
-                target = tmp
-            if gid != -1:
-                os.chown(target, -1, gid)
-            os.chmod(target, mode)
-            inode = os.lstat(target).st_ino
-            if not direct:
-                _check_target(path, kind)  # again: close the window since the first look
-                os.rename(tmp, path)
+                inode, dev = _bind_without_proc(sock, path, tmpdir, kind, mode, gid)
         finally:
             try:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
+                os.unlink("s", dir_fd=dfd)
             except OSError:
                 pass
-            os.rmdir(tmpdir)
+            try:
+                d, n = os.fstat(dfd), os.lstat(tmpdir)
+                if (d.st_dev, d.st_ino) == (n.st_dev, n.st_ino):  # remove ours, nothing else
+                    os.rmdir(tmpdir)
+            except OSError:
+                pass
+            os.close(dfd)
         if kind != socket.SOCK_DGRAM:
             sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
-    return BoundSocket(sock, path, inode)
+    return BoundSocket(sock, path, inode, dev)
+
+
+def _finish_in_private_dir(dfd: int, path: str, kind: int, mode: int, gid: int) -> tuple[int, int]:
+    """Group and mode for the socket "s" in our private directory (relative
+    to its descriptor: nobody else can put anything there), then rename it
+    into place."""
+    st = os.stat("s", dir_fd=dfd, follow_symlinks=False)
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketPathError(f"could not bind {path}: the private directory was tampered with")
+    if gid != -1:
+        os.chown("s", -1, gid, dir_fd=dfd, follow_symlinks=False)
+    os.chmod("s", mode, dir_fd=dfd)
+    if not _private_dir_ok(dfd):
+        raise SocketPathError(f"could not bind {path}: the private directory was tampered with")
+    _check_target(path, kind)  # again: close the window since the first look
+    os.rename("s", path, src_dir_fd=dfd)
+    return st.st_ino, st.st_dev
+
+
+def _bind_without_proc(sock: socket.socket, path: str, tmpdir: str, kind: int, mode: int,
+                       gid: int) -> tuple[int, int]:
+    """No /proc: bind by name in the private directory, or in place when
+    that name does not fit sun_path (with a umask that gives nobody access
+    until chmod; bind() never follows or replaces what is at the path, so a
+    stale socket is removed first, re-checked just before)."""
+    tmp = os.path.join(tmpdir, "s")
+    if len(os.fsencode(tmp)) <= SUN_PATH_MAX:
+        sock.bind(tmp)
+        target = tmp
+    else:
+        if _check_target(path, kind):
+            os.unlink(path)
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        target = path
+    st = os.lstat(target)
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketPathError(f"could not bind {path}: {target} is not the socket just bound")
+    if gid != -1:
+        os.chown(target, -1, gid, follow_symlinks=False)
+    if os.lstat(target).st_ino != st.st_ino:
+        raise SocketPathError(f"could not bind {path}: {target} was replaced")
+    os.chmod(target, mode)
+    if target != path:
+        _check_target(path, kind)
+        os.rename(tmp, path)
+    return st.st_ino, st.st_dev
 
 
 def _read_sysctl(name: str) -> int | None:

@@ -44,18 +44,91 @@ def save(path: str, state: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(state, sort_keys=True).encode() + b"\n")
 
 
+#: a bookmark is a few hundred bytes; anything far larger is not ours
+MAX_BYTES = 1 << 20
+
+
+class BookmarkError(ValueError):
+    """A bookmark that cannot be trusted: the message names the file and the field."""
+
+
 def load(path: str) -> dict[str, Any] | None:
     """The saved state, or None if there is no bookmark yet.  A bookmark that
-    does not parse raises ValueError (never silently restart from zero)."""
+    does not parse raises BookmarkError (never silently restart from zero);
+    so does a symbolic link, FIFO or other non-regular file at the path
+    (read without following or blocking)."""
+    from .safefile import NotRegularFile, open_input
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        fd = open_input(path)
     except FileNotFoundError:
         return None
+    except NotRegularFile as e:
+        raise BookmarkError(f"bookmark {path} is {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise BookmarkError(f"bookmark {path} is damaged: larger than {MAX_BYTES} bytes")
     try:
         state = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"bookmark {path} is damaged: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BookmarkError(f"bookmark {path} is damaged: {e}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"bookmark {path} is damaged: not a JSON object")
+        raise BookmarkError(f"bookmark {path} is damaged: not a JSON object")
     return state
+
+
+# --- validation: every field a source will use, checked once at start-up ----
+
+class Checker:
+    """Field checks for one bookmark; each failure names the file and the field.
+
+    JSON booleans are not integers here (Python's bool is an int subclass)."""
+
+    def __init__(self, path: str, hint: str = "") -> None:
+        self.path = path
+        self.hint = hint
+
+    def fail(self, field: str, why: str) -> BookmarkError:
+        return BookmarkError(f"bookmark {self.path} is damaged: field {field!r} {why}"
+                             + (f" ({self.hint})" if self.hint else ""))
+
+    def keys(self, obj: Any, where: str, required: set[str],
+             optional: frozenset[str] | set[str] = frozenset()) -> dict:
+        if not isinstance(obj, dict):
+            raise self.fail(where or "(top level)", "is not a JSON object")
+        missing = sorted(required - obj.keys())
+        if missing:
+            raise self.fail(_join(where, missing[0]), "is missing")
+        unknown = sorted(obj.keys() - required - optional)
+        if unknown:
+            raise self.fail(_join(where, unknown[0]), "is not a bookmark field")
+        return obj
+
+    def uint(self, obj: dict, key: str, where: str = "", *, nullable: bool = False) -> int | None:
+        v = obj.get(key)
+        if v is None and nullable:
+            return None
+        if type(v) is not int or v < 0:
+            raise self.fail(_join(where, key), f"must be an integer >= 0, not {_show(v)}")
+        return v
+
+    def text(self, obj: dict, key: str, where: str = "") -> str:
+        v = obj.get(key)
+        if not isinstance(v, str) or not v or "\0" in v:
+            raise self.fail(_join(where, key), f"must be a non-empty string without NUL, not {_show(v)}")
+        return v
+
+    def version(self, obj: dict, want: int) -> None:
+        v = obj.get("version")
+        if type(v) is not int or v != want:
+            raise self.fail("version", f"must be {want}, not {_show(v)}")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import batch as B
 from ._native import ffi, lib
+from .safefile import open_input
 from .strings import Segment, StringPool
 
 HDR_LEN = lib.INGEST_U2_HDR_LEN
@@ -665,8 +666,10 @@ def _map(path: str | os.PathLike[str]) -> np.ndarray:
     """The file, memory-mapped read-only (the page cache is the buffer: no
     copy, nothing held that the kernel cannot evict).  A file truncated by
     someone else while mapped would fault (SIGBUS): spool files are only
-    ever appended to, and the live follower reads instead of mapping."""
-    with open(path, "rb") as f:
+    ever appended to, and the live follower reads instead of mapping.
+    Only a regular file is mapped: a FIFO or device is refused at once
+    (opened non-blocking, so a FIFO cannot hang the caller)."""
+    with open(open_input(os.fspath(path), follow_symlinks=True), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return np.zeros(0, dtype=np.uint8)

@@ -18,27 +18,64 @@ the suffix.  One reader thread tails the current file:
 * a fully read file can be deleted or moved to an archive directory, again
   only from the ack (after the bookmark has moved past it).
 
+* spool entries are opened ``O_NONBLOCK|O_NOFOLLOW`` and read only if
+  they are regular files (:mod:`ingest.safefile`): a FIFO, directory,
+  socket or symbolic link named like a spool file is logged, counted
+  (``malformed.not_regular_file``) and skipped; it can never block the
+  reader or shutdown.
+* a file shrinking under the follower (or a bookmark offset past the end of
+  its file) is logged, counted (``unified2_file_shrank`` /
+  ``unified2_offset_past_end``) and the file is read again from its start:
+  a Unified2 spool file is append-only, so a shorter one was rewritten, and
+  the SQLite store ignores events it already has (JSON sinks may repeat
+  them).
+
 The bookmark is a JSON document: {"spool", "file", "inode", "offset",
-"open_event_offset", "read_offset", "version"}.
+"open_event_offset", "read_offset", "version"}.  It is validated in full when
+the source is built (main thread, before anything is announced): ``file``
+must be a bare ``PREFIX.<digits>`` name of this spool, every number an
+integer >= 0; anything else is a damaged bookmark (start-up error), so a
+tampered bookmark can never make ingest read, delete or move a file outside
+the spool.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
+import re
+import stat
 import sys
 import threading
 import time
+from typing import Any
 
 from .. import batch as B
 from .. import bookmark as BM
 from ..batch import AlertBatch
 from ..deadletter import DeadLetter
+from ..safefile import NotRegularFile, open_input
 from ..stats import Stats
 from ..unified2 import Decoder, Unified2Result, decode
 from .base import Submit
 
 BOOKMARK_VERSION = 1
+
+
+class _Refused(Exception):
+    """A finished file that is not ours to delete or move."""
+
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes '²' and '٣'
+
+
+def spool_suffix(name: str, prefix: str) -> int | None:
+    """The numeric suffix of a spool file name ``PREFIX.<digits>``, or None
+    for any other name (another prefix, a separator, a path, NUL...)."""
+    lead = prefix + "."
+    if not name.startswith(lead):
+        return None
+    suffix = name[len(lead):]
+    return int(suffix) if _DIGITS.fullmatch(suffix) else None
 
 
 def list_spool(directory: str, prefix: str) -> list[tuple[int, str]]:
@@ -48,12 +85,10 @@ def list_spool(directory: str, prefix: str) -> list[tuple[int, str]]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    lead = prefix + "."
     for name in names:
-        if name.startswith(lead):
-            suffix = name[len(lead):]
-            if suffix.isdigit():
-                out.append((int(suffix), name))
+        suffix = spool_suffix(name, prefix)
+        if suffix is not None:
+            out.append((suffix, name))
     out.sort()
     return out
 
@@ -85,10 +120,38 @@ class SpoolSource:
         self.log = log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stats = Stats()
+        #: spool files are read in suffix order after this one (-1: from the first)
+        self._after_suffix = -1
+        self._skipped: set[tuple[str, int]] = set()
         self.error: BaseException | None = None
+        # in the main thread, before anything is announced: a damaged
+        # bookmark is a start-up error, never a reader thread that dies
+        self._state = self._load_bookmark()
+
+    def _load_bookmark(self) -> dict[str, Any] | None:
+        state = BM.load(self.bookmark_path)
+        if state is None:
+            return None
+        c = BM.Checker(self.bookmark_path, f"move it away to start over as --unified2-start {self.start_at} says")
+        c.keys(state, "", {"version", "file", "inode", "offset"}, {"spool", "open_event_offset", "read_offset"})
+        c.version(state, BOOKMARK_VERSION)
+        name = c.text(state, "file")
+        if spool_suffix(name, self.prefix) is None:
+            raise c.fail("file", f"must be a file name {self.prefix}.<digits> in {self.directory}, "
+                                 f"not {name!r}")
+        c.uint(state, "inode", nullable=True)
+        c.uint(state, "offset")
+        c.uint(state, "open_event_offset", nullable=True)
+        if "read_offset" in state:
+            c.uint(state, "read_offset")
+        if "spool" in state:
+            c.text(state, "spool")
+        return state
 
     # --- Source protocol ------------------------------------------------
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        self._stats = stats
         self._thread = threading.Thread(target=self._run, args=(submit, stats), daemon=True,
                                         name=f"ingest-spool-{self.prefix}")
         self._thread.start()
@@ -105,44 +168,83 @@ class SpoolSource:
     def _say(self, msg: str) -> None:
         print(f"ingest: {self.origin}: {msg}", file=self.log, flush=True)
 
-    def _initial(self) -> tuple[str | None, int]:
+    def _open(self, name: str, stats: Stats) -> int | None:
+        """A descriptor on spool file name, or None (gone, or not a regular
+        file: said once and counted)."""
+        path = os.path.join(self.directory, name)
+        try:
+            return open_input(path)
+        except FileNotFoundError:
+            return None
+        except NotRegularFile as e:
+            try:
+                key = (name, os.lstat(path).st_ino)
+            except OSError:
+                key = (name, -1)
+            if key not in self._skipped:
+                self._skipped.add(key)
+                stats.add_malformed("not_regular_file")
+                self._say(f"{name} is {e.strerror}; skipped")
+            return None
+
+    def _initial(self, stats: Stats) -> tuple[str | None, int]:
         """(file name, offset) to start from: the bookmark if there is one."""
-        state = BM.load(self.bookmark_path)
+        state = self._state
         files = list_spool(self.directory, self.prefix)
         if state is not None:
-            name, ino, off = state.get("file"), state.get("inode"), int(state.get("offset", 0))
-            path = os.path.join(self.directory, name or "")
-            if name and os.path.isfile(path):
-                if os.stat(path).st_ino == ino:
-                    return name, off
+            name, ino, off = state["file"], state["inode"], state["offset"]
+            fd = self._open(name, stats)
+            if fd is None:
+                # gone (deleted/archived after it was read): the next one after it
+                self._after_suffix = spool_suffix(name, self.prefix) or 0
+                return None, 0
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if st.st_ino != ino:
                 self._say(f"bookmarked {name} was replaced (inode changed); reading it from the start")
                 return name, 0
-            # gone (deleted/archived after it was read): the next one after it
-            suffix = int(name.rsplit(".", 1)[-1]) if name and name.rsplit(".", 1)[-1].isdigit() else -1
-            later = [n for s, n in files if s > suffix]
-            return (later[0] if later else None), 0
+            if off > st.st_size:
+                stats.add_extra("unified2_offset_past_end")
+                self._say(f"bookmark offset {off} is past the end of {name} ({st.st_size} bytes): "
+                          "the file shrank or the bookmark is wrong; reading it from the start")
+                return name, 0
+            return name, off
         if not files:
             return None, 0
         if self.start_at == "beginning":
             return files[0][1], 0
-        # end: after the last complete record of the newest file
+        # end: after the last complete record of the newest file (or, if
+        # that is no regular file, the start of whatever comes after it)
         name = files[-1][1]
-        with open(os.path.join(self.directory, name), "rb") as f:
+        self._after_suffix = files[-1][0]
+        fd = self._open(name, stats)
+        if fd is None:
+            return None, 0
+        with os.fdopen(fd, "rb") as f:
             res = decode(f.read())
         return name, res.resume_offset
 
     def _next_file(self, name: str | None) -> str | None:
         files = list_spool(self.directory, self.prefix)
-        if name is None:
-            return files[0][1] if files else None
-        cur = int(name.rsplit(".", 1)[-1])
-        later = [n for s, n in files if s > cur]
+        cur = self._after_suffix if name is None else spool_suffix(name, self.prefix)
+        later = [n for s, n in files if s > (cur if cur is not None else -1)]
         return later[0] if later else None
+
+    def _wait_next(self, name: str) -> str | None:
+        """The file after name, once there is one (None when stopping)."""
+        while not self._stop.is_set():
+            nxt = self._next_file(name)
+            if nxt is not None:
+                return nxt
+            self._stop.wait(self.poll)
+        return None
 
     # --- the reader thread ---------------------------------------------
     def _run(self, submit: Submit, stats: Stats) -> None:
         try:
-            name, offset = self._initial()
+            name, offset = self._initial(stats)
             while not self._stop.is_set():
                 if name is None:
                     name = self._next_file(None)
@@ -159,13 +261,11 @@ class SpoolSource:
     def _follow(self, name: str, offset: int, submit: Submit, stats: Stats) -> str | None:
         """Tail one file until a newer one exists and this one is drained.
         Returns the next file's name (None when stopping)."""
-        path = os.path.join(self.directory, name)
-        try:
-            f = open(path, "rb", buffering=0)
-        except FileNotFoundError:
-            return self._next_file(name)
-        with f:
-            ino = os.fstat(f.fileno()).st_ino
+        fd = self._open(name, stats)
+        if fd is None:  # gone or not a file: wait for the one after it
+            return self._wait_next(name)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            ino = os.fstat(fd).st_ino
             f.seek(offset)
             dec = Decoder(offset, self.chunk_size, self.origin)
             last_data = time.monotonic()
@@ -179,6 +279,15 @@ class SpoolSource:
                     self._emit(res, name, ino, dec, submit, stats)
                     if res.fatal:
                         return self._abandon(name, ino, res, submit, stats)
+                    continue
+                size = os.fstat(fd).st_size
+                if size < dec.base + dec.n:
+                    # append-only file now shorter than what was read: rewritten
+                    stats.add_extra("unified2_file_shrank")
+                    self._say(f"{name} shrank to {size} bytes under the follower (read up to "
+                              f"{dec.base + dec.n}); reading it again from the start")
+                    f.seek(0)
+                    dec = Decoder(0, self.chunk_size, self.origin)
                     continue
                 nxt = self._next_file(name)
                 idle = time.monotonic() - last_data >= self.event_timeout
@@ -237,21 +346,70 @@ class SpoolSource:
         def ack() -> None:
             BM.save(self.bookmark_path, state)
             if done is not None:
-                self._retire(name)
+                self._retire(name, ino)
 
         return ack
 
-    def _retire(self, name: str) -> None:
+    def _retire(self, name: str, ino: int) -> None:
+        """Delete or archive a finished spool file, and nothing else: the name
+        is checked again here, and the entry must still be the regular file
+        that was read (same inode).  Archiving never replaces what is in the
+        archive directory and never follows a link there."""
+        if self.after == "keep":
+            return
         path = os.path.join(self.directory, name)
         try:
+            if spool_suffix(name, self.prefix) is None or os.path.basename(path) != name:
+                raise _Refused(f"{name!r} is not a spool file name")
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_ino != ino:
+                raise _Refused(f"{name} is no longer the file that was read")
             if self.after == "delete":
-                os.unlink(path)
-            elif self.after == "archive":
-                assert self.archive_dir is not None
-                os.makedirs(self.archive_dir, exist_ok=True)
-                shutil.move(path, os.path.join(self.archive_dir, name))
+                os.unlink(path)  # unlink never follows: at worst it removes a planted link
+            else:
+                self._archive(name, path)
         except FileNotFoundError:
             pass
+        except (OSError, _Refused) as e:
+            self._stats.add_extra("unified2_retire_failed")
+            what = "delete" if self.after == "delete" else "archive"
+            self._say(f"could not {what} {name}: {e}; it stays in the spool")
+
+    def _archive(self, name: str, path: str) -> None:
+        assert self.archive_dir is not None
+        os.makedirs(self.archive_dir, mode=0o750, exist_ok=True)
+        dst = os.path.join(self.archive_dir, name)
+        try:
+            # link() fails on anything already at dst (file, link, directory):
+            # a rename that cannot overwrite
+            os.link(path, dst, follow_symlinks=False)
+        except FileExistsError:
+            raise _Refused(f"{dst} already exists") from None
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            self._copy(path, dst)  # another file system, or not allowed to link
+        os.unlink(path)
+
+    @staticmethod
+    def _copy(path: str, dst: str) -> None:
+        src = open_input(path)
+        try:
+            try:
+                out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                raise _Refused(f"{dst} already exists") from None
+            try:
+                while os.sendfile(out, src, None, 1 << 24):
+                    pass
+                os.fsync(out)
+            except BaseException:
+                os.close(out)
+                os.unlink(dst)
+                raise
+            os.close(out)
+        finally:
+            os.close(src)
 
     def _emit(self, res: Unified2Result, name: str, ino: int, dec: Decoder, submit: Submit,
               stats: Stats, done: str | None = None) -> None:

@@ -1,0 +1,273 @@
+"""The Unified2 spool follower as a real process, against spools and
+bookmarks an attacker or an accident controls: tampered and damaged
+bookmarks, FIFOs / directories / links named like spool files, files that
+shrink, an archive directory with something in the way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ..unit import u2writer as W
+
+pytestmark = pytest.mark.slow
+
+DEADLINE = 60.0
+
+
+def events(*ids: int) -> bytes:
+    return b"".join(W.event_v4(104, event_id=i, sec=1_700_000_000 + i, sid=2000 + i)
+                    + W.packet(event_id=i, event_second=1_700_000_000 + i, data=b"p" * 40) for i in ids)
+
+
+def stored(db) -> list[int]:
+    if not os.path.exists(db):
+        return []
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return [r[0] for r in con.execute("SELECT event_id FROM alerts ORDER BY event_id")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def wait_until(cond, p, what: str) -> None:
+    end = time.monotonic() + DEADLINE
+    while not cond():
+        assert p.proc.poll() is None, f"ingest exited ({p.proc.returncode}): {p.stderr()}"
+        assert time.monotonic() < end, f"timed out waiting for {what}: {p.stderr()}"
+        time.sleep(0.05)
+
+
+def listen(run_ingest, tmp_path, *extra: str, wait: bool = True):
+    args = ["listen", "--unified2", str(tmp_path / "spool" / "snort.u2"), "--sink",
+            f"sqlite:{tmp_path / 'a.db'}", "--dead-letter", "", "--stats-interval", "0", *extra]
+    return run_ingest(args, wait_for=[] if wait else None)
+
+
+def stop(p) -> tuple[int, dict]:
+    """SIGTERM must work: a deadline, never a hang."""
+    try:
+        return p.stop(signal.SIGTERM, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"SIGTERM did not stop ingest: {p.stderr()}")
+
+
+def expect_startup_error(p) -> str:
+    try:
+        rc = p.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ingest kept running instead of refusing the bookmark: {p.stderr()}")
+    err = p.stderr()
+    assert rc == 2, err
+    assert "listening on" not in err
+    return err
+
+
+@pytest.fixture
+def spool(tmp_path):
+    d = tmp_path / "spool"
+    d.mkdir()
+    (d / "snort.u2.100").write_bytes(events(1))
+    (d / "snort.u2.200").write_bytes(events(2))
+    return d
+
+
+def write_bookmark(spool, **fields) -> None:
+    state = {"version": 1, "spool": str(spool / "snort.u2"), "file": "snort.u2.100",
+             "inode": (spool / "snort.u2.100").stat().st_ino, "offset": 0,
+             "open_event_offset": None, "read_offset": 0}
+    state.update(fields)
+    (spool / "snort.u2.ingest-bookmark").write_text(json.dumps(state))
+
+
+# --- item 6: a bookmark names a file inside the spool, or it is damaged --------
+
+@pytest.mark.parametrize("name", [
+    "../victim/snort.u2.1",                # out of the spool
+    "{victim}",                            # absolute path
+    "snort.u2.100/../../victim/snort.u2.1",
+    "other.u2.100",                        # another prefix
+    "snort.u2.1\u0000",                    # NUL
+    "snort.u2.\u0663",                     # a digit, but not an ASCII one
+    "snort.u2.",
+    "snort.u2.100.bak",
+])
+def test_tampered_bookmark_file_is_refused_and_nothing_outside_is_touched(tmp_path, spool, run_ingest, name):
+    victim = tmp_path / "victim" / "snort.u2.1"
+    victim.parent.mkdir()
+    victim.write_bytes(events(99))
+    write_bookmark(spool, file=name.format(victim=victim), inode=victim.stat().st_ino)
+    p = listen(run_ingest, tmp_path, "--unified2-after", "delete", wait=False)
+    err = expect_startup_error(p)
+    assert "bookmark" in err and "'file'" in err and "damaged" in err
+    assert victim.read_bytes() == events(99)  # neither read nor deleted
+    assert stored(tmp_path / "a.db") == []
+    assert (spool / "snort.u2.100").exists() and (spool / "snort.u2.200").exists()
+
+
+# --- item 7: every field validated at start-up ---------------------------------
+
+@pytest.mark.parametrize("change, field", [
+    ({"offset": -1}, "'offset'"),
+    ({"offset": "12"}, "'offset'"),
+    ({"offset": True}, "'offset'"),
+    ({"offset": 1.5}, "'offset'"),
+    ({"inode": "123"}, "'inode'"),
+    ({"inode": -4}, "'inode'"),
+    ({"open_event_offset": -5}, "'open_event_offset'"),
+    ({"read_offset": None}, "'read_offset'"),
+    ({"version": 2}, "'version'"),
+    ({"file": 7}, "'file'"),
+    ({"offset": None}, "'offset'"),
+    ({"extra": 1}, "'extra'"),
+])
+def test_damaged_bookmark_is_exit_2_naming_the_field(tmp_path, spool, run_ingest, change, field):
+    write_bookmark(spool, **change)
+    p = listen(run_ingest, tmp_path, wait=False)
+    err = expect_startup_error(p)
+    assert f"bookmark {spool / 'snort.u2.ingest-bookmark'} is damaged" in err
+    assert field in err
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"{not json", b"\xff\xfe", b'{"file": "snort.u2.100"}'])
+def test_unparsable_bookmark_is_exit_2(tmp_path, spool, run_ingest, raw):
+    (spool / "snort.u2.ingest-bookmark").write_bytes(raw)
+    p = listen(run_ingest, tmp_path, wait=False)
+    assert "is damaged" in expect_startup_error(p)
+
+
+def test_bookmark_offset_past_the_end_is_said_counted_and_read_from_the_start(tmp_path, spool, run_ingest):
+    write_bookmark(spool, offset=10_000)
+    p = listen(run_ingest, tmp_path)
+    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2], p, "both events")
+    rc, st = stop(p)
+    assert rc == 0
+    assert st["unified2_offset_past_end"] == 1
+    assert "bookmark offset 10000 is past the end of snort.u2.100" in p.stderr()
+
+
+def test_file_that_shrinks_under_the_follower_is_said_and_read_again(tmp_path, spool, run_ingest):
+    (spool / "snort.u2.200").unlink()
+    (spool / "snort.u2.100").write_bytes(events(1, 2, 3))
+    p = listen(run_ingest, tmp_path)
+    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2, 3], p, "three events")
+    with open(spool / "snort.u2.100", "r+b") as f:  # rewritten in place, shorter
+        f.truncate(0)
+        f.write(events(4))
+    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2, 3, 4], p, "the event after the shrink")
+    rc, st = stop(p)
+    assert rc == 0 and st["unified2_file_shrank"] == 1
+    assert "snort.u2.100 shrank to" in p.stderr()
+
+
+# --- item 8: only regular files are read; nothing blocks shutdown -----------------
+
+def test_fifo_dir_socket_and_link_named_like_spool_files_are_skipped(tmp_path, spool, run_ingest):
+    outside = tmp_path / "outside.u2"
+    outside.write_bytes(events(77))
+    os.mkfifo(spool / "snort.u2.50")                    # would block open() for ever
+    (spool / "snort.u2.120").mkdir()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(spool / "snort.u2.140"))
+    (spool / "snort.u2.160").symlink_to(outside)        # a link out of the spool
+    (spool / "snort.u2.300").write_bytes(events(3))
+    p = listen(run_ingest, tmp_path)
+    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2, 3], p, "the regular files' events")
+    rc, st = stop(p)
+    s.close()
+    assert rc == 0
+    assert st["malformed"]["not_regular_file"] == 4
+    err = p.stderr()
+    assert "snort.u2.50 is a FIFO, not a regular file; skipped" in err
+    assert "snort.u2.120 is a directory" in err
+    assert "snort.u2.160 is a symbolic link" in err
+    assert 77 not in stored(tmp_path / "a.db")
+
+
+def test_newest_spool_entry_a_fifo_does_not_block_sigterm(tmp_path, spool, run_ingest):
+    os.mkfifo(spool / "snort.u2.300")
+    p = listen(run_ingest, tmp_path, "--unified2-start", "end")
+    time.sleep(0.5)
+    (spool / "snort.u2.400").write_bytes(events(4))
+    wait_until(lambda: stored(tmp_path / "a.db") == [4], p, "the file after the FIFO")
+    rc, _ = stop(p)
+    assert rc == 0
+
+
+# --- retire: only the files that were read, never into something in the way -------
+
+def test_delete_leaves_a_file_that_replaced_the_one_read(tmp_path, spool, run_ingest):
+    (spool / "snort.u2.200").unlink()
+    p = listen(run_ingest, tmp_path, "--unified2-after", "delete")
+    wait_until(lambda: stored(tmp_path / "a.db") == [1], p, "event 1")
+    newcomer = tmp_path / "newcomer"
+    newcomer.write_bytes(b"not read by ingest")
+    os.replace(newcomer, spool / "snort.u2.100")        # another file under the same name
+    (spool / "snort.u2.200").write_bytes(events(2))
+    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2], p, "event 2")
+    wait_until(lambda: "could not delete snort.u2.100" in p.stderr(), p, "the refusal")
+    rc, st = stop(p)
+    assert rc == 0
+    assert (spool / "snort.u2.100").read_bytes() == b"not read by ingest"
+    assert st["unified2_retire_failed"] == 1
+    assert "no longer the file that was read" in p.stderr()
+
+
+@pytest.mark.parametrize("occupant", ["file", "link_to_dir", "link_to_file"])
+def test_archive_never_overwrites_or_follows(tmp_path, spool, run_ingest, occupant):
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("keep me")
+    if occupant == "file":
+        (arch / "snort.u2.100").write_text("archived earlier")
+    elif occupant == "link_to_dir":
+        (arch / "snort.u2.100").symlink_to(elsewhere)
+    else:
+        (arch / "snort.u2.100").symlink_to(elsewhere / "precious")
+    p = listen(run_ingest, tmp_path, "--unified2-after", "archive", "--unified2-archive", str(arch))
+    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2], p, "both events")
+    wait_until(lambda: "could not archive snort.u2.100" in p.stderr(), p, "the archive refusal")
+    rc, st = stop(p)
+    assert rc == 0 and st["unified2_retire_failed"] == 1
+    assert os.listdir(elsewhere) == ["precious"] and (elsewhere / "precious").read_text() == "keep me"
+    assert (spool / "snort.u2.100").read_bytes() == events(1)  # stays in the spool, whole
+    if occupant == "file":
+        assert (arch / "snort.u2.100").read_text() == "archived earlier"
+
+
+def test_archive_moves_the_finished_file(tmp_path, spool, run_ingest):
+    arch = tmp_path / "arch"
+    p = listen(run_ingest, tmp_path, "--unified2-after", "archive", "--unified2-archive", str(arch))
+    wait_until(lambda: (arch / "snort.u2.100").exists(), p, "the archived file")
+    rc, _ = stop(p)
+    assert rc == 0 and not (spool / "snort.u2.100").exists()
+    assert (arch / "snort.u2.100").read_bytes() == events(1)
+
+
+def test_decode_of_a_fifo_fails_at_once():
+    """unified2.read / iter_read map regular files only (a FIFO would block open())."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        fifo = os.path.join(d, "snort.u2.1")
+        os.mkfifo(fifo)
+        code = ("import sys\nfrom ingest import unified2\n"
+                "try:\n    unified2.read(sys.argv[1])\nexcept OSError as e:\n    print(e); sys.exit(3)\n")
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        try:
+            r = subprocess.run([sys.executable, "-c", code, fifo], env=env, capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("unified2.read blocked on a FIFO")
+        assert r.returncode == 3 and b"FIFO" in r.stdout

@@ -28,6 +28,26 @@
 * On restart, a bookmarked file is looked for by identity at PATH, then
   among PATH's rotated siblings, and resumed; the remaining part of a file
   rotated away while we were down is drained before the new PATH.
+* **Every file is in the bookmark from the moment it is first opened**
+  (at its starting offset, before a line of it is read), so a follower
+  killed before its first acknowledgement still finds the file among the
+  rotated siblings after a restart and finishes it.  The files present at
+  start-up are opened and recorded in the main thread, before ingest says
+  it is listening.
+* **What is opened**: PATH (and every glob match) may be a symbolic link,
+  followed to a regular file (Suricata's eve.json often is one); rotated
+  siblings and bookmarked paths are never followed.  Everything is opened
+  ``O_NONBLOCK`` and read only if ``fstat`` says regular file: a FIFO,
+  directory or socket at PATH or among the siblings is logged once, counted
+  (``malformed.not_regular_file``) and skipped; it cannot block the reader
+  or shutdown (:mod:`ingest.safefile`).
+* The bookmark is validated in full at start-up (types, keys, the hex
+  fingerprint, offsets >= 0, each entry's key matching its identity): a
+  damaged one is a start-up error naming the file and the field.  A
+  bookmarked offset past the end of its file (it shrank while we were
+  down) is logged, counted (``eve_file_offset_past_end``) and the file is
+  read from 0; a file that shrinks under the follower is copytruncate
+  (below).
 """
 
 from __future__ import annotations
@@ -46,6 +66,7 @@ import numpy as np
 from .. import bookmark
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult, split_lines
+from ..safefile import NotRegularFile, open_input
 from ..stats import Stats
 from .base import Submit
 from .eve import handle_records
@@ -85,10 +106,15 @@ class _File:
     skipping: bool = False  # inside an oversized line
 
     @classmethod
-    def open(cls, path: str, offset: int = 0, expect: tuple[int, int, bytes] | None = None) -> _File | None:
-        """Open path if it has a full fingerprint (and, with expect, is that file)."""
+    def open(cls, path: str, offset: int = 0, expect: tuple[int, int, bytes] | None = None, *,
+             follow: bool = False) -> _File | None:
+        """Open path if it has a full fingerprint (and, with expect, is that
+        file).  Raises NotRegularFile for a FIFO, directory, socket, or a
+        symbolic link when not ``follow``."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = open_input(path, follow_symlinks=follow)
+        except NotRegularFile:
+            raise
         except OSError:
             return None
         st = os.fstat(fd)
@@ -139,12 +165,78 @@ class EveFileSource:
         if not os.access(bdir, os.W_OK | os.X_OK):
             raise ValueError(f"cannot write the bookmark in {bdir} (for {self.path}); "
                              "give a writable --bookmark-dir")
-        state = bookmark.load(self.bookmark_path)  # ValueError if damaged: never restart silently
+        # In the main thread, before anything is announced: a damaged bookmark
+        # is a start-up error (never restart silently, never a dying reader),
+        # and the files there are now are opened and recorded.
+        state = self._load_bookmark()
         self._had_bookmark = state is not None
         self._entries: dict[str, dict] = dict((state or {}).get("files", {}))
         self._dirty = False
         self._last_save = 0.0
         self._lock = threading.Lock()
+        self._done: dict[tuple[int, int, bytes], int] = {}
+        self._newest: str | None = None
+        self._refused: set[tuple[str, int, int]] = set()
+        #: counters noted before the runtime's Stats is there (start())
+        self._early: list[str] = []
+        self._stats: Stats | None = None
+        self._files: list[_File] = []
+        try:
+            self._files = self._resume()
+            for f in self._files:
+                print(f"ingest: {self.origin}: resuming {f.path} at byte {f.offset}", file=self.log, flush=True)
+            self._discover(self._files, not self._had_bookmark, save=False)
+            self.flush_bookmark()
+        except BaseException:
+            self._close_files()
+            raise
+
+    def _load_bookmark(self) -> dict | None:
+        state = bookmark.load(self.bookmark_path)
+        if state is None:
+            return None
+        c = bookmark.Checker(self.bookmark_path,
+                             f"move it away to start over as --eve-file-start {self.start_at} says")
+        c.keys(state, "", {"version", "path", "files"})
+        c.version(state, 1)
+        c.text(state, "path")
+        files = state["files"]
+        if not isinstance(files, dict):
+            raise c.fail("files", "is not a JSON object")
+        for key, e in files.items():
+            where = f"files.{key}"
+            c.keys(e, where, {"path", "dev", "ino", "fp", "offset"})
+            if not os.path.isabs(c.text(e, "path", where)):
+                raise c.fail(f"{where}.path", "must be an absolute path")
+            dev, ino = c.uint(e, "dev", where), c.uint(e, "ino", where)
+            c.uint(e, "offset", where)
+            fp = c.text(e, "fp", where)
+            if len(fp) != 2 * FP_LEN or not all(ch in "0123456789abcdef" for ch in fp):
+                raise c.fail(f"{where}.fp", f"must be {2 * FP_LEN} lowercase hex digits")
+            assert dev is not None and ino is not None
+            if _ident_key(dev, ino, bytes.fromhex(fp)) != key:
+                raise c.fail(where, "does not match its dev, ino and fp")
+        return state
+
+    def _note(self, counter: str, msg: str) -> None:
+        """Log now; count once the runtime's Stats is there."""
+        print(f"ingest: {self.origin}: {msg}", file=self.log, flush=True)
+        self._early.append(counter)
+
+    def _flush_early(self) -> None:
+        if self._stats is None:
+            return
+        for counter in self._early:
+            if counter == "not_regular_file":
+                self._stats.add_malformed(counter)
+            else:
+                self._stats.add_extra(counter)
+        self._early.clear()
+
+    def _close_files(self) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
 
     # --- bookmark (acks run on the event loop, after every sink returned) ---
     def _ack(self, ident: tuple[str, str, int, int, bytes], offset: int) -> None:
@@ -159,6 +251,21 @@ class EveFileSource:
             if time.monotonic() - self._last_save >= SAVE_INTERVAL:
                 self._save()
 
+    def _record_open(self, f: _File, save: bool = True) -> None:
+        """Put a file in the bookmark the moment it is first opened (at its
+        starting offset), unless it is there already: a follower killed
+        before its first ack must still find it after a rotation."""
+        with self._lock:
+            if f.key in self._entries:
+                return
+            self._entries[f.key] = {"path": f.path, "dev": f.dev, "ino": f.ino, "fp": f.fp.hex(),
+                                    "offset": f.offset}
+            while len(self._entries) > MAX_ENTRIES:
+                self._entries.pop(next(iter(self._entries)))
+            self._dirty = True
+            if save:
+                self._save()
+
     def _save(self) -> None:
         bookmark.save(self.bookmark_path, {"version": 1, "path": self.path, "files": self._entries})
         self._dirty = False
@@ -171,6 +278,8 @@ class EveFileSource:
 
     # --- reading ---------------------------------------------------------
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        self._stats = stats
+        self._flush_early()
         self._thread = threading.Thread(target=self._run, args=(submit, stats, deadletter),
                                         name="ingest-eve-file", daemon=True)
         self._thread.start()
@@ -184,40 +293,51 @@ class EveFileSource:
         return [os.path.join(d, n) for n in names if n != b and n.startswith(b.split("*")[0])]
 
     def _current_paths(self) -> list[str]:
+        """PATH or the glob's matches: whatever is there (a FIFO too: opening
+        it is refused and said once, rather than ignored in silence)."""
         if self.is_glob:
-            return sorted(p for p in globmod.glob(self.path) if os.path.isfile(p))
-        return [self.path] if os.path.isfile(self.path) else []
+            return sorted(globmod.glob(self.path))
+        return [self.path] if os.path.exists(self.path) else []
 
     def _resume(self) -> list[_File]:
-        """Re-open every bookmarked file that still has unread data."""
+        """Re-open every bookmarked file that still has unread data.  Only
+        PATH (or the glob's matches, links followed) and PATH's siblings
+        (links not followed) are candidates, whatever path an entry names."""
         files: list[_File] = []
-        cands = self._current_paths() + self._siblings()
+        current = self._current_paths()
+        cands = [(p, True) for p in current] + [(p, False) for p in self._siblings() if p not in current]
         with self._lock:
             entries = list(self._entries.values())
         for e in entries:
             expect = (e["dev"], e["ino"], bytes.fromhex(e["fp"]))
             found = None
-            for p in [e["path"]] + cands:
-                found = _File.open(p, e["offset"], expect)
+            for p, follow in sorted(cands, key=lambda c: c[0] != e["path"]):  # its own path first
+                try:
+                    found = _File.open(p, e["offset"], expect, follow=follow)
+                except NotRegularFile:
+                    continue  # cannot be the file we followed
                 if found is not None:
                     break
             if found is None:
                 continue  # gone (deleted / compressed): nothing more to read from it
-            if found.size() <= found.offset and found.path not in self._current_paths():
-                found.close()  # fully read and rotated away
-                continue
+            size = found.size()
+            if found.path not in current:
+                if size < found.offset:
+                    self._note("eve_file_offset_past_end",
+                               f"bookmark offset {found.offset} is past the end of {found.path} ({size} "
+                               "bytes): it shrank while ingest was down; reading it from the start")
+                    found.offset = 0
+                elif size == found.offset:
+                    found.close()  # fully read and rotated away
+                    continue
+            # at PATH, a shrunk file is copytruncate: _check reads the rest from the copy
             files.append(found)
         return files
 
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = EveDecoder(LINES_PER_BATCH, event_types=self.event_types)
-        self._done: dict[tuple[int, int, bytes], int] = {}
-        self._newest: str | None = None
+        files = self._files  # opened (and recorded) at start-up
         try:
-            files = self._resume()
-            for f in files:
-                print(f"ingest: {self.origin}: resuming {f.path} at byte {f.offset}", file=self.log, flush=True)
-            first = not self._had_bookmark
             while True:
                 stopping = self._stop.is_set()
                 progressed = False
@@ -225,8 +345,7 @@ class EveFileSource:
                     progressed |= self._drain(f, dec, submit, stats, deadletter)
                 if stopping:
                     break
-                self._discover(files, first)
-                first = False
+                self._discover(files, False)
                 for f in list(files):
                     self._check(f, files, dec, submit, stats, deadletter)
                 if not progressed:
@@ -235,10 +354,9 @@ class EveFileSource:
             self.error = e
             raise
         finally:
-            for f in files if "files" in locals() else []:
-                f.close()
+            self._close_files()
 
-    def _discover(self, files: list[_File], first: bool) -> None:
+    def _discover(self, files: list[_File], first: bool, save: bool = True) -> None:
         """Start following files at PATH (or matching the glob) not yet followed."""
         known = {(f.dev, f.ino, f.fp) for f in files}
         paths = self._current_paths()
@@ -257,7 +375,14 @@ class EveFileSource:
                 continue
             if any((st.st_dev, st.st_ino) == (k[0], k[1]) for k in known):
                 continue
-            f = _File.open(p)
+            try:
+                f = _File.open(p, follow=True)
+            except NotRegularFile as e:
+                if (p, st.st_dev, st.st_ino) not in self._refused:
+                    self._refused.add((p, st.st_dev, st.st_ino))
+                    self._note("not_regular_file", f"{p} is {e.strerror}; skipped")
+                    self._flush_early()  # in the reader thread: counted at once
+                continue
             if f is None or (f.dev, f.ino, f.fp) in known:
                 if f is not None:
                     f.close()
@@ -270,6 +395,7 @@ class EveFileSource:
                 f.offset = done
             if first and self.start_at == "end":
                 f.offset = f.size()
+            self._record_open(f, save)
             files.append(f)
 
     def _check(self, f: _File, files: list[_File], dec: EveDecoder, submit: Submit, stats: Stats,
@@ -313,7 +439,7 @@ class EveFileSource:
         """copytruncate: read the rest from the copy, then start PATH again at 0."""
         for p in self._siblings():
             try:
-                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                fd = open_input(p)  # never blocks on a FIFO, never follows a link
             except OSError:
                 continue
             try:
@@ -334,6 +460,7 @@ class EveFileSource:
         f.fp, f.offset = fp, 0
         f.key = _ident_key(f.dev, f.ino, fp)
         f.base = _replay_base(f.dev, f.ino, fp)
+        self._record_open(f)  # the new content is a new file: recorded before it is read
         return True
 
     def _drain(self, f: _File, dec: EveDecoder, submit: Submit, stats: Stats,
@@ -411,4 +538,6 @@ class EveFileSource:
             self._thread.join()
 
     def close(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._close_files()  # never started (start-up failed), or finished
         self.flush_bookmark()

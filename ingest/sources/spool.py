@@ -338,7 +338,7 @@ class SpoolSource:
         if done is not None:  # the file is finished: point at the next one
             nxt = os.path.join(self.directory, done)
             try:
-                nino = os.stat(nxt).st_ino
+                nino = os.lstat(nxt).st_ino
             except FileNotFoundError:
                 nino = None
             state.update(file=done, inode=nino, offset=0, open_event_offset=None, read_offset=0)

@@ -9,7 +9,8 @@
   once Suricata has finished writing it.
 * **Bookmark**: written atomically (ingest.bookmark) from batch acks only,
   i.e. after every sink acknowledged everything before it; writes are
-  coalesced (at most one per ``SAVE_INTERVAL``, and one at close).  A crash
+  coalesced (at most one per ``SAVE_INTERVAL``; what was coalesced is
+  saved once the reader is idle, and at close).  A crash
   can therefore re-read a little: every alert carries a replay key
   (identity hash XOR offset), so the SQLite store ignores what it already
   has; JSON-lines sinks are at-least-once.
@@ -271,9 +272,11 @@ class EveFileSource:
         self._dirty = False
         self._last_save = time.monotonic()
 
-    def flush_bookmark(self) -> None:
+    def flush_bookmark(self, *, due_only: bool = False) -> None:
+        """Save acknowledged positions not saved yet (``due_only``: only if
+        SAVE_INTERVAL has passed since the last save)."""
         with self._lock:
-            if self._dirty:
+            if self._dirty and not (due_only and time.monotonic() - self._last_save < SAVE_INTERVAL):
                 self._save()
 
     # --- reading ---------------------------------------------------------
@@ -349,6 +352,9 @@ class EveFileSource:
                 for f in list(files):
                     self._check(f, files, dec, submit, stats, deadletter)
                 if not progressed:
+                    # the last acks of a burst were coalesced: save them now
+                    # that the file is quiet, not only at the next ack or exit
+                    self.flush_bookmark(due_only=True)
                     self._stop.wait(self.poll)
         except BaseException as e:
             self.error = e

@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any
 
+from .safefile import NotRegularFile, open_input
+
 
 def write_atomic(path: str, data: bytes) -> None:
     """Replace path with data atomically and durably."""
@@ -57,8 +59,6 @@ def load(path: str) -> dict[str, Any] | None:
     does not parse raises BookmarkError (never silently restart from zero);
     so does a symbolic link, FIFO or other non-regular file at the path
     (read without following or blocking)."""
-    from .safefile import NotRegularFile, open_input
-
     try:
         fd = open_input(path)
     except FileNotFoundError:

@@ -244,7 +244,8 @@ def test_sigterm_on_active_eve_stream_stores_or_counts_every_accepted_record(tmp
     assert rc == 0, p.stderr()
     stored = {r[0] for r in sqlite3.connect(db).execute("SELECT flow_id FROM alerts")}
     counted = 0
-    for _h, data in deadletter.read(str(dl)):
+    # the dead-letter file exists only once something was kept in it
+    for _h, data in deadletter.read(str(dl)) if dl.exists() else ():
         counted += 1
         for line in data.split(b"\n"):
             if line.startswith(b"{") and b'"flow_id":' in line:

@@ -85,15 +85,24 @@ def _spool_order(path: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
 
 
-def expand(args: list[str]) -> list[str]:
-    """'-', paths, and globs ingest expands itself (when no such file exists)."""
-    out: list[str] = []
+def expand(args: list[str]) -> list[tuple[str, bool]]:
+    """'-', paths, and globs ingest expands itself (when no such file
+    exists), each with whether it came from a glob.
+
+    A path named on the command line is read whatever it is (a FIFO or
+    ``<(zcat spool.gz)`` streams, as with ``cat``); of a glob's matches only
+    regular files are read (:func:`open_input` with ``regular_only``): a
+    FIFO, socket or directory that happens to match in a shared spool
+    directory is reported and skipped, and can never block the command."""
+    out: list[tuple[str, bool]] = []
     for a in args:
         if a != "-" and not os.path.lexists(a) and globmod.has_magic(a):
             matches = sorted(globmod.glob(a), key=_spool_order)
-            out.extend(matches or [a])  # no match: reported as missing
+            out.extend((m, True) for m in matches)
+            if not matches:
+                out.append((a, False))  # no match: reported as missing
         else:
-            out.append(a)
+            out.append((a, False))
     return out
 
 
@@ -166,8 +175,12 @@ class Input:
             c.close()
 
 
-def open_input(arg: str) -> Input:
-    """Open a path or '-' for reading; InputError if it cannot be."""
+def open_input(arg: str, *, regular_only: bool = False) -> Input:
+    """Open a path or '-' for reading; InputError if it cannot be (or, with
+    ``regular_only``, if it is no regular file: it is then never opened)."""
+    if regular_only and arg != "-" and not os.path.isfile(arg):
+        raise InputError(f"{arg}: matched by a glob but not a regular file" if os.path.lexists(arg)
+                         else f"{arg}: no such file")
     if arg == "-":
         raw: BinaryIO = sys.stdin.buffer
         closers: list = []
@@ -420,7 +433,7 @@ def run_decode(ns: argparse.Namespace) -> int:
         return 2
     event_types = [t for t in (ns.event_types or "").split(",") if t.strip()]
     files = expand(ns.files)
-    if files.count("-") > 1:
+    if [f for f, _ in files].count("-") > 1:
         print("ingest: error: '-' (standard input) can be read only once", file=sys.stderr)
         return 2
     status = {"input_error": False, "refused": 0}
@@ -435,15 +448,15 @@ def run_decode(ns: argparse.Namespace) -> int:
     return 2 if status["input_error"] else 0
 
 
-async def _decode_all(ns: argparse.Namespace, files: list[str], sinks: list, enricher, event_types,
-                      status: dict) -> None:
+async def _decode_all(ns: argparse.Namespace, files: list[tuple[str, bool]], sinks: list, enricher,
+                      event_types, status: dict) -> None:
     try:
-        for arg in files:
+        for arg, globbed in files:
             if is_bookmark(arg):
                 print(f"ingest: {arg}: an ingest bookmark, not alert data: skipped", file=sys.stderr)
                 continue
             try:
-                inp = open_input(arg)
+                inp = open_input(arg, regular_only=globbed)
             except InputError as e:
                 print(f"ingest: error: {e}; skipped", file=sys.stderr)
                 status["input_error"] = True
@@ -506,16 +519,16 @@ def run_pcap(ns: argparse.Namespace) -> int:
     from . import unified2
 
     files = expand(ns.files)
-    if files.count("-") > 1:
+    if [f for f, _ in files].count("-") > 1:
         print("ingest: error: '-' (standard input) can be read only once", file=sys.stderr)
         return 2
     inputs: list[Input] = []
     try:
-        for arg in files:
+        for arg, globbed in files:
             if is_bookmark(arg):
                 print(f"ingest: {arg}: an ingest bookmark, not alert data: skipped", file=sys.stderr)
                 continue
-            inputs.append(open_input(arg))
+            inputs.append(open_input(arg, regular_only=globbed))
         for inp in inputs:
             kind = sniff_head(inp.head, inp.name)
             if kind is None:

@@ -153,6 +153,46 @@ def test_decode_a_spool_glob_skips_the_bookmark_and_reports_strays(tmp_path):
     assert r.returncode == 2  # an input could not be decoded (like grep with a missing file)
 
 
+def test_a_glob_takes_only_regular_files_a_named_fifo_streams(tmp_path):
+    """A FIFO, socket or directory matched by a spool glob is reported and
+    skipped (it would block open() forever); a FIFO named on the command
+    line is read as a stream, as cat reads it (``<(zcat spool.gz)``)."""
+    import socket
+    import threading
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    _u2(spool, "snort.u2.1700000000", 1, 2)
+    _u2(spool, "snort.u2.1700000020", 3, 1)
+    os.mkfifo(spool / "snort.u2.1700000010")  # nobody ever writes it
+    (spool / "snort.u2.1700000015").mkdir()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(spool / "snort.u2.1700000017"))
+    try:
+        r = ingest("decode", str(spool / "snort.u2.*"))
+    finally:
+        s.close()
+    assert [json.loads(x)["alert"]["signature_id"] for x in r.stdout.splitlines()] == [1001, 1002, 1003]
+    assert r.stderr.count(b"matched by a glob but not a regular file") == 3, r.stderr
+    assert r.returncode == 2
+    fifo = tmp_path / "named.fifo"
+    os.mkfifo(fifo)
+    data = (spool / "snort.u2.1700000000").read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        n = ingest("decode", str(fifo))
+    finally:
+        t.join(5)
+    assert n.returncode == 0, n.stderr
+    assert [json.loads(x)["alert"]["signature_id"] for x in n.stdout.splitlines()] == [1001, 1002]
+
+
 def test_decode_exit_codes(tmp_path):
     u2 = _u2(tmp_path, "u2", 1, 1)
     p = ingest("decode", str(tmp_path / "missing"), str(u2))

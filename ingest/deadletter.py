@@ -29,9 +29,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -111,16 +112,19 @@ class DeadLetter:
             return True
 
     def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray,
-              elide: tuple[int, int] | None = None) -> bool:
+              elide: tuple[int, int] | None = None, *, retry: bool = False) -> bool:
         """Append one raw input with its reason (thread-safe).  Never raises:
         a failed write is counted in ``errors`` (the caller is a reader thread
         that must keep draining its socket); returns whether it was kept.
+        ``count`` counts the entries kept (or, with no path, counted only),
+        so it never claims an entry the file does not hold; ``retry`` marks
+        another attempt at an entry whose failure was already counted.
 
         ``elide`` = (offset, count): those bytes of data are all zeros and
         are not stored (:func:`read` restores them)."""
         with self._lock:
-            self.count += 1
             if self.path is None:
+                self.count += 1
                 return False
             meta: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin, "reason": reason}
             if elide is not None:
@@ -140,14 +144,40 @@ class DeadLetter:
                 if self._size and self._size + size > self.max_bytes:
                     self._rotate()
                     assert self._fd is not None
-                os.writev(self._fd, [head, *parts, b"\n"])
+                done = os.writev(self._fd, [head, *parts, b"\n"])
+                if done != size:  # a short write (the disk filled up): never leave a torn entry
+                    os.ftruncate(self._fd, self._size)
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 self._size += size
                 self._entries += 1
+                self.count += 1
                 return True
             except OSError as e:
-                self.errors += 1
+                if not retry:
+                    self.errors += 1
                 self.last_error = f"{self.path}: {e.strerror or e}"
                 return False
+
+    def keep(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray,
+             hold: Callable[[], bool] | None = None, log=sys.stderr) -> bool:
+        """:meth:`write` for a reader that must not move past input it could
+        not keep.  Socket readers (``hold`` None) must keep draining: a failed
+        write is counted and they go on (True).  A file reader passes
+        ``hold`` (true while it may wait): its file is the buffer, so it waits
+        here, retrying once a second, until the entry is kept (True) or it
+        is stopping (False: the caller acknowledges nothing past this input,
+        which the next run reads again).  A disabled file (no path) keeps
+        nothing and holds nothing."""
+        if self.write(origin, reason, data) or hold is None or self.path is None:
+            return True
+        print(f"ingest: error: {origin}: cannot keep rejected input in the {WHAT} ({self.last_error}); "
+              f"not reading past it until it can be kept", file=log, flush=True)
+        while hold():
+            time.sleep(1.0)
+            if self.write(origin, reason, data, retry=True):
+                print(f"ingest: {origin}: {WHAT} writable again; reading on", file=log, flush=True)
+                return True
+        return False
 
     def close(self) -> None:
         with self._lock:

@@ -106,7 +106,11 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
               f"one by one (those that fail again go to the dead-letter file)", file=sys.stderr, flush=True)
         res = _decode_each(dec, buf, offs, lens, n, slot_flags, origin)
     for _i, reason, raw in res.rejected:
-        deadletter.write(origin, reason, raw)
+        # a file reader (block) never moves past a record it could not keep
+        if not deadletter.keep(origin, reason, raw, hold=block):
+            submit.release(n)
+            return None  # stopping: nothing of this batch is acknowledged
+    for _i, reason, _raw in res.rejected:
         stats.add_malformed(reason)
     for name in ("filtered", "empty"):
         if res.counts.get(name):

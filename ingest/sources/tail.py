@@ -500,7 +500,9 @@ class EveFileSource:
                 if chunk <= self.max_line:
                     chunk *= 2
                     continue
-                deadletter.write(self.origin, "oversized", data[:64 << 10])
+                if not deadletter.keep(self.origin, "oversized", data[:64 << 10],
+                                       hold=lambda: not self._stop.is_set()):
+                    return progressed  # stopping: the line is read again next run
                 stats.add_malformed("oversized")
                 f.skipping = True
                 f.offset += len(data)

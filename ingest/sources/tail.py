@@ -172,6 +172,7 @@ class EveFileSource:
         state = self._load_bookmark()
         self._had_bookmark = state is not None
         self._entries: dict[str, dict] = dict((state or {}).get("files", {}))
+        self._cap = max(MAX_ENTRIES, len(self._entries))  # see _prune
         self._dirty = False
         self._last_save = 0.0
         self._lock = threading.Lock()
@@ -246,8 +247,7 @@ class EveFileSource:
         with self._lock:
             self._entries.pop(key, None)
             self._entries[key] = entry  # most recent last
-            while len(self._entries) > MAX_ENTRIES:
-                self._entries.pop(next(iter(self._entries)))
+            self._prune()
             self._dirty = True
             if time.monotonic() - self._last_save >= SAVE_INTERVAL:
                 self._save()
@@ -261,11 +261,33 @@ class EveFileSource:
                 return
             self._entries[f.key] = {"path": f.path, "dev": f.dev, "ino": f.ino, "fp": f.fp.hex(),
                                     "offset": f.offset}
-            while len(self._entries) > MAX_ENTRIES:
-                self._entries.pop(next(iter(self._entries)))
+            self._prune()
             self._dirty = True
             if save:
                 self._save()
+
+    def _prune(self) -> None:
+        """Keep the bookmark small without forgetting a file that would be
+        read again: past the cap, the oldest entries of files no longer at
+        any path we follow (rotated away, deleted) go first.  A file still
+        matched by the glob is never forgotten (a restart would read it
+        again from 0), so a glob over many files keeps an entry each; the
+        cap then moves up, so the next look is MAX_ENTRIES entries later."""
+        if len(self._entries) <= self._cap:
+            return
+        live = set()
+        for p in self._current_paths():
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            live.add((st.st_dev, st.st_ino))
+        for key, e in list(self._entries.items()):  # oldest first
+            if len(self._entries) <= MAX_ENTRIES:
+                break
+            if (e["dev"], e["ino"]) not in live:
+                del self._entries[key]
+        self._cap = max(MAX_ENTRIES, len(self._entries) + MAX_ENTRIES)
 
     def _save(self) -> None:
         bookmark.save(self.bookmark_path, {"version": 1, "path": self.path, "files": self._entries})

@@ -174,3 +174,22 @@ def test_glob_closes_idle_old_files_and_reopens_them_if_they_grow(tmp_path, zeus
     src.stop()
     src.close()
     assert sub.alerts == alerts_in(zeus_lines[:300])
+
+
+def test_a_glob_over_many_files_reads_none_twice_after_a_restart(tmp_path):
+    """More timestamped files than the bookmark's cap: a file still matched by
+    the glob is never forgotten, so a restart reads none of them again."""
+    from ._store import eve_lines
+
+    alerts = [x for x in eve_lines(81) if '"alert"' in x]
+    for i, line in enumerate(alerts[:80]):
+        (tmp_path / f"eve.{1000 + i}.json").write_text(line + "\n")
+    pattern = str(tmp_path / "eve.*.json")
+    ing = Ingest(tmp_path, "--eve-file", pattern)
+    ing.wait_count(80)
+    assert ing.stop()["dispatched"] == {f"sqlite:{ing.db}": 80}
+    ing = Ingest(tmp_path, "--eve-file", pattern)
+    (tmp_path / "eve.2000.json").write_text(alerts[80] + "\n")  # found after the start-up files were read
+    ing.wait_count(81)
+    assert ing.stop()["dispatched"] == {f"sqlite:{ing.db}": 1}, "files read again after the restart"
+    exact_once(ing, 81)

@@ -177,8 +177,11 @@ def config_from_args(ns: argparse.Namespace) -> Config:
 def check_paths(cfg: Config) -> None:
     """Refuse, before anything is bound, paths that cannot work: a spool or
     followed file whose directory does not exist, a missing bookmark or maps
-    directory, an archive path that is not a directory (ValueError, exit 2).
-    The archive directory itself is created on first use."""
+    directory, an archive path that is not a directory or that another user
+    could write (ValueError, exit 2).  The archive directory itself is
+    created on first use."""
+    from .safefile import check_output_dir
+
     def need_dir(what: str, d: str) -> None:
         if not os.path.isdir(d):
             why = "does not exist" if not os.path.lexists(d) else "is not a directory"
@@ -188,8 +191,9 @@ def check_paths(cfg: Config) -> None:
         need_dir(f"--unified2 {spec}", os.path.dirname(os.path.abspath(spec)))
     for path in cfg.eve_file:
         need_dir(f"--eve-file {path}", os.path.dirname(os.path.abspath(path)))
-    if cfg.unified2_archive and os.path.lexists(cfg.unified2_archive):
-        need_dir("--unified2-archive", cfg.unified2_archive)
+    if cfg.unified2_archive:
+        check_output_dir(cfg.unified2_archive, what="--unified2-archive",
+                         allow_foreign=cfg.allow_foreign_outputs)
     if cfg.bookmark_dir:
         need_dir("--bookmark-dir", cfg.bookmark_dir)
     if cfg.maps:

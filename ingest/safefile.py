@@ -142,6 +142,39 @@ def check_output(path: str, *, what: str, allow_foreign: bool = False) -> None:
     _check_stat(st, what, path, allow_foreign)
 
 
+def check_output_dir(path: str, *, what: str, allow_foreign: bool = False) -> None:
+    """Validate a directory we move alert files into (the Unified2 archive):
+    if it exists it must be a directory (it may be reached through a link the
+    administrator made) that this process owns and that neither its group
+    nor others may write unless it is sticky (otherwise they could delete or
+    replace what we put there); if it does not exist yet (created on first
+    use) the nearest existing parent must not be open to every user.  Raises
+    UnsafeFileError."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        # created on first use, with any missing parents: the nearest one
+        # that exists decides who else could reach into it
+        up = os.path.dirname(os.path.abspath(path))
+        while not os.path.lexists(up):
+            up = os.path.dirname(up)
+        if not os.path.isdir(up):
+            raise UnsafeFileError(f"{what} {path}: {up} is not a directory") from None
+        if not allow_foreign and dir_open_to_all(os.stat(up)):
+            raise _refuse(what, path, f"would be made in {up}, which every user may write and is not sticky")
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFileError(f"{what} {path} is {kind(st.st_mode)}, not a directory")
+    if allow_foreign:
+        return
+    if st.st_uid != os.geteuid():
+        raise _refuse(what, path, f"is owned by {_user(st.st_uid)}, not by this process "
+                                  f"({_user(os.geteuid())})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise _refuse(what, path, f"may be written by its group or by others and is not sticky "
+                                  f"(mode {stat.S_IMODE(st.st_mode):04o})")
+
+
 def open_output(path: str, *, what: str, mode: int, flags: int = os.O_WRONLY | os.O_APPEND,
                 allow_foreign: bool = False) -> int:
     """Open (create with ``mode``) an output file; never through a symbolic

@@ -256,6 +256,45 @@ def test_archive_moves_the_finished_file(tmp_path, spool, run_ingest):
     assert (arch / "snort.u2.100").read_bytes() == events(1)
 
 
+@pytest.mark.parametrize("case", ["other_owner", "group_writable", "missing_in_open_dir"])
+def test_archive_directory_another_user_could_write_is_refused(tmp_path, spool, run_ingest, case):
+    """Archived spool files are the alerts' record: a directory another user
+    owns or may write (so could delete or replace them) is refused at
+    start-up, as an output file would be, unless --allow-foreign-outputs."""
+    if os.geteuid() != 0 and case == "other_owner":
+        pytest.skip("needs root to give the directory to another user")
+    arch = tmp_path / "arch"
+    if case == "missing_in_open_dir":
+        (tmp_path / "open").mkdir()
+        (tmp_path / "open").chmod(0o777)
+        arch = tmp_path / "open" / "deeper" / "arch"
+    else:
+        arch.mkdir()
+        if case == "other_owner":
+            os.chown(arch, 65534, 65534)
+        else:
+            arch.chmod(0o770)
+    p = listen(run_ingest, tmp_path, "--unified2-after", "archive", "--unified2-archive", str(arch), wait=False)
+    err = expect_startup_error(p)
+    assert "--unified2-archive" in err and "--allow-foreign-outputs" in err, err
+    assert (spool / "snort.u2.100").exists() and not os.path.exists(tmp_path / "a.db")
+    p = listen(run_ingest, tmp_path, "--unified2-after", "archive", "--unified2-archive", str(arch),
+               "--allow-foreign-outputs")
+    wait_until(lambda: (arch / "snort.u2.100").exists(), p, "the archived file")
+    rc, _ = stop(p)
+    assert rc == 0
+
+
+def test_sticky_world_writable_archive_directory_is_accepted(tmp_path, spool, run_ingest):
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    arch.chmod(0o1777)  # like /tmp: others cannot remove what we put there
+    p = listen(run_ingest, tmp_path, "--unified2-after", "archive", "--unified2-archive", str(arch))
+    wait_until(lambda: (arch / "snort.u2.100").exists(), p, "the archived file")
+    rc, _ = stop(p)
+    assert rc == 0
+
+
 def test_decode_of_a_fifo_fails_at_once():
     """unified2.read / iter_read map regular files only (a FIFO would block open())."""
     import tempfile

@@ -427,6 +427,7 @@ def run_decode(ns: argparse.Namespace) -> int:
         maps = cfg.load_maps()
         if maps is not None:
             enricher.set_maps(maps)
+            print(f"ingest: maps: {maps.describe()}", file=sys.stderr, flush=True)  # as listen says it
         sinks = [open_sink(u, profile=ns.profile) for u in (ns.sink or ["jsonl:-"])]
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)

@@ -84,3 +84,26 @@ def test_start_up_line_references_in_output_and_store_and_a_failed_reload(tmp_pa
     finally:
         con.close()
     assert json.loads(refs) == want
+
+
+def test_decode_says_what_the_maps_loaded_and_uses_them(tmp_path):
+    """``ingest decode --maps`` prints the start-up line listen prints, and its
+    output carries the map's signature text and references."""
+    import subprocess
+    import sys
+
+    from ingest.encode import encode_alertpkt as enc
+
+    from ..conftest import ROOT
+
+    d = _maps(tmp_path / "maps")
+    f = tmp_path / "dgrams.bin"
+    f.write_bytes(enc("barnyard2", msg="", sid=1000, event_id=1, ts_sec=1700000000))
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([sys.executable, "-m", "ingest", "decode", "--maps", str(d), str(f)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.startswith("ingest: maps: snort-sid-msg.map 2 signatures, "), p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["alert"]["signature"] == "LOCAL test rule"
+    assert rec["alert"]["references"][0].startswith("http://cve.mitre.org/")

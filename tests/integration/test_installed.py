@@ -2,8 +2,9 @@
 checkout nowhere on sys.path: the peers' sources ship as package data and
 are found, compiled and run from the installed tree.
 
-The package is built from a copy of the checkout's files (so the checkout
-gets no build/ or egg-info) and installed with ``pip install --target``."""
+The package is built as a source distribution from a copy of the checkout's
+files (so the checkout gets no build/ or egg-info) and installed from it
+with ``pip install --target``."""
 
 from __future__ import annotations
 
@@ -45,14 +46,20 @@ def _copy_checkout(dest: Path) -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("installed")
-    src, site = base / "src", base / "site"
+    src, site, dist = base / "src", base / "site", base / "dist"
     _copy_checkout(src)
+    # through a source distribution, as a user installing a release gets it:
+    # it must carry everything the build reads (the C headers among them)
+    p = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(dist)], cwd=src,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    shutil.rmtree(src)
+    (sdist,) = dist.iterdir()
     p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--no-build-isolation", "--no-compile", "--target", str(site), str(src)],
+                        "--no-build-isolation", "--no-compile", "--target", str(site), str(sdist)],
                        capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
     assert p.returncode == 0, p.stderr
-    shutil.rmtree(src)
     return site
 
 

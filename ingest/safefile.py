@@ -150,21 +150,20 @@ def check_output_dir(path: str, *, what: str, allow_foreign: bool = False) -> No
     replace what we put there); if it does not exist yet (created on first
     use) the nearest existing parent must not be open to every user.  Raises
     UnsafeFileError."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    if not os.path.exists(path):
         # created on first use, with any missing parents: the nearest one
         # that exists decides who else could reach into it
         up = os.path.dirname(os.path.abspath(path))
         while not os.path.lexists(up):
             up = os.path.dirname(up)
         if not os.path.isdir(up):
-            raise UnsafeFileError(f"{what} {path}: {up} is not a directory") from None
+            raise UnsafeFileError(f"{what} {path}: {up} is not a directory")
         if not allow_foreign and dir_open_to_all(os.stat(up)):
             raise _refuse(what, path, f"would be made in {up}, which every user may write and is not sticky")
         return
+    st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeFileError(f"{what} {path} is {kind(st.st_mode)}, not a directory")
+        raise UnsafeFileError(f"{what}: {path} is not a directory (it is {kind(st.st_mode)})")
     if allow_foreign:
         return
     if st.st_uid != os.geteuid():

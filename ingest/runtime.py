@@ -74,6 +74,32 @@ PROBE_INTERVAL = 0.25
 WRITE_GRACE = 60.0
 
 
+class Undelivered(Exception):
+    """A sink gave up (past the shutdown drain timeout) while isolating
+    refused records: it has some parts of the item and not others.
+    ``spans`` are the unit ranges [lo, hi) of the item (alerts, then events,
+    as :mod:`ingest.isolate` counts them) that it does not have; everything
+    else was stored or dead-lettered as refused.  Only these go to the
+    dead-letter file as ``sink_failed``, so no committed alert is also
+    counted as not delivered."""
+
+    def __init__(self, spans: list[tuple[int, int]], cause: BaseException) -> None:
+        super().__init__(f"{cause!r} ({sum(h - lo for lo, h in spans)} records not written)")
+        self.spans = spans
+        self.cause = cause
+
+
+def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping union of [lo, hi) ranges."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(s for s in spans if s[1] > s[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 def batch_nbytes(b: AlertBatch) -> int:
     """Bytes a queued batch holds (what the byte budget charges)."""
     n = b.alerts.nbytes
@@ -360,11 +386,18 @@ class Pipeline:
         down to the single records it refuses, which are dead-lettered.  The
         batch's acks run after this returns: every part is then stored or
         dead-lettered."""
-        if isolate.units(item) <= 1:
+        k = isolate.units(item)
+        if k <= 1:
             self._reject(sink, item, err)
             return
-        for half in isolate.split(item):
-            await self._write_one(sink, half)
+        mid = k // 2  # the halves of isolate.split
+        for lo, hi in ((0, mid), (mid, k)):
+            try:
+                await self._write_one(sink, isolate.part(item, lo, hi))
+            except Undelivered as u:  # a deeper half gave up: what it lacks, and all after it
+                raise Undelivered([(lo + a, lo + b) for a, b in u.spans] + [(hi, k)], u.cause) from u.cause
+            except Exception as e:  # this half was never written (shutdown ran out of time)
+                raise Undelivered([(lo, k)], e) from e
 
     def _reject(self, sink: Sink, item: Enriched, err: DataError) -> None:
         b = item.batch
@@ -399,8 +432,16 @@ class Pipeline:
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep
-            # the alerts in the dead-letter file rather than lose them.
-            self._give_up(batch, "sink_failed", item)
+            # the alerts in the dead-letter file rather than lose them.  A
+            # sink that gave up in the middle of isolating refused records
+            # has the parts it committed: only what some sink lacks is kept.
+            if all(isinstance(r, Undelivered) for r in failed):
+                spans = merge_spans([s for r in failed for s in r.spans])  # type: ignore[attr-defined]
+                for lo, hi in spans:
+                    self._keep(isolate.part(item, lo, hi), "sink_failed")
+                self.release(batch.queued())
+            else:
+                self._give_up(batch, "sink_failed", item)
             return
         for ack in batch.acks:
             try:
@@ -412,16 +453,21 @@ class Pipeline:
     def _give_up(self, batch: AlertBatch, reason: str, item: Enriched | None = None) -> None:
         """Alerts no sink could take: keep them (EVE JSON) in the dead-letter
         file, count them, never acknowledge them."""
+        self._keep(item if item is not None else Enriched(batch, None, batch.strings), reason)
+        self.release(batch.queued())
+
+    def _keep(self, item: Enriched, reason: str) -> None:
+        """item's alerts (EVE JSON) and events (verbatim) in the dead-letter
+        file, its alerts counted as dropped for ``reason``."""
+        batch = item.batch
         try:
-            data = render_json(batch, "eve", item.categories if item else None,
-                               item.extra_strings if item else None)
+            data = render_json(batch, "eve", item.categories, item.extra_strings)
         except Exception:
             data = repr(batch.alerts.tolist()).encode()
         if batch.events is not None:  # non-alert EVE events, verbatim
             data += batch.events.lines
         self.deadletter.write(batch.origin, reason, data)
         self.stats.add_dropped(reason, len(batch))
-        self.release(batch.queued())
 
     def _sync_deadletter_stats(self) -> None:
         self.stats.dead_letters = self.deadletter.count

@@ -9,6 +9,7 @@ import pathlib
 import signal
 import socket
 import sqlite3
+import time
 
 import pytest
 
@@ -230,3 +231,39 @@ def test_records_a_sink_refuses_are_isolated_and_the_rest_delivered(tmp_path):
     assert sorted(dl) == sorted([("sink_rejected", lines[i]) for i, ln in enumerate(lines)
                                  if b'"signature_id":666' in ln or b'"flow_id":666' in ln])
     assert "policy: sid 666" in ing.stderr_path.read_text()
+
+
+def test_refused_and_down_in_one_batch_counts_each_record_once(tmp_path, run_ingest):
+    """One batch meets both kinds of sink failure: the store refuses one
+    record (a policy trigger: its data) and, while the batch is being
+    bisected, cannot take the half holding a record too big for the file-size
+    limit it runs under (down: a real EFBIG from the kernel, as a full disk
+    gives ENOSPC) until shutdown runs out of time.  The halves the store
+    committed are stored and counted once; only the half that never went in
+    is counted sink_failed (on the landed main the whole batch of 40 was
+    also counted sink_failed, 19 stored alerts and the refused one included).
+    """
+    import resource
+
+    db = tmp_path / "a.db"
+    _store_with_policy(db)
+    eve = tmp_path / "eve.json"
+    eve.write_bytes(b"")
+    p = run_ingest(["listen", "--eve-file", str(eve), "--sink", f"sqlite:{db}", "--dead-letter", "",
+                    "--stats-interval", "0", "--drain-timeout", "1"], wait_for=[])
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE, (1 << 20, hard))
+    lines = [ALERT % (i + 1, 666 if i == 3 else i + 1, i + 1) for i in range(40)]
+    lines[30] = lines[30].replace(b'"Misc"', b'"' + b"c" * (2 << 20) + b'"')  # > the limit: down
+    eve.write_bytes(b"\n".join(lines) + b"\n")
+    end = time.monotonic() + WAIT
+    while not ("refused an alert" in p.stderr() and "retrying in" in p.stderr()):
+        assert p.proc.poll() is None and time.monotonic() < end, p.stderr()
+        time.sleep(0.05)
+    rc, st = p.stop()
+    assert rc == 1, p.stderr()
+    stored = sorted(r[0] for r in sqlite3.connect(db).execute("SELECT flow_id FROM alerts"))
+    assert stored == [i + 1 for i in range(20) if i != 3]
+    assert st["dispatched"] == {f"sqlite:{db}": 19}
+    assert st["dropped"] == {"sink_rejected": 1, "sink_failed": 20}
+    assert st["decoded"] == 40

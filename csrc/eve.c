@@ -568,9 +568,16 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
             continue;
         }
         if (off > buf_len || len > buf_len - off) return INGEST_EINVAL;
-        /* trim surrounding whitespace (the trailing "\n" Suricata adds) */
+        /* trim surrounding whitespace (the trailing "\n" Suricata adds), and
+         * a UTF-8 byte order mark in front (an eve.json saved by a Windows
+         * editor: RFC 8259 lets a parser ignore it; it is not part of the
+         * record kept for output) */
         const uint8_t *s = buf + off, *e = s + len;
         while (s < e && (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')) s++;
+        if (e - s >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf) {
+            s += 3;
+            while (s < e && (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')) s++;
+        }
         while (e > s && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t')) e--;
         r->off = (uint64_t)(s - buf);
         r->len = (uint32_t)(e - s);

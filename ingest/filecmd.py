@@ -145,6 +145,30 @@ class _Prefixed(io.RawIOBase):
         return self._rest.readinto(b)  # type: ignore[attr-defined]
 
 
+#: a UTF-8 byte order mark (an eve.json saved by a Windows editor)
+BOM = b"\xef\xbb\xbf"
+#: how far a text input that starts with blank lines is read to find its first record
+SNIFF_MAX = 1 << 20
+
+
+def _text_start(head: bytes) -> bytes:
+    """head without a leading byte order mark and whitespace."""
+    return head.lstrip().removeprefix(BOM).lstrip()
+
+
+def _read_sniff(f: BinaryIO) -> bytes:
+    """The bytes the format is told by: HEAD bytes, or, when those are only
+    blank lines (and a BOM), on to the first non-blank byte (at most
+    SNIFF_MAX), so an EVE file that starts with blank lines is still EVE."""
+    head = _read_head(f, HEAD)
+    while len(head) >= HEAD and len(head) < SNIFF_MAX and not _text_start(head):
+        more = _read_head(f, 4096)
+        if not more:
+            break
+        head += more
+    return head
+
+
 def _read_head(f: BinaryIO, n: int) -> bytes:
     parts: list[bytes] = []
     have = 0
@@ -202,7 +226,7 @@ def open_input(arg: str, *, regular_only: bool = False) -> Input:
         name, regular = arg, stat.S_ISREG(st.st_mode)
         size = st.st_size if regular else None
     try:
-        head = _read_head(raw, HEAD)
+        head = _read_sniff(raw)
     except OSError as e:
         for c in closers:
             c.close()
@@ -213,7 +237,7 @@ def open_input(arg: str, *, regular_only: bool = False) -> Input:
         stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
         closers.append(stream)
         try:
-            head = _read_head(stream, HEAD)
+            head = _read_sniff(stream)
         except (OSError, EOFError) as e:
             raise InputError(f"{name}: damaged gzip data: {e}") from None
         stream = io.BufferedReader(_Prefixed(head, stream), 1 << 20)  # type: ignore[arg-type]
@@ -233,8 +257,11 @@ def sniff_head(head: bytes, name: str) -> str | None:
         raise InputError(f"{name}: this is a pcap file, not Unified2 (Snort's log_tcpdump output?)")
     if kind == "unified2":
         return "unified2"
-    if head.lstrip()[:1] == b"{":
+    text = _text_start(head)
+    if text[:1] == b"{":
         return "eve"
+    if not text and len(head) < SNIFF_MAX:  # blank lines only
+        return None
     return "alertpkt?"
 
 

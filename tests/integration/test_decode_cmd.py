@@ -260,3 +260,23 @@ def test_decode_into_a_store_that_refuses_some_records(tmp_path):
     assert p.returncode == 1 and b"refused a record" in p.stderr and b"not 103" in p.stderr
     assert table(db, "SELECT count(*) FROM alerts") == [(40 - 6,)]  # sid 103 is every 7th alert
     assert table(db, "SELECT count(*) FROM flows") == [(10,)]
+
+
+@pytest.mark.parametrize("lead", [b"\xef\xbb\xbf", b"\n" * 100, b"\xef\xbb\xbf\r\n" + b" \r\n" * 40],
+                         ids=["bom", "blank-lines", "bom-crlf-blank"])
+def test_decode_an_eve_file_that_starts_with_a_bom_or_blank_lines(tmp_path, lead):
+    """An eve.json saved by a Windows editor (UTF-8 byte order mark, CRLF)
+    or starting with more blank lines than the sniffed head is still EVE:
+    every record is decoded, the first one too (on the landed main the
+    file was 'not recognised', and with --format eve its first alert was
+    invalid_json)."""
+    lines = [ALERT % (i, i, i) for i in range(1, 4)]
+    f = tmp_path / "eve.json"
+    f.write_bytes(lead + b"\r\n".join(lines) + b"\r\n")
+    db = tmp_path / "a.db"
+    for fmt in ("auto", "eve"):
+        r = ingest("decode", str(f), "--format", fmt, "--sink", "jsonl:-", "--sink", f"sqlite:{db}")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == lines, r.stderr
+        assert b"invalid_json" not in r.stderr
+    assert table(db, "SELECT sid FROM alerts") == [(1,), (2,), (3,)]

@@ -285,3 +285,19 @@ def test_string_tables_hold_only_valid_utf8():
     b = B.AlertBatch(B.empty(1), ["sig \udcff"], "api")
     b.alerts["msg_idx"] = 0
     assert json.loads(render_json(b))["alert"]["signature"] == "sig \ufffd"
+
+
+def test_a_byte_order_mark_before_a_record_is_not_part_of_it():
+    """A UTF-8 BOM at the start of an eve.json (a Windows editor) or of a
+    datagram is skipped like whitespace: the record is decoded and kept
+    without it (on the landed main it was invalid_json, its alert lost)."""
+    bom = b"\xef\xbb\xbf"
+    res = decode_lines(bom + ALERT % (1, 1, 1) + b"\r\n" + bom + FLOW % 2 + b"\r\n" + bom + b"\r\n")
+    assert not res.rejected and len(res.batch) == 1 and len(res.batch.events.flows) == 1
+    assert render_json(res.batch, "eve") == ALERT % (1, 1, 1) + b"\n"
+    assert res.batch.events.lines == FLOW % 2 + b"\n"
+    one = bom + b" " + ALERT % (3, 3, 3)  # a datagram
+    res = EveDecoder(1).decode(one, np.zeros(1, np.uint64), np.array([len(one)], np.uint32))
+    assert not res.rejected and len(res.batch) == 1
+    # only at the start: a BOM inside a record is no whitespace
+    assert decode_lines(b'{"event_type":' + bom + b'"dns"}\n').rejected[0][1] == "invalid_json"

@@ -31,6 +31,7 @@ class Stats:
         self.queue_bytes = 0  # bytes held by the queue and the sources' line buffers
         self.reader_failed: dict[str, int] = defaultdict(int)  # reader threads that died, by source
         self.extra: dict[str, int] = defaultdict(int)
+        self._groups: dict[str, int] = defaultdict(int)  # distinct names per set_gauge group
 
     def add_input(self, received: int, decoded: int) -> None:
         with self._lock:
@@ -62,6 +63,18 @@ class Stats:
         """Set a gauge in ``extra`` (e.g. an engine's own cumulative counter)."""
         with self._lock:
             self.extra[name] = value
+
+    def set_gauge(self, name: str, value: int, *, group: str, cap: int) -> bool:
+        """``set_extra`` for a gauge whose names come from input (an engine's
+        own counters): at most ``cap`` distinct names per ``group``; False
+        (nothing set) for a new name past it."""
+        with self._lock:
+            if name not in self.extra:
+                if self._groups[group] >= cap:
+                    return False
+                self._groups[group] += 1
+            self.extra[name] = value
+            return True
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -105,7 +118,8 @@ class Stats:
 
 #: counters from ``extra`` shown in the periodic line whenever they are not 0
 NOTABLE = ("accept_failed", "connections_refused", "connections_evicted", "connections_idle_closed",
-           "dead_letters_rotated", "sink_probe_recoveries", "barnyard2_duplicates")
+           "dead_letters_rotated", "sink_probe_recoveries", "barnyard2_duplicates",
+           "suricata_counters_ignored")
 
 
 def _suricata(s: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ batch goes to the runtime's bounded queue.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import sys
@@ -45,6 +46,15 @@ LINGER_US = 2000
 #: Suricata counters reported next to ours (besides every "*drop*" counter)
 _KEEP = {"capture.kernel_packets", "capture.errors", "decoder.pkts", "detect.alert",
          "detect.alerts_suppressed", "uptime"}
+#: A stats event comes from whoever can write to the socket, so what it may
+#: add to our counters is bounded: names as Suricata writes them (dotted
+#: words, thread names such as ``W#01-eth0``; never a newline that would
+#: forge a log line), values a Suricata counter can hold (uint64), and at
+#: most this many distinct names for the life of the process (first come;
+#: a real Suricata has a few dozen drop counters, per thread with
+#: ``threads: yes``).  The rest is counted ``suricata_counters_ignored``.
+MAX_SURICATA_COUNTERS = 256
+_COUNTER_NAME = re.compile(r"[A-Za-z0-9_.#:-]{1,160}\Z")
 
 
 def _read_qlen() -> int | None:
@@ -58,20 +68,31 @@ def _read_qlen() -> int | None:
 def suricata_counters(stats_event: dict[str, Any]) -> dict[str, int]:
     """Suricata's drop counters (and a few totals) from one ``stats`` event,
     flattened to dotted names (e.g. ``capture.kernel_drops``)."""
+    return _counters(stats_event)[0]
+
+
+def _counters(stats_event: dict[str, Any]) -> tuple[dict[str, int], int]:
+    """suricata_counters, and how many counter-like members were refused
+    (a name or value no Suricata counter has)."""
     out: dict[str, int] = {}
+    refused = 0
 
     def walk(d: dict[str, Any], prefix: str) -> None:
+        nonlocal refused
         for k, v in d.items():
             name = f"{prefix}{k}"
             if isinstance(v, dict):
                 walk(v, name + ".")
-            elif isinstance(v, int) and ("drop" in k or name in _KEEP):
-                out[name] = v
+            elif "drop" in k or name in _KEEP:
+                if type(v) is int and 0 <= v < 1 << 64 and _COUNTER_NAME.match(name):
+                    out[name] = v
+                else:
+                    refused += 1
 
     s = stats_event.get("stats")
     if isinstance(s, dict):
         walk(s, "")
-    return out
+    return out, refused
 
 
 def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray, n: int,
@@ -121,8 +142,13 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
         stats.add_extra("eve_events", batch.events.count)
         stats.add_extra("eve_flows", len(batch.events.flows))
     for ev in res.stats:
-        for name, v in suricata_counters(ev).items():
-            stats.set_extra("suricata." + name, v)  # Suricata's counters are cumulative
+        counters, ignored = _counters(ev)
+        for name, v in counters.items():
+            # Suricata's counters are cumulative: a gauge each, bounded in number
+            if not stats.set_gauge("suricata." + name, v, group="suricata", cap=MAX_SURICATA_COUNTERS):
+                ignored += 1
+        if ignored:
+            stats.add_extra("suricata_counters_ignored", ignored)
     if keys is not None and len(batch):
         batch.keys = keys(res)
     used = batch.queued()

@@ -145,3 +145,37 @@ def test_event_types_filter_and_verbatim_json_sink(tmp_path):
     want = [ln for ln in ZEUS.read_bytes().splitlines()
             if b'"event_type":"alert"' in ln or b'"event_type":"flow"' in ln]
     assert sorted(out.read_bytes().splitlines()) == sorted(want)
+
+
+def test_stats_events_cannot_grow_the_counters_or_forge_log_lines(tmp_path):
+    """Suricata's counters come from its stats events, which any sender on
+    the socket can write: thousands of invented '*drop*' names per event
+    (on the landed main every one became a counter for the life of the
+    process and a field of every stats line: 300 such datagrams took
+    580 MB and 115 MB of log), names with a newline (a forged log line),
+    values no counter has.  What is kept is bounded; the real counters of
+    the first stats event are there."""
+    sock = tmp_path / "eve.sock"
+    ing = Ingest(tmp_path, "--eve-dgram", str(sock))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.connect(str(sock))
+    s.send(b'{"event_type":"stats","stats":{"uptime":9,"capture":{"kernel_packets":5,"kernel_drops":2},'
+           b'"threads":{"W#01-eth0":{"capture":{"kernel_drops":1}}}}}')
+    k = 0
+    for _ in range(20):
+        names = {f"n{k + j}_drop": 1 for j in range(2000)}
+        k += 2000
+        s.send(json.dumps({"event_type": "stats", "stats": names}).encode())
+    s.send(b'{"event_type":"stats","stats":{"x\\ningest: error: forged drop":1,"big_drop":'
+           + b"9" * 4000 + b',"neg_drop":-1,"bool_drop":true,"f_drop":1.5}}')
+    s.send(ALERT)
+    s.close()
+    ing.wait_count(1)
+    st = ing.stop()
+    sur = {k: v for k, v in st.items() if k.startswith("suricata.")}
+    assert sur["suricata.uptime"] == 9 and sur["suricata.capture.kernel_drops"] == 2
+    assert sur["suricata.threads.W#01-eth0.capture.kernel_drops"] == 1
+    assert len(sur) <= 256
+    assert st["suricata_counters_ignored"] >= 40000 - 256
+    assert not any("\n" in k or k.endswith(("big_drop", "neg_drop", "bool_drop", "f_drop")) for k in sur)
+    assert len(ing.stderr_path.read_bytes()) < 200_000

@@ -78,7 +78,7 @@ def _int(text: str) -> int | None:
 
 
 def _lines(path: str):
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # a BOM (Windows editors) is no part of line 1
         for n, raw in enumerate(f, 1):
             line = raw.strip()
             if line and not line.startswith("#"):

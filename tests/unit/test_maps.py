@@ -220,3 +220,24 @@ def test_references_reach_the_store(tmp_path):
                    "WHERE sid = 1000").fetchone()[0]
     assert n == 3
     db.close()
+
+
+def test_maps_saved_by_a_windows_editor_load(tmp_path):
+    """A byte order mark, CRLF line ends, bytes that are not UTF-8 and a NUL:
+    every map loads (on the landed main a BOM made the first line malformed,
+    so a map saved by a Windows editor was refused, exit 2), invalid bytes
+    read as U+FFFD, and nothing else changes."""
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "sid-msg.map").write_bytes(bom + b"1000001 || BOM \xff msg\x00x || url,example.com/a\r\n"
+                                                 b"# a comment\r\n1000002 || second\r\n")
+    (tmp_path / "gen-msg.map").write_bytes(bom + b"# header\r\n116 || 1 || decoder \xfe msg\r\n")
+    (tmp_path / "classification.config").write_bytes(bom + b"config classification: misc,Misc \xfe,3\r\n")
+    (tmp_path / "reference.config").write_bytes(bom + b"config reference: url http://\r\n")
+    m = Maps.from_dir(str(tmp_path))
+    assert m.signature(1, 1000001).msg == "BOM \ufffd msg\x00x"
+    assert m.signature(1, 1000001).refs == ("url,example.com/a",)
+    assert m.signature(1, 1000002).msg == "second"
+    assert m.signature(116, 1).msg == "decoder \ufffd msg"
+    c = m.classification(1)
+    assert (c.name, c.description, c.priority) == ("misc", "Misc \ufffd", 3)
+    assert m.reference_url("url,example.com/a") == "http://example.com/a"

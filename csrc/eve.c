@@ -522,15 +522,8 @@ static uint8_t proto_number(const struct fields *f)
     return 0;
 }
 
-static uint64_t fnv1a(const uint8_t *p, uint32_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint32_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
+/* The tweak of EVE text keys (Alertpkt keys use their source kind, < 256). */
+#define EVE_TEXT_TWEAK 0x657665u
 
 /* Is the event type in the filter ("\nalert\nflow\n"; NULL = everything)? */
 static int type_wanted(const struct span *t, const uint8_t *filter, size_t filter_len)
@@ -678,14 +671,14 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
             x->sig_len = f.signature.n;
             x->sig_esc = (uint8_t)f.signature.esc;
             x->has_sig = 1;
-            x->sig_hash = fnv1a(f.signature.p, f.signature.n);
+            x->sig_hash = ingest_keyed_hash(f.signature.p, f.signature.n, EVE_TEXT_TWEAK);
         }
         if (f.category.p != NULL) {
             x->cat_off = (uint32_t)(f.category.p - s);
             x->cat_len = f.category.n;
             x->cat_esc = (uint8_t)f.category.esc;
             x->has_cat = 1;
-            x->cat_hash = fnv1a(f.category.p, f.category.n);
+            x->cat_hash = ingest_keyed_hash(f.category.p, f.category.n, EVE_TEXT_TWEAK);
         }
         k++;
     }

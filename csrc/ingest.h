@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 11
+#define INGEST_ABI_VERSION 12
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -141,10 +141,16 @@ int ingest_alertpkt_decode(const uint8_t *slots, size_t slot_size, unsigned n,
                            uint32_t *slot_of, uint8_t *status, uint64_t *msg_key,
                            uint32_t *msg_first);
 
-/* Length of the NUL-terminated text at p, at most max (strnlen for cffi).
- * ingest_set_hash_key: the msg_key hash key; set once, from a random source. */
+/* Length of the NUL-terminated text at p, at most max (strnlen for cffi). */
 size_t ingest_text_len(const uint8_t *p, size_t max);
+
+/* ---- hash.c: the keyed hash of text from the wire ---------------------- */
+/* ingest_set_hash_key: the key of every text hash (Alertpkt msg_key, EVE
+ * sig_hash/cat_hash); set once, from a random source.  ingest_keyed_hash:
+ * SipHash-1-3 of len bytes under that key; tweak separates domains (the same
+ * bytes under another tweak get an unrelated hash). */
 void ingest_set_hash_key(uint64_t k0, uint64_t k1);
+uint64_t ingest_keyed_hash(const uint8_t *in, size_t len, uint64_t tweak);
 
 /* ---- format.c: batch output formatting -------------------------------- */
 #define INGEST_FMT_EVE 1
@@ -236,7 +242,8 @@ struct ingest_eve_rec {
 
 /* Beside each produced alert: where its text is.  *_off are relative to the
  * record's (trimmed) start; the text is the JSON string body, still escaped
- * when *_esc.  *_hash is FNV-1a of those bytes, for de-duplication. */
+ * when *_esc.  *_hash is their keyed hash (ingest_keyed_hash), for
+ * de-duplication and caching: a sender cannot make two texts share one. */
 struct ingest_eve_alert {
     uint64_t sig_hash;
     uint64_t cat_hash;

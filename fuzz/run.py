@@ -45,10 +45,10 @@ CSRC = ROOT / "csrc"
 
 #: target -> (C sources it links, -max_len)
 TARGETS: dict[str, tuple[list[str], int]] = {
-    "alertpkt": (["alertpkt.c"], 4096),
+    "alertpkt": (["alertpkt.c", "hash.c"], 4096),
     "unified2": (["unified2.c"], 16384),
-    "eve": (["eve.c"], 8192),
-    "format": (["format.c", "eve.c"], 8192),
+    "eve": (["eve.c", "hash.c"], 8192),
+    "format": (["format.c", "eve.c", "hash.c"], 8192),
 }
 
 CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=fuzzer,address,undefined",

@@ -303,7 +303,7 @@ class EveDecoder:
         c_first = ffi.from_buffer("uint32_t[]", first, require_writable=True)
         for col, has, off, ln, esc, h in (("msg_idx", "has_sig", "sig_off", "sig_len", "sig_esc", "sig_hash"),
                                            ("cat", "has_cat", "cat_off", "cat_len", "cat_esc", "cat_hash")):
-            # distinct texts by (FNV-1a hash, length), found in C; one decode each (cached)
+            # distinct texts by (keyed hash, length), found in C; one decode each (cached)
             keys = (ext[h] ^ (ext[ln].astype(np.uint64) << np.uint64(40))) | np.uint64(1)
             keys[ext[has] == 0] = 0
             lib.ingest_dedupe_u64(ffi.from_buffer("uint64_t[]", keys), k, c_first,

@@ -78,6 +78,10 @@ class InputError(Exception):
     """An input that cannot be decoded at all (missing, unreadable, no known format)."""
 
 
+class SinkFailed(Exception):
+    """A sink that is down (not one refusing a record): decode stops, exit 1."""
+
+
 # ---- inputs -------------------------------------------------------------------
 
 def _spool_order(path: str) -> tuple:
@@ -467,7 +471,7 @@ def run_decode(ns: argparse.Namespace) -> int:
     status = {"input_error": False, "refused": 0}
     try:
         asyncio.run(_decode_all(ns, files, sinks, enricher, event_types, status))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SinkFailed) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 1
     if status["refused"]:
@@ -529,10 +533,19 @@ async def _decode_one(ns: argparse.Namespace, inp: Input, sinks: list, enricher,
                       f"{rec[:200]!r}", file=sys.stderr)
         return reject
 
+    async def write(sink, item) -> None:
+        try:
+            await write_isolating(sink.write, item, refused(sink))
+        except BrokenPipeError:
+            raise  # a reader that went away (| head): ends quietly (cli)
+        except Exception as e:  # down (locked, disk full ...): a batch run stops, says where
+            raise SinkFailed(f"sink {sink.name} failed while decoding {inp.name}: "
+                             f"{type(e).__name__}: {e}") from e
+
     try:
         for batch in batches:
             item = enricher.apply(batch)
-            await asyncio.gather(*(write_isolating(s.write, item, refused(s)) for s in sinks))
+            await asyncio.gather(*(write(s, item) for s in sinks))
     finally:
         progress.close()
 

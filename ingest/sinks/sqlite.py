@@ -252,11 +252,18 @@ class SqliteSink:
         finally:
             os.close(fd)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        db.executescript(SCHEMA)
-        _migrate(db)
+        try:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            _migrate(db)
+        except sqlite3.Error as e:
+            # a file that is no SQLite database (an alerts.json named by
+            # mistake), a schema that is not ours, a store locked at start:
+            # a start-up error that names the store, never a traceback
+            db.close()
+            raise ValueError(f"SQLite store {self.path}: cannot be opened: {e}") from e
         self._db = db
 
     def _write(self, alert_rows: list[tuple], sig_rows: list[tuple], keys=None, flows=None) -> None:

@@ -280,3 +280,41 @@ def test_decode_an_eve_file_that_starts_with_a_bom_or_blank_lines(tmp_path, lead
         assert r.stdout.splitlines() == lines, r.stderr
         assert b"invalid_json" not in r.stderr
     assert table(db, "SELECT sid FROM alerts") == [(1,), (2,), (3,)]
+
+
+def test_a_store_that_is_no_database_is_one_error_line(tmp_path):
+    """--sink sqlite:FILE naming a file that is not SQLite (alerts.json by
+    mistake): exit 2 with one line, for decode as for listen (on the landed
+    main both printed a traceback)."""
+    eve = tmp_path / "eve.json"
+    eve.write_bytes(ALERT % (1, 1, 1) + b"\n")
+    bad = tmp_path / "alerts.json"
+    bad.write_bytes(b'{"not":"a database"}\n' * 100)
+    bad.chmod(0o640)
+    for args in (["decode", str(eve)], ["listen", "--eve-file", str(eve), "--dead-letter", ""]):
+        r = ingest(*args, "--sink", f"sqlite:{bad}")
+        err = r.stderr.decode()
+        assert r.returncode == 2, err
+        assert "Traceback" not in err and f"ingest: error: SQLite store {bad}" in err, err
+        assert "not a database" in err
+    assert bad.read_bytes() == b'{"not":"a database"}\n' * 100
+
+
+def test_decode_into_a_store_that_stays_locked_fails_with_one_line(tmp_path):
+    """The store is down (locked by another writer past the busy timeout)
+    while decode writes: exit 1, one line naming the sink and the input,
+    no traceback (on the landed main: a traceback)."""
+    eve = tmp_path / "eve.json"
+    eve.write_bytes(b"".join(ALERT % (i, i, i) + b"\n" for i in range(10)))
+    db = tmp_path / "a.db"
+    assert ingest("decode", str(eve), "--sink", f"sqlite:{db}").returncode == 0
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        r = ingest("decode", str(eve), "--sink", f"sqlite:{db}", "--sink", "null:")
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert f"ingest: error: sink sqlite:{db} failed while decoding {eve}" in err and "locked" in err, err

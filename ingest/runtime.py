@@ -435,9 +435,9 @@ class Pipeline:
             # the alerts in the dead-letter file rather than lose them.  A
             # sink that gave up in the middle of isolating refused records
             # has the parts it committed: only what some sink lacks is kept.
-            if all(isinstance(r, Undelivered) for r in failed):
-                spans = merge_spans([s for r in failed for s in r.spans])  # type: ignore[attr-defined]
-                for lo, hi in spans:
+            partial = [r for r in failed if isinstance(r, Undelivered)]
+            if len(partial) == len(failed):
+                for lo, hi in merge_spans([s for r in partial for s in r.spans]):
                     self._keep(isolate.part(item, lo, hi), "sink_failed")
                 self.release(batch.queued())
             else:

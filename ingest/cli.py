@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob as globmod
 import os
 import signal
 import sys
@@ -198,6 +199,16 @@ def check_paths(cfg: Config) -> None:
         need_dir("--bookmark-dir", cfg.bookmark_dir)
     if cfg.maps:
         need_dir("--maps", cfg.maps)
+    # no output may be another output or an input (ingest would read what it writes)
+    from .safefile import check_apart
+    from .sinks.base import sink_files
+
+    outputs = [(f"--sink {url}", p) for url in cfg.sink_urls for p in sink_files(url)]
+    if cfg.dead_letter:
+        outputs.append(("--dead-letter", cfg.dead_letter))
+    inputs = [(f"--eve-file {p}", p) for p in cfg.eve_file]
+    inputs += [(f"--unified2 {spec}", globmod.escape(spec) + ".[0-9]*") for spec in cfg.unified2]
+    check_apart(outputs, inputs)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:

@@ -449,9 +449,15 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
 def run_decode(ns: argparse.Namespace) -> int:
     from .config import Config
     from .mapping import Enricher
-    from .sinks.base import open_sink
+    from .safefile import check_apart
+    from .sinks.base import open_sink, sink_files
 
+    files = expand(ns.files)
+    urls = ns.sink or ["jsonl:-"]
     try:
+        # an output that is one of the inputs would be read as it is written, without end
+        check_apart([(f"--sink {u}", p) for u in urls for p in sink_files(u)],
+                    [(f, globmod.escape(f)) for f, _ in files if f != "-"])
         cfg = Config(maps=ns.maps, sid_msg=ns.sid_msg, gen_msg=ns.gen_msg,
                      classification=ns.classification, reference=ns.reference)
         enricher = Enricher()
@@ -459,12 +465,11 @@ def run_decode(ns: argparse.Namespace) -> int:
         if maps is not None:
             enricher.set_maps(maps)
             print(f"ingest: maps: {maps.describe()}", file=sys.stderr, flush=True)  # as listen says it
-        sinks = [open_sink(u, profile=ns.profile) for u in (ns.sink or ["jsonl:-"])]
+        sinks = [open_sink(u, profile=ns.profile) for u in urls]
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
     event_types = [t for t in (ns.event_types or "").split(",") if t.strip()]
-    files = expand(ns.files)
     if [f for f, _ in files].count("-") > 1:
         print("ingest: error: '-' (standard input) can be read only once", file=sys.stderr)
         return 2

@@ -194,3 +194,62 @@ def open_output(path: str, *, what: str, mode: int, flags: int = os.O_WRONLY | o
         os.close(fd)
         raise
     return fd
+
+
+def _where(path: str) -> tuple[str, tuple[int, int] | None]:
+    """A path's real location (its directory's links resolved; the name
+    itself is not followed) and, when it exists, its (device, inode)
+    (followed: an input may be a link to the file)."""
+    d, name = os.path.split(os.path.abspath(path))
+    real = os.path.join(os.path.realpath(d), name)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return real, None
+    return real, (st.st_dev, st.st_ino) if not stat.S_ISCHR(st.st_mode) else None
+
+
+def check_apart(outputs: list[tuple[str, str]], inputs: list[tuple[str, str]] = ()) -> None:
+    """Refuse two outputs that are one file, and an output that is one of
+    the inputs.  ``outputs``/``inputs`` are (what, path); an input path may
+    be a glob (every file it matches, now or later).  Raises UnsafeFileError.
+
+    An output that is an input makes ingest read what it writes, without
+    end: a JSON-lines sink (or the dead-letter file) appending to the
+    eve.json it follows or decodes grows it until the disk is full.  Two
+    outputs in one file interleave a store with JSON lines (a corrupt
+    store), or write every alert twice.  Character devices (/dev/null)
+    keep nothing and may be named any number of times."""
+    import fnmatch
+    import glob as globmod
+
+    seen: list[tuple[str, str, tuple[int, int] | None]] = []
+    for what, path in outputs:
+        if path in ("", "-"):
+            continue
+        real, ident = _where(path)
+        try:
+            if stat.S_ISCHR(os.stat(path).st_mode):
+                continue
+        except OSError:
+            pass
+        for w, r, i in seen:
+            if real == r or (ident is not None and ident == i):
+                raise UnsafeFileError(f"{what} and {w} name the same file ({path}): "
+                                      "give each output its own file")
+        seen.append((what, real, ident))
+    for what, path in inputs:
+        if globmod.has_magic(os.path.basename(path)):
+            d, pat = os.path.split(os.path.abspath(path))
+            pattern = os.path.join(os.path.realpath(d), pat)
+            clash = [w for w, r, _i in seen if fnmatch.fnmatchcase(r, pattern)]
+            matches = globmod.glob(path)
+        else:
+            clash = []
+            matches = [path]
+        for m in matches:
+            real, ident = _where(m)
+            clash += [w for w, r, i in seen if real == r or (ident is not None and ident == i)]
+        if clash:
+            raise UnsafeFileError(f"{clash[0]} is also the input {what}: ingest would read what it "
+                                  "writes, without end; write the output somewhere else")

@@ -7,7 +7,7 @@ from typing import Protocol
 from ..mapping import Enriched
 from .errors import DataError
 
-__all__ = ["DataError", "Sink", "open_sink"]
+__all__ = ["DataError", "Sink", "open_sink", "sink_files"]
 
 
 class Sink(Protocol):
@@ -48,3 +48,14 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False) ->
             raise ValueError("sink sqlite: needs a database path")
         return SqliteSink(rest, allow_foreign=allow_foreign)
     raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, null)")
+
+
+def sink_files(url: str) -> list[str]:
+    """The files a sink URL writes (none for ``null:`` and ``jsonl:-``): the
+    SQLite store with its -wal, -shm and -journal files, a JSON-lines file."""
+    scheme, _, rest = url.partition(":")
+    if scheme == "jsonl" and rest and rest != "-":
+        return [rest]
+    if scheme == "sqlite" and rest:
+        return [rest] + [rest + suffix for suffix in ("-wal", "-shm", "-journal")]
+    return []

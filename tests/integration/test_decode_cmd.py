@@ -318,3 +318,38 @@ def test_decode_into_a_store_that_stays_locked_fails_with_one_line(tmp_path):
     err = r.stderr.decode()
     assert r.returncode == 1 and "Traceback" not in err, err
     assert f"ingest: error: sink sqlite:{db} failed while decoding {eve}" in err and "locked" in err, err
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    """decode FILE --sink jsonl:FILE (or a link to it) read its own output
+    without end (the landed main grew a 3-record file to 33 MB in 10 s and
+    on until the disk was full); so did listen --eve-file with a JSON-lines
+    sink or the dead-letter file on the followed file.  Two outputs in one
+    file (a store and JSON lines: a corrupt store) are refused too."""
+    eve = tmp_path / "eve.json"
+    eve.write_bytes(ALERT % (1, 1, 1) + b"\n")
+    eve.chmod(0o640)
+    (tmp_path / "link.json").symlink_to(eve)
+    before = eve.read_bytes()
+    cases = [["decode", str(eve), "--sink", f"jsonl:{eve}"],
+             ["decode", str(tmp_path / "link.json"), "--sink", "null:", "--sink", f"jsonl:{eve}"],
+             ["decode", str(tmp_path / "*.json"), "--sink", f"jsonl:{eve}"],
+             ["decode", str(eve), "--sink", f"sqlite:{tmp_path / 'a.db'}", "--sink", f"jsonl:{tmp_path / 'a.db'}"],
+             ["listen", "--eve-file", str(eve), "--sink", f"jsonl:{eve}", "--dead-letter", ""],
+             ["listen", "--eve-file", str(tmp_path / "link.json"), "--sink", f"jsonl:{eve}", "--dead-letter", ""],
+             ["listen", "--eve-file", str(tmp_path / "eve*.json"), "--sink", "null:",
+              "--dead-letter", str(tmp_path / "eve-dead.json")],
+             ["listen", "--unified2", str(tmp_path / "snort.u2"), "--sink", f"jsonl:{tmp_path / 'snort.u2.17'}",
+              "--dead-letter", ""],
+             ["listen", "--eve-file", str(eve), "--sink", f"jsonl:{tmp_path / 'o.json'}",
+              "--dead-letter", str(tmp_path / "o.json")]]
+    for args in cases:
+        r = ingest(*args)
+        err = r.stderr.decode()
+        assert r.returncode == 2, (args, err)
+        assert "ingest: error:" in err and ("same file" in err or "read what it writes" in err), (args, err)
+    assert eve.read_bytes() == before
+    assert not (tmp_path / "a.db").exists() and not (tmp_path / "snort.u2.17").exists()
+    # /dev/null may be every output at once
+    r = ingest("decode", str(eve), "--sink", "jsonl:/dev/null", "--sink", "jsonl:/dev/null")
+    assert r.returncode == 0, r.stderr

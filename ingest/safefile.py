@@ -33,6 +33,7 @@ import errno
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 
 #: outputs: the flag that accepts foreign ownership / loose modes (named in errors)
 ALLOW_FOREIGN_FLAG = "--allow-foreign-outputs"
@@ -209,7 +210,7 @@ def _where(path: str) -> tuple[str, tuple[int, int] | None]:
     return real, (st.st_dev, st.st_ino) if not stat.S_ISCHR(st.st_mode) else None
 
 
-def check_apart(outputs: list[tuple[str, str]], inputs: list[tuple[str, str]] = ()) -> None:
+def check_apart(outputs: Sequence[tuple[str, str]], inputs: Sequence[tuple[str, str]] = ()) -> None:
     """Refuse two outputs that are one file, and an output that is one of
     the inputs.  ``outputs``/``inputs`` are (what, path); an input path may
     be a glob (every file it matches, now or later).  Raises UnsafeFileError.

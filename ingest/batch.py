@@ -108,6 +108,11 @@ class AlertBatch:
     ``events`` (optional) carries non-alert events that travel with the batch
     (EVE flow, dns, stats ...): see :class:`EventBatch`.  They count towards
     the runtime's queue bound (:meth:`queued`) but not ``len``.
+
+    ``sensor`` names the sensor the batch comes from; ``""`` (every local
+    source) means this process's own sensor (``--sensor-name``), which each
+    sink was given.  A collector sets it to the publishing sensor's name.
+    Batches of different sensors are never joined (:meth:`concat` refuses).
     """
 
     alerts: np.ndarray
@@ -120,6 +125,7 @@ class AlertBatch:
     keys: np.ndarray | None = None
     events: EventBatch | None = None
     raw_pool: RawPool | None = None
+    sensor: str = ""
 
     def __len__(self) -> int:
         return len(self.alerts)
@@ -130,9 +136,14 @@ class AlertBatch:
 
     @staticmethod
     def concat(batches: list[AlertBatch]) -> AlertBatch:
-        """Join batches into one, re-basing string indices (vectorised)."""
+        """Join batches into one, re-basing string indices (vectorised).
+        ValueError for batches of different sensors: a batch has one."""
         if len(batches) == 1:
             return batches[0]
+        sensor = batches[0].sensor
+        if any(b.sensor != sensor for b in batches):
+            raise ValueError("batches of different sensors cannot be joined: "
+                             + ", ".join(sorted({repr(b.sensor) for b in batches})))
         parts = []
         acks: list = []
         side: dict[str, list[np.ndarray]] = {"extra": [], "raw": [], "cat": []}
@@ -171,6 +182,7 @@ class AlertBatch:
             keys,
             EventBatch.concat(evs) if evs else None,
             pool if pooled else None,
+            sensor,
         )
 
 

@@ -105,6 +105,9 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", action="append", metavar="URL",
                    help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
     p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
+    p.add_argument("--sensor-name", type=_flag("sensor_name"), metavar="NAME",
+                   help="this sensor's name in every store row (1-64 of A-Z a-z 0-9 _ . -; "
+                        "default: the host name)")
     p.add_argument("--socket-mode", type=_flag("socket_mode"), metavar="MODE",
                    help="socket file mode (default 0660)")
     p.add_argument("--socket-group", metavar="NAME", help="socket file group")
@@ -159,7 +162,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
-              "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs")
+              "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -254,7 +257,8 @@ def build_pipeline(cfg: Config):
         if not sources:
             raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, --unified2, "
                              "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
-        sinks = [open_sink(url, profile=cfg.format, allow_foreign=cfg.allow_foreign_outputs)
+        sinks = [open_sink(url, profile=cfg.format, allow_foreign=cfg.allow_foreign_outputs,
+                           sensor=cfg.sensor)
                  for url in cfg.sink_urls]
         enricher = Enricher()
         maps = cfg.load_maps()

@@ -21,11 +21,35 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import socket
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_STORE = "sqlite:./alerts.db"
+
+#: a sensor name: 1..64 of [A-Za-z0-9_.-], no dot at either end and no two in
+#: a row.  It goes into every store row and into NATS subjects, where a dot
+#: separates tokens (so no empty token can be made from it).
+SENSOR_NAME_RE = re.compile(r"(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9_.-]{1,64}")
+
+
+def check_sensor_name(name: str) -> str:
+    """name if it is a valid sensor name, else ValueError saying why."""
+    if not isinstance(name, str) or not SENSOR_NAME_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is no sensor name (1 to 64 of A-Z a-z 0-9 _ . -, "
+                         "no dot at either end, no two dots in a row)")
+    return name
+
+
+def default_sensor_name() -> str:
+    """The host name as a sensor name (what ``--sensor-name`` defaults to):
+    characters a sensor name cannot have become ``_``, dots at either end
+    and repeated ones go, it is cut to 64; an empty host name gives
+    ``localhost``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
+    name = re.sub(r"\.{2,}", ".", name).strip(".")[:64].rstrip(".")
+    return name or "localhost"
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,13 @@ class Config:
     linger_ms: float = 2.0
     #: how long shutdown may take to dispatch what is queued
     drain_timeout: float = 30.0
+    #: this sensor's name in every store row and NATS subject (None: the host name)
+    sensor_name: str | None = None
+
+    @property
+    def sensor(self) -> str:
+        """The sensor name in force: ``sensor_name``, else the host name."""
+        return self.sensor_name or default_sensor_name()
 
     @property
     def sink_urls(self) -> tuple[str, ...]:
@@ -280,6 +311,11 @@ def coerce(key: str, value: Any) -> Any:
         return value
     if key == "dead_letter" and value == "":
         return None  # '' disables the dead-letter file (count only)
+    if key == "sensor_name" and value is not None:
+        try:
+            return check_sensor_name(value)
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
     if value is None and "None" in str(_FIELDS[key].type):
         return None
     if not isinstance(value, str):
@@ -324,3 +360,14 @@ def number_arg(kind: type[int] | type[float], low: float) -> Any:
 
     convert.__name__ = f"{kind.__name__} >= {low:g}"
     return convert
+
+
+def sensor_name_arg(text: str) -> str:
+    """argparse ``type=`` for a tool's ``--sensor-name`` (``ingest decode``):
+    the rule of the ``sensor_name`` key, else the subcommand's usage error."""
+    import argparse
+
+    try:
+        return check_sensor_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -42,6 +42,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .batch import AlertBatch
+from .config import sensor_name_arg
 
 #: bytes sniffed at the start of an input
 HEAD = 64
@@ -60,6 +61,8 @@ def add_parser(sub) -> None:
                    choices=("auto", "unified2", "alertpkt", "eve"), help="input format (default auto)")
     d.add_argument("--sink", action="append", metavar="URL", help="jsonl:PATH, jsonl:-, sqlite:PATH, null:")
     d.add_argument("--profile", choices=("eve", "trisul"), default="eve", help="JSON output profile")
+    d.add_argument("--sensor-name", type=sensor_name_arg, metavar="NAME",
+                   help="the sensor name in store rows (default: the host name)")
     d.add_argument("--event-types", metavar="LIST", help="EVE: keep only these event types (comma-separated)")
     d.add_argument("--maps", metavar="DIR")
     d.add_argument("--sid-msg", metavar="FILE")
@@ -458,14 +461,15 @@ def run_decode(ns: argparse.Namespace) -> int:
         # an output that is one of the inputs would be read as it is written, without end
         check_apart([(f"--sink {u}", p) for u in urls for p in sink_files(u)],
                     [(f, globmod.escape(f)) for f, _ in files if f != "-"])
-        cfg = Config(maps=ns.maps, sid_msg=ns.sid_msg, gen_msg=ns.gen_msg,
-                     classification=ns.classification, reference=ns.reference)
+        cfg = Config().replace(maps=ns.maps, sid_msg=ns.sid_msg, gen_msg=ns.gen_msg,
+                               classification=ns.classification, reference=ns.reference,
+                               sensor_name=ns.sensor_name)
         enricher = Enricher()
         maps = cfg.load_maps()
         if maps is not None:
             enricher.set_maps(maps)
             print(f"ingest: maps: {maps.describe()}", file=sys.stderr, flush=True)  # as listen says it
-        sinks = [open_sink(u, profile=ns.profile) for u in urls]
+        sinks = [open_sink(u, profile=ns.profile, sensor=cfg.sensor) for u in urls]
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2

@@ -23,10 +23,10 @@ SELECT f.flow_id, f.event_type, f.src_ip, f.src_port, f.dest_ip, f.dest_port, f.
        f.app_proto, f.start, f."end", f.pkts_toserver, f.pkts_toclient, f.bytes_toserver,
        f.bytes_toclient, f.state, f.reason,
        count(a.id) AS alerts, min(a.priority) AS top_priority,
-       group_concat(DISTINCT a.gid || ':' || a.sid) AS signatures
-FROM flows f JOIN alerts a ON a.flow_id = f.flow_id
+       group_concat(DISTINCT a.gid || ':' || a.sid) AS signatures, f.sensor
+FROM flows f JOIN alerts a ON a.flow_id = f.flow_id AND a.sensor = f.sensor
 WHERE a.priority BETWEEN 1 AND ?
-GROUP BY f.rowid
+GROUP BY f.id
 ORDER BY top_priority, alerts DESC, f.start_us
 LIMIT ?
 """

@@ -275,11 +275,15 @@ class Pipeline:
 
     # --- the event loop side -------------------------------------------
     def _take(self) -> tuple[AlertBatch, int]:
+        """The next batch to dispatch: what is queued, up to batch_max
+        records and take_bytes, never across a change of sensor (a batch
+        has one sensor: a collector queues several)."""
         first, nbytes = self._dq.popleft()
         taken = [first]
         n = first.queued()
         while (self._dq and n + self._dq[0][0].queued() <= self.batch_max
-               and nbytes + self._dq[0][1] <= self.take_bytes):
+               and nbytes + self._dq[0][1] <= self.take_bytes
+               and self._dq[0][0].sensor == first.sensor):
             b, nb = self._dq.popleft()
             taken.append(b)
             n += b.queued()

@@ -24,10 +24,13 @@ class Sink(Protocol):
         """Flush and close; called once after the last write."""
 
 
-def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False) -> Sink:
+def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
+              sensor: str | None = None) -> Sink:
     """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH`` or ``null:``.
     ``allow_foreign`` accepts output files another user owns or may write
-    (``--allow-foreign-outputs``; see ingest.safefile)."""
+    (``--allow-foreign-outputs``; see ingest.safefile).  ``sensor`` is this
+    process's sensor name (``--sensor-name``; None: the host name): what a
+    store writes in the ``sensor`` column of a batch that names none."""
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, null:)")
@@ -46,7 +49,7 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False) ->
 
         if not rest:
             raise ValueError("sink sqlite: needs a database path")
-        return SqliteSink(rest, allow_foreign=allow_foreign)
+        return SqliteSink(rest, allow_foreign=allow_foreign, sensor=sensor)
     raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, null)")
 
 

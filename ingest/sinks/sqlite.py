@@ -5,24 +5,27 @@ batch (``executemany`` over columns built with numpy, no per-alert Python
 beyond the row tuples sqlite3 itself needs); all database work happens on one
 dedicated thread so the event loop never waits on disk.
 
-Schema (see README "The SQLite store")::
+Schema (see README "The SQLite store"; ingest.sinks.rows builds the rows)::
 
     signatures(gid, sid, rev, msg, refs)           -- one row per signature seen
     alerts(id, ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev,
            class_id, category, priority, action, proto, ip_ver, src_ip, src_port,
-           dest_ip, dest_port, icmp_type, icmp_code, vlan, flow_id, app_name)
+           dest_ip, dest_port, icmp_type, icmp_code, vlan, flow_id, app_name,
+           replay_key, sensor)
     alerts_v                                         -- alerts joined with signatures
-    flows(flow_id, event_type, src_ip, ..., start_us, end_us, alerted)
+    flows(id, flow_id, event_type, src_ip, ..., start_us, end_us, alerted, sensor)
                                                      -- EVE flow/netflow events
 
-Alerts with a replay key (file followers) are stored at most once: a
-follower that re-reads after a crash cannot duplicate them.  Flow rows are
-keyed by (flow_id, event_type, src_ip, src_port), so re-reading replaces.
-Which flows produced a high-priority alert::
+Every unique key includes the sensor.  Alerts with a replay key (file
+followers) are stored at most once: a follower that re-reads after a crash
+cannot duplicate them.  Flow rows are keyed by (sensor, flow_id, event_type,
+src_ip, src_port), so re-reading replaces.  Which flows produced a
+high-priority alert: ``ingest query flows`` (ingest.query).
 
-    SELECT f.*, count(*) AS alerts, min(a.priority) AS top_priority
-    FROM alerts a JOIN flows f ON f.flow_id = a.flow_id
-    WHERE a.priority <= 1 GROUP BY f.rowid;
+The schema is versioned (``PRAGMA user_version``, :data:`SCHEMA_VERSION`):
+a store written before versions is migrated at start-up, one written by a
+newer ingest is refused (exit 2) rather than written in a shape it does not
+know.
 """
 
 from __future__ import annotations
@@ -34,16 +37,18 @@ import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-from .. import batch as B
+from ..config import check_sensor_name, default_sensor_name
 from ..mapping import Enriched
-from ..render import format_addrs
 from ..safefile import check_output, open_output
-from ..strings import Strings, take
+from . import rows as R
 from .errors import DataError
 
-SCHEMA = """
+#: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
+#: same number in its ``schema_version`` table).  0 is a store written before
+#: versions (it is migrated); a store newer than this is refused.
+SCHEMA_VERSION = 1
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS signatures (
     gid INTEGER NOT NULL, sid INTEGER NOT NULL, rev INTEGER NOT NULL, msg TEXT,
     refs TEXT,                       -- JSON array: the references (URLs) from the maps
@@ -61,12 +66,14 @@ CREATE TABLE IF NOT EXISTS alerts (
     proto INTEGER, ip_ver INTEGER,   -- NULL when the alert had no packet
     src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
     icmp_type INTEGER, icmp_code INTEGER,
-    vlan INTEGER, flow_id INTEGER, app_name TEXT
+    vlan INTEGER, flow_id INTEGER, app_name TEXT,
+    replay_key INTEGER,              -- file followers: the record's identity (AlertBatch.keys)
+    sensor TEXT NOT NULL             -- the sensor that saw it (--sensor-name)
 );
-CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
-CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
-CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
+"""
+FLOWS_TABLE = """
 CREATE TABLE IF NOT EXISTS flows (
+    id INTEGER PRIMARY KEY,
     flow_id INTEGER NOT NULL,        -- EVE flow_id (as signed 64-bit, like alerts.flow_id)
     event_type TEXT NOT NULL,        -- flow | netflow
     src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
@@ -75,136 +82,112 @@ CREATE TABLE IF NOT EXISTS flows (
     start_us INTEGER, end_us INTEGER, -- the same, microseconds since the epoch, UTC
     pkts_toserver INTEGER, pkts_toclient INTEGER, bytes_toserver INTEGER, bytes_toclient INTEGER,
     state TEXT, reason TEXT, alerted INTEGER,
-    UNIQUE (flow_id, event_type, src_ip, src_port)
-);
+    sensor TEXT NOT NULL,
+    UNIQUE (sensor, flow_id, event_type, src_ip, src_port)
+)
+"""
+# Every unique key starts with the sensor: two sensors may well send the
+# same Unified2 event id or replay key.  A Unified2 event is identified by
+# (sensor, sensor_id, event_id, time, signature): re-delivery after a crash
+# between commit and bookmark is ignored, so the store holds every Unified2
+# alert exactly once; the same for Barnyard2 (alerts_by2_key, made in
+# _ensure_keys) and for records with a replay key.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
+CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
+CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
--- A Unified2 event is identified by (sensor, event_id, time, signature):
--- re-delivery after a crash between commit and bookmark is ignored, so the
--- store holds every Unified2 alert exactly once.
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
-    (sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
+    (sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (sensor, replay_key)
+    WHERE replay_key IS NOT NULL;
 CREATE VIEW IF NOT EXISTS alerts_v AS
     SELECT a.*, s.msg AS signature, s.refs AS refs FROM alerts a
     LEFT JOIN signatures s ON s.gid = a.gid AND s.sid = a.sid AND s.rev = a.rev;
 """
+_BY2_KEY = ("CREATE UNIQUE INDEX IF NOT EXISTS alerts_by2_key ON alerts "
+            "(sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'barnyard2'")
+
 # a signature's references arrive with the maps: a row stored before them
 # (or before a reload that added some) gets them when the signature is seen again
 _INSERT_SIG = ("INSERT INTO signatures (gid, sid, rev, msg, refs) VALUES (?, ?, ?, ?, ?) "
                "ON CONFLICT (gid, sid, rev) DO UPDATE SET refs = excluded.refs "
                "WHERE excluded.refs IS NOT NULL AND refs IS NOT excluded.refs")
-
-_COLUMNS = (
-    "ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev, class_id, category, priority, "
-    "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
-    "flow_id, app_name"
-)
-# DO NOTHING on any event key (alerts_u2_key, alerts_by2_key): a re-delivered event
-_INSERT = (f"INSERT INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))}) "
-           "ON CONFLICT DO NOTHING")
-# alerts that carry a replay key: stored at most once (see AlertBatch.keys)
-_INSERT_KEYED = (f"INSERT OR IGNORE INTO alerts ({_COLUMNS}, replay_key) "
-                 f"VALUES ({', '.join('?' * (len(_COLUMNS.split(',')) + 1))})")
-_FLOW_COLUMNS = (
-    "flow_id, event_type, src_ip, src_port, dest_ip, dest_port, proto, app_proto, start, \"end\", "
-    "start_us, end_us, pkts_toserver, pkts_toclient, bytes_toserver, bytes_toclient, state, reason, alerted"
-)
-_INSERT_FLOW = f"INSERT OR REPLACE INTO flows ({_FLOW_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+# DO NOTHING on any unique key (alerts_u2_key, alerts_by2_key, alerts_replay):
+# a re-delivered event or re-read record
+_INSERT = (f"INSERT INTO alerts ({', '.join(R.ALERT_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(R.ALERT_COLUMNS))}) ON CONFLICT DO NOTHING")
+_FLOW_NAMES = ", ".join(f'"{c}"' if c == "end" else c for c in R.FLOW_COLUMNS)
+# a flow seen again (a re-read file) replaces its row
+_INSERT_FLOW = (f"INSERT OR REPLACE INTO flows ({_FLOW_NAMES}) "
+                f"VALUES ({', '.join('?' * len(R.FLOW_COLUMNS))})")
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Columns added after a store may have been created."""
-    have = {r[1] for r in db.execute("PRAGMA table_info(alerts)")}
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _index_columns(db: sqlite3.Connection, index: str) -> list[str]:
+    return [r[2] for r in db.execute(f"PRAGMA index_info({index})")]
+
+
+def _migrate(db: sqlite3.Connection, sensor: str) -> None:
+    """Bring a store written by an earlier version to SCHEMA_VERSION (in the
+    caller's transaction).  Rows stored before the sensor column existed get
+    ``sensor``, the name of the process that migrates: that store was
+    written on this sensor, and a record it re-reads after the upgrade (a
+    Unified2 event, a replayed eve.json line) then still finds its key."""
+    check_sensor_name(sensor)  # it is written into the schema as a literal
+    have = _columns(db, "alerts")
     if "replay_key" not in have:
         db.execute("ALTER TABLE alerts ADD COLUMN replay_key INTEGER")
-    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (replay_key) "
-               "WHERE replay_key IS NOT NULL")
-    if "refs" not in {r[1] for r in db.execute("PRAGMA table_info(signatures)")}:
+    if "sensor" not in have:
+        # a constant default: no rewrite of the table, old rows read as this sensor
+        db.execute(f"ALTER TABLE alerts ADD COLUMN sensor TEXT NOT NULL DEFAULT '{sensor}'")
+    if "refs" not in _columns(db, "signatures"):
         db.execute("ALTER TABLE signatures ADD COLUMN refs TEXT")
-        db.execute("DROP VIEW IF EXISTS alerts_v")
-        db.executescript(SCHEMA)  # the view again, with refs
-    # Barnyard2 sends an event once per packet record; its reader drops the
-    # repeats, and this key catches an event resent across a restart.  A
-    # store that already holds repeats (written before the key existed)
-    # keeps them and goes without the key (said once at start-up).
+    db.execute("DROP VIEW IF EXISTS alerts_v")  # made again (INDEXES) with every column
+    # unique keys made before the sensor column: made again with it
+    for index in ("alerts_u2_key", "alerts_by2_key", "alerts_replay"):
+        cols = _index_columns(db, index)
+        if cols and cols[0] != "sensor":
+            db.execute(f"DROP INDEX {index}")
+    if "sensor" not in _columns(db, "flows"):
+        # a table constraint cannot be changed in place: copy into the new
+        # table (with its id and its key on sensor), then swap
+        old = ", ".join(f'"{c}"' if c == "end" else c for c in _EVE_FLOWS)
+        db.execute("DROP INDEX IF EXISTS flows_flow")
+        db.execute("ALTER TABLE flows RENAME TO flows_before_sensor")
+        db.execute(FLOWS_TABLE)
+        db.execute(f"INSERT INTO flows ({old}, sensor) SELECT {old}, ? FROM flows_before_sensor "
+                   "ORDER BY rowid", (sensor,))
+        db.execute("DROP TABLE flows_before_sensor")
+
+
+def _ensure_keys(db: sqlite3.Connection) -> None:
+    """Barnyard2 sends an event once per packet record; its reader drops the
+    repeats, and this key catches an event resent across a restart.  A
+    store that already holds repeats (written before the key existed) keeps
+    them and goes without the key (said once at start-up)."""
     try:
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS alerts_by2_key ON alerts "
-                   "(sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'barnyard2'")
+        db.execute(_BY2_KEY)
     except sqlite3.IntegrityError:
         print("ingest: warning: the store holds repeated Barnyard2 events from an earlier "
               "version; no unique key for Barnyard2 events (see README, The SQLite store)",
               file=sys.stderr, flush=True)
+
+
+_EVE_FLOWS = R.FLOW_COLUMNS[:-1]
 
 #: how long one write waits for a lock held by another connection
 BUSY_TIMEOUT_MS = 5000
 #: after a full disk, a probe says "retry" once this much is free again
 PROBE_FREE_BYTES = 16 << 20
 
-_SOURCE = np.array([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)], dtype=object)
-_ACTION = np.array([B.ACTION_NAMES.get(i) for i in range(256)], dtype=object)
 
-
-def _masked(values: np.ndarray, mask: np.ndarray) -> list:
-    """values as Python ints/strs, None where mask is False (SQL NULL)."""
-    out = values.astype(object)
-    out[~mask] = None
-    return out.tolist()
-
-
-def _text(strings: Strings, idx: np.ndarray) -> list:
-    return take(strings, idx)  # a list or a packed pool; -1 is NULL
-
-
-def rows(item: Enriched) -> tuple[list[tuple], list[tuple]]:
-    """Alert rows and signature rows for one batch, built column-wise."""
-    a = item.batch.alerts
-    strings = item.strings
-    flags = a["flags"]
-    addrs = (flags & B.F_ADDRS) != 0
-    ports = (flags & B.F_PORTS) != 0
-    icmp = (flags & B.F_ICMP) != 0
-    src, dst = format_addrs(a)
-    ts = a["ts_us"]
-    iso = np.char.add(
-        np.datetime_as_string(ts.astype("datetime64[us]"), unit="us"), "+0000"
-    )
-    cats = item.categories if item.categories is not None else np.full(len(a), -1, np.int32)
-    flow = a["flow_id"].view(np.int64)  # SQLite integers are signed 64-bit
-    cols = [
-        ts.tolist(),
-        iso.tolist(),
-        _SOURCE[a["source"]].tolist(),
-        a["sensor_id"].tolist(),
-        a["event_id"].tolist(),
-        a["gid"].tolist(),
-        a["sid"].tolist(),
-        a["rev"].tolist(),
-        a["class_id"].tolist(),
-        _text(strings, cats),
-        a["priority"].tolist(),
-        _ACTION[a["action"]].tolist(),
-        _masked(a["proto"], addrs),
-        _masked(a["ip_ver"], addrs),
-        _masked(src, addrs),
-        _masked(a["src_port"], ports),
-        _masked(dst, addrs),
-        _masked(a["dst_port"], ports),
-        _masked(a["src_port"], icmp),
-        _masked(a["dst_port"], icmp),
-        _masked(a["vlan"], (flags & B.F_VLAN) != 0),
-        _masked(flow, flow != 0),
-        _text(strings, a["app_idx"]),
-    ]
-    alert_rows = list(zip(*cols, strict=True))
-    sig_rows: list[tuple] = []
-    has_msg = a["msg_idx"] >= 0
-    if has_msg.any():
-        keyed = a[["gid", "sid", "rev", "msg_idx"]][has_msg]
-        _, first = np.unique(keyed[["gid", "sid", "rev"]], return_index=True)
-        refs = (item.references[has_msg][first].tolist() if item.references is not None
-                else [-1] * len(first))
-        for (g, s, r, m), f in zip(keyed[first].tolist(), refs, strict=True):
-            sig_rows.append((g, s, r, strings[m], strings[f] if f >= 0 else None))
-    return alert_rows, sig_rows
+def rows(item: Enriched, sensor: str = "") -> tuple[list[tuple], list[tuple]]:
+    """Alert rows and signature rows for one batch (ingest.sinks.rows)."""
+    return R.alert_rows(item, R.sensor_of(item, sensor)), R.signature_rows(item)
 
 
 def data_fault(e: BaseException) -> bool:
@@ -227,10 +210,14 @@ def data_fault(e: BaseException) -> bool:
 
 
 class SqliteSink:
-    def __init__(self, path: str, *, allow_foreign: bool = False) -> None:
+    """The embedded store.  ``sensor`` names this process's sensor (rows of
+    batches that carry none; default: the host name)."""
+
+    def __init__(self, path: str, *, allow_foreign: bool = False, sensor: str | None = None) -> None:
         self.name = f"sqlite:{path}"
         self.path = path
         self.allow_foreign = allow_foreign
+        self.sensor = check_sensor_name(sensor) if sensor else default_sensor_name()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._db: sqlite3.Connection | None = None
         self._last_error: BaseException | None = None  # why the last write failed
@@ -256,33 +243,56 @@ class SqliteSink:
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-            _migrate(db)
+            self._schema(db)
         except sqlite3.Error as e:
             # a file that is no SQLite database (an alerts.json named by
             # mistake), a schema that is not ours, a store locked at start:
             # a start-up error that names the store, never a traceback
             db.close()
             raise ValueError(f"SQLite store {self.path}: cannot be opened: {e}") from e
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
-    def _write(self, alert_rows: list[tuple], sig_rows: list[tuple], keys=None, flows=None) -> None:
+    def _schema(self, db: sqlite3.Connection) -> None:
+        """Create the schema, or migrate an older one, in one transaction;
+        refuse a newer one (ValueError)."""
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"SQLite store {self.path}: schema version {version} was written by a "
+                             f"newer ingest (this one knows version {SCHEMA_VERSION}); refusing to "
+                             "write to it")
+        if version == SCHEMA_VERSION:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts_by2_key'").fetchone():
+                _ensure_keys(db)  # the repeats it warned about may have been removed since
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone()
+            for stmt in (TABLES + FLOWS_TABLE).split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            if not fresh:
+                _migrate(db, self.sensor)
+            for stmt in INDEXES.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            _ensure_keys(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _write(self, alert_rows: list[tuple], sig_rows: list[tuple], flows: list[tuple]) -> None:
         db = self._db
         assert db is not None
         db.execute("BEGIN")
         try:
             if sig_rows:
                 db.executemany(_INSERT_SIG, sig_rows)
-            if keys is None:
-                db.executemany(_INSERT, alert_rows)
-            else:
-                keyed = keys != 0
-                if keyed.all():
-                    db.executemany(_INSERT_KEYED, [(*r, k) for r, k in zip(alert_rows, keys.tolist(), strict=True)])
-                else:
-                    idx = np.flatnonzero(keyed).tolist()
-                    db.executemany(_INSERT_KEYED, [(*alert_rows[i], int(keys[i])) for i in idx])
-                    db.executemany(_INSERT, [alert_rows[i] for i in np.flatnonzero(~keyed).tolist()])
+            db.executemany(_INSERT, alert_rows)
             if flows:
                 db.executemany(_INSERT_FLOW, flows)
             db.execute("COMMIT")
@@ -291,14 +301,13 @@ class SqliteSink:
             raise
 
     def _write_item(self, item: Enriched) -> None:
-        ev = item.batch.events
         try:
-            self._write(*rows(item), item.batch.keys, ev.flows if ev is not None else None)
+            sensor = R.sensor_of(item, self.sensor)
+            self._write(R.alert_rows(item, sensor), R.signature_rows(item), R.flow_rows(item, sensor))
         except Exception as e:
             if data_fault(e):
                 raise DataError(f"{type(e).__name__}: {e}") from e
             raise  # locked, disk full, I/O error ...: down, retried with the same batch
-
     async def write(self, item: Enriched) -> None:
         # Row building and the transaction both run on the sink's thread.
         try:

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import stat
 import struct
+import time
 
 import pytest
 
@@ -504,3 +505,36 @@ def test_stale_socket_replaced_at_a_path_too_long_for_the_private_dir(tmp_path, 
     snort_send(sock, [encode_alertpkt("snort", sid=3)])
     rc, st = p.stop()
     assert rc == 0 and st["decoded"] == 1
+
+
+def test_sensor_name_in_every_row(tmp_path, run_ingest):
+    """``--sensor-name`` reaches the store's ``sensor`` column of alerts and
+    flows; a store written by two sensors keeps both sensors' copies of
+    the same event (every unique key includes the sensor)."""
+    sock, db, eve = tmp_path / "snort_alert", tmp_path / "alerts.db", tmp_path / "eve.json"
+    eve.write_text(json.dumps({"timestamp": "2024-05-01T12:00:00+0000", "event_type": "flow",
+                               "flow_id": 5, "src_ip": "10.0.0.1", "src_port": 1,
+                               "flow": {"pkts_toserver": 1}}) + "\n")
+    dgram = encode_alertpkt("snort", msg="m", sid=1, event_id=1, ts_sec=1764266630)
+    for name in ("dmz-1", "dmz.2"):
+        p = run_ingest(["listen", "--snort", str(sock), "--eve-file", str(eve), "--sensor-name", name,
+                        "--bookmark-dir", str(tmp_path), "--sink", f"sqlite:{db}", "--stats-interval", "0"],
+                       wait_for=[sock])
+        snort_send(sock, [dgram])
+        deadline = time.monotonic() + 60  # the follower has read eve.json (a hang guard, no timing)
+        while not rows(db, f"SELECT id FROM flows WHERE sensor = '{name}'"):
+            assert time.monotonic() < deadline, p.stderr()
+            time.sleep(0.05)
+        rc, st = p.stop()
+        assert rc == 0 and st["dispatched"] == {f"sqlite:{db}": 1}, p.stderr()
+        (tmp_path / next(f for f in os.listdir(tmp_path) if f.endswith(".ingest-bookmark"))).unlink()
+    assert [(r["sensor"], r["sid"]) for r in rows(db)] == [("dmz-1", 1), ("dmz.2", 1)]
+    assert [r["sensor"] for r in rows(db, "SELECT sensor FROM flows ORDER BY id")] == ["dmz-1", "dmz.2"]
+
+
+def test_bad_sensor_name_is_refused_before_anything_is_bound(tmp_path, run_ingest):
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sensor-name", "a b"])
+    assert p.proc.wait(timeout=30) == 2
+    assert "argument --sensor-name: 'a b' is no sensor name" in p.stderr()
+    assert not sock.exists()

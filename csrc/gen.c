@@ -20,6 +20,9 @@
  * a record that would block is dropped and counted, never retried; offline
  * (`suricata -r`) the send blocks.  Another send error makes it reconnect at
  * most every 500 ms, as Suricata does; records lost meanwhile are errors.
+ * Records cycle, so each one is restamped with the wall clock of its first
+ * send attempt (its time fields moved together, rewritten in place), as
+ * Suricata stamps an event when it logs it.
  *
  * Everything the loop touches is owned by the caller (the templates, the stop
  * flag, the result); nothing is allocated after the socket is opened.
@@ -33,6 +36,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -342,9 +346,46 @@ static int open_connected(const struct sockaddr_un *addr, int type, int blocking
     return fd;
 }
 
-long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *ends,
+/* Write t (us since the epoch) as "YYYY-MM-DDTHH:MM:SS.uuuuuu+0000" at p
+ * (INGEST_GEN_TS_LEN bytes); a time outside years 0..9999 leaves p as it is. */
+static void put_eve_time(uint8_t *p, int64_t t)
+{
+    int64_t sec = t / 1000000, us = t % 1000000;
+    if (us < 0) {
+        us += 1000000;
+        sec -= 1;
+    }
+    time_t tt = (time_t)sec;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+        return;
+    char buf[INGEST_GEN_TS_LEN + 16];
+    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06d+0000",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)us);
+    if (n == INGEST_GEN_TS_LEN)
+        memcpy(p, buf, INGEST_GEN_TS_LEN);
+}
+
+/* Record rec (its bytes) gets the wall clock: each of its time fields moves
+ * by now minus the record's own (first) time. */
+static void restamp(uint8_t *rec, const struct ingest_gen_times *times, unsigned r)
+{
+    const uint32_t a = times->first[r], b = times->first[r + 1];
+    if (a == b)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    const int64_t delta = now - times->us[a];
+    for (uint32_t j = a; j < b; j++)
+        put_eve_time(rec + times->off[j], times->us[j] + delta);
+}
+
+long ingest_gen_lines(const char *path, uint8_t *data, const uint32_t *ends,
                       unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
-                      const int *stop, struct ingest_gen_result *res)
+                      const struct ingest_gen_times *times, const int *stop,
+                      struct ingest_gen_result *res)
 {
     struct sockaddr_un addr;
     const int mode = flags & INGEST_GEN_MODE_MASK;
@@ -363,6 +404,20 @@ long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *end
         uint32_t b = r == 0 ? 0 : ends[r - 1];
         if (ends[r] <= b || (!stream && ends[r] - b > INGEST_GEN_MAX_DGRAM))
             return INGEST_EINVAL;
+    }
+    /* Every time field lies inside its record. */
+    if (times != NULL) {
+        if (times->first == NULL || times->off == NULL || times->us == NULL ||
+            times->first[0] != 0)
+            return INGEST_EINVAL;
+        for (unsigned r = 0; r < nrec; r++) {
+            uint32_t b = r == 0 ? 0 : ends[r - 1];
+            if (times->first[r + 1] < times->first[r])
+                return INGEST_EINVAL;
+            for (uint32_t j = times->first[r]; j < times->first[r + 1]; j++)
+                if (times->off[j] > ends[r] - b || ends[r] - b - times->off[j] < INGEST_GEN_TS_LEN)
+                    return INGEST_EINVAL;
+        }
     }
     size_t plen = strlen(path);
     if (plen == 0 || plen >= sizeof(addr.sun_path))
@@ -389,6 +444,7 @@ long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *end
     unsigned r = 0;   /* next record */
     size_t done = 0;  /* bytes of record r already written (stream only) */
     int tries = 0;    /* reconnects for this record (Suricata: one) */
+    uint64_t stamped = UINT64_MAX; /* the attempt whose record has its time (retries keep it) */
     double now = start;
 
     while (count == 0 || i < count) {
@@ -409,7 +465,11 @@ long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *end
             }
         }
         const uint32_t b = r == 0 ? 0 : ends[r - 1];
-        const uint8_t *rec = data + b;
+        uint8_t *rec = data + b;
+        if (times != NULL && stamped != i) {
+            restamp(rec, times, r);
+            stamped = i;
+        }
         const size_t len = ends[r] - b;
         int outcome = -1; /* -1 pending, else 0 sent, 1 dropped, 2 error */
 

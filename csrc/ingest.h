@@ -480,6 +480,8 @@ long ingest_u2_render(const struct ingest_u2_event *ev, unsigned nev, const uint
 #define INGEST_GEN_STREAM 0x20 /* ingest_gen_lines: SOCK_STREAM instead of SOCK_DGRAM */
 #define INGEST_GEN_REALTIME 0x40 /* the time stamp is CLOCK_REALTIME (wall clock), not MONOTONIC */
 #define INGEST_GEN_MAX_DGRAM (1u << 20)
+/* an EVE time value ingest_gen_lines rewrites: "YYYY-MM-DDTHH:MM:SS.uuuuuu+hhmm" */
+#define INGEST_GEN_TS_LEN 31
 
 /* What one ingest_gen_dgram run did.  sent + dropped + errors = alerts
  * attempted (a blocking send that timed out is retried, not counted). */
@@ -532,10 +534,27 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
  * rate, time_limit, stop and res as for ingest_gen_dgram (res->batches stays
  * 0).  Returns the number sent, INGEST_EINVAL, or INGEST_ESYS (the first
  * connect failed; res->last_errno says why).
+ *
+ * times (may be NULL: records go out as they are) restamps each record with
+ * the wall clock of its first send attempt, as Suricata stamps an event when
+ * it logs it: record k's time fields are times->off/us[times->first[k] ..
+ * times->first[k+1]) (first has nrec + 1 entries), each the offset in the
+ * record of a 31-byte value "YYYY-MM-DDTHH:MM:SS.uuuuuu+hhmm" and its
+ * original time (us since the epoch, UTC).  The record's first field is its
+ * own time: every field of the record is moved by the same amount (now minus
+ * that time) and rewritten in place, in UTC (+0000), so data must be writable.
+ * A field outside its record, or first[] not ascending, is INGEST_EINVAL.
  */
-long ingest_gen_lines(const char *path, const uint8_t *data, const uint32_t *ends,
+struct ingest_gen_times {
+    const uint32_t *first;
+    const uint32_t *off;
+    const int64_t *us;
+};
+
+long ingest_gen_lines(const char *path, uint8_t *data, const uint32_t *ends,
                       unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
-                      const int *stop, struct ingest_gen_result *res);
+                      const struct ingest_gen_times *times, const int *stop,
+                      struct ingest_gen_result *res);
 
 /* ---- cffi: end ---- */
 

@@ -35,8 +35,10 @@ Templates are cycled; every datagram gets its own event id (1, 2, 3, ...)
 unless ``--no-stamp``, and its own time: the wall-clock time of its first
 send attempt, written into the event by the C loop (``--clock send``, the
 default; Unified2: the time the event is written), so a store filled by gen
-looks like a real one.  ``--clock template`` keeps the templates' seeded
-times (reproducible, cycled every ``--templates`` alerts).
+looks like a real one; EVE records (cycled too) have their ``timestamp``
+set to their send time in UTC, and a flow's ``start``/``end`` moved with it.
+``--clock template`` keeps the templates' seeded times (reproducible, cycled
+every ``--templates`` alerts), and EVE records as they are.
 
 Example::
 
@@ -47,6 +49,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import stat
@@ -117,11 +120,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="send templates unchanged (repeating event ids)")
     p.add_argument("--clock", choices=("send", "template"),
                    help="alert times: 'send' (default) each alert's wall-clock send time "
-                        "(unified2: its write time), as a sensor stamps alerts; 'template' "
-                        "the templates' own seeded times, cycled (not for eve-*)")
-    p.add_argument("--rotate-events", type=number_arg(int, 0), default=0, metavar="N",
+                        "(unified2: its write time; eve-*: every time of the record moved "
+                        "with it), as a sensor stamps alerts; 'template' the templates' own "
+                        "seeded times (eve-*: the records' own), cycled")
+    p.add_argument("--rotate-events", type=number_arg(int, 1), metavar="N",
                    help="unified2: start a new spool file after N events (default: by size)")
-    p.add_argument("--rotate-bytes", type=number_arg(int, 1), default=128 << 20, metavar="B",
+    p.add_argument("--rotate-bytes", type=number_arg(int, 1), metavar="B",
                    help="unified2: start a new spool file past B bytes (Snort's limit; 128 MiB)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
@@ -134,7 +138,8 @@ def _run_unified2(args: argparse.Namespace) -> int:
     specs = alert_specs(args.templates, args.seed, kind="snort")
     try:
         res = write_spool(args.to, specs, args.count or (1 << 62), rate=args.rate,
-                          rotate_events=args.rotate_events, rotate_bytes=args.rotate_bytes,
+                          rotate_events=args.rotate_events or 0,
+                          rotate_bytes=args.rotate_bytes or 128 << 20,
                           time_limit=args.duration, clock=args.clock or "send")
     except (OSError, ValueError) as e:
         _error(str(e))
@@ -151,6 +156,40 @@ def _run_unified2(args: argparse.Namespace) -> int:
 
 def _error(msg: str) -> None:
     print(f"ingest gen: error: {msg}", file=sys.stderr)
+
+
+def _start_failed(args: argparse.Namespace, e: GenError | ValueError | OSError) -> int:
+    """The sender could not start: a --to socket of the wrong type is the
+    user's mistake (exit 2, with what would fit); anything else exit 1."""
+    if isinstance(e, GenError) and e.errno == errno.EPROTOTYPE:
+        want = "stream" if EVE_KINDS.get(args.kind) else "datagram"
+        hint = {"eve-dgram": "an --eve-stream socket takes --kind eve-stream",
+                "eve-stream": "an --eve-dgram socket takes --kind eve-dgram"}.get(
+                    args.kind, "gen sends nothing to a --barnyard2-sync socket")
+        _error(f"--to {args.to}: not a {want} socket, which --kind {args.kind} needs ({hint})")
+        return 2
+    _error(str(e))
+    return 1
+
+
+#: options that only some kinds take: option -> (its Namespace attribute, the kinds)
+_FOR_KINDS = {
+    "--mode": ("mode", tuple(KINDS)),
+    "--no-stamp": ("no_stamp", tuple(KINDS)),
+    "--offline": ("offline", tuple(EVE_KINDS)),
+    "--eve-file": ("eve_file", tuple(EVE_KINDS)),
+    "--rotate-events": ("rotate_events", ("unified2",)),
+    "--rotate-bytes": ("rotate_bytes", ("unified2",)),
+}
+
+
+def _misplaced(args: argparse.Namespace) -> str | None:
+    """An option given that this --kind does not take (a usage error: it
+    would be silently ignored otherwise), or None."""
+    for opt, (attr, kinds) in _FOR_KINDS.items():
+        if getattr(args, attr) not in (None, False) and args.kind not in kinds:
+            return f"{opt} is not for --kind {args.kind} (only {', '.join(kinds)})"
+    return None
 
 
 def _check_target(args: argparse.Namespace) -> str | None:
@@ -195,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     """``ingest gen``.  Exit 0 when everything was sent (or dropped as the
     mode says), 2 for a usage or input error (nothing sent), 1 when sending
     failed, 130 when interrupted."""
-    why = _check_target(args)
+    why = _misplaced(args) or _check_target(args)
     if why is not None:
         _error(why)
         return 2
@@ -206,9 +245,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_eve(args)
     if args.kind == "unified2":
         return _run_unified2(args)
-    if args.offline or args.eve_file:
-        _error("--offline and --eve-file are for --kind eve-dgram/eve-stream")
-        return 2
     templates, _specs = build_templates(args.kind, args.templates, args.seed)
     try:
         sender = sender_for(args.kind, args.to, templates, mode=args.mode,
@@ -216,30 +252,23 @@ def run(args: argparse.Namespace) -> int:
                             clock=None if args.clock == "template" else "realtime")
         res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
     except (GenError, ValueError) as e:
-        _error(str(e))
-        return 1
+        return _start_failed(args, e)
     return _finish(args, res, args.mode or KINDS[args.kind][2], "", "alerts",
                    bytes=KINDS[args.kind][1])
 
 
 def _run_eve(args: argparse.Namespace) -> int:
-    if args.mode is not None:
-        _error("--mode is not for eve-*; live mode (dontwait) is the default, --offline blocks")
-        return 2
-    if args.clock is not None:
-        _error("--clock is not for eve-*: EVE lines are sent as they are")
-        return 2
     try:
         records, source = load_eve_records(args.eve_file, args.templates, args.seed)
     except (OSError, ValueError) as e:  # the --eve-file: an input error
         _error(str(e))
         return 2
     try:
-        sender = LineSender(args.to, records, stream=EVE_KINDS[args.kind], offline=args.offline)
+        sender = LineSender(args.to, records, stream=EVE_KINDS[args.kind], offline=args.offline,
+                            clock=None if args.clock == "template" else "realtime")
         res = send(sender, args.count, rate=args.rate, time_limit=args.duration)
     except (GenError, ValueError, OSError) as e:
-        _error(str(e))
-        return 1
+        return _start_failed(args, e)
     return _finish(args, res, "offline" if args.offline else "live", f" ({source})", "records",
                    records=source)
 

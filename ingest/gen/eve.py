@@ -4,10 +4,14 @@ generated alerts (ET-style metadata) and flows."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
+import re
 import time
 from typing import Any
+
+import numpy as np
 
 from .shared import shared_file
 from .templates import random_v4, random_v6, rule_catalog, zipf_weights
@@ -97,6 +101,38 @@ def eve_records(n: int, seed: int = 1, *, base_time: float | None = None) -> lis
                               "status": 200, "length": rng.randrange(0, 100_000)}
         out.append(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
     return out
+
+
+#: an EVE time field ingest_gen_lines can restamp in place: the record's
+#: "timestamp" and a flow's "start"/"end", in Suricata's 31-byte form
+_TIME_FIELD = re.compile(rb'"(timestamp|start|end)"[ \t]*:[ \t]*"'
+                         rb'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4})"')
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_US = datetime.timedelta(microseconds=1)
+
+
+def time_fields(records: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each record's times are, for ``ingest_gen_lines`` to restamp:
+    (first: nrec + 1 starts, off: each field's offset in its record, us:
+    its time in us since the epoch).  A record's first field is its own
+    "timestamp"; a record without one keeps every time as it is."""
+    first, off, us = [0], [], []
+    for rec in records:
+        found = []
+        for m in _TIME_FIELD.finditer(rec):
+            try:
+                t = datetime.datetime.strptime(m.group(2).decode(), "%Y-%m-%dT%H:%M:%S.%f%z")
+            except ValueError:
+                continue
+            found.append((m.group(1) != b"timestamp", m.start(2), (t - _EPOCH) // _US))
+        found.sort(key=lambda f: f[0])  # stable: the record's "timestamp" first
+        if found and not found[0][0]:
+            off += [f[1] for f in found]
+            us += [f[2] for f in found]
+        first.append(len(off))
+    return (np.array(first, dtype=np.uint32), np.array(off, dtype=np.uint32),
+            np.array(us, dtype=np.int64))
+
 
 
 def load_eve_records(path: str | None = None, n: int = 256, seed: int = 1) -> tuple[list[bytes], str]:

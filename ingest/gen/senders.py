@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..native import ffi, lib
+from .eve import time_fields
 from .templates import KINDS, time_offset
 
 #: the clock of a time stamp (ingest_gen_dgram's time_off)
@@ -54,7 +55,12 @@ class SendResult:
 
 
 class GenError(RuntimeError):
-    """The sender could not start (bad arguments, socket or connect failed)."""
+    """The sender could not start (bad arguments, socket or connect failed);
+    ``errno`` says why when a system call failed (0 otherwise)."""
+
+    def __init__(self, msg: str, err: int = 0) -> None:
+        super().__init__(msg)
+        self.errno = err
 
 
 class Sender:
@@ -103,7 +109,7 @@ def _result(rc: int, res, path: str) -> SendResult:
     err = _strerror(res.last_errno)
     if rc < 0:
         what = "bad arguments" if rc == lib.INGEST_EINVAL else err
-        raise GenError(f"cannot send to {path}: {what}")
+        raise GenError(f"cannot send to {path}: {what}", 0 if rc == lib.INGEST_EINVAL else res.last_errno)
     return SendResult(int(res.sent), int(res.dropped), int(res.errors), float(res.elapsed),
                       bool(res.interrupted), bool(res.timed_out), err)
 
@@ -177,16 +183,29 @@ class LineSender:
     caller-given newline-terminated records; ``stop()`` as for Sender."""
 
     def __init__(self, path: str, records: list[bytes], *, stream: bool,
-                 offline: bool = False) -> None:
+                 offline: bool = False, clock: str | None = None) -> None:
+        """clock "realtime": every record's time fields are moved to the
+        wall clock of its send (records cycle: a store fed by them then
+        looks like a real sensor's); None: the records go out as they are."""
         if not records or any(not r for r in records):
             raise ValueError("need at least one non-empty record")
+        if clock not in (None, "realtime"):
+            raise ValueError(f"unknown clock {clock!r}; 'realtime' or None")
         self.path = path
-        self._data = b"".join(records)
+        self._data = bytearray(b"".join(records))  # restamping writes into it
         if len(self._data) >= 1 << 32:
             raise ValueError("records too large")
         self._ends = np.cumsum([len(r) for r in records], dtype=np.uint64).astype(np.uint32)
-        self._c_data = ffi.from_buffer("uint8_t[]", self._data)
+        self._c_data = ffi.from_buffer("uint8_t[]", self._data, require_writable=True)
         self._c_ends = ffi.from_buffer("uint32_t[]", self._ends)
+        self._c_times = ffi.NULL
+        if clock == "realtime":
+            first, off, us = time_fields(records)
+            self._times = (first, off, us)  # kept alive: C reads them while it runs
+            self._c_times = ffi.new("struct ingest_gen_times *", {
+                "first": ffi.from_buffer("uint32_t[]", first),
+                "off": ffi.from_buffer("uint32_t[]", off),
+                "us": ffi.from_buffer("int64_t[]", us)})
         self._flags = ((lib.INGEST_GEN_CONNECT if offline else lib.INGEST_GEN_DONTWAIT)
                        | (lib.INGEST_GEN_STREAM if stream else 0))
         self._stop = ffi.new("int *")
@@ -199,7 +218,7 @@ class LineSender:
         res = ffi.new("struct ingest_gen_result *")
         rc = lib.ingest_gen_lines(os.fsencode(self.path), self._c_data, self._c_ends,
                                   len(self._ends), count, float(rate), float(time_limit),
-                                  self._flags, self._stop, res)
+                                  self._flags, self._c_times, self._stop, res)
         return _result(rc, res, self.path)
 
 

@@ -119,3 +119,45 @@ def test_bad_kind_and_count() -> None:
         gen.build_templates("suricata", 1)
     with pytest.raises(ValueError):
         gen.build_templates("snort", 0)
+
+
+# ---- EVE records restamped with their send time (ingest_gen_lines' times) ----
+
+def test_time_fields_find_each_records_times_its_own_first() -> None:
+    from ingest.gen.eve import time_fields
+
+    recs = [b'{"timestamp":"2020-09-13T12:26:40.000001-0500","event_type":"flow",'
+            b'"flow":{"start":"2020-09-13T12:26:30.500000-0500","end":"2020-09-13T12:26:41.000000+0000"}}\n',
+            b'{"event_type":"stats","stats":{"start":"2020-09-13T12:26:40.000000+0000"}}\n',
+            b'{"flow":{"start":"2020-01-01T00:00:00.000000+0000"},"timestamp":"2020-01-01T00:00:01.000000+0000"}\n',
+            b'{"timestamp":"2020-01-01T00:00:01Z","event_type":"alert"}\n']
+    first, off, us = time_fields(recs)
+    assert first.tolist() == [0, 3, 3, 5, 5]  # no record "timestamp" / not the 31-byte form: kept
+    r0 = recs[0]
+    assert [r0[o:o + 31] for o in off[:3].tolist()] == [
+        b"2020-09-13T12:26:40.000001-0500", b"2020-09-13T12:26:30.500000-0500",
+        b"2020-09-13T12:26:41.000000+0000"]
+    assert us[:3].tolist() == [1600018000000001, 1600017990500000, 1600000001000000]
+    assert recs[2][off[3]:off[3] + 31] == b"2020-01-01T00:00:01.000000+0000"  # its own time first
+
+
+def test_gen_lines_refuses_a_time_field_outside_its_record() -> None:
+    data = bytearray(b'{"timestamp":"2020-01-01T00:00:01.000000+0000"}\n' * 2)
+    ends = np.array([48, 96], dtype=np.uint32)
+    res = ffi.new("struct ingest_gen_result *")
+
+    def call(first, off) -> int:
+        f = np.array(first, dtype=np.uint32)
+        o = np.array(off, dtype=np.uint32)
+        u = np.zeros(len(off), dtype=np.int64)
+        times = ffi.new("struct ingest_gen_times *", {
+            "first": ffi.from_buffer("uint32_t[]", f), "off": ffi.from_buffer("uint32_t[]", o),
+            "us": ffi.from_buffer("int64_t[]", u)})
+        return lib.ingest_gen_lines(b"/nonexistent/ingest-test.sock", ffi.from_buffer("uint8_t[]", data),
+                                    ffi.from_buffer("uint32_t[]", ends), 2, 1, 0.0, 0.0, lib.INGEST_GEN_CONNECT, times, ffi.NULL, res)
+
+    assert call([0, 1, 2], [14, 18]) == lib.INGEST_EINVAL  # 18 + 31 > 48: past its record
+    assert call([0, 1, 2], [14, 48]) == lib.INGEST_EINVAL
+    assert call([0, 2, 1], [14, 14]) == lib.INGEST_EINVAL  # first[] not ascending
+    assert call([1, 1, 2], [14, 14]) == lib.INGEST_EINVAL  # first[0] must be 0
+    assert call([0, 1, 2], [14, 14]) == lib.INGEST_ESYS  # valid: then the connect fails

@@ -24,7 +24,10 @@
   decides the batch's fate.
   A sink that refuses the *data* (``DataError``) is not retried with the
   same batch: the records it refuses are isolated by bisection and
-  dead-lettered (``sink_rejected``), the rest delivered.
+  dead-lettered (``sink_rejected``), the rest delivered.  A sink that can
+  never take another write (``SinkGone``: ``jsonl:-`` whose reader went
+  away) stops the process as SIGTERM does; what it did not get is
+  dead-lettered (``sink_failed``), the other sinks get everything.
 * Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
   queued, dispatch everything queued, flush and close sinks, remove socket
   files, print the final stats line, exit 0.  ``drain_timeout`` bounds
@@ -59,7 +62,7 @@ from .batch import AlertBatch
 from .deadletter import DeadLetter
 from .mapping import Enriched, Enricher
 from .render import render_json
-from .sinks.base import DataError, Sink
+from .sinks.base import DataError, Sink, SinkGone
 from .sockets import watch_sockets
 from .sources.base import Source
 from .stats import Stats
@@ -175,6 +178,7 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._rejected = 0  # records a sink refused (DataError), for the log's rate limit
+        self._gone: set[str] = set()  # sinks that can never take another write (SinkGone)
 
     # --- called from reader threads ------------------------------------
     def _fits(self, n: int, nbytes: int) -> bool:
@@ -336,6 +340,15 @@ class Pipeline:
             except DataError as e:  # the data, not the sink: retrying cannot help
                 await self._isolate(sink, item, e)
                 return
+            except SinkGone as e:  # it never comes back: stop as on SIGTERM
+                self.stats.sink_errors[sink.name] += 1
+                if sink.name not in self._gone:
+                    self._gone.add(sink.name)
+                    print(f"ingest: error: sink {sink.name}: {e}; stopping (what it did not get is "
+                          "kept in the dead-letter file)", file=self.log, flush=True)
+                if self._stop_event is not None:
+                    self._stop_event.set()
+                raise
             except Exception as e:  # a sink failure must not lose the batch
                 self.stats.sink_errors[sink.name] += 1
                 left = self._drain_left()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..mapping import Enriched
-from .errors import DataError
+from .errors import DataError, SinkGone
 
-__all__ = ["DataError", "Sink", "open_sink", "sink_files"]
+__all__ = ["DataError", "Sink", "SinkGone", "open_sink", "sink_files"]
 
 
 class Sink(Protocol):

@@ -19,3 +19,12 @@ class DataError(Exception):
     Any other exception means the sink is *down* (database locked, disk
     full, I/O error, peer unreachable): the same batch is retried with
     backoff until it succeeds (or the shutdown drain timeout passes)."""
+
+
+class SinkGone(Exception):
+    """A sink that can never take another write: ``jsonl:-`` whose reader
+    went away (standard output closed, EPIPE).  Retrying cannot help and
+    waiting would hold every later batch back from the other sinks, so the
+    runtime stops the process as on SIGTERM: the batch it failed on, and
+    whatever the drain cannot write to it, go to the dead-letter file
+    (``sink_failed``), the other sinks get everything, exit 1."""

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..mapping import Enriched
 from ..render import render_buffer
 from ..safefile import open_output
-from .errors import DataError
+from .errors import DataError, SinkGone
 
 
 class JsonlSink:
@@ -43,6 +43,7 @@ class JsonlSink:
         self._pending: tuple[Enriched, bytes | memoryview, int] | None = None
         self._completed: Enriched | None = None  # finished by a probe: its retry is a no-op
         self._reopen_wanted = False
+        self._gone = False  # stdout whose reader went away: no write can ever succeed
 
     def _open(self) -> int:
         """The one place the output file is opened (at start and on reopen):
@@ -75,6 +76,8 @@ class JsonlSink:
         if self._completed is item:
             self._completed = None
             return
+        if self._gone:
+            raise SinkGone("standard output was closed (its reader went away)")
         if self._pending is None or self._pending[0] is not item:
             try:
                 data: bytes | memoryview = render_buffer(item.batch, self.profile, item.categories,
@@ -92,6 +95,12 @@ class JsonlSink:
         while done < len(data):
             try:
                 done += os.write(self._fd, view[done:])
+            except BrokenPipeError:
+                if self._own:
+                    raise  # a file cannot give EPIPE; whatever it is, it is "down"
+                # stdout's reader went away (| head): it never comes back
+                self._gone = True
+                raise SinkGone("standard output was closed (its reader went away)") from None
             finally:
                 self._pending = (item, data, done)
         self._pending = None
@@ -107,7 +116,7 @@ class JsonlSink:
         """After a failed write: try the rest of that batch's bytes once (they
         are rendered already, so this costs one write call).  True when the
         batch is now complete: the runtime's retry then has nothing to do."""
-        if self._pending is None:
+        if self._pending is None or self._gone:
             return False  # it failed before writing anything: no cheap test
         item = self._pending[0]
         try:

@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,55 @@ def test_decode_into_a_closed_pipe_ends_quietly(tmp_path):
     rc, err = _first_line_then_close(["decode", str(f)], tmp_path)
     assert err == ""
     assert rc == -signal.SIGPIPE
+
+
+def test_listen_to_a_closed_stdout_stops_and_loses_nothing(tmp_path):
+    """`ingest listen --sink jsonl:- --sink sqlite:... | head -1`: once the
+    reader of stdout is gone, no write there can ever succeed; the process
+    stops as on SIGTERM (one line says why) instead of retrying forever and
+    holding every batch back from the store: the store has every alert,
+    what stdout did not get is in the dead-letter file, exit 1."""
+    from ingest.deadletter import read as read_deadletters
+    from ingest.encode import encode_alertpkt
+
+    sock, db, dl = tmp_path / "s.sock", tmp_path / "a.db", tmp_path / "dl.bin"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written
+    with open(tmp_path / "err.txt", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ingest", "listen", "--snort", str(sock),
+                                 "--sink", "jsonl:-", "--sink", f"sqlite:{db}", "--dead-letter",
+                                 str(dl), "--stats-interval", "0"], cwd=tmp_path, env=env,
+                                stdout=w, stderr=err)
+    os.close(w)
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on" not in (tmp_path / "err.txt").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "err.txt").read_text()
+            time.sleep(0.02)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sent = 0
+        try:
+            while proc.poll() is None and sent < 50:
+                sent += 1
+                s.sendto(encode_alertpkt("snort", sid=sent, event_id=sent), str(sock))
+                time.sleep(0.01)
+        except OSError:
+            pass  # the socket is gone: it stopped
+        finally:
+            s.close()
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "err.txt").read_text()
+    assert rc == 1, text
+    assert "sink jsonl:-: standard output was closed" in text and "Traceback" not in text
+    final = json.loads(text.split("ingest: final stats ")[1])
+    con = sqlite3.connect(db)
+    stored = con.execute("SELECT count(*) FROM alerts").fetchone()[0]
+    con.close()
+    assert stored == final["decoded"] > 0
+    assert final["dropped"] == {"sink_failed": final["decoded"] - final["dispatched"].get("jsonl:-", 0)}
+    kept = sum(len(data.splitlines()) for _head, data in read_deadletters(str(dl)))
+    assert kept == final["dropped"]["sink_failed"]

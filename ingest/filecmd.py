@@ -73,7 +73,8 @@ def add_parser(sub) -> None:
     d.set_defaults(run=run_decode)
     p = sub.add_parser("pcap", help="write the packets of Unified2 files as one pcap (u2boat)")
     p.add_argument("files", nargs="+", metavar="FILE", help="a Unified2 file, - for standard input, or a quoted glob")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.pcap")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.pcap",
+                   help="the pcap file (written through a temporary file), or - for standard output")
     p.set_defaults(run=run_pcap)
 
 
@@ -565,9 +566,7 @@ def run_pcap(ns: argparse.Namespace) -> int:
     """Every input is checked before anything is written, and the pcap is
     written to a temporary file renamed into place only on success: a
     failed run never leaves an empty or partial OUT.pcap (nor clobbers an
-    existing one)."""
-    from . import unified2
-
+    existing one).  ``-o -`` writes it to standard output."""
     files = expand(ns.files)
     if [f for f, _ in files].count("-") > 1:
         print("ingest: error: '-' (standard input) can be read only once", file=sys.stderr)
@@ -590,6 +589,8 @@ def run_pcap(ns: argparse.Namespace) -> int:
             inp.close()
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
+    if ns.output == "-":
+        return _pcap_to_stdout(inputs)
     out_dir = os.path.dirname(os.path.abspath(ns.output))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".ingest-pcap-", dir=out_dir)
@@ -602,17 +603,7 @@ def run_pcap(ns: argparse.Namespace) -> int:
     try:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), 0o640)  # packets are as sensitive as the alerts
-            writer = unified2.PcapWriter(out)
-            for inp in inputs:
-                if not inp.head:
-                    continue
-                for res in unified2_results(inp):
-                    for _off, msg in res.errors:
-                        print(f"ingest: {inp.name}: {msg}", file=sys.stderr)
-                    if res.fatal:
-                        raise InputError(f"{inp.name}: cannot be read to its end")
-                    writer.write(res)
-            writer.close()
+            writer = _write_pcap(out, inputs)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, ns.output)
@@ -629,6 +620,56 @@ def run_pcap(ns: argparse.Namespace) -> int:
             os.unlink(tmp)
     if rc:
         return rc
+    _pcap_done(writer, ns.output)
+    return 0
+
+
+def _write_pcap(out: BinaryIO, inputs: list[Input]):
+    """The packets of every input, as one pcap, to out (InputError: an
+    input that cannot be read to its end)."""
+    from . import unified2
+
+    writer = unified2.PcapWriter(out)
+    for inp in inputs:
+        if not inp.head:
+            continue
+        for res in unified2_results(inp):
+            for _off, msg in res.errors:
+                print(f"ingest: {inp.name}: {msg}", file=sys.stderr)
+            if res.fatal:
+                raise InputError(f"{inp.name}: cannot be read to its end")
+            writer.write(res)
+    writer.close()
+    return writer
+
+
+def _pcap_done(writer, where: str) -> None:
     extra = f" ({writer.skipped} of another link type skipped)" if writer.skipped else ""
-    print(f"ingest: wrote {writer.written} packets to {ns.output}{extra}", file=sys.stderr)
+    print(f"ingest: wrote {writer.written} packets to {where}{extra}", file=sys.stderr)
+
+
+def _pcap_to_stdout(inputs: list[Input]) -> int:
+    """``-o -``: the pcap goes to standard output as it is made (for a
+    pipe: ``| tcpdump -r -``), so a failure half-way leaves what was
+    written; exit 2 or 1 says so.  Never to a terminal."""
+    try:
+        if os.isatty(1):
+            print("ingest: error: -o -: standard output is a terminal; redirect it or give -o FILE",
+                  file=sys.stderr)
+            return 2
+        out = sys.stdout.buffer
+        writer = _write_pcap(out, inputs)
+        out.flush()
+    except InputError as e:
+        print(f"ingest: error: {e}; the pcap on standard output is incomplete", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise  # the reader went away: end as cat does (cli)
+    except (OSError, ValueError) as e:
+        print(f"ingest: error: {e}; the pcap on standard output is incomplete", file=sys.stderr)
+        return 1
+    finally:
+        for inp in inputs:
+            inp.close()
+    _pcap_done(writer, "standard output")
     return 0

@@ -230,6 +230,40 @@ def test_pcap_reads_a_pipe_and_standard_input(tmp_path):
         out.unlink()
 
 
+def test_pcap_to_standard_output(tmp_path):
+    """-o - is standard output (for | tcpdump -r -), as - is standard input:
+    on main it wrote a file named '-' and the README's promise that pcap
+    writes to a pipe as cat does was not true."""
+    u2 = _u2(tmp_path, "u2", 1, 3)
+    ref = ingest("pcap", str(u2), "-o", str(tmp_path / "ref.pcap"))
+    assert ref.returncode == 0
+    p = ingest("pcap", str(u2), "-o", "-", cwd=tmp_path)
+    assert p.returncode == 0 and b"wrote 3 packets to standard output" in p.stderr, p.stderr
+    assert p.stdout == (tmp_path / "ref.pcap").read_bytes()
+    assert not (tmp_path / "-").exists()
+    # into a closed pipe: quietly, as cat
+    big = _u2(tmp_path, "big", 1, 3000)
+    proc = subprocess.Popen([sys.executable, "-m", "ingest", "pcap", str(big), "-o", "-"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(24)  # the pcap header
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == -signal.SIGPIPE and err == b""
+    # never binary onto a terminal
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        t = subprocess.run([sys.executable, "-m", "ingest", "pcap", str(u2), "-o", "-"], env=ENV,
+                           stdout=follower, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert t.returncode == 2 and b"standard output is a terminal" in t.stderr
+
+
 @pytest.mark.parametrize("junk", [b"", b"not unified2 at all, just text\n"])
 def test_pcap_of_no_unified2(tmp_path, junk):
     f = tmp_path / "f"

@@ -52,6 +52,10 @@ EVE_MAX_LINE = 16 << 20
 #: how many malformed records of one file are named one by one
 REPORT_MAX = 10
 BOOKMARK_SUFFIX = ".ingest-bookmark"
+#: EVE reject reasons that say the line is no EVE event at all (a file of
+#: nothing else is not EVE); the others (unparsable, bad_timestamp,
+#: bad_alert, ...) are EVE events that failed, each its own failure
+NOT_EVE = frozenset({"invalid_json", "not_object", "no_event_type", "oversized"})
 
 
 def add_parser(sub) -> None:
@@ -383,6 +387,7 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
     line = 0  # lines before carry[0]
     skipping = False  # inside an oversized line
     valid = 0  # records that were EVE events
+    eve_like = 0  # rejected records that are EVE events all the same (unparsable, bad_alert, ...)
     first_reject = b""
     held: list[str] = []  # reports not printed yet
     while True:
@@ -410,6 +415,7 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
                 if not reasons:
                     first_reject = raw
                 reasons[reason] += 1
+                eve_like += reason not in NOT_EVE
                 if sum(reasons.values()) <= REPORT_MAX:
                     held.append(f"ingest: {inp.name}: line {line + i + 1}: {reason}")
             batch = res.batch
@@ -442,9 +448,10 @@ def _eve_batches(inp: Input, event_types: list[str], progress: _Progress,
     for msg in held:
         print(msg, file=sys.stderr)
     if reasons:
-        print(f"ingest: {inp.name}: {sum(reasons.values())} records rejected ("
+        n = sum(reasons.values())
+        print(f"ingest: {inp.name}: {n} record{'s' if n > 1 else ''} rejected ("
               + ", ".join(f"{k}:{v}" for k, v in sorted(reasons.items())) + ")", file=sys.stderr)
-        if not valid:  # not one EVE record: this is no EVE file
+        if not valid and not eve_like:  # not one EVE record: this is no EVE file
             raise InputError(f"{inp.name}: no valid EVE record (is it EVE JSON?)")
 
 

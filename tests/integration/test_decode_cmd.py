@@ -203,6 +203,27 @@ def test_decode_exit_codes(tmp_path):
     assert p.returncode == 2 and b"is a directory" in p.stderr
 
 
+@pytest.mark.parametrize("line,reason", [
+    (b'{"event_type":"flow","flow_id":9,"flow":{"pkts_toserver":1' + b"0" * 4400 + b"}}", b"unparsable"),
+    (b'{"timestamp":"yesterday","event_type":"alert","alert":{"signature_id":1}}', b"bad_timestamp"),
+    (b'{"timestamp":"2025-11-27T18:03:51+0000","event_type":"alert","alert":{}}', b"bad_alert"),
+])
+def test_an_eve_file_of_one_bad_event_is_still_eve(tmp_path, line, reason):
+    """A record that is an EVE event but fails (too big an integer, a bad
+    alert) is that record's failure, reported with its line: exit 0 as for
+    the same record among others, not 'no valid EVE record (is it EVE
+    JSON?)' with exit 2 as if the file were something else."""
+    f = tmp_path / "eve.json"
+    f.write_bytes(line + b"\n")
+    p = ingest("decode", "--sink", "null:", str(f))
+    assert p.returncode == 0, p.stderr
+    assert b"line 1: " + reason in p.stderr and b"1 record rejected (" in p.stderr
+    assert b"is it EVE JSON" not in p.stderr
+    f.write_bytes(b"[1, 2]\nnot json\n")  # nothing here is an EVE event: not an EVE file
+    p = ingest("decode", "--format", "eve", "--sink", "null:", str(f))
+    assert p.returncode == 2 and b"no valid EVE record" in p.stderr and b"2 records rejected" in p.stderr
+
+
 def test_pcap_missing_input_fails_and_leaves_no_output(tmp_path):
     u2 = _u2(tmp_path, "u2", 1, 2)
     out = tmp_path / "out.pcap"

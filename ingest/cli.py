@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ingest", description="High-rate IDS alert ingester")
     parser.add_argument("--version", action="version", version=f"ingest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    listen = sub.add_parser("listen", help="bind the given sockets and ingest alerts")
+    listen = sub.add_parser("listen", help="ingest alerts from the given sockets, spools and files")
     _add_listen_options(listen)
     run = sub.add_parser("run", help="start from a config file, or on the defaults (./run/*, ./alerts.db)")
     _add_listen_options(run)

@@ -270,8 +270,16 @@ def _number(key: str, value: Any) -> int | float:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(key, f"must be a finite number, not {value!r}")
     if value < low:
-        raise ConfigError(key, f"must be >= {low:g}, not {value:g}")
+        raise ConfigError(key, f"must be >= {_num(low)}, not {_num(value)}")
     return kind(value)
+
+
+def _num(x: float) -> str:
+    """A bound or value as a user writes it: 1048576 (1 MiB), 0.5, never 1.04858e+06."""
+    if isinstance(x, int) or float(x).is_integer():
+        n = int(x)
+        return f"{n} ({n >> 20} MiB)" if n >= 1 << 20 and n % (1 << 20) == 0 else str(n)
+    return repr(float(x))
 
 
 def coerce(key: str, value: Any) -> Any:
@@ -355,10 +363,10 @@ def number_arg(kind: type[int] | type[float], low: float) -> Any:
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
         if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low:g}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be >= {_num(low)}, not {text}")
         return value
 
-    convert.__name__ = f"{kind.__name__} >= {low:g}"
+    convert.__name__ = f"{kind.__name__} >= {_num(low)}"
     return convert
 
 

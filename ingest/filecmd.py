@@ -63,16 +63,19 @@ def add_parser(sub) -> None:
     d.add_argument("files", nargs="+", metavar="FILE", help="a file, - for standard input, or a quoted glob")
     d.add_argument("--format", dest="input_format", default="auto",
                    choices=("auto", "unified2", "alertpkt", "eve"), help="input format (default auto)")
-    d.add_argument("--sink", action="append", metavar="URL", help="jsonl:PATH, jsonl:-, sqlite:PATH, null:")
-    d.add_argument("--profile", choices=("eve", "trisul"), default="eve", help="JSON output profile")
+    d.add_argument("--sink", action="append", metavar="URL",
+                   help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default jsonl:-)")
+    d.add_argument("--profile", choices=("eve", "trisul"), default="eve",
+                   help="JSON output profile (default eve; listen calls it --format)")
     d.add_argument("--sensor-name", type=sensor_name_arg, metavar="NAME",
                    help="the sensor name in store rows (default: the host name)")
     d.add_argument("--event-types", metavar="LIST", help="EVE: keep only these event types (comma-separated)")
-    d.add_argument("--maps", metavar="DIR")
-    d.add_argument("--sid-msg", metavar="FILE")
-    d.add_argument("--gen-msg", metavar="FILE")
-    d.add_argument("--classification", metavar="FILE")
-    d.add_argument("--reference", metavar="FILE")
+    d.add_argument("--maps", metavar="DIR",
+                   help="load sid-msg.map, gen-msg.map, classification.config, reference.config from DIR")
+    d.add_argument("--sid-msg", metavar="FILE", help="sid-msg.map (v1 or v2)")
+    d.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
+    d.add_argument("--classification", metavar="FILE", help="classification.config")
+    d.add_argument("--reference", metavar="FILE", help="reference.config")
     d.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     d.set_defaults(run=run_decode)
     p = sub.add_parser("pcap", help="write the packets of Unified2 files as one pcap (u2boat)")

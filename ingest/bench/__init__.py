@@ -1,4 +1,4 @@
-"""``ingest bench``: the Alertpkt input end to end on this machine, peers side by side.
+"""``ingest bench``: every input end to end on this machine, peers side by side.
 
 One run measures, interleaved round by round so machine noise hits all of them
 alike, the C sender (csrc/gen.c) pushing Snort ``Alertpkt`` datagrams with
@@ -54,37 +54,71 @@ __all__ = ["DEFAULT_PEERS", "LABELS", "RECEIVERS", "BenchError", "LatencyPlan", 
            "add_parser", "decoder_rate", "format_report", "measure", "run", "run_bench"]
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    """argparse type of --latency-rates / --loss-rates: positive numbers."""
+    try:
+        rates = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, not {text!r}") from None
+    if not all(r > 0 and r < float("inf") for r in rates):
+        raise argparse.ArgumentTypeError(f"every rate must be a finite number > 0, not {text!r}")
+    return rates
+
+
+def _receivers(text: str) -> tuple[str, ...]:
+    """argparse type of --receivers: a subset of RECEIVERS, or none."""
+    if text == "none":
+        return ()
+    names = tuple(text.split(","))
+    bad = [r for r in names if r not in RECEIVERS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown receiver(s) {', '.join(bad)} "
+                                         f"(known: {', '.join(RECEIVERS)}, or none)")
+    return names
+
+
+def _peers(text: str) -> Path:
+    """argparse type of --peers: a directory with both peers' sources."""
+    d = Path(text)
+    missing = [n for n in ("recv_count.c", "naive_recv.py") if not (d / n).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{text}: {' and '.join(missing)} not found there")
+    return d
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "bench", help="measure the Alertpkt input end to end against its peers",
-        description=__doc__.split("\n\n")[0])
-    p.add_argument("--kind", choices=tuple(gen.KINDS), default="snort")
+        "bench", help="measure every input end to end against its peers (Alertpkt, "
+                      "Unified2, EVE)",
+        description=__doc__.split("\n\n")[0].replace("``", ""))
+    p.add_argument("--kind", choices=tuple(gen.KINDS), default="snort",
+                   help="the Alertpkt sender of the throughput rows (default snort)")
     p.add_argument("--count", type=number_arg(int, 1), metavar="N", help="alerts per run (default 200000)")
     p.add_argument("--repeat", type=number_arg(int, 1), metavar="N", help="runs per receiver (default 3)")
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    p.add_argument("--receivers", metavar="LIST",
+    p.add_argument("--receivers", type=_receivers, metavar="LIST",
                    help=f"comma-separated subset of {','.join(RECEIVERS)} for the throughput "
                         "rows, or none")
     p.add_argument("--mode", choices=tuple(gen.MODES),
                    help="sender mode (default: the kind's real sender)")
     p.add_argument("--time-limit", type=number_arg(float, 0.1), default=60.0, metavar="SECONDS",
                    help="bound on each run (default 60)")
-    p.add_argument("--peers", type=Path, default=DEFAULT_PEERS, metavar="DIR",
+    p.add_argument("--peers", type=_peers, default=DEFAULT_PEERS, metavar="DIR",
                    help="directory holding recv_count.c and naive_recv.py")
     p.add_argument("--no-decoder", action="store_true", help="skip the in-memory decoder run")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the generated alerts (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="draw throughput and latency bars (needs matplotlib: the 'bench' extra)")
     g = p.add_argument_group("latency (send -> sink, at fixed moderate rates)")
     g.add_argument("--no-latency", action="store_true", help="skip the latency rows")
-    g.add_argument("--latency-rates", metavar="LIST", default="1000,10000",
+    g.add_argument("--latency-rates", type=_rates, metavar="LIST", default=(1000.0, 10000.0),
                    help="comma-separated alerts/s (default 1000,10000)")
     g.add_argument("--latency-seconds", type=number_arg(float, 0.01), metavar="S",
                    help="seconds of alerts per latency row (default 5; --quick 0.5)")
     g = p.add_argument_group("loss (Suricata live-mode semantics: non-blocking sender)")
     g.add_argument("--no-loss", action="store_true", help="skip the loss rows")
-    g.add_argument("--loss-rates", metavar="LIST",
+    g.add_argument("--loss-rates", type=_rates, metavar="LIST",
                    help="comma-separated offered alerts/s, paced (default 10000,30000; "
                         "--quick 30000)")
     g.add_argument("--loss-seconds", type=number_arg(float, 0.01), metavar="S",
@@ -107,23 +141,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     count = args.count or (20_000 if args.quick else 200_000)
     repeat = args.repeat or (2 if args.quick else 3)
-    receivers = (() if args.receivers == "none" else
-                 tuple(args.receivers.split(",")) if args.receivers else RECEIVERS)
-    bad = [r for r in receivers if r not in RECEIVERS]
-    if bad or count < 1 or repeat < 1:
-        print(f"ingest bench: bad --receivers {bad}" if bad else
-              "ingest bench: --count and --repeat must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        lat_rates = tuple(float(x) for x in args.latency_rates.split(","))
-        loss_rates = tuple(float(x) for x in (
-            args.loss_rates or ("30000" if args.quick else "10000,30000")).split(","))
-    except ValueError:
-        print("ingest bench: --latency-rates / --loss-rates take numbers", file=sys.stderr)
-        return 2
-    if any(r <= 0 for r in lat_rates + loss_rates):
-        print("ingest bench: latency and loss rates must be > 0", file=sys.stderr)
-        return 2
+    receivers = RECEIVERS if args.receivers is None else args.receivers
+    lat_rates = args.latency_rates
+    loss_rates = args.loss_rates or ((30000.0,) if args.quick else (10000.0, 30000.0))
     latency = None if args.no_latency else LatencyPlan(
         rates=lat_rates, seconds=args.latency_seconds or (0.5 if args.quick else 5.0),
         repeat=1 if args.quick else repeat)
@@ -138,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_available()
         except PlotUnavailable as e:
-            print(f"ingest bench: --plot: {e}", file=sys.stderr)
+            print(f"ingest bench: error: --plot: {e}", file=sys.stderr)
             return 2
 
     def progress(line: str) -> None:
@@ -152,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                         unified2_alerts=u2_alerts, eve_records=eve_records,
                         progress=progress)
     except BenchError as e:
-        print(f"ingest bench: {e}", file=sys.stderr)
+        print(f"ingest bench: error: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted):
         print("ingest bench: interrupted; everything it started has been stopped and removed",

@@ -93,11 +93,13 @@ __all__ = [
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "gen", help="send generated alerts to a socket, as Snort/Barnyard2 do",
-        description=__doc__.split("\n\n")[0])
+        "gen", help="send generated alerts as Snort, Barnyard2 and Suricata do, or write a "
+                    "Unified2 spool",
+        description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument("--to", required=True, metavar="PATH",
                    help="unix socket to send to (--kind unified2: the spool's DIR/PREFIX)")
-    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS, "unified2"), default="snort")
+    p.add_argument("--kind", choices=(*KINDS, *EVE_KINDS, "unified2"), default="snort",
+                   help="the sender to act as (default snort)")
     p.add_argument("--mode", choices=tuple(MODES),
                    help="send mode (default: the kind's real sender; see ingest.gen; "
                         "not for eve-*)")
@@ -113,7 +115,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="alerts per second (0 = as fast as possible)")
     p.add_argument("--duration", type=number_arg(float, 0), default=0.0, metavar="SECONDS",
                    help="stop after this long (0 = no limit)")
-    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--seed", type=int, default=1, metavar="S",
+                   help="seed of the generated alerts (default 1)")
     p.add_argument("--templates", type=number_arg(int, 1), default=256, metavar="N",
                    help="distinct alerts to cycle through")
     p.add_argument("--no-stamp", action="store_true",

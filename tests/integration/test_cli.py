@@ -130,10 +130,24 @@ def test_toml_error_is_one_line_and_exit_2(tmp_path):
     (["gen", "--to", "x", "--kind", "unified2", "--rotate-bytes", "0"], "--rotate-bytes"),
     (["bench", "--repeat", "0"], "--repeat"),
     (["bench", "--unified2-alerts", "-3"], "--unified2-alerts"),
+    (["bench", "--latency-rates", "x"], "--latency-rates"),
+    (["bench", "--loss-rates", "1000,-1"], "--loss-rates"),
+    (["bench", "--receivers", "ingest-null,bogus"], "--receivers"),
+    (["bench", "--peers", "/nonexistent-peers"], "--peers"),
 ])
 def test_invalid_values_are_refused_with_exit_2(capsys, argv, flag):
     err = usage_error(capsys, argv)
     assert f"error: argument {flag}: " in err and "Traceback" not in err
+
+
+def test_a_bound_is_printed_as_it_is_written(capsys, tmp_path):
+    """'must be >= 1048576 (1 MiB)', not '>= 1.04858e+06'."""
+    err = usage_error(capsys, ["listen", "--snort", "s", "--max-queue-bytes", "100"])
+    assert "argument --max-queue-bytes: must be >= 1048576 (1 MiB), not 100" in err
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('snort = "s"\nmax_queue_bytes = 100\n')
+    with pytest.raises(ValueError, match=r"c\.toml:2: max_queue_bytes: must be >= 1048576 \(1 MiB\), not 100$"):
+        cli.parse_args(["listen", "--config", str(cfg)])
 
 
 def test_paths_that_cannot_work_are_refused_before_binding(tmp_path):

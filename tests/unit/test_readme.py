@@ -81,3 +81,17 @@ def test_license_matches_pyproject():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text
     assert "the MIT license" in README.lower() or "mit license" in README.lower()
+
+
+def test_every_option_and_subcommand_says_what_it_does():
+    """--help is where a user looks first: no option without a line of help,
+    no subcommand without its summary (decode's --maps, pcap's -o and gen's
+    --kind had none)."""
+    parsers = _parsers()
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert choice.help, f"ingest {name} {choice.dest}: no summary"
+            elif action.option_strings:
+                assert action.help, f"ingest {name} {'/'.join(action.option_strings)}: no help"

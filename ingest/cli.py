@@ -255,8 +255,10 @@ def build_pipeline(cfg: Config):
                     after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
         sources.extend(_eve_sources(cfg))
         if not sources:
-            raise ValueError("no input given: use --snort, --barnyard2, --barnyard2-sync, --unified2, "
-                             "--eve-dgram, --eve-stream or --eve-file (or 'ingest run' for the defaults)")
+            raise ValueError("no input given: name one with --snort, --barnyard2, --barnyard2-sync, "
+                             "--unified2, --eve-dgram, --eve-stream or --eve-file (in a configuration "
+                             "file: snort = [...], ...), or start 'ingest run' without --config for "
+                             "the defaults")
         sinks = [open_sink(url, profile=cfg.format, allow_foreign=cfg.allow_foreign_outputs,
                            sensor=cfg.sensor)
                  for url in cfg.sink_urls]

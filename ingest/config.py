@@ -166,8 +166,9 @@ class Config:
             try:
                 name = field_name(key)
                 changes[name] = coerce(name, value)
-            except ConfigError as e:
-                raise ValueError(f"{path}:{_key_line(text, key)}: {e}") from None
+            except ConfigError as e:  # named as the file names it (sink, not its field sinks)
+                what = e if e.key == key or e.problem not in str(e) else f"{key}: {e.problem}"
+                raise ValueError(f"{path}:{_key_line(text, key)}: {what}") from None
         cfg = dataclasses.replace(base or cls(), **changes)
         if validate:
             try:

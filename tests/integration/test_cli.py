@@ -94,6 +94,8 @@ def test_toml_errors_name_the_file_and_line(tmp_path):
         "mode.toml": ('socket_mode = "0999"\n', r"mode\.toml:1: socket_mode: '0999' is not an octal mode"),
         "choice.toml": ('format = "xml"\n', r"choice\.toml:1: format: must be eve or trisul"),
         "binary.toml": ('snort = "\xff"\n', r"binary\.toml:1: not UTF-8 text"),
+        # named as the file names it: the key is sink (its field is sinks)
+        "alias.toml": ('snort = "s"\n[sink]\nx = 1\n', r"alias\.toml:2: sink: must be a non-empty string"),
     }
     for name, (text, pattern) in bad.items():
         path = tmp_path / name
@@ -102,6 +104,18 @@ def test_toml_errors_name_the_file_and_line(tmp_path):
             cli.parse_args(["listen", "--config", str(path)])
     with pytest.raises(ValueError, match=r"cannot read the configuration file .*absent\.toml"):
         cli.parse_args(["listen", "--config", str(tmp_path / "absent.toml")])
+
+
+def test_run_with_a_config_that_names_no_input(tmp_path):
+    """One line, exit 2, and the advice fits: the defaults are 'ingest run'
+    *without* --config (the old text told a user of 'ingest run --config'
+    to use 'ingest run')."""
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text('sink = "null:"\n')
+    p = ingest("run", "--config", str(cfg), cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1
+    assert "no input given" in p.stderr and "'ingest run' without --config" in p.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_toml_error_is_one_line_and_exit_2(tmp_path):

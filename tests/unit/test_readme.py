@@ -95,3 +95,61 @@ def test_every_option_and_subcommand_says_what_it_does():
                     assert choice.help, f"ingest {name} {choice.dest}: no summary"
             elif action.option_strings:
                 assert action.help, f"ingest {name} {'/'.join(action.option_strings)}: no help"
+
+
+def _section(title: str) -> str:
+    text = README[README.index(title):]
+    return text[:text.index("\n## ", 1)] if "\n## " in text[1:] else text
+
+
+def test_stats_example_and_counters_are_what_the_stats_line_has():
+    """The README's stats line has the fields a real one has, in order, and
+    every counter the code can report is named in the README."""
+    from ingest.stats import Stats
+
+    st = Stats()
+    st.dispatched["sqlite:./alerts.db"] = 1
+    fields = [f.split("=")[0] for f in st.line().split()[2:]]
+    block = _section("### Stats")
+    example = block[block.index("```\n") + 4:]
+    example = example[:example.index("```")].strip().splitlines()[0]
+    assert [f.split("=")[0] for f in example.split()[2:]] == fields
+    for key in st.snapshot():
+        assert f"`{key}`" in README, f"the final stats' {key!r} is not named in the README"
+    src = "\n".join(p.read_text() for p in (ROOT / "ingest").rglob("*.py"))
+    named = set(re.findall(r"(?:add_extra|set_extra)\(\s*\"([a-z0-9_]+)\"", src))
+    named |= set(re.findall(r"stats\.extra\[\"([a-z0-9_]+)\"\]", src))
+    named |= set(re.findall(r"_note\(\"([a-z0-9_]+)\"", src))
+    named |= {f"eve_{n}" for n in re.findall(r"for name in \(([^)]*)\):\s*\n\s*if res\.counts", src)
+              for n in re.findall(r"\"([a-z]+)\"", n)}
+    assert "eve_filtered" in named and "unified2_file_shrank" in named
+    missing = sorted(k for k in named if f"`{k}`" not in README)
+    assert not missing, f"counters the code reports but the README never names: {missing}"
+
+
+def test_schema_sketch_is_the_stores_schema(tmp_path):
+    """The README's schema block names every table and view of a fresh
+    store, and every column of each table, in order."""
+    import asyncio
+    import sqlite3
+
+    from ingest.sinks.sqlite import SqliteSink
+
+    db = tmp_path / "a.db"
+    asyncio.run(SqliteSink(str(db)).aclose())
+    con = sqlite3.connect(db)
+    try:
+        objects = {n: t for t, n in con.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view')")}
+        columns = {n: [r[1] for r in con.execute(f'PRAGMA table_info("{n}")')]
+                   for n, t in objects.items() if t == "table"}
+    finally:
+        con.close()
+    block = _section("### The SQLite store")
+    block = block[block.index("```sql\n") + 7:]
+    block = re.sub(r"--[^\n]*", "", block[:block.index("```")])
+    sketch = {m.group(1): [c.strip().strip('"') for c in m.group(2).split(",")] if m.group(2) else None
+              for m in re.finditer(r"(\w+)(?:\(([^)]*)\))?", block)}
+    assert set(sketch) == set(objects), (sorted(sketch), sorted(objects))
+    for name, cols in columns.items():
+        assert sketch[name] == cols, f"README's {name}(...) is not the store's {cols}"

@@ -179,11 +179,11 @@ def config_from_args(ns: argparse.Namespace) -> Config:
 
 
 def check_paths(cfg: Config) -> None:
-    """Refuse, before anything is bound, paths that cannot work: a spool or
-    followed file whose directory does not exist, a missing bookmark or maps
-    directory, an archive path that is not a directory or that another user
-    could write (ValueError, exit 2).  The archive directory itself is
-    created on first use."""
+    """Refuse, before anything is bound, paths that cannot work: a spool,
+    followed file or Unified2 bookmark whose directory does not exist, a
+    missing bookmark or maps directory, an archive path that is not a
+    directory or that another user could write (ValueError, exit 2).  The
+    archive directory itself is created on first use."""
     from .safefile import check_output_dir
 
     def need_dir(what: str, d: str) -> None:
@@ -200,6 +200,9 @@ def check_paths(cfg: Config) -> None:
                          allow_foreign=cfg.allow_foreign_outputs)
     if cfg.bookmark_dir:
         need_dir("--bookmark-dir", cfg.bookmark_dir)
+    if cfg.unified2_bookmark:  # else every bookmark write fails, and a restart reads it all again
+        need_dir(f"--unified2-bookmark {cfg.unified2_bookmark}",
+                 os.path.dirname(os.path.abspath(cfg.unified2_bookmark)))
     if cfg.maps:
         need_dir("--maps", cfg.maps)
     # no output may be another output or an input (ingest would read what it writes)

@@ -175,6 +175,9 @@ def test_paths_that_cannot_work_are_refused_before_binding(tmp_path):
         (["--eve-file", str(tmp_path / "eve.json"), "--bookmark-dir", str(tmp_path / "nobm")],
          "nobm does not exist"),
         (["--maps", str(tmp_path / "nomaps")], "nomaps does not exist"),
+        # on main this ran, every bookmark write failed, and a restart read the spool again
+        (["--unified2", str(tmp_path / "snort.u2"), "--unified2-bookmark",
+          str(tmp_path / "nobmdir" / "u2.bookmark")], "nobmdir does not exist"),
     ]:
         p = ingest("listen", "--snort", str(sock), "--sink", "null:", *extra, cwd=tmp_path)
         assert p.returncode == 2, p.stderr

@@ -229,8 +229,10 @@ class SqliteSink:
         # and -shm files the database file's mode.  The store, and any -wal,
         # -shm or -journal file already beside it, must be ours alone
         # (ingest.safefile): SQLite would otherwise trust another user's WAL.
-        for suffix in ("-wal", "-shm", "-journal"):
-            check_output(self.path + suffix, what="SQLite store file", allow_foreign=self.allow_foreign)
+        # (the store first, so a problem of them all is reported as the store's)
+        for name in (self.path, *(self.path + x for x in ("-wal", "-shm", "-journal"))):
+            check_output(name, what="SQLite store" if name == self.path else "SQLite store file",
+                         allow_foreign=self.allow_foreign)
         fd = open_output(self.path, what="SQLite store", mode=0o640, flags=os.O_RDWR,
                          allow_foreign=self.allow_foreign)
         try:

@@ -178,6 +178,8 @@ def test_paths_that_cannot_work_are_refused_before_binding(tmp_path):
         # on main this ran, every bookmark write failed, and a restart read the spool again
         (["--unified2", str(tmp_path / "snort.u2"), "--unified2-bookmark",
           str(tmp_path / "nobmdir" / "u2.bookmark")], "nobmdir does not exist"),
+        # the store named, not its -wal file
+        (["--sink", f"sqlite:{tmp_path / 'nodb' / 'a.db'}"], f"SQLite store {tmp_path / 'nodb' / 'a.db'}: "),
     ]:
         p = ingest("listen", "--snort", str(sock), "--sink", "null:", *extra, cwd=tmp_path)
         assert p.returncode == 2, p.stderr

@@ -73,6 +73,14 @@ _NOT_A_STORE = ("unable to open database", "no such table", "file is not a datab
                 "no such column")
 
 
+def endpoint(ip: str | None, port: int | None) -> str:
+    """An address and port as a user reads them: 192.0.2.1:80,
+    [2001:db8::1]:80 (an IPv6 address's colons would swallow the port), the
+    address alone where the flow has no port (ICMP), '-' for none."""
+    addr = "-" if ip is None else f"[{ip}]" if ":" in ip and port is not None else ip
+    return addr if port is None else f"{addr}:{port}"
+
+
 def run(ns: argparse.Namespace) -> int:
     """``ingest query``: 0, 2 when --db is no store (or a usage error), 1
     when reading it failed."""
@@ -91,8 +99,7 @@ def run(ns: argparse.Namespace) -> int:
         return 0
     print(f"{'flow_id':>20} {'proto':5} {'src':>21} {'dest':>21} {'alerts':>6} prio signatures")
     for r in rows:
-        src = f"{r['src_ip']}:{r['src_port']}"
-        dst = f"{r['dest_ip']}:{r['dest_port']}"
+        src, dst = endpoint(r["src_ip"], r["src_port"]), endpoint(r["dest_ip"], r["dest_port"])
         print(f"{r['flow_id']:>20} {str(r['proto']):5} {src:>21} {dst:>21} {r['alerts']:>6} "
               f"{r['top_priority']:>4} {r['signatures']}")
     print(f"{len(rows)} flow(s)", file=sys.stderr)

@@ -315,3 +315,24 @@ def test_listen_to_a_closed_stdout_stops_and_loses_nothing(tmp_path):
     assert final["dropped"] == {"sink_failed": final["decoded"] - final["dispatched"].get("jsonl:-", 0)}
     kept = sum(len(data.splitlines()) for _head, data in read_deadletters(str(dl)))
     assert kept == final["dropped"]["sink_failed"]
+
+
+def test_query_flows_table_shows_ipv6_and_portless_endpoints_unambiguously(tmp_path):
+    """An IPv6 address's colons swallowed the port ('2001:db8::1:80') and an
+    ICMP flow printed '10.0.0.1:None'."""
+    from ..eve_records import ALERT, FLOW
+
+    lines = [ALERT % (1, 1, 1), FLOW % 1]
+    for fid, a, b in ((2, b'"2001:db8::1"', b'"2001:db8::2"'),):
+        lines += [x.replace(b'"10.0.0.1"', a).replace(b'"10.0.0.2"', b) for x in (ALERT % (fid, 2, 2), FLOW % fid)]
+    icmp = [x.replace(b'"src_port":1234,', b"").replace(b'"dest_port":80,', b"").replace(b'"TCP"', b'"ICMP"')
+            for x in (ALERT % (3, 3, 3), FLOW % 3)]
+    f = tmp_path / "eve.json"
+    f.write_bytes(b"\n".join(lines + icmp) + b"\n")
+    db = tmp_path / "a.db"
+    assert ingest("decode", "--sink", f"sqlite:{db}", str(f)).returncode == 0
+    p = ingest("query", "flows", "--db", str(db), "--min-severity", "2")
+    assert p.returncode == 0, p.stderr
+    rows = {ln.split()[0]: ln.split()[2:4] for ln in p.stdout.splitlines()[1:]}
+    assert rows == {"1": ["10.0.0.1:1234", "10.0.0.2:80"], "2": ["[2001:db8::1]:1234", "[2001:db8::2]:80"],
+                    "3": ["10.0.0.1", "10.0.0.2"]}

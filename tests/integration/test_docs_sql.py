@@ -41,6 +41,17 @@ def _sqlite3_commands() -> list[tuple[str, str]]:
     return out
 
 
+def _inline_statements() -> list[tuple[str, str]]:
+    """SQL statements written inline in the prose (`DELETE FROM ...`), which
+    a reader copies as they are."""
+    out = []
+    for doc in DOCS:
+        prose = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for i, m in enumerate(re.finditer(r"`((?:SELECT|DELETE|UPDATE|WITH)\b[^`]*)`", prose)):
+            out.append((f"{doc.name}`{i}", m.group(1)))
+    return out
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     return make_store(tmp_path_factory.mktemp("docs-store"), 300)
@@ -61,6 +72,17 @@ def test_there_is_documented_sql():
 def test_documented_sql_runs_as_printed(store, name, sql):
     rows = _sqlite3(store, sql)
     assert rows, f"{name} returned nothing"
+
+
+@pytest.mark.parametrize("name,sql", _inline_statements())
+def test_inline_sql_runs_as_printed(store, tmp_path, name, sql):
+    db = tmp_path / "copy.db"
+    shutil.copy(store, db)  # a statement may change the store
+    _sqlite3(db, sql + ";")
+
+
+def test_there_is_inline_sql():
+    assert any("DELETE FROM alerts" in sql for _, sql in _inline_statements())
 
 
 def test_query_flows_sql_is_what_query_flows_answers(store, tmp_path):

@@ -387,6 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         _die_of_sigpipe()
+    except KeyboardInterrupt:  # Ctrl-C: one line, as gen and bench say it, not a traceback
+        print(f"ingest {ns.command}: interrupted", file=sys.stderr)
+        return 130
     return rc
 
 

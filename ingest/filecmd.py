@@ -623,10 +623,10 @@ def run_pcap(ns: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}; no pcap written", file=sys.stderr)
         rc = 1
-    finally:
+    finally:  # also on Ctrl-C (KeyboardInterrupt): never a temporary file left behind
         for inp in inputs:
             inp.close()
-        if rc and os.path.lexists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
     if rc:
         return rc

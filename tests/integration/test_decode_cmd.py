@@ -408,3 +408,23 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
     # /dev/null may be every output at once
     r = ingest("decode", str(eve), "--sink", "jsonl:/dev/null", "--sink", "jsonl:/dev/null")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("cmd", [["decode", "-"], ["pcap", "-", "-o", "out.pcap"]])
+def test_ctrl_c_is_one_line_and_130_and_leaves_nothing(tmp_path, cmd):
+    """Ctrl-C while reading a pipe: 'ingest CMD: interrupted', exit 130 (as
+    gen and bench), not a KeyboardInterrupt traceback; pcap leaves neither
+    OUT.pcap nor its temporary file."""
+    u2 = _u2(tmp_path, "u2", 1, 3)
+    data = u2.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "ingest", *cmd], env=ENV, cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(data[:len(data) // 2])  # half a file: the command waits for the rest
+    proc.stdin.flush()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.decode().splitlines()[-1] == f"ingest {cmd[0]}: interrupted" and b"Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["u2"]

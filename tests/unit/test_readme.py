@@ -153,3 +153,43 @@ def test_schema_sketch_is_the_stores_schema(tmp_path):
     assert set(sketch) == set(objects), (sorted(sketch), sorted(objects))
     for name, cols in columns.items():
         assert sketch[name] == cols, f"README's {name}(...) is not the store's {cols}"
+
+
+def _docs() -> str:
+    return "\n".join(p.read_text() for p in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))))
+
+
+def test_every_python_and_c_name_the_docs_give_exists():
+    """A renamed function, constant or module leaves no stale name in the
+    README or docs/: every ``ingest.module.name`` resolves, every
+    ``ingest_*``/``INGEST_*`` C name is in csrc/ingest.h, every repository
+    path named exists."""
+    import importlib
+
+    text = _docs()
+    for dotted in sorted(set(re.findall(r"\bingest(?:\.[A-Za-z_][A-Za-z0-9_]*)+", text))):
+        parts = dotted.split(".")
+        pkg = ROOT / "ingest" / parts[1]
+        if not (pkg.with_suffix(".py").exists() or pkg.is_dir()):
+            continue  # a member of the JSON output's "ingest" object (ingest.app_name)
+        for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            for attr in parts[i:]:
+                assert hasattr(obj, attr), f"{dotted}: {attr} not found"
+                obj = getattr(obj, attr)
+            break
+        else:
+            raise AssertionError(f"{dotted}: no such module")
+    header = (ROOT / "csrc" / "ingest.h").read_text()
+    for name in sorted(set(re.findall(r"\b(?:ingest|INGEST)_[A-Za-z0-9_]+", text))):
+        if name in ("ingest_deadletter",) or name.startswith("INGEST_SHARED") or \
+                name in ("INGEST_SANITIZE", "INGEST_DEBUG", "INGEST_TEST_SEED"):
+            continue  # file names and environment variables, not C names
+        assert re.search(rf"\b{name}\b", header), f"{name}: not in csrc/ingest.h"
+    for path in sorted(set(re.findall(r"(?<![/\w.-])(?:csrc|ingest|tests|benchmarks|fuzz|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_]", text))):
+        if path.startswith("fuzz/build"):
+            continue  # made by fuzz/run.py
+        assert (ROOT / path).exists(), f"{path}: named in the docs, not in the repository"

@@ -52,6 +52,13 @@ def _event_body(spec: AlertSpec) -> tuple[int, bytearray]:
     return (EVENT_V6 if v6 else EVENT_V4), bytearray(head + src + dst + tail)
 
 
+def _newest_suffix(prefix: str) -> int:
+    """The largest <digits> of the PREFIX.<digits> files already there (-1: none)."""
+    d, base = os.path.split(os.path.abspath(prefix))
+    tail = [n[len(base) + 1:] for n in os.listdir(d) if n.startswith(base + ".")]
+    return max((int(t) for t in tail if t.isascii() and t.isdigit()), default=-1)
+
+
 def write_spool(prefix: str, specs: list[AlertSpec], count: int, *, rate: float = 0.0,
                 rotate_events: int = 0, rotate_bytes: int = 128 << 20,
                 time_limit: float = 0.0, clock: str = "send") -> SpoolResult:
@@ -68,7 +75,10 @@ def write_spool(prefix: str, specs: list[AlertSpec], count: int, *, rate: float 
     bodies = [_event_body(s) for s in specs]
     res = SpoolResult()
     start = time.monotonic()
-    suffix = int(time.time()) - 1
+    # After every file already in the spool: a follower reads in suffix order,
+    # and an earlier run (in the same second, or rotating faster than one
+    # file a second) may hold names at or past now.
+    suffix = max(int(time.time()), _newest_suffix(prefix) + 1) - 1
     f = None
     in_file = file_bytes = 0
     buf = bytearray()
@@ -80,8 +90,14 @@ def write_spool(prefix: str, specs: list[AlertSpec], count: int, *, rate: float 
             buf.clear()
             f.close()
         suffix = max(suffix + 1, int(time.time()))  # unique, increasing, like Snort's stamps
-        path = f"{prefix}.{suffix}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        while True:
+            path = f"{prefix}.{suffix}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o640)
+                break
+            except FileExistsError:  # another writer took it meanwhile: never overwrite
+                suffix += 1
         f = os.fdopen(fd, "wb", buffering=0)
         res.files.append(path)
         in_file = file_bytes = 0

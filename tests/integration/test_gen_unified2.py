@@ -43,6 +43,23 @@ def test_spool_files_rotate_and_decode_to_the_templates(tmp_path):
     assert packets == res["packets"] == sum(1 for i in range(1000) if specs[i % 64].packet is not None)
 
 
+def test_runs_into_one_spool_add_files_after_every_file_there(tmp_path):
+    """A second run in the same second (or after one that rotated faster than
+    a file a second) failed with 'File exists'; each run's files now come
+    after every file already in the spool, as a follower reads them."""
+    spool = tmp_path / "snort.u2"
+    future = int(time.time()) + 100
+    (tmp_path / f"snort.u2.{future}").write_bytes(b"")  # an earlier run's name, ahead of the clock
+    runs = [_gen(["--to", str(spool), "--count", str(n), *extra], tmp_path)
+            for n, extra in ((5, []), (7, []), (900, ["--rotate-events", "300"]))]
+    files = [f for r in runs for f in r["files"]]
+    suffixes = [int(f.rsplit(".", 1)[1]) for f in files]
+    assert suffixes == sorted(set(suffixes)) and suffixes[0] > future
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"snort.u2.{future}", *(os.path.basename(f) for f in files)])
+    assert sum(len(unified2.read(f).alerts) for f in files) == 912
+
+
 def test_follower_stores_every_event_written_while_it_runs(tmp_path, run_ingest):
     db = tmp_path / "a.db"
     p = run_ingest(["listen", "--unified2", str(tmp_path / "snort.u2"), "--sink", f"sqlite:{db}",

@@ -410,6 +410,30 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def _wait_reading_a_pipe(pid: int) -> None:
+    """Until a thread of pid sleeps in a pipe read (it has started and
+    waits for more input: a Ctrl-C then is one the command handles, not
+    one that cuts the interpreter's start-up short)."""
+    start = time.monotonic()
+    shown = False  # some kernels hide wchan ("0"): then a generous pause instead
+    while time.monotonic() < start + 60:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/wchan") as f:
+                    where = f.read()
+            except OSError:
+                continue
+            shown = shown or where not in ("", "0")
+            if "pipe" in where:
+                time.sleep(0.2)  # (the input read so far decoded too)
+                return
+        if not shown and time.monotonic() > start + 1:
+            time.sleep(3)
+            return
+        time.sleep(0.05)
+    raise AssertionError("the command never waited on its input")
+
+
 @pytest.mark.parametrize("cmd", [["decode", "-"], ["pcap", "-", "-o", "out.pcap"]])
 def test_ctrl_c_is_one_line_and_130_and_leaves_nothing(tmp_path, cmd):
     """Ctrl-C while reading a pipe: 'ingest CMD: interrupted', exit 130 (as
@@ -422,7 +446,7 @@ def test_ctrl_c_is_one_line_and_130_and_leaves_nothing(tmp_path, cmd):
     assert proc.stdin is not None
     proc.stdin.write(data[:len(data) // 2])  # half a file: the command waits for the rest
     proc.stdin.flush()
-    time.sleep(1.0)
+    _wait_reading_a_pipe(proc.pid)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -207,7 +207,7 @@ def test_decode_exit_codes(tmp_path):
     (b'{"event_type":"flow","flow_id":9,"flow":{"pkts_toserver":1' + b"0" * 4400 + b"}}", b"unparsable"),
     (b'{"timestamp":"yesterday","event_type":"alert","alert":{"signature_id":1}}', b"bad_timestamp"),
     (b'{"timestamp":"2025-11-27T18:03:51+0000","event_type":"alert","alert":{}}', b"bad_alert"),
-])
+], ids=["unparsable", "bad_timestamp", "bad_alert"])
 def test_an_eve_file_of_one_bad_event_is_still_eve(tmp_path, line, reason):
     """A record that is an EVE event but fails (too big an integer, a bad
     alert) is that record's failure, reported with its line: exit 0 as for

@@ -46,6 +46,43 @@ def save(path: str, state: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(state, sort_keys=True).encode() + b"\n")
 
 
+class Saver:
+    """Writes one follower's bookmark, and survives failing to.
+
+    A bookmark that cannot be written (its directory removed, the disk full)
+    is no reason to stop storing alerts: the position is kept in memory, the
+    failure is said once per episode and counted (``bookmark_errors``), and
+    the next save writes the newest position again.  ``stale`` tells whether
+    what is on disk is behind (a restart now would read again from the last
+    position saved; the SQLite store keeps each alert once, JSON-lines sinks
+    would get the re-read records twice): the runtime exits 1 when a
+    follower closes with a stale bookmark."""
+
+    def __init__(self, path: str, origin: str, log) -> None:
+        self.path = path
+        self.origin = origin
+        self.log = log
+        self.stale = False
+
+    def save(self, state: dict[str, Any], stats=None) -> bool:
+        try:
+            save(self.path, state)
+        except OSError as e:
+            if stats is not None:
+                stats.add_extra("bookmark_errors")
+            if not self.stale:
+                print(f"ingest: error: {self.origin}: cannot write the bookmark {self.path} "
+                      f"({e.strerror or e}); positions are kept in memory and written again at the next "
+                      "acknowledgement (a restart now would read again from the last position saved)",
+                      file=self.log, flush=True)
+            self.stale = True
+            return False
+        if self.stale:
+            print(f"ingest: {self.origin}: bookmark {self.path} written again", file=self.log, flush=True)
+            self.stale = False
+        return True
+
+
 #: a bookmark is a few hundred bytes; anything far larger is not ours
 MAX_BYTES = 1 << 20
 

@@ -634,7 +634,15 @@ class Pipeline:
                 print(f"ingest: error: closing {sink.name}: {e!r}", file=self.log)
                 rc = 1
         for src in self.sources:
-            src.close()
+            try:
+                src.close()
+            except Exception as e:  # never a traceback instead of the final stats
+                print(f"ingest: error: closing {src.origin}: {e!r}", file=self.log, flush=True)
+                rc = 1
+            if getattr(src, "bookmark_stale", False):
+                print(f"ingest: error: {src.origin}: the bookmark could not be written; a restart reads "
+                      "again from the last position saved", file=self.log, flush=True)
+                rc = 1
         self.deadletter.close()
         for src in self.sources:
             err = getattr(src, "error", None)

@@ -119,7 +119,7 @@ class Stats:
 #: counters from ``extra`` shown in the periodic line whenever they are not 0
 NOTABLE = ("accept_failed", "connections_refused", "connections_evicted", "connections_idle_closed",
            "dead_letters_rotated", "sink_probe_recoveries", "barnyard2_duplicates",
-           "suricata_counters_ignored")
+           "suricata_counters_ignored", "bookmark_errors")
 
 
 def _suricata(s: dict[str, Any]) -> str:

@@ -118,6 +118,7 @@ class SpoolSource:
         self.event_timeout = event_timeout
         self.chunk_size = chunk_size
         self.log = log
+        self._saver = BM.Saver(self.bookmark_path, self.origin, log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stats = Stats()
@@ -163,6 +164,11 @@ class SpoolSource:
 
     def close(self) -> None:
         pass
+
+    @property
+    def bookmark_stale(self) -> bool:
+        """The bookmark on disk is behind what was acknowledged (see bookmark.Saver)."""
+        return self._saver.stale
 
     # --- positions ------------------------------------------------------
     def _say(self, msg: str) -> None:
@@ -344,8 +350,10 @@ class SpoolSource:
             state.update(file=done, inode=nino, offset=0, open_event_offset=None, read_offset=0)
 
         def ack() -> None:
-            BM.save(self.bookmark_path, state)
-            if done is not None:
+            # a failed write is said and counted; the next ack writes a newer
+            # state.  A finished file is retired only once the bookmark has
+            # moved past it on disk.
+            if self._saver.save(state, self._stats) and done is not None:
                 self._retire(name, ino)
 
         return ack

@@ -158,6 +158,7 @@ class EveFileSource:
         self.poll = poll
         self.rotate_wait = rotate_wait
         self.log = log
+        self._saver = bookmark.Saver(self.bookmark_path, self.origin, log)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -290,9 +291,15 @@ class EveFileSource:
         self._cap = max(MAX_ENTRIES, len(self._entries) + MAX_ENTRIES)
 
     def _save(self) -> None:
-        bookmark.save(self.bookmark_path, {"version": 1, "path": self.path, "files": self._entries})
-        self._dirty = False
+        # a failed write keeps _dirty: the next ack or idle flush tries again
+        if self._saver.save({"version": 1, "path": self.path, "files": self._entries}, self._stats):
+            self._dirty = False
         self._last_save = time.monotonic()
+
+    @property
+    def bookmark_stale(self) -> bool:
+        """The bookmark on disk is behind what was acknowledged (see bookmark.Saver)."""
+        return self._saver.stale
 
     def flush_bookmark(self, *, due_only: bool = False) -> None:
         """Save acknowledged positions not saved yet (``due_only``: only if

@@ -7,27 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 
 import pytest
 
 from ..unit import u2writer as W
 from ._store import eve_lines
-from .test_signals import wait_until
+from ._util import count, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def count(db) -> int:
-    if not db.exists():
-        return 0
-    c = sqlite3.connect(db, timeout=10)
-    try:
-        return c.execute("SELECT count(*) FROM alerts").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        c.close()
 
 
 def alerts(n: int, first: int = 0) -> str:

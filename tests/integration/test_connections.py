@@ -15,7 +15,8 @@ import time
 from ingest.encode import encode_alertpkt, ether_ipv4
 
 from ..conftest import ROOT
-from .test_signals import ALERT, count, wait_until
+from ._util import count, wait_until
+from .test_signals import ALERT
 
 
 def _open_fds(pid: int) -> int:

@@ -4,21 +4,13 @@ rotation overwrote are counted, and 64 KiB Alertpkts are kept compactly
 
 from __future__ import annotations
 
-import socket
 import struct
 import time
 
 from ingest import deadletter
 from ingest.encode import encode_alertpkt, ether_ipv4
 
-
-def snort_send(path, dgrams) -> None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
+from ._util import snort_send
 
 
 def entries(path) -> list[tuple[dict, bytes]]:
@@ -77,7 +69,7 @@ def test_eve_file_is_not_read_past_a_record_the_dead_letter_file_cannot_keep(tmp
     import sqlite3
 
     from ._store import eve_lines
-    from .test_signals import wait_until
+    from ._util import wait_until
 
     eve, db, dl = tmp_path / "eve.json", tmp_path / "a.db", tmp_path / "dead.bin"
     alerts = [x for x in eve_lines(6) if '"alert"' in x]

@@ -19,25 +19,7 @@ from ingest.alertpkt import split_datagrams
 from ingest.encode import encode_alertpkt, ether_ipv4, ether_ipv6
 
 from ..conftest import shared_file
-
-
-def snort_send(path, dgrams):
-    """Send like Snort: unconnected, blocking sendto of the full struct, flags 0."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
-
-
-def rows(db, sql="SELECT * FROM alerts_v ORDER BY id"):
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql)]
-    finally:
-        con.close()
+from ._util import rows, snort_send
 
 
 def test_roundtrip_every_variant_into_sqlite_and_jsonl(tmp_path, run_ingest):

@@ -14,7 +14,7 @@ import pytest
 
 from ingest.encode import encode_alertpkt, ether_ipv4
 
-from .test_listen import snort_send
+from ._util import snort_send
 
 pytestmark = pytest.mark.slow
 

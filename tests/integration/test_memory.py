@@ -10,7 +10,7 @@ import threading
 
 from ingest import deadletter
 
-from .test_signals import count, wait_until
+from ._util import count, wait_until
 
 BUDGET = 64 << 20
 #: what the process may hold beyond its budget: a dispatched batch and the

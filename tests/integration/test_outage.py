@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import socket
 import sqlite3
 import time
 
@@ -15,16 +14,7 @@ from ingest import deadletter
 from ingest.encode import encode_alertpkt
 from ingest.sinks.sqlite import SqliteSink
 
-from .test_signals import wait_until
-
-
-def snort_send(path, dgrams) -> None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
+from ._util import snort_send, wait_until
 
 
 def test_backlog_drains_when_the_sink_is_back_not_after_the_backoff(tmp_path, run_ingest):

@@ -27,8 +27,8 @@ from ingest.eve import decode_lines
 from ingest.render import to_records
 
 from ..conftest import shared_file
-from .test_listen import rows as db_rows
-from .test_listen import snort_send
+from ._util import rows as db_rows
+from ._util import snort_send
 
 S2, S3, BY2, SURI = "real/snort-2.9.19", "real/snort-3.12.2.0", "real/barnyard2-2.1.14", "real/suricata-7.0.0"
 

@@ -16,41 +16,7 @@ import time
 from ingest import deadletter
 from ingest.encode import encode_alertpkt, ether_ipv4
 
-#: a deadline against hangs, never a performance assertion
-DEADLINE = 60.0
-
-
-def wait_until(cond, p, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not cond():
-        if p.proc.poll() is not None:
-            raise AssertionError(f"ingest exited ({p.proc.returncode}) waiting for {what}: {p.stderr()}")
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}: {p.stderr()[-3000:]}")
-        time.sleep(0.02)
-
-
-def snort_send(path, dgrams) -> None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
-
-
-def count(db, sql="SELECT count(*) FROM alerts") -> int:
-    if not os.path.exists(db):
-        return 0
-    try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return c.execute(sql).fetchone()[0]
-        finally:
-            c.close()
-    except sqlite3.OperationalError:
-        return 0
-
+from ._util import count, snort_send, wait_until
 
 # --- SIGHUP -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from ..unit import u2writer as W
+from ._util import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +39,6 @@ def stored(db) -> list[int]:
         return []
     finally:
         con.close()
-
-
-def wait_until(cond, p, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not cond():
-        assert p.proc.poll() is None, f"ingest exited ({p.proc.returncode}): {p.stderr()}"
-        assert time.monotonic() < end, f"timed out waiting for {what}: {p.stderr()}"
-        time.sleep(0.05)
 
 
 def listen(run_ingest, tmp_path, *extra: str, wait: bool = True):

@@ -1,0 +1,57 @@
+"""Helpers shared by the process-level tests: send like Snort, wait for a
+condition on a running ``ingest``, read a store back."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+
+#: a deadline against hangs, never a performance assertion
+DEADLINE = 60.0
+
+
+def snort_send(path, dgrams) -> None:
+    """Send like Snort: unconnected, blocking sendto of the full struct, flags 0."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for d in dgrams:
+            s.sendto(d, str(path))
+    finally:
+        s.close()
+
+
+def wait_until(cond, p, what: str, deadline: float = DEADLINE) -> None:
+    """Poll ``cond`` until true; fail at once (with its stderr) when the
+    ``ingest`` process ``p`` exits, or after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not cond():
+        if p.proc.poll() is not None:
+            raise AssertionError(f"ingest exited ({p.proc.returncode}) waiting for {what}: {p.stderr()}")
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}: {p.stderr()[-3000:]}")
+        time.sleep(0.02)
+
+
+def count(db, sql="SELECT count(*) FROM alerts") -> int:
+    """A count from a SQLite store that may not exist (or have its tables) yet."""
+    if not os.path.exists(db):
+        return 0
+    try:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return c.execute(sql).fetchone()[0]
+        finally:
+            c.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def rows(db, sql="SELECT * FROM alerts_v ORDER BY id") -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(sql)]
+    finally:
+        con.close()

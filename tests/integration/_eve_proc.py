@@ -12,6 +12,7 @@ import sys
 import time
 
 from ..conftest import SHARED
+from ._util import count
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = SHARED
@@ -45,16 +46,7 @@ class Ingest:
             time.sleep(0.05)
 
     def count(self, sql: str = "SELECT count(*) FROM alerts") -> int:
-        if not self.db.exists():
-            return 0
-        try:
-            db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-            try:
-                return db.execute(sql).fetchone()[0]
-            finally:
-                db.close()
-        except sqlite3.OperationalError:
-            return 0
+        return count(self.db, sql)
 
     def wait_count(self, n: int, sql: str = "SELECT count(*) FROM alerts") -> None:
         self.wait_for(lambda: self.count(sql) >= n, f"{n} rows from {sql}")

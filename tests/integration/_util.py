@@ -36,16 +36,27 @@ def wait_until(cond, p, what: str, deadline: float = DEADLINE) -> None:
 
 def count(db, sql="SELECT count(*) FROM alerts") -> int:
     """A count from a SQLite store that may not exist (or have its tables) yet."""
+    got = sqlite_rows(db, sql)
+    return got[0][0] if got else 0
+
+
+def event_ids(db) -> list[int]:
+    """The stored alerts' event ids, in order ([] before the store exists)."""
+    return [r[0] for r in sqlite_rows(db, "SELECT event_id FROM alerts ORDER BY event_id")]
+
+
+def sqlite_rows(db, sql: str) -> list[tuple]:
+    """Rows of a SQLite store that may not exist (or have its tables) yet."""
     if not os.path.exists(db):
-        return 0
+        return []
     try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         try:
-            return c.execute(sql).fetchone()[0]
+            return c.execute(sql).fetchall()
         finally:
             c.close()
     except sqlite3.OperationalError:
-        return 0
+        return []
 
 
 def rows(db, sql="SELECT * FROM alerts_v ORDER BY id") -> list[dict]:

@@ -6,7 +6,6 @@ is something to keep."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import time
@@ -15,19 +14,12 @@ import pytest
 
 from ingest.encode import encode_alertpkt
 
+from ._util import snort_send
+
 pytestmark = pytest.mark.slow
 
 NOBODY = 65534
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown a file to another user")
-
-
-def send(sock, *dgrams: bytes) -> None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(sock))
-    finally:
-        s.close()
 
 
 def refused(p) -> str:
@@ -114,7 +106,7 @@ def test_allow_foreign_outputs_accepts_them(tmp_path, run_ingest, which):
     os.chown(target, NOBODY, NOBODY)
     os.chmod(target, 0o666)
     p = run_ingest(args + ["--allow-foreign-outputs"], wait_for=[tmp_path / "snort_alert"])
-    send(tmp_path / "snort_alert", encode_alertpkt("snort", sid=5), b"junk")
+    snort_send(tmp_path / "snort_alert", [encode_alertpkt("snort", sid=5), b"junk"])
     rc, st = p.stop()
     assert rc == 0 and st["decoded"] == 1 and st["malformed"] == {"bad_length": 1}
     assert target.stat().st_size > 0
@@ -136,10 +128,10 @@ def test_output_that_is_no_regular_file_is_refused(tmp_path, run_ingest, occupan
 def test_dead_letter_file_is_created_on_the_first_entry(tmp_path, run_ingest):
     sock, dl = tmp_path / "snort_alert", tmp_path / "dead.bin"
     p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--dead-letter", str(dl)], wait_for=[sock])
-    send(sock, encode_alertpkt("snort", sid=1))
+    snort_send(sock, [encode_alertpkt("snort", sid=1)])
     time.sleep(0.3)
     assert not dl.exists()
-    send(sock, b"junk")
+    snort_send(sock, [b"junk"])
     rc, st = p.stop()
     assert rc == 0 and st["dead_letters"] == 1
     assert stat.S_IMODE(dl.stat().st_mode) == 0o600
@@ -148,7 +140,7 @@ def test_dead_letter_file_is_created_on_the_first_entry(tmp_path, run_ingest):
 def test_a_clean_run_leaves_no_dead_letter_file(tmp_path, run_ingest):
     sock = tmp_path / "snort_alert"
     p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:"], wait_for=[sock])
-    send(sock, encode_alertpkt("snort", sid=1))
+    snort_send(sock, [encode_alertpkt("snort", sid=1)])
     assert p.stop()[0] == 0
     assert not (tmp_path / "ingest-deadletter.bin").exists()
 

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import time
 import pytest
 
 from ..unit import u2writer as W
-from ._util import wait_until
+from ._util import event_ids, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +26,6 @@ DEADLINE = 60.0
 def events(*ids: int) -> bytes:
     return b"".join(W.event_v4(104, event_id=i, sec=1_700_000_000 + i, sid=2000 + i)
                     + W.packet(event_id=i, event_second=1_700_000_000 + i, data=b"p" * 40) for i in ids)
-
-
-def stored(db) -> list[int]:
-    if not os.path.exists(db):
-        return []
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        return [r[0] for r in con.execute("SELECT event_id FROM alerts ORDER BY event_id")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
 
 
 def listen(run_ingest, tmp_path, *extra: str, wait: bool = True):
@@ -104,7 +91,7 @@ def test_tampered_bookmark_file_is_refused_and_nothing_outside_is_touched(tmp_pa
     err = expect_startup_error(p)
     assert "bookmark" in err and "'file'" in err and "damaged" in err
     assert victim.read_bytes() == events(99)  # neither read nor deleted
-    assert stored(tmp_path / "a.db") == []
+    assert event_ids(tmp_path / "a.db") == []
     assert (spool / "snort.u2.100").exists() and (spool / "snort.u2.200").exists()
 
 
@@ -142,7 +129,7 @@ def test_unparsable_bookmark_is_exit_2(tmp_path, spool, run_ingest, raw):
 def test_bookmark_offset_past_the_end_is_said_counted_and_read_from_the_start(tmp_path, spool, run_ingest):
     write_bookmark(spool, offset=10_000)
     p = listen(run_ingest, tmp_path)
-    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2], p, "both events")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1, 2], p, "both events")
     rc, st = stop(p)
     assert rc == 0
     assert st["unified2_offset_past_end"] == 1
@@ -153,11 +140,11 @@ def test_file_that_shrinks_under_the_follower_is_said_and_read_again(tmp_path, s
     (spool / "snort.u2.200").unlink()
     (spool / "snort.u2.100").write_bytes(events(1, 2, 3))
     p = listen(run_ingest, tmp_path)
-    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2, 3], p, "three events")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1, 2, 3], p, "three events")
     with open(spool / "snort.u2.100", "r+b") as f:  # rewritten in place, shorter
         f.truncate(0)
         f.write(events(4))
-    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2, 3, 4], p, "the event after the shrink")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1, 2, 3, 4], p, "the event after the shrink")
     rc, st = stop(p)
     assert rc == 0 and st["unified2_file_shrank"] == 1
     assert "snort.u2.100 shrank to" in p.stderr()
@@ -175,7 +162,7 @@ def test_fifo_dir_socket_and_link_named_like_spool_files_are_skipped(tmp_path, s
     (spool / "snort.u2.160").symlink_to(outside)        # a link out of the spool
     (spool / "snort.u2.300").write_bytes(events(3))
     p = listen(run_ingest, tmp_path)
-    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2, 3], p, "the regular files' events")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1, 2, 3], p, "the regular files' events")
     rc, st = stop(p)
     s.close()
     assert rc == 0
@@ -184,7 +171,7 @@ def test_fifo_dir_socket_and_link_named_like_spool_files_are_skipped(tmp_path, s
     assert "snort.u2.50 is a FIFO, not a regular file; skipped" in err
     assert "snort.u2.120 is a directory" in err
     assert "snort.u2.160 is a symbolic link" in err
-    assert 77 not in stored(tmp_path / "a.db")
+    assert 77 not in event_ids(tmp_path / "a.db")
 
 
 def test_newest_spool_entry_a_fifo_does_not_block_sigterm(tmp_path, spool, run_ingest):
@@ -192,7 +179,7 @@ def test_newest_spool_entry_a_fifo_does_not_block_sigterm(tmp_path, spool, run_i
     p = listen(run_ingest, tmp_path, "--unified2-start", "end")
     time.sleep(0.5)
     (spool / "snort.u2.400").write_bytes(events(4))
-    wait_until(lambda: stored(tmp_path / "a.db") == [4], p, "the file after the FIFO")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [4], p, "the file after the FIFO")
     rc, _ = stop(p)
     assert rc == 0
 
@@ -202,12 +189,12 @@ def test_newest_spool_entry_a_fifo_does_not_block_sigterm(tmp_path, spool, run_i
 def test_delete_leaves_a_file_that_replaced_the_one_read(tmp_path, spool, run_ingest):
     (spool / "snort.u2.200").unlink()
     p = listen(run_ingest, tmp_path, "--unified2-after", "delete")
-    wait_until(lambda: stored(tmp_path / "a.db") == [1], p, "event 1")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1], p, "event 1")
     newcomer = tmp_path / "newcomer"
     newcomer.write_bytes(b"not read by ingest")
     os.replace(newcomer, spool / "snort.u2.100")        # another file under the same name
     (spool / "snort.u2.200").write_bytes(events(2))
-    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2], p, "event 2")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1, 2], p, "event 2")
     wait_until(lambda: "could not delete snort.u2.100" in p.stderr(), p, "the refusal")
     rc, st = stop(p)
     assert rc == 0
@@ -230,7 +217,7 @@ def test_archive_never_overwrites_or_follows(tmp_path, spool, run_ingest, occupa
     else:
         (arch / "snort.u2.100").symlink_to(elsewhere / "precious")
     p = listen(run_ingest, tmp_path, "--unified2-after", "archive", "--unified2-archive", str(arch))
-    wait_until(lambda: stored(tmp_path / "a.db") == [1, 2], p, "both events")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [1, 2], p, "both events")
     wait_until(lambda: "could not archive snort.u2.100" in p.stderr(), p, "the archive refusal")
     rc, st = stop(p)
     assert rc == 0 and st["unified2_retire_failed"] == 1

@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "unit"))
 import u2writer as W  # noqa: E402
 
 from ..conftest import SHARED  # noqa: E402
+from ._util import event_ids  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 ENV = {**os.environ, "PYTHONPATH": ROOT}
@@ -92,18 +92,6 @@ def _writer(directory: str, n_events: int, seed: int, done: threading.Event) -> 
         done.set()
 
 
-def _count(db: str) -> list[int]:
-    if not os.path.exists(db):
-        return []
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        return [r[0] for r in con.execute("SELECT event_id FROM alerts ORDER BY event_id")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
 def test_sigkill_follower_loses_nothing_duplicates_nothing(tmp_path):
     n = 400
     spool = tmp_path / "spool"
@@ -130,14 +118,14 @@ def test_sigkill_follower_loses_nothing_duplicates_nothing(tmp_path):
         # last run: let it finish (signal handlers are set once it says so)
         assert b"listening on" in proc.stderr.readline()
         time.sleep(1.0)  # the runtime installs its SIGTERM handler just after that line
-        while time.monotonic() < deadline and (not done.is_set() or len(_count(db)) < n):
+        while time.monotonic() < deadline and (not done.is_set() or len(event_ids(db)) < n):
             time.sleep(0.2)
             assert proc.poll() is None, proc.stderr.read().decode()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
         break
-    got = _count(db)
+    got = event_ids(db)
     assert len(got) == len(set(got)), "duplicate alerts"
     assert got == list(range(1, n + 1))
     bm = json.loads((spool / "snort.u2.ingest-bookmark").read_text())
@@ -159,18 +147,18 @@ def test_follower_waits_on_partial_then_declares_truncation(tmp_path):
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         for _ in range(100):
-            if _count(db) == [1]:
+            if event_ids(db) == [1]:
                 break
             time.sleep(0.1)
-        assert _count(db) == [1]
+        assert event_ids(db) == [1]
         time.sleep(1.0)
         assert (spool / "u2.100").exists()  # still waiting for the rest
         (spool / "u2.200").write_bytes(W.event_v4(7, event_id=3))
         for _ in range(100):
-            if _count(db) == [1, 3] and not (spool / "u2.100").exists():
+            if event_ids(db) == [1, 3] and not (spool / "u2.100").exists():
                 break
             time.sleep(0.1)
-        assert _count(db) == [1, 3]
+        assert event_ids(db) == [1, 3]
         assert (tmp_path / "arch" / "u2.100").exists()
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -137,6 +137,16 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                         "(default 30)")
     p.add_argument("--linger-ms", type=_flag("linger_ms"), metavar="MS",
                    help="how long a partial batch waits for more (default 2)")
+    p.add_argument("--spool-dir", metavar="DIR",
+                   help="nats:// sink: spool batches here while JetStream cannot take them, replayed in "
+                        "order when it is back (created 0700; without it, JetStream refusing at start-up "
+                        "is an error)")
+    p.add_argument("--spool-max-bytes", type=_flag("spool_max_bytes"), metavar="BYTES",
+                   help="bound of the spool's files (default 1 GiB); past it batches are dead-lettered "
+                        "(dropped spool_full)")
+    p.add_argument("--spool-fsync", choices=("always", "segment", "never"),
+                   help="when the spool syncs to disk (default always: every spooled batch survives a "
+                        "power loss)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +172,8 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
-              "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name")
+              "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
+              "spool_dir", "spool_max_bytes", "spool_fsync")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:

@@ -115,6 +115,13 @@ class Config:
     linger_ms: float = 2.0
     #: how long shutdown may take to dispatch what is queued
     drain_timeout: float = 30.0
+    #: the nats:// sink's local spool for batches JetStream cannot take now
+    #: (None: no spool; JetStream refusing at start-up is then exit 2)
+    spool_dir: str | None = None
+    #: bound of the spool's files, in bytes (past it: dropped, spool_full)
+    spool_max_bytes: int = 1 << 30
+    #: when the spool syncs its files: always | segment | never
+    spool_fsync: str = "always"
     #: this sensor's name in every store row and NATS subject (None: the host name)
     sensor_name: str | None = None
 
@@ -203,6 +210,20 @@ class Config:
             raise ConfigError("unified2_after", "archive needs unified2_archive (--unified2-archive)")
         if self.unified2_bookmark and len(self.unified2) > 1:
             raise ConfigError("unified2_bookmark", "one bookmark cannot serve several spools")
+        if self.spool_dir is not None:
+            nats = [u for u in self.sink_urls if is_nats_url(u)]
+            if not nats:
+                raise ConfigError("spool_dir", "the spool serves a nats:// sink, and none is given")
+            if len(nats) > 1:
+                raise ConfigError("spool_dir", "one spool directory serves one nats:// sink, not "
+                                               f"{len(nats)}")
+            if not self.spool_dir:
+                raise ConfigError("spool_dir", "must name a directory")
+
+
+def is_nats_url(url: str) -> bool:
+    """A NATS JetStream sink URL (``nats://...`` or ``tls://...``)."""
+    return url.startswith(("nats://", "tls://"))
 
 
 class ConfigError(ValueError):
@@ -228,6 +249,7 @@ _CHOICES = {
     "eve_file_start": ("beginning", "end"),
     "unified2_start": ("beginning", "end"),
     "unified2_after": ("keep", "delete", "archive"),
+    "spool_fsync": ("always", "segment", "never"),
 }
 #: yes/no keys (a TOML boolean; the flag sets True)
 _BOOLS = {"allow_foreign_outputs"}
@@ -243,6 +265,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "max_queue_bytes": (int, 1 << 20),
     "max_connections": (int, 1),
     "idle_timeout": (float, 0),
+    "spool_max_bytes": (int, 1 << 20),
 }
 
 

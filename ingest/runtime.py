@@ -27,7 +27,15 @@
   dead-lettered (``sink_rejected``), the rest delivered.  A sink that can
   never take another write (``SinkGone``: ``jsonl:-`` whose reader went
   away) stops the process as SIGTERM does; what it did not get is
-  dead-lettered (``sink_failed``), the other sinks get everything.
+  dead-lettered (``sink_failed``), the other sinks get everything.  A
+  sink that cannot keep a batch and never will (``Dropped``: its spool is
+  full) has it dead-lettered and counted as dropped by the reason it
+  gives; the batch is acknowledged.
+* A sink that spools while its destination is away (the NATS sink) says
+  so with ``hold_file_input``: file readers (eve.json, Unified2 spools)
+  then wait instead of reading on (their file is the buffer and their
+  bookmark stays), while socket readers keep draining into the sink's
+  spool.  A sink's ``stats()`` (counters and gauges) joins the stats lines.
 * Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
   queued, dispatch everything queued, flush and close sinks, remove socket
   files, print the final stats line, exit 0.  ``drain_timeout`` bounds
@@ -63,6 +71,7 @@ from .deadletter import DeadLetter
 from .mapping import Enriched, Enricher
 from .render import render_json
 from .sinks.base import DataError, Sink, SinkGone
+from .sinks.errors import Dropped
 from .sockets import watch_sockets
 from .sources.base import Source
 from .stats import Stats
@@ -179,6 +188,8 @@ class Pipeline:
         self._wake: asyncio.Event | None = None
         self._rejected = 0  # records a sink refused (DataError), for the log's rate limit
         self._gone: set[str] = set()  # sinks that can never take another write (SinkGone)
+        self._dropped_logged = 0  # batches a sink dropped (Dropped), for the log's rate limit
+        self._sources_stopping = False  # shutdown: file readers are never held back any more
 
     # --- called from reader threads ------------------------------------
     def _fits(self, n: int, nbytes: int) -> bool:
@@ -187,9 +198,22 @@ class Pipeline:
         # an empty queue takes any one batch: a record larger than the budget still flows
         return self._qbytes == 0 or self._qbytes + self._bufbytes + nbytes <= self.max_queue_bytes
 
-    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0) -> bool:
+    def files_held(self) -> bool:
+        """A sink is spooling (its destination is away): file readers wait,
+        so that what they read stays in their file, not in the spool.
+        Never while the sources are being stopped (a file reader waiting
+        for room must be able to hand its last batch over and end)."""
+        return not self._sources_stopping and any(getattr(s, "hold_file_input", False) for s in self.sinks)
+
+    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0, *, file: bool = False) -> bool:
         """Take n places in the queue if there is room for n more alerts and
-        about ``nbytes`` more bytes; wait up to timeout seconds for room."""
+        about ``nbytes`` more bytes; wait up to timeout seconds for room.
+        ``file``: the caller reads a file (it waits when refused), which is
+        also refused while a sink holds file input back (``files_held``)."""
+        if file and self.files_held():
+            if timeout > 0:
+                time.sleep(min(timeout, 0.05))
+            return False
         with self._room:
             if not self._fits(n, nbytes) and timeout > 0:
                 self._room.wait_for(lambda: self._fits(n, nbytes), timeout)
@@ -349,6 +373,9 @@ class Pipeline:
                 if self._stop_event is not None:
                     self._stop_event.set()
                 raise
+            except Dropped as e:  # the sink will never take it (its spool is full)
+                self._drop(sink, item, e)
+                return
             except Exception as e:  # a sink failure must not lose the batch
                 self.stats.sink_errors[sink.name] += 1
                 left = self._drain_left()
@@ -415,6 +442,16 @@ class Pipeline:
                 raise Undelivered([(lo + a, lo + b) for a, b in u.spans] + [(hi, k)], u.cause) from u.cause
             except Exception as e:  # this half was never written (shutdown ran out of time)
                 raise Undelivered([(lo, k)], e) from e
+
+    def _drop(self, sink: Sink, item: Enriched, err: Dropped) -> None:
+        """A batch the sink dropped: kept in the dead-letter file (EVE JSON),
+        its alerts counted as dropped for the sink's reason."""
+        self._dropped_logged += 1
+        if self._dropped_logged <= 20 or self._dropped_logged % 1000 == 0:
+            print(f"ingest: error: sink {sink.name}: {err}; {len(item.batch)} alerts from {item.batch.origin} "
+                  f"kept in the dead-letter file ({err.reason}, {self._dropped_logged} batches so far)",
+                  file=self.log, flush=True)
+        self._keep(item, err.reason)
 
     def _reject(self, sink: Sink, item: Enriched, err: DataError) -> None:
         b = item.batch
@@ -546,10 +583,23 @@ class Pipeline:
             if not self._hup_again:
                 return
 
+    def _sync_sink_stats(self) -> None:
+        """Sinks' own counters and gauges (the NATS sink's spool) into the stats."""
+        for sink in self.sinks:
+            report = getattr(sink, "stats", None)
+            if report is None:
+                continue
+            try:
+                for name, value in report().items():
+                    self.stats.set_extra(name, value)
+            except Exception as e:  # a report must never stop the process
+                print(f"ingest: error: stats of sink {sink.name}: {e!r}", file=self.log, flush=True)
+
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
             self._sync_deadletter_stats()
+            self._sync_sink_stats()
             print(self.stats.line(), file=self.log, flush=True)
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -583,6 +633,7 @@ class Pipeline:
             for s in self.sources:
                 s.stop()
 
+        self._sources_stopping = True  # a file reader waiting for room hands its last batch over
         await asyncio.to_thread(stop_sources)
         # 2. dispatch everything queued
         self._closing = True
@@ -651,6 +702,7 @@ class Pipeline:
                 self.stats.add_reader_failed(src.origin)
                 rc = 1
         self._sync_deadletter_stats()
+        self._sync_sink_stats()
         print(self.stats.final_line(), file=self.log, flush=True)
         return rc
 

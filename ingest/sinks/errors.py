@@ -28,3 +28,16 @@ class SinkGone(Exception):
     runtime stops the process as on SIGTERM: the batch it failed on, and
     whatever the drain cannot write to it, go to the dead-letter file
     (``sink_failed``), the other sinks get everything, exit 1."""
+
+
+class Dropped(Exception):
+    """A sink's ``write`` raises this when it cannot keep the batch and
+    never will, though it is not down: the NATS sink whose JetStream is
+    away and whose spool is full (``--spool-max-bytes``).  The runtime keeps
+    the batch in the dead-letter file (EVE JSON), counts its alerts as
+    dropped for ``reason`` (never silently), and acknowledges the batch,
+    as for a record the sink refused."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -6,6 +6,7 @@ knows nothing of NATS or of alerts.  ::
 
     box = Outbox("/var/spool/ingest", 1 << 30)       # creates the directory 0700
     seq = box.append(payload, {"n": 512})            # OutboxFull past the bound
+    seqs = box.append_many([(p1, m1), (p2, m2)])     # all or none, one sync
     for seq, meta, payload in box.pending():         # oldest first, unacknowledged only
         send(payload, meta)
         box.ack(seq)                                 # everything <= seq is done
@@ -97,7 +98,7 @@ import stat
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,8 +115,10 @@ ACK_SLOT = struct.Struct("<4sQI")  # b"OBAK", acknowledged seq, crc32 of the fir
 ACK_MAGIC = b"OBAK"
 ACK_NAME = "acked"
 SEGMENT_RE = re.compile(r"seg-([0-9]{20})\Z")
-#: a record's meta is a small dict (counts, ids): bigger is not ours
-MAX_META = 64 << 10
+#: a record's meta is a dict (ids, headers): bigger is not ours
+MAX_META = 1 << 20
+#: buffers per writev call (the kernel's IOV_MAX is 1024), a multiple of 3
+_IOV = 1020
 #: the CRC of a body is computed over chunks this large (bounded reads)
 _CHUNK = 1 << 20
 
@@ -413,38 +416,53 @@ class Outbox:
             return sum(max(0, s.last - max(s.first - 1, self.acked)) for s in self._segments)
 
     def append(self, payload: _Bytes | bytearray | memoryview, meta: dict[str, Any] | None = None) -> int:
-        """Store payload with its meta (a JSON-able dict, at most 64 KiB as
+        """Store payload with its meta (a JSON-able dict, at most 1 MiB as
         JSON); returns its sequence number once it is written (and synced,
         under ``fsync="always"``).  Raises :class:`OutboxFull` (nothing
         stored) when it would pass ``max_bytes``, OSError when the disk
         refuses (nothing stored: a short write is cut back)."""
-        meta_b = json.dumps(meta, separators=(",", ":")).encode() if meta else b""
-        if len(meta_b) > MAX_META:
-            raise ValueError(f"meta of {len(meta_b)} bytes (at most {MAX_META})")
-        body_len = len(meta_b) + len(payload)
-        if body_len > 0xFFFFFFFF:
-            raise OutboxFull(f"a record of {body_len} bytes (at most 4 GiB)")
-        rec = REC_HEAD.size + body_len
+        return self.append_many([(payload, meta)])[0]
+
+    def append_many(self, records: Sequence[tuple[_Bytes | bytearray | memoryview, dict[str, Any] | None]],
+                    ) -> list[int]:
+        """:meth:`append` for several records at once, all or none: one
+        write, one sync (under ``fsync="always"``); their sequence numbers
+        are consecutive.  They go into one segment (which may then pass
+        ``segment_bytes``)."""
+        metas = [json.dumps(m, separators=(",", ":")).encode() if m else b"" for _, m in records]
+        for m in metas:
+            if len(m) > MAX_META:
+                raise ValueError(f"meta of {len(m)} bytes (at most {MAX_META})")
+        sizes = [len(m) + len(p) for (p, _), m in zip(records, metas, strict=True)]
+        if any(n > 0xFFFFFFFF for n in sizes):
+            raise OutboxFull("a record of more than 4 GiB")
+        total = sum(sizes) + REC_HEAD.size * len(sizes)
+        if not records:
+            return []
         with self._lock:
             if self._closed:
                 raise ValueError("outbox is closed")
             tail = self._segments[-1] if self._tail_fd is not None else None
-            new = tail is None or (tail.last >= tail.first and tail.size + rec > self.segment_bytes)
-            if self._bytes + rec + (SEG_HEAD.size if new else 0) > self.max_bytes:
+            new = tail is None or (tail.last >= tail.first and tail.size + total > self.segment_bytes)
+            if self._bytes + total + (SEG_HEAD.size if new else 0) > self.max_bytes:
                 self.full += 1
-                raise OutboxFull(f"outbox {self.directory}: {self._bytes} bytes held, a record of {rec} "
+                raise OutboxFull(f"outbox {self.directory}: {self._bytes} bytes held, {total} more "
                                  f"would pass the bound of {self.max_bytes}")
-            seq = self._next
+            first = self._next
             if new:
-                tail = self._begin_segment(seq)
+                tail = self._begin_segment(first)
             assert tail is not None and self._tail_fd is not None
-            s = _REC_SUM.pack(body_len, seq, len(meta_b))
-            crc = zlib.crc32(payload, zlib.crc32(meta_b, zlib.crc32(s)))
-            parts = [REC_HEAD.pack(body_len, crc, seq, len(meta_b)), meta_b, payload]
+            parts: list[Any] = []
+            for i, ((payload, _), meta_b, body_len) in enumerate(zip(records, metas, sizes, strict=True)):
+                s = _REC_SUM.pack(body_len, first + i, len(meta_b))
+                crc = zlib.crc32(payload, zlib.crc32(meta_b, zlib.crc32(s)))
+                parts += [REC_HEAD.pack(body_len, crc, first + i, len(meta_b)), meta_b, payload]
             try:
-                done = os.writev(self._tail_fd, parts)
-                if done != rec:  # the disk filled up: never leave a torn record behind
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                for k in range(0, len(parts), _IOV):  # writev takes at most IOV_MAX buffers
+                    chunk = parts[k:k + _IOV]
+                    if os.writev(self._tail_fd, chunk) != sum(len(b) for b in chunk):
+                        # the disk filled up: never leave a torn record behind
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 if self.fsync == "always":
                     os.fdatasync(self._tail_fd)
             except BaseException:
@@ -453,11 +471,11 @@ class Outbox:
                 except OSError:
                     pass
                 raise
-            tail.last = seq
-            tail.size += rec
-            self._bytes += rec
-            self._next = seq + 1
-            return seq
+            tail.last = first + len(records) - 1
+            tail.size += total
+            self._bytes += total
+            self._next = tail.last + 1
+            return list(range(first, self._next))
 
     def _begin_segment(self, first: int) -> _Segment:
         """Finish the current segment (synced now under "segment") and

@@ -15,11 +15,13 @@ class Submit(Protocol):
     ``reserve(n)`` is asked first: False means the runtime's bounded queue is
     full (in alerts or in bytes), and a socket source must dead-letter the
     raw input instead of blocking (a blocked reader would block Snort's
-    packet thread); a file source waits.  Per-connection line buffers are
-    charged to the same byte budget with ``reserve_buffer``.
+    packet thread); a file source waits, and says so (``file=True``): it is
+    also refused while a sink spools (its file is then the buffer, and its
+    bookmark stays where it is).  Per-connection line buffers are charged to
+    the same byte budget with ``reserve_buffer``.
     """
 
-    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0) -> bool:
+    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0, *, file: bool = False) -> bool:
         """Take n places in the queue, if there is also room for about
         ``nbytes`` more bytes; wait up to timeout seconds for room."""
 

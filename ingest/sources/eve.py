@@ -109,7 +109,7 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
     ``acks`` (bookmarks) always travel in a batch, even an empty one, so they
     run in order after everything before them was acknowledged.
     """
-    while not submit.reserve(n, nbytes=int(lens[:n].sum())):
+    while not submit.reserve(n, nbytes=int(lens[:n].sum()), file=block is not None):
         if block is None:
             stats.add_input(n, 0)
             for i in range(n):

@@ -437,8 +437,9 @@ class SpoolSource:
         self._submit(batch, self._ack(name, ino, res.resume_offset, read_offset, done), submit)
 
     def _submit(self, batch: AlertBatch, ack, submit: Submit) -> None:
-        # Files can wait: a full queue blocks the reader (never drops).
-        while not submit.reserve(len(batch)):
+        # Files can wait: a full queue (or a sink that spools) blocks the
+        # reader, which never drops.
+        while not submit.reserve(len(batch), file=True):
             if self._stop.wait(0.05):
                 # at shutdown the queue drains; keep trying
                 time.sleep(0.01)

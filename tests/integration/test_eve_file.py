@@ -145,7 +145,7 @@ def test_glob_closes_idle_old_files_and_reopens_them_if_they_grow(tmp_path, zeus
             self.alerts = 0
             self.lock = threading.Lock()
 
-        def reserve(self, n, timeout=0.0, nbytes=0):
+        def reserve(self, n, timeout=0.0, nbytes=0, file=False):
             return True
 
         def submit(self, b):

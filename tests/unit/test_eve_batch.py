@@ -65,7 +65,7 @@ def test_a_decoder_bug_costs_the_batch_not_the_reader(monkeypatch):
             self.batches = []
             self.reserved = 0
 
-        def reserve(self, n, timeout=0.0, nbytes=0):
+        def reserve(self, n, timeout=0.0, nbytes=0, file=False):
             self.reserved += n
             return True
 
@@ -100,7 +100,7 @@ def test_a_decoder_bug_costs_only_the_record_that_triggers_it(monkeypatch):
         def __init__(self):
             self.batches = []
 
-        def reserve(self, n, timeout=0.0, nbytes=0):
+        def reserve(self, n, timeout=0.0, nbytes=0, file=False):
             return True
 
         def submit(self, b):

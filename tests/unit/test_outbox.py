@@ -386,4 +386,47 @@ def test_bad_arguments(tmp_path):
         Outbox(str(tmp_path / "a"), 1000)
     with Outbox(str(tmp_path / "b"), 1 << 20) as box:
         with pytest.raises(ValueError, match="meta"):
-            box.append(b"", {"x": "y" * (70 << 10)})
+            box.append(b"", {"x": "y" * (1100 << 10)})
+
+
+def test_append_many_is_one_write_all_or_none(tmp_path):
+    d = str(tmp_path / "ob")
+    with Outbox(d, 1 << 20, segment_bytes=4096) as box:
+        box.append(b"first", {})
+        recs = [(bytes([i % 256]) * 50, {"i": i}) for i in range(500)]  # 1,500 buffers: two writev calls
+        seqs = box.append_many(recs)
+        assert seqs == list(range(2, 502))
+        assert len(_segs(d)) == 2, "one call goes into one segment (past segment_bytes)"
+        got = list(box.pending(after=1))
+        assert [(p, m) for _, m, p in got] == recs
+        before = box.bytes
+        with pytest.raises(OutboxFull):
+            box.append_many([(b"x", {}), (bytes(1 << 20), {})])
+        assert box.bytes == before == _disk_bytes(d) and box.count == 501
+        assert box.append_many([]) == []
+
+
+def test_a_short_write_stores_nothing(tmp_path):
+    """The file system refuses part of a write (here the process's file-size
+    limit, as a full disk does): the record is cut back, nothing is kept."""
+    import resource
+    import signal
+
+    d = str(tmp_path / "ob")
+    with Outbox(d, 4 << 20) as box:
+        box.append(b"a" * 1000, {})
+        seg = os.path.join(d, _segs(d)[0])
+        size = os.path.getsize(seg)
+        old_sig = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        old_lim = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, old_lim[1]))
+        try:
+            with pytest.raises(OSError):
+                box.append(b"b" * 1000, {})
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_lim)
+            signal.signal(signal.SIGXFSZ, old_sig)
+        assert os.path.getsize(seg) == size and box.count == 1
+        assert box.append(b"c", {}) == 2
+    with Outbox(d, 4 << 20) as box:
+        assert [p for _, _, p in box.pending()] == [b"a" * 1000, b"c"] and box.cut_tails == 0

@@ -35,7 +35,8 @@
   so with ``hold_file_input``: file readers (eve.json, Unified2 spools)
   then wait instead of reading on (their file is the buffer and their
   bookmark stays), while socket readers keep draining into the sink's
-  spool.  A sink's ``stats()`` (counters and gauges) joins the stats lines.
+  spool.  A sink's ``stats()`` (counters and gauges) joins the stats lines;
+  its ``start()``, if it has one, is awaited before the sources start.
 * Shutdown (SIGTERM/SIGINT): stop reading after draining what the kernel
   queued, dispatch everything queued, flush and close sinks, remove socket
   files, print the final stats line, exit 0.  ``drain_timeout`` bounds
@@ -616,6 +617,10 @@ class Pipeline:
 
     async def _run(self, stop: asyncio.Event) -> int:
         assert self._wake is not None
+        for sink in self.sinks:  # a sink's own background work (the NATS sink replays its spool)
+            start = getattr(sink, "start", None)
+            if start is not None:
+                await start()
         for src in self.sources:
             src.start(self, self.stats, self.deadletter)
         consumer = asyncio.create_task(self._consume(), name="ingest-consumer")

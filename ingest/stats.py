@@ -119,7 +119,9 @@ class Stats:
 #: counters from ``extra`` shown in the periodic line whenever they are not 0
 NOTABLE = ("accept_failed", "connections_refused", "connections_evicted", "connections_idle_closed",
            "dead_letters_rotated", "sink_probe_recoveries", "barnyard2_duplicates",
-           "suricata_counters_ignored", "bookmark_errors")
+           "suricata_counters_ignored", "bookmark_errors", "acks_undeliverable", "socket_replaced",
+           "unified2_retire_failed", "unified2_offset_past_end", "unified2_file_shrank",
+           "eve_file_offset_past_end")
 
 
 def _suricata(s: dict[str, Any]) -> str:

@@ -20,6 +20,19 @@ refused.  So idle squatters can never lock the real Barnyard2 out.
 accept() failing for want of descriptors (EMFILE, ENFILE) is counted
 (``accept_failed``) and retried after a back-off; the connections we have
 are still served.
+
+Acknowledgements are sent without blocking (they are sent from the event
+loop): a real Barnyard2 reads each one before it sends the next alert, so
+its socket always has room for the byte.  A peer that sends alerts without
+reading its acknowledgements fills that room; it is closed (its alerts are
+stored all the same) and counted ``acks_undeliverable``, never allowed to
+block the event loop and with it every source, every sink and SIGTERM.
+
+Shutdown loses nothing the kernel accepted: the listening socket is shut
+for reading and the connections already completed are accepted; every
+connection is shut for reading (its sender gets EPIPE from then on and
+resends after our restart), and what it had already sent is read and
+handed on (stored and acknowledged, or counted).
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ class _Conn:
     last_rx: float
     alerts: int = 0  # datagrams received
     awaiting: int = 0  # alerts queued, not yet acknowledged
+    rude: bool = False  # does not read its acks (said once)
 
 
 class SeqpacketSource:
@@ -74,17 +88,51 @@ class SeqpacketSource:
         self.events = RecentEvents()  # shared by the connections of one Barnyard2
 
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
-        t = threading.Thread(target=self._accept, args=(submit, stats, deadletter),
-                             name="ingest-barnyard2-sync", daemon=True)
-        t.start()
-        self._threads.append(t)
+        self._acceptor = threading.Thread(target=self._accept, args=(submit, stats, deadletter),
+                                          name="ingest-barnyard2-sync", daemon=True)
+        self._acceptor.start()
 
     def _accept(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         try:
             self._accept_loop(submit, stats, deadletter)
+            self._accept_pending(submit, stats, deadletter)
         except BaseException as e:  # the runtime notices the dead thread and stops
             self.error = e
             raise
+
+    def _accept_pending(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        """Stopping: refuse new connections, and take (and drain) the ones the
+        kernel completed before that: their senders may have sent already."""
+        lsock = self.bound.sock
+        try:
+            lsock.shutdown(socket.SHUT_RD)  # connect() is refused from now on
+        except OSError:
+            pass
+        lsock.setblocking(False)
+        while True:
+            try:
+                sock, _ = lsock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno in RESOURCE_ERRNOS:
+                    return  # no descriptor for it: its sender is refused, and resends
+                raise
+            with self._lock:
+                conn = _Conn(sock, time.monotonic())
+                self._conns.append(conn)
+            self._spawn(conn, submit, stats, deadletter)
+
+    def _spawn(self, conn: _Conn, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        conn.sock.setblocking(True)
+        tv = struct.pack("@ll", 0, int(POLL_SECONDS * 1e6))
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        t = threading.Thread(target=self._serve, args=(conn, submit, stats, deadletter),
+                             name="ingest-barnyard2-conn", daemon=True)
+        t.start()
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(t)
 
     def _accept_loop(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         delay = ACCEPT_BACKOFF
@@ -115,14 +163,7 @@ class SeqpacketSource:
                     continue
                 conn = _Conn(sock, time.monotonic())
                 self._conns.append(conn)
-            sock.setblocking(True)
-            tv = struct.pack("@ll", 0, int(POLL_SECONDS * 1e6))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-            t = threading.Thread(target=self._serve, args=(conn, submit, stats, deadletter),
-                                 name="ingest-barnyard2-conn", daemon=True)
-            t.start()
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(t)
+            self._spawn(conn, submit, stats, deadletter)
 
     def _evict(self, stats: Stats) -> bool:
         """Make room (lock held): close the longest idle connection with no
@@ -146,25 +187,61 @@ class SeqpacketSource:
         fd = sock.fileno()
 
         def ack() -> None:
+            # Runs on the event loop: never block.  The alert is stored
+            # either way; a sender that does not get its byte resends the
+            # alert from its waldo (the store keeps one copy).
             conn.awaiting -= 1
             try:
-                sock.send(ACK)
+                sock.send(ACK, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                # no room for one byte: the peer sends without reading its
+                # acks (Barnyard2 never does); close it rather than wait
+                stats.add_extra("acks_undeliverable")
+                if not conn.rude:
+                    conn.rude = True
+                    print(f"ingest: error: {self.origin}: a connection does not read its acknowledgements; "
+                          "closing it", file=self.log, flush=True)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             except OSError:
-                # the sender went away after sending: the alert is stored, and
-                # Barnyard2 will resend it from its waldo (at-least-once)
-                stats.add_dropped("ack_undeliverable")
+                stats.add_extra("acks_undeliverable")  # the sender went away after sending
 
         def room() -> bool:
             return not self._stop.is_set()
 
-        while not self._stop.is_set():
+        shut = False
+        resets = 0
+        while True:
+            stopping = self._stop.is_set()
+            if stopping and not shut:
+                # Refuse further alerts (the sender gets EPIPE and resends
+                # after our restart); what it sent already is read below.
+                try:
+                    sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+                os.set_blocking(fd, False)
+                shut = True
             try:
                 n = dec.recv(fd)
+            except ConnectionResetError:
+                # The peer closed with acknowledgements unread: the kernel
+                # reports that once, before the alerts it sent that are still
+                # queued; those are read on the next turn, then the end.
+                if resets:
+                    break
+                resets += 1
+                continue
             except OSError:
                 break
+            resets = 0
             if n == 0:
+                if stopping:
+                    break  # drained
                 continue
-            if dec.lens[0] == 0:  # orderly shutdown by the peer (or evicted)
+            if dec.lens[0] == 0:  # orderly shutdown by the peer (or evicted), or drained
                 break
             conn.last_rx = time.monotonic()
             conn.alerts += 1
@@ -193,10 +270,16 @@ class SeqpacketSource:
         sock.close()
 
     def stop(self) -> None:
-        # Stop reading; a sync sender has at most one unacknowledged alert
-        # (in our queue, acked once stored), so nothing is lost.
+        # Stop reading: the acceptor takes the connections already completed,
+        # every connection is drained (see _serve); their alerts are queued
+        # and acknowledged once stored (the sockets stay open until close()).
         self._stop.set()
-        for t in list(self._threads):
+        acceptor = getattr(self, "_acceptor", None)
+        if acceptor is not None:
+            acceptor.join()  # no connection thread starts after this
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
             t.join()
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 import resource
+import sqlite3
 import signal
 import socket
 import subprocess
@@ -190,3 +191,107 @@ def test_a_dead_reader_stops_the_process_at_once_with_exit_1(tmp_path):
     c = __import__("sqlite3").connect(db)
     assert c.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
     c.close()
+
+
+def test_barnyard2_sync_peer_that_never_reads_its_acks_cannot_freeze_the_process(tmp_path, run_ingest):
+    """A connection that sends alerts without reading the acknowledgements
+    (no real Barnyard2 does: it waits for each one) fills its socket's send
+    buffer; the acknowledgement must not then block the event loop (and with
+    it every source, every sink and SIGTERM).  The alerts are stored; the
+    misbehaving connection is closed, counted ``acks_undeliverable``."""
+    sock, db = tmp_path / "by2", tmp_path / "a.db"
+    p = run_ingest(["listen", "--barnyard2-sync", str(sock), "--sink", f"sqlite:{db}"], wait_for=[sock])
+    pkt = ether_ipv4("10.1.1.1", "10.2.2.2", 6, 1, 2)
+    rude = _connect(sock, socket.SOCK_SEQPACKET)
+    rude.settimeout(5)
+    sent = 0
+    try:
+        for i in range(1, 5001):
+            rude.send(encode_alertpkt("barnyard2", sid=1, event_id=i, ts_sec=1700000000 + i, packet=pkt))
+            sent = i
+    except OSError:
+        pass  # closed by ingest (or its receive queue stayed full): both are fine
+    assert sent > 100  # more acks than the socket has room for
+    real = _connect(sock, socket.SOCK_SEQPACKET)
+    real.settimeout(30)
+    real.send(encode_alertpkt("barnyard2", sid=2, event_id=1, ts_sec=1600000000, packet=pkt))
+    assert real.recv(1) == b"\x01"  # still served
+    real.close()
+    wait_until(lambda: count(db, "SELECT count(*) FROM alerts WHERE sid = 2") == 1, p, "the real sender's alert")
+    rc, st = p.stop(timeout=60)
+    rude.close()
+    assert rc == 0, p.stderr()
+    assert st["acks_undeliverable"] >= 1 and "does not read its acknowledgements" in p.stderr(), st
+    # every alert the rude peer got into the kernel is stored or counted
+    assert count(db, "SELECT count(*) FROM alerts WHERE sid = 1") + sum(st["dropped"].values()) >= sent, st
+
+
+def test_barnyard2_sync_sigterm_counts_every_alert_the_kernel_accepted(tmp_path, run_ingest):
+    """SIGTERM while the store is busy: from then on a sender's alert is
+    either refused by the kernel (the connection is shut for reading, as the
+    datagram sources do) or read, stored or counted; never accepted and then
+    dropped unseen with the connection."""
+    sock, db = tmp_path / "by2", tmp_path / "a.db"
+    p = run_ingest(["listen", "--barnyard2-sync", str(sock), "--sink", f"sqlite:{db}"], wait_for=[sock])
+    pkt = ether_ipv4("10.1.1.1", "10.2.2.2", 6, 1, 2)
+    conns = [_connect(sock, socket.SOCK_SEQPACKET) for _ in range(4)]
+    for i, c in enumerate(conns):  # one acknowledged alert each: they are served
+        c.settimeout(30)
+        c.send(encode_alertpkt("barnyard2", sid=1, event_id=1, sensor_id=i, ts_sec=1700000000, packet=pkt))
+        assert c.recv(1) == b"\x01"
+    lock = sqlite3.connect(db, isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")  # the drain waits for the store
+    accepted = 4
+    conns[0].send(encode_alertpkt("barnyard2", sid=1, event_id=2, sensor_id=0, ts_sec=1700000000, packet=pkt))
+    accepted += 1
+    p.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "stopping" in p.stderr() or _sleep(1.0), p, "the stop to begin")
+    for i, c in enumerate(conns[1:], 1):
+        try:
+            c.send(encode_alertpkt("barnyard2", sid=1, event_id=3, sensor_id=i, ts_sec=1700000000, packet=pkt))
+            accepted += 1
+        except OSError:
+            pass  # refused: the sender knows, and resends after the restart
+    lock.execute("ROLLBACK")
+    lock.close()
+    rc, st = p.stop()
+    for c in conns:
+        c.close()
+    assert rc == 0, p.stderr()
+    assert count(db) + sum(st["dropped"].values()) == accepted, (count(db), accepted, st)
+
+
+def _sleep(s: float) -> bool:
+    time.sleep(s)
+    return True
+
+
+def test_barnyard2_sync_peer_closing_with_unread_acks_loses_nothing_it_sent(tmp_path, run_ingest):
+    """A peer that closes while an acknowledgement sits unread in its socket
+    makes the kernel report ECONNRESET once, *before* the alerts it sent that
+    are still queued on our side: those must still be read and stored."""
+    sock, db = tmp_path / "by2", tmp_path / "a.db"
+    p = run_ingest(["listen", "--barnyard2-sync", str(sock), "--sink", f"sqlite:{db}", "--max-queue", "1"],
+                   wait_for=[sock])
+    pkt = ether_ipv4("10.1.1.1", "10.2.2.2", 6, 1, 2)
+    peer = _connect(sock, socket.SOCK_SEQPACKET)
+    peer.send(encode_alertpkt("barnyard2", sid=1, event_id=1, ts_sec=1700000000, packet=pkt))
+    wait_until(lambda: count(db) == 1, p, "the first alert")  # its ack stays unread
+    lock = sqlite3.connect(db, isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")  # the store waits ...
+    other = _connect(sock, socket.SOCK_SEQPACKET)
+    other.settimeout(30)
+    other.send(encode_alertpkt("barnyard2", sid=2, event_id=1, ts_sec=1700000000, packet=pkt))
+    time.sleep(0.5)  # ... with another connection's alert: the queue (1 alert) is full
+    for i in range(2, 21):  # the peer's alerts wait in the kernel
+        peer.send(encode_alertpkt("barnyard2", sid=1, event_id=i, ts_sec=1700000000, packet=pkt))
+    time.sleep(0.5)
+    peer.close()
+    time.sleep(0.2)
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert other.recv(1) == b"\x01"
+    other.close()
+    wait_until(lambda: count(db) == 21, p, "every alert the peer sent")
+    rc, st = p.stop()
+    assert rc == 0 and st["decoded"] == 21, p.stderr()

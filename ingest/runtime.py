@@ -194,10 +194,16 @@ class Pipeline:
 
     # --- called from reader threads ------------------------------------
     def _fits(self, n: int, nbytes: int) -> bool:
+        # An empty queue takes any one batch, in alerts as in bytes: a file
+        # reader hands on every event of what it read at once (a spool chunk
+        # may hold more than max_queue), and a record larger than the byte
+        # budget must still flow; waiting for room that can never be would
+        # wedge the reader for good.  So the bounds can be passed by one batch.
+        if self._depth == 0 and self._qbytes == 0:
+            return True
         if self._depth + n > self.max_queue:
             return False
-        # an empty queue takes any one batch: a record larger than the budget still flows
-        return self._qbytes == 0 or self._qbytes + self._bufbytes + nbytes <= self.max_queue_bytes
+        return self._qbytes + self._bufbytes + nbytes <= self.max_queue_bytes
 
     def files_held(self) -> bool:
         """A sink is spooling (its destination is away): file readers wait,

@@ -65,6 +65,11 @@ BOOKMARK_VERSION = 1
 class _Refused(Exception):
     """A finished file that is not ours to delete or move."""
 
+
+class _Stopped(Exception):
+    """Stopping while the queue has no room: what was read and not handed on
+    stays on disk, behind the bookmark, for the next run."""
+
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes '²' and '٣'
 
 
@@ -260,6 +265,8 @@ class SpoolSource:
                         continue
                 name = self._follow(name, offset, submit, stats)
                 offset = 0
+        except _Stopped:
+            return
         except BaseException as e:  # reported by the runtime
             self.error = e
             raise
@@ -438,10 +445,12 @@ class SpoolSource:
 
     def _submit(self, batch: AlertBatch, ack, submit: Submit) -> None:
         # Files can wait: a full queue (or a sink that spools) blocks the
-        # reader, which never drops.
+        # reader, which never drops.  But not past a stop: the sink may be
+        # down for good, and the batch is still on disk, behind the bookmark
+        # (its ack never runs), so the next run reads it again (_Stopped
+        # ends the reader quietly).
         while not submit.reserve(len(batch), file=True):
             if self._stop.wait(0.05):
-                # at shutdown the queue drains; keep trying
-                time.sleep(0.01)
+                raise _Stopped
         batch.acks.append(ack)
         submit.submit(batch)

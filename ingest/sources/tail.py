@@ -28,7 +28,11 @@
   followed on its own, with its own entry in the one bookmark.
 * On restart, a bookmarked file is looked for by identity at PATH, then
   among PATH's rotated siblings, and resumed; the remaining part of a file
-  rotated away while we were down is drained before the new PATH.
+  rotated away while we were down is drained before the new PATH.  A file
+  copytruncated while we were down is found by its fingerprint in the copy
+  (a sibling with a new inode), finished there from the bookmarked offset
+  under its old identity (same replay keys), then PATH is read from 0
+  (counted ``eve_file_copy_resumed``).
 * **Every file is in the bookmark from the moment it is first opened**
   (at its starting offset, before a line of it is read), so a follower
   killed before its first acknowledgement still finds the file among the
@@ -351,6 +355,8 @@ class EveFileSource:
                 if found is not None:
                     break
             if found is None:
+                found = self._copy_of(e, [p for p, follow in cands if not follow])
+            if found is None:
                 continue  # gone (deleted / compressed): nothing more to read from it
             size = found.size()
             if found.path not in current:
@@ -365,6 +371,31 @@ class EveFileSource:
             # at PATH, a shrunk file is copytruncate: _check reads the rest from the copy
             files.append(found)
         return files
+
+    def _copy_of(self, e: dict, siblings: list[str]) -> _File | None:
+        """copytruncate while ingest was down: the bookmarked file's inode now
+        holds new content (or is gone), and what was written after our last
+        read is only in the copy logrotate made, a sibling with a new inode
+        but the file's first bytes.  Followed under the bookmarked identity
+        (its replay keys stay those of the original, so the store keeps
+        each alert once), from the bookmarked offset; links not followed."""
+        fp, offset = bytes.fromhex(e["fp"]), e["offset"]
+        for p in sorted(siblings):
+            try:
+                fd = open_input(p)
+            except OSError:
+                continue
+            try:
+                if os.pread(fd, FP_LEN, 0) == fp and os.fstat(fd).st_size >= offset:
+                    key = _ident_key(e["dev"], e["ino"], fp)
+                    self._note("eve_file_copy_resumed",
+                               f"{e['path']} was truncated while ingest was down (copytruncate); "
+                               f"reading the rest of it from its copy {p} at byte {offset}")
+                    return _File(p, os.dup(fd), e["dev"], e["ino"], fp, offset, key,
+                                 _replay_base(e["dev"], e["ino"], fp), time.monotonic())
+            finally:
+                os.close(fd)
+        return None
 
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = EveDecoder(LINES_PER_BATCH, event_types=self.event_types)

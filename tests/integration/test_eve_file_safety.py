@@ -254,3 +254,41 @@ def test_kill9_before_the_first_bookmark_loses_nothing_across_rotations(tmp_path
         assert con.execute("SELECT count(DISTINCT replay_key) FROM alerts").fetchone()[0] == written[0]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9", "kill9_before_any_ack"])
+def test_copytruncate_while_ingest_is_down_loses_nothing(tmp_path, how):
+    """logrotate's copytruncate runs while ingest is stopped (or killed):
+    the lines written after ingest's last read are only in the copy (a new
+    inode with the old file's first bytes).  The restart finds the copy by
+    its fingerprint, finishes it from the bookmarked offset, then reads the
+    truncated eve.json from 0: every alert exactly once."""
+    eve, db = tmp_path / "eve.json", tmp_path / "a.db"
+    first = 0 if how == "kill9_before_any_ack" else 1000
+    append(eve, lines(0, 1000))
+    p = _start(tmp_path, eve, db)
+    _listening(p)
+    if how == "kill9_before_any_ack":
+        p.kill()  # the file is in the bookmark (offset 0) from its first open
+    else:
+        end = time.monotonic() + 60
+        while len(sids(db)) < first:
+            assert p.poll() is None and time.monotonic() < end, _err(p)
+            time.sleep(0.05)
+        time.sleep(0.5)  # the coalesced bookmark is saved once the reader is idle
+        p.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    p.wait(timeout=60)
+    append(eve, lines(1000, 500))  # written while ingest is down ...
+    (tmp_path / "eve.json.1").write_bytes(eve.read_bytes())  # ... copied ...
+    with open(eve, "r+b") as f:  # ... and truncated in place
+        f.truncate(0)
+    append(eve, lines(1500, 300))
+    p = _start(tmp_path, eve, db)
+    _listening(p)
+    end = time.monotonic() + 60
+    while len(sids(db)) < 1800 and time.monotonic() < end:
+        assert p.poll() is None, _err(p)
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 0, _err(p)
+    exactly(db, range(1800))

@@ -290,3 +290,41 @@ def test_decode_of_a_fifo_fails_at_once():
         except subprocess.TimeoutExpired:
             pytest.fail("unified2.read blocked on a FIFO")
         assert r.returncode == 3 and b"FIFO" in r.stdout
+
+
+# --- file readers and a queue with no room --------------------------------------
+
+def test_a_spool_file_with_more_events_than_max_queue_still_flows(tmp_path, spool, run_ingest):
+    """One read of a spool file decodes every complete event in it: more
+    than --max-queue.  An empty queue takes any one batch (as it does for
+    the byte budget), never a reader that waits forever for room that can
+    never be."""
+    (spool / "snort.u2.300").write_bytes(events(*range(3, 503)))
+    p = listen(run_ingest, tmp_path, "--max-queue", "50")
+    wait_until(lambda: len(stored(tmp_path / "a.db")) == 502, p, "every event")
+    rc, _ = stop(p)
+    assert rc == 0
+
+
+def test_sigterm_while_the_spool_reader_waits_for_room_stops_and_loses_nothing(tmp_path, spool, run_ingest):
+    """The store is locked and the queue full: the spool reader waits for
+    room.  SIGTERM must stop it (what it has not handed on stays on disk,
+    behind the bookmark), the drain timeout bounds the rest, and a restart
+    stores every event exactly once."""
+    for k in range(3, 13):
+        (spool / f"snort.u2.{k}00").write_bytes(events(*range(k * 100, k * 100 + 100)))
+    db = tmp_path / "a.db"
+    p = listen(run_ingest, tmp_path, "--max-queue", "50", "--drain-timeout", "1")
+    wait_until(lambda: len(stored(db)) >= 2, p, "the first events")
+    lock = sqlite3.connect(db, isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")
+    time.sleep(1.0)  # the queue fills, the reader waits
+    rc, st = stop(p)
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert rc in (0, 1), p.stderr()
+    p = listen(run_ingest, tmp_path)
+    want = [1, 2] + list(range(300, 1300))
+    wait_until(lambda: stored(db) == want, p, "every event after the restart")
+    rc, _ = stop(p)
+    assert rc == 0

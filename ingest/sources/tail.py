@@ -32,7 +32,11 @@
   copytruncated while we were down is found by its fingerprint in the copy
   (a sibling with a new inode), finished there from the bookmarked offset
   under its old identity (same replay keys), then PATH is read from 0
-  (counted ``eve_file_copy_resumed``).
+  (counted ``eve_file_copy_resumed``).  A rotated sibling that is in no
+  bookmark entry, is no copy of a bookmarked file, holds EVE records and was
+  written after the bookmark's last save was created and rotated away while
+  we were down (two rotations in one downtime): it is read from its start
+  (``eve_file_unseen_rotated``).
 * **Every file is in the bookmark from the moment it is first opened**
   (at its starting offset, before a line of it is read), so a follower
   killed before its first acknowledgement still finds the file among the
@@ -86,6 +90,9 @@ SAVE_INTERVAL = 0.1
 MAX_ENTRIES = 64
 #: glob mode: a file that is not the newest match and has been idle this long is closed
 IDLE_CLOSE = 300.0
+#: file times come from a coarse clock: a file written just after a look at
+#: PATH may carry a time a little before it
+LOOK_MARGIN = 1.0
 
 
 def _ident_key(dev: int, ino: int, fp: bytes) -> str:
@@ -176,6 +183,11 @@ class EveFileSource:
         # and the files there are now are opened and recorded.
         state = self._load_bookmark()
         self._had_bookmark = state is not None
+        #: wall-clock time of the last look at PATH: a rotated sibling written
+        #: after it may have been at PATH unseen (_unseen_rotated)
+        self._looked: float = 0.0
+        if state is not None:
+            self._looked = state.get("looked") or os.stat(self.bookmark_path).st_mtime
         self._entries: dict[str, dict] = dict((state or {}).get("files", {}))
         self._cap = max(MAX_ENTRIES, len(self._entries))  # see _prune
         self._dirty = False
@@ -204,7 +216,10 @@ class EveFileSource:
             return None
         c = bookmark.Checker(self.bookmark_path,
                              f"move it away to start over as --eve-file-start {self.start_at} says")
-        c.keys(state, "", {"version", "path", "files"})
+        c.keys(state, "", {"version", "path", "files"}, {"looked"})
+        looked = state.get("looked")
+        if looked is not None and (type(looked) not in (int, float) or not 0 <= looked < float("inf")):
+            raise c.fail("looked", f"must be a time (seconds since the epoch), not {looked!r}")
         c.version(state, 1)
         c.text(state, "path")
         files = state["files"]
@@ -296,7 +311,8 @@ class EveFileSource:
 
     def _save(self) -> None:
         # a failed write keeps _dirty: the next ack or idle flush tries again
-        if self._saver.save({"version": 1, "path": self.path, "files": self._entries}, self._stats):
+        if self._saver.save({"version": 1, "path": self.path, "files": self._entries,
+                             "looked": self._looked}, self._stats):
             self._dirty = False
         self._last_save = time.monotonic()
 
@@ -370,7 +386,49 @@ class EveFileSource:
                     continue
             # at PATH, a shrunk file is copytruncate: _check reads the rest from the copy
             files.append(found)
+        if self._had_bookmark:
+            files += self._unseen_rotated(files, self._looked)
         return files
+
+    def _unseen_rotated(self, files: list[_File], since: float) -> list[_File]:
+        """Files that were at PATH only between two looks at it (created and
+        rotated away while ingest was down, or while it was busy draining a
+        backlog: eve.json -> eve.json.1 -> eve.json.2), so never opened and
+        in no bookmark entry.  A rotated sibling that is no followed,
+        finished or bookmarked file nor a copy of one, holds EVE records (its
+        first byte is '{': not a compressed copy) and was written after
+        ``since`` (the last look at PATH, less a margin for the coarse file
+        clock) is one of them: read from its start (the store's replay keys
+        make a re-read harmless).  Not for a glob (its matches are looked at
+        directly)."""
+        if self.is_glob:
+            return []
+        with self._lock:
+            entries = list(self._entries.values())
+        # an identity is the inode *and* its first bytes: copytruncate gives
+        # one inode several contents, each a file of its own
+        fps = {bytes.fromhex(e["fp"]) for e in entries} | {f.fp for f in files} | {fp for *_, fp in self._done}
+        out: list[_File] = []
+        for p in sorted(self._siblings()):
+            try:
+                if os.lstat(p).st_mtime < since - LOOK_MARGIN:
+                    continue
+                f = _File.open(p)  # regular files only, links not followed
+            except (OSError, NotRegularFile):
+                continue
+            if f is None:
+                continue
+            if f.fp in fps or not f.fp.startswith(b"{"):  # known, a copy of a known one, or no EVE
+                f.close()
+                continue
+            fps.add(f.fp)
+            self._note("eve_file_unseen_rotated",
+                       f"{p} was at {self.path} only while ingest was not looking (down, or busy); "
+                       "reading it from the start")
+            self._flush_early()
+            self._record_open(f, save=False)
+            out.append(f)
+        return out
 
     def _copy_of(self, e: dict, siblings: list[str]) -> _File | None:
         """copytruncate while ingest was down: the bookmarked file's inode now
@@ -386,7 +444,7 @@ class EveFileSource:
             except OSError:
                 continue
             try:
-                if os.pread(fd, FP_LEN, 0) == fp and os.fstat(fd).st_size >= offset:
+                if os.pread(fd, FP_LEN, 0) == fp and os.fstat(fd).st_size > offset:  # (equal: all read)
                     key = _ident_key(e["dev"], e["ino"], fp)
                     self._note("eve_file_copy_resumed",
                                f"{e['path']} was truncated while ingest was down (copytruncate); "
@@ -424,8 +482,10 @@ class EveFileSource:
 
     def _discover(self, files: list[_File], first: bool, save: bool = True) -> None:
         """Start following files at PATH (or matching the glob) not yet followed."""
+        looking = time.time()
         known = {(f.dev, f.ino, f.fp) for f in files}
         paths = self._current_paths()
+        new = False
         if self.is_glob:
             mtimes = {}
             for p in paths:
@@ -463,6 +523,12 @@ class EveFileSource:
                 f.offset = f.size()
             self._record_open(f, save)
             files.append(f)
+            new = True
+        if new and not first:
+            # PATH has a new file: a rotation since the last look.  If there
+            # were two, the file between them was never seen at PATH.
+            files += self._unseen_rotated(files, self._looked)
+        self._looked = looking
 
     def _check(self, f: _File, files: list[_File], dec: EveDecoder, submit: Submit, stats: Stats,
                deadletter: DeadLetter) -> None:

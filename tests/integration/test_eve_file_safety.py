@@ -292,3 +292,40 @@ def test_copytruncate_while_ingest_is_down_loses_nothing(tmp_path, how):
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 0, _err(p)
     exactly(db, range(1800))
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_two_rotations_while_ingest_is_down_lose_nothing(tmp_path, how):
+    """Two logrotate runs while ingest is stopped: eve.json (read) goes to
+    .1 then .2, and the file Suricata wrote in between (never opened by
+    ingest, so in no bookmark entry) goes to .1.  The restart finishes the
+    bookmarked file and reads the unseen one (a rotated sibling written
+    after ingest's last look at eve.json), then the new eve.json."""
+    eve, db = tmp_path / "eve.json", tmp_path / "a.db"
+    append(eve, lines(0, 1000))
+    p = _start(tmp_path, eve, db)
+    _listening(p)
+    end = time.monotonic() + 60
+    while len(sids(db)) < 1000:
+        assert p.poll() is None and time.monotonic() < end, _err(p)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    p.wait(timeout=60)
+    append(eve, lines(1000, 100))
+    os.rename(eve, tmp_path / "eve.json.1")          # rotation 1
+    append(eve, lines(1100, 400))                    # the file ingest never sees at eve.json
+    os.rename(tmp_path / "eve.json.1", tmp_path / "eve.json.2")
+    os.rename(eve, tmp_path / "eve.json.1")          # rotation 2
+    append(eve, lines(1500, 300))
+    (tmp_path / "eve.json.3.gz").write_bytes(b"\x1f\x8b" + bytes(200))  # a compressed old one: not EVE
+    p = _start(tmp_path, eve, db)
+    _listening(p)
+    end = time.monotonic() + 60
+    while len(sids(db)) < 1800 and time.monotonic() < end:
+        assert p.poll() is None, _err(p)
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 0, _err(p)
+    exactly(db, range(1800))
+    assert "eve.json.1 was at" in _err(p) and "eve.json.3.gz" not in _err(p)

@@ -268,6 +268,7 @@ def build_pipeline(cfg: Config):
                     spec, bookmark=cfg.unified2_bookmark, start=cfg.unified2_start,
                     after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
         sources.extend(_eve_sources(cfg))
+        _one_bookmark_each(sources)
         if not sources:
             raise ValueError("no input given: name one with --snort, --barnyard2, --barnyard2-sync, "
                              "--unified2, --eve-dgram, --eve-stream or --eve-file (in a configuration "
@@ -304,6 +305,22 @@ def build_pipeline(cfg: Config):
         stats_interval=cfg.stats_interval if cfg.stats_interval > 0 else 1e9,
         drain_timeout=cfg.drain_timeout,
     )
+
+
+def _one_bookmark_each(sources) -> None:
+    """Two file inputs that would keep one bookmark (the same spool or
+    eve.json given twice, or two paths that --bookmark-dir names alike)
+    would overwrite each other's positions: refused at start-up."""
+    seen: dict[str, str] = {}
+    for s in sources:
+        path = getattr(s, "bookmark_path", None)
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {s.origin} would share the bookmark {path}; "
+                             "give each input once (and, with --bookmark-dir, paths it names apart)")
+        seen[key] = s.origin
 
 
 def _eve_sources(cfg: Config) -> list:

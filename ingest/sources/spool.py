@@ -206,7 +206,11 @@ class SpoolSource:
             name, ino, off = state["file"], state["inode"], state["offset"]
             fd = self._open(name, stats)
             if fd is None:
-                # gone (deleted/archived after it was read): the next one after it
+                # gone: the next one after it.  (A finished file is retired only
+                # after the bookmark has moved to the next one, so this is
+                # somebody else's doing: said, never silent.)
+                if not os.path.lexists(os.path.join(self.directory, name)):
+                    self._say(f"bookmarked {name} is no longer in the spool; continuing with the file after it")
                 self._after_suffix = spool_suffix(name, self.prefix) or 0
                 return None, 0
             try:

@@ -328,3 +328,28 @@ def test_sigterm_while_the_spool_reader_waits_for_room_stops_and_loses_nothing(t
     wait_until(lambda: stored(db) == want, p, "every event after the restart")
     rc, _ = stop(p)
     assert rc == 0
+
+
+def test_bookmarked_file_gone_is_said(tmp_path, spool, run_ingest):
+    write_bookmark(spool, file="snort.u2.150", inode=1)  # not in the spool (deleted by hand)
+    p = listen(run_ingest, tmp_path)
+    wait_until(lambda: stored(tmp_path / "a.db") == [2], p, "the file after it")
+    rc, _ = stop(p)
+    assert rc == 0 and "bookmarked snort.u2.150 is no longer in the spool" in p.stderr()
+
+
+def test_two_inputs_sharing_one_bookmark_are_refused(tmp_path, spool, run_ingest):
+    """The same spool twice (or two eve.json paths --bookmark-dir names
+    alike) would overwrite each other's positions."""
+    s = str(spool / "snort.u2")
+    p = run_ingest(["listen", "--unified2", s, "--unified2", str(spool / ".." / "spool" / "snort.u2"),
+                    "--sink", f"sqlite:{tmp_path / 'a.db'}"])
+    err = expect_startup_error(p)
+    assert "would share the bookmark" in err
+    for d in ("a/b_c", "a/b", "bm"):
+        (tmp_path / d).mkdir(parents=True)
+    p = run_ingest(["listen", "--eve-file", str(tmp_path / "a/b_c/eve.json"), "--eve-file",
+                    str(tmp_path / "a/b/c_eve.json"), "--bookmark-dir", str(tmp_path / "bm"),
+                    "--sink", f"sqlite:{tmp_path / 'a.db'}"])
+    err = expect_startup_error(p)
+    assert "would share the bookmark" in err

@@ -122,7 +122,7 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-interval", type=_flag("stats_interval"), metavar="SECONDS",
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
     p.add_argument("--max-queue", type=_flag("max_queue"), metavar="ALERTS",
-                   help="bound of the in-memory queue")
+                   help="bound of the in-memory queue in alerts (default 1,000,000; an empty queue takes any one batch)")
     p.add_argument("--max-queue-bytes", type=_flag("max_queue_bytes"), metavar="BYTES",
                    help="memory bound of the queue and the per-connection line buffers (default 512 MiB)")
     p.add_argument("--max-connections", type=_flag("max_connections"), metavar="N",

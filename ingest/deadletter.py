@@ -144,9 +144,10 @@ class DeadLetter:
                 if self._size and self._size + size > self.max_bytes:
                     self._rotate()
                     assert self._fd is not None
+                start = os.lseek(self._fd, 0, os.SEEK_END)  # where O_APPEND puts it (one writer)
                 done = os.writev(self._fd, [head, *parts, b"\n"])
                 if done != size:  # a short write (the disk filled up): never leave a torn entry
-                    os.ftruncate(self._fd, self._size)
+                    os.ftruncate(self._fd, start)
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 self._size += size
                 self._entries += 1

@@ -4,6 +4,7 @@ rotation overwrote are counted, and 64 KiB Alertpkts are kept compactly
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 import time
 
@@ -44,7 +45,14 @@ def test_queue_full_alertpkts_are_kept_compactly_and_exactly(tmp_path, run_inges
     pkt = ether_ipv4("10.0.0.1", "10.0.0.2", 6, 1234, 80, payload=b"GET / HTTP/1.1\r\n" * 20)
     sent = [encode_alertpkt(v, sid=1, event_id=i, packet=pkt)
             for i, v in zip(range(n), ["snort", "snort-appid"] * n, strict=False)]
+    # the store is busy: the first batch (an empty queue takes any one) waits
+    # for it, and the queue is full for every later datagram
+    lock = sqlite3.connect(db, isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")
     snort_send(sock, sent)
+    time.sleep(0.5)
+    lock.execute("ROLLBACK")
+    lock.close()
     rc, st = p.stop()
     assert rc == 0, p.stderr()
     dead = [(h, d) for h, d in entries(dl) if h["reason"] == "queue_full"]
@@ -111,3 +119,41 @@ def test_eve_file_is_not_read_past_a_record_the_dead_letter_file_cannot_keep(tmp
     kept = [e for e in entries(dl) if e[0]["origin"] != "earlier"]
     assert [(h["reason"], raw) for h, raw in kept] == [("invalid_json", b'{"timestamp": "broken')]
     assert json.loads(bm.read_text())["files"].popitem()[1]["offset"] == eve.stat().st_size
+
+
+_SHORT_WRITE = r"""
+import os, resource, signal, sys
+from ingest import deadletter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: a short write, then EFBIG
+path, limit = sys.argv[1], int(sys.argv[2])
+dl = deadletter.DeadLetter(path, max_bytes=64 << 20)
+dl.open()
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # the disk fills up
+kept = sum(dl.write("test", "bad_length", bytes([65 + i % 26]) * 5000) for i in range(20))
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # room again
+kept += sum(dl.write("test", "later", b"L" * 100) for i in range(3))
+dl.close()
+print(kept, dl.errors)
+"""
+
+
+def test_a_short_write_on_a_full_disk_leaves_only_whole_entries(tmp_path):
+    """A write cut short (disk full; here the file-size limit, which the
+    kernel enforces the same way: a short write, then an error) must not
+    leave a torn entry that the counters call kept, after which every entry
+    written once there is room again would be unreadable."""
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import ROOT
+
+    dl = tmp_path / "dead.bin"
+    out = subprocess.run([sys.executable, "-c", _SHORT_WRITE, str(dl), str(5000 * 7 + 1234)], check=True,
+                         capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.split()
+    kept, errors = int(out[0]), int(out[1])
+    got = entries(dl)
+    assert errors >= 1 and kept + errors == 23
+    assert len(got) == kept, f"the file holds {len(got)} entries, the counters say {kept}"
+    assert [h["reason"] for h, _data in got[-3:]] == ["later"] * 3 and got[-1][1] == b"L" * 100

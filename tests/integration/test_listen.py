@@ -129,7 +129,14 @@ def test_full_queue_dead_letters_instead_of_blocking(tmp_path, run_ingest):
     p = run_ingest(["listen", "--snort", str(sock), "--sink", f"sqlite:{db}", "--dead-letter", str(dl),
                     "--max-queue", "1", "--linger-ms", "100"], wait_for=[sock])
     n = 200
+    # the store is busy: the first batch (an empty queue takes any one)
+    # waits for it, and the queue is full for every later datagram
+    lock = sqlite3.connect(db, isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")
     snort_send(sock, [encode_alertpkt("snort", sid=1, event_id=i) for i in range(n)])
+    time.sleep(0.5)
+    lock.execute("ROLLBACK")
+    lock.close()
     rc, st = p.stop()
     assert rc == 0
     stored = rows(db, "SELECT event_id FROM alerts")

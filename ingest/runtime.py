@@ -491,6 +491,13 @@ class Pipeline:
             results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
                                            return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
+        for sink, r in zip(self.sinks, results, strict=False) if failed else ():
+            abandon = getattr(sink, "abandon", None)
+            if isinstance(r, BaseException) and not isinstance(r, Undelivered) and abandon is not None:
+                try:
+                    await abandon()  # a batch half written (JSON lines) is taken back out
+                except Exception as e:
+                    print(f"ingest: error: {sink.name}: {e!r}", file=self.log, flush=True)
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep
             # the alerts in the dead-letter file rather than lose them.  A

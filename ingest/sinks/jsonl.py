@@ -40,8 +40,11 @@ class JsonlSink:
             self._fd = self._open()
             self._own = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-jsonl")
-        self._pending: tuple[Enriched, bytes | memoryview, int] | None = None
+        #: a batch being written: (item, its bytes, how many are written,
+        #: the file's size before its first byte)
+        self._pending: tuple[Enriched, bytes | memoryview, int, int] | None = None
         self._completed: Enriched | None = None  # finished by a probe: its retry is a no-op
+        self._completed_span: tuple[int, int] = (0, 0)  # where the probe-finished batch lies
         self._reopen_wanted = False
         self._gone = False  # stdout whose reader went away: no write can ever succeed
 
@@ -89,8 +92,9 @@ class JsonlSink:
             if ev is not None and ev.count:
                 # non-alert events (EVE flow, dns, stats ...): verbatim, in the same write
                 data = bytes(data) + ev.lines if len(data) else ev.lines
-            self._pending = (item, data, 0)
-        _, data, done = self._pending
+            start = os.lseek(self._fd, 0, os.SEEK_END) if self._own else 0
+            self._pending = (item, data, 0, start)
+        _, data, done, start = self._pending
         view = memoryview(data)
         while done < len(data):
             try:
@@ -102,8 +106,9 @@ class JsonlSink:
                 self._gone = True
                 raise SinkGone("standard output was closed (its reader went away)") from None
             finally:
-                self._pending = (item, data, done)
+                self._pending = (item, data, done, start)
         self._pending = None
+        self._completed_span = (start, start + len(data))
         if self._reopen_wanted:
             self._reopen_wanted = False
             try:
@@ -125,6 +130,40 @@ class JsonlSink:
             return False
         self._completed = item
         return True
+
+    def _abandon(self) -> None:
+        """The runtime gave up on the batch this sink could not finish (the
+        shutdown drain timed out): it goes to the dead-letter file, so what
+        of it is in the output is taken back out.  Otherwise those lines
+        would be both written and counted as not delivered, and the file
+        would end in a torn line that the next run's first line is glued
+        to.  Only when nothing else was appended since (the file's size is
+        where our bytes end); stdout cannot be taken back."""
+        if self._pending is not None:
+            _item, _data, done, start = self._pending
+            end = start + done
+        elif self._completed is not None:
+            start, end = self._completed_span
+        else:
+            return
+        self._pending = None
+        self._completed = None
+        if not self._own or end == start:
+            return
+        try:
+            if os.fstat(self._fd).st_size == end:
+                os.ftruncate(self._fd, start)
+                return
+        except OSError as e:
+            print(f"ingest: error: {self.name}: could not take back a batch cut short ({e}); "
+                  f"bytes {start}-{end} hold part of it", file=sys.stderr, flush=True)
+            return
+        print(f"ingest: error: {self.name}: the file grew under a batch cut short; bytes {start}-{end} "
+              "hold part of it", file=sys.stderr, flush=True)
+
+    async def abandon(self) -> None:
+        """See ``_abandon`` (runs on the sink's thread)."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._abandon)
 
     async def probe(self) -> bool:
         """Whether the file takes writes again (see ``_probe``)."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import pathlib
 import resource
-import sqlite3
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time

@@ -87,3 +87,33 @@ def test_counters_stay_true_when_shutdown_runs_out_of_time(tmp_path, run_ingest)
     assert sorted(stored + kept) == list(range(n))
     assert st["dispatched"].get(f"sqlite:{db}", 0) == len(stored)
     assert sum(st["dropped"].values()) == len(kept)
+
+
+def test_a_jsonl_batch_cut_short_at_the_drain_timeout_is_not_left_half_written(tmp_path, run_ingest):
+    """The JSON-lines file fills up in the middle of a batch (here the
+    process's file-size limit: the kernel's short write, then EFBIG, as a
+    full disk gives) and stays full through shutdown: the batch goes to the
+    dead-letter file, so its lines already written are taken back out.
+    Otherwise they would be both in the output and counted as not
+    delivered, and the output would end in a torn line that the next run's
+    first line is glued to."""
+
+    sock, out, dl = tmp_path / "snort_alert", tmp_path / "out.json", tmp_path / "dead.bin"
+    out.write_bytes(b'{"earlier": 1}\n' * 20000)  # an output with history
+    out.chmod(0o640)
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", f"jsonl:{out}", "--dead-letter", str(dl),
+                    "--drain-timeout", "1", "--linger-ms", "50"], wait_for=[sock])
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE, (out.stat().st_size + 5000, hard))
+    n = 60
+    snort_send(sock, [encode_alertpkt("snort", sid=1, event_id=i, msg="m" * 80) for i in range(n)])
+    wait_until(lambda: "retrying in" in p.stderr(), p, "the failed write")
+    rc, st = p.stop()
+    assert rc == 1, p.stderr()
+    data = out.read_bytes()
+    assert data.endswith(b"\n"), "the output ends in a torn line"
+    written = [json.loads(x)["ingest"]["event_id"] for x in data.splitlines() if b'"earlier"' not in x]
+    kept = [json.loads(x)["ingest"]["event_id"] for _h, d in deadletter.read(str(dl)) for x in d.splitlines()]
+    assert not set(written) & set(kept), "alerts both written and counted as not delivered"
+    assert sorted(written + kept) == list(range(n))
+    assert sum(st["dropped"].values()) == len(kept)

@@ -391,6 +391,13 @@ def _maps_reloader(cfg: Config, enricher) -> Callable[[], str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:2] if argv is None else argv[:1]) in (["listen"], ["run"]):
+        # A daemon: logrotate's SIGHUP must not kill it while it starts (the
+        # imports below take a while, longer on a busy machine).  Here, not
+        # in __main__, so the installed `ingest` script is covered as well as
+        # `python -m ingest`; nothing is open yet, so nothing needs reopening.
+        # The runtime remembers a SIGHUP from catch_stop_signals() on.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # ingest does no linear algebra: keep numpy's BLAS from starting a pool
     # of worker threads that only cost CPU (a user's own setting wins).  Set
     # before anything imports numpy.

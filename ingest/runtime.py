@@ -727,25 +727,38 @@ class Pipeline:
 
 class EarlySignals:
     """What arrived while starting up: SIGTERM/SIGINT (stop) and SIGHUP
-    (remembered, handled once running)."""
+    (remembered, handled once running).
+
+    Plain flags, set by handlers that take no lock: a Python signal handler
+    can be entered again, on the same thread, by the next signal while it
+    runs, so one that took a lock (``threading.Event.set``) deadlocked on
+    its own lock, or under a burst of SIGHUPs (logrotate, a hurried admin)
+    nested until RecursionError ended the start-up."""
 
     def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.hangup = threading.Event()
+        self.stopping = False
+        self.hangup = False
 
     def is_set(self) -> bool:
-        return self.stop.is_set()
+        return self.stopping
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def _hangup(self, *_: object) -> None:
+        self.hangup = True
 
 
 def catch_stop_signals() -> EarlySignals:
     """Install the SIGTERM/SIGINT/SIGHUP handlers before sockets are bound,
     so a signal that arrives while starting up still means a clean shutdown
     (SIGTERM/SIGINT) and never kills the process (SIGHUP: its default action
-    would, and logrotate sends it whenever it rotates)."""
+    would, and logrotate sends it whenever it rotates; ``ingest.cli.main``
+    ignores it from the first line, before the slow imports)."""
     early = EarlySignals()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: early.stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: early.hangup.set())
+        signal.signal(sig, early._stop)
+    signal.signal(signal.SIGHUP, early._hangup)
     return early
 
 
@@ -759,11 +772,18 @@ def run(pipeline: Pipeline, early: EarlySignals | threading.Event | None = None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, pipeline.hangup)
-        if early is not None and early.is_set():
-            stop.set()
-        if isinstance(early, EarlySignals) and early.hangup.is_set():
-            pipeline.hangup()
-        return await pipeline.run(stop)
+        try:
+            if early is not None and early.is_set():
+                stop.set()
+            if isinstance(early, EarlySignals) and early.hangup:
+                pipeline.hangup()
+            return await pipeline.run(stop)
+        finally:
+            # Closing the loop would put SIGHUP back to its default (fatal)
+            # action for the rest of the exit: take it back from the loop
+            # here and ignore it at once.
+            loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

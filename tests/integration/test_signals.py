@@ -35,6 +35,34 @@ def test_sighup_without_maps_is_not_fatal(tmp_path, run_ingest):
     assert st["decoded"] == 10 and st["dropped"] == {}
 
 
+def test_sighup_while_starting_up_is_not_fatal(tmp_path, run_ingest):
+    """logrotate may send SIGHUP while ingest is still starting (its imports
+    take a while, longer on a busy machine): from the moment the heavy
+    imports run until it listens, a stream of SIGHUPs must not kill it (nor
+    re-enter the start-up handler until it deadlocks or overflows the stack,
+    as a handler that took threading.Event's lock did)."""
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", "null:", "--dead-letter", ""])
+    maps = f"/proc/{p.proc.pid}/maps"
+    end = time.monotonic() + DEADLINE
+    while True:  # numpy's C module is mapped: the heavy imports are running
+        try:
+            with open(maps) as f:
+                if "_multiarray_umath" in f.read():
+                    break
+        except OSError:
+            pass
+        assert p.proc.poll() is None and time.monotonic() < end, p.stderr()
+        time.sleep(0.001)
+    while "listening on" not in p.stderr():
+        assert p.proc.poll() is None, f"killed by SIGHUP while starting ({p.proc.returncode}): {p.stderr()}"
+        assert time.monotonic() < end, p.stderr()
+        p.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.002)
+    rc, _st = p.stop()
+    assert rc == 0, p.stderr()
+
+
 def test_sighup_reopens_jsonl_and_dead_letter_for_logrotate(tmp_path, run_ingest):
     """logrotate's move + SIGHUP while a sender never pauses: every line lands
     whole in the old or the new file, none twice, none lost."""

@@ -125,6 +125,11 @@ def test_stats_example_and_counters_are_what_the_stats_line_has():
     assert "eve_filtered" in named and "unified2_file_shrank" in named
     missing = sorted(k for k in named if f"`{k}`" not in README)
     assert not missing, f"counters the code reports but the README never names: {missing}"
+    from ingest.stats import NOTABLE
+
+    periodic = block[block.index("The periodic line adds"):].split("\n\n")[0]
+    said = set(re.findall(r"`([a-z0-9_]+)`", periodic))
+    assert said == set(NOTABLE), f"periodic line: README {sorted(said)} vs code {sorted(NOTABLE)}"
 
 
 def test_schema_sketch_is_the_stores_schema(tmp_path):

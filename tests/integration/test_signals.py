@@ -16,7 +16,7 @@ import time
 from ingest import deadletter
 from ingest.encode import encode_alertpkt, ether_ipv4
 
-from ._util import count, snort_send, wait_until
+from ._util import DEADLINE, count, snort_send, wait_until
 
 # --- SIGHUP -------------------------------------------------------------------
 

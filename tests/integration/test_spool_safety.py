@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -301,7 +302,7 @@ def test_a_spool_file_with_more_events_than_max_queue_still_flows(tmp_path, spoo
     never be."""
     (spool / "snort.u2.300").write_bytes(events(*range(3, 503)))
     p = listen(run_ingest, tmp_path, "--max-queue", "50")
-    wait_until(lambda: len(stored(tmp_path / "a.db")) == 502, p, "every event")
+    wait_until(lambda: len(event_ids(tmp_path / "a.db")) == 502, p, "every event")
     rc, _ = stop(p)
     assert rc == 0
 
@@ -315,7 +316,7 @@ def test_sigterm_while_the_spool_reader_waits_for_room_stops_and_loses_nothing(t
         (spool / f"snort.u2.{k}00").write_bytes(events(*range(k * 100, k * 100 + 100)))
     db = tmp_path / "a.db"
     p = listen(run_ingest, tmp_path, "--max-queue", "50", "--drain-timeout", "1")
-    wait_until(lambda: len(stored(db)) >= 2, p, "the first events")
+    wait_until(lambda: len(event_ids(db)) >= 2, p, "the first events")
     lock = sqlite3.connect(db, isolation_level=None, timeout=30)
     lock.execute("BEGIN IMMEDIATE")
     time.sleep(1.0)  # the queue fills, the reader waits
@@ -325,7 +326,7 @@ def test_sigterm_while_the_spool_reader_waits_for_room_stops_and_loses_nothing(t
     assert rc in (0, 1), p.stderr()
     p = listen(run_ingest, tmp_path)
     want = [1, 2] + list(range(300, 1300))
-    wait_until(lambda: stored(db) == want, p, "every event after the restart")
+    wait_until(lambda: event_ids(db) == want, p, "every event after the restart")
     rc, _ = stop(p)
     assert rc == 0
 
@@ -333,7 +334,7 @@ def test_sigterm_while_the_spool_reader_waits_for_room_stops_and_loses_nothing(t
 def test_bookmarked_file_gone_is_said(tmp_path, spool, run_ingest):
     write_bookmark(spool, file="snort.u2.150", inode=1)  # not in the spool (deleted by hand)
     p = listen(run_ingest, tmp_path)
-    wait_until(lambda: stored(tmp_path / "a.db") == [2], p, "the file after it")
+    wait_until(lambda: event_ids(tmp_path / "a.db") == [2], p, "the file after it")
     rc, _ = stop(p)
     assert rc == 0 and "bookmarked snort.u2.150 is no longer in the spool" in p.stderr()
 

@@ -76,6 +76,22 @@ static void put_timestamp(struct jsonw *w, int64_t ts_us)
     JW_LIT(w, "+0000\"");
 }
 
+int ingest_format_times(const int64_t *ts_us, unsigned n, char *out)
+{
+    if ((ts_us == NULL || out == NULL) && n)
+        return INGEST_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        /* the JSON form is the text in quotes: 33 bytes, always fits */
+        uint8_t quoted[INGEST_TIME_TEXT + 2];
+        struct jsonw w = jw_init(quoted, sizeof quoted);
+        put_timestamp(&w, ts_us[i]);
+        if (jw_full(&w) || w.p - quoted != (ptrdiff_t)sizeof quoted)
+            return INGEST_EINVAL; /* not reached: the format has one length */
+        memcpy(out + (size_t)i * INGEST_TIME_TEXT, quoted + 1, INGEST_TIME_TEXT);
+    }
+    return (int)n;
+}
+
 /* A string from the (chained) table; 0 if idx names none.  Every entry was
  * checked against its pool by check_strtab before the first line. */
 static int strtab_get(const struct ingest_strtab *t, int32_t idx, const uint8_t **s, uint32_t *n)

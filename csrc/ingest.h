@@ -22,13 +22,14 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 12
+#define INGEST_ABI_VERSION 13
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
 #define INGEST_EINVAL (-1)   /* bad argument from the caller            */
 #define INGEST_ESYS (-2)     /* system call failed; errno is preserved   */
 #define INGEST_ENOSPC (-3)   /* caller's output buffer is too small       */
+#define INGEST_ERANGE (-4)   /* a value does not fit its output type      */
 
 /* ---- source kinds (struct ingest_alert.source) ------------------------ */
 #define INGEST_SRC_NONE 0
@@ -198,6 +199,12 @@ long ingest_format_json(const struct ingest_alert *alerts, unsigned n,
                         const struct ingest_strtab *strings,
                         const struct ingest_fmt_idx *idx, int profile, uint8_t *out,
                         size_t out_cap, uint32_t *ends);
+
+/* Write ts_us[0..n) as the text JSON outputs give an alert's time (EVE's
+ * "2026-11-27T18:03:50.123456+0000", UTC, the year clamped to 0000..9999),
+ * INGEST_TIME_TEXT bytes per row into out (no NUL).  Returns n. */
+#define INGEST_TIME_TEXT 31
+int ingest_format_times(const int64_t *ts_us, unsigned n, char *out);
 
 /* Render the source and destination addresses of alerts[0..n) as text into
  * src_out/dst_out (n rows of 46 bytes, NUL-padded; empty when no address). */
@@ -555,6 +562,49 @@ long ingest_gen_lines(const char *path, uint8_t *data, const uint32_t *ends,
                       unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
                       const struct ingest_gen_times *times, const int *stop,
                       struct ingest_gen_result *res);
+
+/* ---- pgcopy.c: PostgreSQL binary COPY rows ----------------------------- */
+/*
+ * A store's rows, given column by column (ingest/sinks/rows.py builds the
+ * columns), written as one PostgreSQL binary COPY stream (header, rows,
+ * trailer: "COPY ... FROM STDIN (FORMAT BINARY)").  Every field is its
+ * int32 big-endian length (-1: NULL) and its bytes.
+ */
+#define INGEST_PGCOL_INT8 1  /* values: int64_t[n], written as int8            */
+#define INGEST_PGCOL_INT4 2  /* values: int64_t[n], written as int4 (range-checked) */
+#define INGEST_PGCOL_TEXT 3  /* values: int32_t[n], index into the text table, -1 NULL */
+#define INGEST_PGCOL_FIXED 4 /* values: char[n * width], text NUL-padded to width */
+/* PostgreSQL's limit on the columns of a table */
+#define INGEST_PGCOPY_MAX_COLUMNS 1600
+
+struct ingest_pgcol {
+    const void *values;
+    const uint8_t *valid;   /* n flags (0: NULL), or NULL: every row has a value */
+    const uint8_t *tdata;   /* TEXT: the table's texts, UTF-8, back to back  */
+    const uint32_t *toff;   /* TEXT: text k is tdata[toff[k] .. +tlen[k])     */
+    const uint32_t *tlen;
+    uint64_t tdata_len;     /* TEXT: bytes in tdata                          */
+    uint32_t tcount;        /* TEXT: texts in the table                      */
+    uint32_t width;         /* FIXED: bytes per row                          */
+    uint32_t kind;          /* INGEST_PGCOL_*                                */
+};
+
+/*
+ * Bytes ingest_pgcopy_encode writes for nrows rows of cols[0..ncols)
+ * (header and trailer included), or INGEST_EINVAL: an unknown kind, a
+ * missing pointer, a text index outside its table, a table text outside
+ * tdata, too many columns.
+ */
+int64_t ingest_pgcopy_size(const struct ingest_pgcol *cols, uint32_t ncols, uint32_t nrows);
+
+/*
+ * Write the COPY stream into out (capacity out_cap).  Returns bytes
+ * written, INGEST_ENOSPC (out too small: nothing is written past out_cap),
+ * INGEST_ERANGE with *bad_row set (an INT4 value outside int32), or
+ * INGEST_EINVAL as ingest_pgcopy_size.
+ */
+int64_t ingest_pgcopy_encode(const struct ingest_pgcol *cols, uint32_t ncols, uint32_t nrows,
+                             uint8_t *out, size_t out_cap, uint32_t *bad_row);
 
 /* ---- cffi: end ---- */
 

@@ -141,6 +141,23 @@ def to_records(batch: B.AlertBatch, profile: str = "eve", **kw: Any) -> list[dic
 
 def format_addrs(alerts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Source and destination addresses as text arrays ('' where none)."""
+    src, dst = format_addrs_ascii(alerts)
+    return src.astype("U46"), dst.astype("U46")
+
+
+def format_times_ascii(ts_us: np.ndarray) -> np.ndarray:
+    """Alert times as JSON outputs write them (``2026-11-27T18:03:50.123456+0000``,
+    the year clamped to 0000..9999), an ``S31`` array."""
+    ts = np.ascontiguousarray(ts_us, dtype=np.int64)
+    out = np.zeros(len(ts), dtype=f"S{lib.INGEST_TIME_TEXT}")
+    if len(ts):
+        lib.ingest_format_times(ffi.from_buffer("int64_t[]", ts), len(ts),
+                                ffi.from_buffer("char[]", out, require_writable=True))
+    return out
+
+
+def format_addrs_ascii(alerts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """format_addrs as ``S46`` arrays (ASCII, NUL-padded; b'' where none)."""
     alerts = np.ascontiguousarray(alerts)
     n = len(alerts)
     src = np.zeros(n, dtype="S46")
@@ -151,4 +168,4 @@ def format_addrs(alerts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ffi.from_buffer("char[]", src, require_writable=True),
             ffi.from_buffer("char[]", dst, require_writable=True),
         )
-    return src.astype("U46"), dst.astype("U46")
+    return src, dst

@@ -18,13 +18,15 @@ the stores must agree.  JSON outputs keep it (escaped).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import batch as B
 from ..eve import FLOW_COLUMNS as _EVE_FLOW_COLUMNS
 from ..mapping import Enriched
-from ..render import format_addrs
-from ..strings import Strings
+from ..render import format_addrs_ascii, format_times_ascii
+from ..strings import Segment, Strings
 
 #: the ``alerts`` columns a row carries, in table order (``id`` is the store's)
 ALERT_COLUMNS = (
@@ -32,18 +34,12 @@ ALERT_COLUMNS = (
     "category", "priority", "action", "proto", "ip_ver", "src_ip", "src_port", "dest_ip",
     "dest_port", "icmp_type", "icmp_code", "vlan", "flow_id", "app_name", "replay_key", "sensor",
 )
-#: which ALERT_COLUMNS hold text (the others integers)
-ALERT_TEXT = frozenset({"timestamp", "source", "category", "action", "src_ip", "dest_ip", "app_name",
-                        "sensor"})
 SIGNATURE_COLUMNS = ("gid", "sid", "rev", "msg", "refs")
 #: the ``flows`` columns a row carries (``id`` is the store's): EVE's, then sensor
 FLOW_COLUMNS = (*_EVE_FLOW_COLUMNS, "sensor")
 FLOW_TEXT = frozenset({"event_type", "src_ip", "dest_ip", "proto", "app_proto", "start", "end",
                        "state", "reason", "sensor"})
 _FLOW_TEXT_AT = tuple(i for i, c in enumerate(_EVE_FLOW_COLUMNS) if c in FLOW_TEXT)
-
-_SOURCE = np.array([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)], dtype=object)
-_ACTION = np.array([B.ACTION_NAMES.get(i) for i in range(256)], dtype=object)
 
 
 def _clean(text: str) -> str:
@@ -57,18 +53,97 @@ def _masked(values: np.ndarray, mask: np.ndarray) -> list:
     return out.tolist()  # type: ignore[no-any-return]
 
 
-def texts(strings: Strings, idx: np.ndarray) -> list[str | None]:
-    """``strings[i]`` for every i of idx (None where i < 0), NUL-free; each
-    distinct text is decoded and checked once."""
+# ---- columns: what a store writes, before it is Python objects ----------------
+# Each column keeps its values as numpy arrays: the SQLite store takes
+# ``tolist()`` (Python values, None for NULL) for executemany, the
+# PostgreSQL store hands the arrays to C (ingest.sinks.pgcopy) without
+# making a Python object per value.  Both read the same columns, so they
+# store the same rows.
+
+
+class TextTable:
+    """Distinct texts a text column indexes (NUL-free, see the module
+    docstring), packed as UTF-8 once, when first asked for."""
+
+    __slots__ = ("texts", "_packed")
+
+    def __init__(self, texts: Sequence[str | None]) -> None:
+        self.texts = [None if t is None else _clean(t) for t in texts]
+        self._packed: Segment | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def packed(self) -> Segment:
+        if self._packed is None:
+            self._packed = Segment.from_strings(t or "" for t in self.texts)
+        return self._packed
+
+
+class IntColumn:
+    """Integers; ``valid`` (bool per row, None: all) says which are not NULL."""
+
+    kind = "int"
+    __slots__ = ("values", "valid")
+
+    def __init__(self, values: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.values = values
+        self.valid = valid
+
+    def tolist(self) -> list:
+        return self.values.tolist() if self.valid is None else _masked(self.values, self.valid)  # type: ignore[no-any-return]
+
+
+class TextColumn:
+    """Text by index into a :class:`TextTable` (-1: NULL)."""
+
+    kind = "text"
+    __slots__ = ("idx", "table")
+
+    def __init__(self, idx: np.ndarray, table: TextTable) -> None:
+        self.idx = np.ascontiguousarray(idx, dtype=np.int32)
+        self.table = table
+
+    def tolist(self) -> list:
+        t = np.empty(len(self.table) + 1, dtype=object)  # [-1] is the trailing None
+        t[:-1] = self.table.texts
+        return t[self.idx].tolist()  # type: ignore[no-any-return]
+
+
+class AsciiColumn:
+    """ASCII text per row in a fixed-width, NUL-padded bytes array
+    (timestamps, addresses); ``valid`` as for IntColumn."""
+
+    kind = "ascii"
+    __slots__ = ("values", "valid")
+
+    def __init__(self, values: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.values = values
+        self.valid = valid
+
+    def tolist(self) -> list:
+        text = self.values.astype(f"U{self.values.dtype.itemsize}")
+        return text.tolist() if self.valid is None else _masked(text, self.valid)  # type: ignore[no-any-return]
+
+
+Column = IntColumn | TextColumn | AsciiColumn
+
+
+def text_column(strings: Strings, idx: np.ndarray) -> TextColumn:
+    """``strings[i]`` for every i of idx (-1: NULL), with a table of the
+    distinct texts used (each decoded and checked once)."""
     idx = np.asarray(idx)
-    if isinstance(strings, list):
-        table = np.empty(len(strings) + 1, dtype=object)  # [-1] is the trailing None
-        table[:-1] = [_clean(s) for s in strings]
-        return table[idx].tolist()  # type: ignore[no-any-return]
     uniq, inv = np.unique(idx, return_inverse=True)
-    table = np.empty(len(uniq) + 1, dtype=object)
-    table[:-1] = [_clean(strings[i]) if i >= 0 else None for i in uniq.tolist()]
-    return table[inv.reshape(-1)].tolist()  # type: ignore[no-any-return]
+    used = uniq >= 0
+    pos = np.cumsum(used, dtype=np.int32) - 1
+    pos[~used] = -1
+    return TextColumn(pos[inv.reshape(-1)], TextTable([strings[i] for i in uniq[used].tolist()]))
+
+
+_SOURCE_TABLE = TextTable([B.SOURCE_NAMES.get(i, "unknown") for i in range(256)])
+_ACTION_TABLE = TextTable([B.ACTION_NAMES[k] for k in sorted(B.ACTION_NAMES)])
+_ACTION_IDX = np.full(256, -1, np.int32)
+_ACTION_IDX[sorted(B.ACTION_NAMES)] = np.arange(len(B.ACTION_NAMES), dtype=np.int32)
 
 
 def sensor_of(item: Enriched, default: str) -> str:
@@ -76,8 +151,8 @@ def sensor_of(item: Enriched, default: str) -> str:
     return item.batch.sensor or default
 
 
-def alert_columns(item: Enriched, sensor: str) -> list[list]:
-    """One list per ALERT_COLUMNS entry, one value per alert (None is NULL).
+def alert_arrays(item: Enriched, sensor: str) -> list[Column]:
+    """One column per ALERT_COLUMNS entry.
 
     Columns a source does not carry are NULL, never invented: ``action`` for
     Snort unsock, addresses for alerts without a packet, ports for ICMP
@@ -90,39 +165,42 @@ def alert_columns(item: Enriched, sensor: str) -> list[list]:
     addrs = (flags & B.F_ADDRS) != 0
     ports = (flags & B.F_PORTS) != 0
     icmp = (flags & B.F_ICMP) != 0
-    src, dst = format_addrs(a)
-    ts = a["ts_us"]
-    iso = np.char.add(np.datetime_as_string(ts.astype("datetime64[us]"), unit="us"), "+0000")
+    src, dst = format_addrs_ascii(a)
     cats = item.categories if item.categories is not None else np.full(n, -1, np.int32)
     flow = a["flow_id"].view(np.int64)  # SQL integers are signed 64-bit
     keys = item.batch.keys
     return [
-        ts.tolist(),
-        iso.tolist(),
-        _SOURCE[a["source"]].tolist(),
-        a["sensor_id"].tolist(),
-        a["event_id"].tolist(),
-        a["gid"].tolist(),
-        a["sid"].tolist(),
-        a["rev"].tolist(),
-        a["class_id"].tolist(),
-        texts(strings, cats),
-        a["priority"].tolist(),
-        _ACTION[a["action"]].tolist(),
-        _masked(a["proto"], addrs),
-        _masked(a["ip_ver"], addrs),
-        _masked(src, addrs),
-        _masked(a["src_port"], ports),
-        _masked(dst, addrs),
-        _masked(a["dst_port"], ports),
-        _masked(a["src_port"], icmp),
-        _masked(a["dst_port"], icmp),
-        _masked(a["vlan"], (flags & B.F_VLAN) != 0),
-        _masked(flow, flow != 0),
-        texts(strings, a["app_idx"]),
-        [None] * n if keys is None else _masked(keys, keys != 0),
-        [sensor] * n,
+        IntColumn(a["ts_us"]),
+        AsciiColumn(format_times_ascii(a["ts_us"])),
+        TextColumn(a["source"], _SOURCE_TABLE),
+        IntColumn(a["sensor_id"]),
+        IntColumn(a["event_id"]),
+        IntColumn(a["gid"]),
+        IntColumn(a["sid"]),
+        IntColumn(a["rev"]),
+        IntColumn(a["class_id"]),
+        text_column(strings, cats),
+        IntColumn(a["priority"]),
+        TextColumn(_ACTION_IDX[a["action"]], _ACTION_TABLE),
+        IntColumn(a["proto"], addrs),
+        IntColumn(a["ip_ver"], addrs),
+        AsciiColumn(src, addrs),
+        IntColumn(a["src_port"], ports),
+        AsciiColumn(dst, addrs),
+        IntColumn(a["dst_port"], ports),
+        IntColumn(a["src_port"], icmp),
+        IntColumn(a["dst_port"], icmp),
+        IntColumn(a["vlan"], (flags & B.F_VLAN) != 0),
+        IntColumn(flow, flow != 0),
+        text_column(strings, a["app_idx"]),
+        IntColumn(np.zeros(n, np.int64), np.zeros(n, bool)) if keys is None else IntColumn(keys, keys != 0),
+        TextColumn(np.zeros(n, np.int32), TextTable([sensor])),
     ]
+
+
+def alert_columns(item: Enriched, sensor: str) -> list[list]:
+    """alert_arrays as Python lists, one value per alert (None is NULL)."""
+    return [c.tolist() for c in alert_arrays(item, sensor)]
 
 
 def alert_rows(item: Enriched, sensor: str) -> list[tuple]:
@@ -132,7 +210,8 @@ def alert_rows(item: Enriched, sensor: str) -> list[tuple]:
 
 def signature_rows(item: Enriched) -> list[tuple]:
     """One (gid, sid, rev, msg, refs) per distinct signature of the batch
-    that has a message; refs is the JSON array of its references or None."""
+    that has a message, sorted by (gid, sid, rev); refs is the JSON array of
+    its references or None."""
     a = item.batch.alerts
     strings = item.strings
     has_msg = a["msg_idx"] >= 0

@@ -110,3 +110,8 @@ def run_ingest(tmp_path):
     yield start
     for p in started:
         p.kill()
+
+
+# A real PostgreSQL server (tests/pg.py): one cluster per test session,
+# a database per test; skipped cleanly without the server binaries.
+from .pg import pg_server, pg_url  # noqa: E402, F401

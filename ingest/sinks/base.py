@@ -26,14 +26,16 @@ class Sink(Protocol):
 
 def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
               sensor: str | None = None) -> Sink:
-    """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH`` or ``null:``.
+    """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH``,
+    ``postgresql://...`` (``postgres://...``) or ``null:``.
     ``allow_foreign`` accepts output files another user owns or may write
     (``--allow-foreign-outputs``; see ingest.safefile).  ``sensor`` is this
     process's sensor name (``--sensor-name``; None: the host name): what a
     store writes in the ``sensor`` column of a batch that names none."""
     scheme, sep, rest = url.partition(":")
     if not sep:
-        raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, null:)")
+        raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, "
+                         "postgresql://..., null:)")
     if scheme == "null":
         from .null import NullSink
 
@@ -50,7 +52,14 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
         if not rest:
             raise ValueError("sink sqlite: needs a database path")
         return SqliteSink(rest, allow_foreign=allow_foreign, sensor=sensor)
-    raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, null)")
+    if scheme in ("postgresql", "postgres"):
+        # psycopg is imported only here, when a PostgreSQL URL is used
+        from .postgresql import PostgresSink, redact
+
+        if not rest.startswith("//"):
+            raise ValueError(f"sink {redact(url)}: expected postgresql://[user@]host[:port]/dbname[?...]")
+        return PostgresSink(url, sensor=sensor)
+    raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, postgresql, null)")
 
 
 def sink_files(url: str) -> list[str]:

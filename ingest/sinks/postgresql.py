@@ -1,0 +1,504 @@
+"""``postgresql://...``: the central store, in PostgreSQL (psycopg 3).
+
+The same tables as the SQLite store (``signatures``, ``alerts``, ``flows``,
+the ``alerts_v`` view), the same columns and the same unique keys, every
+one starting with the sensor; the rows come from the same builder
+(:mod:`ingest.sinks.rows`), so the two stores hold the same rows for the
+same input.  psycopg is an optional extra (``pip install
+'ingest[postgresql]'``), imported only when a ``postgresql:`` URL is used.
+
+Writing.  One transaction per batch: the batch's new signatures (upserted
+in key order, so concurrent writers never deadlock on them), its alerts as
+one binary ``COPY`` (the stream is written by the C core from the column
+arrays: no Python object per row), its flows through a temporary table and
+one ``INSERT ... ON CONFLICT DO UPDATE`` (a flow seen again replaces its
+row, as in SQLite).  A batch holding a record the store already has (a
+re-delivered NATS message, a file re-read after a crash) makes the COPY
+fail on a unique key; that batch is written again through a temporary
+table and ``INSERT ... ON CONFLICT DO NOTHING``, so the store keeps each
+record once.
+
+Commit outcome.  If the connection breaks while the transaction commits,
+the commit may or may not have happened.  The transaction id is read at
+its start (``txid_current()``); the retry of the same batch first asks
+``txid_status()`` on a new connection and writes nothing if it committed,
+so even alerts without a unique key (Snort's socket, EVE sockets) are
+never doubled by a database restart.
+
+Errors (the runtime's contract, :class:`ingest.sinks.errors.DataError`):
+the data's fault is a value or row PostgreSQL refuses (SQLSTATE classes 22
+data exception and 23 integrity constraint, a trigger's ``RAISE
+EXCEPTION``) or one that cannot be encoded; everything else (connection
+refused or lost, a lock or statement timeout, a read-only standby, a full
+disk, a missing privilege) is the store being down, retried with back-off;
+``probe`` reconnects (itself backing off) after a lost connection.
+
+Schema.  Created at start-up if absent, in one transaction under an
+advisory lock (collectors starting together), and versioned: table
+``schema_version`` holds the version (the same number as the SQLite
+store's ``user_version``).  A database whose schema is newer than this
+ingest knows, or that has an ``alerts`` table ingest did not create, is
+refused at start-up (exit 2), as is a database that cannot be reached.
+
+Credentials come by URL (``postgresql://user:password@host/db``) or by
+file (libpq's ``passfile`` URL parameter, ``PGPASSFILE``, ``~/.pgpass``;
+``PGPASSWORD``); TLS by libpq's parameters (``sslmode=verify-full``,
+``sslrootcert=...``).  The URL is shown everywhere without its password
+(the sink's ``name``: log lines, stats keys), and error texts are cleaned
+of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
+from urllib.parse import unquote
+
+from ..config import check_sensor_name, default_sensor_name
+from ..mapping import Enriched
+from . import rows as R
+from .errors import DataError
+
+#: the store's schema version (schema_version table); the SQLite store's
+#: user_version has the same meaning
+SCHEMA_VERSION = 1
+
+#: PostgreSQL types of rows.ALERT_COLUMNS, in order (the binary COPY needs them exact)
+ALERT_TYPES = ("int8", "text", "text", "int8", "int8", "int8", "int8", "int8", "int8", "text",
+               "int8", "text", "int4", "int4", "text", "int4", "text", "int4", "int4", "int4",
+               "int4", "int8", "text", "int8", "text")
+#: PostgreSQL types of rows.FLOW_COLUMNS (ingest.eve.flow_row gives any signed 64-bit integer)
+FLOW_TYPES = ("int8", "text", "text", "int8", "text", "int8", "text", "text", "text", "text",
+              "int8", "int8", "int8", "int8", "int8", "int8", "text", "text", "int8", "text")
+assert len(ALERT_TYPES) == len(R.ALERT_COLUMNS) and len(FLOW_TYPES) == len(R.FLOW_COLUMNS)
+
+_SQL_TYPE = {"int8": "bigint", "int4": "integer", "text": "text"}
+#: NOT NULL columns per table, as in the SQLite store (alerts.flow_id is
+#: NULL where the source has none; flows.flow_id never is)
+_ALERT_NOT_NULL = frozenset({"ts_us", "timestamp", "source", "gid", "sid", "rev", "sensor"})
+_FLOW_NOT_NULL = frozenset({"flow_id", "event_type", "sensor"})
+
+
+def _q(name: str) -> str:
+    return f'"{name}"' if name == "end" else name
+
+
+def _coldefs(names: tuple[str, ...], types: tuple[str, ...], not_null: frozenset[str]) -> str:
+    return ", ".join(f"{_q(c)} {_SQL_TYPE[t]}{' NOT NULL' if c in not_null else ''}"
+                     for c, t in zip(names, types, strict=True))
+
+
+ALERT_NAMES = ", ".join(R.ALERT_COLUMNS)
+FLOW_NAMES = ", ".join(_q(c) for c in R.FLOW_COLUMNS)
+
+#: the schema, statement by statement (the SQLite store's, in PostgreSQL's
+#: types: u32 engine fields need bigint; text stays text so the stores agree)
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+    "applied_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE IF NOT EXISTS signatures (gid bigint NOT NULL, sid bigint NOT NULL, "
+    "rev bigint NOT NULL, msg text, refs text, PRIMARY KEY (gid, sid, rev))",
+    f"CREATE TABLE IF NOT EXISTS alerts (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+    f"{_coldefs(R.ALERT_COLUMNS, ALERT_TYPES, _ALERT_NOT_NULL)})",
+    f"CREATE TABLE IF NOT EXISTS flows (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+    f"{_coldefs(R.FLOW_COLUMNS, FLOW_TYPES, _FLOW_NOT_NULL)}, "
+    "CONSTRAINT flows_key UNIQUE (sensor, flow_id, event_type, src_ip, src_port))",
+    "CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us)",
+    "CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid)",
+    "CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts "
+    "(sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS alerts_by2_key ON alerts "
+    "(sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'barnyard2'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (sensor, replay_key) "
+    "WHERE replay_key IS NOT NULL",
+    "CREATE OR REPLACE VIEW alerts_v AS SELECT a.*, s.msg AS signature, s.refs AS refs FROM alerts a "
+    "LEFT JOIN signatures s ON s.gid = a.gid AND s.sid = a.sid AND s.rev = a.rev",
+    f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT DO NOTHING",
+)
+#: one key for every ingest creating its schema at once (pg_advisory_xact_lock)
+_SCHEMA_LOCK = 0x696E67657374  # "ingest"
+
+_COPY_ALERTS = f"COPY alerts ({ALERT_NAMES}) FROM STDIN (FORMAT BINARY)"
+# staging for a batch that holds records the store already has
+_STAGE_ALERTS = ("CREATE TEMP TABLE IF NOT EXISTS ingest_alerts_in ON COMMIT DELETE ROWS AS "
+                 f"SELECT {ALERT_NAMES} FROM alerts WITH NO DATA")
+_COPY_ALERTS_IN = f"COPY ingest_alerts_in ({ALERT_NAMES}) FROM STDIN (FORMAT BINARY)"
+_MERGE_ALERTS = (f"INSERT INTO alerts ({ALERT_NAMES}) SELECT {ALERT_NAMES} FROM ingest_alerts_in "
+                 "ON CONFLICT DO NOTHING")
+_STAGE_FLOWS = ("CREATE TEMP TABLE IF NOT EXISTS ingest_flows_in ON COMMIT DELETE ROWS AS "
+                f"SELECT {FLOW_NAMES} FROM flows WITH NO DATA")
+_COPY_FLOWS_IN = f"COPY ingest_flows_in ({FLOW_NAMES}) FROM STDIN (FORMAT BINARY)"
+_MERGE_FLOWS = (f"INSERT INTO flows ({FLOW_NAMES}) SELECT {FLOW_NAMES} FROM ingest_flows_in "
+                "ON CONFLICT (sensor, flow_id, event_type, src_ip, src_port) DO UPDATE SET "
+                + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in R.FLOW_COLUMNS))
+# as the SQLite store: msg is first come; references arriving later are added
+_INSERT_SIG = ("INSERT INTO signatures (gid, sid, rev, msg, refs) VALUES (%s, %s, %s, %s, %s) "
+               "ON CONFLICT (gid, sid, rev) DO UPDATE SET refs = EXCLUDED.refs "
+               "WHERE EXCLUDED.refs IS NOT NULL AND signatures.refs IS DISTINCT FROM EXCLUDED.refs")
+
+#: libpq connection settings used unless the URL gives its own
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "application_name": "ingest",
+    # a peer that vanishes without a reset is noticed within about 30 s
+    "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+#: per session: a write waits this long for a lock, or this long in all,
+#: before it fails (and is retried as the store being down)
+SESSION_SETTINGS = ("SET lock_timeout = '10s'", "SET statement_timeout = '120s'")
+#: probe: reconnect attempts back off from PROBE_FIRST to PROBE_MAX seconds
+PROBE_FIRST, PROBE_MAX = 0.25, 5.0
+#: signatures remembered as stored (a batch writes only new ones)
+SIG_CACHE_MAX = 1 << 20
+
+#: URL query parameters whose values are secrets (shown as ***)
+_SECRET_PARAMS = {"password", "sslpassword"}
+
+
+def redact(url: str) -> str:
+    """url without its secrets: the password of the user part and the
+    values of ``password``/``sslpassword`` parameters become ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    path, q, query = tail.partition("?")
+    if q:
+        parts = []
+        for p in query.split("&"):
+            key, eq, _ = p.partition("=")
+            parts.append(f"{key}=***" if eq and unquote(key).lower() in _SECRET_PARAMS else p)
+        query = "&".join(parts)
+    return f"{scheme}://{netloc}{path}{q}{query}"
+
+
+def _secrets(url: str, params: dict[str, str]) -> list[str]:
+    """Every form in which a secret of url could appear in a message."""
+    out = {url}
+    for key in _SECRET_PARAMS:
+        v = params.get(key)
+        if v:
+            out.add(v)
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+        raw = netloc.rsplit("@", 1)[0].split(":", 1)[1]
+        out.update({raw, unquote(raw)})
+    return sorted((s for s in out if s), key=len, reverse=True)
+
+
+class PostgresDown(Exception):
+    """The store is down (connection refused or lost, a timeout, ...): the
+    runtime retries the batch.  The message is free of credentials."""
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ValueError("a postgresql:// sink needs psycopg 3: pip install 'ingest[postgresql]' "
+                         "(or pip install 'psycopg[binary]')") from None
+    return psycopg
+
+
+def data_fault(e: BaseException) -> bool:
+    """Is this error the data's fault (retrying the same rows cannot help)?"""
+    psycopg = _import_psycopg()
+    if isinstance(e, psycopg.Error):
+        state = getattr(e, "sqlstate", None) or ""
+        # 22 data exception, 23 integrity constraint, P0001 a trigger's RAISE EXCEPTION
+        return state[:2] in ("22", "23") or state == "P0001"
+    return isinstance(e, UnicodeError | OverflowError | ValueError | TypeError)
+
+
+class PostgresSink:
+    """``postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]``
+    (libpq's URL; ``postgres://`` too).  ``sensor`` names this process's
+    sensor (rows of batches that carry none; default: the host name)."""
+
+    def __init__(self, url: str, *, sensor: str | None = None) -> None:
+        self._psycopg = _import_psycopg()
+        self.name = redact(url)
+        self.sensor = check_sensor_name(sensor) if sensor else default_sensor_name()
+        try:
+            params = self._psycopg.conninfo.conninfo_to_dict(url)
+        except self._psycopg.Error as e:
+            self._secret_list = _secrets(url, {})
+            raise ValueError(f"PostgreSQL store {self.name}: {self._clean(e)}") from None
+        self._secret_list = _secrets(url, params)
+        self._params = {**CONNECT_DEFAULTS, **params}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-postgresql")
+        self._conn: Any = None
+        self._staged = False  # the temporary tables exist on this connection
+        self._sigs: dict[tuple[int, int, int], str | None] = {}  # committed signatures -> refs
+        self._unsure: tuple[Enriched, int] | None = None  # a write whose commit may have happened
+        self._xid: int | None = None  # the transaction being written
+        self._last_error: BaseException | None = None
+        self._lost = False  # the last failure lost the connection (what the probe waits out)
+        self._next_connect = 0.0
+        self._connect_wait = PROBE_FIRST
+        try:
+            self._pool.submit(self._open).result()
+        except BaseException:
+            self._pool.shutdown()
+            raise
+
+    # ---- plumbing (all on the sink's thread) --------------------------------
+    def _clean(self, e: BaseException | str) -> str:
+        """An error's text, one line, without any secret of the URL."""
+        text = str(e).strip()
+        for s in self._secret_list:
+            text = text.replace(s, self.name if s.startswith(("postgres://", "postgresql://")) else "***")
+        return " ".join(text.split())
+
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(autocommit=False, **self._params)
+        try:
+            for stmt in SESSION_SETTINGS:
+                conn.execute(stmt)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._staged = False
+        return conn
+
+    def _open(self) -> None:
+        """Connect and make (or check) the schema; ValueError (a start-up
+        error, exit 2) when the database cannot be reached or is no store
+        of this version."""
+        try:
+            self._conn = self._connect()
+        except self._psycopg.Error as e:
+            raise ValueError(f"PostgreSQL store {self.name}: cannot connect: {self._clean(e)}") from None
+        try:
+            self._schema(self._conn)
+        except ValueError:
+            self._drop()
+            raise
+        except self._psycopg.Error as e:
+            self._drop()
+            raise ValueError(f"PostgreSQL store {self.name}: cannot create the schema: "
+                             f"{self._clean(e)}") from None
+
+    def _schema(self, conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        have_version, have_alerts = cur.execute(
+            "SELECT to_regclass('schema_version') IS NOT NULL, to_regclass('alerts') IS NOT NULL").fetchone()
+        version = None
+        if have_version:
+            version = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        if version is not None and version > SCHEMA_VERSION:
+            conn.rollback()
+            raise ValueError(f"PostgreSQL store {self.name}: schema version {version} was written by a "
+                             f"newer ingest (this one knows version {SCHEMA_VERSION}); refusing to write "
+                             "to it")
+        if have_alerts and version is None:
+            conn.rollback()
+            raise ValueError(f"PostgreSQL store {self.name}: has an alerts table but no schema_version: "
+                             "not a store ingest created; refusing to write to it")
+        if version != SCHEMA_VERSION:
+            # (a role that may only write finds the schema made, and never needs CREATE)
+            for stmt in SCHEMA:
+                cur.execute(stmt)
+        conn.commit()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _connection(self) -> Any:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            self._drop()
+            try:
+                self._conn = conn = self._connect()
+            except self._psycopg.Error as e:
+                self._lost = True
+                raise PostgresDown(f"cannot connect: {self._clean(e)}") from None
+        return conn
+
+    # ---- one batch ------------------------------------------------------------
+    def _write_item(self, item: Enriched) -> None:
+        unsure, self._unsure = self._unsure, None
+        sensor = R.sensor_of(item, self.sensor)
+        try:
+            sig_rows = [r for r in R.signature_rows(item) if self._sig_new(r)]
+            copy = _encode_alerts(item, sensor)
+            flows = _dedupe_flows(R.flow_rows(item, sensor))
+        except Exception as e:  # a value that cannot be encoded: the data's fault
+            raise DataError(f"{type(e).__name__}: {self._clean(e)}") from None
+        conn = self._connection()
+        if unsure is not None and unsure[0] is item and self._committed(conn, item, unsure[1]):
+            self._remember(sig_rows)
+            return
+        self._xid = None
+        try:
+            try:
+                self._transaction(conn, sig_rows, copy, flows, staged=False)
+            except self._psycopg.errors.UniqueViolation:
+                # the store has some of these records already (a re-delivery):
+                # only the others are added
+                conn.rollback()
+                self._xid = None
+                self._transaction(conn, sig_rows, copy, flows, staged=True)
+        except Exception as e:
+            xid, self._xid = self._xid, None
+            self._failed(conn, e, (item, xid) if xid is not None else None)
+        self._xid = None
+        self._remember(sig_rows)
+        self._lost = False
+
+    def _transaction(self, conn: Any, sig_rows: list[tuple], copy: memoryview, flows: list[tuple],
+                     *, staged: bool) -> None:
+        cur = conn.cursor()
+        # known before anything is written: if the connection breaks in
+        # COMMIT, the retry asks the server what became of it
+        self._xid = int(cur.execute("SELECT txid_current()").fetchone()[0])
+        if sig_rows:
+            cur.executemany(_INSERT_SIG, sig_rows)
+        if staged or flows:
+            self._stage(cur)
+        if len(copy) > _EMPTY_COPY:
+            with cur.copy(_COPY_ALERTS_IN if staged else _COPY_ALERTS) as cp:
+                cp.write(copy)
+            if staged:
+                cur.execute(_MERGE_ALERTS)
+        if flows:
+            with cur.copy(_COPY_FLOWS_IN) as cp:
+                cp.set_types(FLOW_TYPES)
+                for r in flows:
+                    cp.write_row(r)
+            cur.execute(_MERGE_FLOWS)
+        conn.commit()
+
+    def _stage(self, cur: Any) -> None:
+        if not self._staged:
+            cur.execute(_STAGE_ALERTS)
+            cur.execute(_STAGE_FLOWS)
+            self._staged = True
+
+    def _failed(self, conn: Any, e: Exception, unsure: tuple[Enriched, int] | None) -> NoReturn:
+        """Raise what e means for the runtime: DataError or PostgresDown.
+        ``unsure``: the batch and its transaction id, when a lost connection
+        leaves its commit in doubt."""
+        if conn.closed or conn.broken:
+            self._drop()
+            self._lost = True
+            # the connection broke inside the transaction: if that was in
+            # COMMIT, it may have committed; the retry asks the server first
+            self._unsure = unsure
+            raise PostgresDown(f"connection lost: {self._clean(e)}") from None
+        try:
+            conn.rollback()
+        except Exception:
+            self._drop()
+        if data_fault(e):
+            raise DataError(f"{type(e).__name__}: {self._clean(e)}") from None
+        raise PostgresDown(f"{type(e).__name__}: {self._clean(e)}") from None
+
+    def _committed(self, conn: Any, item: Enriched, xid: int) -> bool:
+        """Did the transaction whose connection broke commit?  PostgresDown
+        while the server still has it in progress (its backend has not yet
+        noticed the lost connection)."""
+        try:
+            status = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()[0]
+            conn.rollback()
+        except self._psycopg.Error as e:
+            self._failed(conn, e, (item, xid))
+        if status == "in progress":
+            self._unsure = (item, xid)
+            raise PostgresDown(f"the outcome of transaction {xid} is not known yet")
+        # "aborted", or None (too old to tell; not this soon after): write it
+        return bool(status == "committed")
+
+    def _sig_new(self, row: tuple) -> bool:
+        key = row[:3]
+        if key not in self._sigs:
+            return True
+        refs = row[4]
+        return refs is not None and self._sigs[key] != refs
+
+    def _remember(self, sig_rows: list[tuple]) -> None:
+        if len(self._sigs) + len(sig_rows) > SIG_CACHE_MAX:
+            self._sigs.clear()
+        for g, s, r, _msg, refs in sig_rows:
+            if refs is not None or (g, s, r) not in self._sigs:
+                self._sigs[(g, s, r)] = refs
+
+    def _probe(self) -> bool:
+        """After a lost connection: can one be made now?  (Attempts back off
+        from PROBE_FIRST to PROBE_MAX.)  Other failures (a timeout, a
+        read-only server, a refused privilege) are left to the runtime's
+        back-off: a working connection says nothing about them."""
+        if not self._lost:
+            return False
+        now = time.monotonic()
+        if now < self._next_connect:
+            return False
+        try:
+            self._connection()
+        except PostgresDown:
+            self._next_connect = now + self._connect_wait
+            self._connect_wait = min(self._connect_wait * 2, PROBE_MAX)
+            return False
+        self._connect_wait = PROBE_FIRST
+        return True
+
+    # ---- the Sink protocol ----------------------------------------------------
+    async def write(self, item: Enriched) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._write_item, item)
+        except BaseException as e:
+            self._last_error = e
+            raise
+
+    async def probe(self) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._probe)
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._drop)
+        self._pool.shutdown()
+
+
+#: bytes of a COPY stream without rows (header and trailer)
+_EMPTY_COPY = 21
+
+
+def _encode_alerts(item: Enriched, sensor: str) -> memoryview:
+    from .pgcopy import encode
+
+    return encode(R.alert_arrays(item, sensor), ALERT_TYPES).data
+
+
+def _dedupe_flows(rows: list[tuple]) -> list[tuple]:
+    """One row per flow key (the last wins, as SQLite's INSERT OR REPLACE
+    gives): ``ON CONFLICT DO UPDATE`` may not touch a row twice in one
+    statement.  Rows with a NULL in the key never conflict (NULLs are
+    distinct in both stores) and are all kept."""
+    if len(rows) < 2:
+        return rows
+    last: dict[tuple, int] = {}
+    for i, r in enumerate(rows):
+        if r[2] is not None and r[3] is not None:  # src_ip, src_port
+            last[(r[0], r[1], r[2], r[3])] = i
+    if len(last) == sum(1 for r in rows if r[2] is not None and r[3] is not None):
+        return rows
+    return [r for i, r in enumerate(rows)
+            if r[2] is None or r[3] is None or last[(r[0], r[1], r[2], r[3])] == i]

@@ -1,0 +1,385 @@
+"""``--sink postgresql://...`` against a real PostgreSQL server (tests/pg.py):
+the same rows as the SQLite store, per sensor, from every input kind of a
+real ``ingest listen``; a server restarted mid-stream loses and doubles
+nothing; a lost COMMIT answer doubles nothing; a refused row is isolated;
+a newer schema, a foreign table or an unreachable server refuse the start
+(exit 2); the password never shows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psycopg
+import pytest
+
+from ingest import batch as B
+from ingest import deadletter
+from ingest.encode import encode_alertpkt, ether_ipv4
+from ingest.eve import decode_lines
+from ingest.mapping import Enricher
+from ingest.sinks import rows as R
+from ingest.sinks.base import open_sink
+from ingest.sinks.errors import DataError
+from ingest.sinks.postgresql import PostgresDown, redact
+
+from ..conftest import ROOT
+from ..pg import PASSWORD, CommitCutter, wait_until
+from ._store import eve_lines
+
+pytestmark = pytest.mark.slow
+
+ALERTS = ", ".join(R.ALERT_COLUMNS)
+FLOWS = ", ".join(f'"{c}"' if c == "end" else c for c in R.FLOW_COLUMNS)
+
+
+def pg_rows(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as c:
+        return c.execute(sql).fetchall()
+
+
+def lite_rows(db, sql: str) -> list[tuple]:
+    c = sqlite3.connect(db)
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()
+
+
+def _sorted(rows):
+    return sorted(rows, key=repr)
+
+
+def gen(*args: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-m", "ingest", "gen", "--json", *args], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def eve_text(n: int, base: int) -> str:
+    """n alerts and their n flows; flow ids from base (distinct per input)."""
+    out = []
+    for line in eve_lines(n):
+        rec = json.loads(line)
+        rec["flow_id"] += base
+        out.append(json.dumps(rec))
+    return "\n".join(out) + "\n"
+
+
+class Sensor:
+    """One ``ingest listen`` with every input kind, writing to PostgreSQL and
+    its own SQLite store."""
+
+    def __init__(self, tmp, name: str, pg_url: str, run_ingest) -> None:
+        d = tmp / name
+        d.mkdir()
+        self.name, self.dir, self.db = name, d, d / "alerts.db"
+        self.socks = {k: d / k for k in ("snort", "by2", "by2sync", "edgram", "estream")}
+        (d / "u2").mkdir()
+        gen("--kind", "unified2", "--to", str(d / "u2" / "snort.u2"), "--count", "150",
+            "--rotate-events", "60", "--seed", str(len(name)))
+        (d / "eve.json").write_text(eve_text(40, 0))
+        (d / "dgram.json").write_text(eve_text(30, 10_000))
+        (d / "stream.json").write_text(eve_text(30, 20_000))
+        self.proc = run_ingest(
+            ["listen", "--sensor-name", name, "--snort", str(self.socks["snort"]),
+             "--barnyard2", str(self.socks["by2"]), "--barnyard2-sync", str(self.socks["by2sync"]),
+             "--eve-dgram", str(self.socks["edgram"]), "--eve-stream", str(self.socks["estream"]),
+             "--eve-file", str(d / "eve.json"), "--unified2", str(d / "u2" / "snort.u2"),
+             "--sink", pg_url, "--sink", f"sqlite:{self.db}", "--dead-letter", str(d / "dl.bin"),
+             "--stats-interval", "0"],
+            wait_for=list(self.socks.values()))
+        #: alerts and flows this sensor will have sent
+        self.alerts = 150 + 40 + 30 + 30
+        self.flows = 40 + 30 + 30
+
+    def send(self) -> None:
+        s = self.socks
+        self.alerts += gen("--kind", "snort", "--to", str(s["snort"]), "--count", "200")["sent"]
+        self.alerts += gen("--kind", "barnyard2", "--to", str(s["by2"]), "--count", "100")["sent"]
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        c.connect(str(s["by2sync"]))
+        c.settimeout(60)
+        pkt = ether_ipv4("10.1.1.1", "10.2.2.2", 6, 1, 2)
+        for i in range(20):
+            c.send(encode_alertpkt("barnyard2", sid=300 + i, msg="sync", event_id=50_000 + i, packet=pkt))
+            assert len(c.recv(1)) == 1
+        c.close()
+        self.alerts += 20
+        for kind, f in (("eve-dgram", "dgram.json"), ("eve-stream", "stream.json")):
+            sock = s["edgram" if kind == "eve-dgram" else "estream"]
+            gen("--kind", kind, "--to", str(sock), "--eve-file", str(self.dir / f), "--offline",
+                "--count", "60")
+
+    def stop(self) -> dict:
+        wait_until(lambda: self.db.exists() and lite_rows(self.db, "SELECT count(*) FROM alerts")[0][0]
+                   >= self.alerts and lite_rows(self.db, "SELECT count(*) FROM flows")[0][0] >= self.flows,
+                   f"{self.alerts} alerts from {self.name}", timeout=120)
+        rc, st = self.proc.stop()
+        assert rc == 0, self.proc.stderr()
+        return st
+
+
+def test_every_input_kind_gives_the_same_rows_in_both_stores(tmp_path, pg_url, run_ingest):
+    """Two sensors at once, every input kind each, into one PostgreSQL
+    database and each its own SQLite store: per sensor, the same rows."""
+    sensors = [Sensor(tmp_path, name, pg_url, run_ingest) for name in ("dmz-1", "core.2")]
+    threads = [threading.Thread(target=s.send) for s in sensors]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in sensors:
+        st = s.stop()
+        assert st["dispatched"] == {redact(pg_url): s.alerts, f"sqlite:{s.db}": s.alerts}, st
+    for s in sensors:
+        where = f"WHERE sensor = '{s.name}'"
+        lite = _sorted(lite_rows(s.db, f"SELECT {ALERTS} FROM alerts"))
+        assert len(lite) == s.alerts
+        assert {r[2] for r in lite} == {"snort", "barnyard2", "unified2", "eve"}
+        assert _sorted(pg_rows(pg_url, f"SELECT {ALERTS} FROM alerts {where}")) == lite
+        lite_flows = _sorted(lite_rows(s.db, f"SELECT {FLOWS} FROM flows"))
+        assert len(lite_flows) == s.flows
+        assert _sorted(pg_rows(pg_url, f"SELECT {FLOWS} FROM flows {where}")) == lite_flows
+    sigs = set()
+    for s in sensors:
+        sigs |= set(lite_rows(s.db, "SELECT gid, sid, rev, msg, refs FROM signatures"))
+    assert set(pg_rows(pg_url, "SELECT gid, sid, rev, msg, refs FROM signatures")) == sigs
+    # the view joins the same way in both
+    one = sensors[0]
+    assert (_sorted(pg_rows(pg_url, f"SELECT {ALERTS}, signature FROM alerts_v WHERE sensor = '{one.name}'"))
+            == _sorted(lite_rows(one.db, f"SELECT {ALERTS}, signature FROM alerts_v")))
+
+
+def test_restart_mid_stream_loses_and_doubles_nothing(tmp_path, pg_server, pg_url, run_ingest):
+    sock, db = tmp_path / "snort_alert", tmp_path / "a.db"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", pg_url, "--sink", f"sqlite:{db}",
+                    "--stats-interval", "0", "--sensor-name", "restart"], wait_for=[sock])
+    n = 3000
+    sent = threading.Event()
+
+    def sender() -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        pkt = ether_ipv4("10.0.0.1", "10.0.0.2", 6, 1000, 80)
+        for i in range(n):
+            s.sendto(encode_alertpkt("snort", msg=f"m{i % 7}", sid=1 + i % 50, event_id=i + 1,
+                                     ts_sec=1_700_000_000 + i, packet=pkt), str(sock))
+            if i % 20 == 0:
+                time.sleep(0.01)  # about 2 k/s: the restart lands mid-stream
+        s.close()
+        sent.set()
+
+    t = threading.Thread(target=sender)
+    t.start()
+    wait_until(lambda: pg_rows(pg_url, "SELECT count(*) FROM alerts")[0][0] > 300, "the first alerts")
+    pg_server.restart()
+    t.join()
+    wait_until(lambda: pg_rows(pg_url, "SELECT count(*) FROM alerts")[0][0] >= n, "every alert", 120)
+    rc, st = p.stop()
+    assert rc == 0, p.stderr()
+    name = redact(pg_url)
+    assert st["sink_errors"].get(name, 0) >= 1, st  # the restart did cut the sink off
+    assert st["dispatched"] == {name: n, f"sqlite:{db}": n}
+    assert pg_rows(pg_url, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(n, n)]
+    assert lite_rows(db, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(n, n)]
+    assert (_sorted(pg_rows(pg_url, f"SELECT {ALERTS} FROM alerts"))
+            == _sorted(lite_rows(db, f"SELECT {ALERTS} FROM alerts")))
+
+
+def _snort_item(first: int, n: int):
+    a = B.empty(n)
+    a["source"], a["gid"], a["sid"], a["rev"] = B.SRC_SNORT, 1, 7, 1
+    a["event_id"] = np.arange(first, first + n)
+    a["ts_us"] = 1_700_000_000_000_000 + a["event_id"].astype(np.int64)
+    return Enricher().apply(B.AlertBatch(a, [], "t"))
+
+
+def test_a_lost_commit_answer_doubles_nothing(pg_server, pg_url):
+    """The connection breaks after the server committed, before the sink
+    heard it (a proxy swallows the answer): the retry asks the server and
+    writes nothing.  Snort alerts have no unique key, so without that
+    check the batch would be stored twice."""
+    cutter = CommitCutter(pg_server)
+    db = pg_url.split("?")[0].rsplit("/", 1)[1]
+    sink = open_sink(cutter.url(db), sensor="s")
+
+    async def go() -> None:
+        await sink.write(_snort_item(1, 10))
+        cutter.cut_next_commit = True
+        item = _snort_item(11, 10)
+        with pytest.raises(PostgresDown, match="connection lost"):
+            await sink.write(item)
+        assert cutter.cuts == 1
+        await sink.write(item)  # the runtime's retry of the same batch
+        await sink.write(_snort_item(21, 10))
+        await sink.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        cutter.close()
+    assert pg_rows(pg_url, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(30, 30)]
+
+
+def test_redelivered_records_are_stored_once(pg_url):
+    """A batch holding records the store already has (a re-delivered
+    message, a file re-read after a crash) adds only the others."""
+    lines = eve_text(5, 0).encode()
+    sink = open_sink(pg_url, sensor="s")
+
+    def item(keys):
+        b = decode_lines(lines).batch
+        b.keys = np.array(keys, np.int64)
+        return Enricher().apply(b)
+
+    async def go() -> None:
+        await sink.write(item([1, 2, 3, 4, 5]))
+        await sink.write(item([4, 5, 6, 7, 8]))  # 4 and 5 again, 6..8 new
+        await sink.aclose()
+
+    asyncio.run(go())
+    assert pg_rows(pg_url, "SELECT replay_key FROM alerts ORDER BY replay_key") == [(k,) for k in range(1, 9)]
+    assert pg_rows(pg_url, "SELECT count(*) FROM flows") == [(5,)]  # replaced, not added
+
+
+def make_store(url: str) -> None:
+    """Create the store's schema (what a sink does at start-up), and close."""
+    asyncio.run(open_sink(url).aclose())
+
+
+def test_a_refused_row_is_isolated(tmp_path, pg_url, run_ingest):
+    """A store constraint refuses one alert: it alone is dead-lettered, every
+    other alert is stored, the SQLite store has them all, exit 1."""
+    make_store(pg_url)  # the schema, then a rule of this site's own
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("ALTER TABLE alerts ADD CONSTRAINT no_666 CHECK (sid <> 666)")
+    sock, db, dl = tmp_path / "snort_alert", tmp_path / "a.db", tmp_path / "dl.bin"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", pg_url, "--sink", f"sqlite:{db}",
+                    "--dead-letter", str(dl), "--stats-interval", "0", "--linger-ms", "50"],
+                   wait_for=[sock])
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for i in range(40):
+        s.sendto(encode_alertpkt("snort", msg="m", sid=666 if i == 17 else 1, event_id=i + 1), str(sock))
+    s.close()
+    wait_until(lambda: db.exists() and lite_rows(db, "SELECT count(*) FROM alerts")[0][0] == 40, "40 alerts")
+    rc, st = p.stop()
+    assert rc == 1, p.stderr()
+    assert st["dropped"] == {"sink_rejected": 1}
+    assert pg_rows(pg_url, "SELECT count(*), min(sid), max(sid) FROM alerts") == [(39, 1, 1)]
+    [(head, body)] = list(deadletter.read(str(dl)))
+    assert head["reason"] == "sink_rejected" and json.loads(body)["ingest"]["event_id"] == 18
+    assert "no_666" in p.stderr()
+
+
+def test_a_newer_schema_is_refused(tmp_path, pg_url, run_ingest):
+    make_store(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("INSERT INTO schema_version (version) VALUES (99)")
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", pg_url])
+    assert p.proc.wait(timeout=60) == 2
+    assert "schema version 99 was written by a newer ingest" in p.stderr()
+    assert not sock.exists()
+
+
+def test_a_table_ingest_did_not_create_is_refused(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("CREATE TABLE alerts (whatever text)")
+    with pytest.raises(ValueError, match="no schema_version: not a store ingest created"):
+        open_sink(pg_url)
+
+
+def test_an_unreachable_server_is_a_startup_error(tmp_path, run_ingest):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    url = f"postgresql://ingest:{PASSWORD}@127.0.0.1:{port}/alerts"
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", url])
+    assert p.proc.wait(timeout=60) == 2
+    err = p.stderr()
+    assert f"PostgreSQL store postgresql://ingest:***@127.0.0.1:{port}/alerts: cannot connect" in err
+    assert PASSWORD not in err and len(err.strip().splitlines()) == 1
+    assert not sock.exists()
+
+
+def test_password_never_shows(tmp_path, pg_server, pg_url, run_ingest):
+    db = pg_url.split("?")[0].rsplit("/", 1)[1]
+    url = pg_server.url(db, tcp=True, password=True)
+    assert PASSWORD in url
+    # wrong password: exit 2, the message without the password given
+    bad = url.replace(PASSWORD, "wrong-" + PASSWORD)
+    p = run_ingest(["listen", "--snort", str(tmp_path / "s1"), "--sink", bad])
+    assert p.proc.wait(timeout=60) == 2
+    assert "password authentication failed" in p.stderr() and PASSWORD not in p.stderr()
+    # right password: log lines and stats keys show *** instead
+    sock = tmp_path / "s2"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", url, "--stats-interval", "0.2"], wait_for=[sock])
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(encode_alertpkt("snort", msg="m", sid=1), str(sock))
+    s.close()
+    wait_until(lambda: pg_rows(pg_url, "SELECT count(*) FROM alerts")[0][0] == 1, "the alert")
+    time.sleep(0.5)  # a periodic stats line or two (content checked, not timing)
+    rc, st = p.stop()
+    assert rc == 0
+    shown = redact(url)
+    assert shown.count("***") == 1 and st["dispatched"] == {shown: 1}
+    assert PASSWORD not in p.stderr() and shown in p.stderr()
+
+
+def test_credentials_from_a_passfile(tmp_path, pg_server, pg_url):
+    db = pg_url.split("?")[0].rsplit("/", 1)[1]
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{pg_server.port}:{db}:ingest_test:{PASSWORD}\n")
+    passfile.chmod(0o600)  # libpq ignores a passfile others may read
+    url = pg_server.url(db, tcp=True) + f"?passfile={passfile}"
+    sink = open_sink(url, sensor="pf")
+
+    async def go() -> None:
+        await sink.write(_snort_item(1, 3))
+        await sink.aclose()
+
+    asyncio.run(go())
+    assert pg_rows(pg_url, "SELECT DISTINCT sensor FROM alerts") == [("pf",)]
+    passfile.write_text("")  # no password: refused, cleanly
+    with pytest.raises(ValueError, match="cannot connect"):
+        open_sink(url)
+
+
+def test_values_postgresql_refuses_are_the_datas_fault(pg_url):
+    """A trigger that raises, as a site may add: DataError (the runtime
+    isolates the record), and the sink goes on."""
+    sink = open_sink(pg_url, sensor="s")
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("CREATE FUNCTION no_13() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                  "IF NEW.event_id = 13 THEN RAISE EXCEPTION 'thirteen'; END IF; RETURN NEW; END $$")
+        c.execute("CREATE TRIGGER no_13 BEFORE INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION no_13()")
+
+    async def go() -> None:
+        with pytest.raises(DataError, match="thirteen"):
+            await sink.write(_snort_item(10, 5))
+        await sink.write(_snort_item(20, 5))
+        await sink.aclose()
+
+    asyncio.run(go())
+    assert pg_rows(pg_url, "SELECT count(*) FROM alerts") == [(5,)]
+
+
+def test_redact():
+    assert redact("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+    assert redact("postgres://u:p%40x@h1:5432,h2/db?sslmode=require&password=zz&PassWord=y") == (
+        "postgres://u:***@h1:5432,h2/db?sslmode=require&password=***&PassWord=***")
+    assert redact("postgresql://u@h/db?sslpassword=k&passfile=/etc/pgpass") == (
+        "postgresql://u@h/db?sslpassword=***&passfile=/etc/pgpass")
+    assert redact("postgresql:///db?host=/run/pg") == "postgresql:///db?host=/run/pg"
+    assert redact("postgresql://u:p@/db") == "postgresql://u:***@/db"

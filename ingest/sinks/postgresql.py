@@ -198,6 +198,47 @@ def _secrets(url: str, params: dict[str, str]) -> list[str]:
     return sorted((s for s in out if s), key=len, reverse=True)
 
 
+def _clean_text(e: BaseException | str, secrets: list[str], name: str) -> str:
+    """An error's text, one line, with every secret replaced (the URL by its
+    redacted form ``name``, anything else by ``***``)."""
+    text = str(e).strip()
+    for s in secrets:
+        text = text.replace(s, name if s.startswith(("postgres://", "postgresql://")) else "***")
+    return " ".join(text.split())
+
+
+def query(url: str, sql: str, params: tuple) -> list[dict]:
+    """The rows of one query (``ingest query``), as dicts, in a read-only
+    transaction.  ValueError when the database cannot be reached or holds
+    no ingest store (exit 2), RuntimeError when reading it failed (exit 1);
+    both messages free of the URL's secrets."""
+    psycopg = _import_psycopg()
+    from psycopg.rows import dict_row
+
+    name = redact(url)
+    try:
+        params_d = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise ValueError(f"PostgreSQL store {name}: {_clean_text(e, _secrets(url, {}), name)}") from None
+    secrets = _secrets(url, params_d)
+    try:
+        conn = psycopg.connect(**{**CONNECT_DEFAULTS, **params_d})
+    except psycopg.Error as e:
+        raise ValueError(f"PostgreSQL store {name}: cannot connect: {_clean_text(e, secrets, name)}") from None
+    try:
+        conn.read_only = True
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as e:
+        raise ValueError(f"PostgreSQL store {name}: not an ingest store: "
+                         f"{_clean_text(e, secrets, name)}") from None
+    except psycopg.Error as e:
+        raise RuntimeError(f"PostgreSQL store {name}: {_clean_text(e, secrets, name)}") from None
+    finally:
+        conn.close()
+
+
 class PostgresDown(Exception):
     """The store is down (connection refused or lost, a timeout, ...): the
     runtime retries the batch.  The message is free of credentials."""
@@ -215,6 +256,11 @@ def _import_psycopg() -> Any:
 def data_fault(e: BaseException) -> bool:
     """Is this error the data's fault (retrying the same rows cannot help)?"""
     psycopg = _import_psycopg()
+    if isinstance(e, psycopg.DataError | psycopg.IntegrityError):
+        # the server's classes 22 and 23, and what psycopg refuses to send
+        # before the server sees it (a NUL in a text, a value its type
+        # cannot hold): those have no SQLSTATE, and retrying them would stall
+        return True
     if isinstance(e, psycopg.Error):
         state = getattr(e, "sqlstate", None) or ""
         # 22 data exception, 23 integrity constraint, P0001 a trigger's RAISE EXCEPTION
@@ -257,10 +303,7 @@ class PostgresSink:
     # ---- plumbing (all on the sink's thread) --------------------------------
     def _clean(self, e: BaseException | str) -> str:
         """An error's text, one line, without any secret of the URL."""
-        text = str(e).strip()
-        for s in self._secret_list:
-            text = text.replace(s, self.name if s.startswith(("postgres://", "postgresql://")) else "***")
-        return " ".join(text.split())
+        return _clean_text(e, self._secret_list, self.name)
 
     def _connect(self) -> Any:
         conn = self._psycopg.connect(autocommit=False, **self._params)

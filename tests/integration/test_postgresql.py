@@ -34,6 +34,8 @@ from ingest.sinks.postgresql import PostgresDown, redact
 from ..conftest import ROOT
 from ..pg import PASSWORD, CommitCutter, wait_until
 from ._store import eve_lines
+from ._util import count
+from ._util import wait_until as wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -383,3 +385,112 @@ def test_redact():
         "postgresql://u@h/db?sslpassword=***&passfile=/etc/pgpass")
     assert redact("postgresql:///db?host=/run/pg") == "postgresql:///db?host=/run/pg"
     assert redact("postgresql://u:p@/db") == "postgresql://u:***@/db"
+
+
+def _query(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "ingest", "query", "flows", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def _answer(p: subprocess.CompletedProcess) -> list[dict]:
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    for r in rows:  # SQLite's group_concat has no set order
+        r["signatures"] = sorted(r["signatures"].split(","))
+    return rows
+
+
+def test_high_priority_flows_across_two_sensors(tmp_path, pg_url):
+    """Two sensors, two Suricatas, the same flow ids: ``ingest query flows``
+    on the PostgreSQL store answers for both sensors at once, each flow
+    joined to its own sensor's alerts only, and per sensor exactly as that
+    sensor's SQLite store answers; the SQL ``--sql`` prints for PostgreSQL
+    gives the same flows."""
+    text = eve_text(30, 0)  # severities 1, 2, 3 in turn
+    calm = text.replace('"severity": 1', '"severity": 3')  # the other sensor: nothing high
+    for name, lines in (("east", text), ("west", calm)):
+        db = tmp_path / f"{name}.db"
+        sinks = [open_sink(pg_url, sensor=name), open_sink(f"sqlite:{db}", sensor=name)]
+
+        async def go(sinks=sinks, lines=lines) -> None:
+            for s in sinks:
+                await s.write(Enricher().apply(decode_lines(lines.encode()).batch))
+                await s.aclose()
+
+        asyncio.run(go())
+    assert pg_rows(pg_url, "SELECT sensor, count(*) FROM flows GROUP BY 1 ORDER BY 1") == [
+        ("east", 30), ("west", 30)]
+    for sev, per_sensor in (("1", {"east": 10, "west": 0}), ("2", {"east": 20, "west": 10})):
+        central = _answer(_query("--db", pg_url, "--min-severity", sev, "--limit", "0", "--json"))
+        for name, n in per_sensor.items():
+            mine = [r for r in central if r["sensor"] == name]
+            assert len(mine) == n
+            assert mine == _answer(_query("--db", f"sqlite:{tmp_path / name}.db", "--min-severity", sev,
+                                          "--limit", "0", "--json"))
+        assert {r["top_priority"] for r in central} <= set(range(1, int(sev) + 1))
+        printed = _query("--db", pg_url, "--sql", "--min-severity", sev, "--limit", "0")
+        assert printed.returncode == 0 and "string_agg" in printed.stdout
+        ran = pg_rows(pg_url, printed.stdout)
+        assert [(r[0], r[-1]) for r in ran] == [(r["flow_id"], r["sensor"]) for r in central]
+    # the table form, and the limit
+    p = _query("--db", pg_url, "--min-severity", "1", "--limit", "3")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 4 and "3 flow(s)" in p.stderr
+
+
+def test_query_refuses_what_is_no_store(pg_server, pg_url):
+    p = _query("--db", pg_url)  # an empty database
+    assert p.returncode == 2 and "not an ingest store" in p.stderr, p.stderr
+    db = pg_url.split("?")[0].rsplit("/", 1)[1]
+    bad = pg_server.url(db, tcp=True, password=True).replace(PASSWORD, "wrong-" + PASSWORD)
+    p = _query("--db", bad)
+    assert p.returncode == 2 and "cannot connect" in p.stderr and PASSWORD not in p.stderr, p.stderr
+
+
+def test_hostile_values_have_a_clear_outcome_per_record(tmp_path, pg_url, run_ingest):
+    """NUL bytes in every kind of text, a huge signature, a flow counter past
+    64 bits, a line past --eve-max-line, between ordinary records: each has
+    its outcome (stored alike in both stores, NUL as U+FFFD; or
+    dead-lettered with its reason) and everything after it flows."""
+    recs = [json.loads(x) for x in eve_lines(6)]
+    recs[0]["alert"]["signature"] = "nul\u0000in\u0000sig"
+    recs[0]["alert"]["category"] = "\u0000"
+    recs[0]["app_proto"] = "ht\u0000tp"
+    recs[1]["flow"]["state"] = "clo\u0000sed"
+    recs[1]["src_ip"] = "10.0.0.\u0000"
+    recs[2]["alert"]["signature"] = "H" * 700_000  # huge, under the line limit: stored
+    recs[3]["flow"]["pkts_toserver"] = 2**70  # no 64-bit integer: NULL in both stores
+    recs[4]["alert"]["signature"] = "X" * 5_000_000  # over --eve-max-line (and the 4 MiB read): dead-lettered
+    lines = [json.dumps(r) for r in recs]
+    eve, db, dl = tmp_path / "eve.json", tmp_path / "a.db", tmp_path / "dl.bin"
+    eve.write_text("\n".join(lines) + "\n")
+    p = run_ingest(["listen", "--eve-file", str(eve), "--eve-max-line", str(1 << 20), "--sink", pg_url,
+                    "--sink", f"sqlite:{db}", "--dead-letter", str(dl), "--stats-interval", "0",
+                    "--sensor-name", "hostile"])
+    wait_for(lambda: count(db) == 5 and count(db, "SELECT count(*) FROM flows") == 6, p,
+             "5 alerts, 6 flows")
+    rc, st = p.stop()
+    assert rc == 0, p.stderr()
+    assert st["malformed"] == {"oversized": 1}, st
+    assert st["dispatched"] == {redact(pg_url): 5, f"sqlite:{db}": 5}
+    assert [h["reason"] for h, _ in deadletter.read(str(dl))] == ["oversized"]
+    lite = _sorted(lite_rows(db, f"SELECT {ALERTS} FROM alerts"))
+    assert _sorted(pg_rows(pg_url, f"SELECT {ALERTS} FROM alerts")) == lite
+    assert (_sorted(pg_rows(pg_url, f"SELECT {FLOWS} FROM flows"))
+            == _sorted(lite_rows(db, f"SELECT {FLOWS} FROM flows")))
+    sigs = pg_rows(pg_url, "SELECT msg FROM signatures ORDER BY length(msg)")
+    assert ("nul\ufffdin\ufffdsig",) in sigs and len(sigs[-1][0]) == 700_000
+    assert pg_rows(pg_url, "SELECT count(*) FROM flows WHERE pkts_toserver IS NULL") == [(1,)]
+    assert pg_rows(pg_url, "SELECT count(*) FROM alerts WHERE category = '\ufffd'") == [(1,)]
+
+
+def test_what_psycopg_refuses_to_send_is_the_datas_fault(pg_url):
+    """A value psycopg itself refuses (no SQLSTATE: the server never saw it)
+    is DataError, not a down store retried forever; a lost server is not."""
+    from ingest.sinks.postgresql import data_fault
+
+    with psycopg.connect(pg_url) as c:
+        with pytest.raises(psycopg.DataError) as nul:
+            c.execute("SELECT %s::text", ("a\0b",))
+    assert nul.value.sqlstate is None and data_fault(nul.value)
+    assert not data_fault(psycopg.OperationalError("connection lost"))

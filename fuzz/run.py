@@ -12,6 +12,9 @@ unified2   csrc/unified2.c: decode (with array growth), resync, unwind, render
 eve        csrc/eve.c: line splitter, JSON validator/extractor, gather, dedupe
 format     csrc/format.c + jsonw.h: random alert structs and string tables,
            every rendered line checked to be a JSON object by eve.c
+pgcopy     csrc/pgcopy.c: PostgreSQL binary COPY from random column
+           descriptors (text tables with raw offsets/lengths, NULL flags,
+           short output buffers); size and encode must agree, the stream parse
 =========  =====================================================================
 
 Seeds come from the shared data (``../shared/data`` beside the checkout, or
@@ -49,6 +52,7 @@ TARGETS: dict[str, tuple[list[str], int]] = {
     "unified2": (["unified2.c"], 16384),
     "eve": (["eve.c", "hash.c"], 8192),
     "format": (["format.c", "eve.c", "hash.c"], 8192),
+    "pgcopy": (["pgcopy.c"], 4096),
 }
 
 CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=fuzzer,address,undefined",
@@ -158,6 +162,17 @@ def seeds(name: str, data: pathlib.Path) -> list[bytes]:
         table = struct.pack(">HHHH", 0, len(texts), 5, 7)
         for ctl in (0, 1, 0x10, 0x11):
             out.append(bytes([ctl, 2, 2]) + alert * 2 + table + texts)
+    elif name == "pgcopy":
+        # 3 rows, one column of each kind (kind byte k-1, width, NULL flags
+        # present?, [table], values, [flags]); a text table of 2 entries
+        # over "hello world"
+        body = (bytes([0, 0, 0]) + struct.pack("<3q", 1, -2, 1 << 40)
+                + bytes([1, 0, 1]) + struct.pack("<3q", 7, -7, 65535) + bytes([1, 0, 1])
+                + bytes([2, 0, 0, 2]) + struct.pack("<4I", 0, 5, 6, 5) + struct.pack("<3i", 0, 1, -1)
+                + bytes([3, 16, 0]) + b"10.0.0.1".ljust(16, b"\0") * 3
+                + b"hello world")
+        for cap in (0, 1, 9):
+            out.append(bytes([3, 3, cap]) + body)
     return [s for s in out if s]
 
 

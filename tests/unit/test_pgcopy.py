@@ -176,3 +176,30 @@ def test_c_refuses_bad_descriptors():
     c[0].values = ffi.new("char[]", 4)
     assert lib.ingest_pgcopy_size(c, 1, 1) == lib.INGEST_EINVAL
     assert lib.ingest_pgcopy_size(c, lib.INGEST_PGCOPY_MAX_COLUMNS + 1, 0) == lib.INGEST_EINVAL
+
+
+def test_psycopg_is_imported_only_for_a_postgresql_url(tmp_path):
+    """The single-host path (the CLI, the SQLite store, a batch written)
+    never imports psycopg: it is an optional extra."""
+    import subprocess
+    import sys
+
+    from ..conftest import ROOT
+
+    code = (
+        "import asyncio, sys\n"
+        "import ingest.cli, ingest.query, ingest.sinks.postgresql, ingest.sinks.pgcopy\n"
+        "from ingest.sinks.base import open_sink\n"
+        "from ingest.eve import decode_lines\n"
+        "from ingest.mapping import Enricher\n"
+        f"s = open_sink('sqlite:{tmp_path / 'a.db'}', sensor='x')\n"
+        "item = Enricher().apply(decode_lines(b'{\"timestamp\": \"2024-01-01T00:00:00+0000\", "
+        "\"event_type\": \"alert\", \"alert\": {\"signature_id\": 1}}\\n').batch)\n"
+        "async def go():\n"
+        "    await s.write(item)\n"
+        "    await s.aclose()\n"
+        "asyncio.run(go())\n"
+        "assert 'psycopg' not in sys.modules, 'psycopg imported'\n"
+        "print('ok')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr

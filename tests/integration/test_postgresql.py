@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -433,6 +434,12 @@ def test_high_priority_flows_across_two_sensors(tmp_path, pg_url):
         assert printed.returncode == 0 and "string_agg" in printed.stdout
         ran = pg_rows(pg_url, printed.stdout)
         assert [(r[0], r[-1]) for r in ran] == [(r["flow_id"], r["sensor"]) for r in central]
+    # the README's SQL for psql asks the same question
+    readme = (ROOT / "README.md").read_text()
+    part = readme[readme.index("The question across every sensor"):]
+    documented = pg_rows(pg_url, re.search(r"```sql\n(.*?)```", part, re.S).group(1))
+    high = _answer(_query("--db", pg_url, "--min-severity", "1", "--limit", "0", "--json"))
+    assert [(r[1], r[0]) for r in documented] == [(r["flow_id"], r["sensor"]) for r in high]
     # the table form, and the limit
     p = _query("--db", pg_url, "--min-severity", "1", "--limit", "3")
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 4 and "3 flow(s)" in p.stderr

@@ -398,7 +398,7 @@ class PostgresSink:
             except self._psycopg.errors.UniqueViolation:
                 # the store has some of these records already (a re-delivery):
                 # only the others are added
-                conn.rollback()
+                self._rollback(conn)
                 self._xid = None
                 self._transaction(conn, sig_rows, copy, flows, staged=True)
         except Exception as e:
@@ -431,6 +431,11 @@ class PostgresSink:
             cur.execute(_MERGE_FLOWS)
         conn.commit()
 
+    def _rollback(self, conn: Any) -> None:
+        """Roll back; temporary tables made in that transaction went with it."""
+        self._staged = False
+        conn.rollback()
+
     def _stage(self, cur: Any) -> None:
         if not self._staged:
             cur.execute(_STAGE_ALERTS)
@@ -449,7 +454,7 @@ class PostgresSink:
             self._unsure = unsure
             raise PostgresDown(f"connection lost: {self._clean(e)}") from None
         try:
-            conn.rollback()
+            self._rollback(conn)
         except Exception:
             self._drop()
         if data_fault(e):

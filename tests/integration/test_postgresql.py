@@ -505,3 +505,28 @@ def test_what_psycopg_refuses_to_send_is_the_datas_fault(pg_url):
             c.execute("SELECT %s::text", ("a\0b",))
     assert nul.value.sqlstate is None and data_fault(nul.value)
     assert not data_fault(psycopg.OperationalError("connection lost"))
+
+
+def test_a_redelivery_first_on_a_new_connection_is_stored_once(pg_url):
+    """A collector restarted after a crash: the first batch its new
+    connection writes is a re-delivery (alerts and flows the store has).
+    The COPY fails on a unique key and the batch is written again through
+    the temporary tables, which the failed transaction took with it."""
+    lines = eve_text(5, 0).encode()
+
+    def item():
+        b = decode_lines(lines).batch
+        b.keys = np.arange(1, 6, dtype=np.int64)
+        return Enricher().apply(b)
+
+    async def write_once() -> None:
+        sink = open_sink(pg_url, sensor="s")
+        try:
+            await asyncio.wait_for(sink.write(item()), 60)
+        finally:
+            await sink.aclose()
+
+    asyncio.run(write_once())
+    asyncio.run(write_once())  # a new process, a new connection, the same records
+    assert pg_rows(pg_url, "SELECT count(*) FROM alerts") == [(5,)]
+    assert pg_rows(pg_url, "SELECT count(*) FROM flows") == [(5,)]

@@ -103,7 +103,8 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unified2-archive", metavar="DIR", help="archive directory for --unified2-after archive")
     _add_map_options(p)
     p.add_argument("--sink", action="append", metavar="URL",
-                   help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default sqlite:./alerts.db)")
+                   help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH, postgresql://... or null: "
+                        "(default sqlite:./alerts.db)")
     p.add_argument("--format", choices=("eve", "trisul"), help="JSON output profile (default eve)")
     p.add_argument("--sensor-name", type=_flag("sensor_name"), metavar="NAME",
                    help="this sensor's name in every store row (1-64 of A-Z a-z 0-9 _ . -; "

@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
     d.add_argument("--format", dest="input_format", default="auto",
                    choices=("auto", "unified2", "alertpkt", "eve"), help="input format (default auto)")
     d.add_argument("--sink", action="append", metavar="URL",
-                   help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH or null: (default jsonl:-)")
+                   help="jsonl:PATH, jsonl:- (stdout), sqlite:PATH, postgresql://... or null: (default jsonl:-)")
     d.add_argument("--profile", choices=("eve", "trisul"), default="eve",
                    help="JSON output profile (default eve; listen calls it --format)")
     d.add_argument("--sensor-name", type=sensor_name_arg, metavar="NAME",

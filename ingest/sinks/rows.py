@@ -218,7 +218,15 @@ def signature_rows(item: Enriched) -> list[tuple]:
     if not has_msg.any():
         return []
     keyed = a[["gid", "sid", "rev", "msg_idx"]][has_msg]
-    _, first = np.unique(keyed[["gid", "sid", "rev"]], return_index=True)
+    # the first alert of each (gid, sid, rev), in key order: a stable sort on
+    # the three columns (np.unique on the structured key sorted opaque void
+    # records, the costliest step of a store's batch)
+    g, s, r = keyed["gid"], keyed["sid"], keyed["rev"]
+    order = np.lexsort((r, s, g))
+    g, s, r = g[order], s[order], r[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1]) | (r[1:] != r[:-1])
+    first = order[starts]
     refs = (item.references[has_msg][first].tolist() if item.references is not None
             else [-1] * len(first))
     return [(g, s, r, _clean(strings[m]), _clean(strings[f]) if f >= 0 else None)

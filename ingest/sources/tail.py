@@ -624,7 +624,9 @@ class EveFileSource:
                 if len(data) < chunk:
                     break  # an unterminated last line: wait for the rest
                 if chunk <= self.max_line:
-                    chunk *= 2
+                    # the line may still be within --eve-max-line: read more
+                    # of it, never more than the bound + its newline
+                    chunk = min(2 * chunk, self.max_line + 1)
                     continue
                 if not deadletter.keep(self.origin, "oversized", data[:64 << 10],
                                        hold=lambda: not self._stop.is_set()):
@@ -633,6 +635,16 @@ class EveFileSource:
                 f.skipping = True
                 f.offset += len(data)
                 continue
+            big = lens > self.max_line + 1  # complete lines past the bound (+1: the newline)
+            if big.any():
+                # the same bound as a stream's, whether the line came in
+                # one read or several: each is kept (its head) and counted
+                for o in offs[big].tolist():
+                    if not deadletter.keep(self.origin, "oversized", data[o:o + (64 << 10)],
+                                           hold=lambda: not self._stop.is_set()):
+                        return progressed  # stopping: read again next run
+                    stats.add_malformed("oversized")
+                offs, lens = offs[~big], lens[~big]
             start = f.offset
             end = start + consumed
             # the identity as it is now (a truncation changes f later)

@@ -193,3 +193,23 @@ def test_a_glob_over_many_files_reads_none_twice_after_a_restart(tmp_path):
     ing.wait_count(81)
     assert ing.stop()["dispatched"] == {f"sqlite:{ing.db}": 1}, "files read again after the restart"
     exact_once(ing, 81)
+
+
+@pytest.mark.parametrize("line_bytes", [0, 1_500_000, 6_000_000], ids=["in-one-chunk", "1.5MB", "past-a-chunk"])
+def test_a_line_longer_than_eve_max_line_is_refused_whatever_its_size(tmp_path, zeus_lines, line_bytes):
+    """--eve-max-line bounds a followed file's lines as it bounds a stream's:
+    a complete line past it is `oversized` (dead-lettered, counted) whether it
+    fits in one read or spans several; the alerts around it are stored and
+    the bookmark moves past it."""
+    longest = max(len(ln) for ln in zeus_lines)
+    max_line = 1 << 20 if line_bytes else longest + 16  # every real line fits
+    line_bytes = line_bytes or 2 * longest
+    big = b'{"event_type":"alert","pad":"' + b"x" * line_bytes + b'"}\n'
+    head, tail = zeus_lines[:300], zeus_lines[300:]
+    eve = tmp_path / "eve.json"
+    append(eve, head + [big] + tail)
+    ing = Ingest(tmp_path, "--eve-file", str(eve), "--eve-max-line", str(max_line))
+    ing.wait_count(656)
+    st = ing.stop()
+    assert st["malformed"] == {"oversized": 1}, st
+    exact_once(ing, 656)

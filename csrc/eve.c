@@ -255,12 +255,18 @@ struct fields {
     struct span event_type, timestamp, src_ip, dest_ip, proto, action, signature, category;
     uint64_t flow_id, src_port, dest_port, icmp_type, icmp_code, vlan, gid, sid, rev, severity, proto_num;
     unsigned have; /* H_* bits */
+    /* wire mode only (records ingest rendered itself): the "ingest" member
+     * and alert.references */
+    int wire;
+    struct span source, app_name, refs;
+    uint64_t sensor_id, event_id, class_id;
 };
 
 enum {
     H_FLOW = 1 << 0, H_SPORT = 1 << 1, H_DPORT = 1 << 2, H_ITYPE = 1 << 3, H_ICODE = 1 << 4,
     H_VLAN = 1 << 5, H_GID = 1 << 6, H_SID = 1 << 7, H_REV = 1 << 8, H_SEV = 1 << 9,
     H_ALERT = 1 << 10, H_PROTO_NUM = 1 << 11,
+    H_INGEST = 1 << 12, H_SENSOR = 1 << 13, H_EVENT = 1 << 14, H_CLASS = 1 << 15, H_ANOMALY = 1 << 16,
 };
 
 #define KEY(k, kl, lit) ((kl) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
@@ -309,6 +315,52 @@ static int alert_object(struct p *p, struct fields *f)
         else if (KEY(k, kl, "signature")) ok = str_member(p, 2, &f->signature);
         else if (KEY(k, kl, "category")) ok = str_member(p, 2, &f->category);
         else if (KEY(k, kl, "action")) ok = str_member(p, 2, &f->action);
+        else if (f->wire && KEY(k, kl, "references") && *p->s == '[') {
+            /* the whole array, validated, kept as its JSON text */
+            const uint8_t *start = p->s;
+            ok = array_skip(p, 2, NULL, NULL);
+            if (ok) {
+                f->refs.p = start;
+                f->refs.n = (uint32_t)(p->s - start);
+            }
+        }
+        else ok = value(p, 2);
+        if (!ok) return 0;
+        ws(p);
+        if (p->s >= p->e) return 0;
+        if (*p->s == ',') { p->s++; continue; }
+        if (*p->s == '}') { p->s++; return 1; }
+        return 0;
+    }
+}
+
+/* The "ingest" member of a record ingest rendered (wire mode only). */
+static int ingest_object(struct p *p, struct fields *f)
+{
+    p->s++; /* '{' */
+    f->have |= H_INGEST;
+    ws(p);
+    if (p->s < p->e && *p->s == '}') { p->s++; return 1; }
+    for (;;) {
+        const uint8_t *k;
+        uint32_t kl;
+        int ok;
+        ws(p);
+        if (!string(p, &k, &kl, NULL)) return 0;
+        ws(p);
+        if (p->s >= p->e || *p->s != ':') return 0;
+        p->s++;
+        ws(p);
+        if (p->s >= p->e) return 0;
+        if (KEY(k, kl, "source")) ok = str_member(p, 2, &f->source);
+        else if (KEY(k, kl, "sensor_id")) ok = uint_member(p, 2, &f->sensor_id, &f->have, H_SENSOR);
+        else if (KEY(k, kl, "event_id")) ok = uint_member(p, 2, &f->event_id, &f->have, H_EVENT);
+        else if (KEY(k, kl, "class_id")) ok = uint_member(p, 2, &f->class_id, &f->have, H_CLASS);
+        else if (KEY(k, kl, "app_name")) ok = str_member(p, 2, &f->app_name);
+        else if (KEY(k, kl, "packet_anomaly") && *p->s == 't') {
+            ok = literal(p, "true", 4);
+            if (ok) f->have |= H_ANOMALY;
+        }
         else ok = value(p, 2);
         if (!ok) return 0;
         ws(p);
@@ -357,6 +409,7 @@ static int top_object(struct p *p, struct fields *f)
         case 'i':
             if (KEY(k, kl, "icmp_type")) ok = uint_member(p, 1, &f->icmp_type, &f->have, H_ITYPE);
             else if (KEY(k, kl, "icmp_code")) ok = uint_member(p, 1, &f->icmp_code, &f->have, H_ICODE);
+            else if (f->wire && KEY(k, kl, "ingest") && *p->s == '{') ok = ingest_object(p, f);
             else ok = value(p, 1);
             break;
         case 'p':
@@ -537,10 +590,21 @@ static int type_wanted(const struct span *t, const uint8_t *filter, size_t filte
     return 0;
 }
 
-int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
-                      const uint8_t *slot_flags, unsigned n, const uint8_t *filter, size_t filter_len,
-                      struct ingest_eve_rec *recs, struct ingest_alert *alerts,
-                      struct ingest_eve_alert *ext, unsigned alert_cap)
+/* The source kind a rendered record names ("ingest":{"source":...}). */
+static uint8_t source_kind(const struct span *sp)
+{
+    if (sp->p == NULL || sp->esc) return INGEST_SRC_NONE;
+    if (sp->n == 5 && memcmp(sp->p, "snort", 5) == 0) return INGEST_SRC_SNORT;
+    if (sp->n == 9 && memcmp(sp->p, "barnyard2", 9) == 0) return INGEST_SRC_BARNYARD2;
+    if (sp->n == 8 && memcmp(sp->p, "unified2", 8) == 0) return INGEST_SRC_UNIFIED2;
+    if (sp->n == 3 && memcmp(sp->p, "eve", 3) == 0) return INGEST_SRC_EVE;
+    return INGEST_SRC_NONE;
+}
+
+static int decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
+                  const uint8_t *slot_flags, unsigned n, const uint8_t *filter, size_t filter_len,
+                  struct ingest_eve_rec *recs, struct ingest_alert *alerts,
+                  struct ingest_eve_alert *ext, struct ingest_eve_wire *wire, unsigned alert_cap)
 {
     if (buf == NULL || offs == NULL || lens == NULL || recs == NULL || (n && (alerts == NULL || ext == NULL)))
         return INGEST_EINVAL;
@@ -582,6 +646,7 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
         struct p p = {s, e, 0};
         struct fields f;
         memset(&f, 0, sizeof(f));
+        f.wire = wire != NULL;
         if (*s != '{') {
             r->status = value(&p, 0) && p.s == e ? INGEST_EVE_NOT_OBJECT : INGEST_EVE_INVALID_JSON;
             continue;
@@ -621,6 +686,17 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
             r->status = INGEST_EVE_BAD_ALERT;
             continue;
         }
+        uint8_t src = INGEST_SRC_EVE;
+        if (wire != NULL) {
+            /* a rendered alert always has all of these: anything less is not ours */
+            src = source_kind(&f.source);
+            if (!(f.have & H_INGEST) || src == INGEST_SRC_NONE || !(f.have & H_SENSOR) ||
+                !(f.have & H_EVENT) || !(f.have & H_CLASS) || f.sensor_id > UINT32_MAX ||
+                f.event_id > UINT32_MAX || f.class_id > UINT32_MAX) {
+                r->status = INGEST_EVE_BAD_ALERT;
+                continue;
+            }
+        }
         if (k >= alert_cap) return INGEST_ENOSPC;
         r->status = INGEST_EVE_ALERT;
         struct ingest_alert *a = &alerts[k];
@@ -635,7 +711,28 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
         a->priority = (f.have & H_SEV) && f.severity <= UINT32_MAX ? (uint32_t)f.severity : 0;
         a->msg_idx = -1;
         a->app_idx = -1;
-        a->source = INGEST_SRC_EVE;
+        a->source = src;
+        if (wire != NULL) {
+            a->sensor_id = (uint32_t)f.sensor_id;
+            a->event_id = (uint32_t)f.event_id;
+            a->class_id = (uint32_t)f.class_id;
+            if (f.have & H_ANOMALY) a->flags |= INGEST_F_PKT_ANOMALY;
+            struct ingest_eve_wire *w = &wire[k];
+            memset(w, 0, sizeof(*w));
+            if (f.app_name.p != NULL) {
+                w->app_off = (uint32_t)(f.app_name.p - s);
+                w->app_len = f.app_name.n;
+                w->app_esc = (uint8_t)f.app_name.esc;
+                w->has_app = 1;
+                w->app_hash = ingest_keyed_hash(f.app_name.p, f.app_name.n, EVE_TEXT_TWEAK);
+            }
+            if (f.refs.p != NULL) {
+                w->refs_off = (uint32_t)(f.refs.p - s);
+                w->refs_len = f.refs.n;
+                w->has_refs = 1;
+                w->refs_hash = ingest_keyed_hash(f.refs.p, f.refs.n, EVE_TEXT_TWEAK);
+            }
+        }
         a->proto = proto_number(&f);
         int v4 = ip_parse(&f.src_ip, a->src_addr);
         int v6 = ip_parse(&f.dest_ip, a->dst_addr);
@@ -683,6 +780,24 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
         k++;
     }
     return (int)k;
+}
+
+int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
+                      const uint8_t *slot_flags, unsigned n, const uint8_t *filter, size_t filter_len,
+                      struct ingest_eve_rec *recs, struct ingest_alert *alerts,
+                      struct ingest_eve_alert *ext, unsigned alert_cap)
+{
+    return decode(buf, buf_len, offs, lens, slot_flags, n, filter, filter_len, recs, alerts, ext, NULL,
+                  alert_cap);
+}
+
+int ingest_eve_decode_wire(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
+                           unsigned n, struct ingest_eve_rec *recs, struct ingest_alert *alerts,
+                           struct ingest_eve_alert *ext, struct ingest_eve_wire *wire, unsigned alert_cap)
+{
+    if (n && wire == NULL)
+        return INGEST_EINVAL; /* wire mode is told by wire != NULL */
+    return decode(buf, buf_len, offs, lens, NULL, n, NULL, 0, recs, alerts, ext, wire, alert_cap);
 }
 
 int ingest_eve_lines(const uint8_t *buf, size_t len, size_t base, uint64_t *offs, uint32_t *lens,

@@ -278,6 +278,41 @@ int ingest_eve_decode(const uint8_t *buf, size_t buf_len, const uint64_t *offs, 
                       struct ingest_eve_rec *recs, struct ingest_alert *alerts,
                       struct ingest_eve_alert *ext, unsigned alert_cap);
 
+/* ingest's own rendered alerts (the NATS wire, see ingest/wire.py): what
+ * the EVE profile writes for an alert that did not come from Suricata
+ * carries the canonical fields Suricata's schema has no place for in an
+ * "ingest" member ({"source","sensor_id","event_id","class_id","app_name",
+ * "packet_anomaly"}), and the signature's references in
+ * alert.references.  Beside each produced alert, where its app_name text
+ * and its references array are (relative to the record's trimmed start;
+ * app_name still escaped when app_esc; refs is the whole JSON array). */
+struct ingest_eve_wire {
+    uint64_t app_hash;  /* keyed hashes, as struct ingest_eve_alert's */
+    uint64_t refs_hash;
+    uint32_t app_off;
+    uint32_t app_len;
+    uint32_t refs_off;
+    uint32_t refs_len;
+    uint8_t has_app;
+    uint8_t app_esc;
+    uint8_t has_refs;
+    uint8_t reserved;
+};
+
+/*
+ * ingest_eve_decode for records ingest rendered itself (never for records
+ * from an engine: their "ingest" member, if a sender wrote one, must not be
+ * believed).  Every alert must have an "ingest" object whose "source" names
+ * an ingest source kind ("snort", "barnyard2", "unified2", "eve") and whose
+ * sensor_id, event_id and class_id fit 32 bits: those, app_name and
+ * packet_anomaly replace what an EVE record would give, and wire[k] says
+ * where the alert's app_name and references are.  An alert without a valid
+ * "ingest" object is INGEST_EVE_BAD_ALERT.
+ */
+int ingest_eve_decode_wire(const uint8_t *buf, size_t buf_len, const uint64_t *offs, const uint32_t *lens,
+                           unsigned n, struct ingest_eve_rec *recs, struct ingest_alert *alerts,
+                           struct ingest_eve_alert *ext, struct ingest_eve_wire *wire, unsigned alert_cap);
+
 /* Suricata's timestamp ("%Y-%m-%dT%H:%M:%S.%06u%z", also Z / +hh:mm / no
  * zone = UTC) as microseconds since the epoch, UTC.  INGEST_EINVAL if bad. */
 int ingest_eve_parse_ts(const uint8_t *s, size_t n, int64_t *ts_us);

@@ -113,6 +113,11 @@ class AlertBatch:
     source) means this process's own sensor (``--sensor-name``), which each
     sink was given.  A collector sets it to the publishing sensor's name.
     Batches of different sensors are never joined (:meth:`concat` refuses).
+
+    ``refs`` (optional int32 per alert, indexing ``strings``, -1: none): the
+    signature's references (a JSON array) as the alert arrived with them
+    (the NATS collector: the sensor's maps gave them); mapping keeps them
+    over its own.
     """
 
     alerts: np.ndarray
@@ -126,6 +131,7 @@ class AlertBatch:
     events: EventBatch | None = None
     raw_pool: RawPool | None = None
     sensor: str = ""
+    refs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.alerts)
@@ -146,7 +152,7 @@ class AlertBatch:
                              + ", ".join(sorted({repr(b.sensor) for b in batches})))
         parts = []
         acks: list = []
-        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": [], "cat": []}
+        side: dict[str, list[np.ndarray]] = {"extra": [], "raw": [], "cat": [], "refs": []}
         want = {name: any(getattr(b, name) is not None for b in batches) for name in side}
         base = 0
         pooled = any(b.raw_pool is not None for b in batches)
@@ -183,6 +189,7 @@ class AlertBatch:
             EventBatch.concat(evs) if evs else None,
             pool if pooled else None,
             sensor,
+            refs=np.concatenate(side["refs"]) if want["refs"] else None,
         )
 
 

@@ -64,6 +64,14 @@ EXT_DTYPE = np.dtype(
     align=True,
 )
 
+#: mirrors struct ingest_eve_wire: where a rendered alert's app_name and references are
+WIRE_DTYPE = np.dtype(
+    [("app_hash", "<u8"), ("refs_hash", "<u8"),
+     ("app_off", "<u4"), ("app_len", "<u4"), ("refs_off", "<u4"), ("refs_len", "<u4"),
+     ("has_app", "u1"), ("app_esc", "u1"), ("has_refs", "u1"), ("reserved", "u1")],
+    align=True,
+)
+
 #: columns of a flow row (EventBatch.flows), in the store's ``flows`` table order
 FLOW_COLUMNS = (
     "flow_id", "event_type", "src_ip", "src_port", "dest_ip", "dest_port", "proto",
@@ -221,13 +229,22 @@ class EveDecoder:
     that is not JSON but contains a later ``{"timestamp":`` is treated as a
     torn record (Suricata ignores short writes) glued to a complete one; the
     torn head is rejected as ``torn_record`` and the rest decoded.
+
+    ``wire``: the records are alerts ingest rendered itself (the NATS
+    collector's input, see :mod:`ingest.wire`): their ``ingest`` member
+    gives the source kind, sensor and event ids, class id and app name, and
+    ``alert.references`` their references (``AlertBatch.refs``).  Never for
+    an engine's records: a sender could write an ``ingest`` member.
     """
 
     def __init__(self, capacity: int = 1024, *, event_types: Iterable[str] | None = None,
-                 resync: bool = False) -> None:
+                 resync: bool = False, wire: bool = False) -> None:
         types = [t.strip() for t in event_types or () if t.strip()]
         self.filter = ("\n" + "\n".join(types) + "\n").encode() if types else None
+        if wire and (self.filter is not None or resync):
+            raise ValueError("a wire decoder takes every record as it is (no filter, no resync)")
         self.resync = resync
+        self.wire = wire
         self._text_cache: dict[int, str] = {}
         self._tab_keys = np.empty(0, np.uint64)
         self._tab_vals = np.empty(0, np.uint32)
@@ -239,6 +256,8 @@ class EveDecoder:
         self.ext = np.zeros(capacity, EXT_DTYPE)
         self._c_recs = ffi.from_buffer("struct ingest_eve_rec[]", self.recs, require_writable=True)
         self._c_ext = ffi.from_buffer("struct ingest_eve_alert[]", self.ext, require_writable=True)
+        self.wx = np.zeros(capacity if self.wire else 0, WIRE_DTYPE)
+        self._c_wx = ffi.from_buffer("struct ingest_eve_wire[]", self.wx, require_writable=True)
 
     def decode(self, buf: Any, offs: np.ndarray, lens: np.ndarray, n: int | None = None,
                slot_flags: np.ndarray | None = None, origin: str = "") -> EveResult:
@@ -258,13 +277,18 @@ class EveDecoder:
         alerts = np.empty(max(n, 1), B.ALERT_DTYPE)
         c_buf = ffi.from_buffer("uint8_t[]", buf)
         flt = self.filter
-        k = lib.ingest_eve_decode(
-            c_buf, len(c_buf), ffi.from_buffer("uint64_t[]", offs), ffi.from_buffer("uint32_t[]", lens),
-            ffi.NULL if slot_flags is None else ffi.from_buffer("uint8_t[]", np.ascontiguousarray(slot_flags, np.uint8)),
-            n, ffi.NULL if flt is None else flt, 0 if flt is None else len(flt),
-            self._c_recs, ffi.from_buffer("struct ingest_alert[]", alerts, require_writable=True),
-            self._c_ext, n,
-        )
+        c_alerts = ffi.from_buffer("struct ingest_alert[]", alerts, require_writable=True)
+        if self.wire:
+            k = lib.ingest_eve_decode_wire(
+                c_buf, len(c_buf), ffi.from_buffer("uint64_t[]", offs), ffi.from_buffer("uint32_t[]", lens),
+                n, self._c_recs, c_alerts, self._c_ext, self._c_wx, n)
+        else:
+            k = lib.ingest_eve_decode(
+                c_buf, len(c_buf), ffi.from_buffer("uint64_t[]", offs), ffi.from_buffer("uint32_t[]", lens),
+                ffi.NULL if slot_flags is None else ffi.from_buffer("uint8_t[]", np.ascontiguousarray(slot_flags, np.uint8)),
+                n, ffi.NULL if flt is None else flt, 0 if flt is None else len(flt),
+                self._c_recs, c_alerts, self._c_ext, n,
+            )
         if k < 0:
             raise ValueError(f"ingest_eve_decode: bad arguments ({k})")
         recs = self.recs[:n]
@@ -278,6 +302,8 @@ class EveDecoder:
 
         if k:
             self._alert_text(res, mv, recs, ext)
+            if self.wire:
+                self._wire_text(res, mv, recs, ext, self.wx[:k])
         if n - k:
             self._other(res, mv, recs, status)
         return res
@@ -291,34 +317,9 @@ class EveDecoder:
         rec_of = ext["rec"]
         roff = recs["off"][rec_of]
         res.alert_offsets = roff
-        cache = self._text_cache
-        if len(cache) > 65536:
-            cache.clear()
-        k = len(ext)
-        first = np.empty(k, np.uint32)
-        tab = 1 << max(4, (2 * k).bit_length())
-        if tab > len(self._tab_keys):
-            self._tab_keys = np.empty(tab, np.uint64)
-            self._tab_vals = np.empty(tab, np.uint32)
-        c_first = ffi.from_buffer("uint32_t[]", first, require_writable=True)
         for col, has, off, ln, esc, h in (("msg_idx", "has_sig", "sig_off", "sig_len", "sig_esc", "sig_hash"),
                                            ("cat", "has_cat", "cat_off", "cat_len", "cat_esc", "cat_hash")):
-            # distinct texts by (keyed hash, length), found in C; one decode each (cached)
-            keys = (ext[h] ^ (ext[ln].astype(np.uint64) << np.uint64(40))) | np.uint64(1)
-            keys[ext[has] == 0] = 0
-            lib.ingest_dedupe_u64(ffi.from_buffer("uint64_t[]", keys), k, c_first,
-                                  ffi.from_buffer("uint64_t[]", self._tab_keys, require_writable=True),
-                                  ffi.from_buffer("uint32_t[]", self._tab_vals, require_writable=True), tab)
-            uniq = np.flatnonzero(first == np.arange(k, dtype=np.uint32))
-            remap = np.full(k + 1, -1, np.int32)  # [k] <- UINT32_MAX rows (no text)
-            base = len(strings)
-            for j, key in zip(uniq.tolist(), keys[uniq].tolist(), strict=True):
-                text = cache.get(key)
-                if text is None:
-                    text = cache[key] = _text(mv, int(roff[j]) + int(ext[off][j]), int(ext[ln][j]), int(ext[esc][j]))
-                strings.append(text)
-            remap[uniq] = base + np.arange(len(uniq), dtype=np.int32)
-            arr = remap[np.minimum(first, k)]
+            arr = self._texts(strings, mv, roff, ext[h], ext[ln], ext[has], ext[off], ext[esc])
             if col == "msg_idx":
                 batch.alerts["msg_idx"] = arr
             else:
@@ -337,6 +338,53 @@ class EveDecoder:
             raise ValueError(f"ingest_eve_gather failed ({got})")
         batch.raw_pool = B.RawPool(data, poff, rlen.astype(np.uint32))
         batch.raw = np.arange(len(ext), dtype=np.int32)
+
+    def _texts(self, strings: list, mv: memoryview, roff: np.ndarray, hashes: np.ndarray, lens: np.ndarray,
+               has: np.ndarray, offs: np.ndarray, escs: np.ndarray | None) -> np.ndarray:
+        """Per alert, the index in ``strings`` of its text (-1: none): the
+        distinct texts, found in C by (keyed hash, length), are decoded once
+        each (cached across batches) and appended.  ``escs`` None: the text
+        is a whole JSON value kept as it is (references)."""
+        cache = self._text_cache
+        if len(cache) > 65536:
+            cache.clear()
+        k = len(hashes)
+        first = np.empty(k, np.uint32)
+        tab = 1 << max(4, (2 * k).bit_length())
+        if tab > len(self._tab_keys):
+            self._tab_keys = np.empty(tab, np.uint64)
+            self._tab_vals = np.empty(tab, np.uint32)
+        keys = (hashes ^ (lens.astype(np.uint64) << np.uint64(40))) | np.uint64(1)
+        keys[has == 0] = 0
+        lib.ingest_dedupe_u64(ffi.from_buffer("uint64_t[]", keys), k,
+                              ffi.from_buffer("uint32_t[]", first, require_writable=True),
+                              ffi.from_buffer("uint64_t[]", self._tab_keys, require_writable=True),
+                              ffi.from_buffer("uint32_t[]", self._tab_vals, require_writable=True), tab)
+        uniq = np.flatnonzero(first == np.arange(k, dtype=np.uint32))
+        remap = np.full(k + 1, -1, np.int32)  # [k] <- UINT32_MAX rows (no text)
+        base = len(strings)
+        tweak = 0 if escs is not None else 1 << 63  # a raw JSON value never shares a cached string body
+        for j, key in zip(uniq.tolist(), keys[uniq].tolist(), strict=True):
+            text = cache.get(key ^ tweak)
+            if text is None:
+                start, n = int(roff[j]) + int(offs[j]), int(lens[j])
+                text = _text(mv, start, n, int(escs[j])) if escs is not None else str(mv[start:start + n], "utf-8")
+                cache[key ^ tweak] = text
+            strings.append(text)
+        remap[uniq] = base + np.arange(len(uniq), dtype=np.int32)
+        return remap[np.minimum(first, k)]
+
+    def _wire_text(self, res: EveResult, mv: memoryview, recs: np.ndarray, ext: np.ndarray,
+                   wx: np.ndarray) -> None:
+        """app_name and references of rendered alerts (wire mode)."""
+        batch = res.batch
+        assert isinstance(batch.strings, list)
+        roff = recs["off"][ext["rec"]]
+        batch.alerts["app_idx"] = self._texts(batch.strings, mv, roff, wx["app_hash"], wx["app_len"],
+                                              wx["has_app"], wx["app_off"], wx["app_esc"])
+        if wx["has_refs"].any():
+            batch.refs = self._texts(batch.strings, mv, roff, wx["refs_hash"], wx["refs_len"],
+                                     wx["has_refs"], wx["refs_off"], None)
 
     def _other(self, res: EveResult, mv: memoryview, recs: np.ndarray, status: np.ndarray) -> None:
         """Non-alert events (passthrough, flows, stats) and rejects.

@@ -61,7 +61,7 @@ def part(item: Enriched, lo: int, hi: int) -> Enriched:
     events = _events(b.events, max(lo - n, 0), max(hi - n, 0)) if b.events is not None else None
     # strings and the raw pool are shared: the sliced columns still index them
     sub = AlertBatch(b.alerts[sl], b.strings, b.origin, [], col(b.extra), col(b.raw), col(b.cat),
-                     col(b.keys), events, b.raw_pool, b.sensor)
+                     col(b.keys), events, b.raw_pool, b.sensor, refs=col(b.refs))
     return Enriched(sub, col(item.categories), item.strings)
 
 

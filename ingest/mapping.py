@@ -57,10 +57,14 @@ class Enricher:
 
     def _references(self, batch: AlertBatch, strings: Strings) -> tuple[np.ndarray | None, Strings]:
         """Per alert, the index of its references' JSON array appended to
-        strings (one lookup per distinct (gid, sid))."""
+        strings (one lookup per distinct (gid, sid)).  References the alert
+        arrived with (``batch.refs``: a collector's input) win."""
+        got = batch.refs
+        if got is not None and len(batch) and (got >= 0).all():
+            return got, strings
         maps = self._sigs
         if maps is None or len(batch) == 0 or not getattr(maps, "has_references", False):
-            return None, strings
+            return (got if got is not None and (got >= 0).any() else None), strings
         a = batch.alerts
         keys = np.stack([a["gid"], a["sid"]], axis=1).astype(np.int64)
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
@@ -72,8 +76,11 @@ class Enricher:
                 idx[j] = base + len(new)
                 new.append(text)
         if not new:
-            return None, strings
-        return idx[inv.reshape(-1)], strings + new
+            return (got if got is not None and (got >= 0).any() else None), strings
+        mapped = idx[inv.reshape(-1)]
+        if got is not None:
+            mapped = np.where(got >= 0, got, mapped).astype(np.int32)
+        return mapped, strings + new
 
     def _signatures(self, batch: AlertBatch) -> AlertBatch:
         """Fill msg_idx == -1 from the maps, looking up each distinct

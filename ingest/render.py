@@ -74,9 +74,14 @@ def render_buffer(
     categories: np.ndarray | None = None,
     extra_strings: list[str] | None = None,
     references: np.ndarray | None = None,
+    ends: np.ndarray | None = None,
 ) -> memoryview:
     """:func:`render_json` without the final copy: a read-only view of the
     rendered lines (what sinks write; big batches are not copied again).
+
+    ``ends`` (optional, a writable uint32 array of one entry per alert)
+    receives where each alert's line ends (the NATS sink cuts messages
+    at line boundaries with it).
 
     ``categories`` (optional) gives, per alert, an index into
     ``batch.strings + extra_strings`` naming its classification (or -1);
@@ -97,6 +102,9 @@ def render_buffer(
         raw = np.where(raw >= 0, raw + len(batch.strings) + len(extra_strings or []), -1)
     idx.raw, keep_r = _idx(raw, n, "raw")
     c_alerts = ffi.from_buffer("struct ingest_alert[]", alerts)
+    if ends is not None and (ends.dtype != np.uint32 or len(ends) != n or not ends.flags.c_contiguous):
+        raise ValueError("ends must be a contiguous uint32 array of one entry per alert")
+    c_ends = ffi.NULL if ends is None else ffi.from_buffer("uint32_t[]", ends, require_writable=True)
     # Verbatim members and records dominate big tables; escaping can grow
     # a string 6x, and then the C side says ENOSPC and the buffer doubles.
     cap = n * 768 + table.nbytes * 2 + 4096
@@ -104,13 +112,15 @@ def render_buffer(
         out = np.empty(cap, dtype=np.uint8)  # not zeroed: C writes every byte it reports
         written = lib.ingest_format_json(
             c_alerts, n, table.c, idx, PROFILES[profile],
-            ffi.from_buffer("uint8_t[]", out, require_writable=True), cap, ffi.NULL,
+            ffi.from_buffer("uint8_t[]", out, require_writable=True), cap, c_ends,
         )
         if written == lib.INGEST_ENOSPC:
             cap *= 2
             continue
         if written < 0:
             raise ValueError(f"ingest_format_json failed ({written})")
+        if written >= 1 << 32 and ends is not None:
+            raise ValueError("batch too large to render with line ends (4 GiB)")
         del keep_c, keep_e, keep_r, keep_f
         out.resize(written, refcheck=False)  # shrinks in place (no copy)
         return memoryview(out).toreadonly()  # type: ignore[arg-type]

@@ -315,7 +315,7 @@ static int alert_object(struct p *p, struct fields *f)
         else if (KEY(k, kl, "signature")) ok = str_member(p, 2, &f->signature);
         else if (KEY(k, kl, "category")) ok = str_member(p, 2, &f->category);
         else if (KEY(k, kl, "action")) ok = str_member(p, 2, &f->action);
-        else if (f->wire && KEY(k, kl, "references") && *p->s == '[') {
+        else if (f->wire && KEY(k, kl, "references") && p->s < p->e && *p->s == '[') {
             /* the whole array, validated, kept as its JSON text */
             const uint8_t *start = p->s;
             ok = array_skip(p, 2, NULL, NULL);

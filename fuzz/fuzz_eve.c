@@ -7,6 +7,8 @@
  * from the input's first bytes), the alerts' records are gathered as the
  * batch's verbatim pool does, and their signature hashes de-duplicated.  The
  * whole input is also decoded as one datagram and parsed as one timestamp.
+ * The same lines go through the wire decoder (ingest's own rendered alerts,
+ * ingest_eve_decode_wire: the "ingest" member and alert.references).
  * Records are heap buffers of exactly their length: ASan sees any read past.
  */
 #include <stdint.h>
@@ -22,6 +24,7 @@ static uint32_t lens[MAXREC];
 static struct ingest_eve_rec recs[MAXREC];
 static struct ingest_alert alerts[MAXREC];
 static struct ingest_eve_alert ext[MAXREC];
+static struct ingest_eve_wire wire[MAXREC];
 static uint32_t idx[MAXREC], first[MAXREC], tab_vals[2 * MAXREC];
 static uint64_t keys[MAXREC], out_off[MAXREC], tab_keys[2 * MAXREC];
 
@@ -93,6 +96,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int j = 0; j < k; j++)
             if (keys[j] && (first[j] > (uint32_t)j || keys[first[j]] != keys[j]))
                 abort();
+    }
+    /* ingest's own rendered alerts (the NATS wire) */
+    k = ingest_eve_decode_wire(buf, size, offs, lens, (unsigned)n, recs, alerts, ext, wire, cap);
+    check_recs((unsigned)n, size, k);
+    for (int j = 0; j < k; j++) {
+        const struct ingest_eve_rec *r = &recs[ext[j].rec];
+        if ((wire[j].has_app && (uint64_t)wire[j].app_off + wire[j].app_len > r->len) ||
+            (wire[j].has_refs && (uint64_t)wire[j].refs_off + wire[j].refs_len > r->len) ||
+            (wire[j].has_refs && (wire[j].refs_len < 2 || buf[r->off + wire[j].refs_off] != '[')) ||
+            alerts[j].source == INGEST_SRC_NONE)
+            abort();
     }
     /* the whole input as one datagram, maybe cut by the kernel */
     uint64_t o0 = 0;

@@ -120,6 +120,22 @@ def _lines(path: pathlib.Path, limit: int = 40, size: int = 4000) -> list[bytes]
     return out
 
 
+#: what the NATS sink publishes for non-EVE alerts (ingest.wire): the
+#: "ingest" member and alert.references the wire decoder reads
+WIRE_SEED = (
+    b'{"timestamp":"2025-11-27T18:03:50.000005+0000","flow_id":7,"event_type":"alert","vlan":[12],'
+    b'"src_ip":"192.0.2.1","src_port":40000,"dest_ip":"198.51.100.7","dest_port":443,"proto":"TCP",'
+    b'"alert":{"action":"blocked","gid":1,"signature_id":2000001,"rev":2,"signature":"ET \\"x\\"",'
+    b'"category":"A","severity":1,"references":["http://cve.mitre.org/x",["y"]]},'
+    b'"ingest":{"source":"snort","sensor_id":3,"event_id":9,"class_id":5,"app_name":"SSH\\u00e9",'
+    b'"packet_anomaly":true},"packet":"AAAA"}\n'
+    b'{"timestamp":"2025-11-27T18:03:51.000000+0000","event_type":"alert","src_ip":"2001:db8::1",'
+    b'"dest_ip":"2001:db8::2","proto":"IPv6-ICMP","icmp_type":128,"icmp_code":0,"alert":{"gid":1,'
+    b'"signature_id":5,"rev":0,"severity":3},"ingest":{"source":"unified2","sensor_id":0,'
+    b'"event_id":4294967295,"class_id":0},"unified2":{"blocked":0}}\n'
+)
+
+
 def seeds(name: str, data: pathlib.Path) -> list[bytes]:
     real = data / "real"
     repro = data.parent / "repro"
@@ -153,6 +169,7 @@ def seeds(name: str, data: pathlib.Path) -> list[bytes]:
             out += [raw[i: i + 4000] for i in range(0, len(raw), 4000)]
         for p in sorted(repro.glob("eve*")):
             out.append(p.read_bytes()[:8000])
+        out.append(WIRE_SEED)
     elif name == "format":
         # alerts with addresses, ports, vlan, texts; the fuzzer does the rest
         alert = struct.pack("<qQ16s16s9I3H5BB", 1_700_000_000_000_000, 7,

@@ -115,3 +115,28 @@ def run_ingest(tmp_path):
 # A real PostgreSQL server (tests/pg.py): one cluster per test session,
 # a database per test; skipped cleanly without the server binaries.
 from .pg import pg_server, pg_url  # noqa: E402, F401
+
+
+# --- NATS JetStream (tests/natsserver.py) ------------------------------------
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory):
+    """One nats-server -js for the whole session (tests use their own
+    subject prefix and stream: tests.natsserver.unique_prefix)."""
+    from .natsserver import NatsServer, need_nats, wait_jetstream
+
+    need_nats()
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    wait_jetstream([server.url])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path_factory):
+    """A fresh 3-node JetStream cluster (a test may kill its nodes)."""
+    from .natsserver import Cluster, need_nats
+
+    need_nats()
+    cluster = Cluster(tmp_path_factory.mktemp("natscluster"))
+    yield cluster
+    cluster.stop()

@@ -27,15 +27,21 @@ class Sink(Protocol):
 def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
               sensor: str | None = None) -> Sink:
     """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH``,
-    ``postgresql://...`` (``postgres://...``) or ``null:``.
-    ``allow_foreign`` accepts output files another user owns or may write
-    (``--allow-foreign-outputs``; see ingest.safefile).  ``sensor`` is this
-    process's sensor name (``--sensor-name``; None: the host name): what a
-    store writes in the ``sensor`` column of a batch that names none."""
+    ``postgresql://...`` (``postgres://...``), ``null:`` or ``nats://...``
+    (``tls://...``).  ``allow_foreign`` accepts output files another user
+    owns or may write (``--allow-foreign-outputs``; see ingest.safefile).
+    ``sensor`` is this process's sensor name (``--sensor-name``; None: the
+    host name): what a store writes in the ``sensor`` column of a batch that
+    names none, and the NATS subjects."""
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, "
-                         "postgresql://..., null:)")
+                         "postgresql://..., null:, nats://...)")
+    if scheme in ("nats", "tls") and rest.startswith("//"):
+        from ..config import default_sensor_name
+        from .nats import NatsSink  # nats-py is imported only when a NATS URL is used
+
+        return NatsSink(url, sensor=sensor or default_sensor_name())
     if scheme == "null":
         from .null import NullSink
 
@@ -59,7 +65,7 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
         if not rest.startswith("//"):
             raise ValueError(f"sink {redact(url)}: expected postgresql://[user@]host[:port]/dbname[?...]")
         return PostgresSink(url, sensor=sensor)
-    raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, postgresql, null)")
+    raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, postgresql, null, nats)")
 
 
 def sink_files(url: str) -> list[str]:

@@ -130,6 +130,9 @@ def _eve(data: bytes) -> None:
             ln = np.array([n], dtype=np.uint32)
             lib.ingest_eve_decode(c, n, ffi.from_buffer("uint64_t[]", o), ffi.from_buffer("uint32_t[]", ln),
                                   ffi.NULL, 1, ffi.NULL, 0, recs, alerts, ext, 1)
+            # and as one of ingest's own rendered alerts (the NATS wire decoder)
+            lib.ingest_eve_decode_wire(c, n, ffi.from_buffer("uint64_t[]", o), ffi.from_buffer("uint32_t[]", ln),
+                                       1, recs, alerts, ext, ffi.new("struct ingest_eve_wire[1]"), 1)
             lib.ingest_eve_parse_ts(c, n, ffi.new("int64_t *"))
         finally:
             g.close()

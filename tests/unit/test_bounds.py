@@ -92,7 +92,11 @@ def test_eve_reads_only_its_records(tmp_path):
     files = []
     cases = [b'{"event_type":"alert","timestamp":"2024-01-01T00:00:00.000000+0000","alert":{"signature_id":1,'
              b'"signature":"\\u00e9t\\u00e9 \xc3\xa9","category":"x"},"src_ip":"10.0.0.1","dest_ip":"::1"}',
-             b'{"a":"\\u12', b'{"a":1e', b'[' * 200, b'"\xf0\x9f\x98', b'{"timestamp":"2024-01-01T00:00:00.1']
+             b'{"a":"\\u12', b'{"a":1e', b'[' * 200, b'"\xf0\x9f\x98', b'{"timestamp":"2024-01-01T00:00:00.1',
+             # ingest's own rendered alert (the NATS wire decoder reads its "ingest" member)
+             b'{"timestamp":"2024-01-01T00:00:00.000000+0000","event_type":"alert","alert":{"gid":1,'
+             b'"signature_id":1,"rev":1,"severity":1,"references":["u"]},"ingest":{"source":"snort",'
+             b'"sensor_id":0,"event_id":1,"class_id":0,"app_name":"x\\u00e9","packet_anomaly":true}}']
     for i, c in enumerate(cases):
         p = tmp_path / f"eve-{i}.json"
         p.write_bytes(c)

@@ -23,6 +23,7 @@ _PLUGINS: list[tuple[str, str]] = [
     ("ingest.gen", "gen"),
     ("ingest.bench", "bench"),
     ("ingest.query", "query"),
+    ("ingest.collect", "collect"),
 ]
 
 

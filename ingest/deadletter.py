@@ -112,7 +112,8 @@ class DeadLetter:
             return True
 
     def write(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray,
-              elide: tuple[int, int] | None = None, *, retry: bool = False) -> bool:
+              elide: tuple[int, int] | None = None, *, retry: bool = False,
+              meta: dict[str, Any] | None = None) -> bool:
         """Append one raw input with its reason (thread-safe).  Never raises:
         a failed write is counted in ``errors`` (the caller is a reader thread
         that must keep draining its socket); returns whether it was kept.
@@ -121,12 +122,15 @@ class DeadLetter:
         another attempt at an entry whose failure was already counted.
 
         ``elide`` = (offset, count): those bytes of data are all zeros and
-        are not stored (:func:`read` restores them)."""
+        are not stored (:func:`read` restores them).  ``meta``: more header
+        members (the NATS collector: the message's stream and sequence)."""
         with self._lock:
             if self.path is None:
                 self.count += 1
                 return False
-            meta: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin, "reason": reason}
+            head_meta: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "origin": origin,
+                                         "reason": reason, **(meta or {})}
+            meta = head_meta
             if elide is not None:
                 start, n = elide
                 mv = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data

@@ -110,6 +110,7 @@ class Stats:
             + (f" reader_failed={fmt(s['reader_failed'])}" if s["reader_failed"] else "")
             + "".join(f" {k}={s[k]}" for k in NOTABLE if s.get(k))
             + _suricata(s)
+            + _nats(s)
         )
 
     def final_line(self) -> str:
@@ -122,6 +123,23 @@ NOTABLE = ("accept_failed", "connections_refused", "connections_evicted", "conne
            "suricata_counters_ignored", "bookmark_errors", "acks_undeliverable", "socket_replaced",
            "unified2_retire_failed", "unified2_offset_past_end", "unified2_file_shrank",
            "eve_file_offset_past_end")
+
+
+def _nats(s: dict[str, Any]) -> str:
+    """The collector's view of its sensors (``nats.<sensor>.received`` and
+    ``.lag_ms``) and what JetStream still holds for it (``nats_pending``)."""
+    per: dict[str, dict[str, int]] = {}
+    for k, v in s.items():
+        if k.startswith("nats.") and k.count(".") >= 2:
+            sensor, what = k[len("nats."):].rsplit(".", 1)
+            per.setdefault(sensor, {})[what] = v
+    if not per and "nats_pending" not in s:
+        return ""
+    out = f" nats_pending={s.get('nats_pending', 0)}"
+    if per:
+        out += " sensors=" + ",".join(f"{name}:{d.get('received', 0)}/{d.get('lag_ms', 0)}ms"
+                                      for name, d in sorted(per.items()))
+    return out
 
 
 def _suricata(s: dict[str, Any]) -> str:

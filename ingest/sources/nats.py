@@ -1,0 +1,253 @@
+"""The collector's input: a durable JetStream pull consumer (``ingest collect``).
+
+Messages are what sensors' ``nats://`` sinks publish (:mod:`ingest.wire`);
+each becomes the canonical batch the sensor had (alerts with their texts,
+flows, other events, the records' identity keys), decoded in C.
+
+* A durable pull consumer (``--durable NAME``) on ``PREFIX.>``: several
+  collectors with the same durable name share the work (each message goes
+  to one of them); a collector that restarts resumes where the durable is.
+* Explicit acknowledgement, sent only after every sink stored the message's
+  records (the runtime runs a batch's acks once every sink returned).  A
+  message waiting in the queue or in a slow sink is kept alive with
+  ``in_progress`` every ``ack_wait / 3``, so JetStream redelivers only what a
+  collector that died (or hung) had: after a crash, the stores ignore what
+  they already hold through the records' unique keys (exactly once).
+* ``max_deliver`` bounds how often one message is delivered (a message that
+  kills every collector that reads it cannot stop the service forever):
+  on its last delivery a message is first copied to the dead-letter file
+  (``last_delivery``, with its stream sequence), then processed as usual.
+* A message that is not ours (garbage, truncated JSON lines, a payload past
+  ``--max-message-bytes``, no or unknown wire headers, a subject outside
+  the scheme) is dead-lettered whole with its stream and sequence,
+  acknowledged and counted (``malformed``): never redelivered.  A bad line
+  in a good message is that line's failure alone.
+* Stats per sensor (``nats.<sensor>.received`` records, ``.lag_ms`` the age
+  of its latest message) and ``nats_pending`` (what JetStream still holds
+  for the durable), at most 1,024 sensors by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..batch import AlertBatch
+from ..deadletter import DeadLetter
+from ..natsconn import Connection, NatsURL, describe_error
+from ..stats import Stats
+from ..wire import Decoder, Poison
+from .base import Submit
+
+#: most sensors the stats name (the names come from subjects)
+MAX_SENSORS = 1024
+
+
+class NatsSource:
+    def __init__(self, url: NatsURL, durable: str, *, fetch: int = 64, ack_wait: float = 30.0,
+                 max_deliver: int = 20, max_ack_pending: int = 4096, max_message_bytes: int = 8 << 20,
+                 log=sys.stderr) -> None:
+        if not durable or not durable.replace("-", "").replace("_", "").isalnum() or len(durable) > 64:
+            raise ValueError(f"--durable {durable!r}: letters, digits, '-' and '_' only")
+        self.url = url
+        self.durable = durable
+        self.origin = f"{url.redacted()}#{durable}"
+        self.fetch = fetch
+        self.ack_wait = ack_wait
+        self.max_deliver = max_deliver
+        self.max_ack_pending = max_ack_pending
+        self.log = log
+        self.decoder = Decoder(url.prefix, max_bytes=max_message_bytes)
+        self.conn = Connection(url, name=f"collect {self.origin}", log=log)
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._beat: asyncio.Task | None = None
+        self._stopping = False
+        self._unacked: dict[int, Any] = {}  # stream sequence -> message fetched, not yet acknowledged
+        self._acking: set[asyncio.Task] = set()
+        self._received: dict[str, int] = {}
+        self.submit: Submit | None = None
+        self.stats: Stats | None = None
+        self.deadletter: DeadLetter | None = None
+
+    # --- the consumer ---------------------------------------------------------
+    def consumer_config(self) -> Any:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        return ConsumerConfig(
+            durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait, max_deliver=self.max_deliver, max_ack_pending=self.max_ack_pending,
+            filter_subject=self.url.subjects,
+        )
+
+    async def subscribe(self, conn: Connection) -> Any:
+        """The stream (created if absent) and the durable pull consumer."""
+        await conn.ensure_stream()
+        return await conn.js.pull_subscribe(self.url.subjects, durable=self.durable, stream=self.url.stream,
+                                            config=self.consumer_config())
+
+    def check(self) -> None:
+        """Start-up (no event loop yet): connect, create or check the stream
+        and the consumer, disconnect.  ValueError with one line otherwise."""
+
+        async def probe() -> None:
+            conn = Connection(self.url, name=f"collect {self.origin}", log=self.log)
+            await conn.connect()
+            try:
+                await self.subscribe(conn)
+            finally:
+                await conn.close()
+
+        try:
+            asyncio.run(probe())
+        except (ConnectionError, ValueError) as e:
+            raise ValueError(f"{self.origin}: {e}") from None
+        except Exception as e:
+            raise ValueError(f"{self.origin}: JetStream stream {self.url.stream}, consumer {self.durable}: "
+                             f"{describe_error(e)}") from None
+
+    # --- Source -----------------------------------------------------------------
+    def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        self.submit, self.stats, self.deadletter = submit, stats, deadletter
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="ingest-nats-fetch")
+        self._task.add_done_callback(self._ended)
+        self._beat = self._loop.create_task(self._heartbeat(), name="ingest-nats-progress")
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.error = task.exception()  # the runtime notices it and stops (exit 1)
+
+    def stop(self) -> None:
+        """Stop fetching (from a worker thread); what was fetched is queued."""
+        loop, task = self._loop, self._task
+        if loop is None or task is None or loop.is_closed():
+            return
+
+        async def stop() -> None:
+            self._stopping = True
+            await asyncio.wait({task})
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result()
+
+    def close(self) -> None:
+        pass  # the connection is closed by finish(), on the loop, after the last acks
+
+    async def finish(self) -> None:
+        """After the runtime stored (and acknowledged) what it could: send
+        the last acknowledgements, close the connection."""
+        if self._beat is not None:
+            self._beat.cancel()
+        if self._acking:
+            await asyncio.wait(self._acking, timeout=5)
+        await self.conn.close()
+
+    # --- fetching -----------------------------------------------------------
+    async def _run(self) -> None:
+        delay = 0.5
+        psub = None
+        while not self._stopping:
+            try:
+                if psub is None:
+                    if self.conn.nc is None:
+                        await self.conn.connect()
+                    psub = await self.subscribe(self.conn)
+                    delay = 0.5
+                msgs = await psub.fetch(self.fetch, timeout=1.0)
+            except TimeoutError:
+                continue  # nothing to read for a second
+            except Exception as e:
+                # disconnected (nats-py reconnects by itself), JetStream
+                # briefly without a leader, the consumer deleted ...: again, backing off
+                print(f"ingest: error: {self.origin}: {describe_error(e)}; retrying in {delay:.1f}s",
+                      file=self.log, flush=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                if self.conn.nc is None or self.conn.nc.is_closed:
+                    self.conn.nc = None
+                    psub = None
+                elif not self.conn.connected or "consumer" in str(e).lower():
+                    psub = None
+                continue
+            for msg in msgs:
+                await self._handle(msg)
+
+    async def _handle(self, msg: Any) -> None:
+        assert self.submit is not None and self.stats is not None and self.deadletter is not None
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        where = {"stream": meta.stream, "seq": seq, "subject": msg.subject[:512]}
+        self.stats.set_extra("nats_pending", int(meta.num_pending))
+        if meta.num_delivered >= self.max_deliver:
+            # its last delivery: kept first, so that it is never lost even if it kills this collector too
+            self.deadletter.write(f"nats:{meta.stream}#{seq}", "last_delivery", msg.data, meta=where)
+            self.stats.add_malformed("last_delivery")
+        try:
+            dec = self.decoder.decode(msg.subject, msg.headers, msg.data)
+        except Poison as p:
+            self.deadletter.write(f"nats:{meta.stream}#{seq}", p.reason, msg.data,
+                                  meta={**where, "detail": str(p)[:300]})
+            self.stats.add_malformed(p.reason)
+            self.stats.add_input(1, 0)
+            await self._ack(msg)
+            return
+        for reason, raw in dec.rejected:
+            self.deadletter.write(f"nats:{meta.stream}#{seq}", reason, raw, meta=where)
+            self.stats.add_malformed(reason)
+        batch = dec.batch
+        self.stats.add_input(dec.count, len(batch))
+        n = self._received.get(dec.sensor)
+        if n is not None or len(self._received) < MAX_SENSORS:
+            self._received[dec.sensor] = (n or 0) + dec.count
+            self.stats.set_extra(f"nats.{dec.sensor}.received", self._received[dec.sensor])
+            lag = max(0.0, time.time() - meta.timestamp.timestamp()) if meta.timestamp else 0.0
+            self.stats.set_extra(f"nats.{dec.sensor}.lag_ms", int(lag * 1000))
+        if batch.queued() == 0:
+            await self._ack(msg)  # nothing left to store (every line was refused)
+            return
+        self._unacked[seq] = msg
+        batch.acks.append(self._acker(seq, msg))
+        # about what the queued batch holds: the records (raw pool, events) and the alert rows
+        await self._queue(batch, len(msg.data) + batch.alerts.nbytes)
+
+    async def _queue(self, batch: AlertBatch, nbytes: int) -> None:
+        """Into the runtime's bounded queue; while it is full, wait (JetStream
+        holds the data, and the heartbeat keeps what we fetched alive)."""
+        assert self.submit is not None
+        n = batch.queued()
+        wait = 0.001
+        while not self.submit.reserve(n, 0.0, nbytes):
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 0.05)
+        self.submit.submit(batch)
+
+    def _acker(self, seq: int, msg: Any) -> Callable[[], None]:
+        def ack() -> None:  # called on the loop once every sink has the batch
+            self._unacked.pop(seq, None)
+            task = asyncio.ensure_future(self._ack(msg))
+            self._acking.add(task)
+            task.add_done_callback(self._acking.discard)
+
+        return ack
+
+    async def _ack(self, msg: Any) -> None:
+        try:
+            await msg.ack()
+        except Exception as e:  # the connection is down: the message comes again, and is stored once
+            print(f"ingest: error: {self.origin}: acknowledgement lost ({describe_error(e)}); "
+                  "JetStream will deliver it again (the stores keep it once)", file=self.log, flush=True)
+
+    async def _heartbeat(self) -> None:
+        """Keep every fetched, not yet acknowledged message from being
+        redelivered while this collector works on it."""
+        while True:
+            await asyncio.sleep(max(self.ack_wait / 3, 0.2))
+            for msg in list(self._unacked.values()):
+                try:
+                    await msg.in_progress()
+                except Exception:
+                    break  # disconnected: they will be redelivered; the stores keep them once

@@ -1,0 +1,140 @@
+"""``ingest collect`` against a real JetStream: poison messages, collectors
+sharing a durable, a cluster node killed under a publishing sensor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ingest import deadletter
+from ingest.alertpkt import decode_datagrams
+from ingest.encode import encode_alertpkt, ether_ipv4
+from ingest.mapping import Enricher
+from ingest.wire import Encoder
+
+from ..natsserver import unique_prefix
+from ._nats import REPO, Proc, collector, consumer_state, count, js_run, query, wait_for
+
+
+def item(n, base=0):
+    pkt = ether_ipv4("192.0.2.1", "198.51.100.7", 6, 40000, 443)
+    d = [encode_alertpkt("snort", msg=f"TEST {i % 3}", sid=2000000 + i % 5, event_id=base + i,
+                         ts_sec=1764266630 + i, packet=pkt) for i in range(n)]
+    return Enricher().apply(decode_datagrams(d).batch)
+
+
+def publish(servers: str, msgs: list[tuple[str, dict | None, bytes]]) -> list[int]:
+    """Publish (subject, headers, payload) in order; their stream sequences."""
+
+    async def go(js):
+        return [(await js.publish(s, p, headers=h)).seq for s, h, p in msgs]
+
+    return js_run(servers, go)
+
+
+def test_poison_messages_are_dead_lettered_with_their_sequence_acked_and_counted(tmp_path, nats_server):
+    prefix = unique_prefix()
+    url = f"nats://{nats_server.url}/{prefix}"
+    enc = Encoder(prefix, "s1")
+    good1, good2, good3 = (enc.encode(item(10, base))[0] for base in (0, 100, 200))
+    subj = good1.subject
+    lines = good3.payload.splitlines(keepends=True)
+    lines[4] = b'{"timestamp": "2024-01-01T00:00:00Z", "event_type": "al\n'  # a torn line in a good message
+    partial = {**good3.headers, "Nats-Msg-Id": "s1:partial"}
+    msgs = [
+        (subj, good1.headers, good1.payload),
+        (subj, None, b"\x00garbage\xff\n"),  # no headers at all
+        (subj, {**good1.headers, "Nats-Msg-Id": "s1:cut"}, good1.payload[:-30]),  # truncated JSON
+        (subj, {**good1.headers, "Nats-Msg-Id": "s1:huge"}, b"x" * 300_000 + b"\n"),  # past --max-message-bytes
+        (f"{prefix}.s1.nonsense", {**good1.headers, "Nats-Msg-Id": "s1:subj"}, good1.payload),  # not our scheme
+        (subj, {**good1.headers, "Ingest-Wire": "7", "Nats-Msg-Id": "s1:v7"}, good1.payload),  # another version
+        (subj, partial, b"".join(lines)),
+        (subj, good2.headers, good2.payload),
+    ]
+    dl = tmp_path / "dl.bin"
+    db = tmp_path / "central.db"
+    c = collector(tmp_path, url, "--sink", f"sqlite:{db}", "--dead-letter", str(dl),
+                  "--max-message-bytes", "100000")  # it creates the stream
+    seqs = publish(nats_server.url, msgs)
+    wait_for(lambda: count(db) >= 29, "the good records", c)
+    wait_for(lambda: consumer_state(nats_server.url, prefix.upper(), "central") == (0, 0), "every ack", c)
+    st = c.stop()
+    assert count(db) == 29
+    assert sorted(r[0] for r in query(db, "SELECT event_id FROM alerts")) == [
+        *range(10), *range(100, 110), *(e for e in range(200, 210) if e != 204)]
+    entries = list(deadletter.read(dl))
+    got = [(h["seq"], h["reason"]) for h, _ in entries]
+    assert got == [(seqs[1], "not_ours"), (seqs[2], "truncated"), (seqs[3], "oversized"),
+                   (seqs[4], "not_ours"), (seqs[5], "unknown_version"), (seqs[6], "invalid_json")]
+    assert all(h["stream"] == prefix.upper() for h, _ in entries)
+    assert entries[0][1] == b"\x00garbage\xff\n" and entries[5][1] == lines[4].rstrip(b"\n")
+    assert st["malformed"] == {"not_ours": 2, "truncated": 1, "oversized": 1, "unknown_version": 1,
+                               "invalid_json": 1}
+    assert st["nats.s1.received"] == 30 and st["nats_pending"] == 0
+    # acknowledged: a collector started again gets nothing more
+    c = collector(tmp_path, url, "--sink", f"sqlite:{db}", "--dead-letter", str(dl))
+    time.sleep(1.5)
+    st = c.stop()
+    assert st["received"] == 0 and len(list(deadletter.read(dl))) == len(entries)
+
+
+def test_collectors_with_one_durable_share_the_work(tmp_path, nats_server):
+    prefix = unique_prefix()
+    url = f"nats://{nats_server.url}/{prefix}"
+    dbs = [tmp_path / "a.db", tmp_path / "b.db"]
+    cs = [collector(tmp_path, url, "--sink", f"sqlite:{db}", "--fetch", "1", "--dead-letter", "")
+          for db in dbs]
+    enc = Encoder(prefix, "s1", msg_bytes=2048)
+    msgs = [m for k in range(20) for m in enc.encode(item(25, 1000 * k))]
+    publish(nats_server.url, [(m.subject, m.headers, m.payload) for m in msgs])
+    wait_for(lambda: sum(count(db) for db in dbs) >= 500, "every record")
+    for c in cs:
+        c.stop()
+    per = [count(db) for db in dbs]
+    assert sum(per) == 500 and min(per) > 0, per  # each took a share, none twice
+    keys = [k for db in dbs for (k,) in query(db, "SELECT replay_key FROM alerts")]
+    assert len(set(keys)) == 500
+
+
+@pytest.mark.slow
+def test_a_cluster_node_killed_mid_stream_loses_and_doubles_nothing(tmp_path, nats_cluster):
+    """Stream replicas 3; the node leading the stream is killed while a
+    sensor publishes 5 k alerts/s: publishing goes on, and the collector
+    (started afterwards, on the two nodes left) stores every alert once."""
+    prefix = unique_prefix()
+    url = f"nats://{nats_cluster.urls}/{prefix}?replicas=3&ack_timeout=2"
+    sock = tmp_path / "snort_alert"
+    sensor = Proc(tmp_path, "listen", "--snort", str(sock), "--sink", f"sqlite:{tmp_path / 'sensor.db'}",
+                  "--sink", url, "--stats-interval", "1", "--dead-letter", str(tmp_path / "sdl.bin"),
+                  ready="ingest: listening on")
+    total = 25_000
+    gen_err = open(tmp_path / "gen.err", "wb")
+    gen = subprocess.Popen([sys.executable, "-m", "ingest", "gen", "--to", str(sock), "--kind", "snort",
+                            "--count", str(total), "--rate", "5000"], cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=gen_err)
+    wait_for(lambda: count(tmp_path / "sensor.db") > 5000, "the stream under way", sensor)
+
+    async def leader(js):
+        return (await js.stream_info(prefix.upper())).cluster.leader
+
+    name = js_run(nats_cluster.urls, leader)
+    victim = next(n for n in nats_cluster.nodes if n.name == name)
+    victim.kill()
+    rc = gen.wait(timeout=120)
+    gen_err.close()
+    assert rc == 0, (tmp_path / "gen.err").read_text()
+    wait_for(lambda: count(tmp_path / "sensor.db") >= total, "the sensor's store", sensor)
+    st = sensor.stop()
+    assert st["dispatched"][url.replace("nats://", "nats://", 1)] == total, st  # every batch had its PubAcks
+    assert st["dropped"] == {}
+    alive = ",".join(n.url for n in nats_cluster.nodes if n is not victim)
+    db = tmp_path / "central.db"
+    c = collector(tmp_path, f"nats://{alive}/{prefix}", "--sink", f"sqlite:{db}")
+    wait_for(lambda: count(db) >= total, "every alert at the collector", c)
+    time.sleep(0.5)
+    c.stop()
+    assert count(db) == total
+    assert count(db, "SELECT count(DISTINCT replay_key) FROM alerts") == total

@@ -77,7 +77,7 @@ class Run:
         return self.cpu_s / self.received * 1e6 if self.received else float("nan")
 
 
-def _command(s: Setup, receiver: str, sock: str) -> list[str]:
+def _command(s: Setup, receiver: str, sock: str, sink: str | None = None) -> list[str]:
     listen_opt = "--barnyard2" if s.kind.startswith("barnyard2") else "--snort"
     if receiver == "recv_count":
         assert s.recv_count is not None
@@ -85,14 +85,16 @@ def _command(s: Setup, receiver: str, sock: str) -> list[str]:
     if receiver == "naive_recv":
         assert s.naive_recv is not None
         return [sys.executable, str(s.naive_recv), sock, str(s.count)]
-    sink = "null:" if receiver == "ingest-null" else f"sqlite:{s.workdir / 'alerts.db'}"
+    if sink is None:
+        sink = "null:" if receiver == "ingest-null" else f"sqlite:{s.workdir / 'alerts.db'}"
     return [sys.executable, "-m", "ingest", "listen", listen_opt, sock, "--sink", sink,
             "--stats-interval", str(STATS_INTERVAL),
             "--dead-letter", str(s.workdir / "deadletter.bin")]
 
 
-def measure(s: Setup, receiver: str) -> Run:
-    """Start receiver, send s.count alerts into it, and account for it."""
+def measure(s: Setup, receiver: str, sink: str | None = None) -> Run:
+    """Start receiver, send s.count alerts into it, and account for it
+    (``sink``: another sink URL for an ingest receiver, the NATS rows)."""
     sock = str(s.workdir / "alert.sock")
     for leftover in ("alert.sock", "alerts.db", "alerts.db-wal", "alerts.db-shm",
                      "deadletter.bin"):
@@ -101,7 +103,7 @@ def measure(s: Setup, receiver: str) -> Run:
     is_ingest = receiver.startswith("ingest")
     out_path = s.workdir / "stdout"
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(_command(s, receiver, sock), stdout=out, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(_command(s, receiver, sock, sink), stdout=out, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, cwd=s.workdir, env=s.env,
                                 start_new_session=True)  # our signals, not the terminal's
     assert proc.stderr is not None

@@ -153,8 +153,9 @@ class Server:
         async def go() -> None:
             nc = await nats.connect(self.url)
             js = nc.jetstream()
-            for name in await js.streams_info():
-                await js.delete_stream(name.config.name)
+            for info in await js.streams_info():
+                if info.config.name:
+                    await js.delete_stream(info.config.name)
             await nc.close()
 
         asyncio.run(go())
@@ -241,7 +242,7 @@ def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, progres
             if receiver.startswith("ingest"):
                 sink = f"{server.url}/{prefix}" if receiver == "ingest-nats" else "null:"
                 r = measure(s, receiver, sink=sink)
-                row = {"alerts": r.received, "alerts_per_s": r.rate, "cpu_s_per_million": r.cpu_per_million,
+                row: dict[str, Any] = {"alerts": r.received, "alerts_per_s": r.rate, "cpu_s_per_million": r.cpu_per_million,
                        "peak_rss_mib": r.maxrss_kb / 1024, "sender_alerts_per_s": r.send_rate}
             else:
                 _stream(server, "benchbare")
@@ -257,7 +258,7 @@ def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, progres
                          f"{row['cpu_s_per_million']:6.2f} CPU s/M {row['peak_rss_mib']:6.1f} MiB")
     rows = []
     for receiver, rs in runs.items():
-        row: dict[str, Any] = {
+        row = {
             "receiver": receiver, "label": LABELS[receiver],
             "alerts_per_s": max(r["alerts_per_s"] for r in rs),
             "cpu_s_per_million": min(r["cpu_s_per_million"] for r in rs),

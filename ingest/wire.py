@@ -59,8 +59,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,20 +164,27 @@ class Encoder:
         return max(1024, min(self.msg_bytes, self.max_payload - HEADER_ROOM))
 
     def encode(self, item: Enriched) -> list[Message]:
-        """The messages of one batch, alerts first.  Raises DataError when a
-        single record does not fit in a message (the server's max_payload):
-        the runtime isolates it, and nothing of the batch is published."""
+        """The messages of one batch, alerts first (see :meth:`messages`)."""
+        return list(self.messages(item))
+
+    def messages(self, item: Enriched) -> Iterator[Message]:
+        """The messages of one batch, alerts first, made one at a time (the
+        sink publishes each as it is made, so JetStream stores the first
+        while the next is cut).  The whole batch is rendered and checked
+        before the first is yielded: DataError when a single record does not
+        fit in a message (the server's max_payload), and then nothing of the
+        batch has been published; the runtime isolates that record."""
         batch = item.batch
         sensor = getattr(batch, "sensor", "") or self.sensor
         if sensor != self.sensor:
             check_sensor(sensor)
-        out: list[Message] = []
+        parts: list[Iterator[Message]] = []
         if len(batch):
-            out += self._alerts(item, sensor)
+            parts.append(self._alerts(item, sensor))
         ev = batch.events
         if ev is not None and ev.count:
-            out += self._events(ev, sensor)
-        return out
+            parts.append(self._events(ev, sensor))
+        return itertools.chain.from_iterable(parts)
 
     def _identity_keys(self, batch: B.AlertBatch) -> np.ndarray:
         a = batch.alerts
@@ -185,7 +194,7 @@ class Encoder:
             keys[need] = self.keys.take(int(need.sum()))
         return keys
 
-    def _alerts(self, item: Enriched, sensor: str) -> list[Message]:
+    def _alerts(self, item: Enriched, sensor: str) -> Iterator[Message]:
         batch = item.batch
         a = batch.alerts
         n = len(a)
@@ -194,36 +203,42 @@ class Encoder:
             data = render_buffer(batch, "eve", item.categories, item.extra_strings, item.references, ends=ends)
         except (ValueError, TypeError, UnicodeError, OverflowError) as e:
             raise DataError(f"cannot render: {e!r}") from e
+        ends64 = ends.astype(np.int64)
+        cost = ends64 + KEY_COST * np.arange(1, n + 1, dtype=np.int64)  # payload + keys bytes
+        _fits(cost, self.limit)
         keys = self._identity_keys(batch)
-        ident = np.ascontiguousarray(np.stack([
-            a["ts_us"], a["sensor_id"].astype(np.int64), a["event_id"].astype(np.int64),
-            a["gid"].astype(np.int64), a["sid"].astype(np.int64), a["rev"].astype(np.int64), keys]).T)
+        # a message's identity: its records' keys, and where a record has
+        # none (Unified2, Barnyard2) the event's own identity
+        ident = None
+        if not keys.all():
+            ident = np.ascontiguousarray(np.stack([
+                a["ts_us"], a["sensor_id"].astype(np.int64), a["event_id"].astype(np.int64),
+                a["gid"].astype(np.int64), a["sid"].astype(np.int64), a["rev"].astype(np.int64), keys]).T)
         verbatim = (batch.raw >= 0) if batch.raw is not None else np.zeros(n, bool)
         cuts = np.flatnonzero(np.diff(verbatim.astype(np.int8))) + 1
         bounds = [0, *cuts.tolist(), n]
-        ends64 = ends.astype(np.int64)
-        cost = ends64 + KEY_COST * np.arange(1, n + 1, dtype=np.int64)  # payload + keys bytes
         subj = subject(self.prefix, sensor, "alert")
-        messages: list[Message] = []
+        return self._alert_messages(data, ends64, cost, keys, ident, verbatim, bounds, subj, sensor)
+
+    def _alert_messages(self, data, ends64, cost, keys, ident, verbatim, bounds, subj, sensor) -> Iterator[Message]:
         for r0, r1 in zip(bounds[:-1], bounds[1:], strict=True):
             fmt = FORMAT_VERBATIM if verbatim[r0] else FORMAT_RENDERED
             for i, j in _chunks(cost, r0, r1, self.limit):
                 start = int(ends64[i - 1]) if i else 0
                 payload = bytes(data[start:int(ends64[j - 1])])
-                k = keys[i:j]
+                k = np.ascontiguousarray(keys[i:j], "<i8")
                 h = hashlib.blake2b(digest_size=16)
                 h.update(f"{subj}\n{fmt}\n".encode())
-                h.update(ident[i:j].tobytes())
-                messages.append(Message(subj, {
+                h.update(k.tobytes() if ident is None else ident[i:j].tobytes())
+                yield Message(subj, {
                     H_ID: f"{sensor}:{h.hexdigest()}",
                     H_WIRE: WIRE_VERSION,
                     H_COUNT: str(j - i),
                     H_FORMAT: fmt,
-                    H_KEYS: base64.b64encode(k.astype("<i8").tobytes()).decode(),
-                }, payload, j - i, j - i))
-        return messages
+                    H_KEYS: base64.b64encode(k.tobytes()).decode(),
+                }, payload, j - i, j - i)
 
-    def _events(self, ev: B.EventBatch, sensor: str) -> list[Message]:
+    def _events(self, ev: B.EventBatch, sensor: str) -> Iterator[Message]:
         buf = np.frombuffer(ev.lines, np.uint8)
         line_end = np.flatnonzero(buf == 10) + 1
         flow = np.zeros(len(line_end), bool)
@@ -233,7 +248,11 @@ class Encoder:
             line_end = np.append(line_end, len(buf))
             flow = np.append(flow, False)
         lens = np.diff(line_end, prepend=0)
-        messages: list[Message] = []
+        _fits(np.cumsum(lens), self.limit)
+        return self._event_messages(ev, buf, flow, lens, sensor)
+
+    def _event_messages(self, ev: B.EventBatch, buf: np.ndarray, flow: np.ndarray, lens: np.ndarray,
+                        sensor: str) -> Iterator[Message]:
         for kind, mask in (("flow", flow), ("event", ~flow)):
             if not mask.any():
                 continue
@@ -246,25 +265,31 @@ class Encoder:
                 h = hashlib.blake2b(digest_size=16)
                 h.update(f"{subj}\n".encode())
                 h.update(payload)
-                messages.append(Message(subj, {
+                yield Message(subj, {
                     H_ID: f"{sensor}:{h.hexdigest()}",
                     H_WIRE: WIRE_VERSION,
                     H_COUNT: str(j - i),
                     H_FORMAT: FORMAT_VERBATIM,
-                }, payload, j - i))
-        return messages
+                }, payload, j - i)
 
 
-def _chunks(cost: np.ndarray, r0: int, r1: int, limit: int):
+def _fits(cost: np.ndarray, limit: int) -> None:
+    """DataError unless every record (cumulative cost) fits in a message."""
+    if len(cost) and int(np.diff(cost, prepend=0).max()) > limit:
+        big = int(np.diff(cost, prepend=0).max())
+        raise DataError(f"a record of {big} bytes does not fit in a NATS message "
+                        f"(at most {limit}: raise the server's max_payload)")
+
+
+def _chunks(cost: np.ndarray, r0: int, r1: int, limit: int) -> Iterator[tuple[int, int]]:
     """Cut records [r0, r1) into runs whose cost (cumulative: cost[k] is the
     total up to record k inclusive) stays within limit."""
     i = r0
     while i < r1:
         base = int(cost[i - 1]) if i else 0
         j = int(np.searchsorted(cost[i:r1], base + limit, side="right")) + i
-        if j == i:
-            raise DataError(f"a record of {int(cost[i]) - base} bytes does not fit in a NATS message "
-                            f"(at most {limit}: raise the server's max_payload)")
+        if j == i:  # (checked by _fits before the first message)
+            raise DataError(f"a record of {int(cost[i]) - base} bytes does not fit in a NATS message")
         yield i, j
         i = j
 

@@ -88,11 +88,15 @@ asyncio.run(main())
 """
 
 LABELS = {
-    "ingest-nats": "ingest listen -> nats:// (JetStream)",
-    "ingest-null": "ingest listen -> null:",
+    "sink": "nats:// sink alone (render+publish+acks)",
     "bare-batch": "bare nats-py, same messages",
     "bare-record": "bare nats-py, 1 record/message",
+    "ingest-nats": "ingest listen -> nats:// (JetStream)",
+    "ingest-null": "ingest listen -> null:",
 }
+#: the input of the listen rows: Barnyard2's 1,856-byte datagrams (the
+#: 64 KiB Snort Alertpkt tops out near 50 k/s in the kernel, before ingest)
+LISTEN_KIND = "barnyard2"
 
 
 def server_binary() -> str | None:
@@ -171,20 +175,54 @@ class Server:
         self.log.close()
 
 
-def _messages_file(s: Setup, path: Path, prefix: str, batch_alerts: int) -> tuple[int, int, int]:
-    """The messages the sink publishes for one batch of batch_alerts alerts
-    made from the sender's templates (and the same lines one per message):
-    written for the bare publisher.  Returns (messages, per-record messages,
-    records per batch)."""
+def bench_item(kind: str, seed: int, alerts: int = 8192):
+    """An enriched batch of about ``alerts`` alerts from the sender's templates."""
     from ..alertpkt import decode_datagrams
     from ..batch import AlertBatch
     from ..mapping import Enricher
+
+    templates, _ = gen.build_templates(kind, 256, seed)
+    tlen = templates.shape[1]
+    one = decode_datagrams([bytes(t[:tlen]) for t in templates]).batch
+    return Enricher().apply(AlertBatch.concat([one] * max(1, alerts // len(one))))
+
+
+def sink_peer(argv: list[str]) -> None:
+    """``python -m ingest.bench.nats sink URL KIND SEED ROUNDS``: the nats://
+    sink alone, writing one 8192-alert batch ROUNDS times (each write renders,
+    cuts, publishes and awaits every PubAck, as in ingest listen)."""
+    import asyncio
+    import resource
+
+    from ..sinks.nats import NatsSink
+
+    url, kind, seed, rounds = argv[0], argv[1], int(argv[2]), int(argv[3])
+    item = bench_item(kind, seed)
+    sink = NatsSink(url, sensor="bench")
+
+    async def main() -> tuple[float, float]:
+        await sink.write(item)  # connected, stream made: not timed
+        t0, c0 = time.monotonic(), time.process_time()
+        for _ in range(rounds):
+            await sink.write(item)
+        dt, cpu = time.monotonic() - t0, time.process_time() - c0
+        await sink.aclose()
+        return dt, cpu
+
+    dt, cpu = asyncio.run(main())
+    print(json.dumps({"records": rounds * len(item.batch), "seconds": dt, "cpu_s": cpu,
+                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def _messages_file(s: Setup, path: Path, prefix: str, seed: int) -> tuple[int, int]:
+    """The messages the sink publishes for one 8192-alert batch made from the
+    sender's templates (and the same lines one per message): written for the
+    bare publisher.  Returns (messages, records per batch)."""
     from ..wire import H_ID, Encoder
 
-    tlen = s.templates.shape[1]
-    one = decode_datagrams([bytes(t[:tlen]) for t in s.templates]).batch
-    batch = AlertBatch.concat([one] * max(1, batch_alerts // len(one)))
-    msgs = Encoder(prefix, "bench").encode(Enricher().apply(batch))
+    item = bench_item(s.kind, seed)
+    batch = item.batch
+    msgs = Encoder(prefix, "bench").encode(item)
 
     def write(f, subj: str, headers: dict[str, str], payload: bytes, n: int) -> None:
         h = json.dumps({k: v for k, v in headers.items() if k != H_ID}).encode()
@@ -198,17 +236,16 @@ def _messages_file(s: Setup, path: Path, prefix: str, batch_alerts: int) -> tupl
             for line in m.payload.splitlines(keepends=True):
                 write(f, m.subject, {"Ingest-Wire": "1", "Ingest-Count": "1", "Ingest-Format": "ingest"},
                       line, 1)
-    return len(msgs), len(batch), len(batch)
+    return len(msgs), len(batch)
 
 
-def _bare(s: Setup, server: Server, path: Path, batch_msgs: int, rounds: int) -> dict[str, Any]:
-    """One run of the bare publisher."""
-    proc = subprocess.run([sys.executable, "-c", PUBLISHER, server.url, str(path), str(rounds),
-                           str(batch_msgs)], capture_output=True, text=True, env=s.env, cwd=s.workdir,
+def _peer(s: Setup, args: list[str], what: str) -> dict[str, Any]:
+    """One run of a peer process that prints its records, seconds and CPU."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=s.env, cwd=s.workdir,
                           timeout=max(60.0, s.time_limit * 4))
     if proc.returncode != 0:
-        raise BenchError(f"bare nats-py publisher failed: {proc.stderr[-2000:]}")
-    out = json.loads(proc.stdout)
+        raise BenchError(f"{what} failed: {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"alerts": out["records"], "alerts_per_s": out["records"] / out["seconds"],
             "cpu_s_per_million": out["cpu_s"] / out["records"] * 1e6, "peak_rss_mib": out["maxrss_kb"] / 1024}
 
@@ -228,12 +265,15 @@ def _stream(server: Server, name: str) -> None:
     asyncio.run(go())
 
 
-def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, progress=None) -> dict[str, Any]:
+def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, seed: int = 1,
+                   progress=None) -> dict[str, Any]:
     from .harness import measure
 
     s = dataclasses.replace(s, count=count)
+    templates, _ = gen.build_templates(LISTEN_KIND, 256, seed)
+    listen = dataclasses.replace(s, kind=LISTEN_KIND, templates=templates, mode=None)
     msgfile = s.workdir / "nats-messages.bin"
-    nmsgs, per_batch, _ = _messages_file(s, msgfile, "benchbare", 8192)
+    nmsgs, per_batch = _messages_file(s, msgfile, "benchbare", seed)
     rounds = max(1, count // per_batch)
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in LABELS}
     for rep in range(repeat):
@@ -241,16 +281,20 @@ def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, progres
             prefix = f"bench{rep}{receiver.replace('-', '')}"
             if receiver.startswith("ingest"):
                 sink = f"{server.url}/{prefix}" if receiver == "ingest-nats" else "null:"
-                r = measure(s, receiver, sink=sink)
+                r = measure(listen, receiver, sink=sink)
                 row: dict[str, Any] = {"alerts": r.received, "alerts_per_s": r.rate, "cpu_s_per_million": r.cpu_per_million,
                        "peak_rss_mib": r.maxrss_kb / 1024, "sender_alerts_per_s": r.send_rate}
+            elif receiver == "sink":
+                row = _peer(s, ["-m", "ingest.bench.nats", "sink", f"{server.url}/{prefix}", s.kind, str(seed),
+                                str(rounds)], "the nats:// sink")
             else:
                 _stream(server, "benchbare")
                 if receiver == "bare-batch":
-                    row = _bare(s, server, msgfile, nmsgs, rounds)
+                    row = _peer(s, ["-c", PUBLISHER, server.url, str(msgfile), str(rounds), str(nmsgs)],
+                                "the bare nats-py publisher")
                 else:  # the same alerts, fewer rounds: one message per record is slow
-                    row = _bare(s, server, msgfile.with_suffix(".record"), per_batch,
-                                max(1, rounds // 4))
+                    row = _peer(s, ["-c", PUBLISHER, server.url, str(msgfile.with_suffix(".record")),
+                                    str(max(1, rounds // 4)), str(per_batch)], "the bare nats-py publisher")
             server.delete_streams()
             runs[receiver].append(row)
             if progress:
@@ -268,7 +312,7 @@ def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, progres
                 x["alerts_per_s"] / y["alerts_per_s"] for x, y in zip(rs, runs["bare-batch"], strict=True))
         rows.append(row)
     return {"alerts_per_run": count, "repeat": repeat, "messages_per_batch": nmsgs,
-            "alerts_per_batch": per_batch, "rows": rows}
+            "alerts_per_batch": per_batch, "kind": s.kind, "listen_kind": LISTEN_KIND, "rows": rows}
 
 
 class _RowWatcher:
@@ -390,13 +434,13 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str) 
 
 
 def run_nats(s: Setup, *, count: int, repeat: int, latency_rates: tuple[float, ...] = (1000, 10000),
-             latency_seconds: float = 5.0, progress=None) -> dict[str, Any]:
+             latency_seconds: float = 5.0, seed: int = 1, progress=None) -> dict[str, Any]:
     why = missing()
     if why is not None:
         return {"missing": why}
     server = Server(s.workdir / "nats")
     try:
-        out: dict[str, Any] = {"throughput": run_throughput(s, server, count=count, repeat=repeat,
+        out: dict[str, Any] = {"throughput": run_throughput(s, server, count=count, repeat=repeat, seed=seed,
                                                             progress=progress)}
         lat = []
         for i, rate in enumerate(latency_rates):
@@ -416,9 +460,9 @@ def format_nats(d: dict[str, Any]) -> list[str]:
     if "missing" in d:
         return ["", f"NATS JetStream: skipped: {d['missing']}"]
     t = d["throughput"]
-    lines = ["", f"NATS JetStream, sensor -> JetStream ({t['alerts_per_run']:,} alerts per run; the peer "
-                 f"publishes the sink's {t['messages_per_batch']} messages per {t['alerts_per_batch']}-alert "
-                 f"batch), best of {t['repeat']}:",
+    lines = ["", f"NATS JetStream, sensor -> JetStream ({t['alerts_per_run']:,} {t['kind']} alerts per run; the "
+                 f"peer publishes the sink's {t['messages_per_batch']} messages per {t['alerts_per_batch']}-alert "
+                 f"batch; listen rows fed {t['listen_kind']} datagrams), best of {t['repeat']}:",
              f"{'receiver':38s} {'alerts/s':>10s} {'CPU s/M':>8s} {'RSS MiB':>8s} {'rate/bare':>10s}"]
     for r in t["rows"]:
         pr = f"{r['paired_rate_vs_bare']:10.2f}" if "paired_rate_vs_bare" in r else f"{'-':>10s}"
@@ -432,3 +476,9 @@ def format_nats(d: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["run_nats", "format_nats", "missing", "LABELS"]
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["sink"]:
+        sink_peer(sys.argv[2:])
+    else:
+        sys.exit("usage: python -m ingest.bench.nats sink URL KIND SEED ROUNDS")

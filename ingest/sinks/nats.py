@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from typing import Any
-
-import numpy as np
 
 from ..mapping import Enriched
 from ..natsconn import Connection, describe_error, parse_url
@@ -55,8 +54,9 @@ class NatsSink:
         self.encoder = Encoder(self.url.prefix, sensor, msg_bytes=self.url.msg_bytes)
         self.conn = Connection(self.url, name=f"sink {self.name}", log=log)
         self._stream_ok = False
-        #: the batch being written and its messages: a retry sends the same ones
-        self._pending: tuple[Enriched, list[Message], np.ndarray | None] | None = None
+        #: the batch being written: the messages made so far, and what makes
+        #: the rest (None once all are made); a retry sends the same ones
+        self._pending: tuple[Enriched, list[Message], Iterator[Message] | None] | None = None
         self.published = 0  # messages JetStream acknowledged
         self.duplicates = 0  # of which it already had (a retried publish)
         if check:
@@ -95,26 +95,39 @@ class NatsSink:
         return self.conn.js
 
     def _messages(self, item: Enriched) -> list[Message]:
+        """Every message of item, all made (tests, and a retry's view)."""
+        made, rest = self._plan(item)
+        if rest is not None:
+            made.extend(rest)
+            self._pending = (item, made, None)
+        return made
+
+    def _plan(self, item: Enriched) -> tuple[list[Message], Iterator[Message] | None]:
         if self._pending is None or self._pending[0] is not item:
             self._pending = None
-            msgs = self.encoder.encode(item)
-            self._pending = (item, msgs, None)
-        return self._pending[1]
+            rest = self.encoder.messages(item)  # renders and checks the whole batch (DataError)
+            self._pending = (item, [], rest)
+        return self._pending[1], self._pending[2]
 
     async def write(self, item: Enriched) -> None:
         from nats.errors import MaxPayloadError
         from nats.js.errors import NoStreamResponseError
 
         js = await self._ready()
-        msgs = self._messages(item)
-        if not msgs:
-            self._pending = None
-            return
+        made, rest = self._plan(item)
         futures: list[asyncio.Future] = []
+        stream = self.url.stream
         try:
-            for m in msgs:
-                futures.append(await js.publish_async(m.subject, m.payload, headers=dict(m.headers),
-                                                       stream=self.url.stream))
+            for m in made:  # a retry: what an earlier attempt made (and may have stored) goes again
+                futures.append(await js.publish_async(m.subject, m.payload, headers=dict(m.headers), stream=stream))
+            if rest is not None:
+                for m in rest:
+                    made.append(m)
+                    futures.append(await js.publish_async(m.subject, m.payload, headers=dict(m.headers),
+                                                           stream=stream))
+                    # let the client write it out now: JetStream stores it while the next one is cut
+                    await asyncio.sleep(0)
+                self._pending = (item, made, None)
             acks = await asyncio.wait_for(asyncio.gather(*futures), self.url.ack_timeout)
         except MaxPayloadError:
             # the server we reconnected to takes less: cut the batch anew (its
@@ -126,7 +139,7 @@ class NatsSink:
             self._stream_ok = False  # the stream was deleted: create it again on the retry
             raise ConnectionError(f"{self.name}: no JetStream stream answers for {self.url.subjects}") from None
         except TimeoutError:
-            raise TimeoutError(f"{self.name}: JetStream did not acknowledge {len(msgs)} messages within "
+            raise TimeoutError(f"{self.name}: JetStream did not acknowledge {len(futures)} messages within "
                                f"{self.url.ack_timeout:g} s") from None
         except Exception as e:  # reduced to one line: nats-py may quote the URL, secrets and all
             raise ConnectionError(f"{self.name}: {describe_error(e)}") from None

@@ -13,10 +13,9 @@ SQL stores keep each record once whatever JetStream redelivers.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
-from .config import Config, parse_flag
+from .config import Config, default_sensor_name, parse_flag
 
 
 def _flag(key: str):
@@ -135,7 +134,7 @@ def build(ns: argparse.Namespace):
     sinks = []
     try:
         for u in cfg.sink_urls:
-            sinks.append(open_sink(u, allow_foreign=cfg.allow_foreign_outputs, sensor=socket.gethostname()))
+            sinks.append(open_sink(u, allow_foreign=cfg.allow_foreign_outputs, sensor=default_sensor_name()))
     except BaseException:
         for s in sinks:
             close = getattr(s, "aclose", None)

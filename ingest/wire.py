@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import batch as B
+from .config import SENSOR_NAME_RE
 from .eve import EveDecoder, split_lines
 from .mapping import Enriched
 from .render import render_buffer
@@ -86,8 +87,9 @@ FORMAT_VERBATIM = "eve"
 #: a subject token: what NATS allows, without wildcards and separators
 _TOKEN = r"[A-Za-z0-9_-]+"
 _SUBJECT = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*")
-#: what --sensor-name allows and a subject can carry (no empty token)
-SENSOR_RE = re.compile(rf"(?=.{{1,64}}$){_TOKEN}(?:\.{_TOKEN})*")
+#: what --sensor-name allows (ingest.config.SENSOR_NAME_RE): tokens of a
+#: subject, never an empty one
+SENSOR_RE = SENSOR_NAME_RE
 #: room for the headers besides the keys (id, version, count, format)
 HEADER_ROOM = 512
 #: base64 bytes per record of Ingest-Keys (8 bytes -> 10.67 characters)
@@ -175,7 +177,7 @@ class Encoder:
         fit in a message (the server's max_payload), and then nothing of the
         batch has been published; the runtime isolates that record."""
         batch = item.batch
-        sensor = getattr(batch, "sensor", "") or self.sensor
+        sensor = batch.sensor or self.sensor
         if sensor != self.sensor:
             check_sensor(sensor)
         parts: list[Iterator[Message]] = []
@@ -376,13 +378,8 @@ class Decoder:
             rec = np.searchsorted(offs, res.alert_offsets, side="right") - 1
             batch.keys = keys[rec]
         rejected = [(reason, raw) for _, reason, raw in res.rejected]
-        setattr_sensor(batch, sensor)
+        batch.sensor = sensor
         return Decoded(sensor, kind, batch, count, rejected)
-
-
-def setattr_sensor(batch: B.AlertBatch, sensor: str) -> None:
-    """The batch's sensor (AlertBatch.sensor, the sensor dimension)."""
-    batch.sensor = sensor  # type: ignore[attr-defined]
 
 
 __all__ = ["Encoder", "Decoder", "Message", "Decoded", "Poison", "KeyAllocator", "KINDS", "WIRE_VERSION",

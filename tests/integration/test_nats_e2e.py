@@ -19,7 +19,7 @@ from ingest.encode import encode_alertpkt, ether_ipv4, ether_ipv6
 
 from ..natsserver import unique_prefix
 from ..unit import u2writer as W
-from ._nats import REPO, Proc, collector, count, query, wait_for
+from ._nats import REPO, Proc, collector, count, js_run, query, wait_for
 
 ALERT_COLS = ("ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev, class_id, category, priority, "
               "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
@@ -71,7 +71,7 @@ def _alertpkts(k: int, n: int) -> tuple[list[bytes], list[bytes]]:
     snort, by2 = [], []
     for i in range(n):
         ts = 1764266630 + i
-        snort.append(encode_alertpkt(("snort", "snort3", "snort-appid")[i % 3], msg=f"TEST {k} {i % 4}",
+        snort.append(encode_alertpkt(("snort", "snort3", "snort-appid")[i % 3], msg=f"TEST sid {i % 9}",
                                      sid=2000000 + i % 9, class_id=i % 3, priority=1 + i % 3, event_id=i,
                                      ts_sec=ts, ts_usec=k, app_name="SSH" if i % 3 == 2 else b"",
                                      packet=(pkt4, pkt6, icmp, None)[i % 4]))
@@ -122,7 +122,7 @@ def test_every_input_kind_from_two_sensors_is_stored_centrally_as_each_sensor_st
     for name, d, p in sensors:
         wait_for(lambda d=d: count(d / "own.db") >= per_sensor and count(d / "own.db", "SELECT count(*) FROM flows")
                  >= 3 * n, f"{name}'s own store", p)
-    for name, d, p in sensors:
+    for _name, _d, p in sensors:
         st = p.stop()
         assert st["dispatched"][url] == per_sensor and st["dropped"] == {} and st["malformed"] == {}, st
     db, js = tmp_path / "central.db", tmp_path / "central.json"
@@ -189,6 +189,13 @@ def test_a_collector_killed_five_times_loses_and_doubles_nothing(tmp_path, nats_
     time.sleep(3)  # anything redelivered late would show now
     c.stop()
     assert 0 < max(kills) < 2 * each, kills  # the kills fell while alerts flowed
+
+    async def deliveries(js):
+        ci = await js.consumer_info(prefix.upper(), "central")
+        return ci.delivered.consumer_seq, ci.delivered.stream_seq
+
+    delivered, messages = js_run(nats_server.url, deliveries)
+    assert delivered > messages, (delivered, messages)  # JetStream did redeliver what the kills cut short
     for name in ("s1", "s2"):
         assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM alerts WHERE sensor = ?", (name,)) == [
             (each, each)], name

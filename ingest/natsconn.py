@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import ssl
 import sys
 from dataclasses import dataclass, field
@@ -211,11 +212,29 @@ def _ssl_context(u: NatsURL) -> ssl.SSLContext | None:
     return ctx
 
 
+#: reconnect back-off: the first retry of a server, doubling up to the cap
+RECONNECT_FIRST = 0.1
+RECONNECT_MAX = 5.0
+
+
+def reconnect_backoff(servers: list, _info: dict) -> tuple[Any, float]:
+    """nats-py's reconnect_to_server_handler: the server tried the fewest
+    times since it last worked (any node of a cluster that is up is taken at
+    once), after a delay that doubles with that count (0.1 s up to 5 s, with
+    jitter), so a broker that is down is not hammered and one that comes
+    back is found within seconds."""
+    best = min(servers, key=lambda s: s.reconnects)
+    n = best.reconnects
+    if n == 0:
+        return best, 0.0
+    return best, min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** (n - 1)) * random.uniform(0.8, 1.2)
+
+
 class Connection:
     """One NATS connection (nats-py, on the running loop), reconnecting
-    forever once established; the first connection attempt is bounded by
-    ``connect_timeout``.  Disconnects and reconnects are logged as one line
-    each, without secrets."""
+    forever once established, with back-off (:func:`reconnect_backoff`); the
+    first connection attempt is bounded by ``connect_timeout``.  Disconnects
+    and reconnects are logged as one line each, without secrets."""
 
     def __init__(self, url: NatsURL, *, name: str, log=sys.stderr) -> None:
         self.url = url
@@ -257,6 +276,7 @@ class Connection:
         kw: dict[str, Any] = {
             "servers": list(u.servers), "name": f"ingest {self.name}", "connect_timeout": max(1, int(u.connect_timeout)),
             "allow_reconnect": True, "max_reconnect_attempts": -1, "reconnect_time_wait": 1,
+            "reconnect_to_server_handler": reconnect_backoff,
             "error_cb": self._error, "disconnected_cb": self._disconnected, "reconnected_cb": self._reconnected,
             # a batch of messages must fit while reconnecting; past it publish raises (the batch is retried)
             "pending_size": 64 << 20,

@@ -24,7 +24,10 @@ shutdown is counted), and its peak RSS.  Each
 metric is the best of ``--repeat`` runs; ratios are against (a) and (b).
 
 It also measures the EVE socket inputs against FEVER (``unix_stream``) and a
-plain-Python ``json.loads`` receiver (``unix_dgram``): ingest/bench/eve.py.
+plain-Python ``json.loads`` receiver (``unix_dgram``): ingest/bench/eve.py;
+and a sensor publishing to NATS JetStream against a bare nats-py publisher,
+with the latency from the Unix socket to a row the collector committed
+(ingest/bench/nats.py; skipped with one line when nats-server is missing).
 
 Everything is bounded (``--count``, ``--time-limit`` per run) and cleaned up
 (processes, sockets, temporary files), also on Ctrl-C or SIGTERM.
@@ -134,6 +137,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
     g.add_argument("--eve-records", type=number_arg(int, 1), metavar="N",
                    help="EVE records per run (default 200000; --quick 20000)")
+    g = p.add_argument_group("NATS JetStream (sensor -> JetStream; socket -> collector -> committed row)")
+    g.add_argument("--no-nats", action="store_true", help="skip the NATS rows")
+    g.add_argument("--nats-alerts", type=number_arg(int, 1), metavar="N",
+                   help="alerts per NATS throughput run (default 300000; --quick 30000)")
     p.set_defaults(run=run)
     return p
 
@@ -154,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
                                              (20_000 if args.quick else 200_000))
     eve_records = 0 if args.no_eve else (args.eve_records or
                                          (20_000 if args.quick else 200_000))
+    nats_alerts = 0 if args.no_nats else (args.nats_alerts or (30_000 if args.quick else 300_000))
     if args.plot is not None:
         try:
             check_available()
@@ -169,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
                         mode=args.mode, time_limit=args.time_limit, peers_dir=args.peers,
                         seed=args.seed, decoder=not args.no_decoder,
                         decoder_repeat=2 if args.quick else 5, latency=latency, loss=loss,
-                        unified2_alerts=u2_alerts, eve_records=eve_records,
+                        unified2_alerts=u2_alerts, eve_records=eve_records, nats_alerts=nats_alerts,
+                        nats_latency=(lat_rates, args.latency_seconds or (0.5 if args.quick else 5.0)),
                         progress=progress)
     except BenchError as e:
         print(f"ingest bench: error: {e}", file=sys.stderr)

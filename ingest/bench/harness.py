@@ -41,6 +41,7 @@ from .common import (
 )
 from .eve import format_eve, run_eve
 from .latency import run_latency, run_loss
+from .nats import format_nats, run_nats
 from .unified2 import run_unified2
 
 RECEIVERS = ("recv_count", "naive_recv", "ingest-null", "ingest-sqlite")
@@ -303,12 +304,15 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               receivers: tuple[str, ...] = RECEIVERS, mode: str | None = None,
               time_limit: float = 60.0, peers_dir: Path = DEFAULT_PEERS, seed: int = 1,
               decoder: bool = True, decoder_repeat: int = 5, latency=None, loss=None,
-              unified2_alerts: int = 0, eve_records: int = 0, progress=None) -> dict:
+              unified2_alerts: int = 0, eve_records: int = 0, nats_alerts: int = 0,
+              nats_latency: tuple[tuple[float, ...], float] = ((1000.0, 10000.0), 5.0),
+              progress=None) -> dict:
     """Measure every receiver `repeat` times (interleaved) and return the report.
 
     latency (a latency.LatencyPlan), loss (a LossPlan) and
-    unified2_alerts > 0 and eve_records > 0 add those measurements; None / 0
-    skips them."""
+    unified2_alerts > 0, eve_records > 0 and nats_alerts > 0 (with the
+    NATS latency rows at nats_latency = (rates, seconds)) add those
+    measurements; None / 0 skips them."""
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     wanted = set(receivers) | set(latency.receivers if latency else ()) | set(
         loss.receivers if loss else ())
@@ -354,6 +358,9 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                 extra["eve"] = run_eve(
                     workdir, env, count=eve_records, repeat=repeat, time_limit=time_limit,
                     seed=seed, progress=progress)
+            if nats_alerts > 0:
+                extra["nats"] = run_nats(s, count=nats_alerts, repeat=repeat, latency_rates=nats_latency[0],
+                                         latency_seconds=nats_latency[1], seed=seed, progress=progress)
             dec = decoder_rate(kind, seed=seed, repeat=decoder_repeat) if decoder else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -513,6 +520,8 @@ def _format_extra(rep: dict) -> list[str]:
         lines += format_eve(eve)
     elif eve:
         lines += [""] + [f"EVE {k}: {v}" for k, v in eve.items()]
+    if rep.get("nats"):
+        lines += format_nats(rep["nats"])
     return lines
 
 

@@ -22,9 +22,10 @@ URL options, credentials and TLS: :mod:`ingest.natsconn`.
   messages and the keys assigned to their records are kept for the retry),
   so a message JetStream had already stored is recognised by its
   ``Nats-Msg-Id`` and stored once (within the duplicate window).
-* nats-py reconnects by itself (every second, to any server of the URL or
-  of the cluster it learned); the runtime's retry backs off (0.5 s doubling
-  to 30 s) and ``probe`` says when the connection is back.
+* nats-py reconnects by itself, to any server of the URL or of the cluster
+  it learned, backing off (0.1 s doubling to 5 s per server); the runtime's
+  retry backs off too (0.5 s doubling to 30 s), and ``probe`` says the
+  moment the connection is back.
 * A single record that does not fit in a message (larger than the
   server's ``max_payload``) is refused as data (``DataError``): the runtime
   dead-letters that record alone.

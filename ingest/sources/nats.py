@@ -20,7 +20,9 @@ flows, other events, the records' identity keys), decoded in C.
 * A message that is not ours (garbage, truncated JSON lines, a payload past
   ``--max-message-bytes``, no or unknown wire headers, a subject outside
   the scheme) is dead-lettered whole with its stream and sequence,
-  acknowledged and counted (``malformed``): never redelivered.  A bad line
+  acknowledged and counted (``malformed``): never redelivered.  So is a
+  message the decoder fails on unexpectedly (``undecodable``: a defect,
+  but one message's failure alone).  A bad line
   in a good message is that line's failure alone.
 * Stats per sensor (``nats.<sensor>.received`` records, ``.lag_ms`` the age
   of its latest message) and ``nats_pending`` (what JetStream still holds
@@ -188,10 +190,16 @@ class NatsSource:
             self.stats.add_malformed("last_delivery")
         try:
             dec = self.decoder.decode(msg.subject, msg.headers, msg.data)
-        except Poison as p:
-            self.deadletter.write(f"nats:{meta.stream}#{seq}", p.reason, msg.data,
-                                  meta={**where, "detail": str(p)[:300]})
-            self.stats.add_malformed(p.reason)
+        except Exception as e:
+            # Poison: not ours.  Anything else is a decoder defect this
+            # message triggers: the same outcome (dead-lettered whole, acked,
+            # counted as "undecodable"), never a collector that dies on it and
+            # on every redelivery until max_deliver
+            reason = e.reason if isinstance(e, Poison) else "undecodable"
+            detail = str(e) if isinstance(e, Poison) else describe_error(e)
+            self.deadletter.write(f"nats:{meta.stream}#{seq}", reason, msg.data,
+                                  meta={**where, "detail": detail[:300]})
+            self.stats.add_malformed(reason)
             self.stats.add_input(1, 0)
             await self._ack(msg)
             return

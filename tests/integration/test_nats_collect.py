@@ -138,3 +138,46 @@ def test_a_cluster_node_killed_mid_stream_loses_and_doubles_nothing(tmp_path, na
     c.stop()
     assert count(db) == total
     assert count(db, "SELECT count(DISTINCT replay_key) FROM alerts") == total
+
+
+def test_a_message_the_decoder_fails_on_is_dead_lettered_acked_and_counted(tmp_path, nats_server):
+    """Defence in depth: were the wire decoder to raise on some message (a
+    defect), that message alone is dead-lettered with its sequence, acked
+    and counted; the collector's fetch loop is not killed by it.  (The
+    decoder's failure is injected: what is tested is the collector's
+    handling, against a real JetStream.)"""
+    import asyncio
+
+    from ingest.natsconn import parse_url
+    from ingest.sources.nats import NatsSource
+    from ingest.stats import Stats
+
+    prefix = unique_prefix()
+    url = parse_url(f"nats://{nats_server.url}/{prefix}")
+    msg = Encoder(prefix, "s1").encode(item(3))[0]
+    dl = tmp_path / "dl.bin"
+
+    async def go():
+        src = NatsSource(url, "central")
+        await src.conn.connect()
+        psub = await src.subscribe(src.conn)
+        ack = await src.conn.js.publish(msg.subject, msg.payload, headers=msg.headers)
+        (got,) = await psub.fetch(1, timeout=5)
+        src.stats, src.deadletter = Stats(), deadletter.DeadLetter(str(dl))
+        src.submit = object()  # never reached: nothing of the message is queued
+
+        def broken(*a):
+            raise RuntimeError("decoder defect")
+
+        src.decoder.decode = broken
+        await src._handle(got)
+        ci = await src.conn.js.consumer_info(url.stream, "central")
+        await src.conn.close()
+        return ack.seq, src.stats.snapshot(), ci.num_ack_pending, ci.num_pending
+
+    seq, st, ack_pending, pending = asyncio.run(go())
+    assert st["malformed"] == {"undecodable": 1}
+    assert (ack_pending, pending) == (0, 0)
+    ((h, raw),) = list(deadletter.read(dl))
+    assert (h["seq"], h["reason"], raw) == (seq, "undecodable", msg.payload)
+    assert "RuntimeError" in h.get("detail", "")

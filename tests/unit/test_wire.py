@@ -290,3 +290,58 @@ def test_any_rendered_alert_reads_back_to_the_same_store_row(batch):
     item = Enricher().apply(batch)
     _, _, back = roundtrip(item)
     same_rows(item, back)
+
+
+# ---- hostile payloads under valid headers: refused, never a crash ---------------
+REPRO = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "repro"
+
+
+def _as_message(payload: bytes, fmt: str = "ingest") -> tuple[str, dict, bytes]:
+    n = payload.count(b"\n")
+    return ("ingest.test.s1.alert", {"Ingest-Wire": "1", "Ingest-Count": str(n), "Ingest-Format": fmt,
+                                     "Ingest-Keys": base64.b64encode(bytes(8 * n)).decode()}, payload)
+
+
+def _outcome(subj, headers, payload):
+    """What the collector does with a message: Poison (dead-lettered whole)
+    or each line stored or refused alone; anything else is a defect."""
+    try:
+        got = Decoder("ingest.test").decode(subj, headers, payload)
+    except Poison as p:
+        return p.reason
+    assert len(got.batch) + len(got.rejected) <= got.count
+    Enricher().apply(got.batch)  # the rows can be built
+    return got
+
+
+@pytest.mark.parametrize("fmt", ["ingest", "eve"])
+def test_the_eve_reproducers_on_the_wire_are_refused_line_by_line(fmt):
+    files = sorted(REPRO.glob("eve*"))
+    assert files
+    for p in files:
+        lines = [ln for ln in p.read_bytes().replace(b"\r", b"").split(b"\n") if ln.strip()]
+        _outcome(*_as_message(b"".join(ln + b"\n" for ln in lines), fmt))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_mutated_wire_message_is_never_a_crash(data):
+    m = _msg()
+    buf = bytearray(m.payload)
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(buf) - 2))
+        op = data.draw(st.sampled_from(["set", "cut", "dup"]))
+        if op == "set":
+            b = data.draw(st.sampled_from([0, 0x22, 0x5C, 0x7B, 0x7D, 0x5B, 0x5D, 0x2C, 0x3A, 0x30, 0xFF, 0xC3,
+                                           0xED, 0x75, 0x2D, 0x65]))
+            if buf[i] != 10:
+                buf[i] = b
+        elif op == "cut":
+            j = min(len(buf) - 1, i + data.draw(st.integers(1, 40)))
+            if b"\n" not in buf[i:j]:
+                del buf[i:j]
+        else:
+            j = min(len(buf) - 1, i + data.draw(st.integers(1, 40)))
+            if b"\n" not in buf[i:j]:
+                buf[i:i] = buf[i:j]
+    _outcome(m.subject, m.headers, bytes(buf))

@@ -40,11 +40,15 @@ import os
 import random
 import ssl
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from .wire import check_prefix
+
+T = TypeVar("T")
 
 _OPTIONS = {"stream", "replicas", "dupe_window", "max_age", "max_bytes", "msg_bytes", "ack_timeout",
             "connect_timeout", "user_file", "password_file", "token_file", "creds", "nkey", "tls", "ca",
@@ -212,6 +216,10 @@ def _ssl_context(u: NatsURL) -> ssl.SSLContext | None:
     return ctx
 
 
+#: how long start-up waits for a JetStream that does not answer yet (a
+#: cluster without a leader for a moment) before it gives up (exit 2)
+STARTUP_WAIT = 30.0
+
 #: reconnect back-off: the first retry of a server, doubling up to the cap
 RECONNECT_FIRST = 0.1
 RECONNECT_MAX = 5.0
@@ -313,6 +321,27 @@ class Connection:
         self._said_down = False
         self.nc = nc
         self.js = nc.jetstream(timeout=u.ack_timeout)
+
+    async def settle(self, fn: Callable[[], Awaitable[T]], *, within: float = STARTUP_WAIT) -> T:
+        """``await fn()`` (JetStream API calls at start-up), again while
+        JetStream does not answer in time or says it is temporarily
+        unavailable (a cluster electing a leader after losing a node, or
+        just started), for up to ``within`` seconds; then the last error.
+        Anything else (no JetStream at all, bad credentials) raises at once."""
+        from nats.js.errors import ServiceUnavailableError
+
+        end = time.monotonic() + within
+        delay = 0.25
+        while True:
+            try:
+                return await fn()
+            except (TimeoutError, ServiceUnavailableError) as e:
+                if time.monotonic() + delay > end:
+                    raise
+                print(f"ingest: {self.name}: JetStream not answering yet ({describe_error(e)}); "
+                      f"retrying in {delay:.2g}s", file=self.log, flush=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     async def ensure_stream(self) -> None:
         """Create the stream if absent (file storage, the URL's replicas,

@@ -359,8 +359,9 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                     workdir, env, count=eve_records, repeat=repeat, time_limit=time_limit,
                     seed=seed, progress=progress)
             if nats_alerts > 0:
-                extra["nats"] = run_nats(s, count=nats_alerts, repeat=repeat, latency_rates=nats_latency[0],
-                                         latency_seconds=nats_latency[1], seed=seed, progress=progress)
+                extra["nats"] = run_nats(s, count=nats_alerts, repeat=repeat, measure=measure,
+                                         latency_rates=nats_latency[0], latency_seconds=nats_latency[1],
+                                         seed=seed, progress=progress)
             dec = decoder_rate(kind, seed=seed, repeat=decoder_repeat) if decoder else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -42,6 +42,7 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -265,10 +266,10 @@ def _stream(server: Server, name: str) -> None:
     asyncio.run(go())
 
 
-def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, seed: int = 1,
-                   progress=None) -> dict[str, Any]:
-    from .harness import measure
-
+def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, measure: Callable[..., Any],
+                   seed: int = 1, progress=None) -> dict[str, Any]:
+    """``measure`` is the harness's (ingest.bench.harness.measure: one
+    ``ingest listen`` run), passed in: the harness imports this module."""
     s = dataclasses.replace(s, count=count)
     templates, _ = gen.build_templates(LISTEN_KIND, 256, seed)
     listen = dataclasses.replace(s, kind=LISTEN_KIND, templates=templates, mode=None)
@@ -433,15 +434,16 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str) 
             server.delete_streams()
 
 
-def run_nats(s: Setup, *, count: int, repeat: int, latency_rates: tuple[float, ...] = (1000, 10000),
-             latency_seconds: float = 5.0, seed: int = 1, progress=None) -> dict[str, Any]:
+def run_nats(s: Setup, *, count: int, repeat: int, measure: Callable[..., Any],
+             latency_rates: tuple[float, ...] = (1000, 10000), latency_seconds: float = 5.0, seed: int = 1,
+             progress=None) -> dict[str, Any]:
     why = missing()
     if why is not None:
         return {"missing": why}
     server = Server(s.workdir / "nats")
     try:
-        out: dict[str, Any] = {"throughput": run_throughput(s, server, count=count, repeat=repeat, seed=seed,
-                                                            progress=progress)}
+        out: dict[str, Any] = {"throughput": run_throughput(s, server, count=count, repeat=repeat, measure=measure,
+                                                            seed=seed, progress=progress)}
         lat = []
         for i, rate in enumerate(latency_rates):
             n = max(1, int(rate * latency_seconds))

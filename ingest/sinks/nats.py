@@ -71,7 +71,7 @@ class NatsSink:
             conn = Connection(self.url, name=f"sink {self.name}", log=self.log)
             await conn.connect()
             try:
-                await conn.ensure_stream()
+                await conn.settle(conn.ensure_stream)
             finally:
                 await conn.close()
 

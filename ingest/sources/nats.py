@@ -100,7 +100,7 @@ class NatsSource:
             conn = Connection(self.url, name=f"collect {self.origin}", log=self.log)
             await conn.connect()
             try:
-                await self.subscribe(conn)
+                await conn.settle(lambda: self.subscribe(conn))
             finally:
                 await conn.close()
 

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from ._util import count  # noqa: F401  (the store count the NATS tests share with the others)
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 #: generous: a deadline against hangs, never a performance assertion
 DEADLINE = 180.0
@@ -30,7 +32,14 @@ class Proc:
         self.proc = subprocess.Popen([sys.executable, "-m", "ingest", *args], env=env, cwd=cwd,
                                      stdout=subprocess.DEVNULL, stderr=self._err)
         if ready:
-            wait_for(lambda: ready.encode() in self.err_path.read_bytes(), f"{ready!r}", self)
+            try:
+                wait_for(lambda: ready.encode() in self.err_path.read_bytes(), f"{ready!r}", self)
+            except BaseException:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                self._err.close()
+                raise
 
     def stderr(self) -> str:
         return self.err_path.read_text(errors="replace")
@@ -67,19 +76,6 @@ def wait_for(cond, what: str = "condition", proc: Proc | None = None, deadline: 
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}" + (f": {proc.stderr()[-3000:]}" if proc else ""))
         time.sleep(0.05)
-
-
-def count(db: pathlib.Path, sql: str = "SELECT count(*) FROM alerts") -> int:
-    if not db.exists():
-        return 0
-    try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return c.execute(sql).fetchone()[0]
-        finally:
-            c.close()
-    except sqlite3.OperationalError:
-        return 0
 
 
 def query(db: pathlib.Path, sql: str, args: tuple = ()) -> list[tuple]:

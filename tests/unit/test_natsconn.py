@@ -84,3 +84,42 @@ def test_reconnect_backs_off_and_prefers_a_server_that_worked():
         delays.append(delay)
     assert delays[0] < delays[3] < delays[6]  # doubling
     assert max(delays) <= RECONNECT_MAX * 1.2  # capped
+
+
+def test_start_up_waits_out_a_jetstream_without_leader_but_not_other_errors():
+    import asyncio
+    import io
+
+    from nats.js.errors import ServiceUnavailableError
+
+    from ingest.natsconn import Connection
+
+    log = io.StringIO()
+    conn = Connection(parse_url("nats://bob:hunter2@h:1/p"), name="sink x", log=log)
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError
+        if len(calls) == 2:
+            raise ServiceUnavailableError()
+        return "ok"
+
+    assert asyncio.run(conn.settle(flaky)) == "ok" and len(calls) == 3
+    assert log.getvalue().count("JetStream not answering yet") == 2 and "hunter2" not in log.getvalue()
+
+    async def refused():
+        calls.append(1)
+        raise ValueError("no JetStream here")
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        asyncio.run(conn.settle(refused))
+    assert len(calls) == 1  # at once
+
+    async def never():
+        raise TimeoutError
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(conn.settle(never, within=0.5))  # bounded

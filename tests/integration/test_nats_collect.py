@@ -171,7 +171,11 @@ def test_a_message_the_decoder_fails_on_is_dead_lettered_acked_and_counted(tmp_p
 
         src.decoder.decode = broken
         await src._handle(got)
-        ci = await src.conn.js.consumer_info(url.stream, "central")
+        for _ in range(200):  # JetStream applies the ack a moment after it arrives
+            ci = await src.conn.js.consumer_info(url.stream, "central")
+            if ci.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.05)
         await src.conn.close()
         return ack.seq, src.stats.snapshot(), ci.num_ack_pending, ci.num_pending
 

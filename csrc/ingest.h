@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 13
+#define INGEST_ABI_VERSION 14
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0

@@ -95,7 +95,14 @@ def _rows(db, sql, args=()):
 
 
 @pytest.mark.slow
-def test_every_input_kind_from_two_sensors_is_stored_centrally_as_each_sensor_stores_it(tmp_path, nats_server):
+def test_every_input_kind_from_two_sensors_is_stored_centrally_as_each_sensor_stores_it(tmp_path, nats_server,
+                                                                                          request):
+    """... into SQLite, JSON lines and (when the PostgreSQL binaries are
+    there, as in CI) PostgreSQL at once: all hold the same records."""
+    try:
+        pg = request.getfixturevalue("pg_url")  # tests/pg.py: a database of its own
+    except pytest.skip.Exception:
+        pg = None  # the rest of the test still runs
     prefix = unique_prefix()
     url = f"nats://{nats_server.url}/{prefix}?msg_bytes=16384"
     n = 60
@@ -127,9 +134,9 @@ def test_every_input_kind_from_two_sensors_is_stored_centrally_as_each_sensor_st
         assert st["dispatched"][url] == per_sensor and st["dropped"] == {} and st["malformed"] == {}, st
     db, js = tmp_path / "central.db", tmp_path / "central.json"
     c = collector(tmp_path, url, "--sink", f"sqlite:{db}", "--sink", f"jsonl:{js}",
-                  "--dead-letter", str(tmp_path / "dl.bin"))
+                  *(("--sink", pg) if pg else ()), "--dead-letter", str(tmp_path / "dl.bin"))
     wait_for(lambda: count(db) >= 2 * per_sensor and count(db, "SELECT count(*) FROM flows") >= 6 * n,
-             "the central store", c)
+             "the central store", c)  # a batch is acked once every sink has it: PostgreSQL too
     time.sleep(0.5)
     st = c.stop()
     assert st["malformed"] == {} and st["dead_letters"] == 0, st
@@ -149,10 +156,31 @@ def test_every_input_kind_from_two_sensors_is_stored_centrally_as_each_sensor_st
         assert srcs == {"snort": n, "barnyard2": n, "unified2": n, "eve": 3 * n}, srcs
     # the same Unified2 event ids from both sensors: both kept, each once
     assert query(db, "SELECT count(DISTINCT sensor) FROM alerts WHERE source = 'unified2' AND event_id = 1") == [(2,)]
+    if pg:  # PostgreSQL holds what the central SQLite store holds, column for column
+        import psycopg
+
+        from ingest.sinks import rows as R
+
+        def pg_rows(sql):
+            with psycopg.connect(pg) as con:
+                return sorted(con.execute(sql).fetchall(), key=repr)
+
+        alerts = ", ".join(R.ALERT_COLUMNS)
+        flows = ", ".join(f'"{c}"' if c == "end" else c for c in R.FLOW_COLUMNS)
+        assert pg_rows(f"SELECT {alerts} FROM alerts") == _rows(db, f"SELECT {alerts} FROM alerts")
+        assert len(pg_rows("SELECT 1 FROM alerts")) == 2 * per_sensor
+        assert pg_rows(f"SELECT {flows} FROM flows") == _rows(db, f"SELECT {flows} FROM flows")
+        sigs = "SELECT gid, sid, rev, msg, refs FROM signatures"
+        assert pg_rows(sigs) == _rows(db, sigs)
 
 
 @pytest.mark.slow
-def test_a_collector_killed_five_times_loses_and_doubles_nothing(tmp_path, nats_server):
+def test_a_collector_killed_five_times_loses_and_doubles_nothing(tmp_path, nats_server, request):
+    """Into SQLite and (when its binaries are there, as in CI) PostgreSQL."""
+    try:
+        pg = request.getfixturevalue("pg_url")
+    except pytest.skip.Exception:
+        pg = None
     rnd = random.Random(int(time.time()))
     prefix = unique_prefix()
     url = f"nats://{nats_server.url}/{prefix}?msg_bytes=32768"
@@ -171,7 +199,8 @@ def test_a_collector_killed_five_times_loses_and_doubles_nothing(tmp_path, nats_
                                       "--count", str(each), "--rate", "5000", "--seed", str(len(gens) + 1)],
                                      cwd=REPO, stdout=subprocess.DEVNULL, stderr=err))
     db = tmp_path / "central.db"
-    args = ("--sink", f"sqlite:{db}", "--ack-wait", "2", "--fetch", "8", "--dead-letter", str(tmp_path / "dl.bin"))
+    args = ("--sink", f"sqlite:{db}", *(("--sink", pg) if pg else ()), "--ack-wait", "2", "--fetch", "8",
+            "--dead-letter", str(tmp_path / "dl.bin"))
     kills = []
     for _ in range(5):
         c = collector(tmp_path, url, *args)
@@ -200,3 +229,9 @@ def test_a_collector_killed_five_times_loses_and_doubles_nothing(tmp_path, nats_
         assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM alerts WHERE sensor = ?", (name,)) == [
             (each, each)], name
     assert count(db) == 2 * each
+    if pg:
+        import psycopg
+
+        with psycopg.connect(pg) as con:
+            got = con.execute("SELECT sensor, count(*), count(DISTINCT event_id) FROM alerts GROUP BY 1 ORDER BY 1")
+            assert got.fetchall() == [("s1", each, each), ("s2", each, each)]

@@ -141,6 +141,8 @@ def test_validator_agrees_with_orjson(value, cut, noise):
             ok = False
         if b"\n" in candidate or candidate.strip() != candidate or not candidate.strip():
             continue  # a record is one line; blank lines are "empty"
+        if candidate.startswith(b"\xef\xbb\xbf"):
+            continue  # a byte order mark before a record is skipped like whitespace (orjson refuses it)
         r = decode_lines(candidate + b"\n")
         got = not r.rejected
         if ok:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import socket
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from .. import gen
-from .common import BenchError, Setup, wait_for_socket
+from .common import BenchError, Setup, proc_hwm_kb, wait_for_socket
 
 #: the bare nats-py publisher: the messages from a file, published with
 #: publish_async, every PubAck of one batch awaited before the next, as the
@@ -83,8 +84,10 @@ async def main():
             await asyncio.gather(*futs)
     dt, cpu = time.monotonic() - t0, time.process_time() - c0
     await nc.close()
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark over fork+exec
+    hwm = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")]
     print(json.dumps({"records": records, "seconds": dt, "cpu_s": cpu,
-                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "maxrss_kb": hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 asyncio.run(main())
 """
 
@@ -211,8 +214,9 @@ def sink_peer(argv: list[str]) -> None:
         return dt, cpu
 
     dt, cpu = asyncio.run(main())
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark over fork+exec
     print(json.dumps({"records": rounds * len(item.batch), "seconds": dt, "cpu_s": cpu,
-                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "maxrss_kb": proc_hwm_kb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
 def _messages_file(s: Setup, path: Path, prefix: str, seed: int) -> tuple[int, int]:
@@ -308,9 +312,14 @@ def run_throughput(s: Setup, server: Server, *, count: int, repeat: int, measure
             "alerts_per_s": max(r["alerts_per_s"] for r in rs),
             "cpu_s_per_million": min(r["cpu_s_per_million"] for r in rs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "runs": rs}
-        if receiver != "bare-batch":
-            row["paired_rate_vs_bare"] = statistics.median(
-                x["alerts_per_s"] / y["alerts_per_s"] for x, y in zip(rs, runs["bare-batch"], strict=True))
+        # each row against its peer, round by round: the publishers against
+        # the bare one, ingest listen -> nats:// against the same input -> null:
+        peer = {"sink": "bare-batch", "bare-record": "bare-batch", "ingest-nats": "ingest-null"}.get(receiver)
+        if peer is not None:
+            row["peer"] = peer
+            key = "paired_rate_vs_null" if peer == "ingest-null" else "paired_rate_vs_bare"
+            row[key] = statistics.median(
+                x["alerts_per_s"] / y["alerts_per_s"] for x, y in zip(rs, runs[peer], strict=True))
         rows.append(row)
     return {"alerts_per_run": count, "repeat": repeat, "messages_per_batch": nmsgs,
             "alerts_per_batch": per_batch, "kind": s.kind, "listen_kind": LISTEN_KIND, "rows": rows}
@@ -465,10 +474,11 @@ def format_nats(d: dict[str, Any]) -> list[str]:
     lines = ["", f"NATS JetStream, sensor -> JetStream ({t['alerts_per_run']:,} {t['kind']} alerts per run; the "
                  f"peer publishes the sink's {t['messages_per_batch']} messages per {t['alerts_per_batch']}-alert "
                  f"batch; listen rows fed {t['listen_kind']} datagrams), best of {t['repeat']}:",
-             f"{'receiver':38s} {'alerts/s':>10s} {'CPU s/M':>8s} {'RSS MiB':>8s} {'rate/bare':>10s}"]
+             f"{'receiver':40s} {'alerts/s':>10s} {'CPU s/M':>8s} {'RSS MiB':>8s} {'rate/peer':>10s}  peer"]
     for r in t["rows"]:
-        pr = f"{r['paired_rate_vs_bare']:10.2f}" if "paired_rate_vs_bare" in r else f"{'-':>10s}"
-        lines.append(f"{r['label']:38s} {r['alerts_per_s']:10,.0f} {r['cpu_s_per_million']:8.2f} "
+        ratio = r.get("paired_rate_vs_bare", r.get("paired_rate_vs_null"))
+        pr = f"{ratio:10.2f}  {r['peer']}" if ratio is not None else f"{'-':>10s}"
+        lines.append(f"{r['label']:40s} {r['alerts_per_s']:10,.0f} {r['cpu_s_per_million']:8.2f} "
                      f"{r['peak_rss_mib']:8.1f} {pr}")
     lines.append("Unix socket -> sensor -> JetStream -> ingest collect -> committed SQLite row:")
     for r in d["latency"]:

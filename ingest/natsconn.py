@@ -35,6 +35,7 @@ is, provided it takes ``PREFIX.>``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
 import random
@@ -284,7 +285,6 @@ class Connection:
         kw: dict[str, Any] = {
             "servers": list(u.servers), "name": f"ingest {self.name}", "connect_timeout": max(1, int(u.connect_timeout)),
             "allow_reconnect": True, "max_reconnect_attempts": -1, "reconnect_time_wait": 1,
-            "reconnect_to_server_handler": reconnect_backoff,
             "error_cb": self._error, "disconnected_cb": self._disconnected, "reconnected_cb": self._reconnected,
             # a batch of messages must fit while reconnecting; past it publish raises (the batch is retried)
             "pending_size": 64 << 20,
@@ -303,6 +303,8 @@ class Connection:
             if u.tls_hostname:
                 kw["tls_hostname"] = u.tls_hostname
         nc = nats.NATS()
+        if "reconnect_to_server_handler" in inspect.signature(nc.connect).parameters:
+            kw["reconnect_to_server_handler"] = reconnect_backoff  # recent nats-py (2.16 has it); older: every second
         self._said_down = True  # the first failure is reported by the caller's error
         try:
             await asyncio.wait_for(nc.connect(**kw), u.connect_timeout)

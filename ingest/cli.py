@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .config import Config, parse_flag
+from .config import Config, is_nats_url, parse_flag
 
 # Subcommands contributed by other modules: name -> (add_parser, run)
 _PLUGINS: list[tuple[str, str]] = [
@@ -276,8 +276,9 @@ def build_pipeline(cfg: Config):
                              "--unified2, --eve-dgram, --eve-stream or --eve-file (in a configuration "
                              "file: snort = [...], ...), or start 'ingest run' without --config for "
                              "the defaults")
+        spool = None if cfg.spool_dir is None else (cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)
         sinks = [open_sink(url, profile=cfg.format, allow_foreign=cfg.allow_foreign_outputs,
-                           sensor=cfg.sensor)
+                           sensor=cfg.sensor, spool=spool if is_nats_url(url) else None)
                  for url in cfg.sink_urls]
         enricher = Enricher()
         maps = cfg.load_maps()

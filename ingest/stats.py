@@ -111,6 +111,7 @@ class Stats:
             + "".join(f" {k}={s[k]}" for k in NOTABLE if s.get(k))
             + _suricata(s)
             + _nats(s)
+            + _spool(s)
         )
 
     def final_line(self) -> str:
@@ -123,6 +124,16 @@ NOTABLE = ("accept_failed", "connections_refused", "connections_evicted", "conne
            "suricata_counters_ignored", "bookmark_errors", "acks_undeliverable", "socket_replaced",
            "unified2_retire_failed", "unified2_offset_past_end", "unified2_file_shrank",
            "eve_file_offset_past_end")
+
+
+def _spool(s: dict[str, Any]) -> str:
+    """The nats:// sink's spool (ingest.sinks.nats): what it holds, what went
+    through it, and whatever it cut or refused."""
+    if "spool_bytes" not in s:
+        return ""
+    out = (f" spool={s['spool_count']}msgs/{s['spool_bytes']}B spooled={s.get('spool_spooled', 0)}"
+           f" replayed={s.get('spool_replayed', 0)}")
+    return out + "".join(f" {k}={s[k]}" for k in ("spool_refused", "spool_cut_tails", "spool_corrupt") if s.get(k))
 
 
 def _nats(s: dict[str, Any]) -> str:

@@ -25,14 +25,16 @@ class Sink(Protocol):
 
 
 def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
-              sensor: str | None = None) -> Sink:
+              sensor: str | None = None, spool: tuple[str, int, str] | None = None) -> Sink:
     """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH``,
     ``postgresql://...`` (``postgres://...``), ``null:`` or ``nats://...``
     (``tls://...``).  ``allow_foreign`` accepts output files another user
     owns or may write (``--allow-foreign-outputs``; see ingest.safefile).
     ``sensor`` is this process's sensor name (``--sensor-name``; None: the
     host name): what a store writes in the ``sensor`` column of a batch that
-    names none, and the NATS subjects."""
+    names none, and the NATS subjects.  ``spool``: (directory, bound in
+    bytes, fsync policy) of a nats:// sink's spool (``--spool-dir``; see
+    ingest.sinks.nats)."""
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, "
@@ -41,7 +43,10 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
         from ..config import default_sensor_name
         from .nats import NatsSink  # nats-py is imported only when a NATS URL is used
 
-        return NatsSink(url, sensor=sensor or default_sensor_name())
+        if spool is None:
+            return NatsSink(url, sensor=sensor or default_sensor_name())
+        return NatsSink(url, sensor=sensor or default_sensor_name(), spool_dir=spool[0], spool_max_bytes=spool[1],
+                        spool_fsync=spool[2])
     if scheme == "null":
         from .null import NullSink
 

@@ -1,0 +1,273 @@
+"""The nats:// sink's spool (``--spool-dir``) on a real ``ingest listen``
+and a real nats-server -js: JetStream down from the start, killed
+mid-stream, the spool's bound reached, ingest killed -9 with a non-empty
+spool (and a torn tail), an eve.json followed while JetStream is away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import stat
+import threading
+
+from ingest import deadletter
+from ingest.sinks import outbox
+
+from ..natsserver import NatsServer, free_port, need_nats, unique_prefix, wait_jetstream
+from .test_nats_sink import dgrams, snort_send, stream_messages
+from .test_signals import wait_until
+
+_SPOOL = re.compile(r" spool=(\d+)msgs/(\d+)B spooled=(\d+) replayed=(\d+)")
+
+
+def stats_line(p) -> dict | None:
+    """The last periodic stats line: received, queue, and the spool's numbers."""
+    lines = [x for x in p.stderr().splitlines() if x.startswith("ingest: stats ")]
+    if not lines:
+        return None
+    line = lines[-1]
+    m = _SPOOL.search(line)
+    assert m, line
+    return {"received": int(re.search(r" received=(\d+)", line)[1]),
+            "queue": int(re.search(r" queue=(\d+)", line)[1]),
+            "count": int(m[1]), "bytes": int(m[2]), "spooled": int(m[3]), "replayed": int(m[4]),
+            "spool_full": int((re.search(r"spool_full:(\d+)", line) or [0, 0])[1])}
+
+
+def all_taken(p, n: int) -> bool:
+    """Every one of n alerts was received and acknowledged (spooled, published or dropped)."""
+    st = stats_line(p)
+    return st is not None and st["received"] == n and st["queue"] == 0
+
+
+def event_ids(server: NatsServer, prefix: str) -> tuple[list[int], list]:
+    """The event ids of every record in the stream, in stream order, and the messages."""
+    msgs = stream_messages(server.url, prefix.upper())
+    ids = [json.loads(line)["ingest"]["event_id"] for _, _, data in msgs for line in data.splitlines()]
+    return ids, msgs
+
+
+def stream_records(server: NatsServer, prefix: str) -> int:
+    """Records in the stream (0 while JetStream or the stream is not there)."""
+    import nats
+
+    async def count() -> int:
+        try:
+            nc = await nats.connect(f"nats://{server.url}", connect_timeout=1, allow_reconnect=False)
+        except Exception:
+            return 0
+        try:
+            js = nc.jetstream(timeout=2)
+            info = await js.stream_info(prefix.upper())
+            n = 0
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                n += int((await js.get_msg(prefix.upper(), seq)).headers["Ingest-Count"])
+            return n
+        except Exception:
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+def offsets(bm) -> list[int]:
+    """The offsets an --eve-file bookmark directory holds."""
+    return [int(x) for f in bm.iterdir() for x in re.findall(rb'"offset": ?(\d+)', f.read_bytes())]
+
+
+def listen(run_ingest, tmp_path, url: str, *extra: str):
+    sock = tmp_path / "snort_alert"
+    return sock, run_ingest(["listen", "--snort", str(sock), "--sink", url, "--spool-dir", str(tmp_path / "spool"),
+                             "--stats-interval", "0.1", *extra], wait_for=[sock])
+
+
+def test_broker_down_from_the_start_spools_then_replays_in_order(tmp_path, run_ingest):
+    need_nats()
+    port, prefix = free_port(), unique_prefix()
+    sock, p = listen(run_ingest, tmp_path, f"nats://127.0.0.1:{port}/{prefix}?connect_timeout=1&msg_bytes=8192")
+    assert "spooling to" in p.stderr()  # a broker away at start-up is no reason not to start
+    for k in range(5):
+        snort_send(sock, dgrams(200, base=200 * k))
+    wait_until(lambda: all_taken(p, 1000), p, "1000 alerts spooled")
+    st = stats_line(p)
+    assert st["count"] == st["spooled"] > 0 and st["replayed"] == 0 and st["bytes"] > 0
+    spool = tmp_path / "spool"
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in spool.iterdir()} == {0o600}
+    server = NatsServer(tmp_path / "n", port=port)
+    try:
+        wait_until(lambda: "spool replayed" in p.stderr(), p, "the replay")
+        rc, fin = p.stop()
+        assert rc == 0, p.stderr()
+        ids, msgs = event_ids(server, prefix)
+        assert ids == list(range(1000)), "in order, none lost, none doubled"
+        assert len({h["Nats-Msg-Id"] for _, h, _ in msgs}) == len(msgs)
+        assert fin["spool_count"] == 0 and fin["spool_bytes"] == 0
+        assert fin["spool_replayed"] == fin["spool_spooled"] == len(msgs)
+        assert fin["dropped"] == {} and fin["dispatched"] == {p.proc.args[-5]: 1000}
+        assert [f.name for f in spool.iterdir()] == ["acked"]  # replayed segments are removed
+    finally:
+        server.stop()
+
+
+def test_broker_killed_mid_stream_readers_keep_draining(tmp_path, run_ingest):
+    """JetStream is killed while Snort datagrams flow, and started again
+    while they still flow: 0 drops, every alert once, in order."""
+    need_nats()
+    server = NatsServer(tmp_path / "n")
+    try:
+        wait_jetstream([server.url])
+        prefix = unique_prefix()
+        sock, p = listen(run_ingest, tmp_path, f"nats://{server.url}/{prefix}?ack_timeout=1&msg_bytes=16384")
+        killed = threading.Event()
+
+        def send() -> None:
+            for k in range(50):  # the first 1,000 as fast as the socket takes them
+                snort_send(sock, dgrams(20, base=20 * k))
+            killed.wait(60)
+            snort_send(sock, dgrams(500, base=1000))
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            wait_until(lambda: stream_records(server, prefix) > 0, p, "the first alerts in JetStream")
+            server.kill()
+        finally:
+            killed.set()
+            sender.join()
+        wait_until(lambda: all_taken(p, 1500), p, "1500 alerts taken")
+        assert stats_line(p)["spooled"] > 0
+        server.start()
+        snort_send(sock, dgrams(500, base=1500))  # while the spool is replayed
+        wait_until(lambda: stream_records(server, prefix) >= 2000 and "spool replayed" in p.stderr(), p,
+                   "2000 alerts in JetStream")
+        rc, fin = p.stop()
+        assert rc == 0, p.stderr()
+        ids, msgs = event_ids(server, prefix)
+        assert ids == list(range(2000)), "in order, none lost, none doubled"
+        assert fin["dropped"] == {} and fin["malformed"] == {} and fin["received"] == 2000
+        assert fin["spool_count"] == 0 and fin["spool_replayed"] >= 1
+    finally:
+        server.stop()
+
+
+def test_past_the_spool_bound_batches_are_dropped_counted_and_dead_lettered(tmp_path, run_ingest):
+    need_nats()
+    port, prefix = free_port(), unique_prefix()
+    sock, p = listen(run_ingest, tmp_path, f"nats://127.0.0.1:{port}/{prefix}?connect_timeout=1&msg_bytes=65536",
+                     "--spool-max-bytes", str(1 << 20))
+    n = 0
+    while not (stats_line(p) or {}).get("spool_full"):  # until the bound is reached
+        snort_send(sock, dgrams(200, base=n))
+        n += 200
+        wait_until(lambda n=n: all_taken(p, n), p, f"{n} alerts taken")
+        assert n < 20000, p.stderr()
+    st = stats_line(p)
+    assert 0 < st["bytes"] <= 1 << 20 and st["spool_full"] > 0
+    assert "spool_full" in p.stderr()  # said, not only counted
+    server = NatsServer(tmp_path / "n", port=port)
+    try:
+        wait_until(lambda: "spool replayed" in p.stderr(), p, "the replay")
+        rc, fin = p.stop()
+        assert rc == 0, p.stderr()
+        ids, _ = event_ids(server, prefix)
+        assert ids == sorted(set(ids))
+        dropped = [json.loads(line)["ingest"]["event_id"]
+                   for head, raw in deadletter.read(str(tmp_path / "ingest-deadletter.bin"))
+                   if head["reason"] == "spool_full" for line in raw.splitlines()]
+        assert fin["dropped"] == {"spool_full": len(dropped)} and len(dropped) > 0
+        assert sorted(ids + dropped) == list(range(n)), "every alert in JetStream or in the dead-letter file"
+    finally:
+        server.stop()
+
+
+def test_kill_9_with_a_spool_and_a_torn_tail_replays_it_first(tmp_path, run_ingest):
+    """ingest killed -9 with 500 alerts spooled, the newest segment ending in
+    half a record (as a crash mid-write leaves it): the restart cuts the
+    tail (counted), and replays the 500 before anything new."""
+    need_nats()
+    port, prefix = free_port(), unique_prefix()
+    url = f"nats://127.0.0.1:{port}/{prefix}?connect_timeout=1&msg_bytes=8192"
+    sock, p = listen(run_ingest, tmp_path, url)
+    snort_send(sock, dgrams(500))
+    wait_until(lambda: all_taken(p, 500), p, "500 alerts spooled")
+    p.kill()
+    spool = tmp_path / "spool"
+    newest = sorted(f for f in spool.iterdir() if f.name.startswith("seg-"))[-1]
+    torn = outbox.REC_HEAD.pack(4000, 0, 1 << 40, 10) + b"x" * 100  # a record cut by the crash
+    with open(newest, "ab") as f:
+        f.write(torn)
+    server = NatsServer(tmp_path / "n", port=port)
+    try:
+        wait_jetstream([server.url])
+        sock, p2 = listen(run_ingest, tmp_path, url)
+        assert "1 torn tail cut" in p2.stderr() and "replaying them first" in p2.stderr()
+        snort_send(sock, dgrams(300, base=500))
+        wait_until(lambda: stream_records(server, prefix) >= 800, p2, "800 alerts in JetStream")
+        rc, fin = p2.stop()
+        assert rc == 0, p2.stderr()
+        ids, msgs = event_ids(server, prefix)
+        assert ids == list(range(800)), "the spool first, then the new alerts; 0 lost, 0 doubled"
+        assert fin["spool_cut_tails"] == 1 and fin["spool_cut_bytes"] == len(torn)
+        assert fin["spool_count"] == 0
+    finally:
+        server.stop()
+
+
+def test_an_eve_file_waits_in_its_file_while_jetstream_is_away(tmp_path, run_ingest):
+    """The file is the buffer: nothing is read, the bookmark does not move and
+    nothing is spooled while JetStream is away; reading resumes once it is
+    back."""
+    need_nats()
+    from ..eve_records import ALERT
+
+    port, prefix = free_port(), unique_prefix()
+    eve, bm = tmp_path / "eve.json", tmp_path / "bm"
+    bm.mkdir(mode=0o700)
+    eve.write_bytes(b"".join(ALERT % (i, 1000 + i, i) + b"\n" for i in range(300)))
+    p = run_ingest(["listen", "--eve-file", str(eve), "--bookmark-dir", str(bm), "--eve-file-start", "beginning",
+                    "--sink", f"nats://127.0.0.1:{port}/{prefix}?connect_timeout=1",
+                    "--spool-dir", str(tmp_path / "spool"), "--stats-interval", "0.1"], wait_for=[])
+    wait_until(lambda: len([x for x in p.stderr().splitlines() if x.startswith("ingest: stats ")]) >= 10, p,
+               "ten stats lines")
+    st = stats_line(p)
+    assert st["received"] == 0 and st["spooled"] == 0 and st["count"] == 0
+    assert offsets(bm) in ([], [0]), "the bookmark stays at the start"
+    server = NatsServer(tmp_path / "n", port=port)
+    try:
+        wait_until(lambda: stream_records(server, prefix) >= 300, p, "300 alerts in JetStream")
+        rc, fin = p.stop()
+        assert rc == 0, p.stderr()
+        sids = [json.loads(line)["alert"]["signature_id"]
+                for _, _, data in stream_messages(server.url, prefix.upper()) for line in data.splitlines()]
+        assert sids == list(range(1000, 1300)) and fin["spool_spooled"] == 0 and fin["dropped"] == {}
+        assert offsets(bm) == [eve.stat().st_size], "the bookmark moved once JetStream had them"
+    finally:
+        server.stop()
+
+
+def test_spool_start_up_errors(tmp_path, run_ingest):
+    """A spool another process holds, one open to others, or a spool without
+    a nats:// sink: exit 2 with one line, nothing touched."""
+    need_nats()
+    port, prefix = free_port(), unique_prefix()
+    url = f"nats://127.0.0.1:{port}/{prefix}?connect_timeout=1"
+    sock = tmp_path / "snort_alert"
+    _, p = listen(run_ingest, tmp_path, url)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o755)
+    for args, words in (
+        (["--sink", url, "--spool-dir", str(tmp_path / "spool")], "in use by another process"),
+        (["--sink", url, "--spool-dir", str(open_dir)], "must be private"),
+        (["--sink", "null:", "--spool-dir", str(tmp_path / "s2")], "serves a nats:// sink"),
+    ):
+        q = run_ingest(["listen", "--snort", str(sock.with_name("other")), *args, "--stats-interval", "0"])
+        q.proc.wait(60)
+        err = q.stderr()
+        assert q.proc.returncode == 2 and words in err and err.count("\n") == 1, err
+    assert sorted(f.name for f in open_dir.iterdir()) == [] and not (tmp_path / "s2").exists()
+    rc, _ = p.stop()
+    assert rc == 0, p.stderr()

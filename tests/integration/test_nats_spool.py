@@ -15,8 +15,8 @@ from ingest import deadletter
 from ingest.sinks import outbox
 
 from ..natsserver import NatsServer, free_port, need_nats, unique_prefix, wait_jetstream
-from .test_nats_sink import dgrams, snort_send, stream_messages
-from .test_signals import wait_until
+from ._util import snort_send, wait_until
+from .test_nats_sink import dgrams, stream_messages
 
 _SPOOL = re.compile(r" spool=(\d+)msgs/(\d+)B spooled=(\d+) replayed=(\d+)")
 
@@ -41,7 +41,7 @@ def all_taken(p, n: int) -> bool:
     return st is not None and st["received"] == n and st["queue"] == 0
 
 
-def event_ids(server: NatsServer, prefix: str) -> tuple[list[int], list]:
+def stream_event_ids(server: NatsServer, prefix: str) -> tuple[list[int], list]:
     """The event ids of every record in the stream, in stream order, and the messages."""
     msgs = stream_messages(server.url, prefix.upper())
     ids = [json.loads(line)["ingest"]["event_id"] for _, _, data in msgs for line in data.splitlines()]
@@ -101,7 +101,7 @@ def test_broker_down_from_the_start_spools_then_replays_in_order(tmp_path, run_i
         wait_until(lambda: "spool replayed" in p.stderr(), p, "the replay")
         rc, fin = p.stop()
         assert rc == 0, p.stderr()
-        ids, msgs = event_ids(server, prefix)
+        ids, msgs = stream_event_ids(server, prefix)
         assert ids == list(range(1000)), "in order, none lost, none doubled"
         assert len({h["Nats-Msg-Id"] for _, h, _ in msgs}) == len(msgs)
         assert fin["spool_count"] == 0 and fin["spool_bytes"] == 0
@@ -145,7 +145,7 @@ def test_broker_killed_mid_stream_readers_keep_draining(tmp_path, run_ingest):
                    "2000 alerts in JetStream")
         rc, fin = p.stop()
         assert rc == 0, p.stderr()
-        ids, msgs = event_ids(server, prefix)
+        ids, msgs = stream_event_ids(server, prefix)
         assert ids == list(range(2000)), "in order, none lost, none doubled"
         assert fin["dropped"] == {} and fin["malformed"] == {} and fin["received"] == 2000
         assert fin["spool_count"] == 0 and fin["spool_replayed"] >= 1
@@ -172,7 +172,7 @@ def test_past_the_spool_bound_batches_are_dropped_counted_and_dead_lettered(tmp_
         wait_until(lambda: "spool replayed" in p.stderr(), p, "the replay")
         rc, fin = p.stop()
         assert rc == 0, p.stderr()
-        ids, _ = event_ids(server, prefix)
+        ids, _ = stream_event_ids(server, prefix)
         assert ids == sorted(set(ids))
         dropped = [json.loads(line)["ingest"]["event_id"]
                    for head, raw in deadletter.read(str(tmp_path / "ingest-deadletter.bin"))
@@ -208,7 +208,7 @@ def test_kill_9_with_a_spool_and_a_torn_tail_replays_it_first(tmp_path, run_inge
         wait_until(lambda: stream_records(server, prefix) >= 800, p2, "800 alerts in JetStream")
         rc, fin = p2.stop()
         assert rc == 0, p2.stderr()
-        ids, msgs = event_ids(server, prefix)
+        ids, msgs = stream_event_ids(server, prefix)
         assert ids == list(range(800)), "the spool first, then the new alerts; 0 lost, 0 doubled"
         assert fin["spool_cut_tails"] == 1 and fin["spool_cut_bytes"] == len(torn)
         assert fin["spool_count"] == 0

@@ -9,12 +9,17 @@ import asyncio
 import json
 import re
 import stat
+import subprocess
+import sys
 import threading
+
+import pytest
 
 from ingest import deadletter
 from ingest.sinks import outbox
 
 from ..natsserver import NatsServer, free_port, need_nats, unique_prefix, wait_jetstream
+from ._nats import Proc, collector, count, query, wait_for
 from ._util import snort_send, wait_until
 from .test_nats_sink import dgrams, stream_messages
 
@@ -271,3 +276,51 @@ def test_spool_start_up_errors(tmp_path, run_ingest):
     assert sorted(f.name for f in open_dir.iterdir()) == [] and not (tmp_path / "s2").exists()
     rc, _ = p.stop()
     assert rc == 0, p.stderr()
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+@pytest.mark.slow
+def test_whole_jetstream_stopped_while_a_sensor_receives(tmp_path, nats_cluster):
+    """Every node of a 3-node cluster stopped while a sensor receives 5 k
+    alerts/s over its Unix socket, then started again: the sender never
+    waits (0 dropped by it), the sensor's memory stays within its budget,
+    the spool drains, the collector's store ends with every alert once."""
+    prefix = unique_prefix()
+    url = f"nats://{nats_cluster.urls}/{prefix}?replicas=3&ack_timeout=2&connect_timeout=1&msg_bytes=32768"
+    total, budget = 30_000, 32 << 20
+    sock = tmp_path / "snort_alert"
+    sensor = Proc(tmp_path, "listen", "--sensor-name", "s1", "--snort", str(sock), "--sink", url,
+                  "--spool-dir", str(tmp_path / "spool"), "--max-queue-bytes", str(budget),
+                  "--dead-letter", str(tmp_path / "dl.bin"), "--stats-interval", "0.1", ready="ingest: listening on")
+    rss0 = _rss_kib(sensor.proc.pid, "VmRSS")
+    db = tmp_path / "central.db"
+    col = collector(tmp_path, url, "--sink", f"sqlite:{db}", "--dead-letter", str(tmp_path / "cdl.bin"))
+    gen = subprocess.Popen([sys.executable, "-m", "ingest", "gen", "--to", str(sock), "--kind", "snort",
+                            "--count", str(total), "--rate", "5000", "--json"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: count(db) > 0, "the first alerts stored", col)
+    for node in nats_cluster.nodes:
+        node.stop()
+    wait_for(lambda: (stats_line(sensor) or {}).get("spooled", 0) > 0 and stats_line(sensor)["received"] > 15_000,
+             "half the alerts received while JetStream is down", sensor)
+    for node in nats_cluster.nodes:
+        node.start()
+    out, err = gen.communicate(timeout=120)
+    assert gen.returncode == 0, err
+    sent = json.loads(out)
+    assert sent["sent"] == total and sent["dropped"] == 0 and sent["errors"] == 0, sent
+    wait_for(lambda: count(db) >= total, "every alert stored centrally", col)
+    hwm = _rss_kib(sensor.proc.pid, "VmHWM")
+    st = sensor.stop()
+    col.stop()
+    assert st["dropped"] == {} and st["received"] == total and st["spool_count"] == 0, st
+    assert st["spool_spooled"] > 0 and st["spool_replayed"] >= st["spool_spooled"]
+    assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(total, total)]
+    assert hwm - rss0 < budget // 1024, (rss0, hwm)  # KiB

@@ -324,3 +324,39 @@ def test_whole_jetstream_stopped_while_a_sensor_receives(tmp_path, nats_cluster)
     assert st["spool_spooled"] > 0 and st["spool_replayed"] >= st["spool_spooled"]
     assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(total, total)]
     assert hwm - rss0 < budget // 1024, (rss0, hwm)  # KiB
+
+
+def test_a_spooled_message_that_cannot_be_published_is_refused_counted_and_the_replay_goes_on(tmp_path, run_ingest,
+                                                                                              nats_server):
+    """A spool from an earlier run holding a record whose meta is not ours
+    (a subject suffix that is no sensor.kind, headers that are no strings)
+    and one larger than the server takes: each dropped from the spool and
+    counted (spool_refused); the good ones around them are published in order."""
+    import base64
+
+    prefix = unique_prefix()
+    spool = tmp_path / "spool"
+
+    def good(i: int) -> tuple[bytes, dict]:
+        line = json.dumps({"n": i}).encode() + b"\n"
+        return line, {"k": "s1.alert", "h": {"Nats-Msg-Id": f"s1:test{i}", "Ingest-Wire": "1", "Ingest-Count": "1",
+                                             "Ingest-Format": "ingest",
+                                             "Ingest-Keys": base64.b64encode((1000 + i).to_bytes(8, "little")).decode()}}
+
+    with outbox.Outbox(str(spool), 8 << 20) as box:
+        box.append(*good(0))
+        box.append(b"x\n", {"k": "s1.alert.>", "h": {}})
+        box.append(*good(1))
+        box.append(b"x\n", {"k": "s1.alert", "h": {"Nats-Msg-Id": 7}})
+        box.append(b"x" * (2 << 20), good(9)[1])  # the server takes 1 MiB
+        box.append(*good(2))
+    sock = tmp_path / "snort_alert"
+    p = run_ingest(["listen", "--snort", str(sock), "--sink", f"nats://{nats_server.url}/{prefix}",
+                    "--spool-dir", str(spool), "--stats-interval", "0"], wait_for=[sock])
+    wait_until(lambda: "spool replayed" in p.stderr(), p, "the replay")
+    rc, fin = p.stop()
+    assert rc == 0, p.stderr()
+    msgs = stream_messages(nats_server.url, prefix.upper())
+    assert [(s, json.loads(d)["n"]) for s, _, d in msgs] == [(f"{prefix}.s1.alert", i) for i in range(3)]
+    assert fin["spool_refused"] == 3 and fin["spool_replayed"] == 3 and fin["spool_count"] == 0
+    assert "3 spooled messages cannot be published" in p.stderr()

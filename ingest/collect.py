@@ -15,44 +15,33 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import Config, default_sensor_name, parse_flag
+from .cli import _flag
+from .config import Config, default_sensor_name
+from .filecmd import add_map_options
 
 
-def _flag(key: str):
-    def convert(text: str) -> object:
+def _number(cast, noun: str, low, high, fmt: str):
+    """argparse type= for a number of ``cast`` (int or float) from low to
+    high; ``fmt`` writes the bounds in the error."""
+
+    def convert(text: str):
         try:
-            return parse_flag(key, text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun}, not {text!r}") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:{fmt}} and {high:{fmt}}")
+        return v
 
-    convert.__name__ = key
     return convert
 
 
 def _count(low: int, high: int):
-    def convert(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
-        if not low <= v <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return v
-
-    return convert
+    return _number(int, "an integer", low, high, "d")
 
 
 def _seconds(low: float, high: float):
-    def convert(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-        if not low <= v <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
-        return v
-
-    return convert
+    return _number(float, "a number", low, high, "g")
 
 
 def add_parser(sub) -> None:
@@ -80,12 +69,7 @@ def add_parser(sub) -> None:
                    help="rotate the dead-letter file to PATH.1 past N bytes (default 64 MiB)")
     p.add_argument("--allow-foreign-outputs", action="store_true", default=None,
                    help="accept output files owned by another user or writable by group/others")
-    p.add_argument("--maps", metavar="DIR",
-                   help="maps for EVE alerts (class ids and references the sensor's maps gave them)")
-    p.add_argument("--sid-msg", metavar="FILE", help="sid-msg.map")
-    p.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
-    p.add_argument("--classification", metavar="FILE", help="classification.config")
-    p.add_argument("--reference", metavar="FILE", help="reference.config")
+    add_map_options(p, "maps for EVE alerts (class ids and references the sensor's maps gave them)")
     p.add_argument("--stats-interval", type=_flag("stats_interval"), metavar="SECONDS",
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
     p.add_argument("--max-queue", type=_flag("max_queue"), metavar="ALERTS", help="bound of the in-memory queue")

@@ -58,6 +58,15 @@ BOOKMARK_SUFFIX = ".ingest-bookmark"
 NOT_EVE = frozenset({"invalid_json", "not_object", "no_event_type", "oversized"})
 
 
+def add_map_options(p: argparse.ArgumentParser, maps_help: str) -> None:
+    """The map options of a command that enriches alerts (decode, collect)."""
+    p.add_argument("--maps", metavar="DIR", help=maps_help)
+    p.add_argument("--sid-msg", metavar="FILE", help="sid-msg.map (v1 or v2)")
+    p.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
+    p.add_argument("--classification", metavar="FILE", help="classification.config")
+    p.add_argument("--reference", metavar="FILE", help="reference.config")
+
+
 def add_parser(sub) -> None:
     d = sub.add_parser("decode", help="decode Unified2 / Alertpkt / EVE files to sinks (default jsonl:-)")
     d.add_argument("files", nargs="+", metavar="FILE", help="a file, - for standard input, or a quoted glob")
@@ -70,12 +79,7 @@ def add_parser(sub) -> None:
     d.add_argument("--sensor-name", type=sensor_name_arg, metavar="NAME",
                    help="the sensor name in store rows (default: the host name)")
     d.add_argument("--event-types", metavar="LIST", help="EVE: keep only these event types (comma-separated)")
-    d.add_argument("--maps", metavar="DIR",
-                   help="load sid-msg.map, gen-msg.map, classification.config, reference.config from DIR")
-    d.add_argument("--sid-msg", metavar="FILE", help="sid-msg.map (v1 or v2)")
-    d.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
-    d.add_argument("--classification", metavar="FILE", help="classification.config")
-    d.add_argument("--reference", metavar="FILE", help="reference.config")
+    add_map_options(d, "load sid-msg.map, gen-msg.map, classification.config, reference.config from DIR")
     d.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     d.set_defaults(run=run_decode)
     p = sub.add_parser("pcap", help="write the packets of Unified2 files as one pcap (u2boat)")

@@ -103,19 +103,24 @@ def _refuse(what: str, path: str, why: str) -> UnsafeFileError:
                            f"the alerts. Fix it, or pass {ALLOW_FOREIGN_FLAG} if this is deliberate")
 
 
+def _check_owner(st: os.stat_result, what: str, path: str, writable: str, sticky_ok: bool) -> None:
+    """Refuse what another user owns, or what its group or others may write
+    (unless ``sticky_ok`` and it is sticky: a directory whose entries only
+    their owners may delete or replace); ``writable`` says the latter."""
+    if st.st_uid != os.geteuid():
+        raise _refuse(what, path, f"is owned by {_user(st.st_uid)}, not by this process "
+                                  f"({_user(os.geteuid())})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
+        raise _refuse(what, path, f"{writable} (mode {stat.S_IMODE(st.st_mode):04o})")
+
+
 def _check_stat(st: os.stat_result, what: str, path: str, allow_foreign: bool) -> None:
     if stat.S_ISCHR(st.st_mode):
         return  # /dev/null, /dev/full, a terminal: nothing is kept there
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFileError(f"{what} {path} is {kind(st.st_mode)}, not a regular file")
-    if allow_foreign:
-        return
-    if st.st_uid != os.geteuid():
-        raise _refuse(what, path, f"is owned by {_user(st.st_uid)}, not by this process "
-                                  f"({_user(os.geteuid())})")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise _refuse(what, path, f"is writable by its group or by others "
-                                  f"(mode {stat.S_IMODE(st.st_mode):04o})")
+    if not allow_foreign:
+        _check_owner(st, what, path, "is writable by its group or by others", sticky_ok=False)
 
 
 def _check_parent(path: str, what: str, allow_foreign: bool) -> None:
@@ -165,14 +170,8 @@ def check_output_dir(path: str, *, what: str, allow_foreign: bool = False) -> No
     st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeFileError(f"{what}: {path} is not a directory (it is {kind(st.st_mode)})")
-    if allow_foreign:
-        return
-    if st.st_uid != os.geteuid():
-        raise _refuse(what, path, f"is owned by {_user(st.st_uid)}, not by this process "
-                                  f"({_user(os.geteuid())})")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise _refuse(what, path, f"may be written by its group or by others and is not sticky "
-                                  f"(mode {stat.S_IMODE(st.st_mode):04o})")
+    if not allow_foreign:
+        _check_owner(st, what, path, "may be written by its group or by others and is not sticky", sticky_ok=True)
 
 
 def open_output(path: str, *, what: str, mode: int, flags: int = os.O_WRONLY | os.O_APPEND,

@@ -256,6 +256,21 @@ def test_kill9_before_the_first_bookmark_loses_nothing_across_rotations(tmp_path
         con.close()
 
 
+def _restart_and_read(tmp_path, eve, db, want: int) -> subprocess.Popen:
+    """Start ingest again, wait for ``want`` alerts, stop it (SIGTERM, exit 0)
+    and check the store holds alerts 0 .. want-1 exactly once."""
+    p = _start(tmp_path, eve, db)
+    _listening(p)
+    end = time.monotonic() + 60
+    while len(sids(db)) < want and time.monotonic() < end:
+        assert p.poll() is None, _err(p)
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 0, _err(p)
+    exactly(db, range(want))
+    return p
+
+
 @pytest.mark.parametrize("how", ["sigterm", "kill9", "kill9_before_any_ack"])
 def test_copytruncate_while_ingest_is_down_loses_nothing(tmp_path, how):
     """logrotate's copytruncate runs while ingest is stopped (or killed):
@@ -283,15 +298,7 @@ def test_copytruncate_while_ingest_is_down_loses_nothing(tmp_path, how):
     with open(eve, "r+b") as f:  # ... and truncated in place
         f.truncate(0)
     append(eve, lines(1500, 300))
-    p = _start(tmp_path, eve, db)
-    _listening(p)
-    end = time.monotonic() + 60
-    while len(sids(db)) < 1800 and time.monotonic() < end:
-        assert p.poll() is None, _err(p)
-        time.sleep(0.1)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=60) == 0, _err(p)
-    exactly(db, range(1800))
+    _restart_and_read(tmp_path, eve, db, 1800)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
@@ -319,13 +326,5 @@ def test_two_rotations_while_ingest_is_down_lose_nothing(tmp_path, how):
     os.rename(eve, tmp_path / "eve.json.1")          # rotation 2
     append(eve, lines(1500, 300))
     (tmp_path / "eve.json.3.gz").write_bytes(b"\x1f\x8b" + bytes(200))  # a compressed old one: not EVE
-    p = _start(tmp_path, eve, db)
-    _listening(p)
-    end = time.monotonic() + 60
-    while len(sids(db)) < 1800 and time.monotonic() < end:
-        assert p.poll() is None, _err(p)
-        time.sleep(0.1)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=60) == 0, _err(p)
-    exactly(db, range(1800))
+    p = _restart_and_read(tmp_path, eve, db, 1800)
     assert "eve.json.1 was at" in _err(p) and "eve.json.3.gz" not in _err(p)

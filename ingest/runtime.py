@@ -208,8 +208,11 @@ class Pipeline:
     def files_held(self) -> bool:
         """A sink is spooling (its destination is away): file readers wait,
         so that what they read stays in their file, not in the spool.
-        Never while the sources are being stopped (a file reader waiting
-        for room must be able to hand its last batch over and end)."""
+        Not once the sources are being stopped: from then on a file reader
+        is refused only for want of room in the queue.  A reader still
+        refused when its stop comes does not hand its batch over: it ends
+        and leaves that batch on disk, behind its bookmark, for the next run
+        (spool: ``_Stopped``; EVE file: ``handle_records`` returns None)."""
         return not self._sources_stopping and any(getattr(s, "hold_file_input", False) for s in self.sinks)
 
     def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0, *, file: bool = False) -> bool:
@@ -651,7 +654,10 @@ class Pipeline:
             for s in self.sources:
                 s.stop()
 
-        self._sources_stopping = True  # a file reader waiting for room hands its last batch over
+        # From here a file reader is refused only for want of queue room; one
+        # still refused when its stop comes ends, its batch left on disk
+        # behind its bookmark (read again next run).
+        self._sources_stopping = True
         await asyncio.to_thread(stop_sources)
         # 2. dispatch everything queued
         self._closing = True

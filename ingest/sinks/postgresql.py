@@ -60,6 +60,7 @@ from ..config import check_sensor_name, default_sensor_name
 from ..mapping import Enriched
 from . import rows as R
 from .errors import DataError
+from .onthread import OnThreadSink
 
 #: the store's schema version (schema_version table); the SQLite store's
 #: user_version has the same meaning
@@ -268,7 +269,7 @@ def data_fault(e: BaseException) -> bool:
     return isinstance(e, UnicodeError | OverflowError | ValueError | TypeError)
 
 
-class PostgresSink:
+class PostgresSink(OnThreadSink):
     """``postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]``
     (libpq's URL; ``postgres://`` too).  ``sensor`` names this process's
     sensor (rows of batches that carry none; default: the host name)."""
@@ -510,16 +511,6 @@ class PostgresSink:
         return True
 
     # ---- the Sink protocol ----------------------------------------------------
-    async def write(self, item: Enriched) -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._write_item, item)
-        except BaseException as e:
-            self._last_error = e
-            raise
-
-    async def probe(self) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._probe)
-
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._drop)
         self._pool.shutdown()

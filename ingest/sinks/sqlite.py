@@ -42,6 +42,7 @@ from ..mapping import Enriched
 from ..safefile import check_output, open_output
 from . import rows as R
 from .errors import DataError
+from .onthread import OnThreadSink
 
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
@@ -209,7 +210,7 @@ def data_fault(e: BaseException) -> bool:
     return isinstance(e, UnicodeError | OverflowError | ValueError | TypeError)
 
 
-class SqliteSink:
+class SqliteSink(OnThreadSink):
     """The embedded store.  ``sensor`` names this process's sensor (rows of
     batches that carry none; default: the host name)."""
 
@@ -310,14 +311,6 @@ class SqliteSink:
             if data_fault(e):
                 raise DataError(f"{type(e).__name__}: {e}") from e
             raise  # locked, disk full, I/O error ...: down, retried with the same batch
-    async def write(self, item: Enriched) -> None:
-        # Row building and the transaction both run on the sink's thread.
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._write_item, item)
-        except BaseException as e:
-            self._last_error = e
-            raise
-
     def _probe(self) -> bool:
         """Cheap check, after a failed write, that a write could succeed now:
         the write lock can be taken at once (a store locked by another
@@ -343,9 +336,6 @@ class SqliteSink:
             return False
         finally:
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-
-    async def probe(self) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._probe)
 
     async def aclose(self) -> None:
         def close() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 import uuid
 
 import pytest
+
+from ingest.bench.common import sigterm_then_kill
 
 
 def binary() -> str | None:
@@ -108,13 +109,8 @@ class NatsServer:
         self._logf.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            sigterm_then_kill(self.proc)
         self._logf.close()
 
 

@@ -130,6 +130,18 @@ def stop_process(proc: subprocess.Popen) -> None:
             return
 
 
+def sigterm_then_kill(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a server we started (nats-server): SIGTERM, ``grace`` seconds to
+    exit cleanly, then SIGKILL; reaped either way."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def teardown(sender, done: threading.Event | None, proc: subprocess.Popen, sock: str) -> None:
     """End one measured run whatever happened: stop the sender and wait for
     its thread, make sure the receiver is gone, remove its socket."""

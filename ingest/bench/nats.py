@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from .. import gen
-from .common import BenchError, Setup, proc_hwm_kb, wait_for_socket
+from .common import BenchError, Setup, proc_hwm_kb, sigterm_then_kill, wait_for_socket
 
 #: the bare nats-py publisher: the messages from a file, published with
 #: publish_async, every PubAck of one batch awaited before the next, as the
@@ -169,13 +169,7 @@ class Server:
         asyncio.run(go())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        sigterm_then_kill(self.proc)
         self.log.close()
 
 

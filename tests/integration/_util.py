@@ -4,6 +4,7 @@ condition on a running ``ingest``, read a store back."""
 from __future__ import annotations
 
 import os
+import pathlib
 import socket
 import sqlite3
 import time
@@ -66,3 +67,17 @@ def rows(db, sql="SELECT * FROM alerts_v ORDER BY id") -> list[dict]:
         return [dict(r) for r in con.execute(sql)]
     finally:
         con.close()
+
+
+def procs_with_cwd_under(root) -> list[int]:
+    """The processes whose working directory is below ``root`` (what a
+    benchmark left running there)."""
+    found = []
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.readlink(d / "cwd").startswith(str(root)):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found

@@ -19,6 +19,8 @@ import pytest
 
 from ingest import bench, gen
 
+from ._util import procs_with_cwd_under
+
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = bench.DEFAULT_PEERS
 
@@ -112,18 +114,6 @@ def test_bench_measures_every_receiver_and_cleans_up(tmp_path: Path, monkeypatch
     assert "(a) C recvmmsg" in text and "(d) ingest listen sqlite:" in text
 
 
-def _procs_with_cwd_under(root: Path) -> list[int]:
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.readlink(d / "cwd").startswith(str(root)):
-                    found.append(int(d.name))
-            except OSError:
-                pass
-    return found
-
-
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_bench_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> None:
@@ -145,7 +135,7 @@ def test_interrupted_bench_leaves_nothing_behind(tmp_path: Path, sig: signal.Sig
     assert proc.returncode == 130, err
     assert b"interrupted" in err
     assert list(tmp_path.iterdir()) == []
-    assert _procs_with_cwd_under(tmp_path) == []
+    assert procs_with_cwd_under(tmp_path) == []
 
 
 @pytest.mark.parametrize("fever", [True, False])
@@ -178,7 +168,7 @@ def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monk
     assert "EVE sockets" in text and "Python recv+json.loads" in text
     assert ("fever not installed" in text) != fever
     assert list(tmp_path.iterdir()) == []  # the work directory is gone
-    assert _procs_with_cwd_under(tmp_path) == []
+    assert procs_with_cwd_under(tmp_path) == []
 
 
 def test_interrupted_eve_rows_leave_nothing_behind(tmp_path: Path) -> None:
@@ -200,4 +190,4 @@ def test_interrupted_eve_rows_leave_nothing_behind(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 130, err
     assert list(tmp_path.iterdir()) == []
-    assert _procs_with_cwd_under(tmp_path) == []
+    assert procs_with_cwd_under(tmp_path) == []

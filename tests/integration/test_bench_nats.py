@@ -3,7 +3,6 @@ starts itself, cleaned up after; skipped with one line without nats-server."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,7 @@ from ingest import bench
 from ingest.bench import nats as bench_nats
 
 from ..natsserver import need_nats
-
-
-def _procs_with_cwd_under(root: Path) -> list[int]:
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.readlink(d / "cwd").startswith(str(root)):
-                    found.append(int(d.name))
-            except OSError:
-                pass
-    return found
+from ._util import procs_with_cwd_under
 
 
 def test_nats_rows_measure_the_sink_its_peers_and_the_latency(tmp_path: Path, monkeypatch) -> None:
@@ -45,7 +33,7 @@ def test_nats_rows_measure_the_sink_its_peers_and_the_latency(tmp_path: Path, mo
     text = bench.format_report(rep)
     assert "NATS JetStream" in text and "committed SQLite row" in text
     assert list(tmp_path.iterdir()) == []  # the work directory (and the server's store) is gone
-    assert _procs_with_cwd_under(tmp_path) == []
+    assert procs_with_cwd_under(tmp_path) == []
 
 
 def test_nats_rows_say_why_they_are_skipped(tmp_path: Path, monkeypatch) -> None:

@@ -20,6 +20,7 @@ from ingest.encode import encode_alertpkt, ether_ipv4, ether_ipv6
 from ..natsserver import unique_prefix
 from ..unit import u2writer as W
 from ._nats import REPO, Proc, collector, count, js_run, query, wait_for
+from ._util import snort_send
 
 ALERT_COLS = ("ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev, class_id, category, priority, "
               "action, proto, ip_ver, src_ip, src_port, dest_ip, dest_port, icmp_type, icmp_code, vlan, "
@@ -27,15 +28,6 @@ ALERT_COLS = ("ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev, cla
 FLOW_COLS = ("flow_id, event_type, src_ip, src_port, dest_ip, dest_port, proto, app_proto, start, \"end\", "
              "start_us, end_us, pkts_toserver, pkts_toclient, bytes_toserver, bytes_toclient, state, reason, "
              "alerted")
-
-
-def _dgram(path, data):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in data:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
 
 
 def _stream(path, lines):
@@ -120,9 +112,9 @@ def test_every_input_kind_from_two_sensors_is_stored_centrally_as_each_sensor_st
                  "--sink", f"sqlite:{d / 'own.db'}", "--sink", f"jsonl:{d / 'own.json'}", "--sink", url,
                  "--dead-letter", str(d / "dl.bin"), "--stats-interval", "0.5", ready="ingest: listening on")
         snort, by2 = _alertpkts(k, n)
-        _dgram(socks["snort"], snort)
-        _dgram(socks["by2"], by2)
-        _dgram(socks["dgram"], [line for i in range(n) for line in _eve(k, 2000 + i)])
+        snort_send(socks["snort"], snort)
+        snort_send(socks["by2"], by2)
+        snort_send(socks["dgram"], [line for i in range(n) for line in _eve(k, 2000 + i)])
         _stream(socks["stream"], [line for i in range(n) for line in _eve(k, 3000 + i)])
         sensors.append((name, d, p))
     per_sensor = 6 * n  # snort, barnyard2, unified2, eve-dgram, eve-stream, eve-file alerts

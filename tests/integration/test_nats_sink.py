@@ -17,15 +17,7 @@ from ingest.encode import encode_alertpkt, ether_ipv4
 from ingest.mapping import Enricher
 
 from ..natsserver import NatsServer, need_nats, unique_prefix, wait_jetstream
-
-
-def snort_send(path, dgrams):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        for d in dgrams:
-            s.sendto(d, str(path))
-    finally:
-        s.close()
+from ._util import snort_send
 
 
 def stream_messages(url: str, stream: str) -> list:

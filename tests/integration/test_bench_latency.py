@@ -25,7 +25,8 @@ from ingest.bench import latency as bench_latency
 from ingest.bench import plot as bench_plot
 from ingest.bench import unified2 as bench_unified2
 
-from .test_bench_harness import PEERS, _env, _procs_with_cwd_under, _wait_for
+from ._util import procs_with_cwd_under
+from .test_bench_harness import PEERS, _env, _wait_for
 
 pytestmark = pytest.mark.slow
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -181,5 +182,5 @@ def test_interrupted_latency_and_loss_leave_nothing_behind(tmp_path: Path, phase
             proc.wait()
     assert proc.returncode == 130, err
     assert list(tmp_path.iterdir()) == []
-    _wait_for(lambda: _procs_with_cwd_under(tmp_path) == [], "the receivers to be gone", 10)
+    _wait_for(lambda: procs_with_cwd_under(tmp_path) == [], "the receivers to be gone", 10)
     assert os.path.isdir(tmp_path)

@@ -15,6 +15,14 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# A shell starts a background job (`cmd &` in a script, nohup) with SIGINT
+# ignored, and every process the tests start would inherit that: the Ctrl-C
+# tests' processes would then never see their SIGINT.  A handler here is reset
+# to the default in each child at exec, so the children behave as in a
+# terminal wherever pytest runs.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 #: the one place tests find the shared data set: $INGEST_SHARED_DATA, else
 #: ../shared/data beside the checkout (CI lays a copy there).  Never a
 #: machine's absolute path (tests/unit/test_no_machine_paths.py).

@@ -241,6 +241,18 @@ def _bind_without_proc(sock: socket.socket, path: str, tmpdir: str, kind: int, m
     return st.st_ino, st.st_dev
 
 
+def stop_receiving(sock: socket.socket) -> None:
+    """Refuse whatever a peer sends from now on (it gets EPIPE, as when we
+    are gone) and make the descriptor non-blocking, so that what the kernel
+    already accepted can be read to its end: the shutdown drain of every
+    datagram and seqpacket reader."""
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    os.set_blocking(sock.fileno(), False)
+
+
 def _read_sysctl(name: str) -> int | None:
     try:
         with open("/proc/sys/" + name.replace(".", "/")) as f:

@@ -24,7 +24,7 @@ import numpy as np
 from ..alertpkt import SLOT_SIZE, SNORT_APPID_LEN, SNORT_LEN, SlotDecoder
 from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
-from ..sockets import BoundSocket, bind_unix, raise_rcvbuf
+from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving
 from ..stats import Stats
 from .barnyard2_events import RecentEvents
 from .base import Submit
@@ -148,11 +148,7 @@ class DatagramSource:
             if stopping and not drain_until:
                 # Refuse new datagrams (senders get EPIPE), then take what the
                 # kernel already queued: nothing that was accepted is lost.
-                try:
-                    sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
-                os.set_blocking(fd, False)
+                stop_receiving(sock)
                 drain_until = time.monotonic() + DRAIN_SECONDS
             try:
                 n = dec.recv(fd, 0 if stopping else self._linger_us)

@@ -29,7 +29,7 @@ from ..alertpkt import SlotDecoder
 from ..batch import AlertBatch, empty
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult
-from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, warn_kernel_limits
+from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving, warn_kernel_limits
 from ..stats import Stats
 from .base import Submit
 
@@ -234,11 +234,7 @@ class EveDgramSource:
                     # Refuse new datagrams (Suricata gets EPIPE and counts a
                     # drop, as when we are gone), then drain what the kernel
                     # already accepted: nothing accepted is lost.
-                    try:
-                        self.bound.sock.shutdown(socket.SHUT_RD)
-                    except OSError:
-                        pass
-                    os.set_blocking(fd, False)
+                    stop_receiving(self.bound.sock)
                     shut = True
                 n = slots.recv(fd, 0 if stopping else self._linger_us)
                 if n == 0:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
 from ..deadletter import DeadLetter
-from ..sockets import BoundSocket, bind_unix
+from ..sockets import BoundSocket, bind_unix, stop_receiving
 from ..stats import Stats
 from .barnyard2_events import RecentEvents
 from .base import Submit
@@ -218,11 +218,7 @@ class SeqpacketSource:
             if stopping and not shut:
                 # Refuse further alerts (the sender gets EPIPE and resends
                 # after our restart); what it sent already is read below.
-                try:
-                    sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
-                os.set_blocking(fd, False)
+                stop_receiving(sock)
                 shut = True
             try:
                 n = dec.recv(fd)

@@ -12,7 +12,7 @@ import sys
 import time
 
 from ..conftest import SHARED
-from ._util import count
+from ._util import count, wait_until
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = SHARED
@@ -36,14 +36,11 @@ class Ingest:
         )
         self.wait_for(lambda: b"listening on" in self.stderr_path.read_bytes())
 
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
     def wait_for(self, cond, what: str = "condition") -> None:
-        end = time.monotonic() + DEADLINE
-        while not cond():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"ingest exited ({self.proc.returncode}): {self.stderr_path.read_text()}")
-            if time.monotonic() > end:
-                raise AssertionError(f"timed out waiting for {what}: {self.stderr_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+        wait_until(cond, self, what, DEADLINE)
 
     def count(self, sql: str = "SELECT count(*) FROM alerts") -> int:
         return count(self.db, sql)

@@ -369,6 +369,25 @@ class Connection:
             raise ValueError(f"JetStream stream {u.stream} exists but does not take {u.subjects} "
                              f"(its subjects: {', '.join(subjects) or 'none'})")
 
+    async def drop(self) -> None:
+        """Forget what the client still buffers, then close; the next use
+        connects anew.  After a publish failed part-way, nats-py keeps the
+        unsent tail of the batch in its outbound buffer and writes it first
+        after reconnecting, ahead of the retried batch: JetStream would store
+        the tail before the head (dedup keeps each once, but out of order).
+        The retry resends the whole batch in order on a fresh connection."""
+        nc, self.nc, self.js = self.nc, None, None
+        if nc is None:
+            return
+        # nats-py has no public way to discard its outbound buffer; close() writes it out
+        if hasattr(nc, "_pending") and hasattr(nc, "_pending_data_size"):
+            nc._pending = []
+            nc._pending_data_size = 0
+        try:
+            await nc.close()
+        except Exception:
+            pass
+
     async def close(self) -> None:
         """Send what is buffered (acknowledgements), then close: not nats-py's
         drain, which waits up to 30 s on a pull subscription."""

@@ -281,9 +281,11 @@ class NatsSink:
             self._stream_ok = False  # the stream was deleted: create it again on the retry
             raise ConnectionError(f"{self.name}: no JetStream stream answers for {self.url.subjects}") from None
         except TimeoutError:
+            await self.conn.drop()  # nothing of this batch may go out ahead of its retry
             raise TimeoutError(f"{self.name}: JetStream did not acknowledge {len(futures)} messages within "
                                f"{self.url.ack_timeout:g} s") from None
         except Exception as e:  # reduced to one line: nats-py may quote the URL, secrets and all
+            await self.conn.drop()
             raise ConnectionError(f"{self.name}: {describe_error(e)}") from None
         finally:
             for f in futures:
@@ -399,9 +401,11 @@ class NatsSink:
                 await asyncio.sleep(0)
             acks = await asyncio.wait_for(asyncio.gather(*futures), self.url.ack_timeout)
         except TimeoutError:
+            await self.conn.drop()  # the window is resent whole, in order, on a fresh connection
             raise TimeoutError(f"JetStream did not acknowledge {len(futures)} replayed messages within "
                                f"{self.url.ack_timeout:g} s") from None
         except Exception as e:
+            await self.conn.drop()
             raise ConnectionError(describe_error(e)) from None
         finally:
             for f in futures:

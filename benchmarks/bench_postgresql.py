@@ -40,12 +40,17 @@ from ingest.sinks.base import open_sink
 
 
 def eve_batch(n: int, seed: int) -> bytes:
+    """n EVE alerts; batch ``seed`` follows batch seed - 1 in time (alerts
+    arrive in time order, 1 ms apart), as a sensor's do."""
     rng = np.random.default_rng(seed)
     out = []
+    t0 = 1_795_370_400_000_000 + seed * n * 1000  # 2026-11-22T18:00:00Z, in microseconds
     for i in range(n):
         sid = int(rng.integers(2_000_000, 2_000_400))
+        sec, us = divmod(t0 + i * 1000, 1_000_000)
         out.append(json.dumps({
-            "timestamp": f"2026-11-27T18:03:{i % 60:02d}.{i:06d}+0000", "event_type": "alert",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{us:06d}+0000",
+            "event_type": "alert",
             "flow_id": int(rng.integers(1, 1 << 50)), "src_ip": f"10.{i % 250}.{(i >> 8) % 250}.{i % 200 + 1}",
             "src_port": int(rng.integers(1024, 65535)), "dest_ip": "192.0.2.7", "dest_port": 443,
             "proto": "TCP", "app_proto": "tls",

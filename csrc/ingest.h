@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 14
+#define INGEST_ABI_VERSION 15
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -30,6 +30,7 @@
 #define INGEST_ESYS (-2)     /* system call failed; errno is preserved   */
 #define INGEST_ENOSPC (-3)   /* caller's output buffer is too small       */
 #define INGEST_ERANGE (-4)   /* a value does not fit its output type      */
+#define INGEST_ESQLITE (-5)  /* SQLite refused: ingest_sqlite_errcode says why */
 
 /* ---- source kinds (struct ingest_alert.source) ------------------------ */
 #define INGEST_SRC_NONE 0
@@ -640,6 +641,41 @@ int64_t ingest_pgcopy_size(const struct ingest_pgcol *cols, uint32_t ncols, uint
  */
 int64_t ingest_pgcopy_encode(const struct ingest_pgcol *cols, uint32_t ncols, uint32_t nrows,
                              uint8_t *out, size_t out_cap, uint32_t *bad_row);
+
+/* ---- sqlite.c: a store's rows bound into SQLite statements -------------- */
+/*
+ * One SQLite connection (opaque; allocated once by ingest_sqlite_open, freed
+ * by ingest_sqlite_close, even after a failed open).  Every call returns
+ * INGEST_OK / a count, INGEST_EINVAL for a bad argument, or INGEST_ESQLITE:
+ * then ingest_sqlite_errcode (extended result code) and ingest_sqlite_errmsg
+ * say what SQLite said.
+ */
+#define INGEST_SQLITE_MAX_STMTS 8 /* prepared statements per connection */
+struct ingest_sqlite;
+int ingest_sqlite_open(const char *path, int busy_ms, struct ingest_sqlite **out);
+int ingest_sqlite_busy_timeout(struct ingest_sqlite *h, int busy_ms);
+int ingest_sqlite_exec(struct ingest_sqlite *h, const char *sql);
+/* a statement's slot (>= 0) for ingest_sqlite_insert */
+int ingest_sqlite_prepare(struct ingest_sqlite *h, const char *sql);
+/*
+ * Bind row r of cols[0..ncols) to the statement's parameters 1..ncols and
+ * step it, for every row (INT8/INT4 as 64-bit integers, TEXT and FIXED as
+ * text, invalid rows as NULL).  Returns the rows changed (an INSERT that a
+ * unique key ignored changes none), or INGEST_ESQLITE with *bad_row set (the
+ * row SQLite refused; the caller's transaction decides what stays), or
+ * INGEST_EINVAL (columns as for ingest_pgcopy_size, or ncols not the
+ * statement's parameter count).
+ */
+int64_t ingest_sqlite_insert(struct ingest_sqlite *h, int stmt, const struct ingest_pgcol *cols, uint32_t ncols,
+                             uint32_t nrows, uint32_t *bad_row);
+int ingest_sqlite_errcode(const struct ingest_sqlite *h);
+const char *ingest_sqlite_errmsg(const struct ingest_sqlite *h);
+/* 1 when no transaction is open */
+int ingest_sqlite_autocommit(const struct ingest_sqlite *h);
+void ingest_sqlite_close(struct ingest_sqlite *h);
+const char *ingest_sqlite_version(void);
+/* the address of the linked library's sqlite3_libversion (same copy, same address) */
+uint64_t ingest_sqlite_lib_ident(void);
 
 /* ---- cffi: end ---- */
 

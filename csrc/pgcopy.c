@@ -20,60 +20,17 @@
  */
 #include <string.h>
 
-#include "ingest.h"
+#include "cols.h"
 
 static const uint8_t SIGNATURE[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
 #define HEADER_LEN 19 /* signature, flags, extension length */
 #define TRAILER_LEN 2
 
-static int present(const struct ingest_pgcol *c, uint32_t r)
-{
-    return c->valid == NULL || c->valid[r] != 0;
-}
-
-/* The text of row r of a TEXT column, after checking the index against the
- * table and the entry against tdata (the caller's numbers are not trusted). */
-static int text_of(const struct ingest_pgcol *c, uint32_t r, const uint8_t **p, uint32_t *len)
-{
-    int32_t k = ((const int32_t *)c->values)[r];
-    if (k < 0) {
-        *p = NULL;
-        return 0; /* NULL */
-    }
-    if ((uint32_t)k >= c->tcount)
-        return INGEST_EINVAL;
-    uint64_t off = c->toff[k], n = c->tlen[k];
-    if (off > c->tdata_len || n > c->tdata_len - off || n > INT32_MAX)
-        return INGEST_EINVAL;
-    *p = c->tdata + off;
-    *len = (uint32_t)n;
-    return 1;
-}
-
-static int check_column(const struct ingest_pgcol *c, uint32_t nrows)
-{
-    if (nrows && c->values == NULL)
-        return INGEST_EINVAL;
-    switch (c->kind) {
-    case INGEST_PGCOL_INT8:
-    case INGEST_PGCOL_INT4:
-        return INGEST_OK;
-    case INGEST_PGCOL_TEXT:
-        if (c->tcount && (c->toff == NULL || c->tlen == NULL || c->tdata == NULL))
-            return INGEST_EINVAL;
-        return INGEST_OK;
-    case INGEST_PGCOL_FIXED:
-        return c->width == 0 || c->width > INT32_MAX ? INGEST_EINVAL : INGEST_OK;
-    default:
-        return INGEST_EINVAL;
-    }
-}
-
 /* Bytes of row r's field in column c (its length word included), or a
  * negative status. */
 static int64_t field_size(const struct ingest_pgcol *c, uint32_t r)
 {
-    if (!present(c, r))
+    if (!cols_present(c, r))
         return 4;
     switch (c->kind) {
     case INGEST_PGCOL_INT8:
@@ -83,13 +40,13 @@ static int64_t field_size(const struct ingest_pgcol *c, uint32_t r)
     case INGEST_PGCOL_TEXT: {
         const uint8_t *p;
         uint32_t n = 0;
-        int rc = text_of(c, r, &p, &n);
+        int rc = cols_text(c, r, &p, &n);
         return rc < 0 ? rc : 4 + (int64_t)n;
     }
     default: { /* FIXED: the text ends at its first NUL, or fills the width */
-        const char *p = (const char *)c->values + (size_t)r * c->width;
-        const char *z = memchr(p, 0, c->width);
-        return 4 + (int64_t)(z ? (size_t)(z - p) : c->width);
+        size_t n;
+        (void)cols_fixed(c, r, &n);
+        return 4 + (int64_t)n;
     }
     }
 }
@@ -99,7 +56,7 @@ int64_t ingest_pgcopy_size(const struct ingest_pgcol *cols, uint32_t ncols, uint
     if (ncols > INGEST_PGCOPY_MAX_COLUMNS || (ncols && cols == NULL))
         return INGEST_EINVAL;
     for (uint32_t j = 0; j < ncols; j++)
-        if (check_column(&cols[j], nrows) < 0)
+        if (cols_check(&cols[j], nrows) < 0)
             return INGEST_EINVAL;
     int64_t total = HEADER_LEN + TRAILER_LEN + (int64_t)nrows * 2;
     for (uint32_t j = 0; j < ncols; j++)
@@ -143,7 +100,7 @@ int64_t ingest_pgcopy_encode(const struct ingest_pgcol *cols, uint32_t ncols, ui
     if (ncols > INGEST_PGCOPY_MAX_COLUMNS || (ncols && cols == NULL) || out == NULL)
         return INGEST_EINVAL;
     for (uint32_t j = 0; j < ncols; j++)
-        if (check_column(&cols[j], nrows) < 0)
+        if (cols_check(&cols[j], nrows) < 0)
             return INGEST_EINVAL;
     size_t at = 0;
 /* every write goes through ROOM: nothing is written past out_cap */
@@ -162,7 +119,7 @@ int64_t ingest_pgcopy_encode(const struct ingest_pgcol *cols, uint32_t ncols, ui
         at += 2;
         for (uint32_t j = 0; j < ncols; j++) {
             const struct ingest_pgcol *c = &cols[j];
-            if (!present(c, r)) {
+            if (!cols_present(c, r)) {
                 ROOM(4);
                 put32(out + at, -1);
                 at += 4;
@@ -191,7 +148,7 @@ int64_t ingest_pgcopy_encode(const struct ingest_pgcol *cols, uint32_t ncols, ui
             case INGEST_PGCOL_TEXT: {
                 const uint8_t *p;
                 uint32_t n = 0;
-                int rc = text_of(c, r, &p, &n);
+                int rc = cols_text(c, r, &p, &n);
                 if (rc < 0)
                     return rc;
                 if (rc == 0) {
@@ -206,10 +163,9 @@ int64_t ingest_pgcopy_encode(const struct ingest_pgcol *cols, uint32_t ncols, ui
                 at += 4 + (size_t)n;
                 break;
             }
-            default: { /* FIXED, checked by check_column */
-                const char *p = (const char *)c->values + (size_t)r * c->width;
-                const char *z = memchr(p, 0, c->width);
-                size_t n = z ? (size_t)(z - p) : c->width;
+            default: { /* FIXED, checked by cols_check */
+                size_t n;
+                const char *p = cols_fixed(c, r, &n);
                 ROOM(4 + n);
                 put32(out + at, (int32_t)n);
                 memcpy(out + at + 4, p, n);

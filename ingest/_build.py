@@ -21,7 +21,7 @@ CSRC = HERE.parent / "csrc"
 HEADER = CSRC / "ingest.h"
 
 #: one C file per native concern, in the order of csrc/ingest.h
-SOURCES = ["recv.c", "hash.c", "alertpkt.c", "format.c", "eve.c", "unified2.c", "gen.c", "pgcopy.c"]
+SOURCES = ["recv.c", "hash.c", "alertpkt.c", "format.c", "eve.c", "unified2.c", "gen.c", "pgcopy.c", "sqlite.c"]
 
 _BEGIN = "/* ---- cffi: begin ---- */"
 _END = "/* ---- cffi: end ---- */"
@@ -91,7 +91,25 @@ def _require_compiler() -> None:
         )
 
 
+def _require_sqlite() -> None:
+    """csrc/sqlite.c links the system's SQLite library (the copy Python's
+    sqlite3 module uses: README, "The SQLite store"); say so plainly when
+    its header is missing rather than fail in the middle of a compile."""
+    import subprocess
+    import sysconfig
+
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    probe = subprocess.run([*cc.split(), "-E", "-x", "c", "-"], input=b"#include <sqlite3.h>\n",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    if probe.returncode != 0:
+        raise SystemExit(
+            "ingest: sqlite3.h not found; the native core links the system SQLite library. "
+            "Install its headers (Debian: apt-get install libsqlite3-dev) and retry."
+        )
+
+
 _require_compiler()
+_require_sqlite()
 
 ffibuilder = FFI()
 ffibuilder.cdef(cdefs())
@@ -102,8 +120,10 @@ ffibuilder.set_source(
     # setuptools wants source paths relative to the directory it runs in.
     sources=[os.path.relpath(CSRC / name) for name in SOURCES],
     include_dirs=[os.path.relpath(CSRC)],
+    # the system SQLite, the same shared library Python's _sqlite3 loads
+    libraries=["sqlite3"],
     # a header change rebuilds every C file
-    depends=[os.path.relpath(CSRC / h) for h in ("ingest.h", "jsonw.h")],
+    depends=[os.path.relpath(CSRC / h) for h in ("ingest.h", "jsonw.h", "cols.h")],
     extra_compile_args=_compile_args(),
     extra_link_args=_link_args(),
 )

@@ -20,13 +20,26 @@ from .rows import AsciiColumn, Column, IntColumn, TextColumn
 _KINDS = {"int8": lib.INGEST_PGCOL_INT8, "int4": lib.INGEST_PGCOL_INT4}
 
 
-def encode(columns: Sequence[Column], types: Sequence[str]) -> np.ndarray:
-    """The binary COPY stream (header, one row per value of the columns,
-    trailer) as a uint8 array."""
+class Described:
+    """Columns as the C writers take them: ``cols`` (a ``struct
+    ingest_pgcol[]``), their row count, and every buffer C reads (kept
+    alive as long as this object)."""
+
+    __slots__ = ("cols", "ncols", "nrows", "keep")
+
+    def __init__(self, cols, ncols: int, nrows: int, keep: list) -> None:
+        self.cols, self.ncols, self.nrows, self.keep = cols, ncols, nrows, keep
+
+
+def describe(columns: Sequence[Column], types: Sequence[str]) -> Described:
+    """The columns as ``struct ingest_pgcol`` for csrc/pgcopy.c and
+    csrc/sqlite.c (both read them through csrc/cols.h).  ``types`` names each
+    column's type (``int8``, ``int4``, ``text``); ValueError for a column
+    that does not fit its type or has the wrong length."""
     if len(columns) != len(types):
         raise ValueError("one type per column")
     n = len(columns[0].idx if isinstance(columns[0], TextColumn) else columns[0].values) if columns else 0
-    cols = ffi.new("struct ingest_pgcol[]", len(columns))
+    cols = ffi.new("struct ingest_pgcol[]", max(len(columns), 1))
     keep: list = []  # every buffer C reads stays alive until it has read it
 
     def buf(arr: np.ndarray, ctype: str):
@@ -74,14 +87,20 @@ def encode(columns: Sequence[Column], types: Sequence[str]) -> np.ndarray:
             raise TypeError(f"column {j}: {type(col).__name__}")
         if not isinstance(col, TextColumn) and col.valid is not None:
             c.valid = buf(col.valid.astype(np.uint8), "uint8_t[]")
-    size = lib.ingest_pgcopy_size(cols, len(columns), n)
+    return Described(cols, len(columns), n, keep)
+
+
+def encode(columns: Sequence[Column], types: Sequence[str]) -> np.ndarray:
+    """The binary COPY stream (header, one row per value of the columns,
+    trailer) as a uint8 array."""
+    d = describe(columns, types)
+    size = lib.ingest_pgcopy_size(d.cols, d.ncols, d.nrows)
     if size < 0:
         raise ValueError(f"pgcopy: invalid columns (status {size})")
     out = np.empty(size, np.uint8)
     bad = ffi.new("uint32_t *")
-    wrote = lib.ingest_pgcopy_encode(cols, len(columns), n, ffi.from_buffer("uint8_t[]", out,
-                                                                             require_writable=True),
-                                     size, bad)
+    wrote = lib.ingest_pgcopy_encode(d.cols, d.ncols, d.nrows,
+                                     ffi.from_buffer("uint8_t[]", out, require_writable=True), size, bad)
     if wrote == lib.INGEST_ERANGE:
         raise OverflowError(f"row {bad[0]}: a value does not fit its column's type")
     if wrote != size:

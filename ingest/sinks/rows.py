@@ -129,6 +129,37 @@ class AsciiColumn:
 Column = IntColumn | TextColumn | AsciiColumn
 
 
+def columns_of_rows(rows: Sequence[tuple], ncols: int, text_at: frozenset[int]) -> list[Column]:
+    """Row tuples (signature rows, EVE flow rows) as columns, so that a C
+    writer can take them like the alert columns.  Columns at ``text_at``
+    take str or None, the others int or None: anything else is the data's
+    fault (TypeError; an int beyond 64 bits: OverflowError)."""
+    cols: list[Column] = []
+    values = list(zip(*rows, strict=True)) if rows else [()] * ncols
+    if len(values) != ncols:
+        raise ValueError(f"rows of {len(values)} values, not {ncols}")
+    for j, vals in enumerate(values):
+        if j in text_at:
+            seen: dict[str, int] = {}
+            idx = np.empty(len(vals), np.int32)
+            for i, v in enumerate(vals):
+                if v is None:
+                    idx[i] = -1
+                elif type(v) is str:
+                    idx[i] = seen.setdefault(v, len(seen))
+                else:
+                    raise TypeError(f"column {j}: {type(v).__name__} where text belongs")
+            cols.append(TextColumn(idx, TextTable(list(seen))))
+        else:
+            if not all(v is None or isinstance(v, int) for v in vals):
+                bad = next(v for v in vals if v is not None and not isinstance(v, int))
+                raise TypeError(f"column {j}: {type(bad).__name__} where an integer belongs")
+            valid = np.fromiter((v is not None for v in vals), bool, len(vals))
+            ints = np.array([0 if v is None else v for v in vals], dtype=np.int64)  # OverflowError past int64
+            cols.append(IntColumn(ints, None if valid.all() else valid))
+    return cols
+
+
 def text_column(strings: Strings, idx: np.ndarray) -> TextColumn:
     """``strings[i]`` for every i of idx (-1: NULL), with a table of the
     distinct texts used (each decoded and checked once)."""

@@ -1,9 +1,15 @@
 """``sqlite:PATH``: the embedded default store.
 
 WAL mode, so other processes can query while we ingest; one transaction per
-batch (``executemany`` over columns built with numpy, no per-alert Python
-beyond the row tuples sqlite3 itself needs); all database work happens on one
-dedicated thread so the event loop never waits on disk.
+batch; all database work happens on one dedicated thread so the event loop
+never waits on disk.  A batch's rows are written by the C core
+(csrc/sqlite.c): a prepared INSERT bound straight from the columns that
+ingest.sinks.rows builds with numpy, with the GIL released, and no Python
+object per row or value.  It links the system's SQLite library, the same
+copy Python's sqlite3 module uses (checked at start-up, :func:`native_ok`);
+where that cannot be (a Python with its own SQLite built in) or
+``INGEST_SQLITE_NATIVE=0`` asks for it, the same rows go through sqlite3's
+``executemany``.
 
 Schema (see README "The SQLite store"; ingest.sinks.rows builds the rows)::
 
@@ -31,18 +37,22 @@ know.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import stat
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import check_sensor_name, default_sensor_name
 from ..mapping import Enriched
+from ..native import ffi, lib
 from ..safefile import check_output, open_output
 from . import rows as R
 from .errors import DataError
 from .onthread import OnThreadSink
+from .pgcopy import describe
 
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
@@ -182,6 +192,10 @@ _EVE_FLOWS = R.FLOW_COLUMNS[:-1]
 
 #: how long one write waits for a lock held by another connection
 BUSY_TIMEOUT_MS = 5000
+#: the writing connection's page cache (KiB): an index insert lands on a page
+#: that is in memory far more often than with SQLite's default 2 MiB
+#: (BENCHMARKS.md, "SQLite store": 0.77x the time per row with 32 MiB, 0.75x with 64)
+WRITER_CACHE_KIB = 32 << 10
 #: after a full disk, a probe says "retry" once this much is free again
 PROBE_FREE_BYTES = 16 << 20
 
@@ -210,6 +224,104 @@ def data_fault(e: BaseException) -> bool:
     return isinstance(e, UnicodeError | OverflowError | ValueError | TypeError)
 
 
+@functools.cache
+def native_ok() -> bool:
+    """Whether the C writer may be used: not turned off
+    (``INGEST_SQLITE_NATIVE=0``), and the C core linked the very SQLite
+    library copy that Python's sqlite3 module loaded.  Two copies of SQLite
+    in one process, on one file, do not see each other's POSIX locks (SQLite's
+    "How To Corrupt An SQLite Database File", 2.2.1): the schema and the
+    probes go through sqlite3, the batches through C, so they must be one."""
+    if os.environ.get("INGEST_SQLITE_NATIVE", "1") == "0":
+        return False
+    import _sqlite3
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_libversion
+    except (OSError, AttributeError):  # built in and hidden: another copy
+        return False
+    return bool(ctypes.cast(fn, ctypes.c_void_p).value == lib.ingest_sqlite_lib_ident())
+
+
+def native_version() -> str:
+    """The SQLite library the C writer linked (``3.40.1``)."""
+    return ffi.string(lib.ingest_sqlite_version()).decode()
+
+
+#: SQLite's primary result codes that mean the rows, not the store
+_DATA_CODES = {sqlite3.SQLITE_CONSTRAINT: sqlite3.IntegrityError, sqlite3.SQLITE_TOOBIG: sqlite3.DataError,
+               sqlite3.SQLITE_MISMATCH: sqlite3.IntegrityError, sqlite3.SQLITE_RANGE: sqlite3.DataError}
+
+
+class _NativeDB:
+    """A connection of the C writer (csrc/sqlite.c), on the sink's thread."""
+
+    def __init__(self, path: str, busy_ms: int) -> None:
+        out = ffi.new("struct ingest_sqlite **")
+        rc = lib.ingest_sqlite_open(os.fsencode(path), busy_ms, out)
+        self._h = out[0]
+        if rc != 0:
+            err = self._error(rc)
+            self.close()
+            raise err
+
+    def _error(self, rc: int) -> BaseException:
+        """What failed, as the sqlite3 module would have raised it (same
+        classes, ``sqlite_errorcode`` the extended result code): the sink
+        tells data from a store that is down the same way for both paths."""
+        if rc == lib.INGEST_EINVAL:
+            return ValueError("sqlite: invalid columns or statement")
+        if rc != lib.INGEST_ESQLITE:
+            return OSError(f"sqlite: status {rc}")
+        code = int(lib.ingest_sqlite_errcode(self._h))
+        msg = ffi.string(lib.ingest_sqlite_errmsg(self._h)).decode("utf-8", "replace")
+        e = _DATA_CODES.get(code & 0xFF, sqlite3.OperationalError)(msg)
+        e.sqlite_errorcode = code  # type: ignore[attr-defined]
+        return e
+
+    def exec(self, sql: str) -> None:
+        rc = lib.ingest_sqlite_exec(self._h, sql.encode())
+        if rc != 0:
+            raise self._error(rc)
+
+    def prepare(self, sql: str) -> int:
+        rc = lib.ingest_sqlite_prepare(self._h, sql.encode())
+        if rc < 0:
+            raise self._error(rc)
+        return int(rc)
+
+    def busy_timeout(self, ms: int) -> None:
+        rc = lib.ingest_sqlite_busy_timeout(self._h, ms)
+        if rc != 0:
+            raise self._error(rc)
+
+    def insert(self, stmt: int, columns: Sequence[R.Column], types: Sequence[str]) -> int:
+        """Every row of the columns through statement ``stmt``: rows changed."""
+        d = describe(columns, types)
+        bad = ffi.new("uint32_t *")
+        rc = lib.ingest_sqlite_insert(self._h, stmt, d.cols, d.ncols, d.nrows, bad)
+        if rc < 0:
+            raise self._error(rc)
+        return int(rc)
+
+    def in_transaction(self) -> bool:
+        return not lib.ingest_sqlite_autocommit(self._h)
+
+    def close(self) -> None:
+        h, self._h = self._h, ffi.NULL
+        if h != ffi.NULL:
+            lib.ingest_sqlite_close(h)
+
+
+def _types(columns: Sequence[R.Column]) -> list[str]:
+    return ["int8" if isinstance(c, R.IntColumn) else "text" for c in columns]
+
+
+_SIG_TEXT = frozenset({3, 4})  # msg, refs
+_FLOW_TEXT = frozenset(i for i, c in enumerate(R.FLOW_COLUMNS) if c in R.FLOW_TEXT)
+
+
 class SqliteSink(OnThreadSink):
     """The embedded store.  ``sensor`` names this process's sensor (rows of
     batches that carry none; default: the host name)."""
@@ -221,6 +333,8 @@ class SqliteSink(OnThreadSink):
         self.sensor = check_sensor_name(sensor) if sensor else default_sensor_name()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._native: _NativeDB | None = None  # the C writer's connection (None: executemany)
+        self._stmts: tuple[int, int, int] = (-1, -1, -1)  # signatures, alerts, flows
         self._last_error: BaseException | None = None  # why the last write failed
         self._pool.submit(self._open).result()
 
@@ -246,6 +360,8 @@ class SqliteSink(OnThreadSink):
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            if not native_ok():  # this connection writes the batches
+                db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             self._schema(db)
         except sqlite3.Error as e:
             # a file that is no SQLite database (an alerts.json named by
@@ -257,6 +373,31 @@ class SqliteSink(OnThreadSink):
             db.close()
             raise
         self._db = db
+        if native_ok():
+            try:
+                nd = _NativeDB(self.path, BUSY_TIMEOUT_MS)
+            except sqlite3.Error as e:
+                db.close()
+                self._db = None
+                raise ValueError(f"SQLite store {self.path}: cannot be opened: {e}") from e
+            try:
+                nd.exec("PRAGMA synchronous=NORMAL")  # per connection, like the sqlite3 one's
+                nd.exec(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+                self._stmts = (nd.prepare(_INSERT_SIG), nd.prepare(_INSERT), nd.prepare(_INSERT_FLOW))
+            except BaseException:
+                nd.close()
+                db.close()
+                self._db = None
+                raise
+            self._native = nd
+
+    def _busy_timeout(self, ms: int) -> None:
+        """(the sink's thread) How long a write waits for another
+        connection's lock, on both connections."""
+        assert self._db is not None
+        self._db.execute(f"PRAGMA busy_timeout={int(ms)}")
+        if self._native is not None:
+            self._native.busy_timeout(ms)
 
     def _schema(self, db: sqlite3.Connection) -> None:
         """Create the schema, or migrate an older one, in one transaction;
@@ -303,10 +444,41 @@ class SqliteSink(OnThreadSink):
             db.execute("ROLLBACK")
             raise
 
+    def _write_native(self, item: Enriched, sensor: str) -> None:
+        """One batch through the C writer, in one transaction.  Every column
+        is built before BEGIN: a value that cannot be stored fails before
+        anything is written."""
+        nd = self._native
+        assert nd is not None
+        alerts = R.alert_arrays(item, sensor) if len(item.batch.alerts) else None
+        sig_rows, flow_rows = R.signature_rows(item), R.flow_rows(item, sensor)
+        sigs = R.columns_of_rows(sig_rows, len(R.SIGNATURE_COLUMNS), _SIG_TEXT) if sig_rows else None
+        flows = R.columns_of_rows(flow_rows, len(R.FLOW_COLUMNS), _FLOW_TEXT) if flow_rows else None
+        st_sig, st_alert, st_flow = self._stmts
+        nd.exec("BEGIN")
+        try:
+            if sigs is not None:
+                nd.insert(st_sig, sigs, _types(sigs))
+            if alerts is not None:
+                nd.insert(st_alert, alerts, _types(alerts))
+            if flows is not None:
+                nd.insert(st_flow, flows, _types(flows))
+            nd.exec("COMMIT")
+        except BaseException:
+            if nd.in_transaction():
+                try:
+                    nd.exec("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the connection rolled back already (SQLITE_FULL, an I/O error)
+            raise
+
     def _write_item(self, item: Enriched) -> None:
         try:
             sensor = R.sensor_of(item, self.sensor)
-            self._write(R.alert_rows(item, sensor), R.signature_rows(item), R.flow_rows(item, sensor))
+            if self._native is not None:
+                self._write_native(item, sensor)
+            else:
+                self._write(R.alert_rows(item, sensor), R.signature_rows(item), R.flow_rows(item, sensor))
         except Exception as e:
             if data_fault(e):
                 raise DataError(f"{type(e).__name__}: {e}") from e
@@ -339,6 +511,9 @@ class SqliteSink(OnThreadSink):
 
     async def aclose(self) -> None:
         def close() -> None:
+            if self._native is not None:
+                self._native.close()
+                self._native = None
             if self._db is not None:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self._db.close()

@@ -15,7 +15,7 @@ from ingest.eve import decode_lines
 from ingest.mapping import Enricher
 from ingest.render import render_json
 from ingest.sinks.base import DataError
-from ingest.sinks.sqlite import SqliteSink
+from ingest.sinks.sqlite import SqliteSink, native_ok
 
 A = (b'{"timestamp":"2024-05-01T12:00:00.000000+0000","flow_id":%d,"event_type":"alert","src_ip":"10.0.0.1",'
      b'"src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":"UDP","alert":{"gid":1,"signature_id":%d,'
@@ -87,7 +87,7 @@ def test_sqlite_tells_refused_data_from_a_store_that_is_down(tmp_path):
     assert c.execute("SELECT count(*) FROM alerts").fetchone() == (0,)  # nothing half-written
     c.execute("DROP TRIGGER t")
     # another process holds the write lock: the store is down, not the data
-    sink._pool.submit(lambda: sink._db.execute("PRAGMA busy_timeout=50")).result()
+    sink._pool.submit(sink._busy_timeout, 50).result()
     c.execute("BEGIN EXCLUSIVE")
     with pytest.raises(sqlite3.OperationalError) as e:
         _write(sink, item)
@@ -99,15 +99,30 @@ def test_sqlite_tells_refused_data_from_a_store_that_is_down(tmp_path):
     asyncio.run(sink.aclose())
 
 
+@pytest.mark.parametrize("native", ["1", "0"], ids=["c-writer", "executemany"])
 @pytest.mark.parametrize("bad", [{"a": 1}, 2**70, "\ud800"])
-def test_values_sqlite_cannot_bind_are_data_errors(tmp_path, bad):
+def test_values_sqlite_cannot_bind_are_data_errors(tmp_path, monkeypatch, bad, native):
     """Whatever reaches the store's rows that it cannot bind is refused as
-    data (never retried forever), through the real sqlite3 module."""
-    sink = SqliteSink(str(tmp_path / "a.db"))
+    data (never retried forever), through either writer.  A lone surrogate
+    is text the C writer stores as U+FFFD (the rule of ingest.sinks.rows,
+    as the PostgreSQL store does); sqlite3's executemany cannot encode it."""
+    monkeypatch.setenv("INGEST_SQLITE_NATIVE", native)
+    native_ok.cache_clear()
+    try:
+        sink = SqliteSink(str(tmp_path / "a.db"))
+        assert (sink._native is not None) == (native == "1")
+    finally:
+        native_ok.cache_clear()
     item = item_of([F % (5, 5)])
     row = list(item.batch.events.flows[0])
     row[7] = bad  # app_proto
     item.batch.events.flows[0] = tuple(row)
-    with pytest.raises(DataError):
+    if native == "1" and bad == "\ud800":
         _write(sink, item)
+        c = sqlite3.connect(tmp_path / "a.db")
+        assert c.execute("SELECT app_proto FROM flows").fetchall() == [("\ufffd",)]
+        c.close()
+    else:
+        with pytest.raises(DataError):
+            _write(sink, item)
     asyncio.run(sink.aclose())

@@ -1,0 +1,171 @@
+"""Rows/s into the SQLite store: its C writer against its peers, measured
+in the same run, rounds interleaved, ratios paired (median of the
+within-round ratios, with their range):
+
+(a) ``SqliteSink.write`` with the C writer (csrc/sqlite.c): from the batch
+    to a committed transaction -- columns built with numpy, a prepared
+    INSERT bound from them in C with the GIL released;
+(b) ``SqliteSink.write`` with ``INGEST_SQLITE_NATIVE=0``: the same sink
+    through sqlite3's ``executemany`` of row tuples (what it did before);
+(c) bare sqlite3 ``executemany`` of the same rows already built as Python
+    tuples (the Python client's limit when rows are free), same statement,
+    same schema and indexes, one transaction per batch.
+
+Every writer writes BATCHES batches of BATCH EVE alerts (generated: varied
+signatures, addresses, flow ids; as benchmarks/bench_postgresql.py) into a
+new store in a temp dir (WAL, synchronous=NORMAL, the store's five indexes
+and unique keys), timed from the first write to the last commit (opening
+the store and its closing checkpoint are not in the rate).  CPU is the
+process's CPU time per row (every thread).  Run:
+
+    PYTHONPATH=. python benchmarks/bench_sqlite_store.py [--batches 40] [--batch 4096] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+
+from benchmarks.bench_postgresql import eve_batch
+from ingest.eve import decode_lines
+from ingest.mapping import Enricher
+from ingest.sinks import rows as R
+from ingest.sinks import sqlite as S
+
+
+def _median_range(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--index-costs", action="store_true",
+                    help="instead: the C writer's time per row with each secondary index alone, all, none")
+    a = ap.parse_args()
+    if not S.native_ok():
+        raise SystemExit("bench_sqlite_store: the C writer is not usable here (INGEST_SQLITE_NATIVE=0, or "
+                         "Python's sqlite3 loads another SQLite copy)")
+    items = [Enricher().apply(decode_lines(eve_batch(a.batch, k)).batch) for k in range(a.batches)]
+    rows = [R.alert_rows(it, "bench") for it in items]
+    total = a.batch * a.batches
+    tmp = tempfile.mkdtemp(prefix="sqlite-bench-")
+
+    def sink_run(native: bool, path: str) -> tuple[float, float]:
+        os.environ["INGEST_SQLITE_NATIVE"] = "1" if native else "0"
+        S.native_ok.cache_clear()
+        sink = S.SqliteSink(path, sensor="bench")
+        assert (sink._native is not None) == native
+
+        async def go() -> tuple[float, float]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for it in items:
+                await sink.write(it)
+            took, cpu = time.perf_counter() - t0, time.process_time() - c0
+            await sink.aclose()
+            return took, cpu
+
+        return asyncio.run(go())
+
+    def bare_run(path: str) -> tuple[float, float]:
+        asyncio.run(S.SqliteSink(path, sensor="bench").aclose())  # the schema
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA cache_size=-{S.WRITER_CACHE_KIB}")  # as the sink's
+        t0, c0 = time.perf_counter(), time.process_time()
+        for batch in rows:
+            db.execute("BEGIN")
+            db.executemany(S._INSERT, batch)
+            db.execute("COMMIT")
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
+        db.close()
+        return took, cpu
+
+    if a.index_costs:
+        index_costs(items, tmp, a.runs)
+        return
+
+    writers = {
+        "(a) sqlite: sink, C writer": lambda p: sink_run(True, p),
+        "(b) sqlite: sink, executemany": lambda p: sink_run(False, p),
+        "(c) bare sqlite3 executemany, rows free": bare_run,
+    }
+    rates: dict[str, list[float]] = {k: [] for k in writers}
+    cpus: dict[str, list[float]] = {k: [] for k in writers}
+    try:
+        for k in range(a.runs):
+            names = list(writers)
+            names = names[k % len(names):] + names[:k % len(names)]  # each writer first in turn
+            for name in names:
+                path = os.path.join(tmp, f"r{k}.db")
+                took, cpu = writers[name](path)
+                c = sqlite3.connect(path)
+                got = c.execute("SELECT count(*) FROM alerts").fetchone()[0]
+                c.close()
+                assert got == total, (name, got, total)
+                for f in os.listdir(tmp):
+                    os.unlink(os.path.join(tmp, f))
+                rates[name].append(total / took)
+                cpus[name].append(cpu / total * 1e6)
+    finally:
+        os.environ.pop("INGEST_SQLITE_NATIVE", None)
+        S.native_ok.cache_clear()
+        shutil.rmtree(tmp, ignore_errors=True)
+    A, B_, C = writers
+    print(f"SQLite store: {a.batches} batches of {a.batch} EVE alerts per run, {a.runs} rounds, "
+          f"SQLite {S.native_version()}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'writer':42} {'rows/s (median)':>16} {'CPU us/row':>11}")
+    for name in writers:
+        print(f"{name:42} {statistics.median(rates[name]):>16,.0f} {statistics.median(cpus[name]):>11.2f}")
+    print(f"(a)/(b) paired: {_median_range([x / y for x, y in zip(rates[A], rates[B_], strict=True)])}")
+    print(f"(a)/(c) paired: {_median_range([x / y for x, y in zip(rates[A], rates[C], strict=True)])}")
+
+
+SECONDARY = ("alerts_ts", "alerts_sig", "alerts_flow")
+
+
+def index_costs(items: list, tmp: str, runs: int) -> None:
+    """What each secondary index costs the C writer: microseconds per row
+    of the alerts INSERT alone (rows built beforehand), with every index, none
+    of the three, and each alone (the unique keys stay: they are the
+    exactly-once guarantee).  Interleaved rounds, medians."""
+    cols = [R.alert_arrays(it, "bench") for it in items]
+    sets = {"all": SECONDARY, "none": (), **{f"{ix} alone": (ix,) for ix in SECONDARY}}
+    got: dict[str, list[float]] = {k: [] for k in sets}
+    try:
+        for _ in range(runs):
+            for name, keep in sets.items():
+                path = os.path.join(tmp, "x.db")
+                sink = S.SqliteSink(path, sensor="bench")
+                for ix in SECONDARY:
+                    if ix not in keep:
+                        sink._db.execute(f"DROP INDEX {ix}")
+                nd, st = sink._native, sink._stmts[1]
+                assert nd is not None
+                t0 = time.perf_counter()
+                for c in cols:
+                    nd.exec("BEGIN")
+                    nd.insert(st, c, S._types(c))
+                    nd.exec("COMMIT")
+                got[name].append((time.perf_counter() - t0) / sum(len(c[0].values) for c in cols) * 1e6)
+                asyncio.run(sink.aclose())
+                for f in os.listdir(tmp):
+                    os.unlink(os.path.join(tmp, f))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"SQLite store, C writer, alerts INSERT only: {len(cols)} batches, {runs} rounds, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for name in sets:
+        print(f"{name:22} {statistics.median(got[name]):6.2f} us/row")
+
+
+if __name__ == "__main__":
+    main()

@@ -725,6 +725,10 @@ class Pipeline:
                 print(f"ingest: error: source {src.origin} failed: {err!r}", file=self.log)
                 self.stats.add_reader_failed(src.origin)
                 rc = 1
+        for src in self.sources:  # a source's last word for the final stats (the collector's JetStream lag)
+            last = getattr(src, "final_stats", None)
+            if last is not None:
+                await last()
         self._sync_deadletter_stats()
         self._sync_sink_stats()
         print(self.stats.final_line(), file=self.log, flush=True)

@@ -137,19 +137,22 @@ def _spool(s: dict[str, Any]) -> str:
 
 
 def _nats(s: dict[str, Any]) -> str:
-    """The collector's view of its sensors (``nats.<sensor>.received`` and
-    ``.lag_ms``) and what JetStream still holds for it (``nats_pending``)."""
+    """The collector's view (ingest.sources.nats): JetStream's numbers for
+    the durable, then per sensor RECORDS/MESSAGES/PENDING/AGE."""
     per: dict[str, dict[str, int]] = {}
     for k, v in s.items():
         if k.startswith("nats.") and k.count(".") >= 2:
             sensor, what = k[len("nats."):].rsplit(".", 1)
             per.setdefault(sensor, {})[what] = v
-    if not per and "nats_pending" not in s:
+    if not per and "nats_lag" not in s:
         return ""
-    out = f" nats_pending={s.get('nats_pending', 0)}"
+    out = (f" nats_lag={s.get('nats_lag', 0)} nats_pending={s.get('nats_pending', 0)}"
+           f" nats_ack_pending={s.get('nats_ack_pending', 0)}"
+           f" nats_delivered={s.get('nats_delivered', 0)}/{s.get('nats_last_seq', 0)}")
     if per:
-        out += " sensors=" + ",".join(f"{name}:{d.get('received', 0)}/{d.get('lag_ms', 0)}ms"
-                                      for name, d in sorted(per.items()))
+        out += " sensors=" + ",".join(
+            f"{name}:{d.get('received', 0)}/{d.get('messages', 0)}/{d.get('pending', 0)}/{d.get('age_ms', 0)}ms"
+            for name, d in sorted(per.items()))
     return out
 
 

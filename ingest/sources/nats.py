@@ -24,9 +24,19 @@ flows, other events, the records' identity keys), decoded in C.
   message the decoder fails on unexpectedly (``undecodable``: a defect,
   but one message's failure alone).  A bad line
   in a good message is that line's failure alone.
-* Stats per sensor (``nats.<sensor>.received`` records, ``.lag_ms`` the age
-  of its latest message) and ``nats_pending`` (what JetStream still holds
-  for the durable), at most 1,024 sensors by name.
+* Stats: what JetStream reports for the durable, asked every stats
+  interval (never per message; :meth:`NatsSource.poll`): ``nats_pending``
+  (not yet delivered to any collector of the durable), ``nats_ack_pending``
+  (delivered, not yet acknowledged), ``nats_lag`` (their sum: messages the
+  durable has not finished), ``nats_delivered`` / ``nats_ack_floor`` /
+  ``nats_last_seq`` (stream sequences: the last delivered, the one up to
+  which all are acknowledged, the stream's last).  Per sensor (the names
+  JetStream holds subjects for, at most 1,024): ``nats.<sensor>.received``
+  (records this collector received), ``.messages`` (messages it received),
+  ``.pending`` (the sensor's messages in the stream past the durable's ack
+  floor, counted by JetStream: 0 once everything the sensor published is
+  stored, whichever collector of the durable stored it) and ``.age_ms``
+  (how old its latest message was when it arrived).
 """
 
 from __future__ import annotations
@@ -72,6 +82,11 @@ class NatsSource:
         self._unacked: dict[int, Any] = {}  # stream sequence -> message fetched, not yet acknowledged
         self._acking: set[asyncio.Task] = set()
         self._received: dict[str, int] = {}
+        self._messages: dict[str, int] = {}
+        self._sensors: set[str] = set()  # every sensor JetStream holds subjects for (MAX_SENSORS at most)
+        self._watch: asyncio.Task | None = None
+        #: seconds between two polls of the durable's state (the stats interval; set by ingest collect)
+        self.poll_interval = 10.0
         self.submit: Submit | None = None
         self.stats: Stats | None = None
         self.deadletter: DeadLetter | None = None
@@ -119,6 +134,7 @@ class NatsSource:
         self._task = self._loop.create_task(self._run(), name="ingest-nats-fetch")
         self._task.add_done_callback(self._ended)
         self._beat = self._loop.create_task(self._heartbeat(), name="ingest-nats-progress")
+        self._watch = self._loop.create_task(self._poll_forever(), name="ingest-nats-lag")
 
     def _ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -142,11 +158,27 @@ class NatsSource:
     async def finish(self) -> None:
         """After the runtime stored (and acknowledged) what it could: send
         the last acknowledgements, close the connection."""
-        if self._beat is not None:
-            self._beat.cancel()
+        for t in (self._beat, self._watch):
+            if t is not None:
+                t.cancel()
         if self._acking:
             await asyncio.wait(self._acking, timeout=5)
         await self.conn.close()
+
+    async def final_stats(self) -> None:
+        """Before the final stats line (the runtime calls it once every sink
+        is closed): the last acknowledgements out, then JetStream's view of
+        the durable once more, so the final stats say what is left."""
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._acking:
+            await asyncio.wait(self._acking, timeout=5)
+        try:
+            if self.conn.connected:
+                await self.conn.nc.flush(timeout=2)
+                await asyncio.wait_for(self.poll(), 5)
+        except Exception:
+            pass  # JetStream away: the last values polled stand
 
     # --- fetching -----------------------------------------------------------
     async def _run(self) -> None:
@@ -183,7 +215,6 @@ class NatsSource:
         meta = msg.metadata
         seq = meta.sequence.stream
         where = {"stream": meta.stream, "seq": seq, "subject": msg.subject[:512]}
-        self.stats.set_extra("nats_pending", int(meta.num_pending))
         if meta.num_delivered >= self.max_deliver:
             # its last delivery: kept first, so that it is never lost even if it kills this collector too
             self.deadletter.write(f"nats:{meta.stream}#{seq}", "last_delivery", msg.data, meta=where)
@@ -211,9 +242,11 @@ class NatsSource:
         n = self._received.get(dec.sensor)
         if n is not None or len(self._received) < MAX_SENSORS:
             self._received[dec.sensor] = (n or 0) + dec.count
+            self._messages[dec.sensor] = self._messages.get(dec.sensor, 0) + 1
             self.stats.set_extra(f"nats.{dec.sensor}.received", self._received[dec.sensor])
-            lag = max(0.0, time.time() - meta.timestamp.timestamp()) if meta.timestamp else 0.0
-            self.stats.set_extra(f"nats.{dec.sensor}.lag_ms", int(lag * 1000))
+            self.stats.set_extra(f"nats.{dec.sensor}.messages", self._messages[dec.sensor])
+            age = max(0.0, time.time() - meta.timestamp.timestamp()) if meta.timestamp else 0.0
+            self.stats.set_extra(f"nats.{dec.sensor}.age_ms", int(age * 1000))
         if batch.queued() == 0:
             await self._ack(msg)  # nothing left to store (every line was refused)
             return
@@ -259,3 +292,55 @@ class NatsSource:
                     await msg.in_progress()
                 except Exception:
                     break  # disconnected: they will be redelivered; the stores keep them once
+
+    # --- JetStream's view of the durable (the stats' lag) ------------------------
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if not self.conn.connected:
+                continue
+            try:
+                await asyncio.wait_for(self.poll(), max(5.0, self.poll_interval))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass  # JetStream away or slow: the next poll tries again, the last values stand
+
+    async def poll(self) -> None:
+        """Ask JetStream how far the durable is (one consumer info, one
+        stream info) and, while it has messages not finished, how many of
+        each sensor's messages lie past its ack floor (one short-lived,
+        filtered consumer per sensor, in memory on one replica: the count
+        JetStream gives when it is created).  Into the stats."""
+        assert self.stats is not None
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        js, u = self.conn.js, self.url
+        ci = await js.consumer_info(u.stream, self.durable)
+        si = await js.stream_info(u.stream, subjects_filter=u.subjects)
+        pending, ack_pending = int(ci.num_pending or 0), int(ci.num_ack_pending or 0)
+        floor = int(ci.ack_floor.stream_seq or 0) if ci.ack_floor else 0
+        for name, value in (("nats_pending", pending), ("nats_ack_pending", ack_pending),
+                            ("nats_lag", pending + ack_pending),
+                            ("nats_delivered", int(ci.delivered.stream_seq or 0) if ci.delivered else 0),
+                            ("nats_ack_floor", floor), ("nats_last_seq", int(si.state.last_seq or 0))):
+            self.stats.set_extra(name, value)
+        cut = len(u.prefix) + 1
+        for subj in (si.state.subjects or {}):
+            sensor = subj[cut:].rpartition(".")[0]
+            if sensor and sensor not in self._sensors and len(self._sensors) < MAX_SENSORS:
+                self._sensors.add(sensor)
+        for sensor in sorted(self._sensors):
+            if pending + ack_pending == 0:
+                n = 0  # the durable has finished everything: so has every sensor
+            else:
+                info = await js.add_consumer(u.stream, ConsumerConfig(
+                    filter_subject=f"{u.prefix}.{sensor}.>", deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=floor + 1, ack_policy=AckPolicy.NONE, inactive_threshold=10.0,
+                    num_replicas=1, mem_storage=True))
+                n = int(info.num_pending or 0)
+                try:
+                    await js.delete_consumer(u.stream, info.name)
+                except Exception:
+                    pass  # it goes by itself once inactive
+            self.stats.set_extra(f"nats.{sensor}.pending", n)

@@ -3,6 +3,8 @@ sharing a durable, a cluster node killed under a publishing sensor."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -185,3 +187,75 @@ def test_a_message_the_decoder_fails_on_is_dead_lettered_acked_and_counted(tmp_p
     ((h, raw),) = list(deadletter.read(dl))
     assert (h["seq"], h["reason"], raw) == (seq, "undecodable", msg.payload)
     assert "RuntimeError" in h.get("detail", "")
+
+
+_NATS_LINE = re.compile(r" nats_lag=(\d+) nats_pending=(\d+) nats_ack_pending=(\d+) nats_delivered=(\d+)/(\d+)"
+                        r"(?: sensors=(\S+))?")
+
+
+def nats_stats(c: Proc) -> dict | None:
+    """The collector's last periodic stats line: JetStream's numbers for the
+    durable and per sensor (records, messages, pending, age)."""
+    lines = [x for x in c.stderr().splitlines() if x.startswith("ingest: stats ") and " nats_lag=" in x]
+    if not lines:
+        return None
+    m = _NATS_LINE.search(lines[-1])
+    assert m, lines[-1]
+    sensors = {}
+    for part in (m[6] or "").split(","):
+        if part:
+            name, _, rest = part.rpartition(":")
+            rec, msgs, pending, age = rest.split("/")
+            sensors[name] = {"received": int(rec), "messages": int(msgs), "pending": int(pending)}
+    return {"lag": int(m[1]), "pending": int(m[2]), "ack_pending": int(m[3]), "delivered": int(m[4]),
+            "last": int(m[5]), "sensors": sensors}
+
+
+def test_stats_per_sensor_and_the_lag_jetstream_reports(tmp_path, nats_server):
+    """Two sensors publish; collector B (same durable) is stuck at its store
+    (locked) holding messages it fetched, so JetStream reports them
+    unacknowledged: collector A, which drains the rest, shows a lag > 0 and
+    which sensors it is for, until B's store is released; then lag 0.  The
+    records per sensor of A and B add up to what each sensor published."""
+    prefix = unique_prefix()
+    url = f"nats://{nats_server.url}/{prefix}"
+    a_db, b_db = tmp_path / "a.db", tmp_path / "b.db"
+    b = collector(tmp_path, url, "--sink", f"sqlite:{b_db}", "--fetch", "1", "--max-queue", "1",
+                  "--dead-letter", "")
+    lock = sqlite3.connect(b_db, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        published = {"s1": 8, "s2.lab": 5}  # messages of 25 records each
+        msgs = []
+        for k in range(8):
+            for i, sensor in enumerate(published):
+                if k < published[sensor]:
+                    msgs += Encoder(prefix, sensor).encode(item(25, 100_000 * i + 1000 * k))
+        assert len(msgs) == 13
+        publish(nats_server.url, [(m.subject, m.headers, m.payload) for m in msgs])
+        wait_for(lambda: sum(s["received"] for s in (nats_stats(b) or {"sensors": {}})["sensors"].values()) > 0,
+                 "B holding messages", b)
+        a = collector(tmp_path, url, "--sink", f"sqlite:{a_db}", "--dead-letter", "")
+        wait_for(lambda: (nats_stats(a) or {}).get("pending") == 0 and nats_stats(a)["delivered"] == 13
+                 and len(nats_stats(a)["sensors"]) == 2, "A having everything B does not hold", a)
+        st = nats_stats(a)
+        assert st["last"] == 13 and st["ack_pending"] > 0 and st["lag"] == st["ack_pending"], st
+        held = sum(s["pending"] for s in st["sensors"].values())
+        assert held >= st["ack_pending"], st  # past the ack floor: what B holds, and what A stored after it
+    finally:
+        lock.rollback()
+        lock.close()
+    wait_for(lambda: (nats_stats(a) or {}).get("lag") == 0
+             and all(s["pending"] == 0 for s in nats_stats(a)["sensors"].values()), "the lag back to 0", a)
+    wait_for(lambda: count(a_db) + count(b_db) >= 325, "every record stored")
+    fa, fb = a.stop(), b.stop()
+    for sensor, n in published.items():
+        got = [f.get(f"nats.{sensor}.received", 0) for f in (fa, fb)]
+        assert sum(got) == 25 * n, (sensor, got)
+        assert fa.get(f"nats.{sensor}.messages", 0) + fb.get(f"nats.{sensor}.messages", 0) == n
+        assert fa[f"nats.{sensor}.pending"] == 0
+    assert fa["nats_lag"] == fa["nats_pending"] == fa["nats_ack_pending"] == 0
+    assert fa["nats_delivered"] == fa["nats_last_seq"] == fa["nats_ack_floor"] == 13
+    assert fb["nats.s1.received"] + fb.get("nats.s2.lab.received", 0) > 0  # B did store what it held
+    keys = [k for db in (a_db, b_db) for (k,) in query(db, "SELECT replay_key FROM alerts")]
+    assert len(keys) == len(set(keys)) == 325

@@ -360,3 +360,63 @@ def test_a_spooled_message_that_cannot_be_published_is_refused_counted_and_the_r
     assert [(s, json.loads(d)["n"]) for s, _, d in msgs] == [(f"{prefix}.s1.alert", i) for i in range(3)]
     assert fin["spool_refused"] == 3 and fin["spool_replayed"] == 3 and fin["spool_count"] == 0
     assert "3 spooled messages cannot be published" in p.stderr()
+
+
+def test_barnyard2_sync_is_acknowledged_once_the_event_is_in_the_spool(tmp_path):
+    """JetStream away, a spool given: Barnyard2 (sync mode: it sends the
+    next event only after our one-byte ack) is acknowledged event by event
+    as each lands in the spool (synced: --spool-fsync always), never held
+    up by the broker.  Proof that an ack means "on disk": kill -9 right
+    after the last ack, and the spool holds every acknowledged event.  A
+    restart replays the spool first; events acknowledged after it (the
+    broker still away) go behind; when JetStream starts, the stream ends
+    with every event once, in the order Barnyard2 sent them."""
+    import socket
+
+    from ingest.encode import encode_alertpkt, ether_ipv4
+
+    need_nats()
+    port, prefix = free_port(), unique_prefix()
+    sock, spool = tmp_path / "barnyard2_alert", tmp_path / "spool"
+    args = ("listen", "--sensor-name", "by2", "--barnyard2-sync", str(sock),
+            "--sink", f"nats://127.0.0.1:{port}/{prefix}?connect_timeout=1", "--spool-dir", str(spool),
+            "--spool-fsync", "always", "--dead-letter", str(tmp_path / "dl.bin"), "--stats-interval", "0.2")
+    pkt = ether_ipv4("10.1.1.1", "10.2.2.2", 6, 1, 2)
+
+    def barnyard2(ids: range) -> None:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        c.connect(str(sock))
+        c.settimeout(60)  # a deadline against a hang: the ack comes once the event is spooled
+        try:
+            for i in ids:
+                c.send(encode_alertpkt("barnyard2", sid=700 + i % 7, msg="sync", event_id=i, packet=pkt))
+                assert len(c.recv(1)) == 1, f"no ack for event {i}"
+        finally:
+            c.close()
+
+    def spooled_ids() -> list[int]:
+        with outbox.Outbox(str(spool), 1 << 30) as box:
+            return [json.loads(line)["ingest"]["event_id"] for _, _, data in box.pending()
+                    for line in bytes(data).splitlines()]
+
+    sensor = Proc(tmp_path, *args, ready="ingest: listening on")
+    assert "spooling to" in sensor.stderr()
+    barnyard2(range(150))
+    sensor.kill9()
+    assert spooled_ids() == list(range(150)), "every acknowledged event is in the spool"
+
+    sensor = Proc(tmp_path, *args, ready="ingest: listening on")
+    assert "holds" in sensor.stderr()  # the spool an earlier run left goes first
+    barnyard2(range(150, 300))
+    server = NatsServer(tmp_path / "n", port=port)
+    try:
+        wait_for(lambda: "spool replayed" in sensor.stderr(), "the replay", sensor)
+        st = sensor.stop()
+        ids, msgs = stream_event_ids(server, prefix)
+        assert ids == list(range(300)), "in order, none lost, none doubled"
+        assert len({h["Nats-Msg-Id"] for _, h, _ in msgs}) == len(msgs)
+        assert all(s == f"{prefix}.by2.alert" for s, _, _ in msgs)
+        assert st["received"] == 150 and st["dropped"] == {} and st["spool_count"] == 0, st
+        assert spooled_ids() == []
+    finally:
+        server.stop()

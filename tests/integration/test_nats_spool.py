@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -287,43 +288,71 @@ def _rss_kib(pid: int, field: str) -> int:
 
 
 @pytest.mark.slow
-def test_whole_jetstream_stopped_while_a_sensor_receives(tmp_path, nats_cluster):
-    """Every node of a 3-node cluster stopped while a sensor receives 5 k
-    alerts/s over its Unix socket, then started again: the sender never
-    waits (0 dropped by it), the sensor's memory stays within its budget,
-    the spool drains, the collector's store ends with every alert once."""
+def test_whole_jetstream_stopped_30s_while_a_sensor_receives_10k_alerts_per_s(tmp_path, nats_cluster, pg_url):
+    """The issue's outage (about 90 s; marked slow, run by CI all the
+    same): every node of a 3-node cluster (stream replicas 3) stopped for
+    30 s while a sensor receives 10 k Snort alerts/s over its Unix socket
+    (``ingest gen``: non-blocking sends, an EAGAIN would be counted as
+    dropped) and a collector stores into PostgreSQL; then started again.
+    The sender never waits (0 dropped, 0 errors: the socket never filled),
+    the sensor's memory stays within its byte budget (VmHWM from
+    /proc/PID/status against VmRSS once started: less than the queue's
+    --max-queue-bytes above it), the spool drains, and PostgreSQL ends with
+    every alert exactly once.  No timing assertion: the waits are
+    deadlines against hangs only."""
+    import psycopg
+
     prefix = unique_prefix()
-    url = f"nats://{nats_cluster.urls}/{prefix}?replicas=3&ack_timeout=2&connect_timeout=1&msg_bytes=32768"
-    total, budget = 30_000, 32 << 20
+    url = f"nats://{nats_cluster.urls}/{prefix}?replicas=3&ack_timeout=2&connect_timeout=1"
+    rate, outage = 10_000, 30.0
+    total, budget = rate * 45, 64 << 20  # about 8 s before the outage, 30 s of it, the rest after
     sock = tmp_path / "snort_alert"
     sensor = Proc(tmp_path, "listen", "--sensor-name", "s1", "--snort", str(sock), "--sink", url,
                   "--spool-dir", str(tmp_path / "spool"), "--max-queue-bytes", str(budget),
-                  "--dead-letter", str(tmp_path / "dl.bin"), "--stats-interval", "0.1", ready="ingest: listening on")
+                  "--dead-letter", str(tmp_path / "dl.bin"), "--stats-interval", "0.5", ready="ingest: listening on")
     rss0 = _rss_kib(sensor.proc.pid, "VmRSS")
-    db = tmp_path / "central.db"
-    col = collector(tmp_path, url, "--sink", f"sqlite:{db}", "--dead-letter", str(tmp_path / "cdl.bin"))
+
+    def pg(sql: str) -> tuple:
+        with psycopg.connect(pg_url) as c:
+            return c.execute(sql).fetchone()
+
+    def stored() -> int:
+        try:
+            return pg("SELECT count(*) FROM alerts")[0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+    col = collector(tmp_path, url, "--sink", pg_url, "--dead-letter", str(tmp_path / "cdl.bin"))
     gen = subprocess.Popen([sys.executable, "-m", "ingest", "gen", "--to", str(sock), "--kind", "snort",
-                            "--count", str(total), "--rate", "5000", "--json"], cwd=tmp_path,
+                            "--count", str(total), "--rate", str(rate), "--json"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: count(db) > 0, "the first alerts stored", col)
+    wait_for(lambda: stored() > 0, "the first alerts stored", col)
     for node in nats_cluster.nodes:
         node.stop()
-    wait_for(lambda: (stats_line(sensor) or {}).get("spooled", 0) > 0 and stats_line(sensor)["received"] > 15_000,
-             "half the alerts received while JetStream is down", sensor)
+    down = time.monotonic()
+    wait_for(lambda: (stats_line(sensor) or {}).get("spooled", 0) > 0, "the sensor spooling", sensor)
+    time.sleep(max(0.0, down + outage - time.monotonic()))  # the outage's length (not an assertion)
+    during = stats_line(sensor)
     for node in nats_cluster.nodes:
         node.start()
-    out, err = gen.communicate(timeout=120)
+    out, err = gen.communicate(timeout=300)
     assert gen.returncode == 0, err
     sent = json.loads(out)
     assert sent["sent"] == total and sent["dropped"] == 0 and sent["errors"] == 0, sent
-    wait_for(lambda: count(db) >= total, "every alert stored centrally", col)
+    wait_for(lambda: stored() >= total, "every alert in PostgreSQL", col, deadline=600)
     hwm = _rss_kib(sensor.proc.pid, "VmHWM")
     st = sensor.stop()
-    col.stop()
+    fc = col.stop()
+    assert during["received"] > 0 and during["spooled"] > 0, during
     assert st["dropped"] == {} and st["received"] == total and st["spool_count"] == 0, st
     assert st["spool_spooled"] > 0 and st["spool_replayed"] >= st["spool_spooled"]
-    assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(total, total)]
+    assert pg("SELECT count(*), count(DISTINCT event_id), min(event_id), max(event_id) FROM alerts") == (
+        total, total, 1, total)  # gen numbers its alerts from 1
+    assert pg("SELECT count(*) FROM (SELECT DISTINCT sensor, replay_key FROM alerts) k") == (total,)
+    assert fc["nats.s1.received"] >= total and fc["nats_lag"] == 0 and fc["nats.s1.pending"] == 0, fc
     assert hwm - rss0 < budget // 1024, (rss0, hwm)  # KiB
+    print(f"outage: {total} alerts, {st['spool_spooled']} messages spooled, sensor VmRSS {rss0} KiB at start, "
+          f"VmHWM {hwm} KiB (budget {budget >> 10} KiB above start), gen {sent}")
 
 
 def test_a_spooled_message_that_cannot_be_published_is_refused_counted_and_the_replay_goes_on(tmp_path, run_ingest,

@@ -20,7 +20,7 @@ from ingest import deadletter
 from ingest.sinks import outbox
 
 from ..natsserver import NatsServer, free_port, need_nats, unique_prefix, wait_jetstream
-from ._nats import Proc, collector, count, query, wait_for
+from ._nats import Proc, collector, wait_for
 from ._util import snort_send, wait_until
 from .test_nats_sink import dgrams, stream_messages
 

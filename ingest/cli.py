@@ -70,6 +70,10 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
     p.add_argument("--classification", metavar="FILE", help="classification.config")
     p.add_argument("--reference", metavar="FILE", help="reference.config")
+    p.add_argument("--rules", action="append", metavar="FILE|DIR",
+                   help="Snort 2/3 or Suricata rule file, or a directory of *.rules files, read as the signature "
+                        "map (msg, gid, sid, rev, classtype, priority, references; repeatable; reloaded on "
+                        "SIGHUP)")
 
 
 def _add_listen_options(p: argparse.ArgumentParser) -> None:
@@ -172,7 +176,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "dead_letter", "dead_letter_max_bytes", "stats_interval", "max_queue", "batch_max",
               "max_queue_bytes", "max_connections", "idle_timeout",
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
-              "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference",
+              "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference", "rules",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
               "spool_dir", "spool_max_bytes", "spool_fsync")
@@ -370,8 +374,9 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
     pipeline.reload_maps = _maps_reloader(cfg, pipeline.enricher)
-    if pipeline.enricher.maps is not None:
-        print(f"ingest: maps: {pipeline.enricher.maps.describe()}", file=sys.stderr, flush=True)
+    from .maps import report as report_maps
+
+    report_maps(pipeline.enricher.maps)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
     print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
@@ -382,12 +387,15 @@ def _maps_reloader(cfg: Config, enricher) -> Callable[[], str] | None:
     """What SIGHUP does to the maps (the runtime calls it on a worker thread,
     one reload at a time): load them anew and swap them in at once.  A loader
     error propagates, and the runtime keeps the old maps and says why."""
-    if not (cfg.maps or cfg.sid_msg or cfg.gen_msg or cfg.classification or cfg.reference):
+    if not (cfg.maps or cfg.sid_msg or cfg.gen_msg or cfg.classification or cfg.reference
+            or cfg.rules):
         return None
 
     def reload() -> str:
         maps = cfg.load_maps()
         enricher.set_maps(maps)
+        for w in maps.warnings():  # bad rule lines: reported as at start-up, not fatal
+            print(f"ingest: warning: rules: {w}", file=sys.stderr, flush=True)
         return f"maps reloaded: {maps.describe()}"
 
     return reload

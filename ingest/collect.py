@@ -83,7 +83,7 @@ def add_parser(sub) -> None:
 
 def _config(ns: argparse.Namespace) -> Config:
     keys = ("dead_letter", "dead_letter_max_bytes", "allow_foreign_outputs", "maps", "sid_msg", "gen_msg",
-            "classification", "reference", "stats_interval", "max_queue", "max_queue_bytes", "batch_max",
+            "classification", "reference", "rules", "stats_interval", "max_queue", "max_queue_bytes", "batch_max",
             "drain_timeout")
     changes = {k: getattr(ns, k) for k in keys if getattr(ns, k) is not None}
     if changes.get("dead_letter") == "":
@@ -159,8 +159,9 @@ def run(ns: argparse.Namespace) -> int:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
     src = pipeline.sources[0]
-    if pipeline.enricher.maps is not None:
-        print(f"ingest: maps: {pipeline.enricher.maps.describe()}", file=sys.stderr, flush=True)
+    from .maps import report as report_maps
+
+    report_maps(pipeline.enricher.maps)
     print(f"ingest: collecting from {src.origin}; sinks: {', '.join(s.name for s in pipeline.sinks)}",
           file=sys.stderr, flush=True)
     return run_pipeline(pipeline, early)

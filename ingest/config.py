@@ -87,6 +87,9 @@ class Config:
     gen_msg: str | None = None
     classification: str | None = None
     reference: str | None = None
+    #: Snort/Suricata rule files, or directories of ``*.rules``, read as the
+    #: signature map (ingest.rules; with the maps: ingest.maps.Maps.load)
+    rules: tuple[str, ...] = ()
     #: sink URLs; empty means the embedded default store
     sinks: tuple[str, ...] = ()
     #: JSON output profile: eve | trisul
@@ -199,9 +202,9 @@ class Config:
         files = {"sid_msg": self.sid_msg, "gen_msg": self.gen_msg,
                  "classification": self.classification, "reference": self.reference}
         if self.maps:
-            return Maps.from_dir(self.maps, **files)
-        if any(files.values()):
-            return Maps.load(**files)
+            return Maps.from_dir(self.maps, **files, rules=self.rules)
+        if any(files.values()) or self.rules:
+            return Maps.load(**files, rules=self.rules)
         return None
 
     def validate(self) -> None:
@@ -243,7 +246,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 #: field holds several, as the flag may be repeated)
 _ALIASES = {"sink": "sinks"}
 _LISTS = {"snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
-          "eve_file"}
+          "eve_file", "rules"}
 _CHOICES = {
     "format": ("eve", "trisul"),
     "eve_file_start": ("beginning", "end"),

@@ -43,6 +43,7 @@ import numpy as np
 
 from .batch import AlertBatch
 from .config import sensor_name_arg
+from .maps import report as report_maps
 
 #: bytes sniffed at the start of an input
 HEAD = 64
@@ -65,6 +66,9 @@ def add_map_options(p: argparse.ArgumentParser, maps_help: str) -> None:
     p.add_argument("--gen-msg", metavar="FILE", help="gen-msg.map")
     p.add_argument("--classification", metavar="FILE", help="classification.config")
     p.add_argument("--reference", metavar="FILE", help="reference.config")
+    p.add_argument("--rules", action="append", metavar="FILE|DIR",
+                   help="Snort 2/3 or Suricata rule file, or a directory of *.rules files, read as the signature "
+                        "map (msg, gid, sid, rev, classtype, priority, references; repeatable)")
 
 
 def add_parser(sub) -> None:
@@ -478,12 +482,12 @@ def run_decode(ns: argparse.Namespace) -> int:
                     [(f, globmod.escape(f)) for f, _ in files if f != "-"])
         cfg = Config().replace(maps=ns.maps, sid_msg=ns.sid_msg, gen_msg=ns.gen_msg,
                                classification=ns.classification, reference=ns.reference,
-                               sensor_name=ns.sensor_name)
+                               rules=tuple(ns.rules or ()), sensor_name=ns.sensor_name)
         enricher = Enricher()
         maps = cfg.load_maps()
         if maps is not None:
             enricher.set_maps(maps)
-            print(f"ingest: maps: {maps.describe()}", file=sys.stderr, flush=True)  # as listen says it
+            report_maps(maps)  # as listen says it
         sinks = [open_sink(u, profile=ns.profile, sensor=cfg.sensor) for u in urls]
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)

@@ -11,6 +11,18 @@ classification.config and reference.config.
   the class id is the 1-based order of the entries (what Snort writes into
   Unified2 and Alertpkt events).  By id for Unified2/Snort, by name for EVE.
 * ``reference.config``: ``config reference: system url-prefix``.
+* rule files (``--rules FILE|DIR``, ingest.rules): Snort 2/3 and Suricata
+  rules give the signatures themselves; a bad rule line is counted and
+  reported (:attr:`Maps.problems`), never fatal.
+
+Which source gives a (gid, sid)'s signature, from the weakest to the
+strongest (a later one replaces an earlier one): gen-msg.map, then
+commented-out (disabled) rules, then sid-msg.map, then active rules.  The
+rules the engine runs are what produced the alert, so they win over a map
+made beside them (often by a tool run at another time); a sid-msg.map still
+beats a disabled rule, and a disabled rule only fills a gap.  A rule's
+priority is its ``priority:`` option, else its classtype's priority from
+classification.config (none without one).
 
 A loaded :class:`Maps` is immutable; reloading builds a new one and the
 caller swaps it in with one assignment (atomic for readers).
@@ -52,6 +64,8 @@ class Signature:
     classification: str | None = None
     priority: int | None = None
     refs: tuple[str, ...] = ()
+    #: a rule's metadata entries (``policy balanced-ips drop``, ...)
+    metadata: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,38 +188,79 @@ class Maps:
     digest: str = ""
     #: (kind, file, entries) per file loaded, for the start-up line
     counts: tuple[tuple[str, str, int], ...] = ()
+    #: rule files: one start-up phrase (None without --rules), the number of
+    #: bad rule lines and the first of them (``FILE:LINE: problem: 'line'``)
+    rules_summary: str | None = None
+    bad_rules: int = 0
+    problems: tuple[str, ...] = ()
     #: (gid, sid) -> rendered ``alert.references`` (a JSON array), built on use
     _refs_json: dict[tuple[int, int], str | None] = field(default_factory=dict, repr=False,
                                                           compare=False)
 
     @classmethod
     def load(cls, *, sid_msg: str | None = None, gen_msg: str | None = None,
-             classification: str | None = None, reference: str | None = None) -> Maps:
-        """Load the given files; MapError (naming FILE:LINE) on a malformed
-        line, OSError when a file cannot be read."""
+             classification: str | None = None, reference: str | None = None,
+             rules: tuple[str, ...] | list[str] = ()) -> Maps:
+        """Load the given files (rules: rule files or directories of
+        ``*.rules``); MapError (naming FILE:LINE) on a malformed map line or
+        a rules directory without rules, OSError when a file cannot be read.
+        A bad rule line is no error: it is counted (:attr:`bad_rules`)."""
+        from . import rules as R
+
         sigs: dict[tuple[int, int], Signature] = {}
         counts: list[tuple[str, str, int]] = []
         files = [p for p in (gen_msg, sid_msg, classification, reference) if p]
+        classes = {c.id: c for c in parse_classification(classification)} if classification else {}
+        by_name = {c.name: c for c in classes.values()}
+        h = hashlib.sha256()
+        ruleset = None
+        if rules:
+            try:
+                ruleset = R.load(rules, digest=h)
+            except R.RuleError as e:
+                raise MapError(str(e)) from None
         if gen_msg:
             gens = parse_gen_msg(gen_msg)
             sigs.update(((s.gid, s.sid), s) for s in gens)
             counts.append(("gen-msg", gen_msg, len(gens)))
+        if ruleset is not None:  # disabled rules fill what gen-msg.map left
+            sigs.update((k, _rule_signature(r, by_name)) for k, r in ruleset.rules.items()
+                        if not r.enabled)
+        replaced = 0
         if sid_msg:  # rule messages win over generator messages
-            rules = parse_sid_msg(sid_msg)
-            sigs.update(((s.gid, s.sid), s) for s in rules)
-            counts.append(("sid-msg", sid_msg, len(rules)))
-        classes = {c.id: c for c in parse_classification(classification)} if classification else {}
+            entries = parse_sid_msg(sid_msg)
+            sigs.update(((s.gid, s.sid), s) for s in entries)
+            counts.append(("sid-msg", sid_msg, len(entries)))
+            if ruleset is not None:
+                replaced = sum(1 for s in entries if (r := ruleset.rules.get((s.gid, s.sid)))
+                               is not None and r.enabled and r.msg and r.msg != s.msg)
+        summary = None
+        if ruleset is not None:  # active rules win over everything
+            sigs.update((k, _rule_signature(r, by_name)) for k, r in ruleset.rules.items()
+                        if r.enabled)
+            files.extend(ruleset.files)
+            nfiles = len(ruleset.files)
+            where = os.path.basename(ruleset.files[0]) if nfiles == 1 else f"{nfiles} rule files"
+            summary = f"{where} {ruleset.active} rules + {ruleset.disabled} commented out"
+            if ruleset.duplicates:
+                summary += f" ({ruleset.duplicates} sids read twice)"
+            if ruleset.bad:
+                summary += f", {ruleset.bad} bad rule lines"
+            if replaced:
+                summary += f", {replaced} sid-msg.map messages replaced by the rules'"
         if classification:
             counts.append(("classification", classification, len(classes)))
         refs = parse_reference(reference) if reference else {}
         if reference:
             counts.append(("reference", reference, len(refs)))
-        h = hashlib.sha256()
-        for p in files:
-            with open(p, "rb") as f:
-                h.update(hashlib.sha256(f.read()).digest())
+        for p in (gen_msg, sid_msg, classification, reference):
+            if p:
+                with open(p, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
         return cls(sigs, classes, refs, tuple(os.path.abspath(p) for p in files),
-                   h.hexdigest()[:16], tuple(counts))
+                   h.hexdigest()[:16], tuple(counts), summary,
+                   ruleset.bad if ruleset is not None else 0,
+                   tuple(ruleset.problems) if ruleset is not None else ())
 
     @classmethod
     def from_dir(cls, directory: str, **overrides: str | None) -> Maps:
@@ -232,6 +287,7 @@ class Maps:
                                f"name the one to use with --{kind}")
             return os.path.join(directory, found[0]) if found else None
 
+        rules = overrides.pop("rules", None) or ()
         paths: dict[str, str | None] = {k: v for k, v in overrides.items() if v}
         for key, kind, names in (("sid_msg", "sid-msg", SID_MSG_NAMES),
                                  ("gen_msg", "gen-msg", GEN_MSG_NAMES),
@@ -242,14 +298,24 @@ class Maps:
         if not any(paths.values()):
             raise MapError(f"--maps {directory}: no sid-msg.map, gen-msg.map, "
                            "classification.config or reference.config found")
-        return cls.load(**paths)
+        return cls.load(**paths, rules=tuple(rules))
 
     def describe(self) -> str:
         """One line: what was loaded from where (the start-up line)."""
         noun = {"sid-msg": "signatures", "gen-msg": "generator messages",
                 "classification": "classifications", "reference": "reference systems"}
         parts = [f"{os.path.basename(f)} {n} {noun[k]}" for k, f, n in self.counts]
+        if self.rules_summary:
+            parts.append(self.rules_summary)
         return f"{', '.join(parts) or 'nothing'} (version {self.digest})"
+
+    def warnings(self) -> list[str]:
+        """The bad rule lines to report (the first few, FILE:LINE each, and
+        how many more there were)."""
+        out = list(self.problems)
+        if self.bad_rules > len(out):
+            out.append(f"... and {self.bad_rules - len(out)} more bad rule lines")
+        return out
 
     def references_json(self, keys: np.ndarray) -> list[str | None]:
         """``alert.references`` for distinct (gid, sid) keys (an (n, 2)
@@ -301,9 +367,31 @@ class Maps:
         out: list[str | None] = []
         for g, s in keys.tolist():
             sig = self.signature(g, s)
-            out.append(sig.msg if sig is not None else None)
+            out.append(sig.msg if sig is not None and sig.msg else None)  # a rule may have no msg
         return out
 
     def categories(self) -> dict[int, str]:
         """class id -> description, as ``alert.category``."""
         return {cid: c.description for cid, c in self.classifications.items()}
+
+
+def _rule_signature(r, by_name: dict[str, Classification]) -> Signature:
+    """A rule as a Signature: its priority, else its classtype's."""
+    prio = r.priority
+    if prio is None and r.classtype is not None:
+        c = by_name.get(r.classtype)
+        prio = c.priority if c is not None else None
+    return Signature(r.gid, r.sid, r.rev, r.msg, r.classtype, prio, r.refs, r.metadata)
+
+
+def report(maps: Maps | None, stream=None) -> None:
+    """Print the start-up (or reload) lines for maps: what was loaded, and
+    each bad rule line as a warning (FILE:LINE, the maps' style)."""
+    import sys
+
+    if maps is None:
+        return
+    stream = stream or sys.stderr
+    print(f"ingest: maps: {maps.describe()}", file=stream, flush=True)
+    for w in maps.warnings():
+        print(f"ingest: warning: rules: {w}", file=stream, flush=True)

@@ -103,6 +103,33 @@ int ingest_abi_version(void);
 int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
                       uint32_t *lens, uint8_t *slot_flags, int linger_us);
 
+#define INGEST_SLOT_NOCRED 0x02  /* no SCM_CREDENTIALS came with it (sender unknown) */
+#define INGEST_SLOT_REFUSED 0x04 /* its sender is on no allow-list */
+/* bytes of control buffer per slot: the credentials (CMSG_SPACE of a
+ * struct ucred, 32 on Linux) and room for a few descriptors a peer may pass
+ * (closed at once) */
+#define INGEST_CRED_CMSG_SIZE 64
+
+/*
+ * ingest_recv_batch on a socket with SO_PASSCRED, with every datagram's
+ * sender: the kernel's SCM_CREDENTIALS control message is read into slot i's
+ * own control buffer (cmsgs + i * cmsg_size, cmsg_size >= the credentials'
+ * CMSG_SPACE, a multiple of the word size: INGEST_CRED_CMSG_SIZE), and
+ * pids[i]/uids[i]/gids[i] get the sender's pid, uid and gid.  A datagram
+ * without credentials gets pid 0, uid and gid 0xffffffff and
+ * INGEST_SLOT_NOCRED in slot_flags[i] (required here).  With an allow-list
+ * (n_allow_uids + n_allow_gids > 0) a datagram whose uid is not in
+ * allow_uids and whose gid is not in allow_gids gets INGEST_SLOT_REFUSED;
+ * the caller drops flagged slots.  Descriptors passed with SCM_RIGHTS are
+ * closed.  Returns as ingest_recv_batch, or INGEST_EINVAL.
+ */
+int ingest_recv_batch_creds(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
+                            uint32_t *lens, uint8_t *slot_flags, int linger_us,
+                            uint8_t *cmsgs, size_t cmsg_size,
+                            int32_t *pids, uint32_t *uids, uint32_t *gids,
+                            const uint32_t *allow_uids, unsigned n_allow_uids,
+                            const uint32_t *allow_gids, unsigned n_allow_gids);
+
 /* ---- alertpkt.c: Snort / Barnyard2 Alertpkt batch decoder -------------- */
 #define INGEST_ALERTPKT_SNORT_LEN 65864u
 #define INGEST_ALERTPKT_SNORT_APPID_LEN 65928u

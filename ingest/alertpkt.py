@@ -124,12 +124,41 @@ class SlotDecoder:
         self._c_slot_of = ffi.from_buffer("uint32_t[]", self.slot_of, require_writable=True)
         self._c_msg_key = ffi.from_buffer("uint64_t[]", self.msg_key, require_writable=True)
         self._c_msg_first = ffi.from_buffer("uint32_t[]", self.msg_first, require_writable=True)
+        self._cred_args: tuple | None = None  # see with_credentials
+
+    def with_credentials(self, allow_uids: np.ndarray | None = None,
+                         allow_gids: np.ndarray | None = None) -> None:
+        """From now on, receive every datagram with its sender (the socket
+        must have SO_PASSCRED): ``pids``/``uids``/``gids`` per slot, and
+        ``flags`` marks a slot INGEST_SLOT_NOCRED (no credentials) or, given
+        allow-lists, INGEST_SLOT_REFUSED (uid and gid on neither list)."""
+        size = lib.INGEST_CRED_CMSG_SIZE
+        self.cmsgs = np.zeros(self.nslots * size, dtype=np.uint64).view(np.uint8)  # word-aligned
+        self.pids = np.zeros(self.nslots, dtype=np.int32)
+        self.uids = np.zeros(self.nslots, dtype=np.uint32)
+        self.gids = np.zeros(self.nslots, dtype=np.uint32)
+        self._allow = [np.ascontiguousarray(a if a is not None else np.zeros(0), dtype=np.uint32)
+                       for a in (allow_uids, allow_gids)]
+        au, ag = self._allow
+        self._cred_args = (
+            ffi.from_buffer("uint8_t[]", self.cmsgs, require_writable=True), size,
+            ffi.from_buffer("int32_t[]", self.pids, require_writable=True),
+            ffi.from_buffer("uint32_t[]", self.uids, require_writable=True),
+            ffi.from_buffer("uint32_t[]", self.gids, require_writable=True),
+            ffi.from_buffer("uint32_t[]", au) if len(au) else ffi.NULL, len(au),
+            ffi.from_buffer("uint32_t[]", ag) if len(ag) else ffi.NULL, len(ag),
+        )
 
     def recv(self, fd: int, linger_us: int = 0) -> int:
-        """Receive up to nslots datagrams from fd (see ingest_recv_batch)."""
-        n = lib.ingest_recv_batch(
-            fd, self._c_buf, self.slot_size, self.nslots, self._c_lens, self._c_flags, linger_us
-        )
+        """Receive up to nslots datagrams from fd (see ingest_recv_batch,
+        and ingest_recv_batch_creds after :meth:`with_credentials`)."""
+        if self._cred_args is not None:
+            n = lib.ingest_recv_batch_creds(fd, self._c_buf, self.slot_size, self.nslots, self._c_lens,
+                                            self._c_flags, linger_us, *self._cred_args)
+        else:
+            n = lib.ingest_recv_batch(
+                fd, self._c_buf, self.slot_size, self.nslots, self._c_lens, self._c_flags, linger_us
+            )
         if n < 0:
             err = ffi.errno
             raise OSError(err, f"recvmmsg failed: {__import__('os').strerror(err)}")

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .config import Config, is_nats_url, parse_flag
@@ -117,6 +118,15 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--socket-mode", type=_flag("socket_mode"), metavar="MODE",
                    help="socket file mode (default 0660)")
     p.add_argument("--socket-group", metavar="NAME", help="socket file group")
+    p.add_argument("--allow-uid", action="append", metavar="UID|NAME[:PATH]",
+                   help="only this user may write to the socket inputs (repeatable; ':PATH' limits the "
+                        "entry to the input bound at PATH, which then takes only its own entries): "
+                        "SO_PEERCRED at accept, SCM_CREDENTIALS on every datagram")
+    p.add_argument("--allow-gid", action="append", metavar="GID|NAME[:PATH]",
+                   help="only processes whose (primary) group is this may write (repeatable; as --allow-uid)")
+    p.add_argument("--count-senders", action="store_true", default=None,
+                   help="take every datagram's credentials even without an allow-list, so the stats' "
+                        "'senders' counts datagram inputs too")
     p.add_argument("--dead-letter", metavar="PATH",
                    help="file for input that could not be used (default ./ingest-deadletter.bin; '' to disable)")
     p.add_argument("--dead-letter-max-bytes", type=_flag("dead_letter_max_bytes"), metavar="N",
@@ -179,7 +189,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference", "rules",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
-              "spool_dir", "spool_max_bytes", "spool_fsync")
+              "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -252,6 +262,7 @@ def build_pipeline(cfg: Config):
     from .sources.seqpacket import SeqpacketSource
 
     sources: list[Source] = []
+    peers = _peer_policies(cfg)
     # Batching happens in the reader (C, GIL released): it collects for up to
     # linger_ms before handing a batch on; the consumer then takes whatever is
     # queued without waiting again.
@@ -259,13 +270,14 @@ def build_pipeline(cfg: Config):
     try:
         for path in cfg.snort:
             sources.append(DatagramSource(path, "snort", mode=cfg.socket_mode, group=cfg.socket_group,
-                                          linger_us=linger_us))
+                                          linger_us=linger_us, peers=peers(path, dgram=True)))
         for path in cfg.barnyard2:
             sources.append(DatagramSource(path, "barnyard2", mode=cfg.socket_mode,
-                                          group=cfg.socket_group, linger_us=linger_us))
+                                          group=cfg.socket_group, linger_us=linger_us,
+                                          peers=peers(path, dgram=True)))
         for path in cfg.barnyard2_sync:
             sources.append(SeqpacketSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
-                                           max_connections=cfg.max_connections))
+                                           max_connections=cfg.max_connections, peers=peers(path)))
         if cfg.unified2:
             from .sources.spool import SpoolSource
 
@@ -273,7 +285,7 @@ def build_pipeline(cfg: Config):
                 sources.append(SpoolSource(
                     spec, bookmark=cfg.unified2_bookmark, start=cfg.unified2_start,
                     after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
-        sources.extend(_eve_sources(cfg))
+        sources.extend(_eve_sources(cfg, peers))
         _one_bookmark_each(sources)
         if not sources:
             raise ValueError("no input given: name one with --snort, --barnyard2, --barnyard2-sync, "
@@ -330,7 +342,27 @@ def _one_bookmark_each(sources) -> None:
         seen[key] = s.origin
 
 
-def _eve_sources(cfg: Config) -> list:
+def _peer_policies(cfg: Config) -> Callable[..., Any]:
+    """path -> the PeerPolicy of that socket input (README "Who may write"):
+    names resolved now (an unknown one is ValueError, exit 2).  Stream and
+    seqpacket inputs always get one (SO_PEERCRED costs one getsockopt per
+    connection; with no list it only counts ``senders``); datagram inputs
+    only with an allow-list or --count-senders (SO_PASSCRED)."""
+    from .ops.peercred import PeerPolicy, policies
+
+    inputs = (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync, *cfg.eve_dgram, *cfg.eve_stream)
+    table = policies(cfg.allow_uid, cfg.allow_gid, inputs)
+
+    def of(path: str, dgram: bool = False) -> PeerPolicy | None:
+        pol = table.get(os.path.abspath(path), PeerPolicy())
+        if dgram and not pol.active and not cfg.count_senders:
+            return None
+        return pol
+
+    return of
+
+
+def _eve_sources(cfg: Config, peers: Callable[..., Any] | None = None) -> list:
     """Suricata EVE inputs (sockets we bind, files we follow)."""
     from .sources.eve import EveDgramSource
     from .sources.stream import EveStreamSource
@@ -340,11 +372,13 @@ def _eve_sources(cfg: Config) -> list:
     try:
         for path in cfg.eve_dgram:
             out.append(EveDgramSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
-                                      event_types=cfg.event_types))
+                                      event_types=cfg.event_types,
+                                      peers=peers(path, dgram=True) if peers else None))
         for path in cfg.eve_stream:
             out.append(EveStreamSource(path, mode=cfg.socket_mode, group=cfg.socket_group,
                                        event_types=cfg.event_types, max_line=cfg.eve_max_line,
-                                       max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout))
+                                       max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
+                                       peers=peers(path) if peers else None))
         for path in cfg.eve_file:
             bm = None
             if cfg.bookmark_dir:

@@ -96,6 +96,13 @@ class Config:
     format: str = "eve"
     socket_mode: int = 0o660
     socket_group: str | None = None
+    #: peer-credential allow-lists (README "Who may write"): each entry
+    #: UID|NAME (every socket input) or UID|NAME:PATH (that input only)
+    allow_uid: tuple[str, ...] = ()
+    allow_gid: tuple[str, ...] = ()
+    #: ask for every datagram's credentials even without an allow-list, so
+    #: ``senders`` counts the datagram inputs too (streams always count)
+    count_senders: bool = False
     #: dead-letter file for input we could not use (None: count only)
     dead_letter: str | None = "./ingest-deadletter.bin"
     dead_letter_max_bytes: int = 64 << 20
@@ -246,7 +253,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 #: field holds several, as the flag may be repeated)
 _ALIASES = {"sink": "sinks"}
 _LISTS = {"snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
-          "eve_file", "rules"}
+          "eve_file", "rules", "allow_uid", "allow_gid"}
 _CHOICES = {
     "format": ("eve", "trisul"),
     "eve_file_start": ("beginning", "end"),
@@ -255,7 +262,7 @@ _CHOICES = {
     "spool_fsync": ("always", "segment", "never"),
 }
 #: yes/no keys (a TOML boolean; the flag sets True)
-_BOOLS = {"allow_foreign_outputs"}
+_BOOLS = {"allow_foreign_outputs", "count_senders"}
 #: numeric keys: (type, smallest allowed value)
 _NUMBERS: dict[str, tuple[type, float]] = {
     "eve_max_line": (int, 1),

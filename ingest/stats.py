@@ -12,6 +12,11 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
+#: distinct sender uids kept in ``senders`` (the rest: "other")
+MAX_SENDERS = 256
+
 
 class Stats:
     def __init__(self) -> None:
@@ -32,6 +37,14 @@ class Stats:
         self.reader_failed: dict[str, int] = defaultdict(int)  # reader threads that died, by source
         self.extra: dict[str, int] = defaultdict(int)
         self._groups: dict[str, int] = defaultdict(int)  # distinct names per set_gauge group
+        #: writes refused by the peer-credential allow-lists, by input
+        #: (datagrams on datagram inputs, connections on stream/seqpacket ones)
+        self.peer_refused: dict[str, int] = defaultdict(int)
+        #: datagrams that came without credentials, by input
+        self.peer_unknown: dict[str, int] = defaultdict(int)
+        #: records received per sender uid (inputs with credentials); at most
+        #: MAX_SENDERS uids, the rest under "other"
+        self.senders: dict[str, int] = defaultdict(int)
 
     def add_input(self, received: int, decoded: int) -> None:
         with self._lock:
@@ -49,6 +62,33 @@ class Stats:
     def add_dropped(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.dropped[reason] += n
+
+    def add_peer(self, origin: str, reason: str, n: int = 1) -> None:
+        """n writes refused by an allow-list (``peer_refused``) or without
+        credentials (``peer_unknown``) on the input origin."""
+        with self._lock:
+            (self.peer_unknown if reason == "peer_unknown" else self.peer_refused)[origin] += n
+            if reason == "peer_unknown" or not origin.startswith(("eve-stream:", "barnyard2-sync:")):
+                self.dropped[reason] += n  # a datagram: input we did not take
+
+    def add_senders(self, uids: Any, n: int = 0) -> None:
+        """Count records by sender uid: an array of uids (one per record), or
+        one uid and n."""
+        if isinstance(uids, int):
+            counts = {uids: n}
+        elif len(uids) == 0:
+            return
+        elif (uids == uids[0]).all():  # the usual batch: one sender
+            counts = {int(uids[0]): len(uids)}
+        else:
+            u, c = np.unique(uids, return_counts=True)
+            counts = dict(zip(u.tolist(), c.tolist(), strict=True))
+        with self._lock:
+            for uid, k in counts.items():
+                key = str(uid)
+                if key not in self.senders and len(self.senders) >= MAX_SENDERS:
+                    key = "other"
+                self.senders[key] += k
 
     def add_reader_failed(self, name: str) -> None:
         with self._lock:
@@ -93,6 +133,9 @@ class Stats:
                 "queue_depth": self.queue_depth,
                 "queue_bytes": self.queue_bytes,
                 "reader_failed": dict(self.reader_failed),
+                "peer_refused": dict(self.peer_refused),
+                "peer_unknown": dict(self.peer_unknown),
+                "senders": dict(self.senders),
                 **{k: v for k, v in self.extra.items()},
             }
 
@@ -109,6 +152,7 @@ class Stats:
             f"queue={s['queue_depth']} queue_bytes={s['queue_bytes']}"
             + (f" reader_failed={fmt(s['reader_failed'])}" if s["reader_failed"] else "")
             + "".join(f" {k}={s[k]}" for k in NOTABLE if s.get(k))
+            + "".join(f" {k}={sum(s[k].values())}" for k in ("peer_refused", "peer_unknown") if s[k])
             + _suricata(s)
             + _nats(s)
             + _spool(s)

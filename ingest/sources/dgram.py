@@ -24,6 +24,7 @@ import numpy as np
 from ..alertpkt import SLOT_SIZE, SNORT_APPID_LEN, SNORT_LEN, SlotDecoder
 from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
+from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving
 from ..stats import Stats
 from .barnyard2_events import RecentEvents
@@ -58,9 +59,24 @@ def _zero_tail(slot: np.ndarray, n: int) -> tuple[int, int] | None:
     return start, _EVENT_OFF - start
 
 
-def keep_raw(deadletter: DeadLetter, origin: str, reason: str, slot: np.ndarray, n: int) -> None:
-    """Dead-letter one received datagram (n bytes of slot), compactly."""
-    deadletter.write(origin, reason, slot[:n], elide=_zero_tail(slot, n))
+def keep_raw(deadletter: DeadLetter, origin: str, reason: str, slot: np.ndarray, n: int,
+             meta: dict | None = None) -> None:
+    """Dead-letter one received datagram (n bytes of slot), compactly
+    (``meta``: more header members, e.g. the sender's pid/uid/gid)."""
+    deadletter.write(origin, reason, slot[:n], elide=_zero_tail(slot, n), meta=meta)
+
+
+def compact(dec: SlotDecoder, good: np.ndarray) -> int:
+    """Move the slots listed in good (ascending) to the front, in order;
+    returns their number.  Only after a credentialed receive refused some
+    senders (rare): the batch decoder then sees only the allowed ones."""
+    for j, i in enumerate(good.tolist()):
+        if i != j:
+            k = min(int(dec.lens[i]), dec.slot_size)
+            dec.slots[j, :k] = dec.slots[i, :k]
+            dec.lens[j] = dec.lens[i]
+            dec.flags[j] = dec.flags[i]
+    return len(good)
 
 
 def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: Stats,
@@ -117,7 +133,7 @@ class DatagramSource:
 
     def __init__(self, path: str, kind: str = "snort", *, mode: int = 0o660,
                  group: str | None = None, slots: int = BATCH_SLOTS,
-                 linger_us: int = 2000) -> None:
+                 linger_us: int = 2000, peers: PeerPolicy | None = None) -> None:
         self.kind = kind
         self.origin = f"{kind}:{os.path.abspath(path)}"
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_DGRAM, mode=mode, group=group)
@@ -131,6 +147,10 @@ class DatagramSource:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.events = RecentEvents()
+        #: peer credentials: None = not asked for (no SO_PASSCRED)
+        self.peers = peers
+        if peers is not None:
+            enable_passcred(self.bound.sock)
 
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         self._thread = threading.Thread(
@@ -140,6 +160,14 @@ class DatagramSource:
 
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         dec = SlotDecoder(self._slots, SLOT_SIZE)
+        refusals = None
+        if self.peers is not None:
+            dec.with_credentials(*(self.peers.arrays() if self.peers.active else (None, None)))
+            refusals = RefusalLog(self.origin)
+
+            def keep(i: int, reason: str, meta: dict) -> None:
+                keep_raw(deadletter, self.origin, reason, dec.slots[i],
+                         min(int(dec.lens[i]), dec.slot_size), meta=meta)
         sock = self.bound.sock
         fd = sock.fileno()
         drain_until = 0.0
@@ -159,6 +187,12 @@ class DatagramSource:
                 self.error = e
                 stats.internal_errors += 1
                 raise
+            if n and refusals is not None:
+                good = screen(dec, n, self.origin, stats, refusals, keep)
+                if good is not None:
+                    n = compact(dec, good)
+                    if n == 0 and not stopping:
+                        continue
             if n == 0:
                 if stopping:
                     return

@@ -29,6 +29,7 @@ from ..alertpkt import SlotDecoder
 from ..batch import AlertBatch, empty
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult
+from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving, warn_kernel_limits
 from ..stats import Stats
 from .base import Submit
@@ -197,7 +198,8 @@ class EveDgramSource:
     kind = "eve-dgram"
 
     def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
-                 event_types: tuple[str, ...] = (), slots: int = BATCH_SLOTS) -> None:
+                 event_types: tuple[str, ...] = (), slots: int = BATCH_SLOTS,
+                 peers: PeerPolicy | None = None) -> None:
         self.origin = f"eve-dgram:{os.path.abspath(path)}"
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_DGRAM, mode=mode, group=group)
         self.rcvbuf = raise_rcvbuf(self.bound.sock)
@@ -215,6 +217,10 @@ class EveDgramSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        #: peer credentials: None = not asked for (no SO_PASSCRED)
+        self.peers = peers
+        if peers is not None:
+            enable_passcred(self.bound.sock)
 
     def start(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         self._thread = threading.Thread(target=self._run, args=(submit, stats, deadletter),
@@ -227,6 +233,14 @@ class EveDgramSource:
         offs = np.arange(self._slots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
         fd = self.bound.sock.fileno()
         shut = False
+        refusals = None
+        if self.peers is not None:
+            slots.with_credentials(*(self.peers.arrays() if self.peers.active else (None, None)))
+            refusals = RefusalLog(self.origin)
+
+            def keep(i: int, reason: str, meta: dict) -> None:
+                deadletter.write(self.origin, reason, slots.slots[i, :min(int(slots.lens[i]), SLOT_SIZE)],
+                                 meta=meta)
         try:
             while True:
                 stopping = self._stop.is_set()
@@ -243,8 +257,15 @@ class EveDgramSource:
                     continue
                 # a cut datagram is passed with its slot's bytes only (flagged)
                 lens = np.minimum(slots.lens[:n], SLOT_SIZE)
-                handle_records(dec, slots.buf, offs, lens, n, self.origin, submit, stats,
-                               deadletter, slot_flags=slots.flags)
+                these, flags = offs, slots.flags
+                if refusals is not None:
+                    good = screen(slots, n, self.origin, stats, refusals, keep)
+                    if good is not None:  # some refused: the others, where they lie
+                        these, lens, flags, n = offs[good], lens[good], flags[good], len(good)
+                        if n == 0:
+                            continue
+                handle_records(dec, slots.buf, these, lens, n, self.origin, submit, stats,
+                               deadletter, slot_flags=flags)
         except BaseException as e:  # never silently: the runtime reports it
             self.error = e
             raise

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
 from ..deadletter import DeadLetter
+from ..ops.peercred import PeerPolicy, RefusalLog, refuse_peer
 from ..sockets import BoundSocket, bind_unix, stop_receiving
 from ..stats import Stats
 from .barnyard2_events import RecentEvents
@@ -70,12 +71,17 @@ class _Conn:
     alerts: int = 0  # datagrams received
     awaiting: int = 0  # alerts queued, not yet acknowledged
     rude: bool = False  # does not read its acks (said once)
+    uid: int = -1  # the peer's (SO_PEERCRED), when credentials are asked for
 
 
 class SeqpacketSource:
     def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
-                 max_connections: int = MAX_CONNECTIONS, log=sys.stderr) -> None:
+                 max_connections: int = MAX_CONNECTIONS, log=sys.stderr,
+                 peers: PeerPolicy | None = None) -> None:
         self.origin = f"barnyard2-sync:{os.path.abspath(path)}"
+        #: peer credentials: None = not asked for; else checked at accept
+        self.peers = peers
+        self._refusals = RefusalLog(self.origin, "connection", log)
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_SEQPACKET, mode=mode, group=group)
         self.bound.sock.settimeout(POLL_SECONDS)
         self.max_connections = max_connections
@@ -118,10 +124,20 @@ class SeqpacketSource:
                 if e.errno in RESOURCE_ERRNOS:
                     return  # no descriptor for it: its sender is refused, and resends
                 raise
+            uid = self._check_peer(sock, stats)
+            if uid is None:
+                continue
             with self._lock:
-                conn = _Conn(sock, time.monotonic())
+                conn = _Conn(sock, time.monotonic(), uid=uid)
                 self._conns.append(conn)
             self._spawn(conn, submit, stats, deadletter)
+
+    def _check_peer(self, sock: socket.socket, stats: Stats) -> int | None:
+        """The peer's uid (-1: credentials not asked for); None: refused and closed."""
+        if self.peers is None:
+            return -1
+        uid = refuse_peer(sock, self.peers, self.origin, stats, self._refusals)
+        return None if uid < 0 else uid
 
     def _spawn(self, conn: _Conn, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         conn.sock.setblocking(True)
@@ -156,12 +172,15 @@ class SeqpacketSource:
                 delay = min(delay * 2, ACCEPT_BACKOFF_MAX)
                 continue
             delay = ACCEPT_BACKOFF
+            uid = self._check_peer(sock, stats)
+            if uid is None:
+                continue
             with self._lock:
                 if len(self._conns) >= self.max_connections and not self._evict(stats):
                     stats.add_extra("connections_refused")
                     sock.close()
                     continue
-                conn = _Conn(sock, time.monotonic())
+                conn = _Conn(sock, time.monotonic(), uid=uid)
                 self._conns.append(conn)
             self._spawn(conn, submit, stats, deadletter)
 
@@ -247,6 +266,8 @@ class SeqpacketSource:
                 # for our ack anyway, so we wait for room instead.
                 k = handle_slots(dec, 1, self.origin, submit, stats, deadletter, acks=[ack],
                                  wait_for_room=room, events=self.events)
+                if conn.uid >= 0:
+                    stats.add_senders(conn.uid, 1)
             except Exception as e:  # a bug, not input: report it, keep serving
                 conn.awaiting -= 1
                 stats.internal_errors += 1

@@ -55,6 +55,7 @@ import numpy as np
 
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, split_lines
+from ..ops.peercred import PeerPolicy, RefusalLog, refuse_peer
 from ..sockets import BoundSocket, bind_unix
 from ..stats import Stats
 from .base import Submit
@@ -98,6 +99,7 @@ class _Conn:
     lines: int = 0  # complete lines received
     charged: int = 0  # bytes of buf charged to the runtime's budget
     draining: bool = field(default=False)
+    uid: int = -1  # the peer's (SO_PEERCRED), when credentials are asked for
 
 
 class EveStreamSource:
@@ -108,8 +110,11 @@ class EveStreamSource:
     def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
                  event_types: tuple[str, ...] = (), max_line: int = MAX_LINE,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
-                 log=sys.stderr) -> None:
+                 log=sys.stderr, peers: PeerPolicy | None = None) -> None:
         self.origin = f"eve-stream:{os.path.abspath(path)}"
+        #: peer credentials: None = not asked for; else checked at accept
+        self.peers = peers
+        self._refusals = RefusalLog(self.origin, "connection", log)
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_STREAM, mode=mode, group=group, backlog=128)
         self.event_types = event_types
         self.max_line = max_line
@@ -188,6 +193,11 @@ class EveStreamSource:
                 self._accept_delay = min(self._accept_delay * 2, ACCEPT_BACKOFF_MAX)
                 return False
             self._accept_delay = ACCEPT_BACKOFF
+            uid = -1
+            if self.peers is not None:
+                uid = refuse_peer(s, self.peers, self.origin, self._stats, self._refusals)
+                if uid < 0:
+                    continue
             if not draining and len(self._conns) >= self.max_connections and not self._evict():
                 self._stats.add_extra("connections_refused")
                 s.close()
@@ -197,7 +207,7 @@ class EveStreamSource:
                 self._shut(s)
             self._submit.reserve_buffer(INITIAL_BUF, force=True)  # bounded by max_connections
             c = _Conn(s, np.empty(INITIAL_BUF, np.uint8), time.monotonic(), charged=INITIAL_BUF,
-                      draining=draining)
+                      draining=draining, uid=uid)
             self._conns[s.fileno()] = c
             self._sel.register(s, selectors.EVENT_READ, c)
             self.connections += 1
@@ -345,6 +355,8 @@ class EveStreamSource:
                     offs, lens = offs[keep], lens[keep]
                 if len(offs):
                     handle_records(self._dec, c.buf, offs, lens, len(offs), self.origin, submit, stats, dl)
+                    if c.uid >= 0:
+                        stats.add_senders(c.uid, len(offs))
                 pos += consumed
                 if len(big) < LINES_PER_BATCH:
                     break

@@ -1,0 +1,1 @@
+"""Operations: what runs beside the data path (peer credentials, ...)."""

@@ -44,8 +44,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 

@@ -84,25 +84,26 @@ def _reap(proc: subprocess.Popen, receiver: str, time_limit: float, hwm: list[in
     return t_done, ru.ru_utime + ru.ru_stime - cpu0
 
 
-def _command(receiver: str, sock: str, count: int, workdir: Path) -> list[str]:
+def _command(receiver: str, sock: str, count: int, workdir: Path,
+             extra_args: tuple[str, ...] = ()) -> list[str]:
     if receiver == "fever":
         return ["fever", "run", "-i", sock, "-o", "", "--logfile", str(workdir / "fever.log")]
     if receiver == "naive-json":
         return [sys.executable, "-c", NAIVE_JSON, sock, str(count)]
     opt = "--eve-stream" if receiver == "ingest-eve-stream" else "--eve-dgram"
     return [sys.executable, "-m", "ingest", "listen", opt, sock, "--sink", "null:",
-            "--stats-interval", "0", "--dead-letter", str(workdir / "deadletter.bin")]
+            "--stats-interval", "0", "--dead-letter", str(workdir / "deadletter.bin"), *extra_args]
 
 
 def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[bytes],
-             count: int, time_limit: float) -> dict[str, Any]:
+             count: int, time_limit: float, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     sock = str(workdir / "eve.sock")
     with contextlib.suppress(FileNotFoundError):
         Path(sock).unlink()
     out_path = workdir / "eve-stdout"
     err_path = workdir / "eve-stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(_command(receiver, sock, count, workdir), stdout=out, stderr=err,
+        proc = subprocess.Popen(_command(receiver, sock, count, workdir, extra_args), stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, cwd=workdir, env=env,
                                 start_new_session=True)
     sender: gen.LineSender | None = None

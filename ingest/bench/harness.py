@@ -78,7 +78,8 @@ class Run:
         return self.cpu_s / self.received * 1e6 if self.received else float("nan")
 
 
-def _command(s: Setup, receiver: str, sock: str, sink: str | None = None) -> list[str]:
+def _command(s: Setup, receiver: str, sock: str, sink: str | None = None,
+             extra_args: tuple[str, ...] = ()) -> list[str]:
     listen_opt = "--barnyard2" if s.kind.startswith("barnyard2") else "--snort"
     if receiver == "recv_count":
         assert s.recv_count is not None
@@ -90,12 +91,13 @@ def _command(s: Setup, receiver: str, sock: str, sink: str | None = None) -> lis
         sink = "null:" if receiver == "ingest-null" else f"sqlite:{s.workdir / 'alerts.db'}"
     return [sys.executable, "-m", "ingest", "listen", listen_opt, sock, "--sink", sink,
             "--stats-interval", str(STATS_INTERVAL),
-            "--dead-letter", str(s.workdir / "deadletter.bin")]
+            "--dead-letter", str(s.workdir / "deadletter.bin"), *extra_args]
 
 
-def measure(s: Setup, receiver: str, sink: str | None = None) -> Run:
+def measure(s: Setup, receiver: str, sink: str | None = None, extra_args: tuple[str, ...] = ()) -> Run:
     """Start receiver, send s.count alerts into it, and account for it
-    (``sink``: another sink URL for an ingest receiver, the NATS rows)."""
+    (``sink``: another sink URL for an ingest receiver, the NATS rows;
+    ``extra_args``: more ``ingest listen`` options, e.g. an allow-list)."""
     sock = str(s.workdir / "alert.sock")
     for leftover in ("alert.sock", "alerts.db", "alerts.db-wal", "alerts.db-shm",
                      "deadletter.bin"):
@@ -104,7 +106,7 @@ def measure(s: Setup, receiver: str, sink: str | None = None) -> Run:
     is_ingest = receiver.startswith("ingest")
     out_path = s.workdir / "stdout"
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(_command(s, receiver, sock, sink), stdout=out, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(_command(s, receiver, sock, sink, extra_args), stdout=out, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, cwd=s.workdir, env=s.env,
                                 start_new_session=True)  # our signals, not the terminal's
     assert proc.stderr is not None

@@ -191,7 +191,7 @@ class DatagramSource:
                 good = screen(dec, n, self.origin, stats, refusals, keep)
                 if good is not None:
                     n = compact(dec, good)
-                    if n == 0 and not stopping:
+                    if n == 0:  # all refused: read on (when stopping, until the queue is empty)
                         continue
             if n == 0:
                 if stopping:

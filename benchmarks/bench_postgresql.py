@@ -15,7 +15,7 @@ run (interleaved round by round, best of RUNS):
 Every writer writes BATCHES batches of BATCH EVE alerts (generated, varied
 signatures, addresses, flow ids) into the same, empty ``alerts`` table
 (the store's schema with its unique keys; emptied before every run).  The
-server is started here from the Debian binaries (tests/pg.py) with fsync
+server is started here from the Debian binaries (ingest/bench/pgserver.py) with fsync
 on, on the same machine, unless ``--url`` names one.  The order of the
 writers rotates from round to round (none always runs first).  Run:
 
@@ -70,7 +70,7 @@ def main() -> None:
     server = None
     url = a.url
     if url is None:
-        from tests.pg import PgServer, find_bin_dir
+        from ingest.bench.pgserver import PgServer, find_bin_dir
 
         bin_dir = find_bin_dir()
         if bin_dir is None:

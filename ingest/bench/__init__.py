@@ -141,6 +141,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--no-nats", action="store_true", help="skip the NATS rows")
     g.add_argument("--nats-alerts", type=number_arg(int, 1), metavar="N",
                    help="alerts per NATS throughput run (default 300000; --quick 30000)")
+    g = p.add_argument_group("PostgreSQL (ingest collect -> PostgreSQL vs bare COPY; socket -> committed "
+                             "PostgreSQL row, at the latency rates)")
+    g.add_argument("--no-postgresql", action="store_true", help="skip the PostgreSQL rows")
+    g.add_argument("--postgresql-alerts", type=number_arg(int, 1), metavar="N",
+                   help="alerts in the stream the collector drains (default 200000; --quick 20000)")
     p.set_defaults(run=run)
     return p
 
@@ -162,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     eve_records = 0 if args.no_eve else (args.eve_records or
                                          (20_000 if args.quick else 200_000))
     nats_alerts = 0 if args.no_nats else (args.nats_alerts or (30_000 if args.quick else 300_000))
+    pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (20_000 if args.quick else 200_000))
     if args.plot is not None:
         try:
             check_available()
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                         decoder_repeat=2 if args.quick else 5, latency=latency, loss=loss,
                         unified2_alerts=u2_alerts, eve_records=eve_records, nats_alerts=nats_alerts,
                         nats_latency=(lat_rates, args.latency_seconds or (0.5 if args.quick else 5.0)),
-                        progress=progress)
+                        postgresql_alerts=pg_alerts, progress=progress)
     except BenchError as e:
         print(f"ingest bench: error: {e}", file=sys.stderr)
         return 1

@@ -42,6 +42,9 @@ from .common import (
 from .eve import format_eve, run_eve
 from .latency import run_latency, run_loss
 from .nats import format_nats, run_nats
+from .nats import goals as nats_goals
+from .postgresql import format_postgresql, run_postgresql
+from .postgresql import goals as postgresql_goals
 from .unified2 import run_unified2
 
 RECEIVERS = ("recv_count", "naive_recv", "ingest-null", "ingest-sqlite")
@@ -308,13 +311,14 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               decoder: bool = True, decoder_repeat: int = 5, latency=None, loss=None,
               unified2_alerts: int = 0, eve_records: int = 0, nats_alerts: int = 0,
               nats_latency: tuple[tuple[float, ...], float] = ((1000.0, 10000.0), 5.0),
-              progress=None) -> dict:
+              postgresql_alerts: int = 0, progress=None) -> dict:
     """Measure every receiver `repeat` times (interleaved) and return the report.
 
     latency (a latency.LatencyPlan), loss (a LossPlan) and
     unified2_alerts > 0, eve_records > 0 and nats_alerts > 0 (with the
-    NATS latency rows at nats_latency = (rates, seconds)) add those
-    measurements; None / 0 skips them."""
+    NATS latency rows at nats_latency = (rates, seconds)) and
+    postgresql_alerts > 0 (collector -> PostgreSQL, with its latency rows
+    at the same rates) add those measurements; None / 0 skips them."""
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     wanted = set(receivers) | set(latency.receivers if latency else ()) | set(
         loss.receivers if loss else ())
@@ -364,10 +368,29 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                 extra["nats"] = run_nats(s, count=nats_alerts, repeat=repeat, measure=measure,
                                          latency_rates=nats_latency[0], latency_seconds=nats_latency[1],
                                          seed=seed, progress=progress)
+            if postgresql_alerts > 0:
+                extra["postgresql"] = run_postgresql(s, alerts=postgresql_alerts, repeat=repeat,
+                                                     latency_rates=nats_latency[0],
+                                                     latency_seconds=nats_latency[1], seed=seed,
+                                                     progress=progress)
             dec = decoder_rate(kind, seed=seed, repeat=decoder_repeat) if decoder else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return _report(kind, count, repeat, mode, runs, dec, gcc) | extra
+    report = _report(kind, count, repeat, mode, runs, dec, gcc) | extra
+    report["goals"] = goals(report)
+    return report
+
+
+def goals(rep: dict) -> list[dict[str, Any]]:
+    """Every goal set for a row this run measured: met or not, and what was
+    measured (the issue's goals: sensor -> JetStream, collector ->
+    PostgreSQL, socket -> committed PostgreSQL row)."""
+    out: list[tuple[str, bool, str]] = []
+    if rep.get("nats"):
+        out += nats_goals(rep["nats"])
+    if rep.get("postgresql"):
+        out += postgresql_goals(rep["postgresql"])
+    return [{"goal": g, "met": bool(met), "measured": m} for g, met, m in out]
 
 
 def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str, list[Run]],
@@ -525,6 +548,11 @@ def _format_extra(rep: dict) -> list[str]:
         lines += [""] + [f"EVE {k}: {v}" for k, v in eve.items()]
     if rep.get("nats"):
         lines += format_nats(rep["nats"])
+    if rep.get("postgresql"):
+        lines += format_postgresql(rep["postgresql"])
+    if rep.get("goals"):
+        lines += ["", "goals (issue 8; on this machine, in this run):"]
+        lines += [f"  {'met    ' if g['met'] else 'NOT met'}  {g['goal']}: {g['measured']}" for g in rep["goals"]]
     return lines
 
 

@@ -365,9 +365,12 @@ class _RowWatcher:
         return np.concatenate(self.lat) if self.lat else np.zeros(0)
 
 
-def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str) -> dict[str, Any]:
+def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str, sink: str | None = None,
+                watcher: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Time-stamped alerts at rate into a sensor publishing to JetStream,
-    collected into SQLite: latency from send to the committed row."""
+    collected into ``sink`` (default a SQLite file): latency from send to
+    the committed row, as ``watcher()`` (default: a _RowWatcher on that
+    file) sees the rows appear."""
     from .latency import percentiles
 
     work = s.workdir / f"nats-lat-{tag}"
@@ -380,6 +383,7 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str) 
     errs = []
     sender = None
     done = None
+    watch: Any = None
 
     def start(args: list[str], name: str) -> subprocess.Popen:
         err = open(work / f"{name}.err", "wb")
@@ -393,14 +397,14 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str) 
         sensor = start(["listen", "--snort", sock, "--sink", url, "--stats-interval", "0",
                         "--dead-letter", str(work / "sensor-dl.bin")], "sensor")
         wait_for_socket(sock, sensor, 30.0)
-        coll = start(["collect", url, "--durable", "bench", "--sink", f"sqlite:{db}", "--stats-interval", "0",
-                      "--dead-letter", str(work / "collect-dl.bin")], "collect")
+        coll = start(["collect", url, "--durable", "bench", "--sink", sink or f"sqlite:{db}",
+                      "--stats-interval", "0", "--dead-letter", str(work / "collect-dl.bin")], "collect")
         deadline = time.monotonic() + 30
         while b"collecting from" not in (work / "collect.err").read_bytes():
             if coll.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"collector did not start: {(work / 'collect.err').read_text()[-2000:]}")
             time.sleep(0.02)
-        watcher = _RowWatcher(db)
+        watch = watcher() if watcher is not None else _RowWatcher(db)
         time.sleep(0.3)
         sender = gen.sender_for(s.kind, sock, s.templates, time_stamp=True)
         box, done = gen.start_in_thread(sender, count, rate=rate, time_limit=s.time_limit, name="bench-sender")
@@ -410,14 +414,16 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str) 
         if isinstance(res, BaseException) or res.sent != count:
             raise BenchError(f"NATS latency: the sender failed ({res!r})")
         deadline = time.monotonic() + 60
-        while watcher.seen < count and time.monotonic() < deadline:
+        while watch.seen < count and time.monotonic() < deadline:
             time.sleep(0.01)
-        lat = watcher.stop()
+        lat, watch = watch.stop(), None
         if lat.size != count:
             raise BenchError(f"NATS latency: {lat.size} of {count} rows seen "
                              f"({(work / 'collect.err').read_text()[-1000:]})")
         return {"rate": rate, "alerts": count, "sender_rate": res.rate, **percentiles(lat)}
     finally:
+        if watch is not None:
+            watch.stop()
         if sender is not None:
             sender.stop()
         if done is not None:
@@ -481,7 +487,23 @@ def format_nats(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["run_nats", "format_nats", "missing", "LABELS"]
+#: what the issue asks of the sensor -> JetStream rows
+GOAL_RATE = 100_000.0
+GOAL_RATIO = 0.8
+
+
+def goals(d: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """(goal, met, what was measured) of every goal the issue sets these rows."""
+    if "missing" in d:
+        return []
+    sink = next(r for r in d["throughput"]["rows"] if r["receiver"] == "sink")
+    return [(f"sensor -> JetStream (nats:// sink) >= {GOAL_RATE:,.0f} alerts/s", sink["alerts_per_s"] >= GOAL_RATE,
+             f"{sink['alerts_per_s']:,.0f} alerts/s"),
+            (f"sensor -> JetStream >= {GOAL_RATIO} of bare nats-py", sink["paired_rate_vs_bare"] >= GOAL_RATIO,
+             f"{sink['paired_rate_vs_bare']:.2f}")]
+
+
+__all__ = ["run_nats", "format_nats", "goals", "missing", "LABELS"]
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["sink"]:

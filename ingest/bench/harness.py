@@ -311,14 +311,16 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               decoder: bool = True, decoder_repeat: int = 5, latency=None, loss=None,
               unified2_alerts: int = 0, eve_records: int = 0, nats_alerts: int = 0,
               nats_latency: tuple[tuple[float, ...], float] = ((1000.0, 10000.0), 5.0),
-              postgresql_alerts: int = 0, progress=None) -> dict:
+              postgresql_alerts: int = 0, postgresql_repeat: int | None = None,
+              postgresql_latency: tuple[tuple[float, ...], float] | None = None, progress=None) -> dict:
     """Measure every receiver `repeat` times (interleaved) and return the report.
 
     latency (a latency.LatencyPlan), loss (a LossPlan) and
     unified2_alerts > 0, eve_records > 0 and nats_alerts > 0 (with the
     NATS latency rows at nats_latency = (rates, seconds)) and
-    postgresql_alerts > 0 (collector -> PostgreSQL, with its latency rows
-    at the same rates) add those measurements; None / 0 skips them."""
+    postgresql_alerts > 0 (collector -> PostgreSQL, postgresql_repeat
+    rounds, default repeat; its latency rows at postgresql_latency, default
+    nats_latency) add those measurements; None / 0 skips them."""
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     wanted = set(receivers) | set(latency.receivers if latency else ()) | set(
         loss.receivers if loss else ())
@@ -369,10 +371,11 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                                          latency_rates=nats_latency[0], latency_seconds=nats_latency[1],
                                          seed=seed, progress=progress)
             if postgresql_alerts > 0:
-                extra["postgresql"] = run_postgresql(s, alerts=postgresql_alerts, repeat=repeat,
-                                                     latency_rates=nats_latency[0],
-                                                     latency_seconds=nats_latency[1], seed=seed,
-                                                     progress=progress)
+                pg_lat = postgresql_latency or nats_latency
+                extra["postgresql"] = run_postgresql(s, alerts=postgresql_alerts,
+                                                     repeat=postgresql_repeat or repeat,
+                                                     latency_rates=pg_lat[0], latency_seconds=pg_lat[1],
+                                                     seed=seed, progress=progress)
             dec = decoder_rate(kind, seed=seed, repeat=decoder_repeat) if decoder else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

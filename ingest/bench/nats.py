@@ -480,6 +480,10 @@ def format_nats(d: dict[str, Any]) -> list[str]:
         pr = f"{ratio:10.2f}  {r['peer']}" if ratio is not None else f"{'-':>10s}"
         lines.append(f"{r['label']:40s} {r['alerts_per_s']:10,.0f} {r['cpu_s_per_million']:8.2f} "
                      f"{r['peak_rss_mib']:8.1f} {pr}")
+    if not d["latency"]:
+        lines.append("Unix socket -> ... -> committed SQLite row: not measured in this run (--quick measures "
+                     "the PostgreSQL row instead)")
+        return lines
     lines.append("Unix socket -> sensor -> JetStream -> ingest collect -> committed SQLite row:")
     for r in d["latency"]:
         lines.append(f"  {r['rate']:8,.0f} alerts/s: p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "

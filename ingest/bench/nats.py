@@ -366,11 +366,13 @@ class _RowWatcher:
 
 
 def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str, sink: str | None = None,
-                watcher: Callable[[], Any] | None = None) -> dict[str, Any]:
+                watcher: Callable[[], Any] | None = None,
+                inspect: Callable[[str], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Time-stamped alerts at rate into a sensor publishing to JetStream,
     collected into ``sink`` (default a SQLite file): latency from send to
     the committed row, as ``watcher()`` (default: a _RowWatcher on that
-    file) sees the rows appear."""
+    file) sees the rows appear.  ``inspect(nats_url)``, called once every
+    row is in (the stream still there), adds to the result."""
     from .latency import percentiles
 
     work = s.workdir / f"nats-lat-{tag}"
@@ -420,7 +422,8 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str, 
         if lat.size != count:
             raise BenchError(f"NATS latency: {lat.size} of {count} rows seen "
                              f"({(work / 'collect.err').read_text()[-1000:]})")
-        return {"rate": rate, "alerts": count, "sender_rate": res.rate, **percentiles(lat)}
+        more = inspect(url) if inspect is not None else {}
+        return {"rate": rate, "alerts": count, "sender_rate": res.rate, **percentiles(lat), **more}
     finally:
         if watch is not None:
             watch.stop()

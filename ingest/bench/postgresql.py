@@ -37,7 +37,10 @@ time, a sensor publishes to JetStream, ``ingest collect`` stores, and the
 harness polls ``alerts`` every millisecond for new rows; the moment a row
 is first seen minus its send time is its latency.  The same rows' commit
 times (as PostgreSQL recorded them) give a second figure without the
-poll's granularity.
+poll's granularity, and the times JetStream stored their messages split
+it: send -> stored is the sensor's share (linger, render, publish,
+PubAck), the rest the collector's (fetch, decode, queue, the COPY
+transaction and its commit).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -384,6 +388,43 @@ def commit_latencies(store: Store) -> np.ndarray:
     return np.asarray([t - (ts / 1e6 + offset) for t, ts in got], dtype=np.float64)
 
 
+def stored_latencies(nats_url: str) -> np.ndarray:
+    """Every alert's time into JetStream: the time the stream stored its
+    message (the server's clock, wall time) minus its send time (the
+    alert's time, monotonic, turned into wall time on this one machine):
+    the sensor's share of the latency (linger, render, publish, PubAck)."""
+    import nats
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    from ..natsconn import parse_url
+
+    url = parse_url(nats_url)
+    offset = time.time() - time.monotonic()
+    out: list[float] = []
+
+    async def go() -> None:
+        nc = await nats.connect(list(url.servers))
+        js = nc.jetstream()
+        psub = await js.pull_subscribe(url.subjects, stream=url.stream,
+                                       config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        while True:
+            try:
+                msgs = await psub.fetch(256, timeout=1.0)
+            except TimeoutError:
+                break
+            for m in msgs:
+                stored = m.metadata.timestamp.timestamp()
+                for line in m.data.splitlines():
+                    sent = datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+                    out.append(stored - (sent + offset))
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+        await nc.close()
+
+    asyncio.run(go())
+    return np.asarray(out, dtype=np.float64)
+
+
 def run_latency(s: Setup, server: Server, store: Store, *, rates: tuple[float, ...], seconds: float,
                 progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
     from .latency import percentiles
@@ -393,13 +434,17 @@ def run_latency(s: Setup, server: Server, store: Store, *, rates: tuple[float, .
         store.empty()
         n = max(1, int(rate * seconds))
         r = latency_run(s, server, rate=rate, count=n, tag=f"pg{i}", sink=store.url,
-                        watcher=lambda: PgRowWatcher(store.url))
+                        watcher=lambda: PgRowWatcher(store.url),
+                        inspect=lambda u: {f"stored_{k}": v for k, v in percentiles(stored_latencies(u)).items()})
         c = percentiles(commit_latencies(store))
-        r.update(commit_p50_ms=c["p50_ms"], commit_p99_ms=c["p99_ms"], commit_max_ms=c["max_ms"])
+        commits = store.commits()
+        r.update(commit_p50_ms=c["p50_ms"], commit_p99_ms=c["p99_ms"], commit_max_ms=c["max_ms"],
+                 commits=len(commits), rows_per_commit=n / max(1, len(commits)))
         out.append(r)
         if progress:
             progress(f"PostgreSQL latency {rate:8,.0f}/s socket->row p50 {r['p50_ms']:7.2f} ms "
-                     f"p99 {r['p99_ms']:7.2f} ms max {r['max_ms']:7.2f} ms (commit p99 {r['commit_p99_ms']:.2f} ms)")
+                     f"p99 {r['p99_ms']:7.2f} ms max {r['max_ms']:7.2f} ms (commit p99 {r['commit_p99_ms']:.2f} ms; "
+                     f"into JetStream p99 {r['stored_p99_ms']:.2f} ms)")
     return out
 
 
@@ -465,8 +510,11 @@ def format_postgresql(d: dict[str, Any]) -> list[str]:
     lines.append("Unix socket -> sensor -> JetStream -> ingest collect -> committed PostgreSQL row:")
     for r in d["latency"]:
         lines.append(f"  {r['rate']:8,.0f} alerts/s: p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                     f"max {r['max_ms']:7.2f} ms  (commit time: p99 {r['commit_p99_ms']:.2f} ms; "
-                     f"{r['alerts']:,} alerts)")
+                     f"max {r['max_ms']:7.2f} ms  ({r['alerts']:,} alerts)")
+        lines.append(f"  {'':8s}  of which send -> stored in JetStream: p50 {r['stored_p50_ms']:7.2f} ms  "
+                     f"p99 {r['stored_p99_ms']:7.2f} ms; send -> commit (PostgreSQL's time): p50 "
+                     f"{r['commit_p50_ms']:.2f} ms  p99 {r['commit_p99_ms']:.2f} ms; "
+                     f"{r['rows_per_commit']:,.1f} rows per commit")
     return lines
 
 

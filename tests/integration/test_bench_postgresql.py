@@ -50,7 +50,9 @@ def test_postgresql_rows_measure_the_collector_its_peer_and_the_latency(monkeypa
     (lat,) = pg["latency"]
     assert lat["n"] == lat["alerts"] == 200 and 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert 0 < lat["commit_p50_ms"] <= lat["commit_p99_ms"] <= lat["commit_max_ms"]
-    assert all(math.isfinite(v) for v in (lat["p99_ms"], lat["commit_p99_ms"]))
+    assert all(math.isfinite(v) for v in (lat["p99_ms"], lat["commit_p99_ms"], lat["stored_p99_ms"]))
+    assert lat["stored_n"] == 200 and lat["stored_p50_ms"] <= lat["stored_p99_ms"] <= lat["stored_max_ms"]
+    assert lat["commits"] >= 1 and abs(lat["rows_per_commit"] * lat["commits"] - 200) < 1e-6
     goals = {g["goal"]: g for g in rep["goals"]}
     assert any("of bare COPY" in g for g in goals) and any("rows/s" in g for g in goals)
     assert all(isinstance(g["met"], bool) and g["measured"] for g in goals.values())

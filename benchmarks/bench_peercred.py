@@ -80,6 +80,62 @@ def run(rounds: int, count: int, time_limit: float, progress=None) -> dict[str, 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def micro(rounds: int, count: int, size: int = 1024) -> dict[str, Any]:
+    """The receive alone, in this process: a sender thread pushes count
+    datagrams of size bytes through a socketpair, the receiver takes them
+    with ingest_recv_batch (64 slots) or with ingest_recv_batch_creds plus
+    the per-batch screen (allow-list: our uid); the receiver thread's CPU
+    time per datagram, the two alternating round by round."""
+    import socket
+    import threading
+    import time
+
+    from ingest.alertpkt import SlotDecoder
+    from ingest.ops.peercred import RefusalLog, screen
+    from ingest.stats import Stats
+
+    def one(creds: bool) -> float:
+        rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            if creds:
+                rx.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            dec = SlotDecoder(64, 2048)
+            if creds:
+                import numpy as np
+                dec.with_credentials(np.array([os.getuid()], np.uint32), None)
+            stats, log = Stats(), RefusalLog("bench")
+            data = b"x" * size
+
+            def send() -> None:
+                for _ in range(count):
+                    tx.send(data)
+
+            t = threading.Thread(target=send)
+            t.start()
+            got = 0
+            c0 = time.thread_time()
+            while got < count:
+                n = dec.recv(rx.fileno())
+                if creds:
+                    screen(dec, n, "bench", stats, log, None)
+                got += n
+            c1 = time.thread_time()
+            t.join()
+            return (c1 - c0) / count * 1e9
+        finally:
+            rx.close()
+            tx.close()
+
+    without: list[float] = []
+    with_: list[float] = []
+    for rnd in range(rounds):
+        for creds in ((False, True) if rnd % 2 == 0 else (True, False)):
+            (with_ if creds else without).append(one(creds))
+    return {"count": count, "size": size, "rounds": rounds, "ns_per_datagram_without": without,
+            "ns_per_datagram_with": with_,
+            "cpu": _summary(without, with_, False)}
+
+
 def format_report(rep: dict[str, Any]) -> str:
     lines = [f"peer credentials ({rep['count']:,} per run, {rep['rounds']} paired rounds, "
              f"load average {rep['load_average'][0]:.1f}): with --allow-uid vs without"]
@@ -99,7 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=200_000)
     p.add_argument("--time-limit", type=float, default=120.0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--micro", action="store_true",
+                   help="the receive call alone, in process (receiver CPU ns per datagram)")
     a = p.parse_args(argv)
+    if a.micro:
+        m = micro(a.rounds, a.count)
+        if a.json:
+            print(json.dumps(m, indent=1))
+        else:
+            w, o = m["ns_per_datagram_with"], m["ns_per_datagram_without"]
+            c = m["cpu"]
+            print(f"receive alone ({m['count']:,} datagrams of {m['size']} B per run, {m['rounds']} paired "
+                  f"rounds, load average {os.getloadavg()[0]:.1f}): receiver CPU per datagram "
+                  f"without {statistics.median(o):.0f} ns, with credentials {statistics.median(w):.0f} ns, "
+                  f"paired ratio {c['median_ratio']:.3f} ({c['range'][0]:.3f}-{c['range'][1]:.3f})")
+        return 0
     rep = run(a.rounds, a.count, a.time_limit, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps(rep, indent=1) if a.json else format_report(rep))
     return 0

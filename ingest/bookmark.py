@@ -11,10 +11,14 @@ every sink has acknowledged what is before it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
+from .ops.logs import at
 from .safefile import NotRegularFile, open_input
+
+_log = logging.getLogger(__name__)
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -58,10 +62,9 @@ class Saver:
     would get the re-read records twice): the runtime exits 1 when a
     follower closes with a stale bookmark."""
 
-    def __init__(self, path: str, origin: str, log) -> None:
+    def __init__(self, path: str, origin: str) -> None:
         self.path = path
         self.origin = origin
-        self.log = log
         self.stale = False
 
     def save(self, state: dict[str, Any], stats=None) -> bool:
@@ -71,14 +74,13 @@ class Saver:
             if stats is not None:
                 stats.add_extra("bookmark_errors")
             if not self.stale:
-                print(f"ingest: error: {self.origin}: cannot write the bookmark {self.path} "
-                      f"({e.strerror or e}); positions are kept in memory and written again at the next "
-                      "acknowledgement (a restart now would read again from the last position saved)",
-                      file=self.log, flush=True)
+                _log.error(f"{self.origin}: cannot write the bookmark {self.path} "
+                           f"({e.strerror or e}); positions are kept in memory and written again at the next "
+                           "acknowledgement (a restart now would read again from the last position saved)", extra=at(self.origin))
             self.stale = True
             return False
         if self.stale:
-            print(f"ingest: {self.origin}: bookmark {self.path} written again", file=self.log, flush=True)
+            _log.info(f"{self.origin}: bookmark {self.path} written again", extra=at(self.origin))
             self.stale = False
         return True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob as globmod
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,10 @@ from typing import Any
 
 from . import __version__
 from .config import Config, is_nats_url, parse_flag
+from .ops import logs
+from .ops.logs import at
+
+_log = logging.getLogger("ingest")
 
 # Subcommands contributed by other modules: name -> (add_parser, run)
 _PLUGINS: list[tuple[str, str]] = [
@@ -160,6 +165,9 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spool-max-bytes", type=_flag("spool_max_bytes"), metavar="BYTES",
                    help="bound of the spool's files (default 1 GiB); past it batches are dead-lettered "
                         "(dropped spool_full)")
+    from .ops.logs import add_arguments as add_log_options
+
+    add_log_options(p)
     p.add_argument("--spool-fsync", choices=("always", "segment", "never"),
                    help="when the spool syncs to disk (default always: every spooled batch survives a "
                         "power loss)")
@@ -189,7 +197,8 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference", "rules",
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
-              "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders")
+              "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders",
+              "log_level", "log_format")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -405,7 +414,7 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
         check_paths(cfg)
         pipeline = build_pipeline(cfg)
     except (SocketPathError, ValueError, OSError) as e:
-        print(f"ingest: error: {e}", file=sys.stderr)
+        _log.error(str(e))
         return 2
     pipeline.reload_maps = _maps_reloader(cfg, pipeline.enricher)
     from .maps import report as report_maps
@@ -413,7 +422,8 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     report_maps(pipeline.enricher.maps)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
-    print(f"ingest: listening on {names}; sinks: {sinks}", file=sys.stderr, flush=True)
+    _log.info(f"listening on {names}; sinks: {sinks}",
+              extra=at(None, inputs=[s.origin for s in pipeline.sources], sinks=[s.name for s in pipeline.sinks]))
     return run(pipeline, early_stop)
 
 
@@ -429,7 +439,7 @@ def _maps_reloader(cfg: Config, enricher) -> Callable[[], str] | None:
         maps = cfg.load_maps()
         enricher.set_maps(maps)
         for w in maps.warnings():  # bad rule lines: reported as at start-up, not fatal
-            print(f"ingest: warning: rules: {w}", file=sys.stderr, flush=True)
+            logging.getLogger("ingest.maps").warning(f"rules: {w}")
         return f"maps reloaded: {maps.describe()}"
 
     return reload
@@ -449,12 +459,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     ns = parser.parse_args(argv)
+    # Every command's messages go through logging (ingest.ops.logs); the
+    # long-running ones take --log-level/--log-format (listen/run also from
+    # the configuration file, once it is read).
+    logs.setup(getattr(ns, "log_level", None) or "info", getattr(ns, "log_format", None) or "text")
     if ns.command in ("listen", "run"):
         try:
             cfg = config_from_args(ns)
         except (ValueError, OSError) as e:
-            print(f"ingest: error: {e}", file=sys.stderr)
+            _log.error(str(e))
             return 2
+        logs.setup(cfg.log_level, cfg.log_format)
         return _listen(cfg, ensure_run_dir=ns.command == "run")
     runner: Callable[[argparse.Namespace], int] = ns.run
     if ns.command in ("decode", "pcap", "query"):

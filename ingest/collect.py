@@ -13,11 +13,14 @@ SQL stores keep each record once whatever JetStream redelivers.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from .cli import _flag
 from .config import Config, default_sensor_name
 from .filecmd import add_map_options
+from .ops.logs import at
+
+_log = logging.getLogger("ingest")
 
 
 def _number(cast, noun: str, low, high, fmt: str):
@@ -78,6 +81,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-max", type=_flag("batch_max"), metavar="ALERTS", help="most alerts per sink write")
     p.add_argument("--drain-timeout", type=_flag("drain_timeout"), metavar="SECONDS",
                    help="how long shutdown may take to store what is queued (default 30)")
+    from .ops.logs import add_arguments as add_log_options
+
+    add_log_options(p)
     p.set_defaults(run=run)
 
 
@@ -156,12 +162,12 @@ def run(ns: argparse.Namespace) -> int:
     try:
         pipeline = build(ns)
     except (ValueError, OSError) as e:
-        print(f"ingest: error: {e}", file=sys.stderr)
+        _log.error(str(e))
         return 2
     src = pipeline.sources[0]
     from .maps import report as report_maps
 
     report_maps(pipeline.enricher.maps)
-    print(f"ingest: collecting from {src.origin}; sinks: {', '.join(s.name for s in pipeline.sinks)}",
-          file=sys.stderr, flush=True)
+    _log.info(f"collecting from {src.origin}; sinks: {', '.join(s.name for s in pipeline.sinks)}",
+              extra=at(src.origin, sinks=[s.name for s in pipeline.sinks]))
     return run_pipeline(pipeline, early)

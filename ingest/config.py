@@ -134,6 +134,10 @@ class Config:
     spool_fsync: str = "always"
     #: this sensor's name in every store row and NATS subject (None: the host name)
     sensor_name: str | None = None
+    #: least severe messages written to stderr: debug | info | warning | error
+    log_level: str = "info"
+    #: how they are written: text (``ingest: error: ...`` lines) | json (one object per line)
+    log_format: str = "text"
 
     @property
     def sensor(self) -> str:
@@ -260,6 +264,8 @@ _CHOICES = {
     "unified2_start": ("beginning", "end"),
     "unified2_after": ("keep", "delete", "archive"),
     "spool_fsync": ("always", "segment", "never"),
+    "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("text", "json"),
 }
 #: yes/no keys (a TOML boolean; the flag sets True)
 _BOOLS = {"allow_foreign_outputs", "count_senders"}

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from .ops.logs import at
 from .safefile import UnsafeFileError, check_output, open_output
+
+_log = logging.getLogger(__name__)
 
 WHAT = "dead-letter file"
 
@@ -164,7 +167,7 @@ class DeadLetter:
                 return False
 
     def keep(self, origin: str, reason: str, data: bytes | memoryview | np.ndarray,
-             hold: Callable[[], bool] | None = None, log=sys.stderr) -> bool:
+             hold: Callable[[], bool] | None = None) -> bool:
         """:meth:`write` for a reader that must not move past input it could
         not keep.  Socket readers (``hold`` None) must keep draining: a failed
         write is counted and they go on (True).  A file reader passes
@@ -175,12 +178,12 @@ class DeadLetter:
         nothing and holds nothing."""
         if self.write(origin, reason, data) or hold is None or self.path is None:
             return True
-        print(f"ingest: error: {origin}: cannot keep rejected input in the {WHAT} ({self.last_error}); "
-              f"not reading past it until it can be kept", file=log, flush=True)
+        _log.error(f"{origin}: cannot keep rejected input in the {WHAT} ({self.last_error}); "
+                   f"not reading past it until it can be kept", extra=at(origin))
         while hold():
             time.sleep(1.0)
             if self.write(origin, reason, data, retry=True):
-                print(f"ingest: {origin}: {WHAT} writable again; reading on", file=log, flush=True)
+                _log.info(f"{origin}: {WHAT} writable again; reading on", extra=at(origin))
                 return True
         return False
 

@@ -384,14 +384,14 @@ def _rule_signature(r, by_name: dict[str, Classification]) -> Signature:
     return Signature(r.gid, r.sid, r.rev, r.msg, r.classtype, prio, r.refs, r.metadata)
 
 
-def report(maps: Maps | None, stream=None) -> None:
-    """Print the start-up (or reload) lines for maps: what was loaded, and
+def report(maps: Maps | None) -> None:
+    """Log the start-up (or reload) lines for maps: what was loaded, and
     each bad rule line as a warning (FILE:LINE, the maps' style)."""
-    import sys
+    import logging
 
     if maps is None:
         return
-    stream = stream or sys.stderr
-    print(f"ingest: maps: {maps.describe()}", file=stream, flush=True)
+    log = logging.getLogger("ingest.maps")
+    log.info(f"maps: {maps.describe()}")
     for w in maps.warnings():
-        print(f"ingest: warning: rules: {w}", file=stream, flush=True)
+        log.warning(f"rules: {w}")

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 import os
 import random
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +48,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from .wire import check_prefix
+
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -245,10 +247,9 @@ class Connection:
     first connection attempt is bounded by ``connect_timeout``.  Disconnects
     and reconnects are logged as one line each, without secrets."""
 
-    def __init__(self, url: NatsURL, *, name: str, log=sys.stderr) -> None:
+    def __init__(self, url: NatsURL, *, name: str) -> None:
         self.url = url
         self.name = name
-        self.log = log
         self.nc: Any = None
         self.js: Any = None
         self._said_down = False
@@ -265,17 +266,16 @@ class Connection:
     async def _error(self, e: Exception) -> None:
         if not self._said_down:
             self._said_down = True
-            print(f"ingest: {self.name}: {self.url.redacted()}: {describe_error(e)}", file=self.log, flush=True)
+            _log.info(f"{self.name}: {self.url.redacted()}: {describe_error(e)}")
 
     async def _disconnected(self) -> None:
         if not self._said_down and self.nc is not None and not self.nc.is_closed:
             self._said_down = True
-            print(f"ingest: {self.name}: disconnected from {self.url.redacted()}; reconnecting",
-                  file=self.log, flush=True)
+            _log.info(f"{self.name}: disconnected from {self.url.redacted()}; reconnecting")
 
     async def _reconnected(self) -> None:
         self._said_down = False
-        print(f"ingest: {self.name}: reconnected to {self.url.redacted()}", file=self.log, flush=True)
+        _log.info(f"{self.name}: reconnected to {self.url.redacted()}")
 
     async def connect(self) -> None:
         """Connect (or raise ConnectionError within connect_timeout)."""
@@ -340,8 +340,8 @@ class Connection:
             except (TimeoutError, ServiceUnavailableError) as e:
                 if time.monotonic() + delay > end:
                     raise
-                print(f"ingest: {self.name}: JetStream not answering yet ({describe_error(e)}); "
-                      f"retrying in {delay:.2g}s", file=self.log, flush=True)
+                _log.info(f"{self.name}: JetStream not answering yet ({describe_error(e)}); "
+                          f"retrying in {delay:.2g}s")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 4.0)
 

@@ -59,8 +59,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +70,7 @@ from . import isolate
 from .batch import AlertBatch
 from .deadletter import DeadLetter
 from .mapping import Enriched, Enricher
+from .ops.logs import at
 from .render import render_json
 from .sinks.base import DataError, Sink, SinkGone
 from .sinks.errors import Dropped
@@ -77,6 +78,9 @@ from .sockets import watch_sockets
 from .sources.base import Source
 from .stats import Stats
 from .strings import StringPool
+
+_log = logging.getLogger(__name__)
+_stats_log = logging.getLogger("ingest.stats")
 
 #: sink retry back-off: first delay, cap; and how often a waiting sink is probed
 RETRY_FIRST = 0.5
@@ -149,7 +153,6 @@ class Pipeline:
         stats_interval: float = 10.0,
         drain_timeout: float = 30.0,
         reload_maps: Callable[[], str] | None = None,
-        log=sys.stderr,
     ) -> None:
         self.sources = list(sources)
         self.sinks = list(sinks)
@@ -164,7 +167,6 @@ class Pipeline:
         self.linger = linger
         self.stats_interval = stats_interval
         self.drain_timeout = drain_timeout
-        self.log = log
         #: loads and swaps in the maps (blocking; raises on an error, saying
         #: which file and line); returns a one-line summary.  None: no maps.
         self.reload_maps = reload_maps
@@ -287,9 +289,8 @@ class Pipeline:
             return
         self._failed[name] = exc
         self.stats.add_reader_failed(name)
-        print(f"ingest: error: reader {name} died ({exc!r}); stopping, exit status 1",
-              file=self.log, flush=True)
-        print(self.stats.line(), file=self.log, flush=True)
+        _log.error(f"reader {name} died ({exc!r}); stopping, exit status 1", extra=at(name))
+        self._log_stats()
         if self._stop_event is not None:
             self._stop_event.set()
 
@@ -359,7 +360,7 @@ class Pipeline:
                 else:
                     await self._dispatch(batch)
             except Exception as e:  # a bug (mapping, ...): keep the alerts, keep going
-                print(f"ingest: error: dispatch failed: {e!r}", file=self.log, flush=True)
+                _log.error(f"dispatch failed: {e!r}")
                 self._give_up(batch, "internal_error")
             self._inflight = None
             self._release_bytes(nbytes)
@@ -378,8 +379,8 @@ class Pipeline:
                 self.stats.sink_errors[sink.name] += 1
                 if sink.name not in self._gone:
                     self._gone.add(sink.name)
-                    print(f"ingest: error: sink {sink.name}: {e}; stopping (what it did not get is "
-                          "kept in the dead-letter file)", file=self.log, flush=True)
+                    _log.error(f"sink {sink.name}: {e}; stopping (what it did not get is "
+                               "kept in the dead-letter file)", extra=at(None, sink=sink.name))
                 if self._stop_event is not None:
                     self._stop_event.set()
                 raise
@@ -391,13 +392,12 @@ class Pipeline:
                 left = self._drain_left()
                 if left is None or left > 0:
                     wait = delay if left is None else min(delay, left)
-                    print(f"ingest: error: sink {sink.name}: {e!r}; retrying in {wait:.1f}s",
-                          file=self.log, flush=True)
+                    _log.error(f"sink {sink.name}: {e!r}; retrying in {wait:.1f}s", extra=at(None, sink=sink.name))
                     await self._backoff(sink, wait)
                     left = self._drain_left()
                 if left is not None and left <= 0:  # no write starts after the drain timeout
-                    print(f"ingest: error: sink {sink.name}: {e!r}; shutdown drain timeout passed, giving up",
-                          file=self.log, flush=True)
+                    _log.error(f"sink {sink.name}: {e!r}; shutdown drain timeout passed, giving up",
+                               extra=at(None, sink=sink.name))
                     raise
                 delay = min(delay * 2, RETRY_MAX)
 
@@ -430,7 +430,7 @@ class Pipeline:
                 back = False
             if back:
                 self.stats.add_extra("sink_probe_recoveries")
-                print(f"ingest: sink {sink.name} is back (probe); retrying now", file=self.log, flush=True)
+                _log.info(f"sink {sink.name} is back (probe); retrying now", extra=at(None, sink=sink.name))
                 return
 
     # --- records a sink refuses (DataError) ---------------------------------
@@ -458,9 +458,9 @@ class Pipeline:
         its alerts counted as dropped for the sink's reason."""
         self._dropped_logged += 1
         if self._dropped_logged <= 20 or self._dropped_logged % 1000 == 0:
-            print(f"ingest: error: sink {sink.name}: {err}; {len(item.batch)} alerts from {item.batch.origin} "
-                  f"kept in the dead-letter file ({err.reason}, {self._dropped_logged} batches so far)",
-                  file=self.log, flush=True)
+            _log.error(f"sink {sink.name}: {err}; {len(item.batch)} alerts from {item.batch.origin} "
+                       f"kept in the dead-letter file ({err.reason}, {self._dropped_logged} batches so far)",
+                       extra=at(item.batch.origin, sink=sink.name, reason=err.reason))
         self._keep(item, err.reason)
 
     def _reject(self, sink: Sink, item: Enriched, err: DataError) -> None:
@@ -471,9 +471,9 @@ class Pipeline:
         self._rejected += 1
         if self._rejected <= 20 or self._rejected % 1000 == 0:
             what = "an alert" if alerts else "an event" if events else "an empty batch"
-            print(f"ingest: error: sink {sink.name} refused {what} from {b.origin}: {err}; "
-                  f"kept in the dead-letter file (sink_rejected, {self._rejected} so far)",
-                  file=self.log, flush=True)
+            _log.error(f"sink {sink.name} refused {what} from {b.origin}: {err}; "
+                       f"kept in the dead-letter file (sink_rejected, {self._rejected} so far)",
+                       extra=at(b.origin, sink=sink.name, reason="sink_rejected"))
         if not alerts and not events:
             return
         self.deadletter.write(b.origin, "sink_rejected", isolate.record_bytes(item))
@@ -500,7 +500,7 @@ class Pipeline:
                 try:
                     await abandon()  # a batch half written (JSON lines) is taken back out
                 except Exception as e:
-                    print(f"ingest: error: {sink.name}: {e!r}", file=self.log, flush=True)
+                    _log.error(f"{sink.name}: {e!r}", extra=at(None, sink=sink.name))
         if failed:
             # Only at shutdown, after retrying past the drain timeout: keep
             # the alerts in the dead-letter file rather than lose them.  A
@@ -518,7 +518,7 @@ class Pipeline:
             try:
                 ack()
             except Exception as e:
-                print(f"ingest: error: acknowledgement failed: {e!r}", file=self.log, flush=True)
+                _log.error(f"acknowledgement failed: {e!r}")
         self.release(batch.queued())
 
     def _give_up(self, batch: AlertBatch, reason: str, item: Enriched | None = None) -> None:
@@ -543,14 +543,14 @@ class Pipeline:
     def _sync_deadletter_stats(self) -> None:
         self.stats.dead_letters = self.deadletter.count
         if self.deadletter.rotated != self.stats.dead_letters_rotated:
-            print(f"ingest: warning: dead-letter file {self.deadletter.path}: "
-                  f"{self.deadletter.rotated - self.stats.dead_letters_rotated} older entries rotated away "
-                  f"(--dead-letter-max-bytes {self.deadletter.max_bytes})", file=self.log, flush=True)
+            _log.warning(f"dead-letter file {self.deadletter.path}: "
+                         f"{self.deadletter.rotated - self.stats.dead_letters_rotated} older entries rotated away "
+                         f"(--dead-letter-max-bytes {self.deadletter.max_bytes})")
             self.stats.dead_letters_rotated = self.deadletter.rotated
         if self.deadletter.errors != self.stats.dead_letter_errors:
             self.stats.dead_letter_errors = self.deadletter.errors
-            print(f"ingest: error: dead-letter file: {self.deadletter.last_error} "
-                  f"({self.deadletter.errors} entries not kept)", file=self.log, flush=True)
+            _log.error(f"dead-letter file: {self.deadletter.last_error} "
+                       f"({self.deadletter.errors} entries not kept)")
 
     # --- SIGHUP ------------------------------------------------------------
     def hangup(self) -> None:
@@ -578,8 +578,8 @@ class Pipeline:
                     if await reopen():
                         done.append(f"reopened {sink.name}")
                 except Exception as e:
-                    print(f"ingest: error: SIGHUP: reopening {sink.name} failed ({e}); "
-                          "it keeps writing to the file it had open", file=self.log, flush=True)
+                    _log.error(f"SIGHUP: reopening {sink.name} failed ({e}); "
+                               "it keeps writing to the file it had open", extra=at(None, sink=sink.name))
             loop = asyncio.get_running_loop()
             if self._hup_pool is None:  # one worker thread, whatever the burst
                 self._hup_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sighup")
@@ -587,16 +587,13 @@ class Pipeline:
                 if await loop.run_in_executor(self._hup_pool, self.deadletter.reopen):
                     done.append("reopened the dead-letter file")
             except Exception as e:
-                print(f"ingest: error: SIGHUP: reopening the dead-letter file failed: {e}",
-                      file=self.log, flush=True)
+                _log.error(f"SIGHUP: reopening the dead-letter file failed: {e}")
             if self.reload_maps is not None:
                 try:
                     done.append(await loop.run_in_executor(self._hup_pool, self.reload_maps))
                 except Exception as e:  # any loader error: the old maps stay
-                    print(f"ingest: error: SIGHUP: reloading maps failed, keeping the old ones: {e}",
-                          file=self.log, flush=True)
-            print("ingest: SIGHUP: " + ("; ".join(done) or "nothing to reload or reopen"),
-                  file=self.log, flush=True)
+                    _log.error(f"SIGHUP: reloading maps failed, keeping the old ones: {e}")
+            _log.info("SIGHUP: " + ("; ".join(done) or "nothing to reload or reopen"))
             if not self._hup_again:
                 return
 
@@ -610,14 +607,21 @@ class Pipeline:
                 for name, value in report().items():
                     self.stats.set_extra(name, value)
             except Exception as e:  # a report must never stop the process
-                print(f"ingest: error: stats of sink {sink.name}: {e!r}", file=self.log, flush=True)
+                _log.error(f"stats of sink {sink.name}: {e!r}", extra=at(None, sink=sink.name))
+
+    def _log_stats(self, *, final: bool = False) -> None:
+        """The stats line as one info record on ``ingest.stats``: in text
+        the line of old, in JSON its counters as fields."""
+        snap = self.stats.snapshot()
+        line = self.stats.final_line(snap) if final else self.stats.line(snap)
+        _stats_log.info(line.removeprefix("ingest: "), extra=at(None, final=final, **snap))
 
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
             self._sync_deadletter_stats()
             self._sync_sink_stats()
-            print(self.stats.line(), file=self.log, flush=True)
+            self._log_stats()
 
     async def run(self, stop: asyncio.Event) -> int:
         """Run until ``stop`` is set, then shut down cleanly."""
@@ -642,12 +646,12 @@ class Pipeline:
         consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
         reporter = asyncio.create_task(self._report(), name="ingest-stats")
         watcher = asyncio.create_task(self._watch_readers(), name="ingest-watch")
-        sockets = asyncio.create_task(watch_sockets(self.sources, self.stats, self.log), name="ingest-sockets")
+        sockets = asyncio.create_task(watch_sockets(self.sources, self.stats), name="ingest-sockets")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
         rc = 0
         if consumer.done() and consumer.exception() is not None:
-            print(f"ingest: error: consumer failed: {consumer.exception()!r}", file=self.log)
+            _log.error(f"consumer failed: {consumer.exception()!r}")
             rc = 1
         # 1. stop reading: each source drains what the kernel already queued
         def stop_sources() -> None:
@@ -672,9 +676,8 @@ class Pipeline:
             rc = 1
             if self._inflight is not None:
                 names = ", ".join(s.name for s in self.sinks)
-                print(f"ingest: error: a write of {len(self._inflight)} alerts to {names} did not finish; "
-                      "they are kept in the dead-letter file, and may also have been stored",
-                      file=self.log, flush=True)
+                _log.error(f"a write of {len(self._inflight)} alerts to {names} did not finish; "
+                           "they are kept in the dead-letter file, and may also have been stored")
                 self._give_up(self._inflight, "shutdown_unconfirmed")
                 self._inflight = None
         left = [b for b, _ in self._dq]
@@ -688,8 +691,7 @@ class Pipeline:
             rc = 1  # some alerts reached no sink (they are in the dead-letter file)
             n = sum(v for k, v in undelivered.items() if k != "internal_error")
             if n:
-                print(f"ingest: error: shutdown could not deliver {n} alerts; kept in the dead-letter file",
-                      file=self.log, flush=True)
+                _log.error(f"shutdown could not deliver {n} alerts; kept in the dead-letter file")
         if self._failed:
             rc = 1
         stopper.cancel()
@@ -706,23 +708,23 @@ class Pipeline:
             try:
                 await sink.aclose()
             except Exception as e:
-                print(f"ingest: error: closing {sink.name}: {e!r}", file=self.log)
+                _log.error(f"closing {sink.name}: {e!r}", extra=at(None, sink=sink.name))
                 rc = 1
         for src in self.sources:
             try:
                 src.close()
             except Exception as e:  # never a traceback instead of the final stats
-                print(f"ingest: error: closing {src.origin}: {e!r}", file=self.log, flush=True)
+                _log.error(f"closing {src.origin}: {e!r}", extra=at(src.origin))
                 rc = 1
             if getattr(src, "bookmark_stale", False):
-                print(f"ingest: error: {src.origin}: the bookmark could not be written; a restart reads "
-                      "again from the last position saved", file=self.log, flush=True)
+                _log.error(f"{src.origin}: the bookmark could not be written; a restart reads "
+                           "again from the last position saved", extra=at(src.origin))
                 rc = 1
         self.deadletter.close()
         for src in self.sources:
             err = getattr(src, "error", None)
             if err is not None and src.origin not in self._failed:
-                print(f"ingest: error: source {src.origin} failed: {err!r}", file=self.log)
+                _log.error(f"source {src.origin} failed: {err!r}", extra=at(src.origin))
                 self.stats.add_reader_failed(src.origin)
                 rc = 1
         for src in self.sources:  # a source's last word for the final stats (the collector's JetStream lag)
@@ -731,7 +733,7 @@ class Pipeline:
                 await last()
         self._sync_deadletter_stats()
         self._sync_sink_stats()
-        print(self.stats.final_line(), file=self.log, flush=True)
+        self._log_stats(final=True)
         return rc
 
 

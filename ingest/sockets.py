@@ -30,16 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import logging
 import os
 import socket
 import stat
-import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .ops.logs import at
 from .safefile import dir_open_to_all
+
+_log = logging.getLogger(__name__)
 
 SUN_PATH_MAX = 107  # bytes, without the terminating NUL
 
@@ -77,23 +80,23 @@ class BoundSocket:
 SOCKET_CHECK_SECONDS = 2.0
 
 
-async def watch_sockets(sources: Iterable[Any], stats: Any, log=sys.stderr,
+async def watch_sockets(sources: Iterable[Any], stats: Any,
                         interval: float = SOCKET_CHECK_SECONDS) -> None:
     """Until cancelled: say (log line, ``socket_replaced`` counter) when a
     socket path no longer is the socket we bound; say again if it comes
     back and is lost again."""
-    bound = [b for b in (getattr(s, "bound", None) for s in sources) if isinstance(b, BoundSocket)]
+    bound = [(b, s.origin) for s in sources if isinstance(b := getattr(s, "bound", None), BoundSocket)]
     lost: set[str] = set()
     while bound:
         await asyncio.sleep(interval)
-        for b in bound:
+        for b, origin in bound:
             if b.still_ours():
                 lost.discard(b.path)
             elif b.path not in lost:
                 lost.add(b.path)
                 stats.add_extra("socket_replaced")
-                print(f"ingest: error: socket {b.path} is no longer ours (replaced or removed by "
-                      "someone else): engines writing there do not reach ingest", file=log, flush=True)
+                _log.error(f"socket {b.path} is no longer ours (replaced or removed by "
+                           "someone else): engines writing there do not reach ingest", extra=at(origin))
 
 
 def _check_target(path: str, kind: int) -> bool:
@@ -134,7 +137,7 @@ def _private_dir_ok(dfd: int) -> bool:
 
 
 def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
-              group: str | int | None = None, backlog: int = 64, log=sys.stderr) -> BoundSocket:
+              group: str | int | None = None, backlog: int = 64) -> BoundSocket:
     """Create, bind (and for stream/seqpacket, listen on) a Unix socket at path."""
     path = os.path.abspath(path)
     if len(os.fsencode(path)) > SUN_PATH_MAX:
@@ -146,9 +149,8 @@ def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
     if not os.path.isdir(parent):
         raise SocketPathError(f"directory {parent} does not exist")
     if dir_open_to_all(os.stat(parent)):
-        print(f"ingest: warning: {parent} is writable by every user and not sticky: anyone can "
-              f"replace the socket {path}; use a directory only ingest and the engine can write",
-              file=log, flush=True)
+        _log.warning(f"{parent} is writable by every user and not sticky: anyone can "
+                     f"replace the socket {path}; use a directory only ingest and the engine can write")
     gid = -1
     if group is not None:
         try:
@@ -279,7 +281,7 @@ MIN_DGRAM_QLEN = 512
 MIN_RMEM_MAX = 8 << 20
 
 
-def warn_kernel_limits(out=sys.stderr) -> list[str]:
+def warn_kernel_limits() -> list[str]:
     """Warn once per setting, with the exact sysctl line, when the kernel's
     limits are too small for datagram alerts at rate."""
     msgs = []
@@ -287,7 +289,7 @@ def warn_kernel_limits(out=sys.stderr) -> list[str]:
     if qlen is not None and qlen < MIN_DGRAM_QLEN and "qlen" not in _warned:
         _warned.add("qlen")
         msgs.append(
-            f"ingest: warning: net.unix.max_dgram_qlen is {qlen}: a datagram sender blocks "
+            f"net.unix.max_dgram_qlen is {qlen}: a datagram sender blocks "
             f"(Snort) or drops (Suricata) after {qlen} queued alerts. Raise it with: "
             f"sysctl -w net.unix.max_dgram_qlen={MIN_DGRAM_QLEN}"
         )
@@ -295,9 +297,9 @@ def warn_kernel_limits(out=sys.stderr) -> list[str]:
     if rmem is not None and rmem < MIN_RMEM_MAX and "rmem" not in _warned:
         _warned.add("rmem")
         msgs.append(
-            f"ingest: warning: net.core.rmem_max is {rmem}: SO_RCVBUF is capped there. "
+            f"net.core.rmem_max is {rmem}: SO_RCVBUF is capped there. "
             f"Raise it with: sysctl -w net.core.rmem_max={MIN_RMEM_MAX}"
         )
     for m in msgs:
-        print(m, file=out, flush=True)
+        _log.warning(m)
     return msgs

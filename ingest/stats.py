@@ -139,8 +139,9 @@ class Stats:
                 **{k: v for k, v in self.extra.items()},
             }
 
-    def line(self) -> str:
-        s = self.snapshot()
+    def line(self, s: dict[str, Any] | None = None) -> str:
+        """The periodic line (of ``s``, a snapshot; default: now)."""
+        s = self.snapshot() if s is None else s
 
         def fmt(d: dict[str, int]) -> str:
             return ",".join(f"{k}:{v}" for k, v in sorted(d.items())) or "0"
@@ -158,8 +159,8 @@ class Stats:
             + _spool(s)
         )
 
-    def final_line(self) -> str:
-        return "ingest: final stats " + json.dumps(self.snapshot(), sort_keys=True)
+    def final_line(self, s: dict[str, Any] | None = None) -> str:
+        return "ingest: final stats " + json.dumps(self.snapshot() if s is None else s, sort_keys=True)
 
 
 #: counters from ``extra`` shown in the periodic line whenever they are not 0

@@ -1,1 +1,1 @@
-"""Operations: what runs beside the data path (peer credentials, ...)."""
+"""Operations: what runs beside the data path (logging, peer credentials, metrics, ingest top)."""

@@ -36,18 +36,21 @@ first ``:`` always separates the PATH.
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import socket
 import struct
-import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from .logs import at
+
+_log = logging.getLogger(__name__)
 
 #: SO_PEERCRED's struct ucred: pid, uid, gid
 _UCRED = struct.Struct("=iII")
@@ -154,7 +157,6 @@ class RefusalLog:
 
     origin: str
     what: str = "datagram"
-    log: Any = None
     interval: float = REFUSAL_LOG_SECONDS
     _seen: dict[int, list[float | int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -176,8 +178,8 @@ class RefusalLog:
                 ent[0], ent[1] = now, 0
         who = ("a sender without credentials" if reason == "peer_unknown"
                else f"uid {uid} gid {gid} (pid {pid})")
-        print(f"ingest: warning: {self.origin}: refused {say} from {who}: not on the allow-list "
-              f"({reason})", file=self.log or sys.stderr, flush=True)
+        _log.warning(f"{self.origin}: refused {say} from {who}: not on the allow-list ({reason})",
+                     extra=at(self.origin, uid=uid, gid=gid, pid=pid, reason=reason))
 
 
 def screen(dec, n: int, origin: str, stats, refusals: RefusalLog,

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from ..mapping import Enriched
+from ..ops.logs import at
 from ..render import render_buffer
 from ..safefile import open_output
 from .errors import DataError, SinkGone
+
+_log = logging.getLogger(__name__)
 
 
 class JsonlSink:
@@ -114,8 +117,8 @@ class JsonlSink:
             try:
                 self._reopen_now()
             except OSError as e:  # the batch is written: report, never fail it
-                print(f"ingest: error: reopening {self.name} failed ({e}); it keeps writing to the file "
-                      "it had open", file=sys.stderr, flush=True)
+                _log.error(f"reopening {self.name} failed ({e}); it keeps writing to the file "
+                           "it had open", extra=at(None, sink=self.name))
 
     def _probe(self) -> bool:
         """After a failed write: try the rest of that batch's bytes once (they
@@ -155,11 +158,11 @@ class JsonlSink:
                 os.ftruncate(self._fd, start)
                 return
         except OSError as e:
-            print(f"ingest: error: {self.name}: could not take back a batch cut short ({e}); "
-                  f"bytes {start}-{end} hold part of it", file=sys.stderr, flush=True)
+            _log.error(f"{self.name}: could not take back a batch cut short ({e}); "
+                       f"bytes {start}-{end} hold part of it", extra=at(None, sink=self.name))
             return
-        print(f"ingest: error: {self.name}: the file grew under a batch cut short; bytes {start}-{end} "
-              "hold part of it", file=sys.stderr, flush=True)
+        _log.error(f"{self.name}: the file grew under a batch cut short; bytes {start}-{end} "
+                   "hold part of it", extra=at(None, sink=self.name))
 
     async def abandon(self) -> None:
         """See ``_abandon`` (runs on the sink's thread)."""

@@ -78,16 +78,19 @@ Stats (gauges and counters of the stats lines): ``spool_bytes``,
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 from ..mapping import Enriched
 from ..natsconn import STARTUP_WAIT, Connection, describe_error, parse_url
+from ..ops.logs import at
 from ..wire import Encoder, Message
 from .errors import DataError, Dropped
 from .outbox import Outbox, OutboxError, OutboxFull
+
+_log = logging.getLogger(__name__)
 
 #: the replayer's window: messages published before their PubAcks are awaited
 REPLAY_WINDOW = 64
@@ -100,7 +103,7 @@ _SUFFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.(?:alert|flow|event)
 
 
 class NatsSink:
-    def __init__(self, url: str, *, sensor: str, log=sys.stderr, check: bool = True,
+    def __init__(self, url: str, *, sensor: str, check: bool = True,
                  spool_dir: str | None = None, spool_max_bytes: int = 1 << 30,
                  spool_fsync: str = "always") -> None:
         try:
@@ -109,9 +112,8 @@ class NatsSink:
             raise ValueError("a nats:// sink needs the NATS client: pip install 'ingest[nats]' (nats-py)") from None
         self.url = parse_url(url)
         self.name = self.url.redacted()
-        self.log = log
         self.encoder = Encoder(self.url.prefix, sensor, msg_bytes=self.url.msg_bytes)
-        self.conn = Connection(self.url, name=f"sink {self.name}", log=log)
+        self.conn = Connection(self.url, name=f"sink {self.name}")
         self._stream_ok = False
         #: the batch being written: the messages made so far, and what makes
         #: the rest (None once all are made); a retry sends the same ones
@@ -135,12 +137,11 @@ class NatsSink:
                 raise ValueError(f"sink {self.name}: spool: {e}") from None
             self._spooling = self.spool.count > 0  # what an earlier run left goes first
             if self.spool.cut_tails:
-                print(f"ingest: warning: sink {self.name}: spool {spool_dir}: {self.spool.cut_tails} torn "
-                      f"tail{'s' if self.spool.cut_tails != 1 else ''} cut ({self.spool.cut_bytes} bytes: records a crash left half written)",
-                      file=log, flush=True)
+                _log.warning(f"sink {self.name}: spool {spool_dir}: {self.spool.cut_tails} torn "
+                             f"tail{'s' if self.spool.cut_tails != 1 else ''} cut ({self.spool.cut_bytes} bytes: records a crash left half written)", extra=at(None, sink=self.name))
             if self._spooling:
-                print(f"ingest: sink {self.name}: spool {spool_dir} holds {self.spool.count} messages "
-                      "from an earlier run; replaying them first", file=log, flush=True)
+                _log.info(f"sink {self.name}: spool {spool_dir} holds {self.spool.count} messages "
+                          "from an earlier run; replaying them first", extra=at(None, sink=self.name))
         if check:
             try:
                 self.check()
@@ -159,7 +160,7 @@ class NatsSink:
         before the event loop runs).  Raises ConnectionError or ValueError."""
 
         async def probe() -> None:
-            conn = Connection(self.url, name=f"sink {self.name}", log=self.log)
+            conn = Connection(self.url, name=f"sink {self.name}")
             await conn.connect()
             try:
                 # with a spool, a JetStream not ready yet is spooled for at once, not waited for
@@ -173,8 +174,8 @@ class NatsSink:
             if self.spool is None:
                 raise ValueError(f"sink {self.name}: {e}") from None
             # with a spool a broker that is away is no reason not to start
-            print(f"ingest: warning: sink {self.name}: {e}; spooling to {self.spool.directory} until "
-                  "JetStream answers", file=self.log, flush=True)
+            _log.warning(f"sink {self.name}: {e}; spooling to {self.spool.directory} until "
+                         "JetStream answers", extra=at(None, sink=self.name))
             self._spooling = True
         except ValueError as e:
             raise ValueError(f"sink {self.name}: {e}") from None
@@ -182,8 +183,8 @@ class NatsSink:
             why = f"JetStream stream {self.url.stream}: {describe_error(e)}"
             if self.spool is None:
                 raise ValueError(f"sink {self.name}: {why}") from None
-            print(f"ingest: warning: sink {self.name}: {why}; spooling to {self.spool.directory} until "
-                  "JetStream answers", file=self.log, flush=True)
+            _log.warning(f"sink {self.name}: {why}; spooling to {self.spool.directory} until "
+                         "JetStream answers", extra=at(None, sink=self.name))
             self._spooling = True
 
     async def _connect(self) -> None:
@@ -231,8 +232,8 @@ class NatsSink:
                 except Exception as e:  # JetStream away: spool this batch and every later one
                     self._spooling = True
                     self._kick.set()
-                    print(f"ingest: error: sink {self.name}: {e}; spooling to {self.spool.directory} until "
-                          "JetStream answers", file=self.log, flush=True)
+                    _log.error(f"sink {self.name}: {e}; spooling to {self.spool.directory} until "
+                               "JetStream answers", extra=at(None, sink=self.name))
             await self._to_spool(item)
 
     async def _to_spool(self, item: Enriched) -> None:
@@ -328,7 +329,7 @@ class NatsSink:
                 why = describe_error(e) if not isinstance(e, (ConnectionError, TimeoutError)) else str(e)
                 if why != said:  # one line per distinct cause, not one per attempt
                     said = why
-                    print(f"ingest: sink {self.name}: spool replay waits: {why}", file=self.log, flush=True)
+                    _log.info(f"sink {self.name}: spool replay waits: {why}", extra=at(None, sink=self.name))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REPLAY_RETRY_MAX)
                 continue
@@ -338,8 +339,8 @@ class NatsSink:
                 async with self._order:  # no write is between "empty" and "publish directly"
                     if self.spool.count == 0:
                         self._spooling = False
-                        print(f"ingest: sink {self.name}: spool replayed ({self.replayed} messages so far); "
-                              "publishing directly", file=self.log, flush=True)
+                        _log.info(f"sink {self.name}: spool replayed ({self.replayed} messages so far); "
+                                  "publishing directly", extra=at(None, sink=self.name))
 
     def _read_window(self) -> list[tuple[int, dict[str, Any], bytes]]:
         """(thread) The next spooled messages, at most a window's worth.  One
@@ -414,9 +415,8 @@ class NatsSink:
         await asyncio.to_thread(self.spool.ack, window[-1][0])
         if refused:
             self.refused += refused
-            print(f"ingest: error: sink {self.name}: {refused} spooled messages cannot be published "
-                  f"(damaged, or larger than the server takes); dropped from the spool ({self.refused} so far)",
-                  file=self.log, flush=True)
+            _log.error(f"sink {self.name}: {refused} spooled messages cannot be published "
+                       f"(damaged, or larger than the server takes); dropped from the spool ({self.refused} so far)", extra=at(None, sink=self.name))
         self.replayed += len(acks)
         self.published += len(acks)
         self.duplicates += sum(1 for a in acks if a.duplicate)

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import sqlite3
 import stat
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,6 +53,8 @@ from . import rows as R
 from .errors import DataError
 from .onthread import OnThreadSink
 from .pgcopy import describe
+
+_log = logging.getLogger(__name__)
 
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
@@ -183,9 +185,8 @@ def _ensure_keys(db: sqlite3.Connection) -> None:
     try:
         db.execute(_BY2_KEY)
     except sqlite3.IntegrityError:
-        print("ingest: warning: the store holds repeated Barnyard2 events from an earlier "
-              "version; no unique key for Barnyard2 events (see README, The SQLite store)",
-              file=sys.stderr, flush=True)
+        _log.warning("the store holds repeated Barnyard2 events from an earlier "
+                     "version; no unique key for Barnyard2 events (see README, The SQLite store)")
 
 
 _EVE_FLOWS = R.FLOW_COLUMNS[:-1]

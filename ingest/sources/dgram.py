@@ -11,10 +11,10 @@ the sensor.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,11 +24,14 @@ import numpy as np
 from ..alertpkt import SLOT_SIZE, SNORT_APPID_LEN, SNORT_LEN, SlotDecoder
 from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
+from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving
 from ..stats import Stats
 from .barnyard2_events import RecentEvents
 from .base import Submit
+
+_log = logging.getLogger(__name__)
 
 #: slots per batch (64 x 64 KiB = 4 MiB per socket); the reader keeps
 #: collecting in C for up to ``linger_us`` until they are full
@@ -201,10 +204,9 @@ class DatagramSource:
                 handle_slots(dec, n, self.origin, submit, stats, deadletter, events=self.events)
             except Exception as e:  # a bug, not input: report it, keep draining
                 stats.internal_errors += 1
-                print(f"ingest: error: {self.origin}: internal error: {e!r}", file=sys.stderr, flush=True)
+                _log.error(f"{self.origin}: internal error: {e!r}", extra=at(self.origin))
             if stopping and time.monotonic() > drain_until:
-                print(f"ingest: warning: {self.origin}: stopped draining after {DRAIN_SECONDS}s",
-                      file=sys.stderr, flush=True)
+                _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS}s", extra=at(self.origin))
                 return
 
     def stop(self) -> None:

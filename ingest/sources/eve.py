@@ -13,11 +13,11 @@ batch goes to the runtime's bounded queue.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +29,13 @@ from ..alertpkt import SlotDecoder
 from ..batch import AlertBatch, empty
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult
+from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving, warn_kernel_limits
 from ..stats import Stats
 from .base import Submit
+
+_log = logging.getLogger(__name__)
 
 #: one datagram slot: larger than any datagram Suricata can send (its
 #: SO_SNDBUF - 32 = 212960 by default), so a cut record is always detected
@@ -124,8 +127,8 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
     try:
         res = dec.decode(buf, offs, lens, n, slot_flags, origin)
     except Exception as e:  # a bug must cost the record that triggers it, never its batch
-        print(f"ingest: error: {origin}: decoding a batch failed ({e!r}); decoding its {n} records "
-              f"one by one (those that fail again go to the dead-letter file)", file=sys.stderr, flush=True)
+        _log.error(f"{origin}: decoding a batch failed ({e!r}); decoding its {n} records "
+                   f"one by one (those that fail again go to the dead-letter file)", extra=at(origin))
         res = _decode_each(dec, buf, offs, lens, n, slot_flags, origin)
     for _i, reason, raw in res.rejected:
         # a file reader (block) never moves past a record it could not keep

@@ -42,7 +42,7 @@ flows, other events, the records' identity keys), decoded in C.
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,9 +50,12 @@ from typing import Any
 from ..batch import AlertBatch
 from ..deadletter import DeadLetter
 from ..natsconn import Connection, NatsURL, describe_error
+from ..ops.logs import at
 from ..stats import Stats
 from ..wire import Decoder, Poison
 from .base import Submit
+
+_log = logging.getLogger(__name__)
 
 #: most sensors the stats name (the names come from subjects)
 MAX_SENSORS = 1024
@@ -60,8 +63,7 @@ MAX_SENSORS = 1024
 
 class NatsSource:
     def __init__(self, url: NatsURL, durable: str, *, fetch: int = 64, ack_wait: float = 30.0,
-                 max_deliver: int = 20, max_ack_pending: int = 4096, max_message_bytes: int = 8 << 20,
-                 log=sys.stderr) -> None:
+                 max_deliver: int = 20, max_ack_pending: int = 4096, max_message_bytes: int = 8 << 20) -> None:
         if not durable or not durable.replace("-", "").replace("_", "").isalnum() or len(durable) > 64:
             raise ValueError(f"--durable {durable!r}: letters, digits, '-' and '_' only")
         self.url = url
@@ -71,9 +73,8 @@ class NatsSource:
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.max_ack_pending = max_ack_pending
-        self.log = log
         self.decoder = Decoder(url.prefix, max_bytes=max_message_bytes)
-        self.conn = Connection(url, name=f"collect {self.origin}", log=log)
+        self.conn = Connection(url, name=f"collect {self.origin}")
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -112,7 +113,7 @@ class NatsSource:
         and the consumer, disconnect.  ValueError with one line otherwise."""
 
         async def probe() -> None:
-            conn = Connection(self.url, name=f"collect {self.origin}", log=self.log)
+            conn = Connection(self.url, name=f"collect {self.origin}")
             await conn.connect()
             try:
                 await conn.settle(lambda: self.subscribe(conn))
@@ -197,8 +198,7 @@ class NatsSource:
             except Exception as e:
                 # disconnected (nats-py reconnects by itself), JetStream
                 # briefly without a leader, the consumer deleted ...: again, backing off
-                print(f"ingest: error: {self.origin}: {describe_error(e)}; retrying in {delay:.1f}s",
-                      file=self.log, flush=True)
+                _log.error(f"{self.origin}: {describe_error(e)}; retrying in {delay:.1f}s", extra=at(self.origin))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 if self.conn.nc is None or self.conn.nc.is_closed:
@@ -279,8 +279,8 @@ class NatsSource:
         try:
             await msg.ack()
         except Exception as e:  # the connection is down: the message comes again, and is stored once
-            print(f"ingest: error: {self.origin}: acknowledgement lost ({describe_error(e)}); "
-                  "JetStream will deliver it again (the stores keep it once)", file=self.log, flush=True)
+            _log.error(f"{self.origin}: acknowledgement lost ({describe_error(e)}); "
+                       "JetStream will deliver it again (the stores keep it once)", extra=at(self.origin))
 
     async def _heartbeat(self) -> None:
         """Keep every fetched, not yet acknowledged message from being

@@ -37,16 +37,17 @@ handed on (stored and acknowledged, or counted).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 from dataclasses import dataclass
 
 from ..alertpkt import SLOT_SIZE, SlotDecoder
 from ..deadletter import DeadLetter
+from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, refuse_peer
 from ..sockets import BoundSocket, bind_unix, stop_receiving
 from ..stats import Stats
@@ -60,6 +61,8 @@ from .stream import (
     MAX_CONNECTIONS,
     RESOURCE_ERRNOS,
 )
+
+_log = logging.getLogger(__name__)
 
 ACK = b"\x01"
 
@@ -76,16 +79,14 @@ class _Conn:
 
 class SeqpacketSource:
     def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
-                 max_connections: int = MAX_CONNECTIONS, log=sys.stderr,
-                 peers: PeerPolicy | None = None) -> None:
+                 max_connections: int = MAX_CONNECTIONS, peers: PeerPolicy | None = None) -> None:
         self.origin = f"barnyard2-sync:{os.path.abspath(path)}"
         #: peer credentials: None = not asked for; else checked at accept
         self.peers = peers
-        self._refusals = RefusalLog(self.origin, "connection", log)
+        self._refusals = RefusalLog(self.origin, "connection")
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_SEQPACKET, mode=mode, group=group)
         self.bound.sock.settimeout(POLL_SECONDS)
         self.max_connections = max_connections
-        self.log = log
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conns: list[_Conn] = []
@@ -166,8 +167,8 @@ class SeqpacketSource:
                     raise
                 stats.add_extra("accept_failed")
                 if delay == ACCEPT_BACKOFF:  # once per episode, not per retry
-                    print(f"ingest: error: {self.origin}: accept failed ({e.strerror}); retrying with back-off, "
-                          f"the {len(self._conns)} open connections are still served", file=self.log, flush=True)
+                    _log.error(f"{self.origin}: accept failed ({e.strerror}); retrying with back-off, "
+                               f"the {len(self._conns)} open connections are still served", extra=at(self.origin))
                 self._stop.wait(delay)
                 delay = min(delay * 2, ACCEPT_BACKOFF_MAX)
                 continue
@@ -218,8 +219,8 @@ class SeqpacketSource:
                 stats.add_extra("acks_undeliverable")
                 if not conn.rude:
                     conn.rude = True
-                    print(f"ingest: error: {self.origin}: a connection does not read its acknowledgements; "
-                          "closing it", file=self.log, flush=True)
+                    _log.error(f"{self.origin}: a connection does not read its acknowledgements; "
+                               "closing it", extra=at(self.origin))
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -271,7 +272,7 @@ class SeqpacketSource:
             except Exception as e:  # a bug, not input: report it, keep serving
                 conn.awaiting -= 1
                 stats.internal_errors += 1
-                print(f"ingest: error: {self.origin}: internal error: {e!r}", file=sys.stderr, flush=True)
+                _log.error(f"{self.origin}: internal error: {e!r}", extra=at(self.origin))
                 continue
             if k == 0 and dec.status[0] != 0:
                 ack()  # undecodable and kept in the dead-letter file: release the sender

@@ -42,10 +42,10 @@ the spool.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import stat
-import sys
 import threading
 import time
 from typing import Any
@@ -54,10 +54,13 @@ from .. import batch as B
 from .. import bookmark as BM
 from ..batch import AlertBatch
 from ..deadletter import DeadLetter
+from ..ops.logs import at
 from ..safefile import NotRegularFile, open_input
 from ..stats import Stats
 from ..unified2 import Decoder, Unified2Result, decode
 from .base import Submit
+
+_log = logging.getLogger(__name__)
 
 BOOKMARK_VERSION = 1
 
@@ -103,7 +106,7 @@ class SpoolSource:
 
     def __init__(self, spec: str, *, bookmark: str | None = None, start: str = "beginning",
                  after: str = "keep", archive_dir: str | None = None, poll: float = 0.1,
-                 event_timeout: float = 0.5, chunk_size: int = 4 << 20, log=sys.stderr) -> None:
+                 event_timeout: float = 0.5, chunk_size: int = 4 << 20) -> None:
         directory, prefix = os.path.split(os.path.abspath(spec))
         if not prefix:
             raise ValueError(f"--unified2 {spec!r}: expected DIR/PREFIX (e.g. /var/log/snort/snort.u2)")
@@ -122,8 +125,7 @@ class SpoolSource:
         self.poll = poll
         self.event_timeout = event_timeout
         self.chunk_size = chunk_size
-        self.log = log
-        self._saver = BM.Saver(self.bookmark_path, self.origin, log)
+        self._saver = BM.Saver(self.bookmark_path, self.origin)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stats = Stats()
@@ -177,7 +179,7 @@ class SpoolSource:
 
     # --- positions ------------------------------------------------------
     def _say(self, msg: str) -> None:
-        print(f"ingest: {self.origin}: {msg}", file=self.log, flush=True)
+        _log.info(f"{self.origin}: {msg}", extra=at(self.origin))
 
     def _open(self, name: str, stats: Stats) -> int | None:
         """A descriptor on spool file name, or None (gone, or not a regular

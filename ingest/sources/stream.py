@@ -43,10 +43,10 @@ sender gets EPIPE from now on), read to its end, and closed.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import selectors
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,11 +55,14 @@ import numpy as np
 
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, split_lines
+from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, refuse_peer
 from ..sockets import BoundSocket, bind_unix
 from ..stats import Stats
 from .base import Submit
 from .eve import handle_records
+
+_log = logging.getLogger(__name__)
 
 #: default longest accepted line; Suricata's own limit for a record is 10 MiB
 MAX_LINE = 16 << 20
@@ -110,17 +113,16 @@ class EveStreamSource:
     def __init__(self, path: str, *, mode: int = 0o660, group: str | None = None,
                  event_types: tuple[str, ...] = (), max_line: int = MAX_LINE,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
-                 log=sys.stderr, peers: PeerPolicy | None = None) -> None:
+                 peers: PeerPolicy | None = None) -> None:
         self.origin = f"eve-stream:{os.path.abspath(path)}"
         #: peer credentials: None = not asked for; else checked at accept
         self.peers = peers
-        self._refusals = RefusalLog(self.origin, "connection", log)
+        self._refusals = RefusalLog(self.origin, "connection")
         self.bound: BoundSocket = bind_unix(path, socket.SOCK_STREAM, mode=mode, group=group, backlog=128)
         self.event_types = event_types
         self.max_line = max_line
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self.log = log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -136,8 +138,6 @@ class EveStreamSource:
         self._thread = threading.Thread(target=self._run, name="ingest-eve-stream", daemon=True)
         self._thread.start()
 
-    def _say(self, msg: str) -> None:
-        print(f"ingest: {msg}", file=self.log, flush=True)
 
     # --- the reader thread ----------------------------------------------
     def _run(self) -> None:
@@ -187,8 +187,8 @@ class EveStreamSource:
                     raise
                 self._stats.add_extra("accept_failed")
                 if self._accept_delay == ACCEPT_BACKOFF:  # once per episode, not per retry
-                    self._say(f"error: {self.origin}: accept failed ({e.strerror}); retrying with back-off, "
-                              f"the {len(self._conns)} open connections are still served")
+                    _log.error(f"{self.origin}: accept failed ({e.strerror}); retrying with back-off, "
+                              f"the {len(self._conns)} open connections are still served", extra=at(self.origin))
                 self._accept_resume = time.monotonic() + self._accept_delay
                 self._accept_delay = min(self._accept_delay * 2, ACCEPT_BACKOFF_MAX)
                 return False
@@ -256,8 +256,8 @@ class EveStreamSource:
             for key, _ in self._sel.select(POLL_SECONDS):
                 self._read(key.data)
         if self._conns:
-            self._say(f"warning: {self.origin}: stopped draining after {DRAIN_SECONDS:.0f}s; "
-                      f"{len(self._conns)} connections still had data")
+            _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS:.0f}s; "
+                      f"{len(self._conns)} connections still had data", extra=at(self.origin))
 
     def _close(self, c: _Conn) -> None:
         if c.fill and not c.skipping:

@@ -64,8 +64,8 @@ from __future__ import annotations
 import functools
 import glob as globmod
 import hashlib
+import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -75,10 +75,13 @@ import numpy as np
 from .. import bookmark
 from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult, split_lines
+from ..ops.logs import at
 from ..safefile import NotRegularFile, open_input
 from ..stats import Stats
 from .base import Submit
 from .eve import handle_records
+
+_log = logging.getLogger(__name__)
 
 FP_LEN = 64
 CHUNK = 4 << 20
@@ -155,7 +158,7 @@ class EveFileSource:
 
     def __init__(self, path: str, *, bookmark_path: str | None = None, start: str = "beginning",
                  event_types: tuple[str, ...] = (), max_line: int = MAX_LINE,
-                 poll: float = POLL_SECONDS, rotate_wait: float = ROTATE_WAIT, log=sys.stderr) -> None:
+                 poll: float = POLL_SECONDS, rotate_wait: float = ROTATE_WAIT) -> None:
         self.path = os.path.abspath(path)
         self.is_glob = globmod.has_magic(self.path)
         self.origin = f"eve-file:{self.path}"
@@ -168,8 +171,7 @@ class EveFileSource:
         self.max_line = max_line
         self.poll = poll
         self.rotate_wait = rotate_wait
-        self.log = log
-        self._saver = bookmark.Saver(self.bookmark_path, self.origin, log)
+        self._saver = bookmark.Saver(self.bookmark_path, self.origin)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -203,7 +205,7 @@ class EveFileSource:
         try:
             self._files = self._resume()
             for f in self._files:
-                print(f"ingest: {self.origin}: resuming {f.path} at byte {f.offset}", file=self.log, flush=True)
+                _log.info(f"{self.origin}: resuming {f.path} at byte {f.offset}", extra=at(self.origin))
             self._discover(self._files, not self._had_bookmark, save=False)
             self.flush_bookmark()
         except BaseException:
@@ -242,7 +244,7 @@ class EveFileSource:
 
     def _note(self, counter: str, msg: str) -> None:
         """Log now; count once the runtime's Stats is there."""
-        print(f"ingest: {self.origin}: {msg}", file=self.log, flush=True)
+        _log.info(f"{self.origin}: {msg}", extra=at(self.origin))
         self._early.append(counter)
 
     def _flush_early(self) -> None:
@@ -583,8 +585,7 @@ class EveFileSource:
                     break
             finally:
                 os.close(fd)
-        print(f"ingest: {self.origin}: {f.path} was truncated (copytruncate); reading it from the start",
-              file=self.log, flush=True)
+        _log.info(f"{self.origin}: {f.path} was truncated (copytruncate); reading it from the start", extra=at(self.origin))
         stats.add_extra("eve_file_truncations", 1)
         fp = os.pread(f.fd, FP_LEN, 0)
         if len(fp) < FP_LEN:

@@ -86,16 +86,15 @@ def test_reconnect_backs_off_and_prefers_a_server_that_worked():
     assert max(delays) <= RECONNECT_MAX * 1.2  # capped
 
 
-def test_start_up_waits_out_a_jetstream_without_leader_but_not_other_errors():
+def test_start_up_waits_out_a_jetstream_without_leader_but_not_other_errors(caplog):
     import asyncio
-    import io
 
     from nats.js.errors import ServiceUnavailableError
 
     from ingest.natsconn import Connection
 
-    log = io.StringIO()
-    conn = Connection(parse_url("nats://bob:hunter2@h:1/p"), name="sink x", log=log)
+    caplog.set_level("INFO", logger="ingest")
+    conn = Connection(parse_url("nats://bob:hunter2@h:1/p"), name="sink x")
     calls = []
 
     async def flaky():
@@ -107,7 +106,7 @@ def test_start_up_waits_out_a_jetstream_without_leader_but_not_other_errors():
         return "ok"
 
     assert asyncio.run(conn.settle(flaky)) == "ok" and len(calls) == 3
-    assert log.getvalue().count("JetStream not answering yet") == 2 and "hunter2" not in log.getvalue()
+    assert caplog.text.count("JetStream not answering yet") == 2 and "hunter2" not in caplog.text
 
     async def refused():
         calls.append(1)

@@ -132,7 +132,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="claiming another uid 
 
 
 @needs_root
-def test_mixed_batch_screened_and_compacted(tmp_path) -> None:
+def test_mixed_batch_screened_and_compacted(caplog) -> None:
     """Refused and unknown datagrams leave the batch (counted, kept with
     their sender); the allowed ones move to the front, in order."""
     rx, tx = _pair()
@@ -147,10 +147,8 @@ def test_mixed_batch_screened_and_compacted(tmp_path) -> None:
         assert dec.flags[:n].tolist() == [0, REFUSED, 0, REFUSED, 0]
         stats = Stats()
         kept: list[tuple[int, str, dict]] = []
-        log = tmp_path / "log"
-        with open(log, "w") as f:
-            good = screen(dec, n, "snort:/x", stats, RefusalLog("snort:/x", log=f),
-                          lambda i, r, m: kept.append((i, r, m)))
+        caplog.set_level("INFO", logger="ingest")
+        good = screen(dec, n, "snort:/x", stats, RefusalLog("snort:/x"), lambda i, r, m: kept.append((i, r, m)))
         assert good is not None and good.tolist() == [0, 2, 4]
         assert [(i, r, m["uid"], m["pid"]) for i, r, m in kept] == [
             (1, "peer_refused", 5001, os.getpid()), (3, "peer_refused", 5002, os.getpid())]
@@ -161,18 +159,17 @@ def test_mixed_batch_screened_and_compacted(tmp_path) -> None:
         assert s["dropped"] == {"peer_refused": 2}
         assert s["senders"] == {"0": 3}
         assert s["received"] == 2  # the refused ones; the others are counted when decoded
-        text = log.read_text()
-        assert "uid 5001" in text and "uid 5002" in text
+        assert "uid 5001" in caplog.text and "uid 5002" in caplog.text
+        assert {getattr(r, "input", None) for r in caplog.records} == {"snort:/x"}
 
 
-def test_refusals_logged_once_per_uid_then_rate_limited(tmp_path) -> None:
-    p = tmp_path / "log"
-    with open(p, "w") as f:
-        log = RefusalLog("eve-stream:/s", "connection", f, interval=3600)
-        for _ in range(50):
-            log.note("peer_refused", 1234, 99, 1234)
-        log.note("peer_refused", 4321, 98, 4321)
-    lines = p.read_text().splitlines()
+def test_refusals_logged_once_per_uid_then_rate_limited(caplog) -> None:
+    caplog.set_level("INFO", logger="ingest")
+    log = RefusalLog("eve-stream:/s", "connection", interval=3600)
+    for _ in range(50):
+        log.note("peer_refused", 1234, 99, 1234)
+    log.note("peer_refused", 4321, 98, 4321)
+    lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert "refused 1 connection from uid 1234 gid 1234 (pid 99)" in lines[0]
     assert "uid 4321" in lines[1]

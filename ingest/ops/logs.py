@@ -57,9 +57,9 @@ class TextFormatter(logging.Formatter):
     """``ingest: [warning: |error: ]MSG``: the stderr lines of old."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = _PREFIX.get(record.levelno, "ingest: ") + record.getMessage()
         if record.name != "ingest" and not record.name.startswith("ingest."):
-            out = _PREFIX.get(record.levelno, "ingest: ") + f"{record.name}: {record.getMessage()}"
+            return super().format(record)  # another library's record, as Python prints it unconfigured
+        out = _PREFIX.get(record.levelno, "ingest: ") + record.getMessage()
         if record.exc_info:
             out += "\n" + self.formatException(record.exc_info)
         return out
@@ -125,10 +125,11 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     _handler = StderrHandler()
     _handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(_handler)
-    root.setLevel(getattr(logging, level.upper()))
-    # Other libraries (asyncio, nats) say less: their info is not ours.
-    for name in ("asyncio", "nats"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # ingest's own records from ``level`` up; other libraries' (asyncio,
+    # nats) from warning up, as Python shows them when nobody configures it
+    threshold = getattr(logging, level.upper())
+    logging.getLogger("ingest").setLevel(threshold)
+    root.setLevel(max(logging.WARNING, threshold))
     if fmt == "json":
         # Python's own warnings and the tracebacks of dying threads would be
         # raw lines in a JSON stream: as records instead.

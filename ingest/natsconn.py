@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
+from .ops.logs import at
 from .wire import check_prefix
 
 _log = logging.getLogger(__name__)
@@ -247,9 +248,11 @@ class Connection:
     first connection attempt is bounded by ``connect_timeout``.  Disconnects
     and reconnects are logged as one line each, without secrets."""
 
-    def __init__(self, url: NatsURL, *, name: str) -> None:
+    def __init__(self, url: NatsURL, *, name: str, origin: str | None = None, sink: str | None = None) -> None:
         self.url = url
         self.name = name
+        #: what the log records are about: the collector's input, or a sink
+        self._about = at(origin) if sink is None else at(origin, sink=sink)
         self.nc: Any = None
         self.js: Any = None
         self._said_down = False
@@ -266,16 +269,16 @@ class Connection:
     async def _error(self, e: Exception) -> None:
         if not self._said_down:
             self._said_down = True
-            _log.info(f"{self.name}: {self.url.redacted()}: {describe_error(e)}")
+            _log.info(f"{self.name}: {self.url.redacted()}: {describe_error(e)}", extra=self._about)
 
     async def _disconnected(self) -> None:
         if not self._said_down and self.nc is not None and not self.nc.is_closed:
             self._said_down = True
-            _log.info(f"{self.name}: disconnected from {self.url.redacted()}; reconnecting")
+            _log.info(f"{self.name}: disconnected from {self.url.redacted()}; reconnecting", extra=self._about)
 
     async def _reconnected(self) -> None:
         self._said_down = False
-        _log.info(f"{self.name}: reconnected to {self.url.redacted()}")
+        _log.info(f"{self.name}: reconnected to {self.url.redacted()}", extra=self._about)
 
     async def connect(self) -> None:
         """Connect (or raise ConnectionError within connect_timeout)."""
@@ -341,7 +344,7 @@ class Connection:
                 if time.monotonic() + delay > end:
                     raise
                 _log.info(f"{self.name}: JetStream not answering yet ({describe_error(e)}); "
-                          f"retrying in {delay:.2g}s")
+                          f"retrying in {delay:.2g}s", extra=self._about)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 4.0)
 

@@ -360,7 +360,7 @@ class Pipeline:
                 else:
                     await self._dispatch(batch)
             except Exception as e:  # a bug (mapping, ...): keep the alerts, keep going
-                _log.error(f"dispatch failed: {e!r}")
+                _log.error(f"dispatch failed: {e!r}", extra=at(batch.origin))
                 self._give_up(batch, "internal_error")
             self._inflight = None
             self._release_bytes(nbytes)
@@ -518,7 +518,7 @@ class Pipeline:
             try:
                 ack()
             except Exception as e:
-                _log.error(f"acknowledgement failed: {e!r}")
+                _log.error(f"acknowledgement failed: {e!r}", extra=at(batch.origin))
         self.release(batch.queued())
 
     def _give_up(self, batch: AlertBatch, reason: str, item: Enriched | None = None) -> None:

@@ -113,7 +113,7 @@ class NatsSink:
         self.url = parse_url(url)
         self.name = self.url.redacted()
         self.encoder = Encoder(self.url.prefix, sensor, msg_bytes=self.url.msg_bytes)
-        self.conn = Connection(self.url, name=f"sink {self.name}")
+        self.conn = Connection(self.url, name=f"sink {self.name}", sink=self.name)
         self._stream_ok = False
         #: the batch being written: the messages made so far, and what makes
         #: the rest (None once all are made); a retry sends the same ones
@@ -160,7 +160,7 @@ class NatsSink:
         before the event loop runs).  Raises ConnectionError or ValueError."""
 
         async def probe() -> None:
-            conn = Connection(self.url, name=f"sink {self.name}")
+            conn = Connection(self.url, name=f"sink {self.name}", sink=self.name)
             await conn.connect()
             try:
                 # with a spool, a JetStream not ready yet is spooled for at once, not waited for

@@ -74,7 +74,7 @@ class NatsSource:
         self.max_deliver = max_deliver
         self.max_ack_pending = max_ack_pending
         self.decoder = Decoder(url.prefix, max_bytes=max_message_bytes)
-        self.conn = Connection(url, name=f"collect {self.origin}")
+        self.conn = Connection(url, name=f"collect {self.origin}", origin=self.origin)
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -113,7 +113,7 @@ class NatsSource:
         and the consumer, disconnect.  ValueError with one line otherwise."""
 
         async def probe() -> None:
-            conn = Connection(self.url, name=f"collect {self.origin}")
+            conn = Connection(self.url, name=f"collect {self.origin}", origin=self.origin)
             await conn.connect()
             try:
                 await conn.settle(lambda: self.subscribe(conn))

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .config import number_arg
+from .querydb import _NOT_A_STORE, endpoint, is_postgresql, sqlite_path  # noqa: F401 (ingest.query.* as before)
 
 _FLOWS = """
 SELECT f.flow_id, f.event_type, f.src_ip, f.src_port, f.dest_ip, f.dest_port, f.proto,
@@ -44,7 +45,8 @@ FLOWS_SQL_PG = _FLOWS.format(agg="string_agg(DISTINCT a.gid || ':' || a.sid, ','
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("query", help="ask the store, SQLite or PostgreSQL (flows behind high-priority alerts)")
+    p = sub.add_parser("query", help="ask the store, SQLite or PostgreSQL (flows behind high-priority "
+                                     "alerts, alerts, top signatures/talkers/ports)")
     qs = p.add_subparsers(dest="what", required=True)
     f = qs.add_parser("flows", help="flows that produced an alert of at least the given severity")
     f.add_argument("--db", default="./alerts.db", metavar="PATH|URL",
@@ -58,17 +60,10 @@ def add_parser(sub) -> None:
     f.add_argument("--sql", action="store_true",
                    help="print the SQL (with these values, ready for sqlite3, or psql for a "
                         "postgresql:// --db) and exit")
+    from .query_alerts import add_parsers
+
+    add_parsers(qs)  # query alerts, query top signatures|talkers|ports
     p.set_defaults(run=run)
-
-
-def is_postgresql(db: str) -> bool:
-    """Does --db name a PostgreSQL store (else: a SQLite file)?"""
-    return db.startswith(("postgresql://", "postgres://"))
-
-
-def sqlite_path(db: str) -> str:
-    """The file of a SQLite --db (``sqlite:PATH`` or a plain path)."""
-    return db[len("sqlite:"):] if db.startswith("sqlite:") else db
 
 
 def flows_sql(min_severity: int = 1, limit: int = 1000, *, postgresql: bool = False) -> str:
@@ -101,23 +96,13 @@ def query_flows(db_path: str, min_severity: int = 1, limit: int = 1000) -> list[
         db.close()
 
 
-#: sqlite errors that mean the --db is not a usable store (exit 2), as opposed
-#: to a failure while reading one (locked, I/O error: exit 1)
-_NOT_A_STORE = ("unable to open database", "no such table", "file is not a database",
-                "no such column")
-
-
-def endpoint(ip: str | None, port: int | None) -> str:
-    """An address and port as a user reads them: 192.0.2.1:80,
-    [2001:db8::1]:80 (an IPv6 address's colons would swallow the port), the
-    address alone where the flow has no port (ICMP), '-' for none."""
-    addr = "-" if ip is None else f"[{ip}]" if ":" in ip and port is not None else ip
-    return addr if port is None else f"{addr}:{port}"
-
-
 def run(ns: argparse.Namespace) -> int:
     """``ingest query``: 0, 2 when --db is no store (or a usage error), 1
     when reading it failed."""
+    if ns.what != "flows":
+        from .query_alerts import run as run_alerts
+
+        return run_alerts(ns)
     pg = is_postgresql(ns.db)
     if ns.sql:
         print(flows_sql(ns.min_severity, ns.limit, postgresql=pg))

@@ -32,6 +32,8 @@ import statistics
 import tempfile
 import time
 
+import numpy as np
+
 from benchmarks.bench_postgresql import eve_batch
 from ingest.eve import decode_lines
 from ingest.mapping import Enricher
@@ -48,6 +50,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--correlate", action="store_true",
+                    help="instead: alerts and the flows they belong to, batch after batch: the time per "
+                         "batch as the store grows (flat means per-record cost O(log n))")
     ap.add_argument("--index-costs", action="store_true",
                     help="instead: the C writer's time per row with each secondary index alone, all, none")
     a = ap.parse_args()
@@ -91,6 +96,9 @@ def main() -> None:
 
     if a.index_costs:
         index_costs(items, tmp, a.runs)
+        return
+    if a.correlate:
+        correlate_growth(a.batches, a.batch, tmp)
         return
 
     writers = {
@@ -165,6 +173,75 @@ def index_costs(items: list, tmp: str, runs: int) -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     for name in sets:
         print(f"{name:22} {statistics.median(got[name]):6.2f} us/row")
+
+
+def correlate_growth(batches: int, n: int, tmp: str) -> None:
+    """Batches of n Snort-like alerts, each followed (a batch later, as
+    exporters report at a flow's end) by a batch of n // 4 flows that hold
+    them: 4 alerts per flow, every alert linked.  Prints the time per row
+    (alerts and flows) of the first and the last tenth of the batches."""
+    import json
+
+    from ingest import batch as B
+    from ingest.eve import parse_ts
+
+    t0 = parse_ts("2026-12-04T12:00:00.000000+0000")
+    assert t0 is not None
+    path = os.path.join(tmp, "c.db")
+    sink = S.SqliteSink(path, sensor="bench")
+    rng = np.random.default_rng(7)
+    times: list[float] = []
+
+    def alerts(k: int):
+        a = B.empty(n)
+        f = np.arange(n) // 4 + k * (n // 4)  # the flow of each alert
+        a["ts_us"] = t0 + f * 1000 + (np.arange(n) % 4) * 100
+        ip = np.zeros((n, 16), np.uint8)
+        ip[:, 10:12] = 0xFF
+        ip[:, 12:16] = np.array([10, 0, 0, 1], np.uint8)
+        a["src_addr"] = ip.view("V16").reshape(-1)
+        ip[:, 12:16] = np.array([192, 0, 2, 1], np.uint8)
+        a["dst_addr"] = ip.view("V16").reshape(-1)
+        a["src_port"] = 1024 + f % 60000
+        a["dst_port"] = 80 + f // 60000
+        a["proto"], a["ip_ver"], a["flags"] = 6, 4, B.F_ADDRS | B.F_PORTS
+        a["gid"], a["sid"], a["rev"], a["priority"] = 1, rng.integers(1000, 1400, n), 1, rng.integers(1, 4, n)
+        a["source"], a["msg_idx"], a["app_idx"] = B.SRC_SNORT, -1, -1
+        return Enricher().apply(B.AlertBatch(a, [], "bench"))
+
+    def flows(k: int):
+        lines = []
+        for j in range(k * (n // 4), (k + 1) * (n // 4)):
+            st = t0 + j * 1000
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(st // 1_000_000))
+            lines.append(json.dumps({"event_type": "flow", "flow_id": j + 1, "src_ip": "192.0.2.1",
+                                     "src_port": 80 + j // 60000, "dest_ip": "10.0.0.1",
+                                     "dest_port": 1024 + j % 60000, "proto": "TCP",
+                                     "flow": {"start": f"{ts}.{st % 1_000_000:06d}+0000",
+                                              "end": f"{ts}.{(st + 400) % 1_000_000:06d}+0000"}}))
+        return Enricher().apply(decode_lines(("\n".join(lines) + "\n").encode()).batch)
+
+    async def go() -> None:
+        for k in range(batches):
+            items = [alerts(k), flows(k)]
+            t = time.perf_counter()
+            for it in items:
+                await sink.write(it)
+            times.append((time.perf_counter() - t) / (n + n // 4) * 1e6)
+        await sink.aclose()
+
+    try:
+        asyncio.run(go())
+        c = sqlite3.connect(path)
+        linked, total = c.execute("SELECT count(flow_ref), count(*) FROM alerts").fetchone()
+        c.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tenth = max(1, batches // 10)
+    print(f"correlation as the store grows: {batches} x ({n} alerts + {n // 4} flows), "
+          f"{linked:,} of {total:,} alerts linked, load average {os.getloadavg()[0]:.1f}")
+    print(f"first {tenth} batches: {statistics.median(times[:tenth]):.2f} us/row; "
+          f"last {tenth}: {statistics.median(times[-tenth:]):.2f} us/row")
 
 
 if __name__ == "__main__":

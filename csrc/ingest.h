@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 15
+#define INGEST_ABI_VERSION 17
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -682,6 +682,9 @@ struct ingest_sqlite;
 int ingest_sqlite_open(const char *path, int busy_ms, struct ingest_sqlite **out);
 int ingest_sqlite_busy_timeout(struct ingest_sqlite *h, int busy_ms);
 int ingest_sqlite_exec(struct ingest_sqlite *h, const char *sql);
+/* the first column of the first row of sql, as an integer: 1 and *out
+ * set, 0 when there is no row or it is NULL, or INGEST_ESQLITE */
+int ingest_sqlite_query_int64(struct ingest_sqlite *h, const char *sql, int64_t *out);
 /* a statement's slot (>= 0) for ingest_sqlite_insert */
 int ingest_sqlite_prepare(struct ingest_sqlite *h, const char *sql);
 /*

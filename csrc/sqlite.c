@@ -82,6 +82,28 @@ int ingest_sqlite_exec(struct ingest_sqlite *h, const char *sql)
     return rc == SQLITE_OK ? INGEST_OK : fail(h, rc);
 }
 
+int ingest_sqlite_query_int64(struct ingest_sqlite *h, const char *sql, int64_t *out)
+{
+    if (h == NULL || h->db == NULL || sql == NULL || out == NULL)
+        return INGEST_EINVAL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(h->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail(h, rc);
+    if (st == NULL)
+        return INGEST_EINVAL;
+    int got = 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *out = sqlite3_column_int64(st, 0);
+        got = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        got = fail(h, rc);
+    }
+    sqlite3_finalize(st);
+    return got;
+}
+
 int ingest_sqlite_prepare(struct ingest_sqlite *h, const char *sql)
 {
     if (h == NULL || h->db == NULL || sql == NULL || h->nstmts >= INGEST_SQLITE_MAX_STMTS)

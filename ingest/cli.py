@@ -120,6 +120,8 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensor-name", type=_flag("sensor_name"), metavar="NAME",
                    help="this sensor's name in every store row (1-64 of A-Z a-z 0-9 _ . -; "
                         "default: the host name)")
+    p.add_argument("--correlate-slack", type=_flag("correlate_slack"), metavar="SECONDS",
+                   help="link an alert to a flow it falls within SECONDS of (SQL stores; default 5)")
     p.add_argument("--socket-mode", type=_flag("socket_mode"), metavar="MODE",
                    help="socket file mode (default 0660)")
     p.add_argument("--socket-group", metavar="NAME", help="socket file group")
@@ -198,7 +200,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
               "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders",
-              "log_level", "log_format")
+              "log_level", "log_format", "correlate_slack")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -303,7 +305,8 @@ def build_pipeline(cfg: Config):
                              "the defaults")
         spool = None if cfg.spool_dir is None else (cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)
         sinks = [open_sink(url, profile=cfg.format, allow_foreign=cfg.allow_foreign_outputs,
-                           sensor=cfg.sensor, spool=spool if is_nats_url(url) else None)
+                           sensor=cfg.sensor, spool=spool if is_nats_url(url) else None,
+                           correlate_slack=cfg.correlate_slack)
                  for url in cfg.sink_urls]
         enricher = Enricher()
         maps = cfg.load_maps()

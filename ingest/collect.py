@@ -72,6 +72,8 @@ def add_parser(sub) -> None:
                    help="rotate the dead-letter file to PATH.1 past N bytes (default 64 MiB)")
     p.add_argument("--allow-foreign-outputs", action="store_true", default=None,
                    help="accept output files owned by another user or writable by group/others")
+    p.add_argument("--correlate-slack", type=_flag("correlate_slack"), metavar="SECONDS",
+                   help="link an alert to a flow it falls within SECONDS of (SQL stores; default 5)")
     add_map_options(p, "maps for EVE alerts (class ids and references the sensor's maps gave them)")
     p.add_argument("--stats-interval", type=_flag("stats_interval"), metavar="SECONDS",
                    help="seconds between stats lines on stderr (default 10; 0 = final only)")
@@ -90,7 +92,7 @@ def add_parser(sub) -> None:
 def _config(ns: argparse.Namespace) -> Config:
     keys = ("dead_letter", "dead_letter_max_bytes", "allow_foreign_outputs", "maps", "sid_msg", "gen_msg",
             "classification", "reference", "rules", "stats_interval", "max_queue", "max_queue_bytes", "batch_max",
-            "drain_timeout")
+            "drain_timeout", "correlate_slack")
     changes = {k: getattr(ns, k) for k in keys if getattr(ns, k) is not None}
     if changes.get("dead_letter") == "":
         changes["dead_letter"] = None
@@ -126,7 +128,8 @@ def build(ns: argparse.Namespace):
     sinks = []
     try:
         for u in cfg.sink_urls:
-            sinks.append(open_sink(u, allow_foreign=cfg.allow_foreign_outputs, sensor=default_sensor_name()))
+            sinks.append(open_sink(u, allow_foreign=cfg.allow_foreign_outputs, sensor=default_sensor_name(),
+                                   correlate_slack=cfg.correlate_slack))
     except BaseException:
         for s in sinks:
             close = getattr(s, "aclose", None)

@@ -138,6 +138,9 @@ class Config:
     log_level: str = "info"
     #: how they are written: text (``ingest: error: ...`` lines) | json (one object per line)
     log_format: str = "text"
+    #: seconds an alert may lie outside its flow's start..end and still be
+    #: linked to it (SQL stores; ingest.flows.correlate)
+    correlate_slack: float = 5.0
 
     @property
     def sensor(self) -> str:
@@ -282,6 +285,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "max_connections": (int, 1),
     "idle_timeout": (float, 0),
     "spool_max_bytes": (int, 1 << 20),
+    "correlate_slack": (float, 0),
 }
 
 

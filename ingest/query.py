@@ -1,11 +1,12 @@
 """``ingest query``: questions asked of a store, SQLite or PostgreSQL.
 
 ``ingest query flows --db alerts.db --min-severity 1`` answers *which flows
-produced a high-priority alert*: every EVE flow that has at least one alert
+produced a high-priority alert*: every flow that has at least one alert
 whose severity is N or more severe (Suricata's severity 1 is the highest,
 so ``--min-severity 1`` means priority 1 only, ``--min-severity 2`` means 1
-or 2), across every sensor of the store (an alert joins its flow on the
-flow id and the sensor).  ``--db`` is a path or ``sqlite:PATH``, or a
+or 2), across every sensor of the store, whatever engine sent the alert (an
+alert joins the flow the store linked it to, ``alerts.flow_ref``:
+ingest.flows.correlate).  ``--db`` is a path or ``sqlite:PATH``, or a
 ``postgresql://...`` URL (the central store, ingest.sinks.postgresql): the
 same question, the same answer.  ``--sql`` prints the SQL with the values
 in it, as it runs in ``sqlite3 alerts.db`` (or in ``psql URL`` for a
@@ -29,7 +30,7 @@ SELECT f.flow_id, f.event_type, f.src_ip, f.src_port, f.dest_ip, f.dest_port, f.
        f.bytes_toclient, f.state, f.reason,
        count(a.id) AS alerts, min(a.priority) AS top_priority,
        {agg} AS signatures, f.sensor
-FROM flows f JOIN alerts a ON a.flow_id = f.flow_id AND a.sensor = f.sensor
+FROM flows f JOIN alerts a ON a.flow_ref = f.id
 WHERE a.priority BETWEEN 1 AND {sev}
 GROUP BY f.id
 ORDER BY top_priority, alerts DESC, f.start_us, f.sensor, f.flow_id

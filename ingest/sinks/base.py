@@ -25,7 +25,8 @@ class Sink(Protocol):
 
 
 def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
-              sensor: str | None = None, spool: tuple[str, int, str] | None = None) -> Sink:
+              sensor: str | None = None, spool: tuple[str, int, str] | None = None,
+              correlate_slack: float | None = None) -> Sink:
     """Build a sink from ``jsonl:PATH``, ``jsonl:-``, ``sqlite:PATH``,
     ``postgresql://...`` (``postgres://...``), ``null:`` or ``nats://...``
     (``tls://...``).  ``allow_foreign`` accepts output files another user
@@ -34,7 +35,12 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
     host name): what a store writes in the ``sensor`` column of a batch that
     names none, and the NATS subjects.  ``spool``: (directory, bound in
     bytes, fsync policy) of a nats:// sink's spool (``--spool-dir``; see
-    ingest.sinks.nats)."""
+    ingest.sinks.nats).  ``correlate_slack``: seconds an alert may lie outside
+    its flow's start..end and still be linked to it (SQL stores;
+    ``--correlate-slack``, None: ingest.flows.correlate.DEFAULT_SLACK_S)."""
+    from ..flows.correlate import DEFAULT_SLACK_S
+
+    slack = DEFAULT_SLACK_S if correlate_slack is None else correlate_slack
     scheme, sep, rest = url.partition(":")
     if not sep:
         raise ValueError(f"sink {url!r}: expected SCHEME:ARG (jsonl:PATH, sqlite:PATH, "
@@ -62,14 +68,14 @@ def open_sink(url: str, *, profile: str = "eve", allow_foreign: bool = False,
 
         if not rest:
             raise ValueError("sink sqlite: needs a database path")
-        return SqliteSink(rest, allow_foreign=allow_foreign, sensor=sensor)
+        return SqliteSink(rest, allow_foreign=allow_foreign, sensor=sensor, correlate_slack=slack)
     if scheme in ("postgresql", "postgres"):
         # psycopg is imported only here, when a PostgreSQL URL is used
         from .postgresql import PostgresSink, redact
 
         if not rest.startswith("//"):
             raise ValueError(f"sink {redact(url)}: expected postgresql://[user@]host[:port]/dbname[?...]")
-        return PostgresSink(url, sensor=sensor)
+        return PostgresSink(url, sensor=sensor, correlate_slack=slack)
     raise ValueError(f"unknown sink {scheme!r} (known: jsonl, sqlite, postgresql, null, nats)")
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import batch as B
 from ..eve import FLOW_COLUMNS as _EVE_FLOW_COLUMNS
+from ..flows.correlate import alert_tuple_keys, flow_tuple_keys
 from ..mapping import Enriched
 from ..render import format_addrs_ascii, format_times_ascii
 from ..strings import Segment, Strings
@@ -33,13 +34,20 @@ ALERT_COLUMNS = (
     "ts_us", "timestamp", "source", "sensor_id", "event_id", "gid", "sid", "rev", "class_id",
     "category", "priority", "action", "proto", "ip_ver", "src_ip", "src_port", "dest_ip",
     "dest_port", "icmp_type", "icmp_code", "vlan", "flow_id", "app_name", "replay_key", "sensor",
+    "tuple_key",
 )
 SIGNATURE_COLUMNS = ("gid", "sid", "rev", "msg", "refs")
-#: the ``flows`` columns a row carries (``id`` is the store's): EVE's, then sensor
-FLOW_COLUMNS = (*_EVE_FLOW_COLUMNS, "sensor")
+#: columns the stores fill themselves, after the rows are in (ingest.flows.correlate)
+ALERT_LINK_COLUMNS = ("flow_ref",)
+FLOW_LINK_COLUMNS = ("alert_count", "top_priority")
+#: the ``flows`` columns a row carries (``id`` is the store's): EVE's, then
+#: sensor and the 5-tuple's key (ingest.flows.correlate)
+FLOW_COLUMNS = (*_EVE_FLOW_COLUMNS, "sensor", "tuple_key")
+EVE_FLOW_COLUMNS = _EVE_FLOW_COLUMNS
 FLOW_TEXT = frozenset({"event_type", "src_ip", "dest_ip", "proto", "app_proto", "start", "end",
                        "state", "reason", "sensor"})
 _FLOW_TEXT_AT = tuple(i for i, c in enumerate(_EVE_FLOW_COLUMNS) if c in FLOW_TEXT)
+_FLOW_TUPLE_AT = tuple(_EVE_FLOW_COLUMNS.index(c) for c in ("src_ip", "src_port", "dest_ip", "dest_port", "proto"))
 
 
 def _clean(text: str) -> str:
@@ -200,6 +208,7 @@ def alert_arrays(item: Enriched, sensor: str) -> list[Column]:
     cats = item.categories if item.categories is not None else np.full(n, -1, np.int32)
     flow = a["flow_id"].view(np.int64)  # SQL integers are signed 64-bit
     keys = item.batch.keys
+    tk = alert_tuple_keys(a)
     return [
         IntColumn(a["ts_us"]),
         AsciiColumn(format_times_ascii(a["ts_us"])),
@@ -226,6 +235,7 @@ def alert_arrays(item: Enriched, sensor: str) -> list[Column]:
         text_column(strings, a["app_idx"]),
         IntColumn(np.zeros(n, np.int64), np.zeros(n, bool)) if keys is None else IntColumn(keys, keys != 0),
         TextColumn(np.zeros(n, np.int32), TextTable([sensor])),
+        IntColumn(tk, tk != 0),
     ]
 
 
@@ -271,8 +281,10 @@ def flow_rows(item: Enriched, sensor: str) -> list[tuple]:
         return []
     out = []
     at = _FLOW_TEXT_AT
-    for r in ev.flows:  # already one Python tuple per flow event (ingest.eve.flow_row)
+    flows = ev.flows
+    keys = flow_tuple_keys(*([r[i] for r in flows] for i in _FLOW_TUPLE_AT))
+    for r, k in zip(flows, keys, strict=True):  # already one Python tuple per flow event (ingest.eve.flow_row)
         if any(type(r[i]) is str and "\0" in r[i] for i in at):
             r = tuple(_clean(v) if type(v) is str else v for v in r)
-        out.append((*r, sensor))
+        out.append((*r, sensor, k))
     return out

@@ -17,10 +17,13 @@ Schema (see README "The SQLite store"; ingest.sinks.rows builds the rows)::
     alerts(id, ts_us, timestamp, source, sensor_id, event_id, gid, sid, rev,
            class_id, category, priority, action, proto, ip_ver, src_ip, src_port,
            dest_ip, dest_port, icmp_type, icmp_code, vlan, flow_id, app_name,
-           replay_key, sensor)
+           replay_key, sensor, tuple_key, flow_ref)
     alerts_v                                         -- alerts joined with signatures
-    flows(id, flow_id, event_type, src_ip, ..., start_us, end_us, alerted, sensor)
-                                                     -- EVE flow/netflow events
+    flows(id, flow_id, event_type, src_ip, ..., start_us, end_us, alerted, sensor,
+          tuple_key, alert_count, top_priority)      -- EVE flow/netflow events
+
+Every alert is linked to the flow it belongs to (``flow_ref``), whatever
+engine sent it: ingest.flows.correlate, in the batch's transaction.
 
 Every unique key includes the sensor.  Alerts with a replay key (file
 followers) are stored at most once: a follower that re-reads after a crash
@@ -46,6 +49,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import check_sensor_name, default_sensor_name
+from ..flows import correlate
 from ..mapping import Enriched
 from ..native import ffi, lib
 from ..safefile import check_output, open_output
@@ -59,7 +63,7 @@ _log = logging.getLogger(__name__)
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
 #: versions (it is migrated); a store newer than this is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -81,7 +85,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     icmp_type INTEGER, icmp_code INTEGER,
     vlan INTEGER, flow_id INTEGER, app_name TEXT,
     replay_key INTEGER,              -- file followers: the record's identity (AlertBatch.keys)
-    sensor TEXT NOT NULL             -- the sensor that saw it (--sensor-name)
+    sensor TEXT NOT NULL,            -- the sensor that saw it (--sensor-name)
+    tuple_key INTEGER,               -- the normalised 5-tuple (ingest.flows.correlate), NULL without one
+    flow_ref INTEGER                 -- flows.id of the flow it belongs to (correlation), NULL: none yet
 );
 """
 FLOWS_TABLE = """
@@ -96,6 +102,9 @@ CREATE TABLE IF NOT EXISTS flows (
     pkts_toserver INTEGER, pkts_toclient INTEGER, bytes_toserver INTEGER, bytes_toclient INTEGER,
     state TEXT, reason TEXT, alerted INTEGER,
     sensor TEXT NOT NULL,
+    tuple_key INTEGER,               -- as alerts.tuple_key
+    alert_count INTEGER NOT NULL DEFAULT 0, -- alerts linked to it (alerts.flow_ref)
+    top_priority INTEGER,            -- the lowest priority number among them (1: the highest)
     UNIQUE (sensor, flow_id, event_type, src_ip, src_port)
 )
 """
@@ -110,6 +119,9 @@ CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
 CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
 CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
+CREATE INDEX IF NOT EXISTS alerts_tuple ON alerts (tuple_key, ts_us) WHERE tuple_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS alerts_flow_ref ON alerts (flow_ref) WHERE flow_ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flows_tuple ON flows (tuple_key, start_us) WHERE tuple_key IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
     (sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (sensor, replay_key)
@@ -157,6 +169,10 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
     if "sensor" not in have:
         # a constant default: no rewrite of the table, old rows read as this sensor
         db.execute(f"ALTER TABLE alerts ADD COLUMN sensor TEXT NOT NULL DEFAULT '{sensor}'")
+    have = _columns(db, "alerts")
+    for col in ("tuple_key", "flow_ref"):  # version 2: correlation (rows before it stay unlinked)
+        if col not in have:
+            db.execute(f"ALTER TABLE alerts ADD COLUMN {col} INTEGER")
     if "refs" not in _columns(db, "signatures"):
         db.execute("ALTER TABLE signatures ADD COLUMN refs TEXT")
     db.execute("DROP VIEW IF EXISTS alerts_v")  # made again (INDEXES) with every column
@@ -168,13 +184,18 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
     if "sensor" not in _columns(db, "flows"):
         # a table constraint cannot be changed in place: copy into the new
         # table (with its id and its key on sensor), then swap
-        old = ", ".join(f'"{c}"' if c == "end" else c for c in _EVE_FLOWS)
+        old = ", ".join(f'"{c}"' if c == "end" else c for c in R.EVE_FLOW_COLUMNS)
         db.execute("DROP INDEX IF EXISTS flows_flow")
         db.execute("ALTER TABLE flows RENAME TO flows_before_sensor")
         db.execute(FLOWS_TABLE)
         db.execute(f"INSERT INTO flows ({old}, sensor) SELECT {old}, ? FROM flows_before_sensor "
                    "ORDER BY rowid", (sensor,))
         db.execute("DROP TABLE flows_before_sensor")
+    have = _columns(db, "flows")
+    for col, decl in (("tuple_key", "INTEGER"), ("alert_count", "INTEGER NOT NULL DEFAULT 0"),
+                      ("top_priority", "INTEGER")):
+        if col not in have:
+            db.execute(f"ALTER TABLE flows ADD COLUMN {col} {decl}")
 
 
 def _ensure_keys(db: sqlite3.Connection) -> None:
@@ -189,7 +210,8 @@ def _ensure_keys(db: sqlite3.Connection) -> None:
                      "version; no unique key for Barnyard2 events (see README, The SQLite store)")
 
 
-_EVE_FLOWS = R.FLOW_COLUMNS[:-1]
+#: the largest ids before a batch: every id above is the batch's (correlation)
+_LAST_IDS = ("SELECT max(id) FROM alerts", "SELECT max(id) FROM flows")
 
 #: how long one write waits for a lock held by another connection
 BUSY_TIMEOUT_MS = 5000
@@ -286,6 +308,14 @@ class _NativeDB:
         if rc != 0:
             raise self._error(rc)
 
+    def query_int(self, sql: str) -> int | None:
+        """The first column of the first row, or None (no row, NULL)."""
+        out = ffi.new("int64_t *")
+        rc = lib.ingest_sqlite_query_int64(self._h, sql.encode(), out)
+        if rc < 0:
+            raise self._error(rc)
+        return int(out[0]) if rc else None
+
     def prepare(self, sql: str) -> int:
         rc = lib.ingest_sqlite_prepare(self._h, sql.encode())
         if rc < 0:
@@ -327,8 +357,10 @@ class SqliteSink(OnThreadSink):
     """The embedded store.  ``sensor`` names this process's sensor (rows of
     batches that carry none; default: the host name)."""
 
-    def __init__(self, path: str, *, allow_foreign: bool = False, sensor: str | None = None) -> None:
+    def __init__(self, path: str, *, allow_foreign: bool = False, sensor: str | None = None,
+                 correlate_slack: float = correlate.DEFAULT_SLACK_S) -> None:
         self.name = f"sqlite:{path}"
+        self.slack_us = correlate.slack_us(correlate_slack)
         self.path = path
         self.allow_foreign = allow_foreign
         self.sensor = check_sensor_name(sensor) if sensor else default_sensor_name()
@@ -435,11 +467,15 @@ class SqliteSink(OnThreadSink):
         assert db is not None
         db.execute("BEGIN")
         try:
+            la, lf = (db.execute(q).fetchone()[0] or 0 for q in _LAST_IDS)
             if sig_rows:
                 db.executemany(_INSERT_SIG, sig_rows)
             db.executemany(_INSERT, alert_rows)
             if flows:
                 db.executemany(_INSERT_FLOW, flows)
+            for stmt in correlate.statements(postgresql=False, slack_us=self.slack_us, alerts_after=la,
+                                             flows_after=lf):
+                db.execute(stmt)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -458,12 +494,15 @@ class SqliteSink(OnThreadSink):
         st_sig, st_alert, st_flow = self._stmts
         nd.exec("BEGIN")
         try:
+            la, lf = (nd.query_int(q) or 0 for q in _LAST_IDS)
             if sigs is not None:
                 nd.insert(st_sig, sigs, _types(sigs))
             if alerts is not None:
                 nd.insert(st_alert, alerts, _types(alerts))
             if flows is not None:
                 nd.insert(st_flow, flows, _types(flows))
+            nd.exec(";\n".join(correlate.statements(postgresql=False, slack_us=self.slack_us, alerts_after=la,
+                                                    flows_after=lf)))
             nd.exec("COMMIT")
         except BaseException:
             if nd.in_transaction():

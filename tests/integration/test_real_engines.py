@@ -447,3 +447,57 @@ def test_suricata_captures_agree_with_eve_json():
     assert len(lines) == len(dgrams) == 41 and kinds(lines).count("alert") == 19
     assert all(d.endswith(b"}\n") and d.count(b"\n") == 1 for d in dgrams)
     assert kinds(dgrams) == kinds(lines) == kinds(stream.splitlines())
+
+
+# ---- two engines, one store: Snort's alerts joined to Suricata's flows --------------
+
+def test_snort2_alerts_join_the_suricata_flows_of_the_same_pcap(tmp_path):
+    """Snort 2.9.19 and Suricata 7.0.0 ran on the same test.pcap.  Into one
+    store, Snort's alerts first (the flows arrive later, as they do), then
+    Suricata's eve.json: every Snort alert that Suricata also raised (same
+    rule sid, same packet's 5-tuple) is linked to the flow of Suricata's own
+    alert (its flow_id), by 5-tuple and time alone (ingest.flows.correlate)."""
+    import asyncio
+    import sqlite3
+
+    from ingest.alertpkt import decode_datagrams
+    from ingest.mapping import Enricher
+    from ingest.sinks.sqlite import SqliteSink
+
+    db = tmp_path / "two.db"
+    sink = SqliteSink(str(db), sensor="sensor1")
+
+    async def write() -> None:
+        await sink.write(Enricher().apply(decode_datagrams(captures(f"{S2}/unsock-datagrams.bin.gz")).batch))
+        await sink.write(Enricher().apply(decode_lines(shared_file(f"{SURI}/eve.json").read_bytes()).batch))
+        await sink.aclose()
+
+    asyncio.run(write())
+    con = sqlite3.connect(db)
+    try:
+        def one(sql: str) -> list[tuple]:
+            return con.execute(sql).fetchall()
+
+        pairs = one(
+            "SELECT s.id, s.sid, s.ts_us, sf.flow_id, e.flow_id FROM alerts s "
+            "LEFT JOIN flows sf ON sf.id = s.flow_ref "
+            "JOIN alerts e ON e.source = 'eve' AND e.sid = s.sid AND e.src_ip = s.src_ip "
+            "AND coalesce(e.src_port, -1) = coalesce(s.src_port, -1) AND e.dest_ip = s.dest_ip "
+            "AND coalesce(e.dest_port, -1) = coalesce(s.dest_port, -1) "
+            "AND abs(e.ts_us - s.ts_us) < 10000 "  # the same packet or PDU (the engines stamp stream alerts apart)
+            "WHERE s.source = 'snort'")
+        assert len({p[0] for p in pairs}) == 19  # Snort's 23 alerts but its 4 decoder (gid 116) alerts
+        # and every one of Snort's alerts lies in a flow Suricata logged (decoder alerts too)
+        assert one("SELECT count(*) FROM alerts WHERE source = 'snort' AND flow_ref IS NOT NULL") == [(23,)]
+        for sid_row, sid, ts, linked, theirs in pairs:
+            assert linked == theirs, f"Snort alert {sid_row} (sid {sid} at {ts}) linked to flow {linked}, " \
+                                     f"Suricata's alert of that packet is in flow {theirs}"
+        # each flow's alert count is the alerts linked to it, of both engines
+        assert one("SELECT sum(alert_count) FROM flows") == one(
+            "SELECT count(*) FROM alerts WHERE flow_ref IS NOT NULL")
+        both = one("SELECT count(*) FROM flows f WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.flow_ref = f.id "
+                   "AND a.source = 'snort') AND EXISTS (SELECT 1 FROM alerts a WHERE a.flow_ref = f.id "
+                   "AND a.source = 'eve')")[0][0]
+        assert both == 15  # of 17 flows: one DNS query raised nothing, one only Snort's decoder alerts
+    finally:
+        con.close()

@@ -243,6 +243,6 @@ def test_rows_cover_every_store_column(tmp_path):
     """The builder's columns are the store's, in its order (id aside)."""
     db = tmp_path / "a.db"
     _write(SqliteSink(str(db)))
-    assert [r[1] for r in _q(db, "PRAGMA table_info(alerts)")] == ["id", *R.ALERT_COLUMNS]
-    assert [r[1] for r in _q(db, "PRAGMA table_info(flows)")] == ["id", *R.FLOW_COLUMNS]
+    assert [r[1] for r in _q(db, "PRAGMA table_info(alerts)")] == ["id", *R.ALERT_COLUMNS, *R.ALERT_LINK_COLUMNS]
+    assert [r[1] for r in _q(db, "PRAGMA table_info(flows)")] == ["id", *R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS]
     assert [r[1] for r in _q(db, "PRAGMA table_info(signatures)")] == list(R.SIGNATURE_COLUMNS)

@@ -20,6 +20,7 @@ from ingest.eve import decode_lines
 from ingest.mapping import Enricher
 from ingest.maps import Maps
 from ingest.render import render_json
+from ingest.sinks import rows as R
 from ingest.sinks.errors import DataError
 from ingest.sinks.sqlite import rows
 from ingest.wire import Decoder, Encoder, KeyAllocator, Poison, check_sensor
@@ -109,10 +110,15 @@ def same_rows(item, batch):
     back = Enricher().apply(batch)
     a1, s1 = rows(item, "s1")
     a2, s2 = rows(back, "elsewhere")
-    assert {r[-1] for r in a2} <= {batch.sensor}
-    assert sorted((r[:-2] for r in a1), key=repr) == sorted((r[:-2] for r in a2), key=repr)
-    keyed = [r[-2] for r in a1 if r[-2] is not None]
-    assert sorted(keyed) == sorted(r[-2] for r in a2 if r[-2] in set(keyed))  # the sensor's keys travel
+    si, ki = R.ALERT_COLUMNS.index("sensor"), R.ALERT_COLUMNS.index("replay_key")
+
+    def rest(r: tuple) -> tuple:
+        return tuple(v for j, v in enumerate(r) if j not in (si, ki))
+
+    assert {r[si] for r in a2} <= {batch.sensor}
+    assert sorted((rest(r) for r in a1), key=repr) == sorted((rest(r) for r in a2), key=repr)
+    keyed = [r[ki] for r in a1 if r[ki] is not None]
+    assert sorted(keyed) == sorted(r[ki] for r in a2 if r[ki] in set(keyed))  # the sensor's keys travel
     assert sorted(set(s1)) == sorted(set(s2))
     return back
 

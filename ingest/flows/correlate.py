@@ -1,0 +1,209 @@
+"""Every engine's alerts linked to the flow they belong to.
+
+An alert is linked to a flow (``alerts.flow_ref`` = ``flows.id``) when both
+have the same **normalised 5-tuple** -- protocol and the two endpoints
+(address, port) in either direction; ICMP's type/code are not part of it --
+and the alert's time falls in the flow's ``[start_us - slack, end_us +
+slack]`` (``--correlate-slack``, default :data:`DEFAULT_SLACK_S` seconds).
+Among several flows that match, the one of the same engine flow id on the
+same sensor comes first (a Suricata alert and its own ``flow`` event), then
+the flow whose start is closest to the alert's time, then the older row.  A
+flow of any sensor may match: the exporter of a flow is often another box
+than the IDS.  VLAN is not part of the tuple while flows carry none.
+
+The 5-tuple is reduced to one signed 64-bit key (:func:`tuple_keys`), kept
+on both tables (``tuple_key``) and indexed with the time
+(``alerts (tuple_key, ts_us)``, ``flows (tuple_key, start_us)``).  Each
+batch, in its own transaction after its rows are in (:func:`statements`):
+
+1. the batch's new alerts, and the alerts already stored inside the window
+   of one of the batch's new flows (a NetFlow exporter reports a flow at its
+   end: the flow usually arrives *after* its alerts), are (re)linked to
+   their best flow -- an index range per alert or flow, never a scan;
+2. every flow that gained or lost alerts gets ``alert_count`` and
+   ``top_priority`` (the lowest priority number of its alerts: 1 is the
+   highest) counted again from the ``alerts (flow_ref)`` index.
+
+The work per new record is a few index lookups: O(log n) plus the alerts or
+flows that share its 5-tuple in the window.  Nothing is kept in memory
+between batches (the store's indexes are the state).  Rows stored before
+schema version 2 have no key and are never linked.  Two distinct 5-tuples
+share a key with probability 2^-63 per pair.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import batch as B
+
+#: default --correlate-slack, seconds
+DEFAULT_SLACK_S = 5.0
+
+#: IANA protocol numbers of the names Suricata writes in a flow's "proto"
+PROTO_NUMBERS = {"ICMP": 1, "IGMP": 2, "TCP": 6, "UDP": 17, "GRE": 47, "ESP": 50, "AH": 51,
+                 "IPV6-ICMP": 58, "ICMPV6": 58, "SCTP": 132, "UDPLITE": 136}
+_ICMP = (1, 58)
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise (uint64, wrapping)."""
+    h = (h ^ (h >> np.uint64(30))) * _M2
+    h = (h ^ (h >> np.uint64(27))) * _M3
+    return h ^ (h >> np.uint64(31))  # type: ignore[no-any-return]
+
+
+def tuple_keys(addr_a: np.ndarray, port_a: np.ndarray, addr_b: np.ndarray, port_b: np.ndarray,
+               proto: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The normalised 5-tuple of each row as a non-zero int63 (0 where not
+    ``valid``).  ``addr_*``: (n, 16) uint8, IPv6 or IPv4 as ::ffff:a.b.c.d;
+    ports uint16 (ignored for ICMP); proto uint8.  The two endpoints are
+    ordered (address bytes, then port), so both directions give one key."""
+    n = len(proto)
+    a = np.ascontiguousarray(addr_a, dtype=np.uint8).reshape(n, 16)
+    b = np.ascontiguousarray(addr_b, dtype=np.uint8).reshape(n, 16)
+    proto = np.asarray(proto, dtype=np.uint64)
+    icmp = np.isin(proto, _ICMP)
+    pa = np.where(icmp, 0, np.asarray(port_a, dtype=np.uint64))
+    pb = np.where(icmp, 0, np.asarray(port_b, dtype=np.uint64))
+    # endpoint order: compare the addresses as big-endian byte strings, then ports
+    ka, kb = a.view(">u8").reshape(n, 2).astype(np.uint64), b.view(">u8").reshape(n, 2).astype(np.uint64)
+    a_first = ((ka[:, 0] < kb[:, 0]) | ((ka[:, 0] == kb[:, 0]) & (ka[:, 1] < kb[:, 1]))
+               | ((ka[:, 0] == kb[:, 0]) & (ka[:, 1] == kb[:, 1]) & (pa <= pb)))
+    lo = np.where(a_first[:, None], ka, kb)
+    hi = np.where(a_first[:, None], kb, ka)
+    plo, phi = np.where(a_first, pa, pb), np.where(a_first, pb, pa)
+    with np.errstate(over="ignore"):
+        h = _mix(proto * _M1 + ((plo << np.uint64(16)) | phi))
+        for w in (lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]):
+            h = _mix(h ^ w)
+    key = (h >> np.uint64(1)).astype(np.int64)
+    key[key == 0] = 1
+    key[~np.asarray(valid, dtype=bool)] = 0
+    return key
+
+
+def alert_tuple_keys(alerts: np.ndarray) -> np.ndarray:
+    """tuple_keys of a batch of canonical alerts (0: no addresses)."""
+    flags = alerts["flags"]
+    n = len(alerts)
+    src = np.ascontiguousarray(alerts["src_addr"]).view(np.uint8).reshape(n, 16).copy()
+    dst = np.ascontiguousarray(alerts["dst_addr"]).view(np.uint8).reshape(n, 16).copy()
+    v4 = alerts["ip_ver"] == 4  # an IPv4 address is its last 4 bytes: the prefix is ::ffff:, whatever was there
+    for a in (src, dst):
+        a[v4, :10] = 0
+        a[v4, 10:12] = 0xFF
+    ports = (flags & B.F_PORTS) != 0  # else the port fields hold nothing (or ICMP's type/code)
+    return tuple_keys(src, np.where(ports, alerts["src_port"], 0), dst, np.where(ports, alerts["dst_port"], 0),
+                      alerts["proto"],
+                      (flags & B.F_ADDRS) != 0)
+
+
+def _addr16(text: object) -> bytes | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return (ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed)
+
+
+def _proto(value: object) -> int | None:
+    if isinstance(value, int):
+        return value if 0 <= value <= 255 else None
+    if isinstance(value, str):
+        if value.isdigit():
+            n = int(value)
+            return n if n <= 255 else None
+        return PROTO_NUMBERS.get(value.upper())
+    return None
+
+
+def _port(value: object) -> int:
+    return value if isinstance(value, int) and 0 <= value <= 0xFFFF else 0
+
+
+def flow_tuple_keys(src_ip: Sequence, src_port: Sequence, dest_ip: Sequence, dest_port: Sequence,
+                    proto: Sequence) -> list[int | None]:
+    """tuple_keys of flow rows given as texts (EVE ``flow`` events: addresses
+    as text, proto as Suricata's name or number): None where a row has no
+    usable addresses or protocol."""
+    n = len(src_ip)
+    a = np.zeros((n, 16), np.uint8)
+    b = np.zeros((n, 16), np.uint8)
+    pr = np.zeros(n, np.uint8)
+    ok = np.zeros(n, bool)
+    for i in range(n):
+        x, y, p = _addr16(src_ip[i]), _addr16(dest_ip[i]), _proto(proto[i])
+        if x is None or y is None or p is None:
+            continue
+        a[i] = np.frombuffer(x, np.uint8)
+        b[i] = np.frombuffer(y, np.uint8)
+        pr[i] = p
+        ok[i] = True
+    pa = np.fromiter((_port(v) for v in src_port), np.uint64, n)
+    pb = np.fromiter((_port(v) for v in dest_port), np.uint64, n)
+    keys = tuple_keys(a, pa, b, pb, pr, ok)
+    return [int(k) if k else None for k in keys.tolist()]
+
+
+def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_after: int) -> list[str]:
+    """The correlation of one batch, to run in its transaction after its
+    rows are in: ``alerts_after``/``flows_after`` are the largest ids the
+    tables had before (every id above is the batch's).  All values are
+    integers formatted in (no parameters: the SQLite C writer runs them as
+    they are).  Only alerts whose link changes are written."""
+    s, la, lf = int(slack_us), int(alerts_after), int(flows_after)
+    if postgresql:
+        temp = "CREATE TEMP TABLE IF NOT EXISTS {t} ON COMMIT DELETE ROWS"
+        ins, tail = "INSERT INTO", " ON CONFLICT DO NOTHING"
+    else:
+        temp = "CREATE TEMP TABLE IF NOT EXISTS {t}"
+        ins, tail = "INSERT OR IGNORE INTO", ""
+    window = (f"f.start_us <= a.ts_us + {s} AND coalesce(f.end_us, f.start_us) >= a.ts_us - {s}")
+    best = ("SELECT f.id FROM alerts a JOIN flows f ON f.tuple_key = a.tuple_key "
+            f"WHERE a.id = ingest_relink.id AND {window} "
+            "ORDER BY CASE WHEN f.flow_id = a.flow_id AND f.sensor = a.sensor THEN 0 ELSE 1 END, "
+            "abs(f.start_us - a.ts_us), f.id LIMIT 1")
+    return [
+        temp.format(t="ingest_relink (id bigint PRIMARY KEY, ref bigint)"),
+        temp.format(t="ingest_touched (id bigint PRIMARY KEY)"),
+        # candidates: stored alerts inside a new flow's window, and the
+        # batch's own alerts (while any flow has a key at all: a store of
+        # Snort alerts only pays one index probe per batch)
+        f"{ins} ingest_relink (id) SELECT a.id FROM flows nf JOIN alerts a ON a.tuple_key = nf.tuple_key "
+        f"AND a.ts_us BETWEEN nf.start_us - {s} AND coalesce(nf.end_us, nf.start_us) + {s} "
+        f"WHERE nf.id > {lf} AND nf.tuple_key IS NOT NULL AND nf.start_us IS NOT NULL{tail}",
+        f"{ins} ingest_relink (id) SELECT id FROM alerts WHERE id > {la} AND tuple_key IS NOT NULL "
+        f"AND EXISTS (SELECT 1 FROM flows WHERE tuple_key IS NOT NULL){tail}",
+        f"UPDATE ingest_relink SET ref = ({best})",
+        # only the links that change
+        "DELETE FROM ingest_relink WHERE coalesce(ref, 0) = "
+        "coalesce((SELECT a.flow_ref FROM alerts a WHERE a.id = ingest_relink.id), 0)",
+        # the flows they leave, the flows they join, the new flows
+        # (driven from the few candidates: a join could walk every linked alert)
+        f"{ins} ingest_touched (id) SELECT old FROM (SELECT (SELECT a.flow_ref FROM alerts a WHERE a.id = r.id) "
+        f"AS old FROM ingest_relink r) o WHERE old IS NOT NULL{tail}",
+        "UPDATE alerts SET flow_ref = (SELECT r.ref FROM ingest_relink r WHERE r.id = alerts.id) "
+        "WHERE id IN (SELECT id FROM ingest_relink)",
+        f"{ins} ingest_touched (id) SELECT ref FROM ingest_relink WHERE ref IS NOT NULL{tail}",
+        f"{ins} ingest_touched (id) SELECT id FROM flows WHERE id > {lf}{tail}",
+        "UPDATE flows SET alert_count = (SELECT count(*) FROM alerts a WHERE a.flow_ref = flows.id), "
+        "top_priority = (SELECT min(a.priority) FROM alerts a WHERE a.flow_ref = flows.id) "
+        "WHERE id IN (SELECT id FROM ingest_touched)",
+        "DELETE FROM ingest_relink",
+        "DELETE FROM ingest_touched",
+    ]
+
+
+def slack_us(seconds: float) -> int:
+    """--correlate-slack in microseconds."""
+    return int(round(seconds * 1e6))

@@ -1,0 +1,205 @@
+"""Alerts of every engine linked to their flow (ingest.flows.correlate),
+in a real SQLite store through both of its writers and in a real
+PostgreSQL server (tests/pg.py; skipped without its binaries): the
+normalised 5-tuple in either direction, the time window with its slack,
+late flows, ties, and each flow's alert count and top priority kept true."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from ingest import batch as B
+from ingest.eve import decode_lines, parse_ts
+from ingest.flows.correlate import alert_tuple_keys, flow_tuple_keys, tuple_keys
+from ingest.mapping import Enricher
+from ingest.sinks.sqlite import SqliteSink, native_ok
+
+T0 = parse_ts("2026-12-04T12:00:00.000000+0000")
+S = 1_000_000
+
+
+def _addr(text: str) -> bytes:
+    ip = ipaddress.ip_address(text)
+    return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+
+
+def snort(alerts: list[tuple]) -> object:
+    """Snort-like alerts: (ts_us, src, sport, dst, dport, priority, proto)."""
+    a = B.empty(len(alerts))
+    for i, (ts, src, sp, dst, dp, prio, proto) in enumerate(alerts):
+        a[i]["ts_us"] = ts
+        a[i]["src_addr"] = _addr(src)
+        a[i]["dst_addr"] = _addr(dst)
+        a[i]["src_port"], a[i]["dst_port"] = sp, dp
+        a[i]["proto"] = proto
+        a[i]["ip_ver"] = 6 if ":" in src else 4
+        a[i]["flags"] = B.F_ADDRS | (B.F_ICMP if proto in (1, 58) else B.F_PORTS)
+        a[i]["gid"], a[i]["sid"], a[i]["rev"] = 1, 1000 + i, 1
+        a[i]["priority"] = prio
+        a[i]["source"] = B.SRC_SNORT
+        a[i]["msg_idx"] = -1
+        a[i]["app_idx"] = -1
+    return Enricher().apply(B.AlertBatch(a, [], "t"))
+
+
+def flow_line(fid: int, src: str, sp: int, dst: str, dp: int, start_us: int, end_us: int,
+              proto: str = "TCP") -> bytes:
+    def ts(us: int) -> str:
+        sec, frac = divmod(us, S)
+        return np.datetime64(sec, "s").astype(str) + f".{frac:06d}+0000"
+
+    return json.dumps({"timestamp": ts(end_us), "event_type": "flow", "flow_id": fid, "src_ip": src,
+                       "src_port": sp, "dest_ip": dst, "dest_port": dp, "proto": proto,
+                       "flow": {"start": ts(start_us), "end": ts(end_us), "pkts_toserver": 3,
+                                "pkts_toclient": 2, "bytes_toserver": 300, "bytes_toclient": 200,
+                                "state": "closed", "reason": "timeout", "alerted": False}}).encode()
+
+
+def flows(lines: list[bytes]) -> object:
+    return Enricher().apply(decode_lines(b"\n".join(lines) + b"\n").batch)
+
+
+def suricata_alert(fid: int, ts_us: int, src: str, sp: int, dst: str, dp: int, sev: int) -> bytes:
+    sec, frac = divmod(ts_us, S)
+    ts = np.datetime64(sec, "s").astype(str) + f".{frac:06d}+0000"
+    return json.dumps({"timestamp": ts, "flow_id": fid, "event_type": "alert", "src_ip": src, "src_port": sp,
+                       "dest_ip": dst, "dest_port": dp, "proto": "TCP",
+                       "alert": {"gid": 1, "signature_id": 9, "rev": 1, "signature": "x", "category": "c",
+                                 "severity": sev}}).encode()
+
+
+# ---- the key -----------------------------------------------------------------
+
+
+def test_the_key_is_the_same_in_either_direction_and_from_text_or_bytes():
+    a = snort([(T0, "10.0.0.1", 1234, "10.0.0.2", 80, 1, 6), (T0, "10.0.0.2", 80, "10.0.0.1", 1234, 1, 6),
+               (T0, "10.0.0.1", 1235, "10.0.0.2", 80, 1, 6), (T0, "2001:db8::1", 5, "2001:db8::2", 6, 1, 17),
+               (T0, "10.0.0.1", 8, "10.0.0.2", 0, 1, 1), (T0, "10.0.0.1", 0, "10.0.0.2", 0, 1, 1)]).batch.alerts
+    k = alert_tuple_keys(a).tolist()
+    assert k[0] == k[1] != k[2] and k[4] == k[5]  # ICMP: type/code are not part of it
+    assert all(x > 0 for x in k) and len({k[0], k[2], k[3], k[4]}) == 4
+    f = flow_tuple_keys(["10.0.0.2", "2001:db8::2", "10.0.0.2", "bogus"], [80, 6, None, 1],
+                        ["10.0.0.1", "2001:db8::1", "10.0.0.1", "10.0.0.1"], [1234, 5, None, 2],
+                        ["TCP", "17", "ICMP", "TCP"])
+    assert f == [k[0], k[3], k[4], None]
+    # no addresses: no key
+    none = tuple_keys(np.zeros((2, 16), np.uint8), [1, 2], np.zeros((2, 16), np.uint8), [3, 4], [6, 6], [False, True])
+    assert none[0] == 0 and none[1] != 0
+
+
+# ---- the stores ---------------------------------------------------------------
+
+
+def _sqlite(tmp_path, monkeypatch, native: bool) -> tuple[SqliteSink, str]:
+    monkeypatch.setenv("INGEST_SQLITE_NATIVE", "1" if native else "0")
+    native_ok.cache_clear()
+    try:
+        sink = SqliteSink(str(tmp_path / f"s{int(native)}.db"), sensor="s1", correlate_slack=2.0)
+    finally:
+        native_ok.cache_clear()
+    return sink, str(tmp_path / f"s{int(native)}.db")
+
+
+def _sqlite_rows(path: str, sql: str) -> list[tuple]:
+    c = sqlite3.connect(path)
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()
+
+
+def scenario(write, rows) -> None:
+    """One story through a store: write(item) stores a batch, rows(sql) reads."""
+    # 1. Snort alerts before any flow (late flows): none linked yet
+    write(snort([(T0 + 1 * S, "10.0.0.1", 40000, "192.0.2.9", 80, 2, 6),   # in flow 7's window
+                 (T0 + 9 * S, "192.0.2.9", 80, "10.0.0.1", 40000, 1, 6),   # the reverse direction, in window + slack
+                 (T0 + 30 * S, "10.0.0.1", 40000, "192.0.2.9", 80, 1, 6),  # past the window and the slack
+                 (T0 + 2 * S, "10.0.0.3", 5, "192.0.2.9", 80, 3, 6)]))     # another 5-tuple
+    assert rows("SELECT count(*) FROM alerts WHERE flow_ref IS NOT NULL") == [(0,)]
+    # 2. the flow arrives (after its alerts): it links the stored alerts in its window
+    write(flows([flow_line(7, "192.0.2.9", 80, "10.0.0.1", 40000, T0, T0 + 8 * S)]))
+    linked = rows("SELECT a.ts_us, f.flow_id FROM alerts a JOIN flows f ON f.id = a.flow_ref ORDER BY a.ts_us")
+    assert linked == [(T0 + 1 * S, 7), (T0 + 9 * S, 7)]
+    assert rows("SELECT alert_count, top_priority FROM flows WHERE flow_id = 7") == [(2, 1)]
+    # 3. an alert after its flow is stored: linked at once
+    write(snort([(T0 + 5 * S, "10.0.0.1", 40000, "192.0.2.9", 80, 3, 6)]))
+    assert rows("SELECT alert_count, top_priority FROM flows WHERE flow_id = 7") == [(3, 1)]
+    # 4. a second flow of the same 5-tuple starts closer to the last alerts: it takes them
+    write(flows([flow_line(8, "10.0.0.1", 40000, "192.0.2.9", 80, T0 + 6 * S, T0 + 31 * S)]))
+    by_ts = dict(rows("SELECT a.ts_us, f.flow_id FROM alerts a LEFT JOIN flows f ON f.id = a.flow_ref"))
+    assert by_ts[T0 + 1 * S] == 7  # 1 s from 7's start (0 s), 5 s from 8's (6 s)
+    assert by_ts[T0 + 5 * S] == 8 and by_ts[T0 + 9 * S] == 8  # 5 s: 1 s from 8's start; 9 s: 3 s
+    assert by_ts[T0 + 30 * S] == 8  # in 8's window only
+    assert by_ts[T0 + 2 * S] is None
+    assert rows("SELECT flow_id, alert_count, top_priority FROM flows ORDER BY flow_id") == [(7, 1, 2), (8, 3, 1)]
+    # 5. a Suricata alert of flow 7 while flow 8 is closer: its own engine flow id wins
+    write(flows([suricata_alert(7, T0 + 7 * S, "10.0.0.1", 40000, "192.0.2.9", 80, 1)]))
+    got = rows("SELECT f.flow_id FROM alerts a JOIN flows f ON f.id = a.flow_ref WHERE a.source = 'eve'")
+    assert got == [(7,)]
+    assert rows("SELECT flow_id, alert_count, top_priority FROM flows ORDER BY flow_id") == [(7, 2, 1), (8, 3, 1)]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
+def test_sqlite_links_every_engines_alerts_to_their_flow(tmp_path, monkeypatch, native):
+    sink, path = _sqlite(tmp_path, monkeypatch, native)
+
+    def write(item) -> None:
+        asyncio.run(asyncio.wait_for(sink.write(item), 30))
+
+    scenario(write, lambda sql: _sqlite_rows(path, sql))
+    asyncio.run(sink.aclose())
+
+
+def test_postgresql_links_the_same_way(tmp_path):
+    psycopg = pytest.importorskip("psycopg")
+    from tests.pg import PgServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
+    from ingest.sinks.postgresql import PostgresSink
+
+    server = PgServer(bin_dir)
+    server.start()
+    try:
+        url = server.url(server.new_database())
+        sink = PostgresSink(url, sensor="s1", correlate_slack=2.0)
+        conn = psycopg.connect(url, autocommit=True)
+
+        def write(item) -> None:
+            asyncio.run(asyncio.wait_for(sink.write(item), 60))
+
+        def rows(sql: str) -> list[tuple]:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+        scenario(write, rows)
+        conn.close()
+        asyncio.run(sink.aclose())
+    finally:
+        server.cleanup()
+
+
+def test_no_statement_walks_a_table(tmp_path):
+    """Every correlation statement reaches alerts and flows through an index
+    or a rowid range (SQLite's own plan): a plan that scans either table, or
+    walks a whole index, would make each batch cost O(n)."""
+    from ingest.flows import correlate
+
+    path = tmp_path / "a.db"
+    asyncio.run(SqliteSink(str(path)).aclose())
+    c = sqlite3.connect(path)
+    for stmt in correlate.statements(postgresql=False, slack_us=5 * S, alerts_after=10, flows_after=10):
+        if stmt.startswith("CREATE"):
+            c.execute(stmt)
+            continue
+        plan = [r[3] for r in c.execute("EXPLAIN QUERY PLAN " + stmt)]
+        for step in plan:
+            assert not (step.startswith("SCAN") and "ingest_" not in step), (stmt, plan)
+            assert "flow_ref>" not in step and "(rowid<" not in step, (stmt, plan)
+    c.close()

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -394,7 +393,7 @@ def stored_latencies(nats_url: str) -> np.ndarray:
     alert's time, monotonic, turned into wall time on this one machine):
     the sensor's share of the latency (linger, render, publish, PubAck)."""
     import nats
-    from nats.js.api import ConsumerConfig, DeliverPolicy
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     from ..natsconn import parse_url
 
@@ -406,7 +405,8 @@ def stored_latencies(nats_url: str) -> np.ndarray:
         nc = await nats.connect(list(url.servers))
         js = nc.jetstream()
         psub = await js.pull_subscribe(url.subjects, stream=url.stream,
-                                       config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+                                       config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL,
+                                                             ack_policy=AckPolicy.NONE))  # no max_ack_pending stop
         while True:
             try:
                 msgs = await psub.fetch(256, timeout=1.0)
@@ -454,7 +454,6 @@ def run_postgresql(s: Setup, *, alerts: int, repeat: int, latency_rates: tuple[f
     why = missing()
     if why is not None:
         return {"missing": why}
-    s = dataclasses.replace(s, kind="snort")
     server = Server(s.workdir / "nats-pg")
     try:
         store = Store()
@@ -484,8 +483,13 @@ def goals(d: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{coll['rows_per_s']:,.0f} rows/s (bare COPY here: {copy['rows_per_s']:,.0f})")]
     for r in d["latency"]:
         if r["rate"] == GOAL_P99_AT:
+            # the goal is for that rate: a sender held back below it (a
+            # machine too busy to take 10 k Alertpkts/s) did not test it
+            reached = r["sender_rate"] >= 0.9 * GOAL_P99_AT
             out.append((f"socket -> PostgreSQL row p99 < {GOAL_P99_MS:.0f} ms at {GOAL_P99_AT:,.0f}/s",
-                        r["p99_ms"] < GOAL_P99_MS, f"{r['p99_ms']:.1f} ms"))
+                        reached and r["p99_ms"] < GOAL_P99_MS,
+                        f"{r['p99_ms']:.1f} ms" + ("" if reached else
+                                                   f" (but the sender reached only {r['sender_rate']:,.0f}/s)")))
     return out
 
 
@@ -510,7 +514,7 @@ def format_postgresql(d: dict[str, Any]) -> list[str]:
     lines.append("Unix socket -> sensor -> JetStream -> ingest collect -> committed PostgreSQL row:")
     for r in d["latency"]:
         lines.append(f"  {r['rate']:8,.0f} alerts/s: p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                     f"max {r['max_ms']:7.2f} ms  ({r['alerts']:,} alerts)")
+                     f"max {r['max_ms']:7.2f} ms  ({r['alerts']:,} alerts, sent at {r['sender_rate']:,.0f}/s)")
         lines.append(f"  {'':8s}  of which send -> stored in JetStream: p50 {r['stored_p50_ms']:7.2f} ms  "
                      f"p99 {r['stored_p99_ms']:7.2f} ms; send -> commit (PostgreSQL's time): p50 "
                      f"{r['commit_p50_ms']:.2f} ms  p99 {r['commit_p99_ms']:.2f} ms; "

@@ -145,7 +145,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "PostgreSQL row, at the latency rates)")
     g.add_argument("--no-postgresql", action="store_true", help="skip the PostgreSQL rows")
     g.add_argument("--postgresql-alerts", type=number_arg(int, 1), metavar="N",
-                   help="alerts in the stream the collector drains (default 200000; --quick 20000)")
+                   help="alerts in the stream the collector drains (default 200000; --quick 16384)")
     p.set_defaults(run=run)
     return p
 
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     eve_records = 0 if args.no_eve else (args.eve_records or
                                          (20_000 if args.quick else 200_000))
     nats_alerts = 0 if args.no_nats else (args.nats_alerts or (30_000 if args.quick else 300_000))
-    pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (20_000 if args.quick else 200_000))
+    pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (16_384 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)
     # --quick stays under a minute: one round of the PostgreSQL rows, and
     # their socket -> committed row latency instead of the SQLite one

@@ -6,7 +6,9 @@ whose severity is N or more severe (Suricata's severity 1 is the highest,
 so ``--min-severity 1`` means priority 1 only, ``--min-severity 2`` means 1
 or 2), across every sensor of the store, whatever engine sent the alert (an
 alert joins the flow the store linked it to, ``alerts.flow_ref``:
-ingest.flows.correlate).  ``--db`` is a path or ``sqlite:PATH``, or a
+ingest.flows.correlate).  The filters of ``query alerts`` narrow the alerts
+that count (``--priority``, ``--since``/``--until``, ``--sensor``,
+``--sig``).  ``--db`` is a path or ``sqlite:PATH``, or a
 ``postgresql://...`` URL (the central store, ingest.sinks.postgresql): the
 same question, the same answer.  ``--sql`` prints the SQL with the values
 in it, as it runs in ``sqlite3 alerts.db`` (or in ``psql URL`` for a
@@ -19,9 +21,9 @@ import argparse
 import json
 import sqlite3
 import sys
-from pathlib import Path
 
 from .config import number_arg
+from .query_alerts import _sig_arg, _time_arg
 from .querydb import _NOT_A_STORE, endpoint, is_postgresql, sqlite_path  # noqa: F401 (ingest.query.* as before)
 
 _FLOWS = """
@@ -31,18 +33,32 @@ SELECT f.flow_id, f.event_type, f.src_ip, f.src_port, f.dest_ip, f.dest_port, f.
        count(a.id) AS alerts, min(a.priority) AS top_priority,
        {agg} AS signatures, f.sensor
 FROM flows f JOIN alerts a ON a.flow_ref = f.id
-WHERE a.priority BETWEEN 1 AND {sev}
+WHERE {where}
 GROUP BY f.id
 ORDER BY top_priority, alerts DESC, f.start_us, f.sensor, f.flow_id
 LIMIT {limit}
 """
-#: the question in SQLite (two parameters: severity, limit; -1 = all)
-FLOWS_SQL = _FLOWS.format(agg="group_concat(DISTINCT a.gid || ':' || a.sid)", sev="?", limit="?")
-#: the same question in PostgreSQL (GROUP BY the primary key lets f's columns
-#: be selected there too; the signature list is sorted, SQLite's is in no
-#: set order; LIMIT NULL = all)
-FLOWS_SQL_PG = _FLOWS.format(agg="string_agg(DISTINCT a.gid || ':' || a.sid, ',')", sev="%s",
-                             limit="%s")
+_AGG = {False: "group_concat(DISTINCT a.gid || ':' || a.sid)",
+        True: "string_agg(DISTINCT a.gid || ':' || a.sid, ',')"}
+
+
+def flows_query(*, min_severity: int | None = 1, priority: int | None = None, since: int | None = None,
+                until: int | None = None, sensors: list[str] | None = None,
+                sigs: list[tuple[int | None, int]] | None = None, limit: int = 1000,
+                postgresql: bool = False) -> tuple[str, list]:
+    """The question and its parameters (SQLite's ``?`` or psycopg's ``%s``):
+    the flows with at least one linked alert that passes the filters (those
+    of ``query alerts``: ingest.query_alerts.where); the counts, top
+    priority and signatures are of those alerts.  (PostgreSQL: GROUP BY the
+    primary key lets f's columns be selected; its signature list is sorted,
+    SQLite's is in no set order.)"""
+    from .query_alerts import where
+
+    cond, params = where(since=since, until=until, sensors=sensors, sigs=sigs, min_severity=min_severity,
+                         priority=priority, postgresql=postgresql)
+    ph = "%s" if postgresql else "?"
+    params.append((limit or None) if postgresql else (limit or -1))
+    return _FLOWS.strip().format(agg=_AGG[postgresql], where=cond, limit=ph), params
 
 
 def add_parser(sub) -> None:
@@ -53,8 +69,15 @@ def add_parser(sub) -> None:
     f.add_argument("--db", default="./alerts.db", metavar="PATH|URL",
                    help="the store: a SQLite file (PATH or sqlite:PATH) or a postgresql://... URL "
                         "(default ./alerts.db)")
-    f.add_argument("--min-severity", type=number_arg(int, 1), default=1, metavar="N",
-                   help="alerts with severity N or more severe (1 = highest; default 1)")
+    f.add_argument("--min-severity", type=number_arg(int, 1), metavar="N",
+                   help="alerts with severity N or more severe (1 = highest; default 1 unless --priority)")
+    f.add_argument("--priority", type=number_arg(int, 0), metavar="N", help="alerts with priority exactly N")
+    f.add_argument("--since", type=_time_arg, metavar="TIME",
+                   help="alerts at or after TIME (ISO 8601, UTC without an offset; or an age: 15m, 2h, 7d)")
+    f.add_argument("--until", type=_time_arg, metavar="TIME", help="alerts before TIME (as --since)")
+    f.add_argument("--sensor", action="append", metavar="NAME", help="alerts of this sensor (repeatable)")
+    f.add_argument("--sig", action="append", type=_sig_arg, metavar="GID:SID|SID",
+                   help="alerts of this signature (repeatable; a bare SID: any gid)")
     f.add_argument("--limit", type=number_arg(int, 0), default=1000, metavar="N",
                    help="at most N flows (default 1000; 0 = all)")
     f.add_argument("--json", action="store_true", help="one JSON object per flow")
@@ -67,34 +90,26 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def flows_sql(min_severity: int = 1, limit: int = 1000, *, postgresql: bool = False) -> str:
-    """The question with its two parameters written in (both are integers,
-    so this is safe): what ``--sql`` prints, runnable as is in sqlite3 (in
-    psql with ``postgresql``)."""
-    sev = str(int(min_severity))
-    if postgresql:
-        return _FLOWS.strip().format(agg="string_agg(DISTINCT a.gid || ':' || a.sid, ',')", sev=sev,
-                                     limit=str(int(limit)) if limit else "ALL") + ";"
-    return _FLOWS.strip().format(agg="group_concat(DISTINCT a.gid || ':' || a.sid)", sev=sev,
-                                 limit=str(int(limit) or -1)) + ";"
+def _filters(ns: argparse.Namespace) -> dict:
+    if ns.min_severity is not None and ns.priority is not None:
+        raise ValueError("--min-severity and --priority exclude each other")
+    return {"min_severity": ns.min_severity if ns.min_severity is not None or ns.priority is not None else 1,
+            "priority": ns.priority, "since": ns.since, "until": ns.until, "sensors": ns.sensor,
+            "sigs": ns.sig, "limit": ns.limit}
 
 
-def query_flows(db_path: str, min_severity: int = 1, limit: int = 1000) -> list[dict]:
-    """Flows with an alert of severity min_severity or more severe (limit
-    0: all), from a SQLite file (a path or ``sqlite:PATH``) or a
-    ``postgresql://`` URL.  The store is opened read-only; a path with '?'
-    or '#' is quoted, not taken for URI parameters."""
-    if is_postgresql(db_path):
-        from .sinks.postgresql import query
+def query_flows(db_path: str, min_severity: int | None = 1, limit: int = 1000, **filters) -> list[dict]:
+    """Flows with a linked alert of severity min_severity or more severe
+    (limit 0: all; ``filters``: those of :func:`flows_query`), from a SQLite
+    file (a path or ``sqlite:PATH``) or a ``postgresql://`` URL.  The store
+    is opened read-only; a path with '?' or '#' is quoted, not taken for URI
+    parameters."""
+    from .query_alerts import query
 
-        return query(db_path, FLOWS_SQL_PG, (min_severity, limit or None))
-    uri = Path(sqlite_path(db_path)).resolve().as_uri() + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True)
-    try:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(FLOWS_SQL, (min_severity, limit or -1))]
-    finally:
-        db.close()
+    def q(pg: bool) -> tuple[str, list]:
+        return flows_query(min_severity=min_severity, limit=limit, postgresql=pg, **filters)
+
+    return query(db_path, q(False), q(True))
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -105,11 +120,18 @@ def run(ns: argparse.Namespace) -> int:
 
         return run_alerts(ns)
     pg = is_postgresql(ns.db)
+    try:
+        filters = _filters(ns)
+    except ValueError as e:
+        print(f"ingest: error: {e}", file=sys.stderr)
+        return 2
     if ns.sql:
-        print(flows_sql(ns.min_severity, ns.limit, postgresql=pg))
+        from .query_alerts import literal_sql
+
+        print(literal_sql(*flows_query(postgresql=pg, **filters), postgresql=pg))
         return 0
     try:
-        rows = query_flows(ns.db, ns.min_severity, ns.limit)
+        rows = query_flows(ns.db, **filters)
     except sqlite3.Error as e:
         input_error = any(m in str(e) for m in _NOT_A_STORE)
         print(f"ingest: error: {ns.db}: {e}", file=sys.stderr)

@@ -157,23 +157,23 @@ TEMPLATES = {"alerts": _ALERTS, "signatures": _TOP_SIGNATURES, "talkers": _TOP_T
              "ports": _TOP_PORTS}
 
 
-def build(what: str, *, since: int | None = None, until: int | None = None,
-          sensors: list[str] | None = None, sigs: list[tuple[int | None, int]] | None = None,
-          min_severity: int | None = None, priority: int | None = None, limit: int = 100,
-          postgresql: bool = False) -> tuple[str, list]:
-    """The statement for ``what`` (alerts | signatures | talkers | ports)
-    and its parameters, in SQLite's (``?``) or psycopg's (``%s``) style."""
+def where(*, since: int | None = None, until: int | None = None, sensors: list[str] | None = None,
+          sigs: list[tuple[int | None, int]] | None = None, min_severity: int | None = None,
+          priority: int | None = None, postgresql: bool = False) -> tuple[str, list]:
+    """The filters on alerts ``a`` as one condition ("TRUE": none) and its
+    parameters, in SQLite's (``?``) or psycopg's (``%s``) style; ``query
+    flows`` applies the same ones to the alerts it joins."""
     ph = "%s" if postgresql else "?"
-    where: list[str] = []
+    conds: list[str] = []
     params: list = []
     if since is not None:
-        where.append(f"a.ts_us >= {ph}")
+        conds.append(f"a.ts_us >= {ph}")
         params.append(since)
     if until is not None:
-        where.append(f"a.ts_us < {ph}")
+        conds.append(f"a.ts_us < {ph}")
         params.append(until)
     if sensors:
-        where.append(f"a.sensor IN ({', '.join([ph] * len(sensors))})")
+        conds.append(f"a.sensor IN ({', '.join([ph] * len(sensors))})")
         params.extend(sensors)
     if sigs:
         alts = []
@@ -184,15 +184,26 @@ def build(what: str, *, since: int | None = None, until: int | None = None,
             else:
                 alts.append(f"(a.gid = {ph} AND a.sid = {ph})")
                 params.extend((gid, sid))
-        where.append(f"({' OR '.join(alts)})")
+        conds.append(f"({' OR '.join(alts)})")
     if min_severity is not None:
-        where.append(f"a.priority BETWEEN 1 AND {ph}")
+        conds.append(f"a.priority BETWEEN 1 AND {ph}")
         params.append(min_severity)
     if priority is not None:
-        where.append(f"a.priority = {ph}")
+        conds.append(f"a.priority = {ph}")
         params.append(priority)
+    return " AND ".join(conds) or "TRUE", params
+
+
+def build(what: str, *, since: int | None = None, until: int | None = None,
+          sensors: list[str] | None = None, sigs: list[tuple[int | None, int]] | None = None,
+          min_severity: int | None = None, priority: int | None = None, limit: int = 100,
+          postgresql: bool = False) -> tuple[str, list]:
+    """The statement for ``what`` (alerts | signatures | talkers | ports)
+    and its parameters, in SQLite's (``?``) or psycopg's (``%s``) style."""
+    ph = "%s" if postgresql else "?"
+    cond, params = where(since=since, until=until, sensors=sensors, sigs=sigs, min_severity=min_severity,
+                         priority=priority, postgresql=postgresql)
     template = TEMPLATES[what]
-    cond = " AND ".join(where) or "TRUE"
     if what == "talkers":  # the filter applies to both halves of the union
         params = params + params
     params.append((limit or None) if postgresql else (limit or -1))

@@ -89,7 +89,8 @@ def test_the_installed_package_is_the_one_that_runs(installed, tmp_path):
 def test_bench_runs_from_the_installed_package(installed, tmp_path):
     p = _python(installed, tmp_path, "-m", "ingest", "bench", "--json",
                 "--receivers", "recv_count,naive_recv,ingest-null", "--count", "200",
-                "--repeat", "1", "--no-latency", "--no-loss", "--no-eve", "--no-nats", "--no-decoder",
+                "--repeat", "1", "--no-latency", "--no-loss", "--no-eve", "--no-nats", "--no-postgresql",
+                "--no-decoder",
                 "--unified2-alerts", "200")
     assert p.returncode == 0, p.stderr
     rep = json.loads(p.stdout)

@@ -22,8 +22,7 @@ import json
 import sqlite3
 import sys
 
-from .config import number_arg
-from .query_alerts import _sig_arg, _time_arg
+from .query_alerts import _add_filters
 from .querydb import _NOT_A_STORE, endpoint, is_postgresql, sqlite_path  # noqa: F401 (ingest.query.* as before)
 
 _FLOWS = """
@@ -66,24 +65,8 @@ def add_parser(sub) -> None:
                                      "alerts, alerts, top signatures/talkers/ports)")
     qs = p.add_subparsers(dest="what", required=True)
     f = qs.add_parser("flows", help="flows that produced an alert of at least the given severity")
-    f.add_argument("--db", default="./alerts.db", metavar="PATH|URL",
-                   help="the store: a SQLite file (PATH or sqlite:PATH) or a postgresql://... URL "
-                        "(default ./alerts.db)")
-    f.add_argument("--min-severity", type=number_arg(int, 1), metavar="N",
-                   help="alerts with severity N or more severe (1 = highest; default 1 unless --priority)")
-    f.add_argument("--priority", type=number_arg(int, 0), metavar="N", help="alerts with priority exactly N")
-    f.add_argument("--since", type=_time_arg, metavar="TIME",
-                   help="alerts at or after TIME (ISO 8601, UTC without an offset; or an age: 15m, 2h, 7d)")
-    f.add_argument("--until", type=_time_arg, metavar="TIME", help="alerts before TIME (as --since)")
-    f.add_argument("--sensor", action="append", metavar="NAME", help="alerts of this sensor (repeatable)")
-    f.add_argument("--sig", action="append", type=_sig_arg, metavar="GID:SID|SID",
-                   help="alerts of this signature (repeatable; a bare SID: any gid)")
-    f.add_argument("--limit", type=number_arg(int, 0), default=1000, metavar="N",
-                   help="at most N flows (default 1000; 0 = all)")
-    f.add_argument("--json", action="store_true", help="one JSON object per flow")
-    f.add_argument("--sql", action="store_true",
-                   help="print the SQL (with these values, ready for sqlite3, or psql for a "
-                        "postgresql:// --db) and exit")
+    # the filters of query alerts; --min-severity defaults to 1 unless --priority is given
+    _add_filters(f, 1000, "flows")
     from .query_alerts import add_parsers
 
     add_parsers(qs)  # query alerts, query top signatures|talkers|ports
@@ -91,8 +74,6 @@ def add_parser(sub) -> None:
 
 
 def _filters(ns: argparse.Namespace) -> dict:
-    if ns.min_severity is not None and ns.priority is not None:
-        raise ValueError("--min-severity and --priority exclude each other")
     return {"min_severity": ns.min_severity if ns.min_severity is not None or ns.priority is not None else 1,
             "priority": ns.priority, "since": ns.since, "until": ns.until, "sensors": ns.sensor,
             "sigs": ns.sig, "limit": ns.limit}
@@ -120,11 +101,7 @@ def run(ns: argparse.Namespace) -> int:
 
         return run_alerts(ns)
     pg = is_postgresql(ns.db)
-    try:
-        filters = _filters(ns)
-    except ValueError as e:
-        print(f"ingest: error: {e}", file=sys.stderr)
-        return 2
+    filters = _filters(ns)
     if ns.sql:
         from .query_alerts import literal_sql
 

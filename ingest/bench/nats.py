@@ -396,7 +396,8 @@ def latency_run(s: Setup, server: Server, *, rate: float, count: int, tag: str, 
         return p
 
     try:
-        sensor = start(["listen", "--snort", sock, "--sink", url, "--stats-interval", "0",
+        opt = "--barnyard2" if s.kind.startswith("barnyard2") else "--snort"
+        sensor = start(["listen", opt, sock, "--sink", url, "--stats-interval", "0",
                         "--dead-letter", str(work / "sensor-dl.bin")], "sensor")
         wait_for_socket(sock, sensor, 30.0)
         coll = start(["collect", url, "--durable", "bench", "--sink", sink or f"sqlite:{db}",

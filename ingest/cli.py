@@ -160,6 +160,7 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                         "(default 30)")
     p.add_argument("--linger-ms", type=_flag("linger_ms"), metavar="MS",
                    help="how long a partial batch waits for more (default 2)")
+    add_metrics_option(p)
     p.add_argument("--spool-dir", metavar="DIR",
                    help="nats:// sink: spool batches here while JetStream cannot take them, replayed in "
                         "order when it is back (created 0700; without it, JetStream refusing at start-up "
@@ -173,6 +174,12 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spool-fsync", choices=("always", "segment", "never"),
                    help="when the spool syncs to disk (default always: every spooled batch survives a "
                         "power loss)")
+
+
+def add_metrics_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", type=_flag("metrics"), metavar="[HOST:]PORT|unix:PATH",
+                   help="serve Prometheus metrics, /healthz and /top.json here (default off; "
+                        "127.0.0.1 when only a port is given)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,7 +207,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
               "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders",
-              "log_level", "log_format", "correlate_slack")
+              "log_level", "log_format", "correlate_slack", "metrics")
 
 
 def config_from_args(ns: argparse.Namespace) -> Config:
@@ -413,10 +420,14 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     if ensure_run_dir:
         for path in (*cfg.snort, *cfg.barnyard2, *cfg.barnyard2_sync, *cfg.eve_dgram, *cfg.eve_stream):
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+    server = None
     try:
         check_paths(cfg)
+        server = bind_metrics(cfg.metrics, mode=cfg.socket_mode, group=cfg.socket_group)
         pipeline = build_pipeline(cfg)
     except (SocketPathError, ValueError, OSError) as e:
+        if server is not None:
+            server.close()
         _log.error(str(e))
         return 2
     pipeline.reload_maps = _maps_reloader(cfg, pipeline.enricher)
@@ -425,9 +436,34 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     report_maps(pipeline.enricher.maps)
     names = ", ".join(s.origin for s in pipeline.sources)
     sinks = ", ".join(s.name for s in pipeline.sinks)
+    serve_metrics(server, pipeline, sensor=cfg.sensor,
+                  spool_max_bytes=cfg.spool_max_bytes if cfg.spool_dir else None)
     _log.info(f"listening on {names}; sinks: {sinks}",
               extra=at(None, inputs=[s.origin for s in pipeline.sources], sinks=[s.name for s in pipeline.sinks]))
-    return run(pipeline, early_stop)
+    try:
+        return run(pipeline, early_stop)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def bind_metrics(spec: str | None, *, mode: int = 0o660, group: str | None = None):
+    """The metrics endpoint's socket, bound (None without ``--metrics``)."""
+    if not spec:
+        return None
+    from .ops.metrics import MetricsServer, parse_address
+
+    return MetricsServer(parse_address(spec), mode=mode, group=group)
+
+
+def serve_metrics(server, pipeline, *, sensor: str, spool_max_bytes: int | None = None) -> None:
+    """Start serving a running pipeline's metrics on ``server`` (if any)."""
+    if server is None:
+        return
+    from .ops.metrics import Metrics
+
+    server.start(Metrics(pipeline, sensor=sensor, spool_max_bytes=spool_max_bytes))
+    _log.info(f"metrics endpoint on {server.url} (/metrics, /healthz, /top.json)")
 
 
 def _maps_reloader(cfg: Config, enricher) -> Callable[[], str] | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .cli import _flag
+from .cli import _flag, add_metrics_option, bind_metrics, serve_metrics
 from .config import Config, default_sensor_name
 from .filecmd import add_map_options
 from .ops.logs import at
@@ -86,6 +86,7 @@ def add_parser(sub) -> None:
     from .ops.logs import add_arguments as add_log_options
 
     add_log_options(p)
+    add_metrics_option(p)
     p.set_defaults(run=run)
 
 
@@ -162,15 +163,24 @@ def run(ns: argparse.Namespace) -> int:
     from .runtime import run as run_pipeline
 
     early = catch_stop_signals()
+    server = None
     try:
+        server = bind_metrics(ns.metrics)
         pipeline = build(ns)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: SocketPathError
+        if server is not None:
+            server.close()
         _log.error(str(e))
         return 2
     src = pipeline.sources[0]
     from .maps import report as report_maps
 
     report_maps(pipeline.enricher.maps)
+    serve_metrics(server, pipeline, sensor=default_sensor_name())
     _log.info(f"collecting from {src.origin}; sinks: {', '.join(s.name for s in pipeline.sinks)}",
               extra=at(src.origin, sinks=[s.name for s in pipeline.sinks]))
-    return run_pipeline(pipeline, early)
+    try:
+        return run_pipeline(pipeline, early)
+    finally:
+        if server is not None:
+            server.close()

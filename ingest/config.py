@@ -141,6 +141,8 @@ class Config:
     #: seconds an alert may lie outside its flow's start..end and still be
     #: linked to it (SQL stores; ingest.flows.correlate)
     correlate_slack: float = 5.0
+    #: the metrics endpoint (ingest.ops.metrics): [HOST:]PORT or unix:PATH; None: off
+    metrics: str | None = None
 
     @property
     def sensor(self) -> str:
@@ -368,6 +370,16 @@ def coerce(key: str, value: Any) -> Any:
             return check_sensor_name(value)
         except ValueError as e:
             raise ConfigError(key, str(e)) from None
+    if key == "metrics" and value is not None:
+        from .ops.metrics import parse_address
+
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ConfigError(key, f"must be a string such as \"127.0.0.1:9108\", not {value!r}")
+        try:
+            parse_address(str(value))
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
+        return str(value)
     if value is None and "None" in str(_FIELDS[key].type):
         return None
     if not isinstance(value, str):

@@ -137,6 +137,14 @@ def batch_nbytes(b: AlertBatch) -> int:
     return n
 
 
+def source_kind(src: Source) -> str:
+    """An input's kind as its flag names it (snort, eve-stream, ...; nats)."""
+    kind = getattr(src, "kind", None)
+    if isinstance(kind, str) and kind:
+        return kind
+    return src.origin.split(":", 1)[0]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -193,6 +201,12 @@ class Pipeline:
         self._gone: set[str] = set()  # sinks that can never take another write (SinkGone)
         self._dropped_logged = 0  # batches a sink dropped (Dropped), for the log's rate limit
         self._sources_stopping = False  # shutdown: file readers are never held back any more
+        #: called on the event loop with each batch a source queued, as it is
+        #: taken for dispatch (ingest.ops.metrics: the top rings, event-id
+        #: gaps), and with each batch every sink acknowledged.  Per batch,
+        #: never per alert; an exception is logged, never fatal.
+        self.on_taken: list[Callable[[AlertBatch], None]] = []
+        self.on_delivered: list[Callable[[AlertBatch], None]] = []
 
     # --- called from reader threads ------------------------------------
     def _fits(self, n: int, nbytes: int) -> bool:
@@ -312,6 +326,33 @@ class Pipeline:
                 if err is not None:
                     self._on_reader_failed(src.origin, err)
 
+    # --- health, read from any thread (ingest.ops.metrics) ----------------
+    def reader_health(self) -> tuple[int, dict[str, str]]:
+        """Inputs whose reader runs, and those whose reader died (origin ->
+        why).  A reader that ends because shutdown stopped it is not dead."""
+        dead = {name: repr(exc) for name, exc in list(self._failed.items())}
+        alive = 0
+        for src in self.sources:
+            err = getattr(src, "error", None)
+            thread = getattr(src, "_thread", None) or getattr(src, "_acceptor", None)
+            if err is not None:
+                dead.setdefault(src.origin, repr(err))
+            elif (isinstance(thread, threading.Thread) and thread.ident is not None
+                  and not thread.is_alive() and not self._sources_stopping):
+                dead.setdefault(src.origin, "its reader thread ended")
+            elif src.origin not in dead:
+                alive += 1
+        return alive, dead
+
+    def gone_sinks(self) -> list[str]:
+        """Sinks that can never take another write (SinkGone)."""
+        return sorted(self._gone)
+
+    def stopping(self) -> bool:
+        """Shutdown has begun (a signal, a dead reader, a sink gone)."""
+        ev = self._stop_event
+        return self._sources_stopping or (ev is not None and ev.is_set())
+
     # --- the event loop side -------------------------------------------
     def _take(self) -> tuple[AlertBatch, int]:
         """The next batch to dispatch: what is queued, up to batch_max
@@ -327,7 +368,17 @@ class Pipeline:
             taken.append(b)
             n += b.queued()
             nbytes += nb
+        if self.on_taken:
+            for b in taken:  # each with its own origin, before they are joined
+                self._notify(self.on_taken, b)
         return AlertBatch.concat(taken), nbytes
+
+    def _notify(self, hooks: list[Callable[[AlertBatch], None]], batch: AlertBatch) -> None:
+        for hook in hooks:
+            try:
+                hook(batch)
+            except Exception as e:  # a report must never cost a batch
+                _log.error(f"metrics: {e!r}", extra=at(batch.origin))
 
     def _drain_left(self) -> float | None:
         """Seconds left of the shutdown drain (None while running)."""
@@ -371,12 +422,13 @@ class Pipeline:
             try:
                 await self._attempt(sink, item)
                 self.stats.dispatched[sink.name] += len(item.batch)
+                self.stats.sink_ok(sink.name)
                 return
             except DataError as e:  # the data, not the sink: retrying cannot help
                 await self._isolate(sink, item, e)
                 return
             except SinkGone as e:  # it never comes back: stop as on SIGTERM
-                self.stats.sink_errors[sink.name] += 1
+                self.stats.sink_failed(sink.name, time.monotonic())
                 if sink.name not in self._gone:
                     self._gone.add(sink.name)
                     _log.error(f"sink {sink.name}: {e}; stopping (what it did not get is "
@@ -388,7 +440,7 @@ class Pipeline:
                 self._drop(sink, item, e)
                 return
             except Exception as e:  # a sink failure must not lose the batch
-                self.stats.sink_errors[sink.name] += 1
+                self.stats.sink_failed(sink.name, time.monotonic())
                 left = self._drain_left()
                 if left is None or left > 0:
                     wait = delay if left is None else min(delay, left)
@@ -519,6 +571,8 @@ class Pipeline:
                 ack()
             except Exception as e:
                 _log.error(f"acknowledgement failed: {e!r}", extra=at(batch.origin))
+        if self.on_delivered:
+            self._notify(self.on_delivered, batch)
         self.release(batch.queued())
 
     def _give_up(self, batch: AlertBatch, reason: str, item: Enriched | None = None) -> None:
@@ -642,7 +696,7 @@ class Pipeline:
             if start is not None:
                 await start()
         for src in self.sources:
-            src.start(self, self.stats, self.deadletter)
+            src.start(self, self.stats.for_input(src.origin, source_kind(src)), self.deadletter)
         consumer = asyncio.create_task(self._consume(), name="ingest-consumer")
         reporter = asyncio.create_task(self._report(), name="ingest-stats")
         watcher = asyncio.create_task(self._watch_readers(), name="ingest-watch")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -16,6 +17,67 @@ import numpy as np
 
 #: distinct sender uids kept in ``senders`` (the rest: "other")
 MAX_SENDERS = 256
+
+
+class InputCounts:
+    """One input's own counters (the Prometheus ``input`` label, /top.json)."""
+
+    __slots__ = ("kind", "received", "decoded", "malformed")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.received = 0
+        self.decoded = 0
+        self.malformed: dict[str, int] = defaultdict(int)
+
+
+class Histogram:
+    """Cumulative bucket counts (Prometheus histogram semantics), updated
+    once per batch: ``observe`` takes one value, ``observe_many`` a numpy
+    array of them (vectorised: one searchsorted + bincount per batch)."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket (not cumulative); the last is +Inf
+        self.sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        i = 0
+        for b in self.bounds:  # a dozen bounds at most: cheaper than bisect's call
+            if value <= b:
+                break
+            i += 1
+        with self._lock:
+            self.counts[i] += 1
+            self.sum += value
+
+    def observe_many(self, values: Any) -> None:
+        if not len(values):
+            return
+        idx = np.searchsorted(np.asarray(self.bounds), values, side="left")
+        per = np.bincount(idx, minlength=len(self.bounds) + 1)
+        total = float(values.sum())
+        with self._lock:
+            for i, n in enumerate(per.tolist()):
+                self.counts[i] += n
+            self.sum += total
+
+    def snapshot(self) -> tuple[list[tuple[str, int]], float]:
+        """Cumulative ``(le, count)`` pairs, +Inf last, and the sum."""
+        with self._lock:
+            counts, total = list(self.counts), self.sum
+        out, acc = [], 0
+        for b, n in zip((*map(str, self.bounds), "+Inf"), counts, strict=True):
+            acc += n
+            out.append((b, acc))
+        return out, total
+
+
+#: alerts per sink write
+BATCH_SIZE_BOUNDS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
+#: seconds from the alert's own time to its acknowledgement by every sink
+LATENCY_BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 600.0, 3600.0)
 
 
 class Stats:
@@ -45,6 +107,23 @@ class Stats:
         #: records received per sender uid (inputs with credentials); at most
         #: MAX_SENDERS uids, the rest under "other"
         self.senders: dict[str, int] = defaultdict(int)
+        self.inputs: dict[str, InputCounts] = {}  # per input (origin), see for_input
+        #: per sink: failed writes since its last success, and when that run began
+        self.sink_failing: dict[str, int] = defaultdict(int)
+        self.sink_failing_since: dict[str, float] = {}
+        self.started = time.time()
+
+    def for_input(self, origin: str, kind: str) -> Stats:
+        """The stats a source is given: every counter is these stats', and
+        what it reads and rejects is also counted for ``origin`` alone."""
+        with self._lock:
+            counts = self.inputs.setdefault(origin, InputCounts(kind))
+        return InputStats(self, counts)
+
+    def input_snapshot(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {o: {"kind": c.kind, "received": c.received, "decoded": c.decoded,
+                        "malformed": dict(c.malformed)} for o, c in self.inputs.items()}
 
     def add_input(self, received: int, decoded: int) -> None:
         with self._lock:
@@ -115,6 +194,17 @@ class Stats:
                 self._groups[group] += 1
             self.extra[name] = value
             return True
+
+    def sink_ok(self, sink: str) -> None:
+        if self.sink_failing.get(sink):
+            self.sink_failing[sink] = 0
+            self.sink_failing_since.pop(sink, None)
+
+    def sink_failed(self, sink: str, now: float) -> None:
+        self.sink_errors[sink] += 1
+        if not self.sink_failing[sink]:
+            self.sink_failing_since[sink] = now
+        self.sink_failing[sink] += 1
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -207,3 +297,33 @@ def _suricata(s: dict[str, Any]) -> str:
     if not sur:
         return ""
     return " suricata=" + ",".join(f"{k}:{v}" for k, v in sorted(sur.items()))
+
+
+class InputStats(Stats):
+    """A source's view of the process's :class:`Stats`: every attribute and
+    method is the shared object's (reads and writes go through to it), and
+    ``add_input``/``add_malformed`` also count for this input.  Per batch,
+    under the lock the shared counters take anyway: no cost per alert."""
+
+    def __init__(self, parent: Stats, counts: InputCounts) -> None:  # noqa: D107
+        object.__setattr__(self, "_parent", parent)
+        object.__setattr__(self, "_counts", counts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_parent"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._parent, name, value)
+
+    def add_input(self, received: int, decoded: int) -> None:
+        c = self._counts
+        with self._parent._lock:
+            self._parent.received += received
+            self._parent.decoded += decoded
+            c.received += received
+            c.decoded += decoded
+
+    def add_malformed(self, reason: str, n: int = 1) -> None:
+        with self._parent._lock:
+            self._parent.malformed[reason] += n
+            self._counts.malformed[reason] += n

@@ -136,6 +136,28 @@ class SpoolSource:
         # in the main thread, before anything is announced: a damaged
         # bookmark is a start-up error, never a reader thread that dies
         self._state = self._load_bookmark()
+        st = self._state
+        #: (file name, offset) of the last acknowledged position (metrics)
+        self._acked: tuple[str | None, int] | None = (st["file"], st["offset"]) if st else None
+
+    def lag(self) -> dict[str, int]:
+        """Bytes of the spool behind the last acknowledged position: the rest
+        of that file and every later one (metrics endpoint, any thread)."""
+        acked = self._acked
+        if acked is None:
+            return {}
+        name, offset = acked
+        at = spool_suffix(name, self.prefix) if name is not None else None
+        total = 0
+        for suffix, fname in list_spool(self.directory, self.prefix):
+            if at is not None and suffix < at:
+                continue  # read and acknowledged (kept: --unified2-after keep)
+            try:
+                size = os.stat(os.path.join(self.directory, fname)).st_size
+            except OSError:
+                continue
+            total += max(size - offset, 0) if fname == name else size
+        return {os.path.join(self.directory, self.prefix): total}
 
     def _load_bookmark(self) -> dict[str, Any] | None:
         state = BM.load(self.bookmark_path)
@@ -366,6 +388,7 @@ class SpoolSource:
             # a failed write is said and counted; the next ack writes a newer
             # state.  A finished file is retired only once the bookmark has
             # moved past it on disk.
+            self._acked = (name if done is None else done, 0 if done is not None else offset)
             if self._saver.save(state, self._stats) and done is not None:
                 self._retire(name, ino)
 

@@ -318,6 +318,22 @@ class EveFileSource:
             self._dirty = False
         self._last_save = time.monotonic()
 
+    def lag(self) -> dict[str, int]:
+        """Bytes not yet acknowledged per followed file still at its path
+        (its size minus its bookmark offset), for the metrics endpoint (any
+        thread)."""
+        with self._lock:
+            entries = [dict(e) for e in self._entries.values()]
+        out: dict[str, int] = {}
+        for e in entries:
+            try:
+                st = os.stat(e["path"])
+            except OSError:
+                continue  # rotated away or removed: no longer at a path to name
+            if (st.st_dev, st.st_ino) == (e["dev"], e["ino"]):
+                out[e["path"]] = max(st.st_size - int(e["offset"]), 0)
+        return out
+
     @property
     def bookmark_stale(self) -> bool:
         """The bookmark on disk is behind what was acknowledged (see bookmark.Saver)."""

@@ -69,14 +69,15 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def _receivers(text: str) -> tuple[str, ...]:
-    """argparse type of --receivers: a subset of RECEIVERS, or none."""
+    """argparse type of --receivers: a subset of LABELS (RECEIVERS by
+    default; ingest-null-metrics only when named), or none."""
     if text == "none":
         return ()
     names = tuple(text.split(","))
-    bad = [r for r in names if r not in RECEIVERS]
+    bad = [r for r in names if r not in LABELS]
     if bad:
         raise argparse.ArgumentTypeError(f"unknown receiver(s) {', '.join(bad)} "
-                                         f"(known: {', '.join(RECEIVERS)}, or none)")
+                                         f"(known: {', '.join(LABELS)}, or none)")
     return names
 
 
@@ -100,7 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--repeat", type=number_arg(int, 1), metavar="N", help="runs per receiver (default 3)")
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     p.add_argument("--receivers", type=_receivers, metavar="LIST",
-                   help=f"comma-separated subset of {','.join(RECEIVERS)} for the throughput "
+                   help=f"comma-separated subset of {','.join(LABELS)} for the throughput "
                         "rows, or none")
     p.add_argument("--mode", choices=tuple(gen.MODES),
                    help="sender mode (default: the kind's real sender)")

@@ -53,6 +53,9 @@ LABELS = {
     "naive_recv": "(b) Python recv + struct",
     "ingest-null": "(c) ingest listen null:",
     "ingest-sqlite": "(d) ingest listen sqlite:",
+    # (c) with the metrics endpoint on: its per-batch hooks (top rings, event-id
+    # gaps, histograms) are the whole difference; not in RECEIVERS (name it)
+    "ingest-null-metrics": "(c') null: --metrics",
 }
 
 # ---- one measurement -------------------------------------------------------
@@ -91,10 +94,11 @@ def _command(s: Setup, receiver: str, sock: str, sink: str | None = None,
         assert s.naive_recv is not None
         return [sys.executable, str(s.naive_recv), sock, str(s.count)]
     if sink is None:
-        sink = "null:" if receiver == "ingest-null" else f"sqlite:{s.workdir / 'alerts.db'}"
+        sink = "null:" if receiver.startswith("ingest-null") else f"sqlite:{s.workdir / 'alerts.db'}"
     return [sys.executable, "-m", "ingest", "listen", listen_opt, sock, "--sink", sink,
             "--stats-interval", str(STATS_INTERVAL),
-            "--dead-letter", str(s.workdir / "deadletter.bin"), *extra_args]
+            "--dead-letter", str(s.workdir / "deadletter.bin"), *extra_args,
+            *(["--metrics", "0"] if receiver == "ingest-null-metrics" else [])]
 
 
 def measure(s: Setup, receiver: str, sink: str | None = None, extra_args: tuple[str, ...] = ()) -> Run:
@@ -416,7 +420,7 @@ def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str
     # within one round cancels most of the machine's drift; report the median.
     for r in rows:
         mine = runs[r["receiver"]]
-        for peer, tag in (("recv_count", "a"), ("naive_recv", "b")):
+        for peer, tag in (("recv_count", "a"), ("naive_recv", "b"), ("ingest-null", "c")):
             if peer in runs:
                 theirs = runs[peer]
                 r[f"paired_rate_vs_{tag}"] = statistics.median(
@@ -481,6 +485,10 @@ def format_report(rep: dict) -> str:
             lines.append(f"{r['label']:28s} {paired(r, 'paired_rate_vs_a')} "
                          f"{paired(r, 'paired_rate_vs_b')} {paired(r, 'paired_cpu_vs_a')} "
                          f"{paired(r, 'paired_cpu_vs_b')}")
+    for r in rep["rows"]:
+        if r["receiver"] == "ingest-null-metrics" and "paired_rate_vs_c" in r:
+            lines += ["", f"--metrics on vs off (paired, median of rounds): rate {r['paired_rate_vs_c']:.3f}, "
+                          f"CPU per alert {r['paired_cpu_vs_c']:.3f}"]
     lines += _format_extra(rep)
     d = rep.get("decoder")
     if d:

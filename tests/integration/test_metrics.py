@@ -326,3 +326,43 @@ def test_bookmark_lag_of_a_followed_file(tmp_path, run_ingest):
     wait_until(lambda: lag() == 0, p, "no lag")
     rc, _ = p.stop()
     assert rc == 0, p.stderr()
+
+
+def test_collect_serves_the_same_endpoint(tmp_path, nats_server):
+    """``ingest collect --metrics``: the NATS input's counts, a poison
+    message by reason, the sinks, /healthz."""
+    from ingest.alertpkt import decode_datagrams
+    from ingest.mapping import Enricher
+    from ingest.wire import Encoder
+
+    from ..natsserver import unique_prefix
+    from ._nats import collector, js_run
+    from ._nats import count as nats_count
+    from ._nats import wait_for as nats_wait
+
+    prefix = unique_prefix()
+    db = tmp_path / "central.db"
+    c = collector(tmp_path, f"nats://{nats_server.url}/{prefix}", "--sink", f"sqlite:{db}",
+                  "--dead-letter", str(tmp_path / "dl.bin"), "--metrics", "0")
+    try:
+        url = re.search(r"metrics endpoint on (\S+)", c.stderr()).group(1)  # type: ignore[union-attr]
+        batch = Enricher().apply(decode_datagrams(
+            [encode_alertpkt("snort", sid=9, event_id=i, ts_sec=int(time.time())) for i in range(1, 11)]).batch)
+        msg = Encoder(prefix, "s1").encode(batch)[0]
+
+        async def go(js):
+            await js.publish(msg.subject, msg.payload, headers=msg.headers)
+            await js.publish(msg.subject, b"\x00garbage\xff\n")
+
+        js_run(nats_server.url, go)
+        nats_wait(lambda: nats_count(db) >= 10, "10 alerts", c)
+        top = json.loads(get(url + "/top.json")[1])
+        (origin, inp), = top["inputs"].items()
+        assert inp["kind"] == "nats" and inp["decoded"] == 10 and inp["malformed"] == {"not_ours": 1}
+        got = samples(get(url + "/metrics")[1])
+        assert one(got, "ingest_alerts_received_total", input=origin) == 10
+        assert one(got, "ingest_malformed_total", input=origin, reason="not_ours") == 1
+        assert one(got, "ingest_dispatched_total", sink=f"sqlite:{db}") == 10
+        assert get(url + "/healthz") == (200, "ok\n")
+    finally:
+        c.stop()

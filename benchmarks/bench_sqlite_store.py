@@ -137,7 +137,7 @@ def main() -> None:
     print(f"(a)/(c) paired: {_median_range([x / y for x, y in zip(rates[A], rates[C], strict=True)])}")
 
 
-SECONDARY = ("alerts_ts", "alerts_sig", "alerts_flow")
+SECONDARY = ("alerts_ts", "alerts_sig", "alerts_flow", "alerts_tuple")
 
 
 def index_costs(items: list, tmp: str, runs: int) -> None:

@@ -22,6 +22,17 @@ def alerts(n: int, first: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
+def remove_dir(d, p) -> None:
+    """Remove a bookmark directory while ingest may be writing a bookmark
+    into it (a temporary file appears or is renamed away under rmtree's
+    feet): again until it is gone."""
+    def gone() -> bool:
+        shutil.rmtree(d, ignore_errors=True)
+        return not d.exists()
+
+    wait_until(gone, p, f"{d} removed")
+
+
 @pytest.mark.parametrize("back", [True, False], ids=["directory-back", "never-back"])
 def test_eve_file_bookmark_that_cannot_be_written(tmp_path, run_ingest, back):
     eve, db, bm = tmp_path / "eve.json", tmp_path / "a.db", tmp_path / "bm"
@@ -30,7 +41,7 @@ def test_eve_file_bookmark_that_cannot_be_written(tmp_path, run_ingest, back):
     p = run_ingest(["listen", "--eve-file", str(eve), "--bookmark-dir", str(bm), "--sink", f"sqlite:{db}",
                     "--dead-letter", "", "--stats-interval", "0"])
     wait_until(lambda: count(db) == 3, p, "the first alerts")
-    shutil.rmtree(bm)
+    remove_dir(bm, p)
     with open(eve, "a") as f:
         f.write(alerts(3, 3))
     wait_until(lambda: count(db) == 6 and "cannot write the bookmark" in p.stderr(), p, "alerts, no bookmark")
@@ -64,7 +75,7 @@ def test_unified2_bookmark_that_cannot_be_written_keeps_the_spool(tmp_path, run_
                     "--unified2-after", "delete", "--sink", f"sqlite:{db}", "--dead-letter", "",
                     "--stats-interval", "0"])
     wait_until(lambda: count(db) == 1, p, "the first event")
-    shutil.rmtree(bm)
+    remove_dir(bm, p)
     (spool / "snort.u2.200").write_bytes(ev[1])
     wait_until(lambda: count(db) == 2 and "cannot write the bookmark" in p.stderr(), p, "the second event")
     assert (spool / "snort.u2.100").exists()  # not retired: the bookmark on disk does not say it was read

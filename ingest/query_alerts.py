@@ -294,12 +294,12 @@ def run(ns: argparse.Namespace) -> int:
             print(json.dumps(r, ensure_ascii=False))
         return 0
     if what == "alerts":
-        print(f"{'timestamp':27} {'sensor':12} {'prio':>4} {'gid:sid:rev':>18} {'proto':6} "
+        print(f"{'timestamp':31} {'sensor':12} {'prio':>4} {'gid:sid:rev':>18} {'proto':6} "
               f"{'src':>21} {'dest':>21} signature")
         for r in rows:
             sig = f"{r['gid']}:{r['sid']}:{r['rev']}"
             prio = "-" if r["priority"] is None else r["priority"]
-            print(f"{r['timestamp']:27} {r['sensor']:12} {prio:>4} {sig:>18} {_proto(r['proto']):6} "
+            print(f"{r['timestamp']:31} {r['sensor']:12} {prio:>4} {sig:>18} {_proto(r['proto']):6} "
                   f"{endpoint(r['src_ip'], r['src_port']):>21} "
                   f"{endpoint(r['dest_ip'], r['dest_port']):>21} {r['signature'] or '-'}")
     elif what == "signatures":

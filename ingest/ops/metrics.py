@@ -63,6 +63,15 @@ MAX_SEQUENCES = 1024
 
 DEFAULT_PORT = 9108
 
+#: the per-batch observers run over what accumulated, once this many alerts,
+#: this many batches or this many seconds have passed, and at every scrape:
+#: their numpy calls then cost per thousands of alerts, not per small batch
+#: (bound: the pending batches hold at most about FLUSH_ALERTS alerts plus one
+#: batch; they are views of batches the runtime already holds)
+FLUSH_ALERTS = 8192
+FLUSH_BATCHES = 256
+FLUSH_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class MetricsAddress:
@@ -284,26 +293,63 @@ class Metrics:
         self.gaps = EventIdGaps()
         self.batch_sizes = Histogram(BATCH_SIZE_BOUNDS)
         self.latency = Histogram(LATENCY_BOUNDS)
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._taken_pending: list[AlertBatch] = []
+        self._delivered_pending: list[tuple[float, np.ndarray]] = []
+        self._pending_n = 0
+        self._flushed = time.monotonic()
         pipeline.on_taken.append(self._taken)
         pipeline.on_delivered.append(self._delivered)
 
-    # per batch, on the event loop
+    # per batch, on the event loop: only remembered here; the numpy work runs
+    # over many batches at once (flush), so its fixed cost is paid per
+    # FLUSH_ALERTS alerts or FLUSH_SECONDS, not per batch
     def _taken(self, batch: AlertBatch) -> None:
         if len(batch):
-            self.last_minute.observe(batch)
-            self.gaps.observe(batch)
+            with self._pending_lock:
+                self._taken_pending.append(AlertBatch(batch.alerts, batch.strings, batch.origin,
+                                                      sensor=batch.sensor))
+                self._pending_n += len(batch)
+            self._maybe_flush()
 
     def _delivered(self, batch: AlertBatch) -> None:
         n = len(batch)
         if not n:
             return
         self.batch_sizes.observe(n)
-        ts = batch.alerts["ts_us"]
-        ts = ts[ts > 0]
-        if len(ts):
-            lat = (time.time() * 1e6 - ts) / 1e6
-            np.maximum(lat, 0.0, out=lat)
-            self.latency.observe_many(lat)
+        with self._pending_lock:
+            self._delivered_pending.append((time.time(), batch.alerts["ts_us"]))
+            self._pending_n += n
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if (self._pending_n >= FLUSH_ALERTS or len(self._taken_pending) >= FLUSH_BATCHES
+                or time.monotonic() - self._flushed >= FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the per-batch observers over everything remembered since the
+        last flush (any thread: the event loop, or a scrape)."""
+        with self._pending_lock:
+            taken, self._taken_pending = self._taken_pending, []
+            delivered, self._delivered_pending = self._delivered_pending, []
+            self._pending_n = 0
+            self._flushed = time.monotonic()
+        if not taken and not delivered:
+            return
+        with self._flush_lock:
+            groups: dict[tuple[str, str], list[AlertBatch]] = {}
+            for b in taken:
+                groups.setdefault((b.origin, b.sensor), []).append(b)
+            for bs in groups.values():
+                one = bs[0] if len(bs) == 1 else AlertBatch.concat(bs)
+                self.last_minute.observe(one)
+                self.gaps.observe(one)
+            if delivered:
+                lat = np.concatenate([at * 1e6 - ts[ts > 0] for at, ts in delivered]) / 1e6
+                np.maximum(lat, 0.0, out=lat)
+                self.latency.observe_many(lat)
 
     # at scrape time, on the server's thread
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -344,6 +390,7 @@ class Metrics:
 
     def top(self) -> dict[str, Any]:
         """The /top.json document (README "Metrics": version 1)."""
+        self.flush()
         s = self.stats.snapshot()
         p = self.pipeline
         alive, dead = p.reader_health()
@@ -372,6 +419,7 @@ class Metrics:
 
     def collect(self):
         """The Prometheus collector: every family, built from the stats at scrape time."""
+        self.flush()
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,

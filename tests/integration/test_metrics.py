@@ -305,7 +305,7 @@ def test_bookmark_lag_of_a_followed_file(tmp_path, run_ingest):
     """--eve-file: what is read but not acknowledged (the sink cannot
     write) is the lag; it falls to 0 once the sink has it."""
     eve, out = tmp_path / "eve.json", tmp_path / "alerts.json"
-    eve.write_text("\n".join(eve_lines(20)) + "\n")
+    eve.write_text("")  # filled once the sink cannot write
     out.write_bytes(b'{"earlier":true}\n' * 65536)
     out.chmod(0o640)
     p = run_ingest(["listen", "--eve-file", str(eve), "--sink", f"jsonl:{out}", "--metrics", "0",
@@ -313,6 +313,8 @@ def test_bookmark_lag_of_a_followed_file(tmp_path, run_ingest):
     url = metrics_url(p)
     hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
     resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE, (out.stat().st_size, hard))
+    with open(eve, "a") as f:
+        f.write("\n".join(eve_lines(20)) + "\n")
 
     def lag() -> float | None:
         got = samples(get(url + "/metrics")[1])

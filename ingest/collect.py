@@ -117,8 +117,6 @@ def build(ns: argparse.Namespace):
     url = parse_url(ns.url)
     source = NatsSource(url, ns.durable, fetch=ns.fetch, ack_wait=ns.ack_wait, max_deliver=ns.max_deliver,
                         max_ack_pending=max(ns.fetch * 16, 1024), max_message_bytes=ns.max_message_bytes)
-    # JetStream's view of the durable (the lag in the stats) is asked once per stats line, at most once a second
-    source.poll_interval = max(1.0, cfg.stats_interval) if cfg.stats_interval > 0 else 10.0
     from .safefile import check_apart
 
     outputs = [(f"--sink {u}", p) for u in cfg.sink_urls for p in sink_files(u)]

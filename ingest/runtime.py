@@ -673,6 +673,10 @@ class Pipeline:
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(self.stats_interval)
+            for src in self.sources:  # a source's own numbers, fresh for the line (the collector's lag)
+                refresh = getattr(src, "refresh_stats", None)
+                if refresh is not None:
+                    await refresh()
             self._sync_deadletter_stats()
             self._sync_sink_stats()
             self._log_stats()

@@ -25,7 +25,8 @@ flows, other events, the records' identity keys), decoded in C.
   but one message's failure alone).  A bad line
   in a good message is that line's failure alone.
 * Stats: what JetStream reports for the durable, asked every stats
-  interval (never per message; :meth:`NatsSource.poll`): ``nats_pending``
+  line, just before it is printed, at most once a second (never per
+  message; :meth:`NatsSource.poll`): ``nats_pending``
   (not yet delivered to any collector of the durable), ``nats_ack_pending``
   (delivered, not yet acknowledged), ``nats_lag`` (their sum: messages the
   durable has not finished), ``nats_delivered`` / ``nats_ack_floor`` /
@@ -85,9 +86,9 @@ class NatsSource:
         self._received: dict[str, int] = {}
         self._messages: dict[str, int] = {}
         self._sensors: set[str] = set()  # every sensor JetStream holds subjects for (MAX_SENSORS at most)
-        self._watch: asyncio.Task | None = None
-        #: seconds between two polls of the durable's state (the stats interval; set by ingest collect)
-        self.poll_interval = 10.0
+        #: JetStream is asked at most once in this many seconds (whatever the stats interval)
+        self.poll_min = 1.0
+        self._polled = -1e9
         self.submit: Submit | None = None
         self.stats: Stats | None = None
         self.deadletter: DeadLetter | None = None
@@ -135,7 +136,6 @@ class NatsSource:
         self._task = self._loop.create_task(self._run(), name="ingest-nats-fetch")
         self._task.add_done_callback(self._ended)
         self._beat = self._loop.create_task(self._heartbeat(), name="ingest-nats-progress")
-        self._watch = self._loop.create_task(self._poll_forever(), name="ingest-nats-lag")
 
     def _ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -159,9 +159,8 @@ class NatsSource:
     async def finish(self) -> None:
         """After the runtime stored (and acknowledged) what it could: send
         the last acknowledgements, close the connection."""
-        for t in (self._beat, self._watch):
-            if t is not None:
-                t.cancel()
+        if self._beat is not None:
+            self._beat.cancel()
         if self._acking:
             await asyncio.wait(self._acking, timeout=5)
         await self.conn.close()
@@ -170,8 +169,6 @@ class NatsSource:
         """Before the final stats line (the runtime calls it once every sink
         is closed): the last acknowledgements out, then JetStream's view of
         the durable once more, so the final stats say what is left."""
-        if self._watch is not None:
-            self._watch.cancel()
         if self._acking:
             await asyncio.wait(self._acking, timeout=5)
         try:
@@ -294,17 +291,20 @@ class NatsSource:
                     break  # disconnected: they will be redelivered; the stores keep them once
 
     # --- JetStream's view of the durable (the stats' lag) ------------------------
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            if not self.conn.connected:
-                continue
-            try:
-                await asyncio.wait_for(self.poll(), max(5.0, self.poll_interval))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                pass  # JetStream away or slow: the next poll tries again, the last values stand
+    async def refresh_stats(self) -> None:
+        """Before each periodic stats line (the runtime calls it): JetStream's
+        view of the durable, if a second has passed since the last one and
+        JetStream is there; otherwise the last values stand."""
+        now = time.monotonic()
+        if now - self._polled < self.poll_min or not self.conn.connected:
+            return
+        self._polled = now
+        try:
+            await asyncio.wait_for(self.poll(), 5)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            pass  # JetStream away or slow: the next line asks again
 
     async def poll(self) -> None:
         """Ask JetStream how far the durable is (one consumer info, one

@@ -60,6 +60,9 @@ _log = logging.getLogger(__name__)
 
 #: most sensors the stats name (the names come from subjects)
 MAX_SENSORS = 1024
+#: most sensors whose pending count one poll asks JetStream for (one
+#: short-lived consumer each); past it they take turns, line after line
+PENDING_PER_POLL = 64
 
 
 class NatsSource:
@@ -89,6 +92,7 @@ class NatsSource:
         #: JetStream is asked at most once in this many seconds (whatever the stats interval)
         self.poll_min = 1.0
         self._polled = -1e9
+        self._next_sensor = 0  # where the next poll's per-sensor counts start (PENDING_PER_POLL)
         self.submit: Submit | None = None
         self.stats: Stats | None = None
         self.deadletter: DeadLetter | None = None
@@ -330,17 +334,22 @@ class NatsSource:
             sensor = subj[cut:].rpartition(".")[0]
             if sensor and sensor not in self._sensors and len(self._sensors) < MAX_SENSORS:
                 self._sensors.add(sensor)
-        for sensor in sorted(self._sensors):
-            if pending + ack_pending == 0:
-                n = 0  # the durable has finished everything: so has every sensor
-            else:
-                info = await js.add_consumer(u.stream, ConsumerConfig(
-                    filter_subject=f"{u.prefix}.{sensor}.>", deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=floor + 1, ack_policy=AckPolicy.NONE, inactive_threshold=10.0,
-                    num_replicas=1, mem_storage=True))
-                n = int(info.num_pending or 0)
-                try:
-                    await js.delete_consumer(u.stream, info.name)
-                except Exception:
-                    pass  # it goes by itself once inactive
-            self.stats.set_extra(f"nats.{sensor}.pending", n)
+        names = sorted(self._sensors)
+        if pending + ack_pending == 0:
+            for sensor in names:  # the durable has finished everything: so has every sensor
+                self.stats.set_extra(f"nats.{sensor}.pending", 0)
+            return
+        # at most PENDING_PER_POLL sensors asked per poll, in turn: with many
+        # sensors each line refreshes some, and the others keep their last count
+        start = self._next_sensor % len(names) if names else 0
+        for sensor in (names[start:] + names[:start])[:PENDING_PER_POLL]:
+            info = await js.add_consumer(u.stream, ConsumerConfig(
+                filter_subject=f"{u.prefix}.{sensor}.>", deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=floor + 1, ack_policy=AckPolicy.NONE, inactive_threshold=10.0,
+                num_replicas=1, mem_storage=True))
+            self.stats.set_extra(f"nats.{sensor}.pending", int(info.num_pending or 0))
+            self._next_sensor = names.index(sensor) + 1
+            try:
+                await js.delete_consumer(u.stream, info.name)
+            except Exception:
+                pass  # it goes by itself once inactive

@@ -30,6 +30,7 @@ _PLUGINS: list[tuple[str, str]] = [
     ("ingest.bench", "bench"),
     ("ingest.query", "query"),
     ("ingest.collect", "collect"),
+    ("ingest.ops.top", "top"),
 ]
 
 

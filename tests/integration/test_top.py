@@ -47,12 +47,16 @@ class Pane:
     def show(self, what: str) -> str:
         return self.tmux("display-message", "-p", "-t", "0", what).strip()
 
-    def wait(self, cond, what: str) -> str:
+    def wait(self, cond, what: str, ingest=None) -> str:
+        """The screen once ``cond(screen)`` holds; fails after DEADLINE, or at
+        once when the ``ingest`` process watched has exited."""
         end = time.monotonic() + DEADLINE
         while True:
             s = self.screen()
             if cond(s):
                 return s
+            if ingest is not None and ingest.proc.poll() is not None:
+                raise AssertionError(f"ingest exited ({ingest.proc.returncode}): {ingest.stderr()}")
             if time.monotonic() > end:
                 raise AssertionError(f"{what}: never on screen; last screen:\n{s}")
             time.sleep(0.2)
@@ -81,6 +85,7 @@ def test_top_shows_a_real_ingest_and_quits_on_q(tmp_path, run_ingest):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PS1"] = "$ "
+    env.setdefault("TERM", "xterm-256color")
     env.pop("TMUX", None)
     pane = Pane(str(tmp_path), env)
     try:
@@ -96,7 +101,7 @@ def test_top_shows_a_real_ingest_and_quits_on_q(tmp_path, run_ingest):
                         "--metrics", f"127.0.0.1:{port}", "--stats-interval", "0"])
         names = [shorten(f"snort:{snort}", 30), shorten(f"eve-stream:{eve}", 30)]
         screen = pane.wait(lambda s: all(n in s for n in names) and "cannot reach" not in s,
-                           "both inputs, once ingest is up")
+                           "both inputs, once ingest is up", p)
         assert "jsonl:" in screen and "INPUT" in screen and "SINK" in screen
 
         pkt = ether_ipv4("192.0.2.77", "198.51.100.7", 6, 40000, 443)
@@ -107,7 +112,7 @@ def test_top_shows_a_real_ingest_and_quits_on_q(tmp_path, run_ingest):
             cells = row(s, names[0])
             return cells[0] not in ("-", "0") and "ET TOP live beacon" in s
 
-        screen = pane.wait(busy, "a non-zero snort rate and the signature")
+        screen = pane.wait(busy, "a non-zero snort rate and the signature", p)
         rx_per_s = row(screen, names[0])[0]
         assert re.fullmatch(r"[0-9.]+[kMG]?", rx_per_s) and float(rx_per_s.rstrip("kMG")) > 0, screen
         assert "1:2009001:3 ET TOP live beacon" in screen and "192.0.2.77" in screen

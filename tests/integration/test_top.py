@@ -133,3 +133,17 @@ def test_top_shows_a_real_ingest_and_quits_on_q(tmp_path, run_ingest):
     finally:
         pane.kill()
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_top_reads_an_endpoint_on_a_unix_socket(tmp_path, run_ingest):
+    """``ingest top unix:PATH``: the same document over ``--metrics unix:PATH``."""
+    from ingest.ops.top import fetch, parse_endpoint
+
+    snort, metrics = tmp_path / "s", tmp_path / "metrics.sock"
+    p = run_ingest(["listen", "--snort", str(snort), "--sink", f"jsonl:{tmp_path / 'o.json'}",
+                    "--metrics", f"unix:{metrics}", "--stats-interval", "0"], wait_for=[snort, metrics])
+    doc = fetch(parse_endpoint(f"unix:{metrics}"))
+    assert doc["version"] == 1 and doc["pid"] == p.proc.pid
+    assert list(doc["inputs"]) == [f"snort:{snort}"] and doc["inputs"][f"snort:{snort}"]["kind"] == "snort"
+    rc, _ = p.stop()
+    assert rc == 0

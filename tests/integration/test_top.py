@@ -142,7 +142,11 @@ def test_top_reads_an_endpoint_on_a_unix_socket(tmp_path, run_ingest):
     snort, metrics = tmp_path / "s", tmp_path / "metrics.sock"
     p = run_ingest(["listen", "--snort", str(snort), "--sink", f"jsonl:{tmp_path / 'o.json'}",
                     "--metrics", f"unix:{metrics}", "--stats-interval", "0"], wait_for=[snort, metrics])
-    doc = fetch(parse_endpoint(f"unix:{metrics}"))
+    snort_send(snort, [encode_alertpkt("snort", msg="m", sid=1)])
+    end = time.monotonic() + DEADLINE
+    while not (doc := fetch(parse_endpoint(f"unix:{metrics}")))["inputs"]:  # counted once it has sent
+        assert time.monotonic() < end, doc
+        time.sleep(0.1)
     assert doc["version"] == 1 and doc["pid"] == p.proc.pid
     assert list(doc["inputs"]) == [f"snort:{snort}"] and doc["inputs"][f"snort:{snort}"]["kind"] == "snort"
     rc, _ = p.stop()

@@ -273,6 +273,7 @@ def build_pipeline(cfg: Config):
     """Bind every source and open every sink named by cfg."""
     from .deadletter import DeadLetter
     from .mapping import Enricher
+    from .ops.systemd import adopt_from_environment
     from .runtime import Pipeline
     from .sinks.base import open_sink
     from .sockets import warn_kernel_limits
@@ -280,6 +281,12 @@ def build_pipeline(cfg: Config):
     from .sources.dgram import DatagramSource
     from .sources.seqpacket import SeqpacketSource
 
+    # Sockets passed by systemd (socket activation): bind_unix hands them out
+    # below instead of binding; an error here (a socket no input takes, an
+    # input without one, a wrong type) is exit 2.
+    adopted = adopt_from_environment(cfg)
+    if adopted:
+        _log.info(f"adopted {adopted} socket{'s' if adopted > 1 else ''} from the service manager")
     sources: list[Source] = []
     peers = _peer_policies(cfg)
     # Batching happens in the reader (C, GIL released): it collects for up to
@@ -439,6 +446,9 @@ def _listen(cfg: Config, ensure_run_dir: bool) -> int:
     sinks = ", ".join(s.name for s in pipeline.sinks)
     serve_metrics(server, pipeline, sensor=cfg.sensor,
                   spool_max_bytes=cfg.spool_max_bytes if cfg.spool_dir else None)
+    from .ops.systemd import Notifier
+
+    pipeline.notifier = Notifier.from_environment()  # under systemd (Type=notify)
     _log.info(f"listening on {names}; sinks: {sinks}",
               extra=at(None, inputs=[s.origin for s in pipeline.sources], sinks=[s.name for s in pipeline.sinks]))
     try:

@@ -65,6 +65,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from . import isolate
 from .batch import AlertBatch
@@ -207,6 +208,10 @@ class Pipeline:
         #: never per alert; an exception is logged, never fatal.
         self.on_taken: list[Callable[[AlertBatch], None]] = []
         self.on_delivered: list[Callable[[AlertBatch], None]] = []
+        #: the service manager's notify channel (ingest.ops.systemd.Notifier):
+        #: READY=1 once every source runs, STOPPING=1 when shutdown begins,
+        #: WATCHDOG=1 and STATUS= from the event loop.  None: not under one.
+        self.notifier: Any = None
 
     # --- called from reader threads ------------------------------------
     def _fits(self, n: int, nbytes: int) -> bool:
@@ -705,8 +710,15 @@ class Pipeline:
         reporter = asyncio.create_task(self._report(), name="ingest-stats")
         watcher = asyncio.create_task(self._watch_readers(), name="ingest-watch")
         sockets = asyncio.create_task(watch_sockets(self.sources, self.stats), name="ingest-sockets")
+        notify = None
+        if self.notifier is not None:
+            self.notifier.ready(f"reading {len(self.sources)} inputs")
+            # on the event loop, so a wedged loop stops petting the watchdog
+            notify = asyncio.create_task(self.notifier.run(self.stats), name="ingest-notify")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if self.notifier is not None:
+            self.notifier.stopping()
         rc = 0
         if consumer.done() and consumer.exception() is not None:
             _log.error(f"consumer failed: {consumer.exception()!r}")
@@ -756,6 +768,8 @@ class Pipeline:
         reporter.cancel()
         watcher.cancel()
         sockets.cancel()
+        if notify is not None:
+            notify.cancel()
         self._stopping = True
         if self._hup_task is not None:
             await asyncio.wait({self._hup_task})  # a reopen/reload in progress finishes first

@@ -24,6 +24,10 @@ Rules (README "Socket files"):
   (``socket_replaced``).
 * On exit the file is removed only if it is still the one we created (same
   inode).
+* A socket the service manager passed (systemd socket activation,
+  ``ingest.ops.systemd``) is handed out by ``bind_unix`` for its path
+  instead of binding one: its file, mode and owner are the manager's, and
+  ingest never unlinks, chmods or shuts it down (``BoundSocket.adopted``).
 """
 
 from __future__ import annotations
@@ -57,9 +61,14 @@ class BoundSocket:
     path: str
     inode: int
     dev: int = 0
+    #: passed by the service manager, which owns it: never unlinked, never
+    #: shut down (the next process reads what is queued)
+    adopted: bool = False
 
     def still_ours(self) -> bool:
         """Whether the path still is the socket we bound (not replaced, not removed)."""
+        if self.adopted and not self.inode:
+            return True  # not bound to a path we could look at
         try:
             st = os.lstat(self.path)
         except OSError:
@@ -69,7 +78,7 @@ class BoundSocket:
     def remove(self) -> None:
         """Close the socket and unlink its file if it is still ours."""
         try:
-            if self.still_ours():
+            if not self.adopted and self.still_ours():
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
@@ -97,6 +106,17 @@ async def watch_sockets(sources: Iterable[Any], stats: Any,
                 stats.add_extra("socket_replaced")
                 _log.error(f"socket {b.path} is no longer ours (replaced or removed by "
                            "someone else): engines writing there do not reach ingest", extra=at(origin))
+
+
+#: sockets the service manager passed, by (type, absolute path of the input
+#: they serve): ``bind_unix`` hands each out once instead of binding
+_passed: dict[tuple[int, str], BoundSocket] = {}
+
+
+def pass_sockets(socks: dict[tuple[int, str], BoundSocket]) -> None:
+    """Register the sockets the service manager passed (ingest.ops.systemd),
+    each for the input path it serves."""
+    _passed.update(socks)
 
 
 def _check_target(path: str, kind: int) -> bool:
@@ -138,8 +158,12 @@ def _private_dir_ok(dfd: int) -> bool:
 
 def bind_unix(path: str, kind: int = socket.SOCK_DGRAM, *, mode: int = 0o660,
               group: str | int | None = None, backlog: int = 64) -> BoundSocket:
-    """Create, bind (and for stream/seqpacket, listen on) a Unix socket at path."""
+    """Create, bind (and for stream/seqpacket, listen on) a Unix socket at
+    path; or, when the service manager passed one for path, that one."""
     path = os.path.abspath(path)
+    held = _passed.pop((kind, path), None)
+    if held is not None:
+        return held
     if len(os.fsencode(path)) > SUN_PATH_MAX:
         raise SocketPathError(
             f"{path} is {len(os.fsencode(path))} bytes; a Unix socket path is at most "

@@ -1,1 +1,3 @@
-"""Operations: what runs beside the data path (logging, peer credentials, metrics, ingest top)."""
+"""Operations: what runs beside the data path and lets a running ingest be
+watched, managed and locked down (logging, peer credentials, systemd
+integration, the metrics endpoint, ``ingest top``)."""

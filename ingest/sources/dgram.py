@@ -176,6 +176,8 @@ class DatagramSource:
         drain_until = 0.0
         while True:
             stopping = self._stop.is_set()
+            if stopping and self.bound.adopted:
+                return  # the manager holds the socket: what is queued waits for the next process
             if stopping and not drain_until:
                 # Refuse new datagrams (senders get EPIPE), then take what the
                 # kernel already queued: nothing that was accepted is lost.

@@ -247,6 +247,8 @@ class EveDgramSource:
         try:
             while True:
                 stopping = self._stop.is_set()
+                if stopping and self.bound.adopted:
+                    return  # the manager holds the socket: what is queued waits for the next process
                 if stopping and not shut:
                     # Refuse new datagrams (Suricata gets EPIPE and counts a
                     # drop, as when we are gone), then drain what the kernel

@@ -109,8 +109,12 @@ class SeqpacketSource:
 
     def _accept_pending(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
         """Stopping: refuse new connections, and take (and drain) the ones the
-        kernel completed before that: their senders may have sent already."""
+        kernel completed before that: their senders may have sent already.
+        Not on a socket the service manager passed: it keeps them for the
+        next process."""
         lsock = self.bound.sock
+        if self.bound.adopted:
+            return
         try:
             lsock.shutdown(socket.SHUT_RD)  # connect() is refused from now on
         except OSError:

@@ -37,7 +37,10 @@ Resources a peer can hold are bounded:
 Shutdown loses nothing the kernel accepted: the listening socket is shut
 for reading (new connections are refused) and the connections already
 completed are accepted; then every connection is shut for reading (its
-sender gets EPIPE from now on), read to its end, and closed.
+sender gets EPIPE from now on), read to its end, and closed.  A listening
+socket the service manager passed (socket activation) is left alone: the
+connections it has not handed over yet wait for the next process, and a
+sender that got EPIPE reconnects to the same socket at once.
 """
 
 from __future__ import annotations
@@ -243,10 +246,13 @@ class EveStreamSource:
         """Stop: refuse new connections and new data, take everything the
         kernel accepted, then close."""
         lsock = self.bound.sock
-        self._shut(lsock)  # connect() is refused from now on
         if listening:
             self._sel.unregister(lsock)
-        self._accept(draining=True)  # the connections the kernel completed before that
+        if not self.bound.adopted:
+            self._shut(lsock)  # connect() is refused from now on
+            self._accept(draining=True)  # the connections the kernel completed before that
+        # else the manager holds the listening socket: new and pending
+        # connections wait in its backlog for the next process
         for c in self._conns.values():
             if not c.draining:
                 self._shut(c.sock)

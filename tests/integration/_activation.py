@@ -153,6 +153,7 @@ class Holder:
                  notify: pathlib.Path, *, qlen: int | None = None, extra_env: dict[str, str] | None = None,
                  loop: bool = True) -> None:
         self.dir = tmp
+        self.loop = loop
         self.err = tmp / "holder.err"
         program = [sys.executable, "-m", "ingest", "listen", *args]
         if loop:
@@ -165,6 +166,8 @@ class Holder:
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self._errf, cwd=tmp)
 
     def ingest_pid(self) -> int | None:
+        if not self.loop:
+            return self.proc.pid  # systemd-socket-activate execs ingest in its place
         try:
             return int((self.dir / "ingest.pid").read_text())
         except (OSError, ValueError):
@@ -178,6 +181,13 @@ class Holder:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._errf.close()
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the end (ingest exiting by itself, without the loop)."""
         try:
             return self.proc.wait(timeout)
         finally:

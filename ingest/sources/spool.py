@@ -138,7 +138,8 @@ class SpoolSource:
         self._state = self._load_bookmark()
         st = self._state
         #: (file name, offset) of the last acknowledged position (metrics)
-        self._acked: tuple[str | None, int] | None = (st["file"], st["offset"]) if st else None
+        self._acked: tuple[str | None, int] | None = (
+            (st["file"], st["offset"]) if st else (None, 0) if start == "beginning" else None)
 
     def lag(self) -> dict[str, int]:
         """Bytes of the spool behind the last acknowledged position: the rest

@@ -368,3 +368,33 @@ def test_collect_serves_the_same_endpoint(tmp_path, nats_server):
         assert get(url + "/healthz") == (200, "ok\n")
     finally:
         c.stop()
+
+
+def test_bookmark_lag_of_a_unified2_spool(tmp_path, run_ingest):
+    """--unified2: the spool's bytes behind the bookmark, all of them while
+    the sink cannot write, none once it has them."""
+    spool, out = tmp_path / "snort.u2", tmp_path / "alerts.json"
+    out.write_bytes(b'{"earlier":true}\n' * 65536)
+    out.chmod(0o640)
+    p = run_ingest(["listen", "--unified2", str(spool), "--sink", f"jsonl:{out}", "--metrics", "0"], wait_for=[])
+    url = metrics_url(p)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE, (out.stat().st_size, hard))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-m", "ingest", "gen", "--kind", "unified2", "--to", str(spool),
+                    "--count", "300", "--rotate-events", "200"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=120)
+    files = sorted(tmp_path.glob("snort.u2.[0-9]*"))
+    assert len(files) == 2
+
+    def lag() -> float | None:
+        got = samples(get(url + "/metrics")[1])
+        return got.get(("ingest_bookmark_lag_bytes", (("file", str(spool)), ("input", f"unified2:{spool}"))))
+
+    wait_until(lambda: one(samples(get(url + "/metrics")[1]), "ingest_sink_errors_total",
+                           sink=f"jsonl:{out}") >= 1, p, "a failed write")
+    assert lag() == sum(f.stat().st_size for f in files)  # nothing acknowledged
+    resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+    wait_until(lambda: lag() == 0, p, "no lag")
+    rc, _ = p.stop()
+    assert rc == 0, p.stderr()

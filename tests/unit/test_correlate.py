@@ -1,6 +1,6 @@
 """Alerts of every engine linked to their flow (ingest.flows.correlate),
-in a real SQLite store through both of its writers and in a real
-PostgreSQL server (tests/pg.py; skipped without its binaries): the
+in a real SQLite store through both of its writers (PostgreSQL:
+tests/integration/test_correlate_pg.py): the
 normalised 5-tuple in either direction, the time window with its slack,
 late flows, ties, and each flow's alert count and top priority kept true."""
 
@@ -154,35 +154,6 @@ def test_sqlite_links_every_engines_alerts_to_their_flow(tmp_path, monkeypatch, 
 
     scenario(write, lambda sql: _sqlite_rows(path, sql))
     asyncio.run(sink.aclose())
-
-
-def test_postgresql_links_the_same_way(tmp_path):
-    psycopg = pytest.importorskip("psycopg")
-    from tests.pg import PgServer, find_bin_dir
-
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
-    from ingest.sinks.postgresql import PostgresSink
-
-    server = PgServer(bin_dir)
-    server.start()
-    try:
-        url = server.url(server.new_database())
-        sink = PostgresSink(url, sensor="s1", correlate_slack=2.0)
-        conn = psycopg.connect(url, autocommit=True)
-
-        def write(item) -> None:
-            asyncio.run(asyncio.wait_for(sink.write(item), 60))
-
-        def rows(sql: str) -> list[tuple]:
-            return [tuple(r) for r in conn.execute(sql).fetchall()]
-
-        scenario(write, rows)
-        conn.close()
-        asyncio.run(sink.aclose())
-    finally:
-        server.cleanup()
 
 
 def test_no_statement_walks_a_table(tmp_path):

@@ -88,6 +88,61 @@ struct ingest_alert {
 
 int ingest_abi_version(void);
 
+/* ---- the canonical flow record ----------------------------------------- */
+/* Flow source kinds (struct ingest_flow.source) */
+#define INGEST_FLOW_SRC_NONE 0
+#define INGEST_FLOW_SRC_EVE 1       /* Suricata EVE flow / netflow event      */
+#define INGEST_FLOW_SRC_NETFLOW5 2  /* NetFlow v5 over UDP                    */
+#define INGEST_FLOW_SRC_NETFLOW9 3  /* NetFlow v9 over UDP                    */
+#define INGEST_FLOW_SRC_IPFIX 4     /* IPFIX (NetFlow v10) over UDP           */
+
+/* struct ingest_flow.flags */
+#define INGEST_FF_ADDRS 0x01     /* src/dst addresses are valid             */
+#define INGEST_FF_PORTS 0x02     /* src/dst ports are valid (TCP/UDP/SCTP)  */
+#define INGEST_FF_ICMP 0x04      /* ports hold ICMP type (src) / code (dst) */
+#define INGEST_FF_VLAN 0x08      /* vlan is valid                           */
+#define INGEST_FF_BIFLOW 0x10    /* pkts_rev/bytes_rev/tcp_flags_rev valid  */
+#define INGEST_FF_TCP_FLAGS 0x20 /* tcp_flags (and _rev with BIFLOW) valid  */
+#define INGEST_FF_SAMPLED 0x40   /* counters were scaled up by sampling     */
+#define INGEST_FF_EXPORTER 0x80  /* exporter_addr is valid                  */
+
+/*
+ * The canonical flow: one fixed-size record per flow, whatever reported it
+ * (Suricata's flow/netflow events, NetFlow v5/v9, IPFIX).  "fwd" is the
+ * direction src -> dst (Suricata's toserver, IPFIX's forward direction),
+ * "rev" the other (toclient, RFC 5103 reverse).  Text (application name)
+ * is never stored here: app_idx indexes a string table beside the batch.
+ * 136 bytes, 8-byte aligned, no implicit padding.
+ */
+struct ingest_flow {
+    int64_t start_us;        /* first packet, microseconds since the epoch, UTC */
+    int64_t end_us;          /* last packet, the same                         */
+    uint64_t flow_id;        /* engine flow id (EVE flow_id); 0 when none     */
+    uint64_t pkts;           /* packets src -> dst (scaled when SAMPLED)      */
+    uint64_t bytes;          /* bytes src -> dst (layer 3, as exported)       */
+    uint64_t pkts_rev;       /* packets dst -> src, with INGEST_FF_BIFLOW     */
+    uint64_t bytes_rev;
+    uint8_t src_addr[16];    /* IPv6, or IPv4 as ::ffff:a.b.c.d               */
+    uint8_t dst_addr[16];
+    uint8_t exporter_addr[16]; /* who sent the export (UDP peer), same form   */
+    uint32_t domain;         /* v9 source id / IPFIX observation domain /
+                                v5 engine_type << 8 | engine_id; 0 for EVE    */
+    uint32_t sampling;       /* 1 in N packets sampled; 0 unknown, 1 none     */
+    int32_t app_idx;         /* application name in the string table, or -1  */
+    uint16_t src_port;       /* or ICMP type when flags & INGEST_FF_ICMP      */
+    uint16_t dst_port;       /* or ICMP code when flags & INGEST_FF_ICMP      */
+    uint16_t vlan;
+    uint8_t ip_ver;          /* 0 (no addresses), 4 or 6                      */
+    uint8_t proto;           /* IANA protocol number (0 when unknown)         */
+    uint8_t tcp_flags;       /* OR of the TCP flags seen src -> dst           */
+    uint8_t tcp_flags_rev;   /* the same dst -> src (BIFLOW)                  */
+    uint8_t source;          /* INGEST_FLOW_SRC_*                             */
+    uint8_t flags;           /* INGEST_FF_*                                   */
+    uint8_t exporter_ver;    /* 0 (none), 4 or 6                              */
+    uint8_t end_reason;      /* IPFIX flowEndReason (IE 136); 0 unknown       */
+    uint8_t reserved[6];
+};
+
 /* ---- recv.c: batched datagram receive --------------------------------- */
 #define INGEST_SLOT_TRUNC 0x01 /* the kernel cut the datagram (MSG_TRUNC) */
 

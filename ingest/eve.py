@@ -28,6 +28,7 @@ import orjson
 
 from . import batch as B
 from ._native import ffi, lib
+from .flows import record as _R
 from .strings import scrub
 
 #: per-record outcome names, indexed by the C status (INGEST_EVE_*)
@@ -78,6 +79,9 @@ FLOW_COLUMNS = (
     "app_proto", "start", "end", "start_us", "end_us", "pkts_toserver", "pkts_toclient",
     "bytes_toserver", "bytes_toclient", "state", "reason", "alerted",
 )
+#: what :func:`flow_row` returns: FLOW_COLUMNS, then the canonical flow
+#: record's columns (ingest.flows.record.STORE_COLUMNS)
+FLOW_ROW_COLUMNS = (*FLOW_COLUMNS, *_R.STORE_COLUMNS)
 
 #: Suricata writes every record starting with this; a torn stream line is
 #: resynchronised at its next occurrence (see :meth:`EveDecoder.decode`)
@@ -153,6 +157,19 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
     if isinstance(proto, N) and 0 <= proto <= 255:
         proto = str(proto)  # Suricata writes the IANA name, or the number as text
     lo, hi = -_I64, _I64
+    # the canonical record's columns (ingest.flows.record.STORE_COLUMNS)
+    ip_proto = _R.proto_number(proto) if isinstance(proto, S) else None
+    ip_ver = (6 if ":" in src else 4) if isinstance(src, S) and src else None
+    it, ic = g("icmp_type"), g("icmp_code")
+    vl = g("vlan")
+    vlan = vl[0] if isinstance(vl, list) and vl else None
+    tcp = g("tcp")
+    tf = tr = None
+    if isinstance(tcp, dict):
+        tf = _hex8(tcp.get("tcp_flags_ts")) if et == "flow" else _hex8(tcp.get("tcp_flags"))
+        tr = _hex8(tcp.get("tcp_flags_tc")) if et == "flow" else None
+        if tf is None and et == "flow":
+            tf = _hex8(tcp.get("tcp_flags"))
     return (
         fid, et,
         src if isinstance(src, S) else None,
@@ -172,7 +189,24 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
         state if isinstance(state, S) else None,
         reason if isinstance(reason, S) else None,
         int(alerted) if isinstance(alerted, bool) else None,
+        "eve", ip_proto, ip_ver,
+        it if isinstance(it, N) and 0 <= it <= 255 else None,
+        ic if isinstance(ic, N) and 0 <= ic <= 255 else None,
+        vlan if isinstance(vlan, N) and 0 <= vlan <= 4095 else None,
+        tf, tr,
+        None, None, None,  # exporter, obs_domain, sampling: NetFlow/IPFIX only
     )
+
+
+def _hex8(v: Any) -> int | None:
+    """Suricata's TCP flags text ("1b") as an int 0..255, or None."""
+    if not isinstance(v, str) or not 0 < len(v) <= 2:
+        return None
+    try:
+        n = int(v, 16)
+    except ValueError:
+        return None
+    return n if 0 <= n <= 255 else None
 
 
 @dataclass

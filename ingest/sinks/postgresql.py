@@ -65,7 +65,7 @@ from .onthread import OnThreadSink
 
 #: the store's schema version (schema_version table); the SQLite store's
 #: user_version has the same meaning
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: PostgreSQL types of rows.ALERT_COLUMNS, in order (the binary COPY needs them exact)
 ALERT_TYPES = ("int8", "text", "text", "int8", "int8", "int8", "int8", "int8", "int8", "text",
@@ -73,14 +73,25 @@ ALERT_TYPES = ("int8", "text", "text", "int8", "int8", "int8", "int8", "int8", "
                "int4", "int8", "text", "int8", "text", "int8")
 #: PostgreSQL types of rows.FLOW_COLUMNS (ingest.eve.flow_row gives any signed 64-bit integer)
 FLOW_TYPES = ("int8", "text", "text", "int8", "text", "int8", "text", "text", "text", "text",
-              "int8", "int8", "int8", "int8", "int8", "int8", "text", "text", "int8", "text", "int8")
+              "int8", "int8", "int8", "int8", "int8", "int8", "text", "text", "int8", "text", "int8",
+              # the canonical flow record's (schema version 3)
+              "text", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "text", "int8", "int8")
 assert len(ALERT_TYPES) == len(R.ALERT_COLUMNS) and len(FLOW_TYPES) == len(R.FLOW_COLUMNS)
 
 _SQL_TYPE = {"int8": "bigint", "int4": "integer", "text": "text"}
 #: NOT NULL columns per table, as in the SQLite store (alerts.flow_id is
-#: NULL where the source has none; flows.flow_id never is)
+#: NULL where the source has none; so is flows.flow_id for NetFlow/IPFIX)
 _ALERT_NOT_NULL = frozenset({"ts_us", "timestamp", "source", "gid", "sid", "rev", "sensor"})
-_FLOW_NOT_NULL = frozenset({"flow_id", "event_type", "sensor"})
+_FLOW_NOT_NULL = frozenset({"event_type", "sensor"})
+#: schema version 3: the canonical flow record's columns (appended to an
+#: older table) and flow_id nullable; every statement a no-op when done
+_MIGRATE_FLOWS = (
+    "ALTER TABLE flows ALTER COLUMN flow_id DROP NOT NULL",
+    *(f"ALTER TABLE flows ADD COLUMN IF NOT EXISTS {c} {_SQL_TYPE[t]}"
+      for c, t in zip(R.FLOW_COLUMNS, FLOW_TYPES, strict=True)
+      if R.FLOW_COLUMNS.index(c) > R.FLOW_COLUMNS.index("tuple_key")),
+    "UPDATE flows SET source = 'eve' WHERE source IS NULL",  # every row before version 3
+)
 
 
 def _q(name: str) -> str:
@@ -118,6 +129,7 @@ SCHEMA = (
     "ALTER TABLE flows ADD COLUMN IF NOT EXISTS tuple_key bigint",
     "ALTER TABLE flows ADD COLUMN IF NOT EXISTS alert_count bigint NOT NULL DEFAULT 0",
     "ALTER TABLE flows ADD COLUMN IF NOT EXISTS top_priority bigint",
+    *_MIGRATE_FLOWS,
     "CREATE INDEX IF NOT EXISTS alerts_tuple ON alerts (tuple_key, ts_us) WHERE tuple_key IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS alerts_flow_ref ON alerts (flow_ref) WHERE flow_ref IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS flows_tuple ON flows (tuple_key, start_us) WHERE tuple_key IS NOT NULL",
@@ -562,10 +574,12 @@ def _dedupe_flows(rows: list[tuple]) -> list[tuple]:
     if len(rows) < 2:
         return rows
     last: dict[tuple, int] = {}
+    def keyed(r: tuple) -> bool:  # flow_id (NULL for NetFlow), src_ip, src_port
+        return r[0] is not None and r[2] is not None and r[3] is not None
+
     for i, r in enumerate(rows):
-        if r[2] is not None and r[3] is not None:  # src_ip, src_port
+        if keyed(r):
             last[(r[0], r[1], r[2], r[3])] = i
-    if len(last) == sum(1 for r in rows if r[2] is not None and r[3] is not None):
+    if len(last) == sum(1 for r in rows if keyed(r)):
         return rows
-    return [r for i, r in enumerate(rows)
-            if r[2] is None or r[3] is None or last[(r[0], r[1], r[2], r[3])] == i]
+    return [r for i, r in enumerate(rows) if not keyed(r) or last[(r[0], r[1], r[2], r[3])] == i]

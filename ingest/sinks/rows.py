@@ -24,6 +24,8 @@ import numpy as np
 
 from .. import batch as B
 from ..eve import FLOW_COLUMNS as _EVE_FLOW_COLUMNS
+from ..eve import FLOW_ROW_COLUMNS as _EVE_ROW_COLUMNS
+from ..flows.record import STORE_COLUMNS as _RECORD_COLUMNS
 from ..flows.correlate import alert_tuple_keys, flow_tuple_keys
 from ..mapping import Enriched
 from ..render import format_addrs_ascii, format_times_ascii
@@ -41,12 +43,14 @@ SIGNATURE_COLUMNS = ("gid", "sid", "rev", "msg", "refs")
 ALERT_LINK_COLUMNS = ("flow_ref",)
 FLOW_LINK_COLUMNS = ("alert_count", "top_priority")
 #: the ``flows`` columns a row carries (``id`` is the store's): EVE's, then
-#: sensor and the 5-tuple's key (ingest.flows.correlate)
-FLOW_COLUMNS = (*_EVE_FLOW_COLUMNS, "sensor", "tuple_key")
+#: sensor and the 5-tuple's key (ingest.flows.correlate), then the rest of
+#: the canonical flow record (ingest.flows.record, schema version 3)
+FLOW_COLUMNS = (*_EVE_FLOW_COLUMNS, "sensor", "tuple_key", *_RECORD_COLUMNS)
 EVE_FLOW_COLUMNS = _EVE_FLOW_COLUMNS
 FLOW_TEXT = frozenset({"event_type", "src_ip", "dest_ip", "proto", "app_proto", "start", "end",
-                       "state", "reason", "sensor"})
-_FLOW_TEXT_AT = tuple(i for i, c in enumerate(_EVE_FLOW_COLUMNS) if c in FLOW_TEXT)
+                       "state", "reason", "sensor", "source", "exporter"})
+_FLOW_TEXT_AT = tuple(i for i, c in enumerate(_EVE_ROW_COLUMNS) if c in FLOW_TEXT)
+_NEVE = len(_EVE_FLOW_COLUMNS)
 _FLOW_TUPLE_AT = tuple(_EVE_FLOW_COLUMNS.index(c) for c in ("src_ip", "src_port", "dest_ip", "dest_port", "proto"))
 
 
@@ -286,5 +290,5 @@ def flow_rows(item: Enriched, sensor: str) -> list[tuple]:
     for r, k in zip(flows, keys, strict=True):  # already one Python tuple per flow event (ingest.eve.flow_row)
         if any(type(r[i]) is str and "\0" in r[i] for i in at):
             r = tuple(_clean(v) if type(v) is str else v for v in r)
-        out.append((*r, sensor, k))
+        out.append((*r[:_NEVE], sensor, k, *r[_NEVE:]))
     return out

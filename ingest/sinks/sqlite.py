@@ -63,7 +63,7 @@ _log = logging.getLogger(__name__)
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
 #: versions (it is migrated); a store newer than this is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -93,8 +93,9 @@ CREATE TABLE IF NOT EXISTS alerts (
 FLOWS_TABLE = """
 CREATE TABLE IF NOT EXISTS flows (
     id INTEGER PRIMARY KEY,
-    flow_id INTEGER NOT NULL,        -- EVE flow_id (as signed 64-bit, like alerts.flow_id)
-    event_type TEXT NOT NULL,        -- flow | netflow
+    flow_id INTEGER,                 -- EVE flow_id (as signed 64-bit, like alerts.flow_id),
+                                     -- NULL for NetFlow/IPFIX records (no engine flow id)
+    event_type TEXT NOT NULL,        -- flow (both directions) | netflow (one direction)
     src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
     proto TEXT, app_proto TEXT,
     start TEXT, "end" TEXT,          -- as Suricata wrote them (local time + offset)
@@ -103,6 +104,12 @@ CREATE TABLE IF NOT EXISTS flows (
     state TEXT, reason TEXT, alerted INTEGER,
     sensor TEXT NOT NULL,
     tuple_key INTEGER,               -- as alerts.tuple_key
+    source TEXT,                     -- eve | netflow5 | netflow9 | ipfix
+    ip_proto INTEGER, ip_ver INTEGER, -- IANA protocol number, 4 or 6
+    icmp_type INTEGER, icmp_code INTEGER, vlan INTEGER,
+    tcp_flags INTEGER, tcp_flags_rev INTEGER, -- OR of TCP flags src->dst, dst->src
+    exporter TEXT, obs_domain INTEGER, -- NetFlow/IPFIX: exporter address, source id / domain
+    sampling INTEGER,                -- 1 in N packets sampled (counters already scaled)
     alert_count INTEGER NOT NULL DEFAULT 0, -- alerts linked to it (alerts.flow_ref)
     top_priority INTEGER,            -- the lowest priority number among them (1: the highest)
     UNIQUE (sensor, flow_id, event_type, src_ip, src_port)
@@ -152,6 +159,14 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _columns_ordered(db: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+
+
+#: the columns of flows in version 3 (what a copy into it may take)
+_FLOWS_V3 = frozenset({"id", *R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS})
+
+
 def _index_columns(db: sqlite3.Connection, index: str) -> list[str]:
     return [r[2] for r in db.execute(f"PRAGMA index_info({index})")]
 
@@ -191,11 +206,20 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
         db.execute(f"INSERT INTO flows ({old}, sensor) SELECT {old}, ? FROM flows_before_sensor "
                    "ORDER BY rowid", (sensor,))
         db.execute("DROP TABLE flows_before_sensor")
-    have = _columns(db, "flows")
-    for col, decl in (("tuple_key", "INTEGER"), ("alert_count", "INTEGER NOT NULL DEFAULT 0"),
-                      ("top_priority", "INTEGER")):
-        if col not in have:
-            db.execute(f"ALTER TABLE flows ADD COLUMN {col} {decl}")
+    if "source" not in _columns(db, "flows"):
+        # version 3: the canonical flow record's columns, and flow_id
+        # nullable (NetFlow has none).  A NOT NULL cannot be dropped in
+        # place: the table is copied (ids kept: alerts.flow_ref holds them)
+        old = [c for c in _columns_ordered(db, "flows") if c in _FLOWS_V3]
+        names = ", ".join(f'"{c}"' for c in old)
+        for index in ("flows_flow", "flows_tuple"):
+            db.execute(f"DROP INDEX IF EXISTS {index}")
+        db.execute("ALTER TABLE flows RENAME TO flows_before_v3")
+        db.execute(FLOWS_TABLE)
+        db.execute(f"INSERT INTO flows ({names}) SELECT {names} FROM flows_before_v3 ORDER BY rowid")
+        db.execute("DROP TABLE flows_before_v3")
+        # rows stored before version 3 are all Suricata's
+        db.execute("UPDATE flows SET source = 'eve' WHERE source IS NULL")
 
 
 def _ensure_keys(db: sqlite3.Connection) -> None:

@@ -1,0 +1,225 @@
+"""The canonical flow record: one numpy structured dtype for every flow source.
+
+``FLOW_DTYPE`` mirrors ``struct ingest_flow`` in csrc/ingest.h field for
+field; ``tests/unit/test_flow_record.py`` checks every offset against the
+compiled C struct.  Text (the application name) lives beside the records in
+the batch's string table (``app_idx``), as the alert batch's does.
+
+Suricata ``flow``/``netflow`` events map to it with :func:`from_eve_rows`
+(the store rows :func:`ingest.eve.flow_row` makes); the NetFlow/IPFIX
+decoder (csrc/netflow.c) writes it directly.
+
+Directions: ``pkts``/``bytes``/``tcp_flags`` are src -> dst (Suricata's
+"toserver", IPFIX's forward direction); ``*_rev`` are dst -> src
+(Suricata's "toclient", the RFC 5103 reverse direction) and valid only with
+``FF_BIFLOW``.  A unidirectional record (Suricata ``netflow``, NetFlow v5/v9)
+has no reverse counters: NULL in the store, never 0 invented.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Flow source kinds (INGEST_FLOW_SRC_*) and their names in the store's ``source`` column.
+FLOW_SRC_NONE, FLOW_SRC_EVE, FLOW_SRC_NETFLOW5, FLOW_SRC_NETFLOW9, FLOW_SRC_IPFIX = range(5)
+FLOW_SOURCE_NAMES = {
+    FLOW_SRC_EVE: "eve",
+    FLOW_SRC_NETFLOW5: "netflow5",
+    FLOW_SRC_NETFLOW9: "netflow9",
+    FLOW_SRC_IPFIX: "ipfix",
+}
+
+# Flags (INGEST_FF_*).
+FF_ADDRS = 0x01  #: src_addr / dst_addr are valid
+FF_PORTS = 0x02  #: src_port / dst_port are TCP/UDP/SCTP ports
+FF_ICMP = 0x04  #: src_port / dst_port hold ICMP type / code
+FF_VLAN = 0x08  #: vlan is valid
+FF_BIFLOW = 0x10  #: pkts_rev / bytes_rev (/ tcp_flags_rev) are valid
+FF_TCP_FLAGS = 0x20  #: tcp_flags (and tcp_flags_rev with FF_BIFLOW) are valid
+FF_SAMPLED = 0x40  #: counters were multiplied by the sampling interval
+FF_EXPORTER = 0x80  #: exporter_addr is valid
+
+FLOW_DTYPE = np.dtype(
+    [
+        ("start_us", "<i8"),  # first packet: microseconds since the epoch, UTC
+        ("end_us", "<i8"),  # last packet, the same
+        ("flow_id", "<u8"),  # engine flow id (EVE flow_id); 0 when none
+        ("pkts", "<u8"),  # packets src -> dst
+        ("bytes", "<u8"),  # bytes src -> dst
+        ("pkts_rev", "<u8"),  # packets dst -> src (FF_BIFLOW)
+        ("bytes_rev", "<u8"),
+        ("src_addr", "V16"),  # IPv6, or IPv4 as ::ffff:a.b.c.d
+        ("dst_addr", "V16"),
+        ("exporter_addr", "V16"),  # the exporter (UDP peer), same form (FF_EXPORTER)
+        ("domain", "<u4"),  # v9 source id / IPFIX observation domain / v5 engine type<<8|id
+        ("sampling", "<u4"),  # 1 in N packets sampled; 0 unknown, 1 none
+        ("app_idx", "<i4"),  # application name in FlowBatch.strings, -1 if none
+        ("src_port", "<u2"),  # or ICMP type when flags & FF_ICMP
+        ("dst_port", "<u2"),  # or ICMP code when flags & FF_ICMP
+        ("vlan", "<u2"),  # 802.1Q VLAN id when flags & FF_VLAN
+        ("ip_ver", "u1"),  # 0 (no addresses), 4 or 6
+        ("proto", "u1"),  # IANA protocol number, 0 if unknown
+        ("tcp_flags", "u1"),  # OR of TCP flags src -> dst
+        ("tcp_flags_rev", "u1"),  # the same dst -> src
+        ("source", "u1"),  # FLOW_SRC_*
+        ("flags", "u1"),  # FF_*
+        ("exporter_ver", "u1"),  # 0, 4 or 6
+        ("end_reason", "u1"),  # IPFIX flowEndReason; 0 unknown
+        ("reserved", "V6"),
+    ],
+    align=True,
+)
+assert FLOW_DTYPE.itemsize == 136
+
+#: IANA protocol numbers by the names Suricata writes in ``proto`` (and back)
+PROTO_NUMBERS = {"ICMP": 1, "IGMP": 2, "TCP": 6, "UDP": 17, "GRE": 47, "ESP": 50, "AH": 51,
+                 "IPv6-ICMP": 58, "SCTP": 132}
+PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()}
+_ICMP = frozenset({1, 58})
+
+#: the ``flows`` table's columns of the canonical record, after Suricata's
+#: own (ingest.eve.FLOW_COLUMNS) and ``sensor`` (store schema version 2)
+STORE_COLUMNS = ("source", "ip_proto", "ip_ver", "icmp_type", "icmp_code", "vlan", "tcp_flags",
+                 "tcp_flags_rev", "exporter", "obs_domain", "sampling")
+_PORTED = frozenset({6, 17, 132})
+
+
+def empty(n: int) -> np.ndarray:
+    """A zeroed flow array of n records with app_idx at -1."""
+    arr = np.zeros(n, dtype=FLOW_DTYPE)
+    arr["app_idx"] = -1
+    return arr
+
+
+def proto_name(num: int) -> str:
+    """The ``proto`` text of the store for an IANA number: Suricata's name
+    for the protocols it names, else the number as text (as Suricata does)."""
+    return PROTO_NAMES.get(num) or str(num)
+
+
+def proto_number(text: str | None) -> int | None:
+    """The IANA number of a ``proto`` text (a Suricata name or a number), or None."""
+    if text is None:
+        return None
+    n = PROTO_NUMBERS.get(text)
+    if n is not None:
+        return n
+    return int(text) if text.isdigit() and int(text) <= 255 else None
+
+
+def addr16(text: str | None) -> tuple[bytes, int] | None:
+    """An address text as 16 bytes (IPv4 mapped into IPv6) and its version, or None."""
+    if text is None:
+        return None
+    try:
+        a = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if a.version == 4:
+        return b"\0" * 10 + b"\xff\xff" + a.packed, 4
+    return a.packed, 6
+
+
+@dataclass(eq=False)
+class FlowBatch:
+    """A batch of canonical flow records and the text they refer to.
+
+    ``records`` is a ``FLOW_DTYPE`` array; ``records["app_idx"]`` indexes
+    ``strings`` (-1: none).  ``origin`` names the source (``netflow:udp://...``).
+    """
+
+    records: np.ndarray
+    strings: list[str] = field(default_factory=list)
+    origin: str = ""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @staticmethod
+    def concat(parts: Sequence[FlowBatch]) -> FlowBatch:
+        """Join batches, re-basing app_idx."""
+        if len(parts) == 1:
+            return parts[0]
+        recs = []
+        strings: list[str] = []
+        for p in parts:
+            r = p.records
+            if strings and p.strings:
+                r = r.copy()
+                c = r["app_idx"]
+                c[c >= 0] += len(strings)
+            recs.append(r)
+            strings.extend(p.strings)
+        origin = parts[0].origin if len({p.origin for p in parts}) == 1 else "*"
+        return FlowBatch(np.concatenate(recs) if recs else empty(0), strings, origin)
+
+
+def from_eve_rows(rows: Sequence[tuple], columns: Sequence[str]) -> FlowBatch:
+    """Canonical records for Suricata flow/netflow store rows
+    (:func:`ingest.eve.flow_row`, whose names are ``columns``).
+
+    The mapping: flow_id; src_ip/dest_ip (16 bytes, ip_ver); src_port/dest_port,
+    or icmp_type/icmp_code for ICMP; proto (Suricata's name or number) as the
+    IANA number; start_us/end_us; pkts/bytes_toserver -> pkts/bytes,
+    _toclient -> *_rev (``flow`` events are biflows, ``netflow`` events are
+    not); vlan; tcp_flags/tcp_flags_rev (Suricata's tcp_flags_ts/_tc);
+    app_proto -> app_idx.  A value the row lacks stays 0 with its flag clear."""
+    at = {c: i for i, c in enumerate(columns)}
+    out = empty(len(rows))
+    strings: list[str] = []
+    app_at: dict[str, int] = {}
+    for j, r in enumerate(rows):
+        rec = out[j]
+        flags = 0
+        rec["flow_id"] = r[at["flow_id"]] & 0xFFFFFFFFFFFFFFFF
+        rec["source"] = FLOW_SRC_EVE
+        src, dst = addr16(r[at["src_ip"]]), addr16(r[at["dest_ip"]])
+        if src is not None and dst is not None and src[1] == dst[1]:
+            rec["src_addr"], rec["dst_addr"], rec["ip_ver"] = src[0], dst[0], src[1]
+            flags |= FF_ADDRS
+        proto = r[at["ip_proto"]]
+        if proto is not None:
+            rec["proto"] = proto
+        sp, dp = r[at["src_port"]], r[at["dest_port"]]
+        it, ic = r[at["icmp_type"]], r[at["icmp_code"]]
+        if proto in _ICMP and it is not None and 0 <= it < 65536:
+            rec["src_port"] = it
+            rec["dst_port"] = ic if ic is not None and 0 <= ic < 65536 else 0
+            flags |= FF_ICMP
+        elif sp is not None and dp is not None and 0 <= sp < 65536 and 0 <= dp < 65536:
+            rec["src_port"], rec["dst_port"] = sp, dp
+            flags |= FF_PORTS
+        for name, col in (("start_us", "start_us"), ("end_us", "end_us")):
+            v = r[at[col]]
+            if v is not None:
+                rec[name] = v
+        for name, col in (("pkts", "pkts_toserver"), ("bytes", "bytes_toserver")):
+            v = r[at[col]]
+            if v is not None and v >= 0:
+                rec[name] = v
+        pc, bc = r[at["pkts_toclient"]], r[at["bytes_toclient"]]
+        if r[at["event_type"]] == "flow" and pc is not None and bc is not None and pc >= 0 and bc >= 0:
+            rec["pkts_rev"], rec["bytes_rev"] = pc, bc
+            flags |= FF_BIFLOW
+        vlan = r[at["vlan"]]
+        if vlan is not None:
+            rec["vlan"] = vlan
+            flags |= FF_VLAN
+        tf, tr = r[at["tcp_flags"]], r[at["tcp_flags_rev"]]
+        if tf is not None:
+            rec["tcp_flags"] = tf
+            rec["tcp_flags_rev"] = tr or 0
+            flags |= FF_TCP_FLAGS
+        app = r[at["app_proto"]]
+        if app is not None:
+            k = app_at.get(app)
+            if k is None:
+                k = app_at[app] = len(strings)
+                strings.append(app)
+            rec["app_idx"] = k
+        rec["flags"] = flags
+    return FlowBatch(out, strings, "eve")

@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 17
+#define INGEST_ABI_VERSION 18
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -184,6 +184,13 @@ int ingest_recv_batch_creds(int fd, uint8_t *slots, size_t slot_size, unsigned n
                             int32_t *pids, uint32_t *uids, uint32_t *gids,
                             const uint32_t *allow_uids, unsigned n_allow_uids,
                             const uint32_t *allow_gids, unsigned n_allow_gids);
+
+/* ingest_recv_batch for UDP: also the sender of each datagram, its address
+ * as 16 bytes (IPv4 as ::ffff:a.b.c.d) at peers + 16 * i and its port in
+ * ports[i] (may be NULL). */
+int ingest_recv_batch_from(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
+                           uint32_t *lens, uint8_t *slot_flags, int linger_us, uint8_t *peers,
+                           uint16_t *ports);
 
 /* ---- alertpkt.c: Snort / Barnyard2 Alertpkt batch decoder -------------- */
 #define INGEST_ALERTPKT_SNORT_LEN 65864u
@@ -680,6 +687,115 @@ long ingest_gen_lines(const char *path, uint8_t *data, const uint32_t *ends,
                       unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
                       const struct ingest_gen_times *times, const int *stop,
                       struct ingest_gen_result *res);
+
+/* ---- netflow.c: NetFlow v5 / v9 / IPFIX decoder ----------------------- */
+#define INGEST_NF_MAX_FIELDS 128 /* a template with more fields is refused    */
+#define INGEST_NF_PROBE 16       /* slots a table lookup looks at             */
+
+/* Per-packet outcome (status[i]).  A packet that is not OK is counted and
+ * dead-lettered by the caller; the records of its sets decoded before the
+ * fault are kept (they were whole). */
+#define INGEST_NF_OK 0
+#define INGEST_NF_SHORT_HEADER 1   /* shorter than its version's header       */
+#define INGEST_NF_BAD_VERSION 2    /* not 5, 9 or 10                           */
+#define INGEST_NF_BAD_LENGTH 3     /* v5 count / IPFIX length vs the datagram  */
+#define INGEST_NF_BAD_SET 4        /* a set length beyond the packet (or < 4)  */
+#define INGEST_NF_BAD_TEMPLATE 5   /* zero or absurd field count, a template
+                                      beyond its set, an id below 256          */
+#define INGEST_NF_BAD_FIELD 6      /* a field length that does not fit         */
+#define INGEST_NF_TRUNCATED 7      /* cut by the kernel (MSG_TRUNC)            */
+#define INGEST_NF_NREASONS 8
+
+struct ingest_nf_field {
+    uint16_t ie;      /* information element (enterprise bit cleared)        */
+    uint16_t len;     /* bytes, or 65535: variable length (IPFIX)            */
+    uint8_t action;   /* what the decoder does with it (netflow.c)           */
+    uint8_t reserved;
+};
+
+/* One template, keyed by (exporter, domain, version, id).  version 0: a
+ * free slot. */
+struct ingest_nf_template {
+    uint8_t exporter[16];
+    uint32_t domain;      /* v9 source id / IPFIX observation domain         */
+    uint16_t id;
+    uint16_t nfields;
+    uint16_t scope;       /* options templates: leading scope fields         */
+    uint16_t min_len;     /* bytes of the shortest record                    */
+    uint8_t version;      /* 9 or 10; 0 = free                               */
+    uint8_t options;
+    uint8_t varlen;
+    uint8_t reserved;
+    uint64_t stamp;       /* last use (least recently used is replaced)      */
+    struct ingest_nf_field f[128]; /* INGEST_NF_MAX_FIELDS (cffi needs the number) */
+};
+
+/* One exporter (exporter address, domain, version): sequence tracking and
+ * what its options records said.  version 0: a free slot. */
+struct ingest_nf_exporter {
+    uint8_t addr[16];
+    uint32_t domain;
+    uint32_t next_seq;    /* the sequence number expected next               */
+    uint32_t sampling;    /* from options records (IE 34/305/50); 0 unknown  */
+    uint8_t seq_valid;
+    uint8_t version;      /* 5, 9 or 10; 0 = free                            */
+    uint8_t reserved[2];
+    int64_t sysinit_ms;   /* IPFIX systemInitTimeMilliseconds; 0 unknown      */
+    uint64_t loss;        /* sequence gap total (v5: flows, v9: packets,
+                             IPFIX: data records)                            */
+    uint64_t stamp;
+};
+
+/* The decoder's state: caller-owned tables of fixed capacity, and
+ * cumulative counters. */
+struct ingest_nf_state {
+    struct ingest_nf_template *templates;
+    struct ingest_nf_exporter *exporters;
+    uint32_t template_cap;
+    uint32_t exporter_cap;
+    uint64_t clock;
+    uint64_t packets;
+    uint64_t flows;
+    uint64_t templates_added;     /* learned or refreshed                    */
+    uint64_t templates_withdrawn;
+    uint64_t templates_evicted;   /* replaced because the table was full     */
+    uint64_t exporters_evicted;
+    uint64_t options_records;
+    uint64_t exporter_loss;       /* sum of every exporter's sequence gaps   */
+    uint64_t sequence_resets;     /* a sequence number went backwards        */
+    uint64_t held_overflow;       /* sets without template beyond held_cap   */
+};
+
+/* A data set whose template has not arrived: the caller holds a copy (with
+ * the packet's header) and decodes it again, replay set, when templates
+ * arrive.  off is relative to slots (the set header included). */
+struct ingest_nf_held {
+    uint32_t slot;
+    uint32_t off;
+    uint32_t len;
+    uint16_t template_id;
+    uint8_t version;
+    uint8_t reserved;
+};
+
+/*
+ * Decode received export packets (slot i: lens[i] bytes at slots + i *
+ * slot_size, from the exporter peers + 16 * i, IPv4 as ::ffff:a.b.c.d) into
+ * out[] (capacity out_cap).  flow_slot[j] is flow j's packet; app_off/app_len
+ * its applicationName (IE 96) text, relative to slots (0/0: none).
+ * status[i] is INGEST_NF_*.  Sets without a template are listed in held
+ * (capacity held_cap; *nheld set).  replay (held sets decoded again): no
+ * sequence accounting.  Decoding stops before a packet whose records might
+ * not fit in out (a packet of len bytes gives at most len records):
+ * *consumed is the number of packets decoded.  Returns the number of flows,
+ * or INGEST_EINVAL.
+ */
+int ingest_nf_decode(struct ingest_nf_state *st, const uint8_t *slots, size_t slot_size, unsigned n,
+                     const uint32_t *lens, const uint8_t *slot_flags, const uint8_t *peers,
+                     int replay, struct ingest_flow *out, unsigned out_cap, uint32_t *flow_slot,
+                     uint32_t *app_off, uint16_t *app_len, uint8_t *status,
+                     struct ingest_nf_held *held, unsigned held_cap, unsigned *nheld,
+                     unsigned *consumed);
 
 /* ---- pgcopy.c: PostgreSQL binary COPY rows ----------------------------- */
 /*

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "ingest.h"
@@ -25,7 +26,8 @@ int ingest_abi_version(void) { return INGEST_ABI_VERSION; }
 /* Where datagram i lands: its slot, and (with credentials) its own control
  * buffer of cmsg_size bytes in the caller's cmsgs. */
 static void prepare(uint8_t *slots, size_t slot_size, unsigned first, unsigned nslots,
-                    struct mmsghdr *msgs, struct iovec *iov, uint8_t *cmsgs, size_t cmsg_size)
+                    struct mmsghdr *msgs, struct iovec *iov, uint8_t *cmsgs, size_t cmsg_size,
+                    struct sockaddr_storage *names)
 {
     memset(msgs + first, 0, sizeof(msgs[0]) * (nslots - first));
     for (unsigned i = first; i < nslots; i++) {
@@ -36,6 +38,10 @@ static void prepare(uint8_t *slots, size_t slot_size, unsigned first, unsigned n
         if (cmsgs != NULL) {
             msgs[i].msg_hdr.msg_control = cmsgs + (size_t)i * cmsg_size;
             msgs[i].msg_hdr.msg_controllen = cmsg_size;
+        }
+        if (names != NULL) {
+            msgs[i].msg_hdr.msg_name = &names[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
         }
     }
 }
@@ -88,7 +94,8 @@ static void read_creds(struct msghdr *h, unsigned i, int32_t *pids, uint32_t *ui
 static int recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots, uint32_t *lens,
                       uint8_t *slot_flags, int linger_us, uint8_t *cmsgs, size_t cmsg_size,
                       int32_t *pids, uint32_t *uids, uint32_t *gids, const uint32_t *allow_uids,
-                      unsigned n_allow_uids, const uint32_t *allow_gids, unsigned n_allow_gids)
+                      unsigned n_allow_uids, const uint32_t *allow_gids, unsigned n_allow_gids,
+                      struct sockaddr_storage *names)
 {
     struct mmsghdr msgs[RECV_MAX_BATCH];
     struct iovec iov[RECV_MAX_BATCH];
@@ -103,7 +110,7 @@ static int recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
      * MSG_CMSG_CLOEXEC: a descriptor a peer slips in is never inherited
      * by a child in the moment before it is closed. */
     int cflags = cmsgs != NULL ? MSG_CMSG_CLOEXEC : 0;
-    prepare(slots, slot_size, 0, nslots, msgs, iov, cmsgs, cmsg_size);
+    prepare(slots, slot_size, 0, nslots, msgs, iov, cmsgs, cmsg_size, names);
     int n = recvmmsg(fd, msgs, nslots, MSG_WAITFORONE | MSG_TRUNC | cflags, NULL);
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
@@ -124,7 +131,7 @@ static int recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0) {
             /* recvmmsg checks `limit` after each datagram; SO_RCVTIMEO bounds
              * the wait for the next one: at most ~2 x linger_us in all. */
-            prepare(slots, slot_size, total, nslots, msgs, iov, cmsgs, cmsg_size);
+            prepare(slots, slot_size, total, nslots, msgs, iov, cmsgs, cmsg_size, names);
             int m = recvmmsg(fd, msgs + total, nslots - total, MSG_TRUNC | cflags, &limit);
             if (m > 0)
                 total += (unsigned)m;
@@ -154,7 +161,7 @@ int ingest_recv_batch(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
     if (fd < 0 || slots == NULL || lens == NULL || slot_size == 0 || nslots == 0)
         return INGEST_EINVAL;
     return recv_batch(fd, slots, slot_size, nslots, lens, slot_flags, linger_us, NULL, 0, NULL,
-                      NULL, NULL, NULL, 0, NULL, 0);
+                      NULL, NULL, NULL, 0, NULL, 0, NULL);
 }
 
 int ingest_recv_batch_creds(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
@@ -175,5 +182,36 @@ int ingest_recv_batch_creds(int fd, uint8_t *slots, size_t slot_size, unsigned n
     if ((n_allow_uids > 0 && allow_uids == NULL) || (n_allow_gids > 0 && allow_gids == NULL))
         return INGEST_EINVAL;
     return recv_batch(fd, slots, slot_size, nslots, lens, slot_flags, linger_us, cmsgs, cmsg_size,
-                      pids, uids, gids, allow_uids, n_allow_uids, allow_gids, n_allow_gids);
+                      pids, uids, gids, allow_uids, n_allow_uids, allow_gids, n_allow_gids, NULL);
+}
+
+int ingest_recv_batch_from(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
+                           uint32_t *lens, uint8_t *slot_flags, int linger_us, uint8_t *peers,
+                           uint16_t *ports)
+{
+    struct sockaddr_storage names[RECV_MAX_BATCH];
+    if (fd < 0 || slots == NULL || lens == NULL || slot_size == 0 || nslots == 0 || peers == NULL)
+        return INGEST_EINVAL;
+    if (nslots > RECV_MAX_BATCH)
+        nslots = RECV_MAX_BATCH;
+    int n = recv_batch(fd, slots, slot_size, nslots, lens, slot_flags, linger_us, NULL, 0, NULL, NULL,
+                       NULL, NULL, 0, NULL, 0, names);
+    for (int i = 0; i < n; i++) {
+        uint8_t *a = peers + (size_t)i * 16;
+        memset(a, 0, 16);
+        uint16_t port = 0;
+        if (names[i].ss_family == AF_INET) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)&names[i];
+            a[10] = a[11] = 0xff;
+            memcpy(a + 12, &s4->sin_addr, 4);
+            port = ntohs(s4->sin_port);
+        } else if (names[i].ss_family == AF_INET6) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&names[i];
+            memcpy(a, &s6->sin6_addr, 16);
+            port = ntohs(s6->sin6_port);
+        }
+        if (ports != NULL)
+            ports[i] = port;
+    }
+    return n;
 }

@@ -15,6 +15,10 @@ format     csrc/format.c + jsonw.h: random alert structs and string tables,
 pgcopy     csrc/pgcopy.c: PostgreSQL binary COPY from random column
            descriptors (text tables with raw offsets/lengths, NULL flags,
            short output buffers); size and encode must agree, the stream parse
+netflow    csrc/netflow.c: NetFlow v5 / v9 / IPFIX datagram sequences through
+           one decoder state with small tables (templates carried over,
+           eviction, withdrawal, held sets); seeds: pmacct's real exports
+           (tests/data/netflow) and packets from ingest.gen.netflow
 =========  =====================================================================
 
 Seeds come from the shared data (``../shared/data`` beside the checkout, or
@@ -53,6 +57,7 @@ TARGETS: dict[str, tuple[list[str], int]] = {
     "eve": (["eve.c", "hash.c"], 8192),
     "format": (["format.c", "eve.c", "hash.c"], 8192),
     "pgcopy": (["pgcopy.c"], 4096),
+    "netflow": (["netflow.c"], 8192),
 }
 
 CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=fuzzer,address,undefined",
@@ -190,7 +195,41 @@ def seeds(name: str, data: pathlib.Path) -> list[bytes]:
                 + b"hello world")
         for cap in (0, 1, 9):
             out.append(bytes([3, 3, cap]) + body)
+    elif name == "netflow":
+        out += _netflow_seeds()
     return [s for s in out if s]
+
+
+def _frame(datagrams: list[bytes]) -> bytes:
+    """The netflow target's input: a selector byte, then <u16 LE length><datagram>..."""
+    return b"\x00" + b"".join(struct.pack("<H", len(d)) + d for d in datagrams)
+
+
+def _netflow_seeds() -> list[bytes]:
+    """pmacct's real exports (tests/data/netflow), whole and per datagram,
+    and built packets of every kind ingest.gen.netflow makes."""
+    out = []
+    for p in sorted((ROOT / "tests" / "data" / "netflow").glob("*.bin.gz")):
+        caps = _captures(p)
+        out.append(_frame(caps))
+        out += [_frame([d]) for d in caps]
+    sys.path.insert(0, str(ROOT))
+    from ingest.gen import netflow as G
+
+    f4 = [G.Flow(), G.Flow(proto=1, dport=0x0301), G.Flow(proto=17, app=b"dns")]
+    f6 = [G.Flow(src="2001:db8::1", dst="2001:db8::2", rpkts=3, rbytes=300, app=b"x" * 260)]
+    bi = [*G.IPV6, (2, 8, G.PEN_REVERSE), (1, 8, G.PEN_REVERSE), (1234, 4, 9999), (96, 65535),
+          (777, 65535, 9999)]
+    opt9 = G.v9_options_template(257, [(1, 4)], [(34, 4)])
+    out.append(_frame([G.v5(f4, seq=1), G.v5(f4, seq=9, sampling=10)]))
+    out.append(_frame([G.v9([G.v9_template(256, G.V9_IPV4), opt9,
+                             struct.pack("!HHII", 257, 12, 0, 100), G.v9_data(256, G.V9_IPV4, f4)], seq=1)]))
+    out.append(_frame([G.ipfix([G.ipfix_data(300, bi, f6)], seq=0),
+                       G.ipfix([G.ipfix_template(300, bi), G.ipfix_data(300, bi, f6)], seq=1),
+                       G.ipfix([G.ipfix_options_template(600, [(149, 4)], [(305, 4)]),
+                                G.ipfix_options_data(600, [(0, 4), (4, 4)]), G.ipfix_withdraw(300),
+                                G.ipfix_withdraw(2)], seq=2)]))
+    return out
 
 
 def write_seeds(name: str, dest: pathlib.Path, data: pathlib.Path) -> int:

@@ -97,6 +97,9 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="listen for Suricata eve-log filetype: unix_stream")
     p.add_argument("--eve-file", action="append", metavar="PATH",
                    help="follow a Suricata eve.json (or a glob: eve.*.json), with a bookmark")
+    p.add_argument("--netflow", action="append", metavar="udp://HOST:PORT",
+                   help="receive NetFlow v5/v9 and IPFIX exports on this UDP address "
+                        "(HOST defaults to 127.0.0.1; repeat for several)")
     p.add_argument("--event-types", metavar="LIST",
                    help="EVE event types to keep, comma-separated (default: all)")
     p.add_argument("--eve-max-line", type=_flag("eve_max_line"), metavar="BYTES",
@@ -205,7 +208,7 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "max_queue_bytes", "max_connections", "idle_timeout",
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference", "rules",
-              "eve_dgram", "eve_stream", "eve_file", "event_types", "eve_max_line",
+              "eve_dgram", "eve_stream", "eve_file", "netflow", "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
               "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders",
               "log_level", "log_format", "correlate_slack", "metrics")
@@ -312,10 +315,15 @@ def build_pipeline(cfg: Config):
                     spec, bookmark=cfg.unified2_bookmark, start=cfg.unified2_start,
                     after=cfg.unified2_after, archive_dir=cfg.unified2_archive))
         sources.extend(_eve_sources(cfg, peers))
+        if cfg.netflow:
+            from .sources.netflow import NetflowSource
+
+            for url in cfg.netflow:
+                sources.append(NetflowSource(url, linger_us=linger_us))
         _one_bookmark_each(sources)
         if not sources:
             raise ValueError("no input given: name one with --snort, --barnyard2, --barnyard2-sync, "
-                             "--unified2, --eve-dgram, --eve-stream or --eve-file (in a configuration "
+                             "--unified2, --eve-dgram, --eve-stream, --eve-file or --netflow (in a configuration "
                              "file: snort = [...], ...), or start 'ingest run' without --config for "
                              "the defaults")
         spool = None if cfg.spool_dir is None else (cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)

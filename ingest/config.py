@@ -64,6 +64,8 @@ class Config:
     eve_dgram: tuple[str, ...] = ()
     eve_stream: tuple[str, ...] = ()
     eve_file: tuple[str, ...] = ()
+    #: NetFlow v5/v9/IPFIX: UDP sockets we bind, each udp://HOST:PORT (HOST default 127.0.0.1)
+    netflow: tuple[str, ...] = ()
     #: EVE event types to keep (empty: all), e.g. ("alert", "flow", "stats")
     event_types: tuple[str, ...] = ()
     #: longest EVE line accepted on a stream or file (longer: counted, skipped)
@@ -262,7 +264,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 #: field holds several, as the flag may be repeated)
 _ALIASES = {"sink": "sinks"}
 _LISTS = {"snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
-          "eve_file", "rules", "allow_uid", "allow_gid"}
+          "eve_file", "rules", "allow_uid", "allow_gid", "netflow"}
 _CHOICES = {
     "format": ("eve", "trisul"),
     "eve_file_start": ("beginning", "end"),

@@ -74,14 +74,10 @@ WIRE_DTYPE = np.dtype(
 )
 
 #: columns of a flow row (EventBatch.flows), in the store's ``flows`` table order
-FLOW_COLUMNS = (
-    "flow_id", "event_type", "src_ip", "src_port", "dest_ip", "dest_port", "proto",
-    "app_proto", "start", "end", "start_us", "end_us", "pkts_toserver", "pkts_toclient",
-    "bytes_toserver", "bytes_toclient", "state", "reason", "alerted",
-)
+FLOW_COLUMNS = _R.EVE_COLUMNS
 #: what :func:`flow_row` returns: FLOW_COLUMNS, then the canonical flow
 #: record's columns (ingest.flows.record.STORE_COLUMNS)
-FLOW_ROW_COLUMNS = (*FLOW_COLUMNS, *_R.STORE_COLUMNS)
+FLOW_ROW_COLUMNS = _R.ROW_COLUMNS
 
 #: Suricata writes every record starting with this; a torn stream line is
 #: resynchronised at its next occurrence (see :meth:`EveDecoder.decode`)

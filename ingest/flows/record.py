@@ -81,10 +81,20 @@ PROTO_NUMBERS = {"ICMP": 1, "IGMP": 2, "TCP": 6, "UDP": 17, "GRE": 47, "ESP": 50
 PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()}
 _ICMP = frozenset({1, 58})
 
+#: the ``flows`` table's columns from Suricata's flow/netflow events, in table order
+EVE_COLUMNS = (
+    "flow_id", "event_type", "src_ip", "src_port", "dest_ip", "dest_port", "proto",
+    "app_proto", "start", "end", "start_us", "end_us", "pkts_toserver", "pkts_toclient",
+    "bytes_toserver", "bytes_toclient", "state", "reason", "alerted",
+)
+
 #: the ``flows`` table's columns of the canonical record, after Suricata's
 #: own (ingest.eve.FLOW_COLUMNS) and ``sensor`` (store schema version 2)
 STORE_COLUMNS = ("source", "ip_proto", "ip_ver", "icmp_type", "icmp_code", "vlan", "tcp_flags",
                  "tcp_flags_rev", "exporter", "obs_domain", "sampling")
+#: a flow row as ingest.eve.flow_row and store_rows make it (the store adds
+#: ``sensor`` after EVE_COLUMNS)
+ROW_COLUMNS = (*EVE_COLUMNS, *STORE_COLUMNS)
 _PORTED = frozenset({6, 17, 132})
 
 
@@ -223,3 +233,135 @@ def from_eve_rows(rows: Sequence[tuple], columns: Sequence[str]) -> FlowBatch:
             rec["app_idx"] = k
         rec["flags"] = flags
     return FlowBatch(out, strings, "eve")
+
+
+# ---- store rows and JSON lines of a batch (NetFlow / IPFIX) -------------------
+
+#: IPFIX flowEndReason (IE 136) names
+END_REASONS = {1: "idle_timeout", 2: "active_timeout", 3: "end_of_flow", 4: "forced_end",
+               5: "lack_of_resources"}
+
+
+def _texts(batch: FlowBatch) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """src, dst, exporter addresses and start, end times as text, column-wise in C."""
+    from .. import batch as B
+    from ..render import format_addrs_ascii, format_times_ascii
+
+    r = batch.records
+    n = len(r)
+    a = B.empty(n)
+    has = (r["flags"] & FF_ADDRS) != 0
+    a["src_addr"], a["dst_addr"] = r["src_addr"], r["dst_addr"]
+    a["ip_ver"] = np.where(has, r["ip_ver"], 0)
+    a["flags"] = np.where(has, B.F_ADDRS, 0)
+    src, dst = format_addrs_ascii(a)
+    e = B.empty(n)
+    hasx = (r["flags"] & FF_EXPORTER) != 0
+    e["src_addr"] = r["exporter_addr"]
+    e["ip_ver"] = np.where(hasx, r["exporter_ver"], 0)
+    e["flags"] = np.where(hasx, B.F_ADDRS, 0)
+    exp, _ = format_addrs_ascii(e)
+    return ([s.decode() for s in src.tolist()], [s.decode() for s in dst.tolist()],
+            [s.decode() for s in exp.tolist()],
+            [s.decode() for s in format_times_ascii(r["start_us"]).tolist()],
+            [s.decode() for s in format_times_ascii(r["end_us"]).tolist()])
+
+
+def _i64(v: int) -> int | None:
+    """A u64 counter as the stores' signed 64-bit integer (None beyond it: a
+    counter of 2**63 is no real count, and a store cannot hold it)."""
+    return v if v < 1 << 63 else None
+
+
+def store_rows(batch: FlowBatch) -> list[tuple]:
+    """The ``flows`` rows of a batch, in ROW_COLUMNS order
+    (the store adds ``sensor``).  A unidirectional record is event_type
+    ``netflow`` (as Suricata's netflow events), a biflow ``flow``; counters
+    a record does not carry are NULL; flow_id is NULL (no engine flow id)."""
+    r = batch.records
+    if not len(r):
+        return []
+    src, dst, exp, start, end = _texts(batch)
+    cols = {name: r[name].tolist() for name in (
+        "flow_id", "start_us", "end_us", "pkts", "bytes", "pkts_rev", "bytes_rev", "domain", "sampling",
+        "app_idx", "src_port", "dst_port", "vlan", "ip_ver", "proto", "tcp_flags", "tcp_flags_rev",
+        "source", "flags", "end_reason")}
+    strings = batch.strings
+    out = []
+    for j in range(len(r)):
+        fl = cols["flags"][j]
+        addrs = bool(fl & FF_ADDRS)
+        ports = bool(fl & FF_PORTS)
+        icmp = bool(fl & FF_ICMP)
+        bi = bool(fl & FF_BIFLOW)
+        tcp = bool(fl & FF_TCP_FLAGS)
+        proto = cols["proto"][j]
+        app = cols["app_idx"][j]
+        fid = cols["flow_id"][j]
+        out.append((
+            (fid - (1 << 64) if fid >= 1 << 63 else fid) if fid else None,
+            "flow" if bi else "netflow",
+            src[j] if addrs else None, cols["src_port"][j] if ports else None,
+            dst[j] if addrs else None, cols["dst_port"][j] if ports else None,
+            proto_name(proto) if proto else None,
+            strings[app] if app >= 0 else None,
+            start[j], end[j], cols["start_us"][j], cols["end_us"][j],
+            _i64(cols["pkts"][j]), _i64(cols["pkts_rev"][j]) if bi else None,
+            _i64(cols["bytes"][j]), _i64(cols["bytes_rev"][j]) if bi else None,
+            None, END_REASONS.get(cols["end_reason"][j]), None,
+            FLOW_SOURCE_NAMES.get(cols["source"][j]), proto if proto else None,
+            cols["ip_ver"][j] if addrs else None,
+            cols["src_port"][j] if icmp else None, cols["dst_port"][j] if icmp else None,
+            cols["vlan"][j] if fl & FF_VLAN else None,
+            cols["tcp_flags"][j] if tcp else None,
+            cols["tcp_flags_rev"][j] if tcp and bi else None,
+            exp[j] if fl & FF_EXPORTER else None,
+            cols["domain"][j] if cols["source"][j] != FLOW_SRC_EVE else None,
+            cols["sampling"][j] or None,
+        ))
+    return out
+
+
+def json_lines(batch: FlowBatch, rows: list[tuple] | None = None) -> bytes:
+    """One JSON object per record, newline-terminated, shaped as Suricata's
+    ``netflow``/``flow`` events (so EVE readers take them) with the exporter
+    in an ``exporter`` member."""
+    import orjson
+
+    rows = store_rows(batch) if rows is None else rows
+    at = {c: i for i, c in enumerate(ROW_COLUMNS)}
+    out = []
+    for row in rows:
+        g = row.__getitem__
+        et = g(at["event_type"])
+        obj: dict = {"timestamp": g(at["end"]), "event_type": et}
+        for key, col in (("src_ip", "src_ip"), ("src_port", "src_port"), ("dest_ip", "dest_ip"),
+                         ("dest_port", "dest_port"), ("proto", "proto"), ("icmp_type", "icmp_type"),
+                         ("icmp_code", "icmp_code"), ("app_proto", "app_proto")):
+            v = g(at[col])
+            if v is not None:
+                obj[key] = v
+        if g(at["vlan"]) is not None:
+            obj["vlan"] = [g(at["vlan"])]
+        body: dict = {"start": g(at["start"]), "end": g(at["end"])}
+        if et == "flow":
+            body.update(pkts_toserver=g(at["pkts_toserver"]), pkts_toclient=g(at["pkts_toclient"]),
+                        bytes_toserver=g(at["bytes_toserver"]), bytes_toclient=g(at["bytes_toclient"]))
+        else:
+            body.update(pkts=g(at["pkts_toserver"]), bytes=g(at["bytes_toserver"]))
+        if g(at["reason"]) is not None:
+            body["reason"] = g(at["reason"])
+        obj[et] = body
+        if g(at["tcp_flags"]) is not None:
+            tcp = {"tcp_flags": f"{g(at['tcp_flags']):02x}"}
+            if g(at["tcp_flags_rev"]) is not None:
+                tcp["tcp_flags_ts"] = tcp["tcp_flags"]
+                tcp["tcp_flags_tc"] = f"{g(at['tcp_flags_rev']):02x}"
+            obj["tcp"] = tcp
+        exp = {"source": g(at["source"])}
+        for key in ("exporter", "obs_domain", "sampling"):
+            if g(at[key]) is not None:
+                exp[key] = g(at[key])
+        obj["exporter"] = exp
+        out.append(orjson.dumps(obj))
+    return b"\n".join(out) + b"\n" if out else b""

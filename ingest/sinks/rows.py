@@ -25,8 +25,8 @@ import numpy as np
 from .. import batch as B
 from ..eve import FLOW_COLUMNS as _EVE_FLOW_COLUMNS
 from ..eve import FLOW_ROW_COLUMNS as _EVE_ROW_COLUMNS
-from ..flows.record import STORE_COLUMNS as _RECORD_COLUMNS
 from ..flows.correlate import alert_tuple_keys, flow_tuple_keys
+from ..flows.record import STORE_COLUMNS as _RECORD_COLUMNS
 from ..mapping import Enriched
 from ..render import format_addrs_ascii, format_times_ascii
 from ..strings import Segment, Strings

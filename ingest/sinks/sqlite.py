@@ -210,8 +210,7 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
         # version 3: the canonical flow record's columns, and flow_id
         # nullable (NetFlow has none).  A NOT NULL cannot be dropped in
         # place: the table is copied (ids kept: alerts.flow_ref holds them)
-        old = [c for c in _columns_ordered(db, "flows") if c in _FLOWS_V3]
-        names = ", ".join(f'"{c}"' for c in old)
+        names = ", ".join(f'"{c}"' for c in _columns_ordered(db, "flows") if c in _FLOWS_V3)
         for index in ("flows_flow", "flows_tuple"):
             db.execute(f"DROP INDEX IF EXISTS {index}")
         db.execute("ALTER TABLE flows RENAME TO flows_before_v3")

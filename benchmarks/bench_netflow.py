@@ -118,7 +118,9 @@ def run_ingest(tmp: str, tpl: bytes, data: bytes, packets: int, rate: float) -> 
     t0 = time.perf_counter()
     send(port, tpl, data, packets, rate)
     last, same_since = -1, time.perf_counter()
-    while time.perf_counter() - same_since < 1.0:
+    want = 30 * packets
+    # until every flow is stored, or nothing more came for 5 s (the rest was lost)
+    while last < want and time.perf_counter() - same_since < 5.0:
         try:
             c = sqlite3.connect(db)
             n = c.execute("SELECT count(*) FROM flows").fetchone()[0]

@@ -27,12 +27,12 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..batch import F_ADDRS, SRC_SNORT, SRC_UNIFIED2, AlertBatch
+from .address import DEFAULT_PORT, MetricsAddress, parse_address  # noqa: F401 (ingest.ops.metrics.* as before)
 
 # --- /healthz -----------------------------------------------------------------
 #: a sink is unhealthy once this many writes in a row failed (its retries
@@ -61,7 +61,6 @@ REORDER_WINDOW = 1 << 16
 #: (input, sensor id) sequences followed at most; more are counted as ignored
 MAX_SEQUENCES = 1024
 
-DEFAULT_PORT = 9108
 
 #: the per-batch observers run over what accumulated, once this many alerts,
 #: this many batches or this many seconds have passed, and at every scrape:
@@ -71,52 +70,6 @@ DEFAULT_PORT = 9108
 FLUSH_ALERTS = 8192
 FLUSH_BATCHES = 256
 FLUSH_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class MetricsAddress:
-    """Where the endpoint listens: TCP ``host``/``port``, or a Unix ``path``."""
-
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    path: str | None = None
-
-    def __str__(self) -> str:
-        if self.path is not None:
-            return f"unix:{self.path}"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def loopback(self) -> bool:
-        if self.path is not None:
-            return True
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-
-def parse_address(text: str) -> MetricsAddress:
-    """``PORT``, ``:PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``unix:PATH``
-    (ValueError with the problem)."""
-    text = text.strip()
-    if text.startswith("unix:"):
-        path = text[len("unix:"):]
-        if not path:
-            raise ValueError("unix: needs a path (unix:/run/ingest/metrics.sock)")
-        return MetricsAddress(path=os.path.abspath(path))
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "", text
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, [::1]:PORT")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{text!r} is not PORT, HOST:PORT or unix:PATH (a port is 0 to 65535)")
-    return MetricsAddress(host=host or "127.0.0.1", port=int(port_text))
 
 
 # --- per-batch observers --------------------------------------------------------

@@ -35,47 +35,30 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
+
+from .address import DEFAULT_PORT, MetricsAddress, parse_address
 
 POLL_SECONDS = 1.0
 #: how long a poll may take before it counts as unreachable
 TIMEOUT = 2.0
 #: the longest rate window (the history kept)
 MINUTE = 60.0
-DEFAULT_PORT = 9108
 
 
 # --- where to poll ------------------------------------------------------------
-@dataclass(frozen=True)
-class Endpoint:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    path: str | None = None  # a Unix socket
-
-    def __str__(self) -> str:
-        if self.path is not None:
-            return f"unix:{self.path}"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+#: where top polls: the endpoint's own address type
+Endpoint = MetricsAddress
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """``PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``unix:PATH`` (as ``--metrics`` takes them)."""
-    text = text.strip()
-    if text.startswith("unix:"):
-        if not text[5:]:
-            raise ValueError("unix: needs a path")
-        return Endpoint(path=os.path.abspath(text[5:]))
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, [::1]:PORT")
-    if not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"{text!r} is not PORT, HOST:PORT or unix:PATH")
-    return Endpoint(host=host or "127.0.0.1", port=int(port))
+    """``PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``unix:PATH``, as
+    ``--metrics`` takes them (:func:`ingest.ops.address.parse_address`),
+    but a real port: port 0 (the endpoint's "pick one") cannot be polled."""
+    ep = parse_address(text)
+    if ep.path is None and ep.port == 0:
+        raise ValueError(f"{text!r}: port 0 cannot be polled; give the port the endpoint said it listens on")
+    return ep
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -11,10 +11,11 @@ import re
 import resource
 import signal
 import stat
+import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,19 @@ FINAL_STATS = re.compile(r"^ingest: final stats (\{.*\})\s*$", re.M)
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: ingest listen's stats period: the resolution of its completion time
 STATS_INTERVAL = 0.05
+
+
+def ratio(x: float, y: float) -> float:
+    """x / y, or NaN when the peer was measured at 0 (a short run below the
+    kernel's CPU tick): no ratio is better than a crash or an infinity."""
+    return x / y if y > 0 else float("nan")
+
+
+def paired_median(pairs: Iterable[tuple[float, float]]) -> float:
+    """Median over rounds of ours/peer, leaving out rounds whose peer figure
+    is 0; NaN when no round gives a ratio."""
+    ratios = [x / y for x, y in pairs if y > 0]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 class BenchError(RuntimeError):

@@ -25,7 +25,6 @@ import contextlib
 import json
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from .. import gen
 from .common import (
     FINAL_STATS,
     BenchError,
+    paired_median,
     proc_cpu,
     proc_hwm_kb,
     teardown,
@@ -197,10 +197,7 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
 
 
 def _paired(ours: list[dict], peer: list[dict], key: str) -> float:
-    """Median over rounds of ours/peer; a peer measured at 0 (a short run
-    below the kernel's 10 ms CPU tick) gives no ratio for that round."""
-    ratios = [x[key] / y[key] for x, y in zip(ours, peer, strict=True) if y[key] > 0]
-    return statistics.median(ratios) if ratios else float("nan")
+    return paired_median((x[key], y[key]) for x, y in zip(ours, peer, strict=True))
 
 
 def format_eve(eve: dict[str, Any]) -> list[str]:

@@ -11,7 +11,6 @@ import platform
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,10 @@ from .common import (
     BenchError,
     LineClock,
     Setup,
+    paired_median,
     proc_cpu,
     proc_hwm_kb,
+    ratio,
     sigterm_as_exception,
     teardown,
     wait4,
@@ -423,20 +424,20 @@ def _report(kind: str, count: int, repeat: int, mode: str | None, runs: dict[str
         for peer, tag in (("recv_count", "a"), ("naive_recv", "b"), ("ingest-null", "c")):
             if peer in runs:
                 theirs = runs[peer]
-                r[f"paired_rate_vs_{tag}"] = statistics.median(
-                    x.rate / y.rate for x, y in zip(mine, theirs, strict=True))
-                r[f"paired_cpu_vs_{tag}"] = statistics.median(
-                    x.cpu_per_million / y.cpu_per_million
+                r[f"paired_rate_vs_{tag}"] = paired_median(
+                    (x.rate, y.rate) for x, y in zip(mine, theirs, strict=True))
+                r[f"paired_cpu_vs_{tag}"] = paired_median(
+                    (x.cpu_per_million, y.cpu_per_million)
                     for x, y in zip(mine, theirs, strict=True))
     for r in rows:
         if "recv_count" in by:
             a = by["recv_count"]
-            r["rate_vs_a"] = r["alerts_per_s"] / a["alerts_per_s"]
-            r["cpu_vs_a"] = r["cpu_s_per_million"] / a["cpu_s_per_million"]
+            r["rate_vs_a"] = ratio(r["alerts_per_s"], a["alerts_per_s"])
+            r["cpu_vs_a"] = ratio(r["cpu_s_per_million"], a["cpu_s_per_million"])
         if "naive_recv" in by:
             b = by["naive_recv"]
-            r["rate_vs_b"] = r["alerts_per_s"] / b["alerts_per_s"]
-            r["cpu_vs_b"] = r["cpu_s_per_million"] / b["cpu_s_per_million"]
+            r["rate_vs_b"] = ratio(r["alerts_per_s"], b["alerts_per_s"])
+            r["cpu_vs_b"] = ratio(r["cpu_s_per_million"], b["cpu_s_per_million"])
     return {
         "benchmark": "alertpkt-e2e",
         "kind": kind,

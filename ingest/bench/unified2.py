@@ -16,7 +16,6 @@ import contextlib
 import ipaddress
 import json
 import resource
-import statistics
 import struct
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from .. import gen
-from .common import BenchError
+from .common import BenchError, paired_median
 
 U2_READERS = ("idstools", "ingest")
 U2_LABELS = {
@@ -137,11 +136,11 @@ def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int
     if "idstools" in runs:
         for row in rows:
             mine, theirs = runs[row["reader"]], runs["idstools"]
-            row["paired_rate_vs_b"] = statistics.median(
-                (x["events"] / x["wall_s"]) / (y["events"] / y["wall_s"])
+            row["paired_rate_vs_b"] = paired_median(
+                (x["events"] / x["wall_s"], y["events"] / y["wall_s"])
                 for x, y in zip(mine, theirs, strict=True))
-            row["paired_cpu_vs_b"] = statistics.median(
-                (x["cpu_s"] / x["events"]) / (y["cpu_s"] / y["events"])
+            row["paired_cpu_vs_b"] = paired_median(
+                (x["cpu_s"] / x["events"], y["cpu_s"] / y["events"])
                 for x, y in zip(mine, theirs, strict=True))
     return {"alerts": alerts, "file_bytes": size, "repeat": repeat,
             "idstools": idstools_version() or "not installed", "rows": rows}

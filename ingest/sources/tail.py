@@ -1,4 +1,10 @@
-"""Following Suricata's eve.json (``--eve-file PATH``) with a crash-safe bookmark.
+"""Following a growing log file with a crash-safe bookmark: Suricata's
+eve.json (``--eve-file PATH``, :class:`EveFileSource`) and Zeek's conn.log
+(``--zeek-conn PATH``, ingest.sources.zeek) share one implementation,
+:class:`FileFollower`; a source says only how a batch of complete lines
+becomes records and what its files look like.  Below, "EVE" reads as
+"the source's records" and the counters' ``eve_file_`` prefix is the
+source's own (``zeek_conn_`` for conn.log).
 
 * **Identity** of a file = (st_dev, st_ino, fingerprint), the fingerprint
   being its first ``FP_LEN`` bytes (a file is not read before it has that
@@ -69,6 +75,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +129,7 @@ class _File:
 
     @classmethod
     def open(cls, path: str, offset: int = 0, expect: tuple[int, int, bytes] | None = None, *,
-             follow: bool = False) -> _File | None:
+             follow: bool = False, fp_len: int = FP_LEN) -> _File | None:
         """Open path if it has a full fingerprint (and, with expect, is that
         file).  Raises NotRegularFile for a FIFO, directory, socket, or a
         symbolic link when not ``follow``."""
@@ -133,8 +140,8 @@ class _File:
         except OSError:
             return None
         st = os.fstat(fd)
-        fp = os.pread(fd, FP_LEN, 0)
-        if len(fp) < FP_LEN or (expect is not None and (st.st_dev, st.st_ino, fp) != expect):
+        fp = os.pread(fd, fp_len, 0)
+        if len(fp) < fp_len or (expect is not None and (st.st_dev, st.st_ino, fp) != expect):
             os.close(fd)
             return None
         return cls(path, fd, st.st_dev, st.st_ino, fp, offset, _ident_key(st.st_dev, st.st_ino, fp),
@@ -145,29 +152,40 @@ class _File:
 
     def truncated(self) -> bool:
         """copytruncate (or a rewrite) happened under us."""
-        return self.size() < self.offset or os.pread(self.fd, FP_LEN, 0) != self.fp
+        return self.size() < self.offset or os.pread(self.fd, len(self.fp), 0) != self.fp
 
     def close(self) -> None:
         os.close(self.fd)
 
 
-class EveFileSource:
-    """``--eve-file PATH``: follow eve.json (or a glob of Suricata's files)."""
+class FileFollower:
+    """Follow a text log of newline-terminated records (a path or a glob)
+    with the identity / bookmark / rotation rules of this module's
+    docstring.  One implementation for every followed log: a subclass says
+    only how a batch of complete lines becomes records (:meth:`_handle`),
+    what its files look like (:attr:`fp_len`, :meth:`_looks_like_records`,
+    :meth:`_sibling_prefix`) and how its counters and options are named."""
 
-    kind = "eve-file"
+    kind = "file"
+    #: the counters' prefix (``<prefix>_truncations``, ``<prefix>_unseen_rotated``, ...)
+    counter_prefix = "file"
+    #: the option that names the start position, for the bookmark's error message
+    start_option = "--start"
+    thread_name = "ingest-file"
+    #: bytes of a file's start that make its fingerprint (a file is not read before it has them)
+    fp_len = FP_LEN
 
     def __init__(self, path: str, *, bookmark_path: str | None = None, start: str = "beginning",
-                 event_types: tuple[str, ...] = (), max_line: int = MAX_LINE,
-                 poll: float = POLL_SECONDS, rotate_wait: float = ROTATE_WAIT) -> None:
+                 max_line: int = MAX_LINE, poll: float = POLL_SECONDS,
+                 rotate_wait: float = ROTATE_WAIT) -> None:
         self.path = os.path.abspath(path)
         self.is_glob = globmod.has_magic(self.path)
-        self.origin = f"eve-file:{self.path}"
+        self.origin = f"{self.kind}:{self.path}"
         d, b = os.path.split(self.path)
         self.bookmark_path = bookmark_path or os.path.join(d, f".{b.replace('*', '_')}.ingest-bookmark")
         if start not in ("beginning", "end"):
             raise ValueError("start must be 'beginning' or 'end'")
         self.start_at = start
-        self.event_types = event_types
         self.max_line = max_line
         self.poll = poll
         self.rotate_wait = rotate_wait
@@ -217,7 +235,7 @@ class EveFileSource:
         if state is None:
             return None
         c = bookmark.Checker(self.bookmark_path,
-                             f"move it away to start over as --eve-file-start {self.start_at} says")
+                             f"move it away to start over as {self.start_option} {self.start_at} says")
         c.keys(state, "", {"version", "path", "files"}, {"looked"})
         looked = state.get("looked")
         if looked is not None and (type(looked) not in (int, float) or not 0 <= looked < float("inf")):
@@ -235,8 +253,8 @@ class EveFileSource:
             dev, ino = c.uint(e, "dev", where), c.uint(e, "ino", where)
             c.uint(e, "offset", where)
             fp = c.text(e, "fp", where)
-            if len(fp) != 2 * FP_LEN or not all(ch in "0123456789abcdef" for ch in fp):
-                raise c.fail(f"{where}.fp", f"must be {2 * FP_LEN} lowercase hex digits")
+            if len(fp) != 2 * self.fp_len or not all(ch in "0123456789abcdef" for ch in fp):
+                raise c.fail(f"{where}.fp", f"must be {2 * self.fp_len} lowercase hex digits")
             assert dev is not None and ino is not None
             if _ident_key(dev, ino, bytes.fromhex(fp)) != key:
                 raise c.fail(where, "does not match its dev, ino and fp")
@@ -351,8 +369,18 @@ class EveFileSource:
         self._stats = stats
         self._flush_early()
         self._thread = threading.Thread(target=self._run, args=(submit, stats, deadletter),
-                                        name="ingest-eve-file", daemon=True)
+                                        name=self.thread_name, daemon=True)
         self._thread.start()
+
+    def _sibling_prefix(self) -> str:
+        """What the name of a rotated copy of PATH starts with: PATH's own
+        name (eve.json.1, eve.json-20261204), up to a glob's first ``*``."""
+        return os.path.basename(self.path).split("*")[0]
+
+    def _looks_like_records(self, head: bytes) -> bool:
+        """A file's first bytes say it holds this log's records (a
+        compressed or foreign sibling does not)."""
+        raise NotImplementedError
 
     def _siblings(self) -> list[str]:
         d, b = os.path.split(self.path)
@@ -360,7 +388,8 @@ class EveFileSource:
             names = os.listdir(d)
         except OSError:
             return []
-        return [os.path.join(d, n) for n in names if n != b and n.startswith(b.split("*")[0])]
+        prefix = self._sibling_prefix()
+        return [os.path.join(d, n) for n in names if n != b and n.startswith(prefix)]
 
     def _current_paths(self) -> list[str]:
         """PATH or the glob's matches: whatever is there (a FIFO too: opening
@@ -383,7 +412,7 @@ class EveFileSource:
             found = None
             for p, follow in sorted(cands, key=lambda c: c[0] != e["path"]):  # its own path first
                 try:
-                    found = _File.open(p, e["offset"], expect, follow=follow)
+                    found = _File.open(p, e["offset"], expect, follow=follow, fp_len=self.fp_len)
                 except NotRegularFile:
                     continue  # cannot be the file we followed
                 if found is not None:
@@ -395,7 +424,7 @@ class EveFileSource:
             size = found.size()
             if found.path not in current:
                 if size < found.offset:
-                    self._note("eve_file_offset_past_end",
+                    self._note(f"{self.counter_prefix}_offset_past_end",
                                f"bookmark offset {found.offset} is past the end of {found.path} ({size} "
                                "bytes): it shrank while ingest was down; reading it from the start")
                     found.offset = 0
@@ -431,16 +460,16 @@ class EveFileSource:
             try:
                 if os.lstat(p).st_mtime < since - LOOK_MARGIN:
                     continue
-                f = _File.open(p)  # regular files only, links not followed
+                f = _File.open(p, fp_len=self.fp_len)  # regular files only, links not followed
             except (OSError, NotRegularFile):
                 continue
             if f is None:
                 continue
-            if f.fp in fps or not f.fp.startswith(b"{"):  # known, a copy of a known one, or no EVE
+            if f.fp in fps or not self._looks_like_records(f.fp):  # known, a copy of a known one, or not ours
                 f.close()
                 continue
             fps.add(f.fp)
-            self._note("eve_file_unseen_rotated",
+            self._note(f"{self.counter_prefix}_unseen_rotated",
                        f"{p} was at {self.path} only while ingest was not looking (down, or busy); "
                        "reading it from the start")
             self._flush_early()
@@ -462,9 +491,9 @@ class EveFileSource:
             except OSError:
                 continue
             try:
-                if os.pread(fd, FP_LEN, 0) == fp and os.fstat(fd).st_size > offset:  # (equal: all read)
+                if os.pread(fd, self.fp_len, 0) == fp and os.fstat(fd).st_size > offset:  # (equal: all read)
                     key = _ident_key(e["dev"], e["ino"], fp)
-                    self._note("eve_file_copy_resumed",
+                    self._note(f"{self.counter_prefix}_copy_resumed",
                                f"{e['path']} was truncated while ingest was down (copytruncate); "
                                f"reading the rest of it from its copy {p} at byte {offset}")
                     return _File(p, os.dup(fd), e["dev"], e["ino"], fp, offset, key,
@@ -473,8 +502,22 @@ class EveFileSource:
                 os.close(fd)
         return None
 
+    def _decoder(self) -> Any:
+        """The reader thread's decoding state, handed to every :meth:`_handle`."""
+        return None
+
+    def _handle(self, dec: Any, f: _File, data: bytes, offs: np.ndarray, lens: np.ndarray,
+                start: int, submit: Submit, stats: Stats, deadletter: DeadLetter,
+                acks: list) -> bool:
+        """Decode the complete lines ``data[offs[i]:offs[i]+lens[i]]`` of f
+        (``data[0]`` is at byte ``start`` of the file) and hand them on with
+        ``acks`` (the bookmark past them) in the same batch, or alone if
+        nothing came of them.  False: stopping while the queue was full --
+        nothing was handed on, the lines are read again next time."""
+        raise NotImplementedError
+
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
-        dec = EveDecoder(LINES_PER_BATCH, event_types=self.event_types)
+        dec = self._decoder()
         files = self._files  # opened (and recorded) at start-up
         try:
             while True:
@@ -520,7 +563,7 @@ class EveFileSource:
             if any((st.st_dev, st.st_ino) == (k[0], k[1]) for k in known):
                 continue
             try:
-                f = _File.open(p, follow=True)
+                f = _File.open(p, follow=True, fp_len=self.fp_len)
             except NotRegularFile as e:
                 if (p, st.st_dev, st.st_ino) not in self._refused:
                     self._refused.add((p, st.st_dev, st.st_ino))
@@ -548,7 +591,7 @@ class EveFileSource:
             files += self._unseen_rotated(files, self._looked)
         self._looked = looking
 
-    def _check(self, f: _File, files: list[_File], dec: EveDecoder, submit: Submit, stats: Stats,
+    def _check(self, f: _File, files: list[_File], dec: Any, submit: Submit, stats: Stats,
                deadletter: DeadLetter) -> None:
         """Rotation and truncation of one followed file."""
         try:
@@ -578,13 +621,13 @@ class EveFileSource:
             f.gone_since = now
         if f.size() > f.offset:
             return
-        replaced = st is not None and st.st_size >= FP_LEN
+        replaced = st is not None and st.st_size >= self.fp_len
         if replaced or now - f.gone_since >= self.rotate_wait:
             files.remove(f)
             self._done[(f.dev, f.ino, f.fp)] = f.offset
             f.close()
 
-    def _after_truncate(self, f: _File, dec: EveDecoder, submit: Submit, stats: Stats,
+    def _after_truncate(self, f: _File, dec: Any, submit: Submit, stats: Stats,
                         deadletter: DeadLetter) -> bool:
         """copytruncate: read the rest from the copy, then start PATH again at 0."""
         for p in self._siblings():
@@ -593,7 +636,7 @@ class EveFileSource:
             except OSError:
                 continue
             try:
-                if os.pread(fd, FP_LEN, 0) == f.fp and os.fstat(fd).st_size >= f.offset:
+                if os.pread(fd, self.fp_len, 0) == f.fp and os.fstat(fd).st_size >= f.offset:
                     copy = _File(p, os.dup(fd), f.dev, f.ino, f.fp, f.offset, f.key, f.base)
                     while self._drain(copy, dec, submit, stats, deadletter):
                         pass
@@ -602,9 +645,9 @@ class EveFileSource:
             finally:
                 os.close(fd)
         _log.info(f"{self.origin}: {f.path} was truncated (copytruncate); reading it from the start", extra=at(self.origin))
-        stats.add_extra("eve_file_truncations", 1)
-        fp = os.pread(f.fd, FP_LEN, 0)
-        if len(fp) < FP_LEN:
+        stats.add_extra(f"{self.counter_prefix}_truncations", 1)
+        fp = os.pread(f.fd, self.fp_len, 0)
+        if len(fp) < self.fp_len:
             return False  # not enough for a fingerprint yet
         f.fp, f.offset = fp, 0
         f.key = _ident_key(f.dev, f.ino, fp)
@@ -612,7 +655,7 @@ class EveFileSource:
         self._record_open(f)  # the new content is a new file: recorded before it is read
         return True
 
-    def _drain(self, f: _File, dec: EveDecoder, submit: Submit, stats: Stats,
+    def _drain(self, f: _File, dec: Any, submit: Submit, stats: Stats,
                deadletter: DeadLetter) -> bool:
         """Hand on every complete line past f.offset; True if anything was read."""
         if not f.key:
@@ -623,7 +666,7 @@ class EveFileSource:
             data = os.pread(f.fd, chunk, f.offset)
             if not data:
                 break
-            if os.pread(f.fd, FP_LEN, 0) != f.fp:
+            if os.pread(f.fd, len(f.fp), 0) != f.fp:
                 # truncated (and perhaps rewritten) under us: what was just read
                 # may be new content at an old offset; _check starts it over
                 break
@@ -666,14 +709,8 @@ class EveFileSource:
             end = start + consumed
             # the identity as it is now (a truncation changes f later)
             ident = (f.key, f.path, f.dev, f.ino, f.fp)
-            base = f.base
-            res = handle_records(
-                dec, data, offs, lens, len(offs), self.origin, submit, stats, deadletter,
-                block=lambda: not self._stop.is_set(),
-                acks=[functools.partial(self._ack, ident, end)],
-                keys=functools.partial(self._keys, base, start),
-            )
-            if res is None:
+            if not self._handle(dec, f, data, offs, lens, start, submit, stats, deadletter,
+                                [functools.partial(self._ack, ident, end)]):
                 return progressed  # stopping while the queue is full: re-read next time
             f.offset = end
             f.idle_since = time.monotonic()
@@ -688,13 +725,6 @@ class EveFileSource:
         ident = (f.key, f.path, f.dev, f.ino, f.fp)
         submit.submit(AlertBatch(empty(0), acks=[lambda: self._ack(ident, offset)], origin=self.origin))
 
-    @staticmethod
-    def _keys(base: int, start: int, res: EveResult) -> np.ndarray:
-        off = res.alert_offsets.astype(np.uint64) + np.uint64(start)
-        keys = (np.uint64(base) ^ off).view(np.int64)
-        keys[keys == 0] = 1
-        return keys
-
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -704,3 +734,42 @@ class EveFileSource:
         if self._thread is None or not self._thread.is_alive():
             self._close_files()  # never started (start-up failed), or finished
         self.flush_bookmark()
+
+
+class EveFileSource(FileFollower):
+    """``--eve-file PATH``: follow eve.json (or a glob of Suricata's files)."""
+
+    kind = "eve-file"
+    counter_prefix = "eve_file"
+    start_option = "--eve-file-start"
+    thread_name = "ingest-eve-file"
+
+    def __init__(self, path: str, *, bookmark_path: str | None = None, start: str = "beginning",
+                 event_types: tuple[str, ...] = (), max_line: int = MAX_LINE,
+                 poll: float = POLL_SECONDS, rotate_wait: float = ROTATE_WAIT) -> None:
+        self.event_types = event_types
+        super().__init__(path, bookmark_path=bookmark_path, start=start, max_line=max_line, poll=poll,
+                         rotate_wait=rotate_wait)
+
+    def _looks_like_records(self, head: bytes) -> bool:
+        return head.startswith(b"{")  # an EVE record (not a compressed copy)
+
+    def _decoder(self) -> EveDecoder:
+        return EveDecoder(LINES_PER_BATCH, event_types=self.event_types)
+
+    def _handle(self, dec: EveDecoder, f: _File, data: bytes, offs: np.ndarray, lens: np.ndarray,
+                start: int, submit: Submit, stats: Stats, deadletter: DeadLetter,
+                acks: list) -> bool:
+        res = handle_records(
+            dec, data, offs, lens, len(offs), self.origin, submit, stats, deadletter,
+            block=lambda: not self._stop.is_set(), acks=acks,
+            keys=functools.partial(self._keys, f.base, start),
+        )
+        return res is not None
+
+    @staticmethod
+    def _keys(base: int, start: int, res: EveResult) -> np.ndarray:
+        off = res.alert_offsets.astype(np.uint64) + np.uint64(start)
+        keys = (np.uint64(base) ^ off).view(np.int64)
+        keys[keys == 0] = 1
+        return keys

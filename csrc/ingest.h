@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 18
+#define INGEST_ABI_VERSION 19
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -31,6 +31,8 @@
 #define INGEST_ENOSPC (-3)   /* caller's output buffer is too small       */
 #define INGEST_ERANGE (-4)   /* a value does not fit its output type      */
 #define INGEST_ESQLITE (-5)  /* SQLite refused: ingest_sqlite_errcode says why */
+#define INGEST_EAGAIN (-6)   /* nothing yet (a wait timed out)            */
+#define INGEST_EEOF (-7)     /* nothing more will come                    */
 
 /* ---- source kinds (struct ingest_alert.source) ------------------------ */
 #define INGEST_SRC_NONE 0
@@ -191,6 +193,108 @@ int ingest_recv_batch_creds(int fd, uint8_t *slots, size_t slot_size, unsigned n
 int ingest_recv_batch_from(int fd, uint8_t *slots, size_t slot_size, unsigned nslots,
                            uint32_t *lens, uint8_t *slot_flags, int linger_us, uint8_t *peers,
                            uint16_t *ports);
+
+/* ---- recv.c: a native reader thread and its ring of received batches ----
+ *
+ * A reader receives (and, for Alertpkt, decodes) on a thread of its own that
+ * never takes the GIL: it fills the batches of a bounded ring in order, and
+ * the caller takes whole batches off the ring at its own pace
+ * (ingest_reader_take blocks with a timeout; cffi releases the GIL for it),
+ * then gives each back (ingest_reader_release).  Every byte it touches is
+ * the caller's: the reader's own state (ingest_reader_size bytes, 8-byte
+ * aligned) and nbatches batches of caller arrays, all allocated once before
+ * ingest_reader_start and kept alive until ingest_reader_join returned.
+ * When every batch is taken or waiting (the ring is full) the reader waits
+ * for one to come back: the socket's queue fills and the sender sees the
+ * same back-pressure as from a busy receiver (counted: full_waits/full_ns).
+ * The socket must have SO_RCVTIMEO set (the reader looks at its stop
+ * request between receives; init refuses a socket without it).
+ */
+struct ingest_ring_batch {
+    uint8_t *slots;              /* nslots * slot_size bytes                 */
+    uint32_t *lens;              /* nslots: each datagram's real length      */
+    uint8_t *flags;              /* nslots: INGEST_SLOT_*                    */
+    uint8_t *cmsgs;              /* with creds: nslots * INGEST_CRED_CMSG_SIZE,
+                                    word-aligned; else NULL                  */
+    int32_t *pids;               /* with creds: nslots each                  */
+    uint32_t *uids;
+    uint32_t *gids;
+    struct ingest_alert *alerts; /* INGEST_READER_ALERTPKT: nslots each      */
+    uint32_t *slot_of;
+    uint8_t *status;
+    uint64_t *msg_key;
+    uint32_t *msg_first;
+    int32_t n;                   /* written by the reader: datagrams         */
+    int32_t k;                   /* alerts decoded (ingest_alertpkt_decode's
+                                    return), or -1: not decoded (raw mode, or
+                                    a slot flagged NOCRED/REFUSED: the caller
+                                    screens and decodes)                     */
+};
+
+#define INGEST_READER_RAW 0      /* receive only                             */
+#define INGEST_READER_ALERTPKT 1 /* receive and ingest_alertpkt_decode       */
+
+struct ingest_reader_cfg {
+    int fd;
+    int mode;                /* INGEST_READER_RAW / _ALERTPKT                */
+    int linger_us;           /* as ingest_recv_batch                         */
+    int creds;               /* 1: ingest_recv_batch_creds (SO_PASSCRED on)  */
+    size_t slot_size;
+    unsigned nslots;         /* datagrams per batch, 1..256                  */
+    const uint32_t *allow_uids; /* as ingest_recv_batch_creds; kept alive by */
+    unsigned n_allow_uids;      /* the caller while the reader runs          */
+    const uint32_t *allow_gids;
+    unsigned n_allow_gids;
+};
+
+/* reader states */
+#define INGEST_READER_NEW 0
+#define INGEST_READER_RUNNING 1
+#define INGEST_READER_ENDED 2   /* stopped as asked                         */
+#define INGEST_READER_FAILED 3  /* the socket failed: err is its errno      */
+
+/* ingest_reader_stop: how */
+#define INGEST_READER_STOP_NOW 1   /* stop after the receive under way      */
+#define INGEST_READER_STOP_DRAIN 2 /* refuse new datagrams (the reader
+                                      calls shutdown(SHUT_RD) and sets
+                                      O_NONBLOCK between two receives), read
+                                      what the socket holds, then stop      */
+
+struct ingest_reader_info {
+    int32_t state;       /* INGEST_READER_NEW .. _FAILED                     */
+    int32_t err;         /* errno of the failure                             */
+    uint32_t ready;      /* batches waiting to be taken                      */
+    uint32_t capacity;   /* nbatches                                         */
+    uint64_t batches;    /* batches published                                */
+    uint64_t datagrams;  /* datagrams received                               */
+    uint64_t full_waits; /* times the reader found the ring full             */
+    uint64_t full_ns;    /* time it waited for a batch to come back          */
+};
+
+size_t ingest_reader_size(void);
+/* Check cfg and the batches (every array the mode needs is there), copy
+ * cfg, set up the lock.  INGEST_EINVAL if anything is missing. */
+int ingest_reader_init(void *mem, size_t mem_size, const struct ingest_reader_cfg *cfg,
+                       struct ingest_ring_batch *batches, unsigned nbatches);
+/* Start the thread.  INGEST_ESYS (errno) if it cannot. */
+int ingest_reader_start(void *mem);
+/* The next received batch's index (its n/k and arrays are the caller's
+ * until ingest_reader_release), INGEST_EAGAIN after timeout_ms without one,
+ * or INGEST_EEOF once the reader ended (stopped or failed) and every batch
+ * was taken. */
+int ingest_reader_take(void *mem, int timeout_ms);
+/* Give batch idx back.  INGEST_EINVAL if it was not taken. */
+int ingest_reader_release(void *mem, unsigned idx);
+/* Ask the reader to stop (see INGEST_READER_STOP_*); returns at once.
+ * A reader waiting for a free batch keeps waiting in DRAIN mode (nothing
+ * received is dropped): keep taking until INGEST_EEOF. */
+void ingest_reader_stop(void *mem, int how);
+/* Wait for the thread to end (after ingest_reader_stop, or its failure).
+ * Returns 0, or INGEST_EINVAL if it was never started or already joined. */
+int ingest_reader_join(void *mem);
+void ingest_reader_get_info(void *mem, struct ingest_reader_info *out);
+/* After ingest_reader_join (or instead of start): free the lock. */
+void ingest_reader_destroy(void *mem);
 
 /* ---- alertpkt.c: Snort / Barnyard2 Alertpkt batch decoder -------------- */
 #define INGEST_ALERTPKT_SNORT_LEN 65864u

@@ -215,3 +215,314 @@ int ingest_recv_batch_from(int fd, uint8_t *slots, size_t slot_size, unsigned ns
     }
     return n;
 }
+
+/* ---- the native reader ---------------------------------------------------- */
+#include <fcntl.h>
+#include <pthread.h>
+
+enum { B_FREE = 0, B_FILLING, B_READY, B_TAKEN };
+
+struct reader {
+    uint64_t magic;
+    struct ingest_reader_cfg cfg;
+    struct ingest_ring_batch *batches;
+    unsigned nbatches;
+    unsigned head;   /* next batch to take */
+    unsigned tail;   /* next batch to fill */
+    unsigned ready;  /* batches READY */
+    uint8_t bstate[RECV_MAX_BATCH]; /* per batch: B_* (nbatches <= RECV_MAX_BATCH) */
+    int stop;        /* INGEST_READER_STOP_* or 0; written under lock, read atomically */
+    int state;       /* INGEST_READER_* */
+    int err;
+    int started;     /* 1 while there is a thread to join */
+    uint64_t nb, nd, full_waits, full_ns;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* every change: a batch ready, freed, the end */
+    pthread_t thread;
+};
+
+#define READER_MAGIC 0x696e6765737452ULL
+
+static struct reader *as_reader(void *mem)
+{
+    struct reader *r = mem;
+    return r != NULL && r->magic == READER_MAGIC ? r : NULL;
+}
+
+size_t ingest_reader_size(void) { return sizeof(struct reader); }
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int ingest_reader_init(void *mem, size_t mem_size, const struct ingest_reader_cfg *cfg,
+                       struct ingest_ring_batch *batches, unsigned nbatches)
+{
+    if (mem == NULL || mem_size < sizeof(struct reader) || (uintptr_t)mem % 8 != 0 || cfg == NULL ||
+        batches == NULL || nbatches == 0 || nbatches > RECV_MAX_BATCH)
+        return INGEST_EINVAL;
+    if (cfg->fd < 0 || cfg->slot_size == 0 || cfg->nslots == 0 || cfg->nslots > RECV_MAX_BATCH ||
+        cfg->linger_us < 0 || (cfg->mode != INGEST_READER_RAW && cfg->mode != INGEST_READER_ALERTPKT))
+        return INGEST_EINVAL;
+    if ((cfg->n_allow_uids > 0 && cfg->allow_uids == NULL) ||
+        (cfg->n_allow_gids > 0 && cfg->allow_gids == NULL))
+        return INGEST_EINVAL;
+    if (cfg->slot_size > SIZE_MAX / cfg->nslots)
+        return INGEST_EINVAL;
+    /* without a receive timeout the reader could block for ever in recvmmsg
+     * and never see a stop request */
+    struct timeval tv;
+    socklen_t sl = sizeof(tv);
+    if (getsockopt(cfg->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &sl) != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+        return INGEST_EINVAL;
+    for (unsigned b = 0; b < nbatches; b++) {
+        const struct ingest_ring_batch *x = &batches[b];
+        if (x->slots == NULL || x->lens == NULL || x->flags == NULL)
+            return INGEST_EINVAL;
+        if (cfg->creds && (x->cmsgs == NULL || (uintptr_t)x->cmsgs % sizeof(size_t) != 0 ||
+                           x->pids == NULL || x->uids == NULL || x->gids == NULL))
+            return INGEST_EINVAL;
+        if (cfg->mode == INGEST_READER_ALERTPKT &&
+            (x->alerts == NULL || x->slot_of == NULL || x->status == NULL || x->msg_key == NULL ||
+             x->msg_first == NULL))
+            return INGEST_EINVAL;
+    }
+    struct reader *r = mem;
+    memset(r, 0, sizeof(*r));
+    r->cfg = *cfg;
+    r->batches = batches;
+    r->nbatches = nbatches;
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&r->lock, NULL) != 0)
+        return INGEST_ESYS;
+    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&r->cond, &ca) != 0) {
+        pthread_mutex_destroy(&r->lock);
+        return INGEST_ESYS;
+    }
+    pthread_condattr_destroy(&ca);
+    for (unsigned b = 0; b < nbatches; b++) {
+        batches[b].n = 0;
+        batches[b].k = -1;
+    }
+    r->magic = READER_MAGIC;
+    return INGEST_OK;
+}
+
+/* One batch: receive into b, decode when the mode says so and nothing in
+ * it needs the caller's judgement.  Returns the datagrams, or INGEST_ESYS. */
+static int fill(struct reader *r, struct ingest_ring_batch *b, int linger_us)
+{
+    const struct ingest_reader_cfg *c = &r->cfg;
+    int n = recv_batch(c->fd, b->slots, c->slot_size, c->nslots, b->lens, b->flags, linger_us,
+                       c->creds ? b->cmsgs : NULL, INGEST_CRED_CMSG_SIZE, b->pids, b->uids, b->gids,
+                       c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, NULL);
+    if (n <= 0)
+        return n;
+    b->n = n;
+    b->k = -1;
+    if (c->mode != INGEST_READER_ALERTPKT)
+        return n;
+    if (c->creds)
+        for (int i = 0; i < n; i++)
+            if (b->flags[i] & (INGEST_SLOT_NOCRED | INGEST_SLOT_REFUSED))
+                return n; /* the caller counts, dead-letters and decodes the rest */
+    b->k = ingest_alertpkt_decode(b->slots, c->slot_size, (unsigned)n, b->lens, b->flags, b->alerts,
+                                  c->nslots, b->slot_of, b->status, b->msg_key, b->msg_first);
+    if (b->k < 0)
+        b->k = -1; /* cannot happen with checked arguments; the caller decodes */
+    return n;
+}
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    int shut = 0;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        /* a free batch to fill: the ring is in order, so the one at tail */
+        if (r->bstate[r->tail] != B_FREE && r->stop != INGEST_READER_STOP_NOW) {
+            uint64_t t0 = now_ns();
+            r->full_waits++;
+            while (r->bstate[r->tail] != B_FREE && r->stop != INGEST_READER_STOP_NOW) {
+                struct timespec ts;
+                deadline_in(&ts, 100);
+                pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+            }
+            r->full_ns += now_ns() - t0;
+        }
+        if (r->stop == INGEST_READER_STOP_NOW)
+            break;
+        unsigned t = r->tail;
+        int draining = r->stop == INGEST_READER_STOP_DRAIN;
+        r->bstate[t] = B_FILLING;
+        pthread_mutex_unlock(&r->lock);
+        if (draining && !shut) {
+            /* Refuse new datagrams (senders get EPIPE, as when we are gone)
+             * and make the socket non-blocking, so what the kernel already
+             * accepted is read to its end.  Done here, between two receives:
+             * a receive blocked at the moment of shutdown would return the
+             * end of input as empty datagrams. */
+            shutdown(r->cfg.fd, SHUT_RD);
+            int fl = fcntl(r->cfg.fd, F_GETFL);
+            if (fl != -1)
+                fcntl(r->cfg.fd, F_SETFL, fl | O_NONBLOCK);
+            shut = 1;
+        }
+
+        int n = fill(r, &r->batches[t], draining ? 0 : r->cfg.linger_us);
+        int e = errno;
+
+        pthread_mutex_lock(&r->lock);
+        if (n < 0) {
+            r->bstate[t] = B_FREE;
+            r->err = e;
+            r->state = INGEST_READER_FAILED;
+            break;
+        }
+        if (n == 0) {
+            r->bstate[t] = B_FREE;
+            if (draining)
+                break; /* the socket is empty after SHUT_RD */
+            continue;  /* a receive timeout: look at the stop request */
+        }
+        r->bstate[t] = B_READY;
+        r->tail = (t + 1) % r->nbatches;
+        r->ready++;
+        r->nb++;
+        r->nd += (uint64_t)n;
+        pthread_cond_broadcast(&r->cond);
+    }
+    if (r->state != INGEST_READER_FAILED)
+        r->state = INGEST_READER_ENDED;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+int ingest_reader_start(void *mem)
+{
+    struct reader *r = as_reader(mem);
+    if (r == NULL || r->started || r->state != INGEST_READER_NEW)
+        return INGEST_EINVAL;
+    r->state = INGEST_READER_RUNNING;
+    int rc = pthread_create(&r->thread, NULL, reader_main, r);
+    if (rc != 0) {
+        r->state = INGEST_READER_NEW;
+        errno = rc;
+        return INGEST_ESYS;
+    }
+    r->started = 1;
+    return INGEST_OK;
+}
+
+int ingest_reader_take(void *mem, int timeout_ms)
+{
+    struct reader *r = as_reader(mem);
+    if (r == NULL)
+        return INGEST_EINVAL;
+    int out;
+    pthread_mutex_lock(&r->lock);
+    if (r->ready == 0 && r->state == INGEST_READER_RUNNING && timeout_ms > 0) {
+        struct timespec ts;
+        deadline_in(&ts, timeout_ms);
+        while (r->ready == 0 && r->state == INGEST_READER_RUNNING)
+            if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) != 0)
+                break; /* ETIMEDOUT */
+    }
+    if (r->ready > 0) {
+        out = (int)r->head;
+        r->bstate[r->head] = B_TAKEN;
+        r->head = (r->head + 1) % r->nbatches;
+        r->ready--;
+    } else {
+        out = r->state == INGEST_READER_RUNNING ? INGEST_EAGAIN : INGEST_EEOF;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return out;
+}
+
+int ingest_reader_release(void *mem, unsigned idx)
+{
+    struct reader *r = as_reader(mem);
+    if (r == NULL || idx >= r->nbatches)
+        return INGEST_EINVAL;
+    int rc = INGEST_OK;
+    pthread_mutex_lock(&r->lock);
+    if (r->bstate[idx] == B_TAKEN) {
+        r->bstate[idx] = B_FREE;
+        pthread_cond_broadcast(&r->cond);
+    } else {
+        rc = INGEST_EINVAL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+void ingest_reader_stop(void *mem, int how)
+{
+    struct reader *r = as_reader(mem);
+    if (r == NULL || (how != INGEST_READER_STOP_NOW && how != INGEST_READER_STOP_DRAIN))
+        return;
+    pthread_mutex_lock(&r->lock);
+    if (r->stop != INGEST_READER_STOP_NOW) /* NOW wins over DRAIN */
+        r->stop = how;
+    if (r->state == INGEST_READER_NEW)
+        r->state = INGEST_READER_ENDED; /* never started: nothing will come */
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+int ingest_reader_join(void *mem)
+{
+    struct reader *r = as_reader(mem);
+    if (r == NULL || !r->started)
+        return INGEST_EINVAL;
+    pthread_join(r->thread, NULL);
+    r->started = 0;
+    return INGEST_OK;
+}
+
+void ingest_reader_get_info(void *mem, struct ingest_reader_info *out)
+{
+    struct reader *r = as_reader(mem);
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->lock);
+    out->state = r->state;
+    out->err = r->err;
+    out->ready = r->ready;
+    out->capacity = r->nbatches;
+    out->batches = r->nb;
+    out->datagrams = r->nd;
+    out->full_waits = r->full_waits;
+    out->full_ns = r->full_ns;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void ingest_reader_destroy(void *mem)
+{
+    struct reader *r = as_reader(mem);
+    if (r == NULL || r->started)
+        return; /* a running thread still uses the lock: join first */
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    r->magic = 0;
+}

@@ -196,7 +196,15 @@ class SlotDecoder:
         )
         if k < 0:
             raise ValueError(f"ingest_alertpkt_decode: bad arguments ({k})")
-        alerts = alerts[:k]
+        return self.result(n, alerts[:k], origin)
+
+    def result(self, n: int, alerts: np.ndarray, origin: str = "") -> DecodeResult:
+        """The DecodeResult of n slots whose k = len(alerts) alerts C already
+        decoded (``status``, ``slot_of``, ``msg_key`` and ``msg_first`` hold
+        what ingest_alertpkt_decode wrote): a native reader decodes on its
+        own thread, this is the Python half.  ``alerts`` becomes the batch's
+        (the caller passes an array of its own, not the reader's memory)."""
+        k = len(alerts)
         status = self.status[:n]
         rejected: list[tuple[int, str]] = []
         anomalies: list[tuple[int, str]] = []

@@ -339,6 +339,9 @@ class Pipeline:
         alive = 0
         for src in self.sources:
             err = getattr(src, "error", None)
+            native = getattr(src, "native_failure", None)  # a C reader thread: dead at once
+            if err is None and native is not None:
+                err = native()
             thread = getattr(src, "_thread", None) or getattr(src, "_acceptor", None)
             if err is not None:
                 dead.setdefault(src.origin, repr(err))

@@ -26,6 +26,8 @@ from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
 from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
+from ..reader import ALERTPKT, END, NativeReader
+from ..reader import enabled as native_enabled
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving
 from ..stats import Stats
 from .barnyard2_events import RecentEvents
@@ -85,7 +87,7 @@ def compact(dec: SlotDecoder, good: np.ndarray) -> int:
 def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: Stats,
                  deadletter: DeadLetter, acks: list | None = None,
                  wait_for_room: Callable[[], bool] | None = None,
-                 events: RecentEvents | None = None) -> int:
+                 events: RecentEvents | None = None, decoded: np.ndarray | None = None) -> int:
     """Decode n received slots and hand the alerts on; dead-letter and count
     what cannot be used.  Returns the number of alerts submitted.
 
@@ -94,6 +96,8 @@ def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: S
     without it (a datagram sender that must never be blocked by us) the raw
     datagrams go to the dead-letter file, counted as dropped ``queue_full``.
     ``events``: drop Barnyard2's repeated events (see barnyard2_events).
+    ``decoded``: the alerts a native reader already decoded from these n
+    slots (``dec`` holds the rest of what C wrote); None decodes here.
     """
     nbytes = n * ALERT_DTYPE.itemsize  # what the alerts will hold (the raw datagrams are not kept)
     reserved = submit.reserve(n, nbytes=nbytes)
@@ -107,7 +111,7 @@ def handle_slots(dec: SlotDecoder, n: int, origin: str, submit: Submit, stats: S
         return 0
     k = 0
     try:
-        res = dec.decode(n, origin)
+        res = dec.decode(n, origin) if decoded is None else dec.result(n, decoded, origin)
         for i, reason in res.rejected:
             keep_raw(deadletter, origin, reason, dec.slots[i], min(int(dec.lens[i]), dec.slot_size))
             stats.add_malformed(reason)
@@ -149,6 +153,10 @@ class DatagramSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        #: the C reader thread and its ring (ingest.reader), or the old
+        #: Python reader with INGEST_NATIVE_READER=0
+        self.native = native_enabled()
+        self.reader: NativeReader | None = None
         self.events = RecentEvents()
         #: peer credentials: None = not asked for (no SO_PASSCRED)
         self.peers = peers
@@ -162,6 +170,9 @@ class DatagramSource:
         self._thread.start()
 
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        if self.native:
+            self._run_native(submit, stats, deadletter)
+            return
         dec = SlotDecoder(self._slots, SLOT_SIZE)
         refusals = None
         if self.peers is not None:
@@ -210,6 +221,80 @@ class DatagramSource:
             if stopping and time.monotonic() > drain_until:
                 _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS}s", extra=at(self.origin))
                 return
+
+    def _run_native(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        """Take the native reader's batches off its ring (ingest.reader): the
+        C thread receives and decodes; this thread names the strings, screens
+        the senders, dead-letters and submits, as the old loop did."""
+        creds = None
+        refusals = None
+        if self.peers is not None:
+            creds = self.peers.arrays() if self.peers.active else (None, None)
+            refusals = RefusalLog(self.origin)
+        reader = NativeReader(self.bound.sock.fileno(), self._slots, SLOT_SIZE, mode=ALERTPKT,
+                              linger_us=self._linger_us, credentials=creds)
+        self.reader = reader
+        drain_until = 0.0
+        try:
+            reader.start()
+            while True:
+                if self._stop.is_set() and not drain_until:
+                    drain_until = time.monotonic() + DRAIN_SECONDS
+                    if self.bound.adopted:
+                        reader.stop()  # the manager holds the socket: what is queued waits for the next process
+                    else:
+                        # refuse new datagrams (senders get EPIPE), then take
+                        # what the kernel already queued: nothing accepted is
+                        # lost (the C thread shuts the socket itself, between
+                        # two of its receives)
+                        reader.stop(drain=True)
+                elif drain_until and time.monotonic() > drain_until:
+                    _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS}s", extra=at(self.origin))
+                    reader.stop()
+                    drain_until = float("inf")
+                idx = reader.take(POLL_SECONDS)
+                if idx is None:
+                    continue
+                if idx == END:
+                    break
+                try:
+                    self._handle_batch(reader, idx, refusals, submit, stats, deadletter)
+                except Exception as e:  # a bug, not input: report it, keep draining
+                    stats.internal_errors += 1
+                    _log.error(f"{self.origin}: internal error: {e!r}", extra=at(self.origin))
+                finally:
+                    reader.release(idx)
+        finally:
+            reader.join()
+        err = reader.failure()
+        if err is not None:
+            # the socket itself failed: this reader cannot go on, and the
+            # runtime stops the process (never a bound socket nobody reads)
+            self.error = err
+            stats.internal_errors += 1
+            raise err
+
+    def _handle_batch(self, reader: NativeReader, idx: int, refusals: RefusalLog | None,
+                      submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        dec, n, k = reader.batch(idx)
+        if refusals is not None:
+            def keep(i: int, reason: str, meta: dict) -> None:
+                keep_raw(deadletter, self.origin, reason, dec.slots[i],
+                         min(int(dec.lens[i]), dec.slot_size), meta=meta)
+            good = screen(dec, n, self.origin, stats, refusals, keep)
+            if good is not None:  # C left such a batch undecoded (k == -1)
+                n = compact(dec, good)
+                if n == 0:
+                    return
+        handle_slots(dec, n, self.origin, submit, stats, deadletter, events=self.events,
+                     decoded=reader.decoded(idx, k) if k >= 0 else None)
+
+    def native_failure(self) -> BaseException | None:
+        """The native reader's socket error, the moment its thread ended so
+        (reader_health shows the input dead at once, before this thread has
+        noticed)."""
+        reader = self.reader
+        return reader.failure() if reader is not None else None
 
     def stop(self) -> None:
         self._stop.set()

@@ -81,3 +81,30 @@ def procs_with_cwd_under(root) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+# A native reader thread that dies: the failure is injected (once the file
+# named by the first argument exists, every datagram socket's descriptor is
+# replaced by /dev/null under its C reader, whose next recvmmsg fails with
+# ENOTSOCK: a socket error no test can cause from outside); run as
+# ``python -c READER_FAULT TRIGGER ingest-args...``.
+READER_FAULT = """
+import os, sys, threading, time
+import ingest.reader as R
+from ingest.cli import main
+trigger = sys.argv.pop(1)
+fds = []
+real = R.NativeReader.__init__
+def init(self, fd, *args, **kw):
+    fds.append(fd)
+    real(self, fd, *args, **kw)
+R.NativeReader.__init__ = init
+def watch():
+    while not os.path.exists(trigger):
+        time.sleep(0.01)
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in fds:
+        os.dup2(null, fd)
+threading.Thread(target=watch, daemon=True).start()
+sys.exit(main(sys.argv[1:]))
+"""

@@ -16,7 +16,7 @@ import time
 from ingest.encode import encode_alertpkt, ether_ipv4
 
 from ..conftest import ROOT
-from ._util import count, wait_until
+from ._util import READER_FAULT, count, wait_until
 from .test_signals import ALERT
 
 
@@ -137,22 +137,9 @@ def test_eve_stream_connections_are_capped_and_idle_ones_closed(tmp_path, run_in
     assert st["connections_idle_closed"] >= 1 and st["connections_refused"] + st.get("connections_evicted", 0) >= 32
 
 
-# A reader thread that dies: the failure is injected (an I/O error from the
-# socket, which no test can cause from outside); the process, its runtime,
-# its stats and its exit status are real.
-_FAULT = """
-import errno, os, sys
-from ingest.alertpkt import SlotDecoder
-from ingest.cli import main
-trigger = sys.argv.pop(1)
-real = SlotDecoder.recv
-def recv(self, fd, *args):
-    if os.path.exists(trigger):
-        raise OSError(errno.EIO, "Input/output error")
-    return real(self, fd, *args)
-SlotDecoder.recv = recv
-sys.exit(main(sys.argv[1:]))
-"""
+# A reader thread that dies (_util.READER_FAULT: its socket fails under it);
+# the process, its runtime, its stats and its exit status are real.
+_FAULT = READER_FAULT
 
 
 def test_a_dead_reader_stops_the_process_at_once_with_exit_1(tmp_path):
@@ -186,7 +173,7 @@ def test_a_dead_reader_stops_the_process_at_once_with_exit_1(tmp_path):
     assert rc == 1, text
     assert f"reader snort:{snort} died" in text or f"reader barnyard2:{by2} died" in text
     line = next(x for x in text.splitlines() if x.startswith("ingest: stats ") and "reader_failed=" in x)
-    assert "Input/output error" in text and line
+    assert "Socket operation on non-socket" in text and line
     assert not snort.exists() and not by2.exists()  # nobody is left writing into an unread socket
     c = __import__("sqlite3").connect(db)
     assert c.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1

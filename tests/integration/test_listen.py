@@ -22,7 +22,11 @@ from ..conftest import shared_file
 from ._util import rows, snort_send
 
 
-def test_roundtrip_every_variant_into_sqlite_and_jsonl(tmp_path, run_ingest):
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native-reader", "python-reader"])
+def test_roundtrip_every_variant_into_sqlite_and_jsonl(tmp_path, run_ingest, monkeypatch, native):
+    # the C reader thread (the default), and the old Python reader kept
+    # behind INGEST_NATIVE_READER=0 (ingest.reader)
+    monkeypatch.setenv("INGEST_NATIVE_READER", native)
     s0, s1, by = tmp_path / "0_snort_alert", tmp_path / "1_snort_alert", tmp_path / "barnyard2_alert"
     db, out = tmp_path / "alerts.db", tmp_path / "alerts.json"
     p = run_ingest(["listen", "--snort", str(s0), "--snort", str(s1), "--barnyard2", str(by),

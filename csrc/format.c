@@ -185,12 +185,12 @@ static void put_eve(struct jsonw *w, const struct ingest_alert *a, const struct 
     }
     if (a->flags & INGEST_F_ADDRS) {
         JW_LIT(w, ",\"src_ip\":");
-        jw_ip(w, a->src_addr, 0);
+        jw_ip(w, a->src_addr, jw_v4(a->src_addr, a->ip_ver));
         if (a->flags & INGEST_F_PORTS) {
             JW_U64(w, ",\"src_port\":", a->src_port);
         }
         JW_LIT(w, ",\"dest_ip\":");
-        jw_ip(w, a->dst_addr, 0);
+        jw_ip(w, a->dst_addr, jw_v4(a->dst_addr, a->ip_ver));
         if (a->flags & INGEST_F_PORTS) {
             JW_U64(w, ",\"dest_port\":", a->dst_port);
         }
@@ -285,9 +285,9 @@ static void put_trisul(struct jsonw *w, const struct ingest_alert *a,
         else
             JW_LIT(w, "\"IPV4\"");
         JW_LIT(w, ",\"SourceIP\":");
-        jw_ip(w, a->src_addr, 0);
+        jw_ip(w, a->src_addr, jw_v4(a->src_addr, a->ip_ver));
         JW_LIT(w, ",\"DestIP\":");
-        jw_ip(w, a->dst_addr, 0);
+        jw_ip(w, a->dst_addr, jw_v4(a->dst_addr, a->ip_ver));
         if (a->flags & INGEST_F_PORTS) {
             JW_U64(w, ",\"SourcePort\":", a->src_port);
             JW_U64(w, ",\"DestPort\":", a->dst_port);
@@ -376,11 +376,11 @@ int ingest_format_addrs(const struct ingest_alert *alerts, unsigned n, char *src
         memset(dso, 0, 46);
         if (!(alerts[i].flags & INGEST_F_ADDRS))
             continue;
-        /* at most 39 bytes of text: always NUL-terminated in 46 */
+        /* at most 45 bytes of text: always NUL-terminated in 46 */
         struct jsonw w = jw_init((uint8_t *)so, 45);
-        jw_ip_text(&w, alerts[i].src_addr, 0);
+        jw_ip_text(&w, alerts[i].src_addr, jw_v4(alerts[i].src_addr, alerts[i].ip_ver));
         w = jw_init((uint8_t *)dso, 45);
-        jw_ip_text(&w, alerts[i].dst_addr, 0);
+        jw_ip_text(&w, alerts[i].dst_addr, jw_v4(alerts[i].dst_addr, alerts[i].ip_ver));
     }
     return (int)n;
 }

@@ -10,6 +10,7 @@
  * UTF-8 text, without caller-supplied fragments, must be one JSON object:
  * the EVE extractor (csrc/eve.c, a full RFC 8259 validator) checks it.
  */
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,9 +144,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char src[MAXA * 46], dst[MAXA * 46];
     if (ingest_format_addrs(alerts, na, src, dst) != (int)na)
         abort();
-    for (unsigned i = 0; i < na; i++)
+    for (unsigned i = 0; i < na; i++) {
         if (src[i * 46 + 45] != 0 || dst[i * 46 + 45] != 0)
             abort();
+        /* every address text parses back to its bytes (inet_pton): the
+         * dotted quad to the last 4, RFC 5952 text to all 16 */
+        if (!(alerts[i].flags & INGEST_F_ADDRS))
+            continue;
+        const char *txt[2] = {src + i * 46, dst + i * 46};
+        const uint8_t *bin[2] = {alerts[i].src_addr, alerts[i].dst_addr};
+        for (int j = 0; j < 2; j++) {
+            uint8_t back[16];
+            if (strchr(txt[j], ':') != NULL) {
+                if (inet_pton(AF_INET6, txt[j], back) != 1 || memcmp(back, bin[j], 16) != 0)
+                    abort();
+            } else if (inet_pton(AF_INET, txt[j], back) != 1 || memcmp(back, bin[j] + 12, 4) != 0) {
+                abort();
+            }
+        }
+    }
     free(out);
     free(pool);
     return 0;

@@ -16,9 +16,12 @@ import numpy as np
 
 from . import batch as B
 from .native import ffi, lib
+from .scratch import Scratch
 from .strings import Segment, StringPool, Strings
 
 PROFILES = {"eve": lib.INGEST_FMT_EVE, "trisul": lib.INGEST_FMT_TRISUL}
+#: the buffers ingest_format_json writes into (per thread, reused)
+_OUT = Scratch()
 
 
 class StringTable:
@@ -79,6 +82,11 @@ def render_buffer(
     """:func:`render_json` without the final copy: a read-only view of the
     rendered lines (what sinks write; big batches are not copied again).
 
+    The view points into a per-thread buffer that later calls reuse only
+    once no view of it is alive (ingest/scratch.py): hold it as long as you
+    like; drop it when written, and the next call writes into warm pages
+    instead of faulting in (and zeroing) fresh ones.
+
     ``ends`` (optional, a writable uint32 array of one entry per alert)
     receives where each alert's line ends (the NATS sink cuts messages
     at line boundaries with it).
@@ -109,21 +117,22 @@ def render_buffer(
     # a string 6x, and then the C side says ENOSPC and the buffer doubles.
     cap = n * 768 + table.nbytes * 2 + 4096
     while True:
-        out = np.empty(cap, dtype=np.uint8)  # not zeroed: C writes every byte it reports
-        written = lib.ingest_format_json(
-            c_alerts, n, table.c, idx, PROFILES[profile],
-            ffi.from_buffer("uint8_t[]", out, require_writable=True), cap, c_ends,
-        )
+        # not zeroed: C writes every byte it reports; reused once no
+        # earlier result holds it (ingest/scratch.py)
+        out = _OUT.take(cap)
+        c_out = ffi.from_buffer("uint8_t[]", out, require_writable=True)
+        written = lib.ingest_format_json(c_alerts, n, table.c, idx, PROFILES[profile], c_out, cap, c_ends)
+        ffi.release(c_out)
         if written == lib.INGEST_ENOSPC:
             cap *= 2
+            del out  # free for the bigger take
             continue
         if written < 0:
             raise ValueError(f"ingest_format_json failed ({written})")
         if written >= 1 << 32 and ends is not None:
             raise ValueError("batch too large to render with line ends (4 GiB)")
         del keep_c, keep_e, keep_r, keep_f
-        out.resize(written, refcheck=False)  # shrinks in place (no copy)
-        return memoryview(out).toreadonly()  # type: ignore[arg-type]
+        return memoryview(out[:written]).toreadonly()  # type: ignore[arg-type]
 
 
 def render_json(

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -35,6 +37,7 @@ import numpy as np
 from . import batch as B
 from ._native import ffi, lib
 from .safefile import open_input
+from .scratch import Scratch
 from .strings import Segment, StringPool
 
 HDR_LEN = lib.INGEST_U2_HDR_LEN
@@ -258,6 +261,8 @@ def _groups(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 #: rendered members per string-pool segment stay below this (32-bit offsets)
 SEGMENT_MAX = 1 << 30
+#: the buffers ingest_u2_render writes into (per thread, reused: ingest/scratch.py)
+_MEMBERS = Scratch()
 
 
 def _render_members(res: Unified2Result, base: int) -> tuple[StringPool, np.ndarray | None]:
@@ -292,7 +297,7 @@ def _render_members(res: Unified2Result, base: int) -> tuple[StringPool, np.ndar
         hi = max(lo + 1, int(np.searchsorted(cum, cum[lo] + SEGMENT_MAX, side="right")) - 1)
         hi = min(hi, n)
         cap = int(cum[hi] - cum[lo]) + 4096
-        out = np.empty(cap, dtype=np.uint8)
+        out = _MEMBERS.take(cap)  # reused once no batch holds it
         ends = np.empty(hi - lo, dtype=np.uint32)
         # start arrays rebased to this run: the C side sees events lo..hi
         ps = np.ascontiguousarray(pk_start[lo: hi + 1])
@@ -359,23 +364,65 @@ def _join_general(ev_id, ev_sec, ev_pos, x_id, x_sec, x_pos) -> np.ndarray:
 
 class _Rows:
     """The row arrays of one window, grown in place (realloc, no copy) when
-    the C decoder says one is full."""
+    the C decoder says one is full.
 
-    def __init__(self, nbytes: int, copy_pool: bool) -> None:
-        guess = nbytes // 256 + 16  # the real file: ~150 bytes per record
-        self.alerts = np.empty(guess, dtype=B.ALERT_DTYPE)
-        self.events = np.empty(guess, dtype=EVENT_DTYPE)
-        self.packets = np.empty(guess, dtype=PACKET_DTYPE)
-        self.pk_event = np.empty(guess, dtype=np.int32)
-        self.extra = np.empty(guess // 2 + 16, dtype=EXTRA_DTYPE)
-        self.ex_event = np.empty(guess // 2 + 16, dtype=np.int32)
+    The arrays are reused by later windows (and later ``read()`` calls) of
+    the same thread once no result holds a view of them any more (see
+    ingest/scratch.py for the rule): a fresh array costs a page fault and a
+    zeroed page per 4 KiB written, which was 63 % of ``read()`` (issue 10).
+    A result is therefore never overwritten: keeping it only makes the next
+    window take other memory."""
+
+    NAMES = ("alerts", "events", "packets", "pk_event", "extra", "ex_event", "odd", "counts", "pool")
+
+    def __init__(self, nbytes: int | None = None, copy_pool: bool = False) -> None:
+        self.alerts = np.empty(0, dtype=B.ALERT_DTYPE)
+        self.events = np.empty(0, dtype=EVENT_DTYPE)
+        self.packets = np.empty(0, dtype=PACKET_DTYPE)
+        self.pk_event = np.empty(0, dtype=np.int32)
+        self.extra = np.empty(0, dtype=EXTRA_DTYPE)
+        self.ex_event = np.empty(0, dtype=np.int32)
         self.odd = np.empty(ODD_CAP, dtype=np.uint32)
         self.counts = np.zeros(257, dtype=np.uint64)
-        # every variable-length byte lies inside a body of this window
-        self.pool = np.empty(nbytes + 1, dtype=np.uint8) if copy_pool else None
+        self.pool: np.ndarray | None = None
+        self.out = ffi.new("struct ingest_u2_out *")
+        self._keep: list = []
+        self._use_pool = False
+        if nbytes is not None:
+            self.reset(nbytes, copy_pool)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, n).nbytes for n in self.NAMES if getattr(self, n) is not None)
+
+    def free(self) -> bool:
+        """No result holds a view of these arrays (reference counts: the
+        attribute and getrefcount's argument)."""
+        d = self.__dict__
+        return all(d[n] is None or sys.getrefcount(d[n]) <= 2 for n in self.NAMES)
+
+    def reset(self, nbytes: int, copy_pool: bool) -> None:
+        """Start a window of nbytes: counters zeroed, every array at least
+        its first guess (grown geometrically, never shrunk)."""
+        guess = nbytes // 256 + 16  # the real file: ~150 bytes per record
+        for names, want in ((("alerts", "events", "packets", "pk_event"), guess),
+                            (("extra", "ex_event"), guess // 2 + 16)):
+            for name in names:
+                a = getattr(self, name)
+                if len(a) < want:
+                    setattr(self, name, np.empty(max(want, 2 * len(a)), dtype=a.dtype))
+        self.counts[:] = 0
+        if copy_pool:
+            # every variable-length byte lies inside a body of this window
+            if self.pool is None or len(self.pool) < nbytes + 1:
+                have = 0 if self.pool is None else len(self.pool)
+                self.pool = None
+                self.pool = np.empty(max(nbytes + 1, 2 * have), dtype=np.uint8)
+            self._use_pool = True
+        else:
+            self._use_pool = False
         self.out = ffi.new("struct ingest_u2_out *")
         self.out.last_ev = -1
-        self._keep: list = []
         self._attach()
 
     def _attach(self) -> None:
@@ -398,7 +445,7 @@ class _Rows:
         o.odd = c("uint32_t[]", self.odd)
         o.odd_cap = len(self.odd)
         o.counts = c("uint64_t[]", self.counts)
-        if self.pool is not None:
+        if self._use_pool and self.pool is not None:
             o.pool = c("uint8_t[]", self.pool)
             o.pool_cap = len(self.pool)
         self._keep = keep
@@ -424,20 +471,48 @@ class _Rows:
             used = {"alerts": o.nev, "packets": o.npk, "extra": o.nex}[names[0]]
             if used == cap:
                 for name in names:
+                    # nothing else holds these arrays (free() or fresh):
                     # resize reallocates in place where it can (mremap)
                     getattr(self, name).resize(2 * cap, refcheck=False)
         self._attach()
 
     def finish(self) -> tuple[np.ndarray, ...]:
+        """The used rows, as views (the arrays stay whole for reuse)."""
         o = self.out
         self._release()
-        arrs = []
-        for name, k in (("alerts", o.nev), ("events", o.nev), ("packets", o.npk),
-                        ("pk_event", o.npk), ("extra", o.nex), ("ex_event", o.nex)):
-            a = getattr(self, name)
-            a.resize(k, refcheck=False)  # shrinks in place: no copy
-            arrs.append(a)
-        return tuple(arrs)
+        return (self.alerts[: o.nev], self.events[: o.nev], self.packets[: o.npk],
+                self.pk_event[: o.npk], self.extra[: o.nex], self.ex_event[: o.nex])
+
+
+#: per thread, the row arrays kept for reuse (two: a caller's loop still
+#: holds the previous result while the next window is decoded)
+_ROW_SLOTS = 2
+#: a set of row arrays larger than this is used once, not kept
+ROWS_KEEP_BYTES = 256 << 20
+_rows_local = threading.local()
+
+
+def _take_rows(nbytes: int, copy_pool: bool) -> _Rows:
+    """Row arrays for a window: a kept set no result holds, else a new one."""
+    kept: list[_Rows] = getattr(_rows_local, "rows", None) or []
+    _rows_local.rows = kept
+    for r in kept:
+        if r.free():
+            r.reset(nbytes, copy_pool)
+            if r.nbytes > ROWS_KEEP_BYTES:
+                kept.remove(r)
+            return r
+    r = _Rows(nbytes, copy_pool)
+    if len(kept) < _ROW_SLOTS and r.nbytes <= ROWS_KEEP_BYTES:
+        kept.append(r)
+    return r
+
+
+def release_buffers() -> None:
+    """Drop the calling thread's reusable output buffers (the row arrays
+    and the rendered-member buffers); results still held stay valid."""
+    _rows_local.rows = []
+    _MEMBERS.release()
 
 
 class Decoder:
@@ -523,7 +598,7 @@ class Decoder:
         base = self.base + lo  # absolute offset of view[0]
         c_view = ffi.from_buffer("uint8_t[]", view) if len(view) else ffi.new("uint8_t[]", 1)
         n = len(view)
-        rows = _Rows(n, copy_pool=not self.zero_copy)
+        rows = _take_rows(n, copy_pool=not self.zero_copy)
         o = rows.out
         odd_types: dict[int, int] = {}
         pos = 0

@@ -97,6 +97,7 @@ int ingest_abi_version(void);
 #define INGEST_FLOW_SRC_NETFLOW5 2  /* NetFlow v5 over UDP                    */
 #define INGEST_FLOW_SRC_NETFLOW9 3  /* NetFlow v9 over UDP                    */
 #define INGEST_FLOW_SRC_IPFIX 4     /* IPFIX (NetFlow v10) over UDP           */
+#define INGEST_FLOW_SRC_ZEEK 5      /* Zeek conn.log (decoded in Python)      */
 
 /* struct ingest_flow.flags */
 #define INGEST_FF_ADDRS 0x01     /* src/dst addresses are valid             */

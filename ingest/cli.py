@@ -100,11 +100,15 @@ def _add_listen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netflow", action="append", metavar="udp://HOST:PORT",
                    help="receive NetFlow v5/v9 and IPFIX exports on this UDP address "
                         "(HOST defaults to 127.0.0.1; repeat for several)")
+    p.add_argument("--zeek-conn", action="append", metavar="PATH",
+                   help="follow a Zeek conn.log (JSON or TSV; or a glob), with a bookmark, as flows")
+    p.add_argument("--zeek-conn-start", choices=("beginning", "end"),
+                   help="where to start a conn.log that has no bookmark (default beginning)")
     p.add_argument("--event-types", metavar="LIST",
                    help="EVE event types to keep, comma-separated (default: all)")
     p.add_argument("--eve-max-line", type=_flag("eve_max_line"), metavar="BYTES",
                    help="longest EVE line (default 16 MiB)")
-    p.add_argument("--bookmark-dir", metavar="DIR", help="where --eve-file bookmarks go (default: beside the file)")
+    p.add_argument("--bookmark-dir", metavar="DIR", help="where --eve-file / --zeek-conn bookmarks go (default: beside the file)")
     p.add_argument("--eve-file-start", choices=("beginning", "end"),
                    help="where to start a followed file that has no bookmark (default beginning)")
     p.add_argument("--unified2", action="append", metavar="DIR/PREFIX",
@@ -208,7 +212,8 @@ _FLAG_KEYS = ("snort", "barnyard2", "barnyard2_sync", "format", "socket_mode", "
               "max_queue_bytes", "max_connections", "idle_timeout",
               "linger_ms", "drain_timeout", "unified2", "unified2_bookmark", "unified2_start", "unified2_after",
               "unified2_archive", "maps", "sid_msg", "gen_msg", "classification", "reference", "rules",
-              "eve_dgram", "eve_stream", "eve_file", "netflow", "event_types", "eve_max_line",
+              "eve_dgram", "eve_stream", "eve_file", "netflow", "zeek_conn", "zeek_conn_start",
+              "event_types", "eve_max_line",
               "bookmark_dir", "eve_file_start", "sink", "allow_foreign_outputs", "sensor_name",
               "spool_dir", "spool_max_bytes", "spool_fsync", "allow_uid", "allow_gid", "count_senders",
               "log_level", "log_format", "correlate_slack", "metrics")
@@ -244,6 +249,8 @@ def check_paths(cfg: Config) -> None:
         need_dir(f"--unified2 {spec}", os.path.dirname(os.path.abspath(spec)))
     for path in cfg.eve_file:
         need_dir(f"--eve-file {path}", os.path.dirname(os.path.abspath(path)))
+    for path in cfg.zeek_conn:
+        need_dir(f"--zeek-conn {path}", os.path.dirname(os.path.abspath(path)))
     if cfg.unified2_archive:
         check_output_dir(cfg.unified2_archive, what="--unified2-archive",
                          allow_foreign=cfg.allow_foreign_outputs)
@@ -262,6 +269,7 @@ def check_paths(cfg: Config) -> None:
     if cfg.dead_letter:
         outputs.append(("--dead-letter", cfg.dead_letter))
     inputs = [(f"--eve-file {p}", p) for p in cfg.eve_file]
+    inputs += [(f"--zeek-conn {p}", p) for p in cfg.zeek_conn]
     inputs += [(f"--unified2 {spec}", globmod.escape(spec) + ".[0-9]*") for spec in cfg.unified2]
     check_apart(outputs, inputs)
 
@@ -323,7 +331,7 @@ def build_pipeline(cfg: Config):
         _one_bookmark_each(sources)
         if not sources:
             raise ValueError("no input given: name one with --snort, --barnyard2, --barnyard2-sync, "
-                             "--unified2, --eve-dgram, --eve-stream, --eve-file or --netflow (in a configuration "
+                             "--unified2, --eve-dgram, --eve-stream, --eve-file, --netflow or --zeek-conn (in a configuration "
                              "file: snort = [...], ...), or start 'ingest run' without --config for "
                              "the defaults")
         spool = None if cfg.spool_dir is None else (cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)
@@ -397,6 +405,14 @@ def _peer_policies(cfg: Config) -> Callable[..., Any]:
     return of
 
 
+def _bookmark_in_dir(cfg: Config, path: str) -> str | None:
+    """A followed file's bookmark in --bookmark-dir (None: beside the file)."""
+    if not cfg.bookmark_dir:
+        return None
+    name = os.path.abspath(path).strip("/").replace("/", "_").replace("*", "_")
+    return os.path.join(cfg.bookmark_dir, name + ".ingest-bookmark")
+
+
 def _eve_sources(cfg: Config, peers: Callable[..., Any] | None = None) -> list:
     """Suricata EVE inputs (sockets we bind, files we follow)."""
     from .sources.eve import EveDgramSource
@@ -415,12 +431,14 @@ def _eve_sources(cfg: Config, peers: Callable[..., Any] | None = None) -> list:
                                        max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
                                        peers=peers(path) if peers else None))
         for path in cfg.eve_file:
-            bm = None
-            if cfg.bookmark_dir:
-                name = os.path.abspath(path).strip("/").replace("/", "_").replace("*", "_")
-                bm = os.path.join(cfg.bookmark_dir, name + ".ingest-bookmark")
-            out.append(EveFileSource(path, bookmark_path=bm, start=cfg.eve_file_start,
+            out.append(EveFileSource(path, bookmark_path=_bookmark_in_dir(cfg, path), start=cfg.eve_file_start,
                                      event_types=cfg.event_types, max_line=cfg.eve_max_line))
+        if cfg.zeek_conn:
+            from .sources.zeek import ZeekConnSource
+
+            for path in cfg.zeek_conn:
+                out.append(ZeekConnSource(path, bookmark_path=_bookmark_in_dir(cfg, path),
+                                          start=cfg.zeek_conn_start, max_line=cfg.eve_max_line))
     except BaseException:
         for s in out:
             s.close()

@@ -66,6 +66,8 @@ class Config:
     eve_file: tuple[str, ...] = ()
     #: NetFlow v5/v9/IPFIX: UDP sockets we bind, each udp://HOST:PORT (HOST default 127.0.0.1)
     netflow: tuple[str, ...] = ()
+    #: Zeek conn.log files (paths or globs) we follow, JSON or TSV
+    zeek_conn: tuple[str, ...] = ()
     #: EVE event types to keep (empty: all), e.g. ("alert", "flow", "stats")
     event_types: tuple[str, ...] = ()
     #: longest EVE line accepted on a stream or file (longer: counted, skipped)
@@ -74,6 +76,8 @@ class Config:
     bookmark_dir: str | None = None
     #: where a followed file without a bookmark is started: beginning | end
     eve_file_start: str = "beginning"
+    #: the same for --zeek-conn
+    zeek_conn_start: str = "beginning"
     #: Unified2 spools to follow, each DIR/PREFIX (files PREFIX.<unix-time>)
     unified2: tuple[str, ...] = ()
     #: bookmark file (default DIR/PREFIX.ingest-bookmark; one spool only)
@@ -264,10 +268,11 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 #: field holds several, as the flag may be repeated)
 _ALIASES = {"sink": "sinks"}
 _LISTS = {"snort", "barnyard2", "barnyard2_sync", "sinks", "unified2", "eve_dgram", "eve_stream",
-          "eve_file", "rules", "allow_uid", "allow_gid", "netflow"}
+          "eve_file", "rules", "allow_uid", "allow_gid", "netflow", "zeek_conn"}
 _CHOICES = {
     "format": ("eve", "trisul"),
     "eve_file_start": ("beginning", "end"),
+    "zeek_conn_start": ("beginning", "end"),
     "unified2_start": ("beginning", "end"),
     "unified2_after": ("keep", "delete", "archive"),
     "spool_fsync": ("always", "segment", "never"),

@@ -191,6 +191,7 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
         vlan if isinstance(vlan, N) and 0 <= vlan <= 4095 else None,
         tf, tr,
         None, None, None,  # exporter, obs_domain, sampling: NetFlow/IPFIX only
+        None, None,  # uid, history: Zeek only
     )
 
 

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # Flow source kinds (INGEST_FLOW_SRC_*) and their names in the store's ``source`` column.
-FLOW_SRC_NONE, FLOW_SRC_EVE, FLOW_SRC_NETFLOW5, FLOW_SRC_NETFLOW9, FLOW_SRC_IPFIX = range(5)
+FLOW_SRC_NONE, FLOW_SRC_EVE, FLOW_SRC_NETFLOW5, FLOW_SRC_NETFLOW9, FLOW_SRC_IPFIX, FLOW_SRC_ZEEK = range(6)
 FLOW_SOURCE_NAMES = {
     FLOW_SRC_EVE: "eve",
     FLOW_SRC_NETFLOW5: "netflow5",
     FLOW_SRC_NETFLOW9: "netflow9",
     FLOW_SRC_IPFIX: "ipfix",
+    FLOW_SRC_ZEEK: "zeek",
 }
 
 # Flags (INGEST_FF_*).
@@ -91,7 +92,9 @@ EVE_COLUMNS = (
 #: the ``flows`` table's columns of the canonical record, after Suricata's
 #: own (ingest.eve.FLOW_COLUMNS) and ``sensor`` (store schema version 2)
 STORE_COLUMNS = ("source", "ip_proto", "ip_ver", "icmp_type", "icmp_code", "vlan", "tcp_flags",
-                 "tcp_flags_rev", "exporter", "obs_domain", "sampling")
+                 "tcp_flags_rev", "exporter", "obs_domain", "sampling",
+                 # schema version 4: Zeek's connection uid and history
+                 "uid", "history")
 #: a flow row as ingest.eve.flow_row and store_rows make it (the store adds
 #: ``sensor`` after EVE_COLUMNS)
 ROW_COLUMNS = (*EVE_COLUMNS, *STORE_COLUMNS)
@@ -145,6 +148,8 @@ class FlowBatch:
     records: np.ndarray
     strings: list[str] = field(default_factory=list)
     origin: str = ""
+    #: per record (engine uid, history, state) text, where the source has them (Zeek)
+    texts: list[tuple[str, str | None, str | None]] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -156,6 +161,11 @@ class FlowBatch:
             return parts[0]
         recs = []
         strings: list[str] = []
+        texts: list[tuple[str, str | None, str | None]] | None = None
+        if any(p.texts is not None for p in parts):
+            texts = []
+            for p in parts:
+                texts.extend(p.texts if p.texts is not None else [("", None, None)] * len(p))
         for p in parts:
             r = p.records
             if strings and p.strings:
@@ -165,7 +175,7 @@ class FlowBatch:
             recs.append(r)
             strings.extend(p.strings)
         origin = parts[0].origin if len({p.origin for p in parts}) == 1 else "*"
-        return FlowBatch(np.concatenate(recs) if recs else empty(0), strings, origin)
+        return FlowBatch(np.concatenate(recs) if recs else empty(0), strings, origin, texts)
 
 
 def from_eve_rows(rows: Sequence[tuple], columns: Sequence[str]) -> FlowBatch:
@@ -277,7 +287,8 @@ def store_rows(batch: FlowBatch) -> list[tuple]:
     """The ``flows`` rows of a batch, in ROW_COLUMNS order
     (the store adds ``sensor``).  A unidirectional record is event_type
     ``netflow`` (as Suricata's netflow events), a biflow ``flow``; counters
-    a record does not carry are NULL; flow_id is NULL (no engine flow id)."""
+    a record does not carry are NULL; flow_id is NULL without an engine
+    flow id; uid, history and state come from ``batch.texts`` (Zeek)."""
     r = batch.records
     if not len(r):
         return []
@@ -287,8 +298,10 @@ def store_rows(batch: FlowBatch) -> list[tuple]:
         "app_idx", "src_port", "dst_port", "vlan", "ip_ver", "proto", "tcp_flags", "tcp_flags_rev",
         "source", "flags", "end_reason")}
     strings = batch.strings
+    texts = batch.texts
     out = []
     for j in range(len(r)):
+        uid, history, state = texts[j] if texts is not None else ("", None, None)
         fl = cols["flags"][j]
         addrs = bool(fl & FF_ADDRS)
         ports = bool(fl & FF_PORTS)
@@ -308,7 +321,7 @@ def store_rows(batch: FlowBatch) -> list[tuple]:
             start[j], end[j], cols["start_us"][j], cols["end_us"][j],
             _i64(cols["pkts"][j]), _i64(cols["pkts_rev"][j]) if bi else None,
             _i64(cols["bytes"][j]), _i64(cols["bytes_rev"][j]) if bi else None,
-            None, END_REASONS.get(cols["end_reason"][j]), None,
+            state, END_REASONS.get(cols["end_reason"][j]), None,
             FLOW_SOURCE_NAMES.get(cols["source"][j]), proto if proto else None,
             cols["ip_ver"][j] if addrs else None,
             cols["src_port"][j] if icmp else None, cols["dst_port"][j] if icmp else None,
@@ -316,8 +329,9 @@ def store_rows(batch: FlowBatch) -> list[tuple]:
             cols["tcp_flags"][j] if tcp else None,
             cols["tcp_flags_rev"][j] if tcp and bi else None,
             exp[j] if fl & FF_EXPORTER else None,
-            cols["domain"][j] if cols["source"][j] != FLOW_SRC_EVE else None,
+            cols["domain"][j] if cols["source"][j] in (FLOW_SRC_NETFLOW5, FLOW_SRC_NETFLOW9, FLOW_SRC_IPFIX) else None,
             cols["sampling"][j] or None,
+            uid or None, history,
         ))
     return out
 
@@ -335,6 +349,8 @@ def json_lines(batch: FlowBatch, rows: list[tuple] | None = None) -> bytes:
         g = row.__getitem__
         et = g(at["event_type"])
         obj: dict = {"timestamp": g(at["end"]), "event_type": et}
+        if g(at["uid"]) is not None:
+            obj["uid"] = g(at["uid"])
         for key, col in (("src_ip", "src_ip"), ("src_port", "src_port"), ("dest_ip", "dest_ip"),
                          ("dest_port", "dest_port"), ("proto", "proto"), ("icmp_type", "icmp_type"),
                          ("icmp_code", "icmp_code"), ("app_proto", "app_proto")):
@@ -351,6 +367,10 @@ def json_lines(batch: FlowBatch, rows: list[tuple] | None = None) -> bytes:
             body.update(pkts=g(at["pkts_toserver"]), bytes=g(at["bytes_toserver"]))
         if g(at["reason"]) is not None:
             body["reason"] = g(at["reason"])
+        if g(at["state"]) is not None:
+            body["state"] = g(at["state"])
+        if g(at["history"]) is not None:
+            body["history"] = g(at["history"])
         obj[et] = body
         if g(at["tcp_flags"]) is not None:
             tcp = {"tcp_flags": f"{g(at['tcp_flags']):02x}"}

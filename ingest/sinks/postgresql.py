@@ -65,7 +65,7 @@ from .onthread import OnThreadSink
 
 #: the store's schema version (schema_version table); the SQLite store's
 #: user_version has the same meaning
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: PostgreSQL types of rows.ALERT_COLUMNS, in order (the binary COPY needs them exact)
 ALERT_TYPES = ("int8", "text", "text", "int8", "int8", "int8", "int8", "int8", "int8", "text",
@@ -75,7 +75,9 @@ ALERT_TYPES = ("int8", "text", "text", "int8", "int8", "int8", "int8", "int8", "
 FLOW_TYPES = ("int8", "text", "text", "int8", "text", "int8", "text", "text", "text", "text",
               "int8", "int8", "int8", "int8", "int8", "int8", "text", "text", "int8", "text", "int8",
               # the canonical flow record's (schema version 3)
-              "text", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "text", "int8", "int8")
+              "text", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "text", "int8", "int8",
+              # schema version 4: Zeek's uid and history
+              "text", "text")
 assert len(ALERT_TYPES) == len(R.ALERT_COLUMNS) and len(FLOW_TYPES) == len(R.FLOW_COLUMNS)
 
 _SQL_TYPE = {"int8": "bigint", "int4": "integer", "text": "text"}
@@ -133,6 +135,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS alerts_tuple ON alerts (tuple_key, ts_us) WHERE tuple_key IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS alerts_flow_ref ON alerts (flow_ref) WHERE flow_ref IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS flows_tuple ON flows (tuple_key, start_us) WHERE tuple_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS flows_uid ON flows (uid) WHERE uid IS NOT NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts "
     "(sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2'",
     "CREATE UNIQUE INDEX IF NOT EXISTS alerts_by2_key ON alerts "

@@ -48,7 +48,7 @@ FLOW_LINK_COLUMNS = ("alert_count", "top_priority")
 FLOW_COLUMNS = (*_EVE_FLOW_COLUMNS, "sensor", "tuple_key", *_RECORD_COLUMNS)
 EVE_FLOW_COLUMNS = _EVE_FLOW_COLUMNS
 FLOW_TEXT = frozenset({"event_type", "src_ip", "dest_ip", "proto", "app_proto", "start", "end",
-                       "state", "reason", "sensor", "source", "exporter"})
+                       "state", "reason", "sensor", "source", "exporter", "uid", "history"})
 _FLOW_TEXT_AT = tuple(i for i, c in enumerate(_EVE_ROW_COLUMNS) if c in FLOW_TEXT)
 _NEVE = len(_EVE_FLOW_COLUMNS)
 _FLOW_TUPLE_AT = tuple(_EVE_FLOW_COLUMNS.index(c) for c in ("src_ip", "src_port", "dest_ip", "dest_port", "proto"))

@@ -63,7 +63,7 @@ _log = logging.getLogger(__name__)
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
 #: versions (it is migrated); a store newer than this is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS flows (
     tcp_flags INTEGER, tcp_flags_rev INTEGER, -- OR of TCP flags src->dst, dst->src
     exporter TEXT, obs_domain INTEGER, -- NetFlow/IPFIX: exporter address, source id / domain
     sampling INTEGER,                -- 1 in N packets sampled (counters already scaled)
+    uid TEXT, history TEXT,          -- Zeek: the connection's uid and history (version 4)
     alert_count INTEGER NOT NULL DEFAULT 0, -- alerts linked to it (alerts.flow_ref)
     top_priority INTEGER,            -- the lowest priority number among them (1: the highest)
     UNIQUE (sensor, flow_id, event_type, src_ip, src_port)
@@ -129,6 +130,7 @@ CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
 CREATE INDEX IF NOT EXISTS alerts_tuple ON alerts (tuple_key, ts_us) WHERE tuple_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS alerts_flow_ref ON alerts (flow_ref) WHERE flow_ref IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flows_tuple ON flows (tuple_key, start_us) WHERE tuple_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flows_uid ON flows (uid) WHERE uid IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
     (sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (sensor, replay_key)
@@ -163,7 +165,7 @@ def _columns_ordered(db: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
 
 
-#: the columns of flows in version 3 (what a copy into it may take)
+#: the columns of flows since version 3 (what a copy into it may take)
 _FLOWS_V3 = frozenset({"id", *R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS})
 
 
@@ -219,6 +221,10 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
         db.execute("DROP TABLE flows_before_v3")
         # rows stored before version 3 are all Suricata's
         db.execute("UPDATE flows SET source = 'eve' WHERE source IS NULL")
+    have = _columns(db, "flows")
+    for col in ("uid", "history"):  # version 4: Zeek conn.log (rows before it have none)
+        if col not in have:
+            db.execute(f"ALTER TABLE flows ADD COLUMN {col} TEXT")
 
 
 def _ensure_keys(db: sqlite3.Connection) -> None:

@@ -557,7 +557,7 @@ def test_a_version_1_store_is_brought_to_version_3(pg_url):
         await sink.aclose()
 
     asyncio.run(go())
-    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(3,)]
+    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(4,)]
     cols = [r[0] for r in pg_rows(pg_url, "SELECT column_name FROM information_schema.columns "
                                           "WHERE table_name = 'flows' ORDER BY ordinal_position")]
     assert sorted(cols) == sorted(["id", *R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS])

@@ -30,7 +30,7 @@ SELECT f.flow_id, f.event_type, f.src_ip, f.src_port, f.dest_ip, f.dest_port, f.
        f.app_proto, f.start, f."end", f.pkts_toserver, f.pkts_toclient, f.bytes_toserver,
        f.bytes_toclient, f.state, f.reason,
        count(a.id) AS alerts, min(a.priority) AS top_priority,
-       {agg} AS signatures, f.sensor, f.source, f.uid, f.history
+       f.source, f.uid, f.history, {agg} AS signatures, f.sensor
 FROM flows f JOIN alerts a ON a.flow_ref = f.id
 WHERE {where}
 GROUP BY f.id

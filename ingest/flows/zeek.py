@@ -60,6 +60,11 @@ REASONS = ("zeek_not_json", "zeek_field_count", "zeek_no_header", "zeek_bad_time
 
 _PROTO = {"tcp": 6, "udp": 17, "icmp": 1}
 _NEEDED = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto")
+#: the fields read, in the order ZeekConnDecoder._values takes them
+_READ = ("ts", "duration", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
+         "orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes", "vlan", "service", "conn_state",
+         "history")
+_NEEDED_AT = tuple(_READ.index(k) for k in _NEEDED)
 _V4_PREFIX = b"\0" * 10 + b"\xff\xff"
 _U64 = (1 << 64) - 1
 _I63 = 1 << 63
@@ -112,7 +117,8 @@ class TsvHeader:
     unset: bytes = b"-"
     empty: bytes = b"(empty)"
     fields: list[str] | None = None
-    at: dict[str, int] = field(default_factory=dict)
+    #: per name of _READ, its column in a record (-1: not in #fields)
+    idx: tuple[int, ...] = ()
 
     def line(self, raw: bytes) -> None:
         """Take one header line (``#...``, without its newline)."""
@@ -127,7 +133,8 @@ class TsvHeader:
             self.empty = val
         elif name == b"fields":
             self.fields = [f.decode("utf-8", "replace") for f in val.split(self.sep)]
-            self.at = {f: i for i, f in enumerate(self.fields)}
+            at = {f: i for i, f in enumerate(self.fields)}
+            self.idx = tuple(at.get(name, -1) for name in _READ)
 
 
 def read_header(head: bytes) -> TsvHeader:
@@ -294,29 +301,14 @@ class ZeekConnDecoder:
         vals = raw.split(h.sep)
         if len(vals) != len(h.fields):
             raise _Bad("zeek_field_count")
-        at = h.at
         unset = h.unset
-
-        def get(name: str) -> str | None:
-            j = at.get(name)
-            if j is None:
-                return None
-            v = vals[j]
-            if v == unset:
-                return None
-            return _unescape(v).decode("utf-8", "replace")
-
-        for k in _NEEDED:
-            if get(k) is None:
+        g = [None if j < 0 or (v := vals[j]) == unset else v for j in h.idx]
+        for k in _NEEDED_AT:
+            if g[k] is None:
                 raise _Bad("zeek_missing_field")
-        uid = get("uid")
-        assert uid is not None
-        proto = get("proto")
-        assert proto is not None
-        return self._values(get("ts"), get("duration"), uid, get("id.orig_h"), get("id.orig_p"),
-                            get("id.resp_h"), get("id.resp_p"), proto,
-                            get("orig_pkts"), get("resp_pkts"), get("orig_ip_bytes"), get("resp_ip_bytes"),
-                            get("vlan"), get("service"), get("conn_state"), get("history"))
+        esc = b"\\" in raw
+        t = [None if v is None else (_unescape(v) if esc else v).decode("utf-8", "replace") for v in g]
+        return self._values(*t)  # type: ignore[arg-type]
 
     @staticmethod
     def _values(ts: Any, duration: Any, uid: str, src: Any, sport: Any, dst: Any, dport: Any, proto: str,

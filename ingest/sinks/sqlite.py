@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS flows (
     state TEXT, reason TEXT, alerted INTEGER,
     sensor TEXT NOT NULL,
     tuple_key INTEGER,               -- as alerts.tuple_key
-    source TEXT,                     -- eve | netflow5 | netflow9 | ipfix
+    source TEXT,                     -- eve | netflow5 | netflow9 | ipfix | zeek
     ip_proto INTEGER, ip_ver INTEGER, -- IANA protocol number, 4 or 6
     icmp_type INTEGER, icmp_code INTEGER, vlan INTEGER,
     tcp_flags INTEGER, tcp_flags_rev INTEGER, -- OR of TCP flags src->dst, dst->src

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from .. import gen
 from ..config import number_arg
-from .common import DEFAULT_PEERS, BenchError, Interrupted
+from .common import DEFAULT_PEERS, PLACEMENTS, BenchError, Interrupted
 from .harness import LABELS, RECEIVERS, Run, decoder_rate, format_report, measure, run_bench
 from .latency import LatencyPlan, LossPlan
 from .plot import PlotUnavailable, check_available
@@ -109,6 +109,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="bound on each run (default 60)")
     p.add_argument("--peers", type=_peers, default=DEFAULT_PEERS, metavar="DIR",
                    help="directory holding recv_count.c and naive_recv.py")
+    p.add_argument("--placement", choices=PLACEMENTS, default="unpinned",
+                   help="CPU placement of sender and receiver (Alertpkt and Unified2 rows): unpinned "
+                        "(default), same core, or different cores (os.sched_setaffinity); every row says "
+                        "which")
     p.add_argument("--no-decoder", action="store_true", help="skip the in-memory decoder run")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated alerts (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -194,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
                         unified2_alerts=u2_alerts, eve_records=eve_records, nats_alerts=nats_alerts,
                         nats_latency=(lat_rates if sqlite_latency else (), lat_seconds),
                         postgresql_alerts=pg_alerts, postgresql_repeat=1 if args.quick else repeat,
-                        postgresql_latency=(lat_rates, lat_seconds), progress=progress)
+                        postgresql_latency=(lat_rates, lat_seconds), progress=progress,
+                        placement=args.placement)
     except BenchError as e:
         print(f"ingest bench: error: {e}", file=sys.stderr)
         return 1

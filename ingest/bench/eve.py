@@ -25,6 +25,7 @@ import contextlib
 import json
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -36,7 +37,10 @@ from .. import gen
 from .common import (
     FINAL_STATS,
     BenchError,
-    paired_median,
+    paired_range,
+    pinned_exec,
+    placement_cpus,
+    placement_label,
     proc_cpu,
     proc_hwm_kb,
     teardown,
@@ -96,16 +100,18 @@ def _command(receiver: str, sock: str, count: int, workdir: Path,
 
 
 def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[bytes],
-             count: int, time_limit: float, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+             count: int, time_limit: float, extra_args: tuple[str, ...] = (),
+             placement: str = "unpinned") -> dict[str, Any]:
     sock = str(workdir / "eve.sock")
     with contextlib.suppress(FileNotFoundError):
         Path(sock).unlink()
     out_path = workdir / "eve-stdout"
     err_path = workdir / "eve-stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        snd_cpus, rcv_cpus = placement_cpus(placement)
         proc = subprocess.Popen(_command(receiver, sock, count, workdir, extra_args), stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, cwd=workdir, env=env,
-                                start_new_session=True)
+                                preexec_fn=pinned_exec(rcv_cpus), start_new_session=True)
     sender: gen.LineSender | None = None
     done = threading.Event()
     try:
@@ -115,7 +121,7 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
         sender = gen.LineSender(sock, records, stream=receiver in PAIRS["unix_stream"],
                                 offline=True)
         box, done = gen.start_in_thread(sender, count, time_limit=time_limit,
-                                        name="bench-eve-sender")
+                                        name="bench-eve-sender", cpus=snd_cpus)
         t0 = time.monotonic()
         hwm = [0]
         while not done.wait(0.02):
@@ -159,15 +165,16 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
 
 
 def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time_limit: float,
-            seed: int = 1, progress=None) -> dict[str, Any]:
-    """The EVE rows: each pair measured `repeat` times, interleaved."""
+            seed: int = 1, progress=None, placement: str = "unpinned") -> dict[str, Any]:
+    """The EVE rows: each pair measured `repeat` times, interleaved; medians,
+    and the ratio to the peer paired (median of the within-round ratios)."""
     records, source = gen.load_eve_records(None, 256, seed)
     have_fever = shutil.which("fever") is not None
     receivers = [r for pair in PAIRS.values() for r in pair if r != "fever" or have_fever]
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in receivers}
     for rep in range(repeat):
         for receiver in receivers:
-            r = _measure(workdir, env, receiver, records, count, time_limit)
+            r = _measure(workdir, env, receiver, records, count, time_limit, placement=placement)
             runs[receiver].append(r)
             if progress:
                 progress(f"round {rep + 1}/{repeat} EVE {receiver:18s} "
@@ -183,34 +190,41 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
             rs = runs[receiver]
             row = {"socket": socket_kind, "receiver": receiver, "label": LABELS[receiver],
                    "records": count,
-                   "records_per_s": max(r["records_per_s"] for r in rs),
-                   "cpu_s_per_million": min(r["cpu_s_per_million"] for r in rs),
+                   "records_per_s": statistics.median(r["records_per_s"] for r in rs),
+                   "cpu_s_per_million": statistics.median(r["cpu_s_per_million"] for r in rs),
                    "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "runs": rs}
             if receiver == ours and peer in runs:
-                row["paired_rate_vs_peer"] = _paired(rs, runs[peer], "records_per_s")
-                row["paired_cpu_vs_peer"] = _paired(rs, runs[peer], "cpu_s_per_million")
+                for key, name in (("records_per_s", "rate"), ("cpu_s_per_million", "cpu")):
+                    med, lo, hi = paired_range((x[key], y[key]) for x, y in zip(rs, runs[peer], strict=True))
+                    row[f"paired_{name}_vs_peer"] = med
+                    row[f"paired_{name}_vs_peer_range"] = [lo, hi]
             rows.append(row)
     mean_len = sum(len(r) for r in records) / len(records)
     return {"records": source, "record_bytes_mean": round(mean_len, 1), "count": count,
             "repeat": repeat, "sender": "ingest gen --offline (blocking, as suricata -r)",
+            "placement": placement_label(placement),
             "fever": "installed" if have_fever else "fever not installed", "rows": rows}
-
-
-def _paired(ours: list[dict], peer: list[dict], key: str) -> float:
-    return paired_median((x[key], y[key]) for x, y in zip(ours, peer, strict=True))
 
 
 def format_eve(eve: dict[str, Any]) -> list[str]:
     lines = ["", f"EVE sockets ({eve['count']:,} records per run, mean {eve['record_bytes_mean']:.0f}"
-                 f" B, from {eve['records']}; sender {eve['sender']}), best of {eve['repeat']}:",
+                 f" B, from {eve['records']}; sender {eve['sender']}), {eve['repeat']} round(s) "
+                 f"interleaved, medians, ratios paired (range); placement: "
+                 f"{eve.get('placement', 'unpinned')}:",
              f"{'socket':12s} {'receiver':28s} {'records/s':>10s} {'CPU s/M':>8s} "
-             f"{'RSS MiB':>8s} {'rate/peer':>10s} {'CPU/peer':>9s}"]
+             f"{'RSS MiB':>8s} {'rate/peer':>17s} {'CPU/peer':>17s}"]
+
+    def pr(r: dict, k: str) -> str:
+        if k not in r or r[k] != r[k]:
+            return f"{'-':>17s}"
+        lo, hi = r.get(f"{k}_range", [r[k], r[k]])
+        return f"{r[k]:.2f} ({lo:.2f}-{hi:.2f})".rjust(17)
+
     for r in eve["rows"]:
         if "missing" in r:
             lines.append(f"{r['socket']:12s} {r['label']:28s} {r['missing']}")
             continue
-        pr = f"{r['paired_rate_vs_peer']:10.2f}" if "paired_rate_vs_peer" in r else f"{'-':>10s}"
-        pc = f"{r['paired_cpu_vs_peer']:9.2f}" if "paired_cpu_vs_peer" in r else f"{'-':>9s}"
         lines.append(f"{r['socket']:12s} {r['label']:28s} {r['records_per_s']:10,.0f} "
-                     f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} {pr} {pc}")
+                     f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} "
+                     f"{pr(r, 'paired_rate_vs_peer')} {pr(r, 'paired_cpu_vs_peer')}")
     return lines

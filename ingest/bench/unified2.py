@@ -16,6 +16,7 @@ import contextlib
 import ipaddress
 import json
 import resource
+import statistics
 import struct
 import subprocess
 import sys
@@ -23,7 +24,10 @@ import time
 from pathlib import Path
 
 from .. import gen
-from .common import BenchError, paired_median
+from .common import BenchError, paired_range, pinned_exec, placement_cpus
+
+#: Unified2 goal (issue 4, kept in issue 10's goals block): iter_read against py-idstools, paired
+GOAL_VS_IDSTOOLS = 40.0
 
 U2_READERS = ("idstools", "ingest")
 U2_LABELS = {
@@ -105,8 +109,10 @@ def idstools_version() -> str | None:
 
 
 def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int,
-                 time_limit: float, seed: int = 1, progress=None) -> dict:
-    """Both readers over one generated spool file, interleaved, best of repeat."""
+                 time_limit: float, seed: int = 1, progress=None, placement: str = "unpinned") -> dict:
+    """Both readers over one generated spool file, interleaved; medians and
+    paired ratios (each reader child pinned as the placement's receiver)."""
+    _, cpus = placement_cpus(placement)
     path = workdir / "unified2.log"
     size = write_spool(path, alerts, seed)
     readers = [r for r in U2_READERS if r != "idstools" or idstools_version() is not None]
@@ -116,7 +122,8 @@ def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int
             for r in readers:
                 out = subprocess.run([sys.executable, "-m", "ingest.bench.unified2", "worker",
                                       r, str(path)], capture_output=True, text=True, env=env,
-                                     cwd=workdir, timeout=time_limit, start_new_session=True)
+                                     cwd=workdir, timeout=time_limit, start_new_session=True,
+                                     preexec_fn=pinned_exec(cpus))
                 if out.returncode != 0:
                     raise BenchError(f"unified2 {r} exited {out.returncode}: {out.stderr[-2000:]}")
                 run = json.loads(out.stdout)
@@ -130,20 +137,34 @@ def run_unified2(workdir: Path, env: dict[str, str], *, alerts: int, repeat: int
     rows = []
     for r, rs in runs.items():
         rows.append({"reader": r, "label": U2_LABELS[r], "events": rs[0]["events"],
-                     "events_per_s": max(x["events"] / x["wall_s"] for x in rs),
-                     "cpu_s_per_million": min(x["cpu_s"] / x["events"] * 1e6 for x in rs),
+                     "events_per_s": statistics.median(x["events"] / x["wall_s"] for x in rs),
+                     "cpu_s_per_million": statistics.median(x["cpu_s"] / x["events"] * 1e6 for x in rs),
                      "peak_rss_mib": max(x["maxrss_kb"] for x in rs) / 1024, "runs": rs})
     if "idstools" in runs:
         for row in rows:
             mine, theirs = runs[row["reader"]], runs["idstools"]
-            row["paired_rate_vs_b"] = paired_median(
+            med, lo, hi = paired_range(
                 (x["events"] / x["wall_s"], y["events"] / y["wall_s"])
                 for x, y in zip(mine, theirs, strict=True))
-            row["paired_cpu_vs_b"] = paired_median(
+            row["paired_rate_vs_b"], row["paired_rate_vs_b_range"] = med, [lo, hi]
+            med, lo, hi = paired_range(
                 (x["cpu_s"] / x["events"], y["cpu_s"] / y["events"])
                 for x, y in zip(mine, theirs, strict=True))
+            row["paired_cpu_vs_b"], row["paired_cpu_vs_b_range"] = med, [lo, hi]
     return {"alerts": alerts, "file_bytes": size, "repeat": repeat,
-            "idstools": idstools_version() or "not installed", "rows": rows}
+            "idstools": idstools_version() or "not installed", "rows": rows,
+            "placement": "unpinned" if cpus is None else f"each reader pinned to cpu {min(cpus)}"}
+
+
+def goals(u2: dict) -> list[tuple[str, bool, str]]:
+    """The Unified2 goal for the rows measured: iter_read against py-idstools."""
+    for r in u2.get("rows", []):
+        v = r.get("paired_rate_vs_b")
+        if r["reader"] == "ingest" and v is not None and v == v:
+            lo, hi = r["paired_rate_vs_b_range"]
+            return [(f"Unified2 iter_read >= {GOAL_VS_IDSTOOLS:.0f}x py-idstools", v >= GOAL_VS_IDSTOOLS,
+                     f"{v:.1f}x paired ({lo:.1f}-{hi:.1f})")]
+    return []
 
 
 def main(argv: list[str]) -> int:

@@ -119,14 +119,18 @@ def _strerror(code: int) -> str:
 
 
 def start_in_thread(sender: Sender | LineSender, count: int, *, rate: float = 0.0, time_limit: float = 0.0,
-                    name: str = "ingest-gen") -> tuple[list[SendResult | BaseException], threading.Event]:
-    """Start sender.run in a daemon thread; the result (or its exception)
-    lands in the returned list when the event is set."""
+                    name: str = "ingest-gen", cpus: set[int] | None = None,
+                    ) -> tuple[list[SendResult | BaseException], threading.Event]:
+    """Start sender.run in a daemon thread (pinned to ``cpus`` if given:
+    the benchmarks' placement); the result (or its exception) lands in the
+    returned list when the event is set."""
     box: list[SendResult | BaseException] = []
     done = threading.Event()  # not Thread.join: a join cut short by Ctrl-C can return early
 
     def work() -> None:
         try:
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)  # Linux: this thread only
             box.append(sender.run(count, rate=rate, time_limit=time_limit))
         except BaseException as e:  # handed to the caller
             box.append(e)

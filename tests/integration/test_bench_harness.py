@@ -100,14 +100,18 @@ def test_naive_decoder_reads_the_fields() -> None:
 def test_bench_measures_every_receiver_and_cleans_up(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
-    rep = bench.run_bench(count=300, repeat=1, peers_dir=PEERS, decoder=False, time_limit=60)
+    # pinned (sender and receivers on one core; the placement every row reports)
+    rep = bench.run_bench(count=300, repeat=1, peers_dir=PEERS, decoder=False, time_limit=60,
+                          placement="same")
     rows = {r["receiver"]: r for r in rep["rows"]}
     assert set(rows) == set(bench.RECEIVERS)
     for r in rows.values():
         (run,) = r["runs"]
         assert run["sent"] == run["received"] == 300
         assert r["alerts_per_s"] > 0 and r["peak_rss_mib"] > 0
-        assert "rate_vs_a" in r and "cpu_vs_b" in r
+        assert "paired_rate_vs_a" in r and "paired_cpu_vs_b" in r
+        assert r["placement"].startswith("same core")
+    assert "shutdown_s" in rows["ingest-sqlite"] and "stored_alerts_per_s" in rows["ingest-sqlite"]
     assert rows["ingest-sqlite"]["runs"][0]["detail"]["rows"] == 300
     assert list(tmp_path.iterdir()) == []  # the work directory is gone
     text = bench.format_report(rep)

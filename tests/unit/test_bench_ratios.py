@@ -9,7 +9,7 @@ import math
 import pytest
 
 from ingest.bench.common import paired_median, ratio
-from ingest.bench.harness import Run, _report, format_report
+from ingest.bench.harness import Run, _report, format_report, goals
 
 
 def test_ratio_and_paired_median_skip_a_zero_peer() -> None:
@@ -32,7 +32,29 @@ def test_report_with_a_peer_at_zero_cpu_formats() -> None:
     rows = {r["receiver"]: r for r in rep["rows"]}
     assert rows["ingest-null"]["paired_cpu_vs_a"] == pytest.approx(3.0) # only the round with a non-zero peer
     assert math.isnan(rows["ingest-null"]["paired_cpu_vs_b"])
-    assert math.isnan(rows["ingest-null"]["cpu_vs_b"])
-    assert rows["ingest-null"]["rate_vs_a"] == 1.0
+    assert rows["ingest-null"]["paired_rate_vs_a"] == 1.0
     text = format_report(rep)
-    assert "nan" in text
+    assert "unpinned" in text  # every row's placement is said
+
+
+def test_headline_ratios_are_paired_not_best_of_n() -> None:
+    """A receiver's lucky round must not be compared with another's lucky
+    round: (c)/(a) within each round is 0.5 and 0.6, whatever the best runs
+    of each would say (best (c) 90/s against best (a) 100/s: 0.9)."""
+    def run(receiver: str, e2e: float, cpu: float) -> Run:
+        return Run(receiver, sent=90, received=90, send_s=0.5, e2e_s=e2e, cpu_s=cpu, maxrss_kb=1024)
+
+    runs = {"recv_count": [run("recv_count", 0.9, 0.1), run("recv_count", 1.5, 0.1)],
+            "ingest-null": [run("ingest-null", 1.8, 0.2), run("ingest-null", 2.5, 0.3)]}
+    rep = _report("snort", 90, 2, None, runs, None, None, "same")
+    r = {x["receiver"]: x for x in rep["rows"]}["ingest-null"]
+    assert r["paired_rate_vs_a"] == pytest.approx(0.55)
+    assert r["paired_rate_vs_a_range"] == pytest.approx([0.5, 0.6])
+    assert r["paired_cpu_vs_a"] == pytest.approx(2.5)
+    assert "rate_vs_a" not in r and "cpu_vs_a" not in r
+    assert r["alerts_per_s"] == pytest.approx((90 / 1.8 + 90 / 2.5) / 2)  # the median of two
+    assert r["placement"].startswith("same core")
+    text = format_report(rep | {"goals": goals(rep)})
+    assert "0.55 (0.50-0.60)" in text
+    assert "NOT met  1 socket: (c) null: >= 0.9 of the bare C receiver (a) [same core" in text
+    assert "goals (issue 10" in text

@@ -566,3 +566,46 @@ def test_a_version_1_store_is_brought_to_version_3(pg_url):
                            "WHERE flow_id = 9") == [("eve", 6, 4, 7, 0x1F, 0x1B)]
     with psycopg.connect(pg_url, autocommit=True) as c:
         c.execute("INSERT INTO flows (event_type, sensor) VALUES ('netflow', 's')")  # flow_id may be NULL now
+
+
+def test_a_version_3_store_gets_zeeks_columns_and_stores_a_conn_log(pg_url):
+    """Schema 4 (Zeek conn.log): a version-3 store gets flows.uid, flows.history
+    and the uid index in place, keeps its rows, and a conn.log line read
+    twice is one row (the flows key on the uid's flow_id)."""
+    from ingest.eve import split_lines
+    from ingest.flows import record as FR
+    from ingest.flows.zeek import ZeekConnDecoder
+
+    make_store(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("DROP INDEX flows_uid")
+        c.execute("ALTER TABLE flows DROP COLUMN uid, DROP COLUMN history")
+        c.execute("INSERT INTO flows (flow_id, event_type, sensor, source) VALUES (5, 'flow', 'old', 'eve')")
+        c.execute("DELETE FROM schema_version")
+        c.execute("INSERT INTO schema_version (version) VALUES (3)")
+    data = (ROOT / "tests" / "data" / "zeek" / "zeek-docs-conn.json.log").read_bytes()
+    offs, lens, _ = split_lines(data)
+    res = ZeekConnDecoder("json").decode(data, offs, lens, "zeek-conn:t")
+    res.batch.texts = res.texts
+    rows = FR.store_rows(res.batch)
+
+    def batch() -> B.AlertBatch:
+        b = B.AlertBatch(B.empty(0), [], "zeek-conn:t")
+        b.events = B.EventBatch(FR.json_lines(res.batch, rows), len(rows), rows, {"flow": len(rows)},
+                                list(range(len(rows))))
+        return b
+
+    sink = open_sink(pg_url, sensor="s")
+
+    async def go():
+        await sink.write(Enricher().apply(batch()))
+        await sink.write(Enricher().apply(batch()))  # read again (a restart): replaced, not added
+        await sink.aclose()
+
+    asyncio.run(go())
+    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(4,)]
+    assert pg_rows(pg_url, "SELECT to_regclass('flows_uid') IS NOT NULL") == [(True,)]
+    assert pg_rows(pg_url, "SELECT flow_id, uid, source FROM flows WHERE sensor = 'old'") == [(5, None, "eve")]
+    assert pg_rows(pg_url, "SELECT uid, history, state, source, bytes_toserver FROM flows WHERE sensor = 's' "
+                           "ORDER BY start_us") == [
+        ("CMdzit1AMNsmfAIiQc", "Dd", "SF", "zeek", 118), ("C5bLoe2Mvxqhawzqqd", "ShADadFf", "SF", "zeek", 397)]

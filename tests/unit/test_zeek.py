@@ -18,7 +18,7 @@ import pytest
 
 from ingest.eve import split_lines
 from ingest.flows import record as R
-from ingest.flows.zeek import ZeekConnDecoder, detect, read_header, uid_flow_id
+from ingest.flows.zeek import REASONS, ZeekConnDecoder, detect, read_header, uid_flow_id
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "zeek"
 TSV = ("zed-conn.log", "slips-test10-conn.log")
@@ -201,3 +201,35 @@ def test_a_store_at_schema_3_is_migrated_to_4(tmp_path):
         assert c.execute("SELECT 1 FROM sqlite_master WHERE name = 'flows_uid'").fetchone()
     finally:
         c.close()
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    lines = [ln for name in TSV + JSON for ln in (DATA / name).read_bytes().splitlines() if ln]
+    line = st.sampled_from(lines)
+    cut = st.tuples(line, st.integers(0, 400), st.integers(0, 400), st.binary(max_size=12)).map(
+        lambda t: t[0][:t[1]] + t[3] + t[0][t[1] + t[2]:])  # a slice replaced by random bytes
+    return st.lists(st.one_of(line, cut, st.binary(max_size=80)), min_size=1, max_size=12)
+
+
+def test_any_bytes_are_records_or_rejects_never_an_exception():
+    """Mutated real lines and random bytes, in both formats: every line is a
+    record or a reject with a reason (never an exception), and the store
+    rows can be made of what was kept."""
+    from hypothesis import given, settings
+
+    header = b"".join((DATA / "zed-conn.log").read_bytes().splitlines(keepends=True)[:8])
+
+    @settings(max_examples=150, deadline=None)
+    @given(_mutations())
+    def check(lines):
+        body = b"".join(ln.replace(b"\n", b" ") + b"\n" for ln in lines)
+        for fmt, data in (("json", body), ("tsv", header + body)):
+            res = decode(data, ZeekConnDecoder(fmt))
+            n = sum(1 for ln in data.split(b"\n")[:-1] if ln.rstrip(b"\r"))
+            assert len(res.batch) + len(res.rejected) + res.headers == n
+            assert {r for _i, r, _raw in res.rejected} <= set(REASONS)
+            assert len(R.store_rows(res.batch)) == len(res.batch)
+
+    check()

@@ -38,6 +38,14 @@ conn.log                               canonical record / ``flows`` column
 
 A line that cannot be a record is rejected with a reason
 (:data:`REASONS`), the others of its batch are kept.
+
+Decoded in Python (orjson, or one ``split`` per TSV line, then per-field
+checks; the record built column-wise with numpy), not in C as the packet
+and alert decoders are: conn.log carries one line per *connection*, not
+per packet or alert (its measured rate: BENCHMARKS.md "Zeek conn.log";
+a C decoder is the way to more).  Nothing here can overrun a buffer;
+tests/unit/test_zeek.py feeds it mutated real lines and random bytes
+(hypothesis) in place of a fuzz target.
 """
 
 from __future__ import annotations

@@ -129,3 +129,30 @@ def test_a_snort_alert_joins_the_zeek_flow_of_its_5_tuple(tmp_path):
     (flow,) = [json.loads(ln) for ln in out.stdout.splitlines()]
     assert (flow["uid"], flow["source"], flow["src_ip"], flow["dest_port"], flow["alerts"]) == (
         "C8Tful1TvM3Zf5x8fl", "zeek", "10.164.94.120", 3389, 1)
+
+
+def test_two_rotations_while_down_and_other_logs_beside_it(tmp_path):
+    """conn.log rotated twice while ingest is down: the file that was at
+    conn.log only in between (never seen, in no bookmark) is found among the
+    conn.* siblings and read whole; Zeek's other logs in the directory
+    (dns.log, conn-summary.log) and a compressed archive are never read."""
+    conn = tmp_path / "conn.log"
+    append(conn, ZED[:40])
+    ing = Ingest(tmp_path, "--zeek-conn", str(conn))
+    ing.wait_count(32, "SELECT count(*) FROM flows")
+    ing.kill9()
+    append(conn, ZED[40:])
+    os.rename(conn, tmp_path / "conn.2026-12-04-10-00-00.log")
+    append(conn, SLIPS)                                   # the one never seen at conn.log ...
+    os.rename(conn, tmp_path / "conn.2026-12-04-11-00-00.log")
+    append(conn, JSON[:30])                               # ... and the current one
+    append(tmp_path / "dns.log", JSON[30:60])             # another log: not ours
+    append(tmp_path / "conn-summary.log", JSON[60:90])    # not a rotated conn.log either
+    (tmp_path / "conn.2026-12-04-09-00-00.log.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(200))
+    ing = Ingest(tmp_path, "--zeek-conn", str(conn))
+    want = uids(ZED) | uids(SLIPS) | uids(JSON[:30])
+    ing.wait_count(len(want), "SELECT count(*) FROM flows")
+    st = ing.stop()
+    n, got = stored(ing)
+    assert (n, got) == (len(want), want)
+    assert st.get("zeek_conn_unseen_rotated") == 1 and not st["malformed"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -35,6 +36,7 @@ from typing import Any
 
 from .. import gen
 from .common import (
+    DEFAULT_PEERS,
     FINAL_STATS,
     BenchError,
     paired_range,
@@ -74,7 +76,15 @@ LABELS = {
     "fever": "FEVER (fever run)",
     "ingest-eve-dgram": "ingest --eve-dgram null:",
     "naive-json": "Python recv+json.loads",
+    "bare-c": "bare C recvmmsg (count only)",
+    "ingest-eve-dgram-py": "ingest --eve-dgram, Python reader",
 }
+#: the unix_dgram limit: the bench's recv_count peer (recvmmsg into 256 KiB
+#: slots, count only), and ingest with its previous reader
+#: (INGEST_NATIVE_READER=0): every dgram receiver is also paired with it
+DGRAM_LIMIT = "bare-c"
+DGRAM_MORE = ("bare-c", "ingest-eve-dgram-py")
+RECEIVER_ENV = {"ingest-eve-dgram-py": {"INGEST_NATIVE_READER": "0"}}
 
 
 def _reap(proc: subprocess.Popen, receiver: str, time_limit: float, hwm: list[int],
@@ -94,6 +104,8 @@ def _command(receiver: str, sock: str, count: int, workdir: Path,
         return ["fever", "run", "-i", sock, "-o", "", "--logfile", str(workdir / "fever.log")]
     if receiver == "naive-json":
         return [sys.executable, "-c", NAIVE_JSON, sock, str(count)]
+    if receiver == DGRAM_LIMIT:
+        return [str(workdir / "recv_count"), sock, str(count), str(256 * 1024), "256"]
     opt = "--eve-stream" if receiver == "ingest-eve-stream" else "--eve-dgram"
     return [sys.executable, "-m", "ingest", "listen", opt, sock, "--sink", "null:",
             "--stats-interval", "0", "--dead-letter", str(workdir / "deadletter.bin"), *extra_args]
@@ -110,7 +122,8 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         snd_cpus, rcv_cpus = placement_cpus(placement)
         proc = subprocess.Popen(_command(receiver, sock, count, workdir, extra_args), stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, cwd=workdir, env=env,
+                                stdin=subprocess.DEVNULL, cwd=workdir,
+                                env=env | RECEIVER_ENV.get(receiver, {}),
                                 preexec_fn=pinned_exec(rcv_cpus), start_new_session=True)
     sender: gen.LineSender | None = None
     done = threading.Event()
@@ -141,7 +154,7 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
             hwm[0] = max(hwm[0], proc_hwm_kb(proc.pid))
             cpu = proc_cpu(proc.pid) - cpu0
             received = None
-        elif receiver == "naive-json":
+        elif receiver in ("naive-json", DGRAM_LIMIT):
             t_done, cpu = _reap(proc, receiver, time_limit, hwm, err_path, cpu0)
             detail = json.loads(out_path.read_text())
             received = int(detail["received"])
@@ -171,6 +184,12 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
     records, source = gen.load_eve_records(None, 256, seed)
     have_fever = shutil.which("fever") is not None
     receivers = [r for pair in PAIRS.values() for r in pair if r != "fever" or have_fever]
+    gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if gcc is not None:  # the bare C limit of unix_dgram (the Alertpkt rows' peer)
+        if not (workdir / "recv_count").exists():
+            subprocess.run([gcc, "-O2", "-o", str(workdir / "recv_count"),
+                            str(DEFAULT_PEERS / "recv_count.c")], check=True, timeout=120)
+        receivers += list(DGRAM_MORE)
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in receivers}
     for rep in range(repeat):
         for receiver in receivers:
@@ -198,12 +217,36 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
                     med, lo, hi = paired_range((x[key], y[key]) for x, y in zip(rs, runs[peer], strict=True))
                     row[f"paired_{name}_vs_peer"] = med
                     row[f"paired_{name}_vs_peer_range"] = [lo, hi]
+            if socket_kind == "unix_dgram" and receiver == ours:
+                _vs_limit(row, runs)
+            rows.append(row)
+    for receiver in DGRAM_MORE:
+        if receiver in runs:
+            rs = runs[receiver]
+            row = {"socket": "unix_dgram", "receiver": receiver, "label": LABELS[receiver],
+                   "records": count,
+                   "records_per_s": statistics.median(r["records_per_s"] for r in rs),
+                   "cpu_s_per_million": statistics.median(r["cpu_s_per_million"] for r in rs),
+                   "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "runs": rs}
+            _vs_limit(row, runs)
             rows.append(row)
     mean_len = sum(len(r) for r in records) / len(records)
     return {"records": source, "record_bytes_mean": round(mean_len, 1), "count": count,
             "repeat": repeat, "sender": "ingest gen --offline (blocking, as suricata -r)",
             "placement": placement_label(placement),
             "fever": "installed" if have_fever else "fever not installed", "rows": rows}
+
+
+def _vs_limit(row: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> None:
+    """A unix_dgram row against the bare C receiver of the same rounds:
+    the median of the within-round ratios and their range (issue 10's goal:
+    ingest >= 0.6 of it)."""
+    if DGRAM_LIMIT not in runs or row["receiver"] == DGRAM_LIMIT:
+        return
+    for key, name in (("records_per_s", "rate"), ("cpu_s_per_million", "cpu")):
+        med, lo, hi = paired_range((x[key], y[key]) for x, y in zip(row["runs"], runs[DGRAM_LIMIT], strict=True))
+        row[f"paired_{name}_vs_bare"] = med
+        row[f"paired_{name}_vs_bare_range"] = [lo, hi]
 
 
 def format_eve(eve: dict[str, Any]) -> list[str]:
@@ -224,7 +267,10 @@ def format_eve(eve: dict[str, Any]) -> list[str]:
         if "missing" in r:
             lines.append(f"{r['socket']:12s} {r['label']:28s} {r['missing']}")
             continue
+        vs = ""
+        if "paired_rate_vs_bare" in r:
+            vs = f"  vs bare C: rate {pr(r, 'paired_rate_vs_bare').strip()}, CPU {pr(r, 'paired_cpu_vs_bare').strip()}"
         lines.append(f"{r['socket']:12s} {r['label']:28s} {r['records_per_s']:10,.0f} "
                      f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} "
-                     f"{pr(r, 'paired_rate_vs_peer')} {pr(r, 'paired_cpu_vs_peer')}")
+                     f"{pr(r, 'paired_rate_vs_peer')} {pr(r, 'paired_cpu_vs_peer')}" + vs)
     return lines

@@ -61,7 +61,12 @@ LABELS = {
     # (c) with the metrics endpoint on: its per-batch hooks (top rings, event-id
     # gaps, histograms) are the whole difference; not in RECEIVERS (name it)
     "ingest-null-metrics": "(c') null: --metrics",
+    # (c) with the previous reader (a Python thread calling recvmmsg, which
+    # re-takes the GIL per batch): before/after the C reader thread in one run
+    "ingest-null-py": "(c'') null:, Python reader",
 }
+#: environment of a receiver beyond the run's own
+RECEIVER_ENV = {"ingest-null-py": {"INGEST_NATIVE_READER": "0"}}
 
 # ---- one measurement -------------------------------------------------------
 
@@ -120,7 +125,8 @@ def measure(s: Setup, receiver: str, sink: str | None = None, extra_args: tuple[
     snd_cpus, rcv_cpus = placement_cpus(s.placement)
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(_command(s, receiver, sock, sink, extra_args), stdout=out, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, cwd=s.workdir, env=s.env,
+                                stdin=subprocess.DEVNULL, cwd=s.workdir,
+                                env=s.env | RECEIVER_ENV.get(receiver, {}),
                                 preexec_fn=pinned_exec(rcv_cpus),
                                 start_new_session=True)  # our signals, not the terminal's
     assert proc.stderr is not None

@@ -31,6 +31,8 @@ from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult
 from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
+from ..reader import END, RAW, RING_BATCHES, NativeReader
+from ..reader import enabled as native_enabled
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving, warn_kernel_limits
 from ..stats import Stats
 from .base import Submit
@@ -43,6 +45,9 @@ SLOT_SIZE = 256 * 1024
 #: datagrams per recvmmsg call (slots are calloc'ed: untouched pages cost nothing)
 BATCH_SLOTS = 256
 POLL_SECONDS = 0.2
+#: bound on the shutdown drain (the queue is finite once SHUT_RD refuses
+#: new datagrams; this only guards against surprises)
+DRAIN_SECONDS = 10.0
 #: after the first datagram, collect for up to this long (ingest_recv_batch),
 #: when the kernel queue is short (see EveDgramSource)
 LINGER_US = 2000
@@ -220,6 +225,10 @@ class EveDgramSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        #: the C reader thread and its ring (ingest.reader), unless
+        #: INGEST_NATIVE_READER=0
+        self.native = native_enabled()
+        self.reader: NativeReader | None = None
         #: peer credentials: None = not asked for (no SO_PASSCRED)
         self.peers = peers
         if peers is not None:
@@ -231,6 +240,9 @@ class EveDgramSource:
         self._thread.start()
 
     def _run(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        if self.native:
+            self._run_native(submit, stats, deadletter)
+            return
         slots = SlotDecoder(self._slots, SLOT_SIZE)  # reuses the recvmmsg slot buffer
         dec = EveDecoder(self._slots, event_types=self.event_types)
         offs = np.arange(self._slots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
@@ -274,6 +286,70 @@ class EveDgramSource:
         except BaseException as e:  # never silently: the runtime reports it
             self.error = e
             raise
+
+    def _run_native(self, submit: Submit, stats: Stats, deadletter: DeadLetter) -> None:
+        """The C reader thread (ingest.reader) receives into its ring of
+        batches; this thread takes them off, decodes and submits."""
+        creds = None
+        refusals = None
+        if self.peers is not None:
+            creds = self.peers.arrays() if self.peers.active else (None, None)
+            refusals = RefusalLog(self.origin)
+        nslots = max(1, self._slots // RING_BATCHES)  # the old reader's slot memory, split in four
+        reader = NativeReader(self.bound.sock.fileno(), nslots, SLOT_SIZE, mode=RAW,
+                              linger_us=self._linger_us if self._linger_us and nslots > 1 else 0,
+                              credentials=creds)
+        self.reader = reader
+        dec = EveDecoder(nslots, event_types=self.event_types)
+        offs = np.arange(nslots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
+        drain_until = 0.0
+        try:
+            reader.start()
+            while True:
+                if self._stop.is_set() and not drain_until:
+                    drain_until = time.monotonic() + DRAIN_SECONDS
+                    # adopted: the manager holds the socket, what is queued
+                    # waits for the next process; else refuse new datagrams
+                    # (Suricata gets EPIPE and counts a drop, as when we are
+                    # gone) and read what the kernel already accepted (the C
+                    # thread shuts the socket itself, between two receives)
+                    reader.stop(drain=not self.bound.adopted)
+                elif drain_until and time.monotonic() > drain_until:
+                    _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS}s", extra=at(self.origin))
+                    reader.stop()
+                    drain_until = float("inf")
+                idx = reader.take(POLL_SECONDS)
+                if idx is None:
+                    continue
+                if idx == END:
+                    break
+                try:
+                    slots, n, _k = reader.batch(idx)
+                    lens = np.minimum(slots.lens[:n], SLOT_SIZE)  # a cut datagram: its slot's bytes (flagged)
+                    these, flags = offs, slots.flags
+                    if refusals is not None:
+                        def keep(i: int, reason: str, meta: dict, slots: SlotDecoder = slots) -> None:
+                            deadletter.write(self.origin, reason,
+                                             slots.slots[i, :min(int(slots.lens[i]), SLOT_SIZE)], meta=meta)
+                        good = screen(slots, n, self.origin, stats, refusals, keep)
+                        if good is not None:  # some refused: the others, where they lie
+                            these, lens, flags, n = offs[good], lens[good], flags[good], len(good)
+                    if n:
+                        handle_records(dec, slots.buf, these, lens, n, self.origin, submit, stats,
+                                       deadletter, slot_flags=flags)
+                finally:
+                    reader.release(idx)  # everything kept was copied out of the slots
+        finally:
+            reader.join()
+        err = reader.failure()
+        if err is not None:
+            self.error = err
+            raise err
+
+    def native_failure(self) -> BaseException | None:
+        """The C reader's socket error, as soon as its thread ended so."""
+        reader = self.reader
+        return reader.failure() if reader is not None else None
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,6 +7,7 @@ C struct, so a field moved by mistake fails a test instead of corrupting data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,25 +251,79 @@ class RawPool:
         return np.concatenate(raws), RawPool(datas, np.concatenate(offs), np.concatenate(lens))
 
 
-@dataclass(eq=False)
 class EventBatch:
-    """Non-alert events riding along with an alert batch (EVE).
+    """Non-alert events riding along with an alert batch (EVE, NetFlow/IPFIX).
 
-    ``lines`` is the events' original JSON, newline-terminated, in input
-    order: JSON sinks write it verbatim (lossless passthrough).  Each event
-    is exactly one line (a raw CR/LF between tokens was flattened to a
-    space), so line k is event k.  ``flows`` holds one row per flow/netflow
-    event for the store's ``flows`` table (see ``ingest.eve.FLOW_COLUMNS``);
-    ``flow_line[j]`` is the line of flows[j] (a store that rejects a row
-    can name its event).  ``count`` is the number of events in ``lines``;
+    ``lines`` is the events' JSON, newline-terminated, in input order: JSON
+    sinks write it verbatim (lossless passthrough).  Each event is exactly
+    one line (a raw CR/LF between tokens was flattened to a space), so line
+    k is event k.  ``count`` is the number of events in ``lines``;
     ``types`` counts them by event_type.
+
+    Flows come in two shapes, and the stores take both:
+
+    * ``flows``: one row tuple per Suricata flow/netflow event (see
+      ``ingest.eve.FLOW_COLUMNS``), ``flow_line[j]`` the line of flows[j];
+    * ``records``: canonical flow records (an
+      :class:`ingest.flows.record.FlowBatch`: NetFlow/IPFIX, Zeek), stored
+      column-wise straight from their numpy array (ingest.sinks.rows
+      ``flow_record_arrays``: no Python object per flow);
+      ``record_line[j]`` is the line of record j.
+
+    ``lines`` may be left to ``render`` (given instead of the bytes): they
+    are made the first time a sink asks for them, so a store never pays for
+    JSON (ingest.flows.record.event_batch: records alone, line k is record k).
     """
 
-    lines: bytes = b""
-    count: int = 0
-    flows: list[tuple] = field(default_factory=list)
-    types: dict[str, int] = field(default_factory=dict)
-    flow_line: list[int] = field(default_factory=list)
+    __slots__ = ("_lines", "_render", "count", "flows", "types", "flow_line", "records", "record_line")
+
+    def __init__(self, lines: bytes | None = b"", count: int = 0, flows: list[tuple] | None = None,
+                 types: dict[str, int] | None = None, flow_line: list[int] | None = None,
+                 records: Any = None, record_line: np.ndarray | None = None,
+                 render: Callable[[], bytes] | None = None) -> None:
+        if (lines is None) == (render is None):
+            raise ValueError("EventBatch: either lines or render")
+        self._lines = lines
+        self._render = render
+        self.count = count
+        self.flows: list[tuple] = [] if flows is None else flows
+        self.types: dict[str, int] = {} if types is None else types
+        self.flow_line: list[int] = [] if flow_line is None else flow_line
+        self.records = records  # an ingest.flows.record.FlowBatch, or None
+        self.record_line = (np.zeros(0, np.int64) if record_line is None
+                            else np.asarray(record_line, np.int64))
+
+    @property
+    def lines(self) -> bytes:
+        if self._lines is None:
+            assert self._render is not None
+            self._lines, self._render = self._render(), None
+        return self._lines
+
+    @lines.setter
+    def lines(self, value: bytes) -> None:
+        self._lines, self._render = value, None
+
+    @property
+    def lazy(self) -> bool:
+        """Records alone (line k is record k) whose lines are not rendered yet."""
+        return self._lines is None
+
+    def nflows(self) -> int:
+        """Flow rows and flow records it holds."""
+        return len(self.flows) + (len(self.records) if self.records is not None else 0)
+
+    def flow_lines(self) -> np.ndarray:
+        """The lines that are flows (rows or records), sorted."""
+        return np.sort(np.concatenate([np.asarray(self.flow_line, np.int64), self.record_line]))
+
+    def nbytes(self) -> int:
+        """Bytes it holds, about (the queue's byte budget)."""
+        n = len(self._lines) if self._lines is not None else 0
+        n += 256 * len(self.flows)  # a flow row: ~20 Python objects
+        if self.records is not None:
+            n += self.records.records.nbytes + sum(len(s) + 56 for s in self.records.strings)
+        return n
 
     def __len__(self) -> int:
         return self.count
@@ -278,14 +333,24 @@ class EventBatch:
         if len(parts) == 1:
             return parts[0]
         types: dict[str, int] = {}
+        for e in parts:
+            for k, v in e.types.items():
+                types[k] = types.get(k, 0) + v
+        recs = [e.records for e in parts if e.records is not None and len(e.records)]
+        records = recs[0].concat(recs) if recs else None  # FlowBatch.concat
+        count = sum(e.count for e in parts)
+        if all(e.lazy for e in parts):  # records alone: still nothing rendered
+            return EventBatch(None, count, None, types, None, records, np.arange(count, dtype=np.int64),
+                              render=lambda: b"".join(e.lines for e in parts))
         flows: list[tuple] = []
         flow_line: list[int] = []
+        record_line = []
         base = 0
         for e in parts:
             flows.extend(e.flows)
             flow_line.extend(base + k for k in e.flow_line)
+            if e.records is not None and len(e.records):
+                record_line.append(e.record_line + base)
             base += e.count
-            for k, v in e.types.items():
-                types[k] = types.get(k, 0) + v
-        return EventBatch(b"".join(e.lines for e in parts), sum(e.count for e in parts), flows, types,
-                          flow_line)
+        return EventBatch(b"".join(e.lines for e in parts), count, flows, types, flow_line, records,
+                          np.concatenate(record_line) if record_line else None)

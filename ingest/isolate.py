@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from .batch import AlertBatch, EventBatch
+from .flows.record import FlowBatch, event_batch
 from .mapping import Enriched
 from .render import render_json
 from .sinks.base import DataError
@@ -26,6 +27,8 @@ def _event_units(ev: EventBatch | None) -> int:
     event one line); a batch whose lines do not match its count is one unit."""
     if ev is None or not ev.count:
         return 0
+    if ev.lazy:  # flow records alone: one line each, when rendered
+        return ev.count
     return ev.count if ev.lines.count(b"\n") == ev.count else 1
 
 
@@ -37,6 +40,10 @@ def units(item: Enriched) -> int:
 def _events(ev: EventBatch, lo: int, hi: int) -> EventBatch | None:
     if hi <= lo:
         return None
+    if ev.lazy:  # flow records alone, line k is record k: still nothing rendered
+        assert ev.records is not None
+        r = ev.records
+        return event_batch(FlowBatch(r.records[lo:hi], r.strings, r.origin))
     if _event_units(ev) != ev.count:  # one opaque unit
         return ev
     nl = np.flatnonzero(np.frombuffer(ev.lines, np.uint8) == 10)
@@ -44,8 +51,13 @@ def _events(ev: EventBatch, lo: int, hi: int) -> EventBatch | None:
     stop = int(nl[hi - 1]) + 1
     at = ev.flow_line if len(ev.flow_line) == len(ev.flows) else [0] * len(ev.flows)
     keep = [j for j, line in enumerate(at) if lo <= line < hi]
+    records, record_line = None, None
+    if ev.records is not None and len(ev.records):
+        sel = (ev.record_line >= lo) & (ev.record_line < hi)
+        records = FlowBatch(ev.records.records[sel], ev.records.strings, ev.records.origin)
+        record_line = ev.record_line[sel] - lo
     return EventBatch(ev.lines[start:stop], hi - lo, [ev.flows[j] for j in keep], {},
-                      [at[j] - lo for j in keep])
+                      [at[j] - lo for j in keep], records, record_line)
 
 
 def part(item: Enriched, lo: int, hi: int) -> Enriched:

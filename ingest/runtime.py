@@ -129,7 +129,7 @@ def batch_nbytes(b: AlertBatch) -> int:
         n += sum(len(x) for x in d) if isinstance(d, list) else len(d)
         n += b.raw_pool.off.nbytes + b.raw_pool.len.nbytes
     if b.events is not None:
-        n += len(b.events.lines) + 256 * len(b.events.flows)  # a flow row: ~20 Python objects
+        n += b.events.nbytes()
     st = b.strings
     if isinstance(st, StringPool):
         n += sum(seg.data.nbytes + seg.off.nbytes + seg.len.nbytes for seg in st.segments)

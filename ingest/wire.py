@@ -244,8 +244,8 @@ class Encoder:
         buf = np.frombuffer(ev.lines, np.uint8)
         line_end = np.flatnonzero(buf == 10) + 1
         flow = np.zeros(len(line_end), bool)
-        if len(line_end) == ev.count and ev.flow_line:
-            flow[np.asarray(ev.flow_line, np.int64)] = True
+        if len(line_end) == ev.count and ev.nflows():
+            flow[ev.flow_lines()] = True
         if len(line_end) == 0 or line_end[-1] != len(buf):  # not one line per event: one unit
             line_end = np.append(line_end, len(buf))
             flow = np.append(flow, False)

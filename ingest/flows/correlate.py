@@ -106,6 +106,21 @@ def alert_tuple_keys(alerts: np.ndarray) -> np.ndarray:
                       (flags & B.F_ADDRS) != 0)
 
 
+def record_tuple_keys(records: np.ndarray) -> np.ndarray:
+    """tuple_keys of canonical flow records (ingest.flows.record.FLOW_DTYPE):
+    0 where a record has no addresses or no protocol.  The same keys as
+    :func:`flow_tuple_keys` of the record's store row, without the texts."""
+    from .record import FF_ADDRS, FF_PORTS
+
+    n = len(records)
+    flags = records["flags"]
+    ports = (flags & FF_PORTS) != 0
+    a = np.ascontiguousarray(records["src_addr"]).view(np.uint8).reshape(n, 16)
+    b = np.ascontiguousarray(records["dst_addr"]).view(np.uint8).reshape(n, 16)
+    return tuple_keys(a, np.where(ports, records["src_port"], 0), b, np.where(ports, records["dst_port"], 0),
+                      records["proto"], ((flags & FF_ADDRS) != 0) & (records["proto"] != 0))
+
+
 def _addr16(text: object) -> bytes | None:
     if not isinstance(text, str):
         return None

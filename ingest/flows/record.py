@@ -21,8 +21,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..batch import EventBatch
 
 # Flow source kinds (INGEST_FLOW_SRC_*) and their names in the store's ``source`` column.
 FLOW_SRC_NONE, FLOW_SRC_EVE, FLOW_SRC_NETFLOW5, FLOW_SRC_NETFLOW9, FLOW_SRC_IPFIX, FLOW_SRC_ZEEK = range(6)
@@ -281,6 +285,25 @@ def _i64(v: int) -> int | None:
     """A u64 counter as the stores' signed 64-bit integer (None beyond it: a
     counter of 2**63 is no real count, and a store cannot hold it)."""
     return v if v < 1 << 63 else None
+
+
+def event_types(batch: FlowBatch) -> dict[str, int]:
+    """The batch's records by the event_type of their store row and JSON
+    line: ``flow`` (a biflow), ``netflow`` (one direction)."""
+    k = len(batch.records)
+    bi = int(np.count_nonzero(batch.records["flags"] & FF_BIFLOW))
+    return {t: c for t, c in (("netflow", k - bi), ("flow", bi)) if c}
+
+
+def event_batch(batch: FlowBatch) -> EventBatch:
+    """The records as the events of an alert batch (ingest.batch.EventBatch
+    ``records``; line k is record k): the stores take them column-wise, and
+    their JSON lines (:func:`json_lines`) are rendered only when a sink asks."""
+    from ..batch import EventBatch
+
+    k = len(batch)
+    return EventBatch(None, k, None, event_types(batch), None, batch, np.arange(k, dtype=np.int64),
+                      render=lambda: json_lines(batch))
 
 
 def store_rows(batch: FlowBatch) -> list[tuple]:

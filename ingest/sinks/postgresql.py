@@ -56,8 +56,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 from urllib.parse import unquote
 
+import numpy as np
+
 from ..config import check_sensor_name, default_sensor_name
 from ..flows import correlate
+from ..flows import record as FR
 from ..mapping import Enriched
 from . import rows as R
 from .errors import DataError
@@ -417,6 +420,7 @@ class PostgresSink(OnThreadSink):
             sig_rows = [r for r in R.signature_rows(item) if self._sig_new(r)]
             copy = _encode_alerts(item, sensor)
             flows = _dedupe_flows(R.flow_rows(item, sensor))
+            records = _encode_records(item, sensor)
         except Exception as e:  # a value that cannot be encoded: the data's fault
             raise DataError(f"{type(e).__name__}: {self._clean(e)}") from None
         conn = self._connection()
@@ -426,13 +430,13 @@ class PostgresSink(OnThreadSink):
         self._xid = None
         try:
             try:
-                self._transaction(conn, sig_rows, copy, flows, staged=False)
+                self._transaction(conn, sig_rows, copy, flows, records, staged=False)
             except self._psycopg.errors.UniqueViolation:
                 # the store has some of these records already (a re-delivery):
                 # only the others are added
                 self._rollback(conn)
                 self._xid = None
-                self._transaction(conn, sig_rows, copy, flows, staged=True)
+                self._transaction(conn, sig_rows, copy, flows, records, staged=True)
         except Exception as e:
             xid, self._xid = self._xid, None
             self._failed(conn, e, (item, xid) if xid is not None else None)
@@ -441,7 +445,7 @@ class PostgresSink(OnThreadSink):
         self._lost = False
 
     def _transaction(self, conn: Any, sig_rows: list[tuple], copy: memoryview, flows: list[tuple],
-                     *, staged: bool) -> None:
+                     records: memoryview | None, *, staged: bool) -> None:
         cur = conn.cursor()
         # known before anything is written: if the connection breaks in
         # COMMIT, the retry asks the server what became of it
@@ -451,7 +455,7 @@ class PostgresSink(OnThreadSink):
                              "(SELECT coalesce(max(id), 0) FROM flows)").fetchone()
         if sig_rows:
             cur.executemany(_INSERT_SIG, sig_rows)
-        if staged or flows:
+        if staged or flows or records is not None:
             self._stage(cur)
         if len(copy) > _EMPTY_COPY:
             with cur.copy(_COPY_ALERTS_IN if staged else _COPY_ALERTS) as cp:
@@ -464,11 +468,15 @@ class PostgresSink(OnThreadSink):
         # are still linked.  Taken after the alerts' COPY (which locks no
         # existing row), so waiting here cannot deadlock with a holder.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CORRELATE_LOCK,))
-        if flows:
+        if flows:  # Suricata's flow events: one tuple each (ingest.eve.flow_row)
             with cur.copy(_COPY_FLOWS_IN) as cp:
                 cp.set_types(FLOW_TYPES)
                 for r in flows:
                     cp.write_row(r)
+        if records is not None:  # canonical flow records: binary COPY made in C from the columns
+            with cur.copy(_COPY_FLOWS_IN) as cp:
+                cp.write(records)
+        if flows or records is not None:
             cur.execute(_MERGE_FLOWS)
         for stmt in correlate.statements(postgresql=True, slack_us=self.slack_us, alerts_after=la,
                                          flows_after=lf):
@@ -567,6 +575,32 @@ def _encode_alerts(item: Enriched, sensor: str) -> memoryview:
     from .pgcopy import encode
 
     return encode(R.alert_arrays(item, sensor), ALERT_TYPES).data
+
+
+def _encode_records(item: Enriched, sensor: str) -> memoryview | None:
+    """The batch's canonical flow records (ingest.sinks.rows.flow_record_arrays)
+    as one binary COPY stream, or None.  As _dedupe_flows: one record per
+    flow key (a record with an engine flow id; NetFlow/IPFIX records have
+    none and never conflict), the last wins."""
+    from .pgcopy import encode
+
+    fb = R.flow_records(item)
+    if fb is None:
+        return None
+    r = fb.records
+    if (r["flow_id"] != 0).any():
+        keep = np.ones(len(r), bool)
+        seen: set[tuple] = set()
+        ev = (r["flags"] & FR.FF_BIFLOW) != 0
+        keyed = (r["flow_id"] != 0) & ((r["flags"] & FR.FF_ADDRS) != 0) & ((r["flags"] & FR.FF_PORTS) != 0)
+        for i in range(len(r) - 1, -1, -1):  # the last of each key wins
+            if keyed[i]:
+                k = (int(r["flow_id"][i]), bool(ev[i]), r["src_addr"][i].tobytes(), int(r["src_port"][i]))
+                keep[i] = k not in seen
+                seen.add(k)
+        if not keep.all():
+            fb = FR.FlowBatch(r[keep], fb.strings, fb.origin)
+    return encode(R.flow_record_arrays(fb, sensor), FLOW_TYPES).data
 
 
 def _dedupe_flows(rows: list[tuple]) -> list[tuple]:

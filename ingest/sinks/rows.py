@@ -25,7 +25,8 @@ import numpy as np
 from .. import batch as B
 from ..eve import FLOW_COLUMNS as _EVE_FLOW_COLUMNS
 from ..eve import FLOW_ROW_COLUMNS as _EVE_ROW_COLUMNS
-from ..flows.correlate import alert_tuple_keys, flow_tuple_keys
+from ..flows import record as FR
+from ..flows.correlate import alert_tuple_keys, flow_tuple_keys, record_tuple_keys
 from ..flows.record import STORE_COLUMNS as _RECORD_COLUMNS
 from ..mapping import Enriched
 from ..render import format_addrs_ascii, format_times_ascii
@@ -292,3 +293,127 @@ def flow_rows(item: Enriched, sensor: str) -> list[tuple]:
             r = tuple(_clean(v) if type(v) is str else v for v in r)
         out.append((*r[:_NEVE], sensor, k, *r[_NEVE:]))
     return out
+
+
+# ---- canonical flow records (NetFlow/IPFIX, Zeek): column-wise --------------
+# A FlowBatch's ``flows`` rows straight from its numpy records: the same
+# values as ingest.flows.record.store_rows gives (with the sensor and the
+# tuple key), without a Python object per flow.  One builder per column of
+# FLOW_COLUMNS, by name: a column added to the table is one entry here
+# (the assertion below fails at import while one is missing).
+
+_EVENT_TYPES = TextTable(["flow", "netflow"])
+_PROTO_TABLE = TextTable([FR.proto_name(i) for i in range(256)])
+_REASON_TABLE = TextTable([FR.END_REASONS.get(i) for i in range(256)])
+_FLOW_SOURCE_TABLE = TextTable([FR.FLOW_SOURCE_NAMES.get(i) for i in range(256)])
+_I64_MAX = np.uint64((1 << 63) - 1)
+_NO_TEXT = TextTable([])
+
+
+class _FlowCtx:
+    """What the column builders share: the records, their flags, the texts made once."""
+
+    def __init__(self, fb: FR.FlowBatch, sensor: str) -> None:
+        r = self.r = fb.records
+        self.n = n = len(r)
+        self.fb, self.sensor = fb, sensor
+        fl = r["flags"]
+        self.addrs = (fl & FR.FF_ADDRS) != 0
+        self.ports = (fl & FR.FF_PORTS) != 0
+        self.icmp = (fl & FR.FF_ICMP) != 0
+        self.bi = (fl & FR.FF_BIFLOW) != 0
+        self.tcp = (fl & FR.FF_TCP_FLAGS) != 0
+        self.vlan = (fl & FR.FF_VLAN) != 0
+        self.exporter = (fl & FR.FF_EXPORTER) != 0
+        self.proto = r["proto"] != 0
+        a = B.empty(n)
+        a["src_addr"], a["dst_addr"] = r["src_addr"], r["dst_addr"]
+        a["ip_ver"] = np.where(self.addrs, r["ip_ver"], 0)
+        a["flags"] = np.where(self.addrs, B.F_ADDRS, 0)
+        self.src, self.dst = format_addrs_ascii(a)
+        a["src_addr"] = r["exporter_addr"]
+        a["ip_ver"] = np.where(self.exporter, r["exporter_ver"], 0)
+        a["flags"] = np.where(self.exporter, B.F_ADDRS, 0)
+        self.exp, _ = format_addrs_ascii(a)
+
+    def counter(self, name: str, mask: np.ndarray | None = None) -> IntColumn:
+        """A u64 counter as a signed 64-bit integer; NULL beyond it (no real
+        count) and where ``mask`` is False."""
+        v = self.r[name]
+        ok = v <= _I64_MAX
+        return IntColumn(v.astype(np.int64), ok if mask is None else ok & mask)
+
+    def small(self, name: str, mask: np.ndarray) -> IntColumn:
+        return IntColumn(self.r[name].astype(np.int64), mask)
+
+
+def _app(c: _FlowCtx) -> TextColumn:
+    idx = c.r["app_idx"]
+    strings = c.fb.strings
+    uniq = np.unique(idx[idx >= 0])
+    pos = np.full(len(strings) + 1, -1, np.int32)  # [-1]: none
+    pos[uniq] = np.arange(len(uniq), dtype=np.int32)
+    return TextColumn(pos[idx], TextTable([strings[i] for i in uniq.tolist()]))
+
+
+_FLOW_BUILDERS = {
+    "flow_id": lambda c: IntColumn(c.r["flow_id"].view(np.int64), c.r["flow_id"] != 0),
+    "event_type": lambda c: TextColumn(np.where(c.bi, 0, 1), _EVENT_TYPES),
+    "src_ip": lambda c: AsciiColumn(c.src, c.addrs),
+    "src_port": lambda c: c.small("src_port", c.ports),
+    "dest_ip": lambda c: AsciiColumn(c.dst, c.addrs),
+    "dest_port": lambda c: c.small("dst_port", c.ports),
+    "proto": lambda c: TextColumn(np.where(c.proto, c.r["proto"], -1), _PROTO_TABLE),
+    "app_proto": _app,
+    "start": lambda c: AsciiColumn(format_times_ascii(c.r["start_us"])),
+    "end": lambda c: AsciiColumn(format_times_ascii(c.r["end_us"])),
+    "start_us": lambda c: IntColumn(c.r["start_us"]),
+    "end_us": lambda c: IntColumn(c.r["end_us"]),
+    "pkts_toserver": lambda c: c.counter("pkts"),
+    "pkts_toclient": lambda c: c.counter("pkts_rev", c.bi),
+    "bytes_toserver": lambda c: c.counter("bytes"),
+    "bytes_toclient": lambda c: c.counter("bytes_rev", c.bi),
+    "state": lambda c: TextColumn(np.full(c.n, -1, np.int32), _NO_TEXT),
+    "reason": lambda c: TextColumn(c.r["end_reason"].astype(np.int32), _REASON_TABLE),
+    "alerted": lambda c: IntColumn(np.zeros(c.n, np.int64), np.zeros(c.n, bool)),
+    "sensor": lambda c: TextColumn(np.zeros(c.n, np.int32), TextTable([c.sensor])),
+    "tuple_key": lambda c: _nonzero(record_tuple_keys(c.r)),
+    "source": lambda c: TextColumn(c.r["source"].astype(np.int32), _FLOW_SOURCE_TABLE),
+    "ip_proto": lambda c: c.small("proto", c.proto),
+    "ip_ver": lambda c: c.small("ip_ver", c.addrs),
+    "icmp_type": lambda c: c.small("src_port", c.icmp),
+    "icmp_code": lambda c: c.small("dst_port", c.icmp),
+    "vlan": lambda c: c.small("vlan", c.vlan),
+    "tcp_flags": lambda c: c.small("tcp_flags", c.tcp),
+    "tcp_flags_rev": lambda c: c.small("tcp_flags_rev", c.tcp & c.bi),
+    "exporter": lambda c: AsciiColumn(c.exp, c.exporter),
+    "obs_domain": lambda c: c.small("domain", c.r["source"] != FR.FLOW_SRC_EVE),
+    "sampling": lambda c: c.small("sampling", c.r["sampling"] != 0),
+}
+assert tuple(_FLOW_BUILDERS) == FLOW_COLUMNS, "one builder per flows column, in table order"
+
+
+def _nonzero(v: np.ndarray) -> IntColumn:
+    return IntColumn(v, v != 0)
+
+
+def flow_record_arrays(fb: FR.FlowBatch, sensor: str) -> list[Column]:
+    """The ``flows`` rows of canonical flow records, one column per
+    FLOW_COLUMNS entry (what store_rows gives, with the sensor and the
+    5-tuple's key), built with numpy.  Text columns hold fixed-width ASCII
+    (addresses, times) or index small tables (protocol names, reasons)."""
+    c = _FlowCtx(fb, sensor)
+    return [build(c) for build in _FLOW_BUILDERS.values()]
+
+
+def flow_records(item: Enriched) -> FR.FlowBatch | None:
+    """The batch's canonical flow records, if it carries any."""
+    ev = item.batch.events
+    if ev is None or ev.records is None or not len(ev.records):
+        return None
+    return ev.records
+
+
+def flow_record_rows(fb: FR.FlowBatch, sensor: str) -> list[tuple]:
+    """flow_record_arrays as row tuples (the Python fallback's executemany)."""
+    return list(zip(*(c.tolist() for c in flow_record_arrays(fb, sensor)), strict=True))

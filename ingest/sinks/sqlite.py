@@ -520,6 +520,8 @@ class SqliteSink(OnThreadSink):
         sig_rows, flow_rows = R.signature_rows(item), R.flow_rows(item, sensor)
         sigs = R.columns_of_rows(sig_rows, len(R.SIGNATURE_COLUMNS), _SIG_TEXT) if sig_rows else None
         flows = R.columns_of_rows(flow_rows, len(R.FLOW_COLUMNS), _FLOW_TEXT) if flow_rows else None
+        fb = R.flow_records(item)
+        records = R.flow_record_arrays(fb, sensor) if fb is not None else None
         st_sig, st_alert, st_flow = self._stmts
         nd.exec("BEGIN")
         try:
@@ -530,6 +532,8 @@ class SqliteSink(OnThreadSink):
                 nd.insert(st_alert, alerts, _types(alerts))
             if flows is not None:
                 nd.insert(st_flow, flows, _types(flows))
+            if records is not None:
+                nd.insert(st_flow, records, _types(records))
             nd.exec(";\n".join(correlate.statements(postgresql=False, slack_us=self.slack_us, alerts_after=la,
                                                     flows_after=lf)))
             nd.exec("COMMIT")
@@ -547,7 +551,9 @@ class SqliteSink(OnThreadSink):
             if self._native is not None:
                 self._write_native(item, sensor)
             else:
-                self._write(R.alert_rows(item, sensor), R.signature_rows(item), R.flow_rows(item, sensor))
+                fb = R.flow_records(item)
+                self._write(R.alert_rows(item, sensor), R.signature_rows(item),
+                            R.flow_rows(item, sensor) + (R.flow_record_rows(fb, sensor) if fb is not None else []))
         except Exception as e:
             if data_fault(e):
                 raise DataError(f"{type(e).__name__}: {e}") from e

@@ -1,9 +1,10 @@
 """``--netflow udp://HOST:PORT``: NetFlow v5 / v9 and IPFIX exporters send
 here.  A bound UDP socket drained on a dedicated thread: recvmmsg with the
 senders' addresses, decoded in C in batches (ingest.flows.netflow) into
-canonical flow records, handed on as store rows and EVE-shaped JSON lines
-(they ride in an :class:`~ingest.batch.EventBatch`, as Suricata's flow
-events do, so every sink takes them the same way).
+canonical flow records, handed on as they are in an
+:class:`~ingest.batch.EventBatch` (``records``): the SQL stores write them
+column-wise from the numpy array, JSON sinks get EVE-shaped lines rendered
+when they ask (ingest.flows.record.json_lines).
 
 The bind address defaults to 127.0.0.1 (``udp://:2055``); binding any other
 address prints a warning at start-up: NetFlow has no authentication, and
@@ -28,11 +29,11 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-from ..batch import AlertBatch, EventBatch
+from ..batch import AlertBatch
 from ..batch import empty as empty_alerts
 from ..deadletter import DeadLetter
-from ..flows import record as R
 from ..flows.netflow import NetflowDecoder, peer_text
+from ..flows.record import event_batch
 from ..sockets import raise_rcvbuf
 from ..stats import Stats
 from .base import Submit
@@ -151,17 +152,14 @@ class NetflowSource:
         k = len(res.batch)
         if not k:
             return
-        rows = R.store_rows(res.batch)
-        lines = R.json_lines(res.batch, rows)
-        if not submit.reserve(k, nbytes=len(lines) + 256 * k):
+        # the records ride as they are: the stores take them column-wise,
+        # JSON sinks have their lines rendered when they ask
+        events = event_batch(res.batch)
+        if not submit.reserve(k, nbytes=events.nbytes()):
             # the queue is full: the flows are lost, said and kept
             stats.add_dropped("queue_full", k)
-            deadletter.write(self.origin, "queue_full", lines)
+            deadletter.write(self.origin, "queue_full", events.lines)
             return
-        types = {"netflow": sum(1 for r in rows if r[1] == "netflow")}
-        if types["netflow"] != k:
-            types["flow"] = k - types["netflow"]
-        events = EventBatch(lines, k, rows, {t: c for t, c in types.items() if c}, list(range(k)))
         submit.submit(AlertBatch(empty_alerts(0), [], self.origin, events=events))
 
     def _counters(self, dec: NetflowDecoder, stats: Stats) -> None:

@@ -71,19 +71,79 @@ def decode_rates(version: int, reps: int = 30) -> tuple[float, float]:
     return k / best_c, k / best_w
 
 
+def distinct_packets(count: int) -> list[bytes]:
+    """``count`` IPFIX data packets of 30 distinct flows each (addresses,
+    ports and times differ: every flow has a 5-tuple and an index entry of
+    its own), template 256 as build(10) makes it."""
+    from ingest.gen import netflow as G
+
+    fields = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (2, 8), (1, 8), (152, 8), (153, 8)]
+    out = []
+    for p in range(count):
+        flows = [G.Flow(src=f"10.{p >> 8 & 255}.{p & 255}.{i + 1}", sport=1000 + i, dport=443,
+                        start_ms=1_700_000_000_000 + p * 10, end_ms=1_700_000_001_000 + p * 10) for i in range(30)]
+        out.append(G.ipfix([G.ipfix_data(256, fields, flows)], seq=p * 30))
+    return out
+
+
+def store_rates(packets: int = 640, batch: int = 64) -> tuple[float, float]:
+    """In process, the same decoded NetFlow batches into a fresh SQLite store
+    (C writer, correlation on) two ways: (a) as the source handed them on
+    before (a Python row tuple and a JSON line per flow: record.store_rows,
+    json_lines) and (b) as records, column-wise (record.event_batch,
+    rows.flow_record_arrays).  Flows/s from the decoded batch to committed
+    rows, each way timed over every batch."""
+    import asyncio
+
+    from ingest.batch import AlertBatch, EventBatch
+    from ingest.batch import empty as empty_alerts
+    from ingest.flows import record as R
+    from ingest.flows.netflow import NetflowDecoder
+    from ingest.mapping import Enriched
+    from ingest.sinks.sqlite import SqliteSink
+
+    tpl, _ = build(10)
+    pk = distinct_packets(packets)
+    d = NetflowDecoder(batch)
+    d.decode(d.load([tpl]), now=0.0)
+    batches = [d.decode(d.load(pk[i:i + batch]), now=0.0).batch for i in range(0, packets, batch)]
+    nflows = sum(len(b) for b in batches)
+
+    def rows_way(fb: R.FlowBatch) -> EventBatch:
+        rows = R.store_rows(fb)
+        return EventBatch(R.json_lines(fb, rows), len(fb), rows, R.event_types(fb), list(range(len(fb))))
+
+    out = []
+    for way in (rows_way, R.event_batch):
+        with tempfile.TemporaryDirectory() as tmp:
+            sink = SqliteSink(os.path.join(tmp, "s.db"), sensor="bench")
+            t = time.perf_counter()
+            for fb in batches:
+                ev = way(fb)
+                sink._write_item(Enriched(AlertBatch(empty_alerts(0), [], "bench", events=ev), None, []))
+            out.append(nflows / (time.perf_counter() - t))
+            asyncio.run(sink.aclose())
+    return out[0], out[1]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def send(port: int, tpl: bytes, data: bytes, packets: int, rate: float) -> float:
+def send(port: int, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> float:
+    """The template, then ``packets`` data packets (cycling through ``data``
+    when it is a list) at ``rate`` packets/s (0: as fast as possible); the
+    seconds it took."""
+    pool = data if isinstance(data, list) else [data]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     t0 = time.perf_counter()
     s.sendto(tpl, ("127.0.0.1", port))
+    k = len(pool)
     for i in range(packets):
-        s.sendto(data, ("127.0.0.1", port))
+        s.sendto(pool[i % k], ("127.0.0.1", port))
         if rate:
             ahead = (i + 1) / rate - (time.perf_counter() - t0)
             if ahead > 0.001:
@@ -92,11 +152,15 @@ def send(port: int, tpl: bytes, data: bytes, packets: int, rate: float) -> float
     return time.perf_counter() - t0
 
 
-def run_nfcapd(tmp: str, tpl: bytes, data: bytes, packets: int, rate: float) -> tuple[int, float]:
+#: both receivers get this socket receive buffer (ingest asks for it itself)
+RCVBUF = 32 << 20
+
+
+def run_nfcapd(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> tuple[int, float]:
     d = tempfile.mkdtemp(dir=tmp)
     port = free_port()
-    p = subprocess.Popen([shutil.which("nfcapd") or "nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", d],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([shutil.which("nfcapd") or "nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", d,
+                          "-B", str(RCVBUF)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     took = send(port, tpl, data, packets, rate)
     time.sleep(1.0)
@@ -106,7 +170,7 @@ def run_nfcapd(tmp: str, tpl: bytes, data: bytes, packets: int, rate: float) -> 
     return len(out.stdout.splitlines()), took
 
 
-def run_ingest(tmp: str, tpl: bytes, data: bytes, packets: int, rate: float) -> tuple[int, float]:
+def run_ingest(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> tuple[int, float]:
     db = os.path.join(tempfile.mkdtemp(dir=tmp), "a.db")
     p = subprocess.Popen([sys.executable, "-m", "ingest", "listen", "--netflow", "udp://127.0.0.1:0",
                           "--sink", f"sqlite:{db}", "--dead-letter", "", "--stats-interval", "0"],
@@ -118,12 +182,13 @@ def run_ingest(tmp: str, tpl: bytes, data: bytes, packets: int, rate: float) -> 
     t0 = time.perf_counter()
     send(port, tpl, data, packets, rate)
     last, same_since = -1, time.perf_counter()
+    done = 0.0
     want = 30 * packets
     # until every flow is stored, or nothing more came for 5 s (the rest was lost)
     while last < want and time.perf_counter() - same_since < 5.0:
         try:
             c = sqlite3.connect(db)
-            n = c.execute("SELECT count(*) FROM flows").fetchone()[0]
+            n = c.execute("SELECT max(id) FROM flows").fetchone()[0] or 0
             c.close()
         except sqlite3.Error:
             n = 0
@@ -136,13 +201,91 @@ def run_ingest(tmp: str, tpl: bytes, data: bytes, packets: int, rate: float) -> 
     return last, done
 
 
+def sustained(tmp: str, seconds: float, rates: list[float], pool: int) -> tuple[float, int, float, int, float]:
+    """Step the packet rate up until nfcapd loses flows over a ``seconds``
+    long export; then ingest at the highest rate nfcapd kept whole.
+    Returns (rate, nfcapd kept, nfcapd flows/s, ingest kept, ingest flows/s):
+    flows/s is flows kept over the time from the first send to the last
+    flow written (nfcapd: the send's end; ingest: the last row committed)."""
+    tpl, _ = build(10)
+    data = distinct_packets(pool)
+    best = None
+    for rate in rates:
+        packets = int(rate * seconds)
+        nf, took = run_nfcapd(tmp, tpl, data, packets, rate)
+        print(f"  nfcapd at {rate:,.0f} pkt/s ({30 * rate:,.0f} flows/s, {30 * packets:,} flows in "
+              f"{took:.1f} s): kept {nf:,}", flush=True)
+        if nf < 30 * packets:
+            break
+        best = (rate, packets, nf, took)
+    if best is None:
+        raise SystemExit("nfcapd lost flows at the lowest rate")
+    rate, packets, nf, took = best
+    ing, ing_t = run_ingest(tmp, tpl, data, packets, rate)
+    print(f"  ingest at {rate:,.0f} pkt/s: kept {ing:,} of {30 * packets:,}, the last stored "
+          f"{ing_t:.1f} s after the first send", flush=True)
+    return rate, nf, nf / took, ing, ing / ing_t if ing_t else 0.0
+
+
+def ingest_steps(tmp: str, seconds: float, rates: list[float], pool: int) -> float:
+    """The highest of ``rates`` (packets/s) at which ingest stores every
+    flow of a ``seconds`` long export, the last within 2 s of the send's end
+    (it keeps pace rather than draining a backlog); 0 if none."""
+    tpl, _ = build(10)
+    data = distinct_packets(pool)
+    best = 0.0
+    for rate in rates:
+        packets = int(rate * seconds)
+        ing, ing_t = run_ingest(tmp, tpl, data, packets, rate)
+        ok = ing == 30 * packets and ing_t <= seconds + 2.0
+        print(f"  ingest at {rate:,.0f} pkt/s ({30 * rate:,.0f} flows/s): kept {ing:,} of {30 * packets:,}, "
+              f"the last stored {ing_t:.1f} s after the first send: {'kept pace' if ok else 'fell behind'}",
+              flush=True)
+        if not ok:
+            break
+        best = rate
+    return best
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--packets", type=int, default=20000)
     ap.add_argument("--rate", type=float, default=5000.0, help="packets/s sent (0: as fast as possible)")
     ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--store", action="store_true",
+                    help="in process into SQLite: row tuples (before) vs records column-wise, paired per round")
+    ap.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS",
+                    help="end to end at a sustained rate: step --rates until nfcapd loses, then ingest")
+    ap.add_argument("--rates", default="1000,2000,4000,8000,16000,32000,64000",
+                    help="packet rates (30 flows each) to step through with --sustain")
+    ap.add_argument("--ingest-rates", default="250,500,1000,1500,2000,3000,4000",
+                    help="packet rates to step ingest alone through with --sustain (its own 0-loss rate)")
     ns = ap.parse_args()
+    if ns.store:
+        ratios = []
+        for r in range(ns.rounds):
+            before, after = store_rates()
+            ratios.append(after / before)
+            print(f"round {r + 1}: rows {before:,.0f} flows/s, records {after:,.0f} flows/s, "
+                  f"ratio {after / before:.2f}", flush=True)
+        print(f"records/rows: median {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+        return 0
+    if ns.sustain:
+        rates = [float(x) for x in ns.rates.split(",")]
+        res = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(ns.rounds):
+                print(f"round {r + 1}:", flush=True)
+                res.append(sustained(tmp, ns.sustain, rates, 1000))
+                own = ingest_steps(tmp, ns.sustain, [float(x) for x in ns.ingest_rates.split(",")], 1000)
+                print(f"  ingest's own highest rate with 0 loss, keeping pace: {own:,.0f} pkt/s "
+                      f"({30 * own:,.0f} flows/s)", flush=True)
+        ratios = [x[4] / x[2] for x in res]
+        print(f"ingest/nfcapd flows/s at nfcapd's 0-loss rate: median {statistics.median(ratios):.3f} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f}); ingest lost "
+              f"{sum(30 * int(x[0] * ns.sustain) - x[3] for x in res)} flows in all")
+        return 0
     for v in (9, 10):
         rates = [decode_rates(v) for _ in range(ns.rounds)]
         c = [r[0] for r in rates]

@@ -203,14 +203,15 @@ def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_afte
         # only the links that change
         "DELETE FROM ingest_relink WHERE coalesce(ref, 0) = "
         "coalesce((SELECT a.flow_ref FROM alerts a WHERE a.id = ingest_relink.id), 0)",
-        # the flows they leave, the flows they join, the new flows
-        # (driven from the few candidates: a join could walk every linked alert)
+        # the flows they leave and the flows they join (driven from the few
+        # candidates: a join could walk every linked alert).  A new flow that
+        # no alert joins keeps its defaults (alert_count 0, top_priority NULL):
+        # it is not written twice
         f"{ins} ingest_touched (id) SELECT old FROM (SELECT (SELECT a.flow_ref FROM alerts a WHERE a.id = r.id) "
         f"AS old FROM ingest_relink r) o WHERE old IS NOT NULL{tail}",
         "UPDATE alerts SET flow_ref = (SELECT r.ref FROM ingest_relink r WHERE r.id = alerts.id) "
         "WHERE id IN (SELECT id FROM ingest_relink)",
         f"{ins} ingest_touched (id) SELECT ref FROM ingest_relink WHERE ref IS NOT NULL{tail}",
-        f"{ins} ingest_touched (id) SELECT id FROM flows WHERE id > {lf}{tail}",
         "UPDATE flows SET alert_count = (SELECT count(*) FROM alerts a WHERE a.flow_ref = flows.id), "
         "top_priority = (SELECT min(a.priority) FROM alerts a WHERE a.flow_ref = flows.id) "
         "WHERE id IN (SELECT id FROM ingest_touched)",

@@ -158,7 +158,8 @@ class NetflowSource:
         if not submit.reserve(k, nbytes=events.nbytes()):
             # the queue is full: the flows are lost, said and kept
             stats.add_dropped("queue_full", k)
-            deadletter.write(self.origin, "queue_full", events.lines)
+            # (kept as JSON lines; with no dead-letter file, none are rendered)
+            deadletter.write(self.origin, "queue_full", events.lines if deadletter.path else b"")
             return
         submit.submit(AlertBatch(empty_alerts(0), [], self.origin, events=events))
 

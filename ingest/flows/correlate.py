@@ -3,13 +3,23 @@
 An alert is linked to a flow (``alerts.flow_ref`` = ``flows.id``) when both
 have the same **normalised 5-tuple** -- protocol and the two endpoints
 (address, port) in either direction; ICMP's type/code are not part of it --
-and the alert's time falls in the flow's ``[start_us - slack, end_us +
-slack]`` (``--correlate-slack``, default :data:`DEFAULT_SLACK_S` seconds).
+the same **VLAN**, and the alert's time falls in the flow's ``[start_us -
+slack, end_us + slack]`` (``--correlate-slack``, default
+:data:`DEFAULT_SLACK_S` seconds).
+
+The VLAN rule (:func:`vlan_match`): an alert that carries a VLAN id (EVE
+``vlan``, the first of Suricata's list; Unified2's event v2 ``vlanId``; the
+802.1Q tag of a Snort/Barnyard2 alert's packet) matches only flows of that
+VLAN, or flows that carry none; an alert without one matches flows of any
+VLAN, as before.  So two flows that differ only by VLAN are told apart
+whenever both sides say which, and a source that cannot say (NetFlow v5,
+a packetless alert) still correlates.
 Among several flows that match, the one of the same engine flow id on the
 same sensor comes first (a Suricata alert and its own ``flow`` event), then
 the flow whose start is closest to the alert's time, then the older row.  A
 flow of any sensor may match: the exporter of a flow is often another box
-than the IDS.  VLAN is not part of the tuple while flows carry none.
+than the IDS.  The VLAN is compared beside the key, not hashed into it
+(a side without one must still match).
 
 The 5-tuple is reduced to one signed 64-bit key (:func:`tuple_keys`), kept
 on both tables (``tuple_key``) and indexed with the time
@@ -170,6 +180,13 @@ def flow_tuple_keys(src_ip: Sequence, src_port: Sequence, dest_ip: Sequence, des
     return [int(k) if k else None for k in keys.tolist()]
 
 
+def vlan_match(alert: str, flow: str) -> str:
+    """The VLAN rule as SQL: an alert and a flow that both carry a VLAN id
+    match only when it is the same; either without one (NULL: the source
+    did not say) matches any."""
+    return f"({alert}.vlan IS NULL OR {flow}.vlan IS NULL OR {alert}.vlan = {flow}.vlan)"
+
+
 def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_after: int) -> list[str]:
     """The correlation of one batch, to run in its transaction after its
     rows are in: ``alerts_after``/``flows_after`` are the largest ids the
@@ -185,7 +202,7 @@ def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_afte
         ins, tail = "INSERT OR IGNORE INTO", ""
     window = (f"f.start_us <= a.ts_us + {s} AND coalesce(f.end_us, f.start_us) >= a.ts_us - {s}")
     best = ("SELECT f.id FROM alerts a JOIN flows f ON f.tuple_key = a.tuple_key "
-            f"WHERE a.id = ingest_relink.id AND {window} "
+            f"WHERE a.id = ingest_relink.id AND {window} AND {vlan_match('a', 'f')} "
             "ORDER BY CASE WHEN f.flow_id = a.flow_id AND f.sensor = a.sensor THEN 0 ELSE 1 END, "
             "abs(f.start_us - a.ts_us), f.id LIMIT 1")
     return [
@@ -196,6 +213,7 @@ def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_afte
         # Snort alerts only pays one index probe per batch)
         f"{ins} ingest_relink (id) SELECT a.id FROM flows nf JOIN alerts a ON a.tuple_key = nf.tuple_key "
         f"AND a.ts_us BETWEEN nf.start_us - {s} AND coalesce(nf.end_us, nf.start_us) + {s} "
+        f"AND {vlan_match('a', 'nf')} "
         f"WHERE nf.id > {lf} AND nf.tuple_key IS NOT NULL AND nf.start_us IS NOT NULL{tail}",
         f"{ins} ingest_relink (id) SELECT id FROM alerts WHERE id > {la} AND tuple_key IS NOT NULL "
         f"AND EXISTS (SELECT 1 FROM flows WHERE tuple_key IS NOT NULL){tail}",

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from tests.unit.test_correlate import scenario
+from tests.unit.test_correlate import scenario, vlan_scenario
 
 
 def test_postgresql_links_the_same_way(tmp_path):
@@ -34,6 +34,7 @@ def test_postgresql_links_the_same_way(tmp_path):
             return [tuple(r) for r in conn.execute(sql).fetchall()]
 
         scenario(write, rows)
+        vlan_scenario(write, rows)
         conn.close()
         asyncio.run(sink.aclose())
     finally:

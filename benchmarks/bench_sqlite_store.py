@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--correlate", action="store_true",
                     help="instead: alerts and the flows they belong to, batch after batch: the time per "
                          "batch as the store grows (flat means per-record cost O(log n))")
+    ap.add_argument("--correlate-1m", type=int, default=0, metavar="FLOWS",
+                    help="instead: alerts/s into a store holding FLOWS NetFlow flows (every alert linked) "
+                         "against the same alerts into a store without flows, paired per round")
     ap.add_argument("--index-costs", action="store_true",
                     help="instead: the C writer's time per row with each secondary index alone, all, none")
     a = ap.parse_args()
@@ -96,6 +99,9 @@ def main() -> None:
 
     if a.index_costs:
         index_costs(items, tmp, a.runs)
+        return
+    if a.correlate_1m:
+        correlate_paired(a.correlate_1m, a.batches, a.batch, a.runs, tmp)
         return
     if a.correlate:
         correlate_growth(a.batches, a.batch, tmp)
@@ -242,6 +248,103 @@ def correlate_growth(batches: int, n: int, tmp: str) -> None:
           f"{linked:,} of {total:,} alerts linked, load average {os.getloadavg()[0]:.1f}")
     print(f"first {tenth} batches: {statistics.median(times[:tenth]):.2f} us/row; "
           f"last {tenth}: {statistics.median(times[-tenth:]):.2f} us/row")
+
+
+def correlate_paired(nflows: int, batches: int, n: int, rounds: int, tmp: str) -> None:
+    """The correlation goal of issue 12: alerts/s into a store that holds
+    ``nflows`` NetFlow flows, every alert linked to one of them (its
+    5-tuple and time), against the same alerts into a store that holds no
+    flow (correlation then costs one index probe a batch: Snort alone).
+    Per round, ``batches`` batches of ``n`` alerts to each store in turn
+    (interleaved), alerts/s from the first write to the last commit; the
+    ratio with/without within the round.  The flows go in first (column-
+    wise, ingest.sinks.rows.flow_record_arrays), and are not timed."""
+    from ingest import batch as B
+    from ingest.eve import parse_ts
+    from ingest.flows import record as FR
+
+    t0 = parse_ts("2026-12-04T12:00:00.000000+0000")
+    assert t0 is not None
+    rng = np.random.default_rng(11)
+
+    def endpoints(j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """flow j: 10.a.b.c:port <-> 192.0.2.1:443 (distinct 5-tuples), starting t0 + j ms."""
+        k = len(j)
+        src = np.zeros((k, 16), np.uint8)
+        src[:, 10:12] = 0xFF
+        src[:, 12] = 10
+        src[:, 13] = (j >> 16) & 0xFF
+        src[:, 14] = (j >> 8) & 0xFF
+        src[:, 15] = j & 0xFF
+        dst = np.zeros((k, 16), np.uint8)
+        dst[:, 10:12] = 0xFF
+        dst[:, 12:16] = np.array([192, 0, 2, 1], np.uint8)
+        return src.view("V16").reshape(-1), dst.view("V16").reshape(-1), 1024 + (j >> 24)
+
+    def flow_item(j0: int, k: int):
+        j = np.arange(j0, j0 + k, dtype=np.int64)
+        r = FR.empty(k)
+        r["src_addr"], r["dst_addr"], r["src_port"] = endpoints(j)
+        r["dst_port"], r["proto"], r["ip_ver"] = 443, 6, 4
+        r["start_us"] = t0 + j * 1000
+        r["end_us"] = r["start_us"] + 500
+        r["pkts"], r["bytes"], r["source"] = 10, 1000, FR.FLOW_SRC_IPFIX
+        r["flags"] = FR.FF_ADDRS | FR.FF_PORTS
+        return Enricher().apply(B.AlertBatch(B.empty(0), [], "bench",
+                                             events=FR.event_batch(FR.FlowBatch(r, [], "bench"))))
+
+    def alert_item(j: np.ndarray):
+        a = B.empty(len(j))
+        a["src_addr"], a["dst_addr"], a["src_port"] = endpoints(j)
+        a["dst_port"], a["proto"], a["ip_ver"], a["flags"] = 443, 6, 4, B.F_ADDRS | B.F_PORTS
+        a["ts_us"] = t0 + j * 1000 + 100
+        a["gid"], a["sid"], a["rev"], a["priority"] = 1, rng.integers(1000, 1400, len(j)), 1, rng.integers(1, 4, len(j))
+        a["source"], a["msg_idx"], a["app_idx"] = B.SRC_SNORT, -1, -1
+        return Enricher().apply(B.AlertBatch(a, [], "bench"))
+
+    with_path, without_path = os.path.join(tmp, "with.db"), os.path.join(tmp, "without.db")
+    sinks = {"with": S.SqliteSink(with_path, sensor="bench"), "without": S.SqliteSink(without_path, sensor="bench")}
+    try:
+        t = time.perf_counter()
+        for j0 in range(0, nflows, 8192):
+            sinks["with"]._write_item(flow_item(j0, min(8192, nflows - j0)))
+        fill = time.perf_counter() - t
+        print(f"{nflows:,} flows stored column-wise in {fill:.1f} s ({nflows / fill:,.0f} flows/s)", flush=True)
+        ratios: dict[str, list[float]] = {"recent": [], "random": []}
+        rates: dict[str, list[float]] = {"recent": [], "random": [], "without": []}
+        recent = batches * n  # the newest flows: what live alerts belong to
+        for r in range(rounds):
+            for pattern in ("recent", "random"):
+                # recent: alerts of the newest flows (live traffic); random: of flows
+                # anywhere in the store (the worst case: every link touches its own page)
+                if pattern == "recent":
+                    js = [np.sort(rng.choice(recent, n, replace=False)) + (nflows - recent) for _ in range(batches)]
+                else:
+                    js = [np.sort(rng.choice(nflows, n, replace=False)) for _ in range(batches)]
+                items = [alert_item(j) for j in js]
+                got = {}
+                for name in (("with", "without") if r % 2 == 0 else ("without", "with")):
+                    sink = sinks[name]
+                    t = time.perf_counter()
+                    for it in items:
+                        sink._write_item(it)
+                    got[name] = batches * n / (time.perf_counter() - t)
+                rates[pattern].append(got["with"])
+                rates["without"].append(got["without"])
+                ratios[pattern].append(got["with"] / got["without"])
+                print(f"round {r + 1} ({pattern}): with {nflows:,} flows {got['with']:,.0f} alerts/s, without "
+                      f"flows {got['without']:,.0f} alerts/s, ratio {ratios[pattern][-1]:.3f}", flush=True)
+        c = sqlite3.connect(with_path)
+        linked, total = c.execute("SELECT count(flow_ref), count(*) FROM alerts").fetchone()
+        c.close()
+    finally:
+        for sink in sinks.values():
+            asyncio.run(sink.aclose())
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"alerts linked in the store with flows: {linked:,} of {total:,}; load average {os.getloadavg()[0]:.1f}")
+    for pattern in ("recent", "random"):
+        print(f"{pattern}: with/without median {_median_range(ratios[pattern])}; alerts/s with "
+              f"{statistics.median(rates[pattern]):,.0f}, without {statistics.median(rates['without']):,.0f}")
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ def vlan_scenario(write, rows) -> None:
     assert by_ts == {t + 1 * S: 22, t + 2 * S: 21, t + 3 * S: 21, t + 4 * S: None, t + 5 * S: 23}
     # and an alert stored after its flows, the same way
     write(with_vlan(snort([(t + 6 * S, *a, 1, 6)]), [20]))
-    got = rows(f"SELECT flow_id, alert_count, top_priority FROM flows WHERE flow_id IN (21, 22, 23) "
+    got = rows("SELECT flow_id, alert_count, top_priority FROM flows WHERE flow_id IN (21, 22, 23) "
                "ORDER BY flow_id")
     assert got == [(21, 2, 3), (22, 2, 1), (23, 1, 1)]
 

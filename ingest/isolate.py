@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from .batch import AlertBatch, EventBatch
-from .flows.record import FlowBatch, event_batch
+from .flows.record import event_batch
 from .mapping import Enriched
 from .render import render_json
 from .sinks.base import DataError
@@ -43,7 +43,7 @@ def _events(ev: EventBatch, lo: int, hi: int) -> EventBatch | None:
     if ev.lazy:  # flow records alone, line k is record k: still nothing rendered
         assert ev.records is not None
         r = ev.records
-        return event_batch(FlowBatch(r.records[lo:hi], r.strings, r.origin))
+        return event_batch(r.subset(slice(lo, hi)))
     if _event_units(ev) != ev.count:  # one opaque unit
         return ev
     nl = np.flatnonzero(np.frombuffer(ev.lines, np.uint8) == 10)
@@ -54,7 +54,7 @@ def _events(ev: EventBatch, lo: int, hi: int) -> EventBatch | None:
     records, record_line = None, None
     if ev.records is not None and len(ev.records):
         sel = (ev.record_line >= lo) & (ev.record_line < hi)
-        records = FlowBatch(ev.records.records[sel], ev.records.strings, ev.records.origin)
+        records = ev.records.subset(sel)
         record_line = ev.record_line[sel] - lo
     return EventBatch(ev.lines[start:stop], hi - lo, [ev.flows[j] for j in keep], {},
                       [at[j] - lo for j in keep], records, record_line)

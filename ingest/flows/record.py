@@ -158,6 +158,15 @@ class FlowBatch:
     def __len__(self) -> int:
         return len(self.records)
 
+    def subset(self, sel: slice | np.ndarray) -> FlowBatch:
+        """The records ``sel`` picks (a slice, a bool mask or indices), with
+        their texts; the string table is shared."""
+        texts = None
+        if self.texts is not None:
+            texts = self.texts[sel] if isinstance(sel, slice) else [self.texts[i] for i in np.arange(
+                len(self.records))[sel].tolist()]
+        return FlowBatch(self.records[sel], self.strings, self.origin, texts)
+
     @staticmethod
     def concat(parts: Sequence[FlowBatch]) -> FlowBatch:
         """Join batches, re-basing app_idx."""

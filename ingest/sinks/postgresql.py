@@ -599,7 +599,7 @@ def _encode_records(item: Enriched, sensor: str) -> memoryview | None:
                 keep[i] = k not in seen
                 seen.add(k)
         if not keep.all():
-            fb = FR.FlowBatch(r[keep], fb.strings, fb.origin)
+            fb = fb.subset(keep)
     return encode(R.flow_record_arrays(fb, sensor), FLOW_TYPES).data
 
 

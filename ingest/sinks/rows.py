@@ -308,6 +308,7 @@ _REASON_TABLE = TextTable([FR.END_REASONS.get(i) for i in range(256)])
 _FLOW_SOURCE_TABLE = TextTable([FR.FLOW_SOURCE_NAMES.get(i) for i in range(256)])
 _I64_MAX = np.uint64((1 << 63) - 1)
 _NO_TEXT = TextTable([])
+_NETFLOW_SOURCES = np.array([FR.FLOW_SRC_NETFLOW5, FR.FLOW_SRC_NETFLOW9, FR.FLOW_SRC_IPFIX], np.uint8)
 
 
 class _FlowCtx:
@@ -346,6 +347,20 @@ class _FlowCtx:
     def small(self, name: str, mask: np.ndarray) -> IntColumn:
         return IntColumn(self.r[name].astype(np.int64), mask)
 
+    def text(self, k: int) -> TextColumn:
+        """Field k of the batch's per-record texts (uid, history, state:
+        Zeek's, as store_rows takes them); NULL where there are none, and
+        for an empty uid (k 0)."""
+        texts = self.fb.texts
+        if texts is None:
+            return TextColumn(np.full(self.n, -1, np.int32), _NO_TEXT)
+        seen: dict[str, int] = {}
+        idx = np.empty(self.n, np.int32)
+        for j, t in enumerate(texts):
+            v = t[k]
+            idx[j] = -1 if v is None or (k == 0 and not v) else seen.setdefault(v, len(seen))
+        return TextColumn(idx, TextTable(list(seen)))
+
 
 def _app(c: _FlowCtx) -> TextColumn:
     idx = c.r["app_idx"]
@@ -373,7 +388,7 @@ _FLOW_BUILDERS = {
     "pkts_toclient": lambda c: c.counter("pkts_rev", c.bi),
     "bytes_toserver": lambda c: c.counter("bytes"),
     "bytes_toclient": lambda c: c.counter("bytes_rev", c.bi),
-    "state": lambda c: TextColumn(np.full(c.n, -1, np.int32), _NO_TEXT),
+    "state": lambda c: c.text(2),
     "reason": lambda c: TextColumn(c.r["end_reason"].astype(np.int32), _REASON_TABLE),
     "alerted": lambda c: IntColumn(np.zeros(c.n, np.int64), np.zeros(c.n, bool)),
     "sensor": lambda c: TextColumn(np.zeros(c.n, np.int32), TextTable([c.sensor])),
@@ -387,8 +402,10 @@ _FLOW_BUILDERS = {
     "tcp_flags": lambda c: c.small("tcp_flags", c.tcp),
     "tcp_flags_rev": lambda c: c.small("tcp_flags_rev", c.tcp & c.bi),
     "exporter": lambda c: AsciiColumn(c.exp, c.exporter),
-    "obs_domain": lambda c: c.small("domain", c.r["source"] != FR.FLOW_SRC_EVE),
+    "obs_domain": lambda c: c.small("domain", np.isin(c.r["source"], _NETFLOW_SOURCES)),
     "sampling": lambda c: c.small("sampling", c.r["sampling"] != 0),
+    "uid": lambda c: c.text(0),
+    "history": lambda c: c.text(1),
 }
 assert tuple(_FLOW_BUILDERS) == FLOW_COLUMNS, "one builder per flows column, in table order"
 

@@ -52,6 +52,10 @@ def records() -> FR.FlowBatch:
     eve = FR.from_eve_rows(ev.flows, FR.ROW_COLUMNS)
     fb = FR.FlowBatch.concat([res.batch, eve])
     fb.records["pkts"][0] = 1 << 63  # no store holds it: NULL in both paths
+    # Zeek's per-record texts (uid, history, state) on two of them
+    fb.texts = [("", None, None)] * len(fb)
+    fb.texts[1] = ("CHhAvVGS1DHFjwGM9", "ShADadFf", "SF")
+    fb.texts[2] = ("C2", "", "S0")
     return fb
 
 
@@ -68,6 +72,8 @@ def test_columns_equal_the_row_by_row_reference():
     assert got == want
     assert all(k is not None for k in keys[:-1]) and got[-1][0] == 77  # the EVE one keeps its flow id
     assert got[0][R.FLOW_COLUMNS.index("pkts_toserver")] is None
+    at = R.FLOW_COLUMNS.index
+    assert [got[1][at("uid")], got[1][at("history")], got[1][at("state")]] == ["CHhAvVGS1DHFjwGM9", "ShADadFf", "SF"]
 
 
 def test_every_flows_column_has_a_builder():

@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import gen
 from .common import BenchError, paired_range, pinned_exec, placement_cpus
 
-#: Unified2 goal (issue 4, kept in issue 10's goals block): iter_read against py-idstools, paired
+#: the Unified2 goal (BENCHMARKS.md: 40x, 5 M/s), shown in the goals block: iter_read against py-idstools, paired
 GOAL_VS_IDSTOOLS = 40.0
 
 U2_READERS = ("idstools", "ingest")

@@ -122,10 +122,23 @@ CREATE TABLE IF NOT EXISTS flows (
 # between commit and bookmark is ignored, so the store holds every Unified2
 # alert exactly once; the same for Barnyard2 (alerts_by2_key, made in
 # _ensure_keys) and for records with a replay key.
+#
+# Index policy (measured: BENCHMARKS.md, "SQLite store: index policy"): an
+# index is made only if a statement ingest runs needs it (tests/unit/
+# test_query_plans.py, test_correlate.py check the plans).  alerts_ts: time
+# windows and the newest-first listing (cheap: time only grows).  alerts_sig
+# on (sid, gid): --sig GID:SID and a bare --sig SID alike (on (gid, sid) a
+# bare sid scanned the table).  alerts_tuple: correlation, a late flow finding
+# its stored alerts.  alerts_flow_ref: query flows.  alerts (flow_id) is no
+# longer made: no statement of ingest reads alerts by Suricata's flow id
+# (correlation goes by the 5-tuple key, query flows by flow_ref), and it was
+# the dearest index of an EVE store.  Stores made before keep their indexes
+# (IF NOT EXISTS); ``DROP INDEX alerts_flow`` gives an old store the same
+# write rate, ``CREATE INDEX alerts_flow ON alerts (flow_id) WHERE flow_id
+# IS NOT NULL`` gives a new one the lookup by flow id back.
 INDEXES = """
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
-CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (gid, sid);
-CREATE INDEX IF NOT EXISTS alerts_flow ON alerts (flow_id) WHERE flow_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (sid, gid);
 CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
 CREATE INDEX IF NOT EXISTS alerts_tuple ON alerts (tuple_key, ts_us) WHERE tuple_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS alerts_flow_ref ON alerts (flow_ref) WHERE flow_ref IS NOT NULL;

@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 19
+#define INGEST_ABI_VERSION 20
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0

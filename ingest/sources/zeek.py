@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from ..batch import AlertBatch, EventBatch
+from ..batch import AlertBatch
 from ..batch import empty as empty_alerts
 from ..deadletter import DeadLetter
 from ..flows import record as R
@@ -114,10 +114,10 @@ class ZeekConnSource(FileFollower):
             stats.add_extra("zeek_header_lines", res.headers)
         batch = AlertBatch(empty_alerts(0), [], self.origin)
         if k:
+            # the records ride as they are (as NetFlow's): the stores take
+            # them column-wise, JSON sinks have their lines rendered on demand
             res.batch.texts = res.texts
-            rows = R.store_rows(res.batch)
-            lines = R.json_lines(res.batch, rows)
-            batch.events = EventBatch(lines, k, rows, {"flow": k}, list(range(k)))
+            batch.events = R.event_batch(res.batch)
             stats.add_extra("zeek_flows", k)
         batch.acks.extend(acks)
         used = batch.queued()

@@ -318,10 +318,43 @@ class Decoded:
     rejected: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+@dataclass(eq=False)
+class Checked:
+    """A message whose subject and headers are ours (:meth:`Decoder.check`),
+    its lines found, not yet decoded."""
+
+    sensor: str
+    kind: str
+    fmt: str
+    count: int
+    payload: bytes
+    keys: np.ndarray | None  # alert messages: one identity key per record
+    offs: np.ndarray  # each line's offset in payload
+    lens: np.ndarray  # each line's length, its newline included
+
+    @property
+    def group_key(self) -> tuple[str, str, str]:
+        """Messages with the same key may be decoded together (one batch has one sensor)."""
+        return self.sensor, self.kind, self.fmt
+
+
+@dataclass
+class Group:
+    """What several messages decoded together gave (:meth:`Decoder.decode_group`):
+    one batch of all their records, and per message its records and the
+    records of it that were refused (reason, bytes)."""
+
+    batch: B.AlertBatch
+    rejected: list[list[tuple[str, bytes]]]
+
+
 class Decoder:
     """Rebuilds the canonical batch a sensor had from its messages: C
     decoding of the JSON lines (``ingest.eve``), no per-record Python parse
-    of alerts.  Reusable; not thread-safe (one per reader)."""
+    of alerts.  The messages of one fetch are decoded together, one C call
+    for all of them (:meth:`decode_group`): the per-message Python work and
+    the runtime's join of small batches are then paid once per group, not
+    once per message.  Reusable; not thread-safe (one per reader)."""
 
     def __init__(self, prefix: str, *, max_bytes: int = 8 << 20) -> None:
         self.prefix = check_prefix(prefix)
@@ -341,6 +374,14 @@ class Decoder:
         return sensor, kind
 
     def decode(self, subj: str, headers: dict[str, str] | None, payload: bytes) -> Decoded:
+        """One message (Poison when it is not ours)."""
+        c = self.check(subj, headers, payload)
+        g = self.decode_group([c])
+        return Decoded(c.sensor, c.kind, g.batch, c.count, g.rejected[0])
+
+    def check(self, subj: str, headers: dict[str, str] | None, payload: bytes) -> Checked:
+        """The subject, the headers and the framing of one message: Poison
+        unless the message is ours, whole, and within --max-message-bytes."""
         sensor, kind = self.sensor_of(subj)
         h = headers or {}
         if h.get(H_WIRE) is None:
@@ -367,20 +408,47 @@ class Decoder:
             if len(raw) != 8 * count:
                 raise Poison("bad_header", f"Ingest-Keys holds {len(raw) // 8} keys for {count} records")
             keys = np.frombuffer(raw, "<i8").astype(np.int64)
-        lines = payload.count(b"\n")
-        if not payload.endswith(b"\n") or lines != count:
+        # one more line than announced is looked for: a payload of exactly
+        # Ingest-Count whole lines, and nothing after the last newline
+        offs, lens, consumed = split_lines(payload, cap=count + 1)
+        if len(offs) != count or consumed != len(payload):
+            lines = len(offs) if consumed == len(payload) else f"{len(offs)} whole"
             raise Poison("truncated", f"{lines} lines for Ingest-Count {count}")
-        offs, lens, _ = split_lines(payload, cap=count)
-        dec = self._rendered if fmt == FORMAT_RENDERED else self._verbatim
-        res = dec.decode(payload, offs, lens, count, origin=f"nats:{sensor}")
+        return Checked(sensor, kind, fmt, count, payload, keys, offs, lens)
+
+    def decode_group(self, msgs: list[Checked]) -> Group:
+        """Messages of one :attr:`Checked.group_key`, decoded in one C call
+        into one batch (their records in order).  Any exception is the
+        group's: the caller decodes its messages one by one to find the
+        message that causes it."""
+        first = msgs[0]
+        if any(m.group_key != first.group_key for m in msgs):
+            raise ValueError("messages of different sensors, kinds or formats cannot be decoded together")
+        if len(msgs) == 1:
+            payload, offs, lens = first.payload, first.offs, first.lens
+        else:
+            payload = b"".join(m.payload for m in msgs)
+            bases = np.cumsum([0] + [len(m.payload) for m in msgs[:-1]], dtype=np.uint64)
+            offs = np.concatenate([m.offs + b for m, b in zip(msgs, bases, strict=True)])
+            lens = np.concatenate([m.lens for m in msgs])
+        n = len(offs)
+        dec = self._rendered if first.fmt == FORMAT_RENDERED else self._verbatim
+        res = dec.decode(payload, offs, lens, n, origin=f"nats:{first.sensor}")
         batch = res.batch
-        if keys is not None and len(batch):
+        if first.kind == "alert" and len(batch):
+            keys = first.keys if len(msgs) == 1 else np.concatenate([m.keys for m in msgs])  # type: ignore[misc]
+            assert keys is not None
             rec = np.searchsorted(offs, res.alert_offsets, side="right") - 1
             batch.keys = keys[rec]
-        rejected = [(reason, raw) for _, reason, raw in res.rejected]
-        batch.sensor = sensor
-        return Decoded(sensor, kind, batch, count, rejected)
+        rejected: list[list[tuple[str, bytes]]] = [[] for _ in msgs]
+        if res.rejected:
+            # a refused line belongs to the message holding it
+            starts = np.cumsum([0] + [m.count for m in msgs[:-1]])
+            for line, reason, raw in res.rejected:
+                rejected[int(np.searchsorted(starts, line, side="right")) - 1].append((reason, raw))
+        batch.sensor = first.sensor
+        return Group(batch, rejected)
 
 
-__all__ = ["Encoder", "Decoder", "Message", "Decoded", "Poison", "KeyAllocator", "KINDS", "WIRE_VERSION",
+__all__ = ["Encoder", "Decoder", "Message", "Decoded", "Checked", "Group", "Poison", "KeyAllocator", "KINDS", "WIRE_VERSION",
            "check_prefix", "check_sensor", "subject"]

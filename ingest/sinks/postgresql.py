@@ -447,12 +447,16 @@ class PostgresSink(OnThreadSink):
     def _transaction(self, conn: Any, sig_rows: list[tuple], copy: memoryview, flows: list[tuple],
                      records: memoryview | None, *, staged: bool) -> None:
         cur = conn.cursor()
-        # known before anything is written: if the connection breaks in
-        # COMMIT, the retry asks the server what became of it
-        self._xid = int(cur.execute("SELECT txid_current()").fetchone()[0])
-        # the largest ids committed before: every id this batch inserts is above them
-        la, lf = cur.execute("SELECT (SELECT coalesce(max(id), 0) FROM alerts), "
-                             "(SELECT coalesce(max(id), 0) FROM flows)").fetchone()
+        # Round trips are what a transaction waits on (the server idles in
+        # each): the statements that need no parameters and no result in
+        # between go together, as one simple query.
+        # The transaction id, known before anything is written: if the
+        # connection breaks in COMMIT, the retry asks the server what became
+        # of it; and the largest ids committed before: every id this batch
+        # inserts is above them.
+        xid, la, lf = cur.execute("SELECT txid_current(), (SELECT coalesce(max(id), 0) FROM alerts), "
+                                  "(SELECT coalesce(max(id), 0) FROM flows)").fetchone()
+        self._xid = int(xid)
         if sig_rows:
             cur.executemany(_INSERT_SIG, sig_rows)
         if staged or flows or records is not None:
@@ -467,20 +471,21 @@ class PostgresSink(OnThreadSink):
         # rows, so an alert and its flow written at once by two collectors
         # are still linked.  Taken after the alerts' COPY (which locks no
         # existing row), so waiting here cannot deadlock with a holder.
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CORRELATE_LOCK,))
-        if flows:  # Suricata's flow events: one tuple each (ingest.eve.flow_row)
-            with cur.copy(_COPY_FLOWS_IN) as cp:
-                cp.set_types(FLOW_TYPES)
-                for r in flows:
-                    cp.write_row(r)
-        if records is not None:  # canonical flow records: binary COPY made in C from the columns
-            with cur.copy(_COPY_FLOWS_IN) as cp:
-                cp.write(records)
+        lock = f"SELECT pg_advisory_xact_lock({_CORRELATE_LOCK})"
+        link = correlate.statements(postgresql=True, slack_us=self.slack_us, alerts_after=la, flows_after=lf)
         if flows or records is not None:
-            cur.execute(_MERGE_FLOWS)
-        for stmt in correlate.statements(postgresql=True, slack_us=self.slack_us, alerts_after=la,
-                                         flows_after=lf):
-            cur.execute(stmt)
+            cur.execute(lock)
+            if flows:  # Suricata's flow events: one tuple each (ingest.eve.flow_row)
+                with cur.copy(_COPY_FLOWS_IN) as cp:
+                    cp.set_types(FLOW_TYPES)
+                    for r in flows:
+                        cp.write_row(r)
+            if records is not None:  # canonical flow records: binary COPY made in C from the columns
+                with cur.copy(_COPY_FLOWS_IN) as cp:
+                    cp.write(records)
+            cur.execute(";\n".join([_MERGE_FLOWS, *link]))
+        else:
+            cur.execute(";\n".join([lock, *link]))
         conn.commit()
 
     def _rollback(self, conn: Any) -> None:

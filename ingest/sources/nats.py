@@ -2,7 +2,13 @@
 
 Messages are what sensors' ``nats://`` sinks publish (:mod:`ingest.wire`);
 each becomes the canonical batch the sensor had (alerts with their texts,
-flows, other events, the records' identity keys), decoded in C.
+flows, other events, the records' identity keys), decoded in C.  The good
+messages of one fetch (same sensor, kind and format, up to GROUP_RECORDS
+records) are decoded together in one C call into one batch: measured, the
+per-message Python work and the runtime's join of ~600-record batches
+cost as much as the decoding itself (BENCHMARKS.md, "Collector ->
+PostgreSQL").  Each message is still checked, dead-lettered and counted
+alone, and acknowledged only once the sinks stored its whole group.
 
 * A durable pull consumer (``--durable NAME``) on ``PREFIX.>``: several
   collectors with the same durable name share the work (each message goes
@@ -53,7 +59,7 @@ from ..deadletter import DeadLetter
 from ..natsconn import Connection, NatsURL, describe_error
 from ..ops.logs import at
 from ..stats import Stats
-from ..wire import Decoder, Poison
+from ..wire import Checked, Decoder, Poison
 from .base import Submit
 
 _log = logging.getLogger(__name__)
@@ -63,6 +69,9 @@ MAX_SENSORS = 1024
 #: most sensors whose pending count one poll asks JetStream for (one
 #: short-lived consumer each); past it they take turns, line after line
 PENDING_PER_POLL = 64
+#: most records decoded together into one batch (the runtime's default
+#: --batch-max: one group is then one sink write, never joined with others)
+GROUP_RECORDS = 8192
 
 
 class NatsSource:
@@ -208,53 +217,107 @@ class NatsSource:
                 elif not self.conn.connected or "consumer" in str(e).lower():
                     psub = None
                 continue
-            for msg in msgs:
-                await self._handle(msg)
+            await self._handle_all(msgs)
 
     async def _handle(self, msg: Any) -> None:
-        assert self.submit is not None and self.stats is not None and self.deadletter is not None
+        await self._handle_all([msg])
+
+    async def _handle_all(self, msgs: list[Any]) -> None:
+        """The messages of one fetch.  Each is checked alone (a message not
+        ours is dead-lettered whole, acknowledged and counted); runs of
+        consecutive good ones of the same sensor, kind and format, up to
+        GROUP_RECORDS records, are decoded together in one C call into one
+        batch (:meth:`ingest.wire.Decoder.decode_group`), which holds every
+        one of their acknowledgements: a message is acknowledged once the
+        sinks stored the whole group."""
+        assert self.stats is not None and self.deadletter is not None
+        group: list[tuple[Any, Checked]] = []
+        rows = 0
+        for msg in msgs:
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            if meta.num_delivered >= self.max_deliver:
+                # its last delivery: kept first, so that it is never lost even if it kills this collector too
+                self.deadletter.write(f"nats:{meta.stream}#{seq}", "last_delivery", msg.data,
+                                      meta=self._where(msg))
+                self.stats.add_malformed("last_delivery")
+            try:
+                checked = self.decoder.check(msg.subject, msg.headers, msg.data)
+            except Exception as e:
+                await self._poison(msg, e)
+                continue
+            if group and (checked.group_key != group[0][1].group_key or rows + checked.count > GROUP_RECORDS):
+                await self._decode(group)
+                group, rows = [], 0
+            group.append((msg, checked))
+            rows += checked.count
+        if group:
+            await self._decode(group)
+
+    def _where(self, msg: Any) -> dict[str, Any]:
         meta = msg.metadata
-        seq = meta.sequence.stream
-        where = {"stream": meta.stream, "seq": seq, "subject": msg.subject[:512]}
-        if meta.num_delivered >= self.max_deliver:
-            # its last delivery: kept first, so that it is never lost even if it kills this collector too
-            self.deadletter.write(f"nats:{meta.stream}#{seq}", "last_delivery", msg.data, meta=where)
-            self.stats.add_malformed("last_delivery")
+        return {"stream": meta.stream, "seq": meta.sequence.stream, "subject": msg.subject[:512]}
+
+    async def _poison(self, msg: Any, e: BaseException) -> None:
+        """Poison: not ours.  Anything else is a decoder defect this message
+        triggers: the same outcome (dead-lettered whole, acked, counted as
+        "undecodable"), never a collector that dies on it and on every
+        redelivery until max_deliver."""
+        assert self.stats is not None and self.deadletter is not None
+        meta = msg.metadata
+        reason = e.reason if isinstance(e, Poison) else "undecodable"
+        detail = str(e) if isinstance(e, Poison) else describe_error(e)
+        self.deadletter.write(f"nats:{meta.stream}#{meta.sequence.stream}", reason, msg.data,
+                              meta={**self._where(msg), "detail": detail[:300]})
+        self.stats.add_malformed(reason)
+        self.stats.add_input(1, 0)
+        await self._ack(msg)
+
+    async def _decode(self, group: list[tuple[Any, Checked]]) -> None:
+        """One group of checked messages into one queued batch.  If decoding
+        them together fails, each is decoded alone, so that only the message
+        causing it is dead-lettered (as ``undecodable``)."""
+        assert self.stats is not None and self.deadletter is not None
         try:
-            dec = self.decoder.decode(msg.subject, msg.headers, msg.data)
+            dec = self.decoder.decode_group([c for _, c in group])
         except Exception as e:
-            # Poison: not ours.  Anything else is a decoder defect this
-            # message triggers: the same outcome (dead-lettered whole, acked,
-            # counted as "undecodable"), never a collector that dies on it and
-            # on every redelivery until max_deliver
-            reason = e.reason if isinstance(e, Poison) else "undecodable"
-            detail = str(e) if isinstance(e, Poison) else describe_error(e)
-            self.deadletter.write(f"nats:{meta.stream}#{seq}", reason, msg.data,
-                                  meta={**where, "detail": detail[:300]})
-            self.stats.add_malformed(reason)
-            self.stats.add_input(1, 0)
-            await self._ack(msg)
+            if len(group) > 1:
+                for one in group:
+                    await self._decode([one])
+                return
+            await self._poison(group[0][0], e)
             return
-        for reason, raw in dec.rejected:
-            self.deadletter.write(f"nats:{meta.stream}#{seq}", reason, raw, meta=where)
-            self.stats.add_malformed(reason)
         batch = dec.batch
-        self.stats.add_input(dec.count, len(batch))
-        n = self._received.get(dec.sensor)
-        if n is not None or len(self._received) < MAX_SENSORS:
-            self._received[dec.sensor] = (n or 0) + dec.count
-            self._messages[dec.sensor] = self._messages.get(dec.sensor, 0) + 1
-            self.stats.set_extra(f"nats.{dec.sensor}.received", self._received[dec.sensor])
-            self.stats.set_extra(f"nats.{dec.sensor}.messages", self._messages[dec.sensor])
-            age = max(0.0, time.time() - meta.timestamp.timestamp()) if meta.timestamp else 0.0
-            self.stats.set_extra(f"nats.{dec.sensor}.age_ms", int(age * 1000))
+        total = 0
+        for (msg, checked), rejected in zip(group, dec.rejected, strict=True):
+            meta = msg.metadata
+            for reason, raw in rejected:
+                self.deadletter.write(f"nats:{meta.stream}#{meta.sequence.stream}", reason, raw,
+                                      meta=self._where(msg))
+                self.stats.add_malformed(reason)
+            total += checked.count
+            sensor = checked.sensor
+            n = self._received.get(sensor)
+            if n is not None or len(self._received) < MAX_SENSORS:
+                self._received[sensor] = (n or 0) + checked.count
+                self._messages[sensor] = self._messages.get(sensor, 0) + 1
+                self.stats.set_extra(f"nats.{sensor}.received", self._received[sensor])
+                self.stats.set_extra(f"nats.{sensor}.messages", self._messages[sensor])
+                age = max(0.0, time.time() - meta.timestamp.timestamp()) if meta.timestamp else 0.0
+                self.stats.set_extra(f"nats.{sensor}.age_ms", int(age * 1000))
+        self.stats.add_input(total, len(batch))
         if batch.queued() == 0:
-            await self._ack(msg)  # nothing left to store (every line was refused)
+            for msg, _ in group:
+                await self._ack(msg)  # nothing left to store (every line was refused)
             return
-        self._unacked[seq] = msg
-        batch.acks.append(self._acker(seq, msg))
+        nbytes = 0
+        for msg, _ in group:
+            seq = msg.metadata.sequence.stream
+            self._unacked[seq] = msg
+            batch.acks.append(self._acker(seq, msg))
+            nbytes += len(msg.data)
         # about what the queued batch holds: the records (raw pool, events) and the alert rows
-        await self._queue(batch, len(msg.data) + batch.alerts.nbytes)
+        await self._queue(batch, nbytes + batch.alerts.nbytes)
 
     async def _queue(self, batch: AlertBatch, nbytes: int) -> None:
         """Into the runtime's bounded queue; while it is full, wait (JetStream

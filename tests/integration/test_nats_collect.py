@@ -171,7 +171,7 @@ def test_a_message_the_decoder_fails_on_is_dead_lettered_acked_and_counted(tmp_p
         def broken(*a):
             raise RuntimeError("decoder defect")
 
-        src.decoder.decode = broken
+        src.decoder.decode_group = broken
         await src._handle(got)
         for _ in range(200):  # JetStream applies the ack a moment after it arrives
             ci = await src.conn.js.consumer_info(url.stream, "central")

@@ -251,6 +251,45 @@ def test_a_bad_line_in_a_good_message_is_that_line_alone():
     assert got.batch.keys.tolist() == [keys[0], *keys[3:]]  # each alert keeps its own key
 
 
+def test_messages_decoded_together_give_what_each_gives_alone(tmp_path):
+    """decode_group (the collector decodes a fetch's messages in one C call)
+    gives the records, keys and texts of decoding each message alone, in
+    order, and puts each refused line with the message holding it."""
+    b = B.AlertBatch.concat([snort_batch()] * 40)
+    item = Enricher().apply(b)
+    msgs = Encoder("ingest.test", "s1", msg_bytes=4096, keys=KeyAllocator(1000)).encode(item)
+    assert len(msgs) >= 4
+    lines = msgs[2].payload.splitlines(keepends=True)
+    lines[1] = b'{"truncated": \n'
+    msgs[2].payload = b"".join(lines)
+    dec = Decoder("ingest.test")
+    alone = [dec.decode(m.subject, m.headers, m.payload) for m in msgs]
+    g = dec.decode_group([dec.check(m.subject, m.headers, m.payload) for m in msgs])
+    assert g.rejected == [a.rejected for a in alone]
+    assert [r for r, _ in g.rejected[2]] == ["invalid_json"]
+    one = B.AlertBatch.concat([a.batch for a in alone])
+    assert len(g.batch) == len(one) == len(b) - 1
+    assert g.batch.keys.tolist() == one.keys.tolist()
+    assert g.batch.sensor == "s1"
+    assert rows(Enricher().apply(g.batch), "x") == rows(Enricher().apply(one), "x")
+
+
+def test_messages_of_different_sensors_are_never_decoded_together():
+    item = Enricher().apply(snort_batch())
+    m1 = Encoder("ingest.test", "s1").encode(item)[0]
+    m2 = Encoder("ingest.test", "s2").encode(item)[0]
+    dec = Decoder("ingest.test")
+    with pytest.raises(ValueError):
+        dec.decode_group([dec.check(m.subject, m.headers, m.payload) for m in (m1, m2)])
+
+
+def test_a_payload_with_a_tail_after_its_last_line_is_truncated():
+    m = _msg()
+    with pytest.raises(Poison) as e:
+        Decoder("ingest.test").decode(m.subject, m.headers, m.payload + b'{"x":1}')
+    assert e.value.reason == "truncated"
+
+
 # ---- any canonical alert: rendered, then read back by the wire decoder ----------
 _u32 = st.integers(0, 2**32 - 1)
 

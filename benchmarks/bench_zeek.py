@@ -12,8 +12,9 @@ this order, in this process:
   every line zipped with the ``#fields`` names into a dict (what a script
   reading conn.log does first, before any mapping);
 * ingest: ``split_lines`` + ``ZeekConnDecoder.decode`` (every field checked
-  and mapped into the canonical flow record, FlowBatch), and the same plus
-  ``record.store_rows`` (the store's row tuples, what the source hands on).
+  and mapped into the canonical flow record, FlowBatch: what the source hands
+  on), and the same plus ``rows.flow_record_arrays`` (the ``flows`` columns
+  the stores bind, built from the records).
 
 Result: lines/s of each, and the median over the rounds of the within-round
 ratio ingest / peer with its range (ingest.bench.common.paired_median; a
@@ -61,8 +62,8 @@ def peer(kind: str, data: bytes, fields: list[str]) -> float:
 
 def ours(kind: str, data: bytes, rows: bool) -> tuple[float, int]:
     from ingest.eve import split_lines
-    from ingest.flows import record as R
     from ingest.flows.zeek import ZeekConnDecoder, detect
+    from ingest.sinks.rows import flow_record_arrays
 
     t = time.perf_counter()
     dec = ZeekConnDecoder(detect(data[:128]))
@@ -74,7 +75,7 @@ def ours(kind: str, data: bytes, rows: bool) -> tuple[float, int]:
         res = dec.decode(view[pos:], offs, lens)
         if rows:
             res.batch.texts = res.texts
-            R.store_rows(res.batch)
+            flow_record_arrays(res.batch, "bench")
         n += len(res.batch)
         pos += used
     return time.perf_counter() - t, n
@@ -91,7 +92,7 @@ def main() -> int:
     for kind in ("json", "tsv"):
         data, fields = corpus(kind, ns.lines)
         pairs_dec, pairs_rows = [], []
-        best = {"peer": float("inf"), "decode": float("inf"), "rows": float("inf")}
+        best = {"peer": float("inf"), "decode": float("inf"), "columns": float("inf")}
         for _ in range(ns.rounds):
             tp = peer(kind, data, fields)
             td, n = ours(kind, data, rows=False)
@@ -100,11 +101,12 @@ def main() -> int:
                 raise SystemExit(f"{kind}: decoded {n}/{n2} of {ns.lines} lines")
             pairs_dec.append((ratio(1, td), ratio(1, tp)))
             pairs_rows.append((ratio(1, tr), ratio(1, tp)))
-            best = {"peer": min(best["peer"], tp), "decode": min(best["decode"], td), "rows": min(best["rows"], tr)}
-        for name, pairs in (("decode", pairs_dec), ("rows", pairs_rows)):
+            best = {"peer": min(best["peer"], tp), "decode": min(best["decode"], td),
+                    "columns": min(best["columns"], tr)}
+        for name, pairs in (("decode", pairs_dec), ("columns", pairs_rows)):
             rs = [x / y for x, y in pairs if y > 0]
             rng = f"{min(rs):.2f}-{max(rs):.2f}" if rs else "n/a"
-            print(f"{kind:4} {name:6} ingest {ns.lines / best[name] / 1e3:8.1f} k lines/s (best); "
+            print(f"{kind:4} {name:7} ingest {ns.lines / best[name] / 1e3:8.1f} k lines/s (best); "
                   f"peer {ns.lines / best['peer'] / 1e3:8.1f} k lines/s; "
                   f"ingest/peer median {paired_median(pairs):.2f} (range {rng})")
     return 0

@@ -2,8 +2,8 @@
 files (tests/data/zeek): a growing file with a half-written last line, Zeek's
 rotation (rename to conn.YYYY-MM-DD-HH-MM-SS.log, a new conn.log), both
 formats, hostile lines, kill -9 and restart with every flow stored exactly
-once (the flows' unique key: the uid's flow_id), and a Snort alert linked to
-the Zeek flow of its 5-tuple (``ingest query flows`` shows it)."""
+once (the flows' unique key: the uid's flow_id), and Snort and EVE alerts linked to
+the Zeek flow of their 5-tuple (``ingest query flows`` shows it)."""
 
 from __future__ import annotations
 
@@ -105,11 +105,18 @@ def test_kill9_and_restart_with_a_rotation_while_down(tmp_path):
     assert not st["malformed"]
 
 
-def test_a_snort_alert_joins_the_zeek_flow_of_its_5_tuple(tmp_path):
+def test_snort_and_eve_alerts_join_the_zeek_flow_of_their_5_tuple(tmp_path):
     conn = tmp_path / "conn.log"
     append(conn, ZED)
     sock = tmp_path / "snort.sock"
-    ing = Ingest(tmp_path, "--zeek-conn", str(conn), "--snort", str(sock))
+    eve = tmp_path / "eve.json"
+    # an EVE alert without flow_id (as from another Suricata than the flow's): by the 5-tuple alone
+    append(eve, [json.dumps({
+        "timestamp": "2018-03-24T17:15:21.258000+0000", "event_type": "alert", "src_ip": "10.164.94.120",
+        "src_port": 39681, "dest_ip": "10.47.3.155", "dest_port": 3389, "proto": "TCP",
+        "alert": {"action": "allowed", "gid": 1, "signature_id": 3000002, "rev": 1, "signature": "RDP scan",
+                  "category": "Attempted Information Leak", "severity": 2}}).encode() + b"\n"])
+    ing = Ingest(tmp_path, "--zeek-conn", str(conn), "--snort", str(sock), "--eve-file", str(eve))
     ing.wait_count(92, "SELECT count(*) FROM flows")
     # the flow C8Tful1TvM3Zf5x8fl: 10.164.94.120:39681 -> 10.47.3.155:3389, 1521911721.255387 + 4.266 ms;
     # the alert is on a packet of the reply (the other direction), inside the flow's time
@@ -117,18 +124,18 @@ def test_a_snort_alert_joins_the_zeek_flow_of_its_5_tuple(tmp_path):
     ts = 1521911721.257
     snort_send(sock, [encode_alertpkt("snort", msg="RDP probe", sid=3000001, priority=1, event_id=1,
                                       ts_sec=int(ts), ts_usec=int(ts % 1 * 1e6), packet=pkt)])
-    ing.wait_count(1)
-    ing.wait_for(lambda: query(ing.db, "SELECT flow_ref FROM alerts")[0][0] is not None, "the alert linked")
+    ing.wait_count(2)
+    ing.wait_for(lambda: query(ing.db, "SELECT count(flow_ref) FROM alerts")[0][0] == 2, "both alerts linked")
     st = ing.stop()
     assert not st["malformed"]
-    (link,) = query(ing.db, "SELECT f.uid, f.alert_count, f.top_priority FROM alerts a "
-                            "JOIN flows f ON f.id = a.flow_ref")
-    assert link == ("C8Tful1TvM3Zf5x8fl", 1, 1)
+    links = query(ing.db, "SELECT a.source, f.uid, f.alert_count, f.top_priority FROM alerts a "
+                          "JOIN flows f ON f.id = a.flow_ref ORDER BY a.source")
+    assert links == [("eve", "C8Tful1TvM3Zf5x8fl", 2, 1), ("snort", "C8Tful1TvM3Zf5x8fl", 2, 1)]
     out = subprocess.run([sys.executable, "-m", "ingest", "query", "flows", "--db", str(ing.db), "--json"],
                          capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     (flow,) = [json.loads(ln) for ln in out.stdout.splitlines()]
     assert (flow["uid"], flow["source"], flow["src_ip"], flow["dest_port"], flow["alerts"]) == (
-        "C8Tful1TvM3Zf5x8fl", "zeek", "10.164.94.120", 3389, 1)
+        "C8Tful1TvM3Zf5x8fl", "zeek", "10.164.94.120", 3389, 1)  # priority-1 alerts: the Snort one
 
 
 def test_two_rotations_while_down_and_other_logs_beside_it(tmp_path):

@@ -178,6 +178,8 @@ def run_ingest(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, ra
     line = ""
     while "listening on" not in line:
         line = p.stderr.readline()
+        if not line:  # it exited before listening
+            raise SystemExit(f"ingest listen exited (status {p.wait()}) before listening")
     port = int(line.split("netflow:udp://127.0.0.1:")[1].split(";")[0].split(",")[0])
     t0 = time.perf_counter()
     send(port, tpl, data, packets, rate)

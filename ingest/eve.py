@@ -126,8 +126,14 @@ def _signed(v: Any) -> int | None:
     return v - (1 << 64) if v >= _I64 else v
 
 
+#: the ``exporter.source`` of a canonical flow record's JSON line (ingest.flows.record.json_lines)
+_RECORD_SOURCES = frozenset(v for k, v in _R.FLOW_SOURCE_NAMES.items() if k != _R.FLOW_SRC_EVE)
+
+
 def flow_row(ev: dict[str, Any]) -> tuple | None:
-    """One ``flows`` row from a decoded flow/netflow event (None without flow_id).
+    """One ``flows`` row from a decoded flow/netflow event (None without
+    flow_id, unless it is a canonical flow record's line: NetFlow/IPFIX or
+    Zeek flows another ingest rendered, with their ``exporter`` member).
 
     Every value is None, an int in SQLite's signed 64-bit range or a str, so
     whatever a sender put in a member (an object, a float, 1e400, 2**64), the
@@ -135,7 +141,11 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
     INTEGER column a JSON integer it can hold or NULL.  (Checked inline: this
     runs once per flow event.)"""
     fid = _signed(ev.get("flow_id"))
-    if fid is None:
+    origin = ev.get("exporter")
+    record = None  # a canonical record's line (ingest.flows.record.json_lines): its exporter member
+    if isinstance(origin, dict) and origin.get("source") in _RECORD_SOURCES:
+        record = origin
+    elif fid is None:
         return None
     et = str(ev.get("event_type"))
     sub = ev.get(et)
@@ -166,7 +176,7 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
         tr = _hex8(tcp.get("tcp_flags_tc")) if et == "flow" else None
         if tf is None and et == "flow":
             tf = _hex8(tcp.get("tcp_flags"))
-    return (
+    row = (
         fid, et,
         src if isinstance(src, S) else None,
         sp if isinstance(sp, N) and lo <= sp < hi else None,
@@ -193,6 +203,18 @@ def flow_row(ev: dict[str, Any]) -> tuple | None:
         None, None, None,  # exporter, obs_domain, sampling: NetFlow/IPFIX only
         None, None,  # uid, history: Zeek only
     )
+    if record is None:
+        return row
+    # a flow record another ingest rendered (NetFlow/IPFIX, Zeek; read back by a
+    # collector): its source and exporter, Zeek's uid and history, as its store row has them
+    exp, dom, smp = record.get("exporter"), record.get("obs_domain"), record.get("sampling")
+    uid, hist = g("uid"), h("history")
+    return (*row[:19], record["source"], *row[20:27],
+            exp if isinstance(exp, S) else None,
+            dom if isinstance(dom, N) and 0 <= dom < hi else None,
+            smp if isinstance(smp, N) and 0 < smp < hi else None,
+            uid if isinstance(uid, S) and uid else None,
+            hist if isinstance(hist, S) else None)
 
 
 def _hex8(v: Any) -> int | None:

@@ -184,3 +184,17 @@ def test_isolation_splits_records_by_line(tmp_path):
     assert a.batch.events.lazy and len(a.batch.events.records) + len(b.batch.events.records) == len(fb)
     assert np.array_equal(np.concatenate([a.batch.events.records.records, b.batch.events.records.records]),
                           fb.records)
+
+
+def test_a_collector_reads_record_lines_back_into_the_same_rows():
+    """NetFlow/IPFIX and Zeek flows over NATS: the JSON lines a sensor
+    publishes (json_lines) decode, at the collector, into the very rows the
+    sensor's own store holds (a Suricata-sourced record needs its own
+    flow_id and is not a record line)."""
+    from ingest.eve import decode_lines
+
+    fb = records()
+    nf = fb.subset(fb.records["source"] != FR.FLOW_SRC_EVE)
+    ev = decode_lines(FR.json_lines(nf)).batch.events
+    assert ev.flows == FR.store_rows(nf) and ev.flow_line == list(range(len(nf)))
+    assert {r[FR.ROW_COLUMNS.index("source")] for r in ev.flows} == {"netflow5", "netflow9", "ipfix"}

@@ -166,9 +166,14 @@ def _addr(text: str) -> tuple[bytes, int]:
         raise _Bad("zeek_bad_address") from None
 
 
+def _digits(v: str) -> bool:
+    """ASCII digits only (str.isdigit also takes '²', which int() refuses)."""
+    return v.isascii() and v.isdigit()
+
+
 def _port(v: Any) -> int:
     if type(v) is str:
-        if not v.isdigit():
+        if not _digits(v):
             raise _Bad("zeek_bad_port")
         v = int(v)
     if type(v) is not int or not 0 <= v <= 65535:
@@ -180,7 +185,7 @@ def _count(v: Any) -> int | None:
     if v is None:
         return None
     if type(v) is str:
-        if not v.isdigit():
+        if not _digits(v):
             raise _Bad("zeek_bad_count")
         v = int(v)
     if type(v) is not int or not 0 <= v < _I63:
@@ -194,9 +199,9 @@ def _time_us(v: Any) -> int:
         if v and (v[0].isdigit() or v[0] == "-"):
             sec, dot, frac = v.partition(".")
             neg = sec.startswith("-")
-            if (sec.lstrip("-").isdigit() and (not dot or (frac.isdigit() and len(frac) <= 9))
-                    and len(sec) <= 12):
-                us = abs(int(sec)) * 1_000_000 + (int(frac[:6].ljust(6, "0")) if dot else 0)
+            whole = sec[1:] if neg else sec
+            if _digits(whole) and (not dot or (_digits(frac) and len(frac) <= 9)) and len(sec) <= 12:
+                us = int(whole) * 1_000_000 + (int(frac[:6].ljust(6, "0")) if dot else 0)
                 return -us if neg else us
             if "T" in v:
                 t = parse_ts(v)
@@ -270,6 +275,9 @@ class ZeekConnDecoder:
                     raise _Bad("zeek_no_header")
             except _Bad as e:
                 rejected.append((i, e.reason, raw))
+                continue
+            except Exception:  # a bug must cost the line that triggers it, never the reader
+                rejected.append((i, "internal_error", raw))
                 continue
             rows.append(rec[0])
             texts.append(rec[1])

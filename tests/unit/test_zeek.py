@@ -120,6 +120,17 @@ def test_formats_are_told_by_the_first_bytes():
     assert detect(b"\x1f\x8b\x08") is None  # a gzip archive
 
 
+def test_numbers_in_other_scripts_are_rejects_not_exceptions():
+    tsv = (DATA / "zed-conn.log").read_bytes().splitlines(keepends=True)
+    f = tsv[8].split(b"\t")
+    lines = [b"\t".join([*f[:k], v.encode(), *f[k + 1:]]) for k, v in
+             ((0, "--5.1"), (0, "\u00b2.5"), (3, "\u00b2"), (16, "\u0661\u0662"), (8, "1.\u00b2"))]
+    res = decode(b"".join([*tsv[:8], *lines]))
+    assert len(res.batch) == 0
+    assert [r for _i, r, _raw in res.rejected] == ["zeek_bad_time", "zeek_bad_time", "zeek_bad_port",
+                                                   "zeek_bad_count", "zeek_bad_time"]
+
+
 def test_hostile_lines_are_rejected_by_reason_and_the_next_line_flows():
     good = (DATA / "zeek-docs-conn.json.log").read_bytes().splitlines(keepends=True)
     obj = json.loads(good[0])
@@ -210,7 +221,11 @@ def _mutations():
     line = st.sampled_from(lines)
     cut = st.tuples(line, st.integers(0, 400), st.integers(0, 400), st.binary(max_size=12)).map(
         lambda t: t[0][:t[1]] + t[3] + t[0][t[1] + t[2]:])  # a slice replaced by random bytes
-    return st.lists(st.one_of(line, cut, st.binary(max_size=80)), min_size=1, max_size=12)
+    # text with non-ASCII digits ('²', '١') where numbers go: str.isdigit takes them, int() does not
+    digits = st.text(alphabet="0123456789.-T²١٢\t", min_size=1, max_size=12)
+    field = st.tuples(line, st.integers(0, 20), digits).map(
+        lambda t: b"\t".join(v if i != t[1] else t[2].encode() for i, v in enumerate(t[0].split(b"\t"))))
+    return st.lists(st.one_of(line, cut, field, st.binary(max_size=80)), min_size=1, max_size=12)
 
 
 def test_any_bytes_are_records_or_rejects_never_an_exception():

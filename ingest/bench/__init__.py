@@ -97,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument("--kind", choices=tuple(gen.KINDS), default="snort",
                    help="the Alertpkt sender of the throughput rows (default snort)")
-    p.add_argument("--count", type=number_arg(int, 1), metavar="N", help="alerts per run (default 200000)")
+    p.add_argument("--count", type=number_arg(int, 1), metavar="N", help="alerts per run (default 200000; --quick 10000)")
     p.add_argument("--repeat", type=number_arg(int, 1), metavar="N", help="runs per receiver (default 3)")
     p.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     p.add_argument("--receivers", type=_receivers, metavar="LIST",
@@ -120,8 +120,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="draw throughput and latency bars (needs matplotlib: the 'bench' extra)")
     g = p.add_argument_group("latency (send -> sink, at fixed moderate rates)")
     g.add_argument("--no-latency", action="store_true", help="skip the latency rows")
-    g.add_argument("--latency-rates", type=_rates, metavar="LIST", default=(1000.0, 10000.0),
-                   help="comma-separated alerts/s (default 1000,10000)")
+    g.add_argument("--latency-rates", type=_rates, metavar="LIST",
+                   help="comma-separated alerts/s (default 1000,10000; --quick 10000)")
     g.add_argument("--latency-seconds", type=number_arg(float, 0.01), metavar="S",
                    help="seconds of alerts per latency row (default 5; --quick 0.5)")
     g = p.add_argument_group("loss (Suricata live-mode semantics: non-blocking sender)")
@@ -130,18 +130,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="comma-separated offered alerts/s, paced (default 10000,30000; "
                         "--quick 30000)")
     g.add_argument("--loss-seconds", type=number_arg(float, 0.01), metavar="S",
-                   help="seconds of alerts per loss row (default 2; --quick 0.5)")
-    g.add_argument("--tuned-qlen", type=number_arg(int, 0), default=512, metavar="N",
+                   help="seconds of alerts per loss row (default 2; --quick 0.3)")
+    g.add_argument("--tuned-qlen", type=number_arg(int, 0), metavar="N",
                    help="net.unix.max_dgram_qlen of the tuned rows, set in a private network "
-                        "namespace (default 512; 0 = skip)")
+                        "namespace (default 512; --quick 0; 0 = skip)")
     g = p.add_argument_group("Unified2 spool files")
     g.add_argument("--no-unified2", action="store_true", help="skip the Unified2 rows")
     g.add_argument("--unified2-alerts", type=number_arg(int, 1), metavar="N",
-                   help="events in the generated spool file (default 200000; --quick 20000)")
+                   help="events in the generated spool file (default 200000; --quick 10000)")
     g = p.add_argument_group("EVE sockets (unix_stream vs FEVER, unix_dgram vs Python)")
     g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
     g.add_argument("--eve-records", type=number_arg(int, 1), metavar="N",
-                   help="EVE records per run (default 200000; --quick 20000)")
+                   help="EVE records per run (default 200000; --quick 10000)")
     g = p.add_argument_group("NATS JetStream (sensor -> JetStream; socket -> collector -> committed row)")
     g.add_argument("--no-nats", action="store_true", help="skip the NATS rows")
     g.add_argument("--nats-alerts", type=number_arg(int, 1), metavar="N",
@@ -156,21 +156,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    count = args.count or (20_000 if args.quick else 200_000)
+    # --quick stays under a minute on a loaded 2-core machine: fewer alerts
+    # per row (still two interleaved rounds: a paired ratio needs them), the
+    # loss rows at the default queue length only, shorter loss rows
+    count = args.count or (10_000 if args.quick else 200_000)
+    tuned_qlen = args.tuned_qlen if args.tuned_qlen is not None else (0 if args.quick else 512)
     repeat = args.repeat or (2 if args.quick else 3)
     receivers = RECEIVERS if args.receivers is None else args.receivers
-    lat_rates = args.latency_rates
+    lat_rates = args.latency_rates or ((10000.0,) if args.quick else (1000.0, 10000.0))
     loss_rates = args.loss_rates or ((30000.0,) if args.quick else (10000.0, 30000.0))
     latency = None if args.no_latency else LatencyPlan(
         rates=lat_rates, seconds=args.latency_seconds or (0.5 if args.quick else 5.0),
         repeat=1 if args.quick else repeat)
     loss = None if args.no_loss else LossPlan(
-        rates=loss_rates, seconds=args.loss_seconds or (0.5 if args.quick else 2.0),
-        tuned_qlen=args.tuned_qlen or None, repeat=1 if args.quick else repeat)
+        rates=loss_rates, seconds=args.loss_seconds or (0.3 if args.quick else 2.0),
+        tuned_qlen=tuned_qlen or None, repeat=1 if args.quick else repeat)
     u2_alerts = 0 if args.no_unified2 else (args.unified2_alerts or
-                                             (20_000 if args.quick else 200_000))
+                                             (10_000 if args.quick else 200_000))
     eve_records = 0 if args.no_eve else (args.eve_records or
-                                         (20_000 if args.quick else 200_000))
+                                         (10_000 if args.quick else 200_000))
     nats_alerts = 0 if args.no_nats else (args.nats_alerts or (30_000 if args.quick else 300_000))
     pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (16_384 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)

@@ -408,6 +408,7 @@ GOAL_NULL_VS_A = 0.90  # 1 socket, null:
 GOAL_CPU_VS_A = 1.2  # CPU per alert, null:
 GOAL_STORED_VS_A = 0.90  # stored alerts/s, sqlite:
 GOAL_EVE_STREAM_VS_FEVER = 3.0
+GOAL_EVE_DGRAM_VS_BARE = 0.6
 
 
 def _fmt_pr(r: dict, k: str) -> str:
@@ -443,6 +444,9 @@ def issue10_goals(rep: dict) -> list[tuple[str, bool, str]]:
             v = r["paired_rate_vs_peer"]
             out.append((f"EVE unix_stream >= {GOAL_EVE_STREAM_VS_FEVER}x FEVER", v >= GOAL_EVE_STREAM_VS_FEVER,
                         f"{v:.2f} paired"))
+        if r.get("receiver") == "ingest-eve-dgram" and has(r, "paired_rate_vs_bare"):
+            out.append((f"EVE unix_dgram >= {GOAL_EVE_DGRAM_VS_BARE} of the bare C receiver [{eve.get('placement', where)}]",
+                        r["paired_rate_vs_bare"] >= GOAL_EVE_DGRAM_VS_BARE, _fmt_pr(r, "paired_rate_vs_bare")))
     return out
 
 

@@ -103,6 +103,7 @@ class NativeReader:
             self._cfg.allow_uids, self._cfg.n_allow_uids = d0._cred_args[5], len(au)  # type: ignore[index]
             self._cfg.allow_gids, self._cfg.n_allow_gids = d0._cred_args[7], len(ag)  # type: ignore[index]
         self._last: dict = {}
+        self._counted = 0  # full_waits already counted into stats (account)
         self._lock = threading.Lock()  # info() from any thread vs. destroy
         self._info = ffi.new("struct ingest_reader_info *")
         size = int(lib.ingest_reader_size())
@@ -181,6 +182,20 @@ class NativeReader:
                           "datagrams": int(i.datagrams), "full_waits": int(i.full_waits),
                           "full_s": i.full_ns / 1e9}
             return dict(self._last)
+
+    def account(self, stats) -> None:
+        """Count into ``stats`` (extra ``reader_ring_full``) the times the C
+        thread found the ring full since the last call: Python was the
+        bottleneck then, and the sender felt it."""
+        with self._lock:
+            if self._destroyed:
+                waits = int(self._last.get("full_waits", 0))
+            else:
+                lib.ingest_reader_get_info(self._mem, self._info)
+                waits = int(self._info.full_waits)
+        if waits > self._counted:
+            stats.add_extra("reader_ring_full", waits - self._counted)
+            self._counted = waits
 
     def failure(self) -> OSError | None:
         """The socket error that ended the thread, if it failed."""

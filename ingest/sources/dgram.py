@@ -264,8 +264,10 @@ class DatagramSource:
                     _log.error(f"{self.origin}: internal error: {e!r}", extra=at(self.origin))
                 finally:
                     reader.release(idx)
+                    reader.account(stats)
         finally:
             reader.join()
+            reader.account(stats)
         err = reader.failure()
         if err is not None:
             # the socket itself failed: this reader cannot go on, and the

@@ -338,9 +338,11 @@ class EveDgramSource:
                         handle_records(dec, slots.buf, these, lens, n, self.origin, submit, stats,
                                        deadletter, slot_flags=flags)
                 finally:
-                    reader.release(idx)  # everything kept was copied out of the slots
+                    reader.release(idx)
+                    reader.account(stats)  # everything kept was copied out of the slots
         finally:
             reader.join()
+            reader.account(stats)
         err = reader.failure()
         if err is not None:
             self.error = err

@@ -19,6 +19,7 @@ from ingest.alertpkt import SLOT_SIZE, decode_datagrams
 from ingest.encode import encode_alertpkt
 from ingest.native import lib
 from ingest.reader import ALERTPKT, END, RAW, NativeReader, ring_bytes
+from ingest.stats import Stats
 
 DEADLINE = 30.0  # generous: a wait, never a speed
 
@@ -119,6 +120,10 @@ def test_a_full_ring_waits_and_loses_nothing() -> None:
         r.join()
     info = r.info()
     assert info["full_waits"] >= 1 and info["full_s"] > 0 and info["datagrams"] == 6
+    stats = Stats()
+    r.account(stats)  # what an operator sees: the count, once
+    r.account(stats)
+    assert stats.extra["reader_ring_full"] == info["full_waits"]
 
 
 def test_stop_under_load_drains_and_leaves_no_thread(tmp_path) -> None:

@@ -22,7 +22,8 @@ that; ``full_waits``/``full_ns`` count those waits.
 
 ``INGEST_NATIVE_READER=0`` in the environment selects the old reader (a
 Python thread calling recvmmsg), kept for comparison (``ingest bench``)
-and as a fallback.
+and as a fallback; ``INGEST_NATIVE_READER=all`` also gives ``--eve-dgram``
+a C reader (see :func:`enabled`).
 """
 
 from __future__ import annotations
@@ -48,9 +49,17 @@ _STATES = {lib.INGEST_READER_NEW: "new", lib.INGEST_READER_RUNNING: "running",
            lib.INGEST_READER_ENDED: "ended", lib.INGEST_READER_FAILED: "failed"}
 
 
-def enabled() -> bool:
-    """Use the native reader (the default) unless INGEST_NATIVE_READER=0."""
-    return os.environ.get("INGEST_NATIVE_READER", "1").strip() not in ("0", "no", "off", "false")
+def enabled(eve: bool = False) -> bool:
+    """Use the native reader?  ``INGEST_NATIVE_READER``: unset or 1, for the
+    Snort/Barnyard2 datagram sockets (the default); ``all``, for
+    ``--eve-dgram`` too; 0, for none.  EVE datagrams keep the Python reader
+    by default: their cost is the Python half of the decode, and handing
+    batches between two threads measured more CPU per record on this
+    2-core machine, not less (BENCHMARKS.md, "C reader threads")."""
+    value = os.environ.get("INGEST_NATIVE_READER", "1").strip().lower()
+    if value in ("0", "no", "off", "false"):
+        return False
+    return value == "all" if eve else True
 
 
 def ring_bytes(nslots: int, slot_size: int, batches: int = RING_BATCHES, mode: int = ALERTPKT) -> int:

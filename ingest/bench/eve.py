@@ -77,14 +77,15 @@ LABELS = {
     "ingest-eve-dgram": "ingest --eve-dgram null:",
     "naive-json": "Python recv+json.loads",
     "bare-c": "bare C recvmmsg (count only)",
-    "ingest-eve-dgram-py": "ingest --eve-dgram, Python reader",
+    "ingest-eve-dgram-native": "ingest --eve-dgram, C reader",
 }
 #: the unix_dgram limit: the bench's recv_count peer (recvmmsg into 256 KiB
-#: slots, count only), and ingest with its previous reader
-#: (INGEST_NATIVE_READER=0): every dgram receiver is also paired with it
+#: slots, count only), and ingest with a C reader thread
+#: (INGEST_NATIVE_READER=all; not the default for EVE): every dgram
+#: receiver is also paired with the limit
 DGRAM_LIMIT = "bare-c"
-DGRAM_MORE = ("bare-c", "ingest-eve-dgram-py")
-RECEIVER_ENV = {"ingest-eve-dgram-py": {"INGEST_NATIVE_READER": "0"}}
+DGRAM_MORE = ("bare-c", "ingest-eve-dgram-native")
+RECEIVER_ENV = {"ingest-eve-dgram-native": {"INGEST_NATIVE_READER": "all"}}
 
 
 def _reap(proc: subprocess.Popen, receiver: str, time_limit: float, hwm: list[int],

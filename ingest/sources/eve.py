@@ -225,9 +225,9 @@ class EveDgramSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
-        #: the C reader thread and its ring (ingest.reader), unless
-        #: INGEST_NATIVE_READER=0
-        self.native = native_enabled()
+        #: the C reader thread and its ring (ingest.reader) with
+        #: INGEST_NATIVE_READER=all; else this thread calls recvmmsg itself
+        self.native = native_enabled(eve=True)
         self.reader: NativeReader | None = None
         #: peer credentials: None = not asked for (no SO_PASSCRED)
         self.peers = peers

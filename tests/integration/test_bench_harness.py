@@ -158,13 +158,13 @@ def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monk
     eve = rep["eve"]
     rows = {r["receiver"]: r for r in eve["rows"]}
     assert set(rows) == {"ingest-eve-stream", "fever", "ingest-eve-dgram", "naive-json",
-                         "bare-c", "ingest-eve-dgram-py"}
-    for name in ("ingest-eve-stream", "ingest-eve-dgram", "naive-json", "bare-c", "ingest-eve-dgram-py"):
+                         "bare-c", "ingest-eve-dgram-native"}
+    for name in ("ingest-eve-stream", "ingest-eve-dgram", "naive-json", "bare-c", "ingest-eve-dgram-native"):
         (run,) = rows[name]["runs"]
         assert run["received"] == 500 and run["records_per_s"] > 0
     assert "paired_rate_vs_peer" in rows["ingest-eve-dgram"]
     # both ingest dgram readers are paired with the bare C receiver of the same round
-    assert "paired_rate_vs_bare" in rows["ingest-eve-dgram"] and "paired_rate_vs_bare" in rows["ingest-eve-dgram-py"]
+    assert "paired_rate_vs_bare" in rows["ingest-eve-dgram"] and "paired_rate_vs_bare" in rows["ingest-eve-dgram-native"]
     if fever:
         assert rows["fever"]["records_per_s"] > 0
         assert "paired_rate_vs_peer" in rows["ingest-eve-stream"]

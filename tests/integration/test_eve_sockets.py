@@ -106,7 +106,11 @@ def test_stream_torn_oversized_and_junk_are_counted(tmp_path):
                                       "no_event_type"])
 
 
-def test_dgram_real_run_and_oversized_datagram(tmp_path):
+@pytest.mark.parametrize("native", ["1", "all"], ids=["python-reader", "c-reader"])
+def test_dgram_real_run_and_oversized_datagram(tmp_path, monkeypatch, native):
+    # the Python reader (EVE's default) and the C reader thread
+    # (INGEST_NATIVE_READER=all, ingest.reader)
+    monkeypatch.setenv("INGEST_NATIVE_READER", native)
     need(ZEUS)
     sock = tmp_path / "eve.dgram"
     ing = Ingest(tmp_path, "--eve-dgram", str(sock))

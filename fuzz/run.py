@@ -224,6 +224,16 @@ def _netflow_seeds() -> list[bytes]:
     out.append(_frame([G.v5(f4, seq=1), G.v5(f4, seq=9, sampling=10)]))
     out.append(_frame([G.v9([G.v9_template(256, G.V9_IPV4), opt9,
                              struct.pack("!HHII", 257, 12, 0, 100), G.v9_data(256, G.V9_IPV4, f4)], seq=1)]))
+    # the time and reason elements pmacct does not send: flowStart/EndSeconds,
+    # flowEndReason, systemInitTimeMilliseconds with uptimes, reverse totals
+    # (raw values: ingest.gen fills only the fields its Flow has)
+    tf = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (150, 4), (151, 4), (136, 1), (160, 8), (22, 4), (21, 4),
+          (85, 8, G.PEN_REVERSE), (86, 8, G.PEN_REVERSE), (85, 8), (86, 8)]
+    rec = (bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack("!HHB", 1234, 80, 6)
+           + struct.pack("!IIB", 1_700_000_000, 1_700_000_009, 3) + struct.pack("!QII", 1_699_999_000_000, 1000, 9000)
+           + struct.pack("!QQQQ", 500, 5, 700, 7))
+    out.append(_frame([G.ipfix([G.ipfix_template(500, tf), struct.pack("!HH", 500, 4 + 2 * len(rec)) + rec * 2],
+                               seq=3)]))
     out.append(_frame([G.ipfix([G.ipfix_data(300, bi, f6)], seq=0),
                        G.ipfix([G.ipfix_template(300, bi), G.ipfix_data(300, bi, f6)], seq=1),
                        G.ipfix([G.ipfix_options_template(600, [(149, 4)], [(305, 4)]),

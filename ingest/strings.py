@@ -60,8 +60,12 @@ class Segment:
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> Segment:
-        encoded = [utf8(s) for s in strings]
-        lens = np.fromiter((len(e) for e in encoded), dtype=np.uint64, count=len(encoded))
+        texts = strings if isinstance(strings, list) else list(strings)
+        try:  # (every sink's render packs its batch's strings: the plain loop first, no call per text)
+            encoded = [t.encode() for t in texts]
+        except UnicodeEncodeError:  # a lone surrogate somewhere: U+FFFD for it
+            encoded = [utf8(t) for t in texts]
+        lens = np.fromiter(map(len, encoded), dtype=np.uint64, count=len(encoded))
         offs = np.zeros(len(encoded), dtype=np.uint64)
         if len(encoded) > 1:
             np.cumsum(lens[:-1], out=offs[1:])

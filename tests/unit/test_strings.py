@@ -140,3 +140,11 @@ def test_real_file_renders_the_same_through_a_list():
     b = res.batch
     as_list = B.AlertBatch(b.alerts, b.strings.tolist(), b.origin, extra=b.extra)  # type: ignore[union-attr]
     assert render_json(as_list) == render_json(b)
+
+
+def test_a_lone_surrogate_is_packed_as_replacement_character():
+    from ingest.strings import Segment
+
+    seg = Segment.from_strings(iter(["ok", "x\ud800y", ""]))
+    assert [seg.get(k) for k in range(len(seg))] == ["ok", "x\ufffdy", ""]
+    assert bytes(seg.data) == "okx\ufffdy".encode()

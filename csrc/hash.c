@@ -56,3 +56,59 @@ uint64_t ingest_keyed_hash(const uint8_t *in, size_t len, uint64_t tweak)
     SIPROUND;
     return v0 ^ v1 ^ v2 ^ v3;
 }
+
+/* ---- the 5-tuple key of alerts (ingest/flows/correlate.py: tuple_keys) ---- */
+static uint64_t mix64(uint64_t h)
+{
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return h ^ (h >> 31);
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int ingest_alert_tuple_keys(const struct ingest_alert *alerts, unsigned n, int64_t *out)
+{
+    if (n && (alerts == NULL || out == NULL))
+        return INGEST_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        const struct ingest_alert *a = &alerts[i];
+        if (!(a->flags & INGEST_F_ADDRS)) {
+            out[i] = 0;
+            continue;
+        }
+        uint64_t ka[2], kb[2];
+        if (a->ip_ver == 4) { /* ::ffff:a.b.c.d whatever the prefix held */
+            uint64_t lo_a = be64(a->src_addr + 8), lo_b = be64(a->dst_addr + 8);
+            ka[0] = kb[0] = 0;
+            ka[1] = (lo_a & 0xFFFFFFFFull) | 0xFFFF00000000ull;
+            kb[1] = (lo_b & 0xFFFFFFFFull) | 0xFFFF00000000ull;
+        } else {
+            ka[0] = be64(a->src_addr);
+            ka[1] = be64(a->src_addr + 8);
+            kb[0] = be64(a->dst_addr);
+            kb[1] = be64(a->dst_addr + 8);
+        }
+        uint64_t proto = a->proto;
+        int ports = (a->flags & INGEST_F_PORTS) && proto != 1 && proto != 58;
+        uint64_t pa = ports ? a->src_port : 0, pb = ports ? a->dst_port : 0;
+        int a_first = ka[0] < kb[0] || (ka[0] == kb[0] && ka[1] < kb[1]) ||
+                      (ka[0] == kb[0] && ka[1] == kb[1] && pa <= pb);
+        const uint64_t *lo = a_first ? ka : kb, *hi = a_first ? kb : ka;
+        uint64_t plo = a_first ? pa : pb, phi = a_first ? pb : pa;
+        uint64_t h = mix64(proto * 0x9E3779B97F4A7C15ull + ((plo << 16) | phi));
+        h = mix64(h ^ lo[0]);
+        h = mix64(h ^ lo[1]);
+        h = mix64(h ^ hi[0]);
+        h = mix64(h ^ hi[1]);
+        int64_t key = (int64_t)(h >> 1);
+        out[i] = key ? key : 1;
+    }
+    return (int)n;
+}

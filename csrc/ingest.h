@@ -533,6 +533,12 @@ long ingest_eve_gather(const uint8_t *buf, size_t buf_len, const struct ingest_e
 int ingest_dedupe_u64(const uint64_t *keys, unsigned n, uint32_t *first, uint64_t *tab_keys,
                       uint32_t *tab_vals, unsigned tab_size);
 
+/* hash.c: the normalised 5-tuple key of each alert (ingest.flows.correlate:
+ * the same key its tuple_keys gives a flow of the same endpoints, so alerts
+ * and flows join on it): out[i] a non-zero int63, 0 for an alert without
+ * addresses.  Returns n, or INGEST_EINVAL for a NULL pointer. */
+int ingest_alert_tuple_keys(const struct ingest_alert *alerts, unsigned n, int64_t *out);
+
 /* ---- unified2.c: Unified2 spool-file batch decoder ---------------------- */
 #define INGEST_U2_HDR_LEN 8u
 /* Largest record length believed: a 64 KiB packet plus its 28-byte header is

@@ -13,6 +13,8 @@ import sqlite3
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest import batch as B
 from ingest.eve import decode_lines, parse_ts
@@ -227,3 +229,23 @@ def test_no_statement_walks_a_table(tmp_path):
             assert not (step.startswith("SCAN") and "ingest_" not in step), (stmt, plan)
             assert "flow_ref>" not in step and "(rowid<" not in step, (stmt, plan)
     c.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_the_c_alert_keys_are_the_numpy_definition(n, seed):
+    """csrc/hash.c's ingest_alert_tuple_keys gives tuple_keys' keys for any
+    alert fields (addresses of either family, ports or ICMP, any flags)."""
+    from ingest.flows.correlate import alert_tuple_keys_numpy
+
+    rng = np.random.default_rng(seed)
+    a = np.zeros(n, B.ALERT_DTYPE)
+    a.view(np.uint8).reshape(n, -1)[:, :] = rng.integers(0, 256, (n, a.dtype.itemsize), dtype=np.uint8)
+    a["ip_ver"] = rng.choice([0, 4, 6], n)
+    a["proto"] = rng.choice([1, 6, 17, 58, 132, 0, 255], n)
+    if n > 1:  # both endpoints equal, ports decide the order
+        a["dst_addr"][0] = a["src_addr"][0]
+    got, want = alert_tuple_keys(a), alert_tuple_keys_numpy(a)
+    assert got.tolist() == want.tolist()
+    assert ((got != 0) == ((a["flags"] & B.F_ADDRS) != 0)).all()
+    assert alert_tuple_keys(a[:0]).tolist() == []

@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 20
+#define INGEST_ABI_VERSION 21
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -798,6 +798,35 @@ long ingest_gen_lines(const char *path, uint8_t *data, const uint32_t *ends,
                       unsigned nrec, uint64_t count, double rate, double time_limit, int flags,
                       const struct ingest_gen_times *times, const int *stop,
                       struct ingest_gen_result *res);
+
+/* ---- zeek.c: Zeek conn.log TSV records -------------------------------- */
+#define INGEST_ZEEK_NREAD 16        /* fields read (ingest.flows.zeek._READ)  */
+#define INGEST_ZEEK_OK 0            /* a record                               */
+#define INGEST_ZEEK_FIELD_COUNT 1   /* not as many fields as #fields          */
+#define INGEST_ZEEK_MISSING 2       /* ts, uid, id.* or proto unset           */
+#define INGEST_ZEEK_BAD_TIME 3
+#define INGEST_ZEEK_BAD_ADDRESS 4
+#define INGEST_ZEEK_BAD_PORT 5
+#define INGEST_ZEEK_BAD_COUNT 6
+#define INGEST_ZEEK_BAD_PROTO 7
+#define INGEST_ZEEK_PYTHON 8        /* escapes, ISO time, no room: Python's   */
+#define INGEST_ZEEK_HEADER 9        /* a "#..." line                          */
+#define INGEST_ZEEK_EMPTY 10        /* nothing but a newline                  */
+/*
+ * Decode n TSV lines (line i is buf[offs[i] .. offs[i] + lens[i]), its
+ * newline included or not) with a one-byte separator, the unset marker and,
+ * per read field, its column among nfields (idx[INGEST_ZEEK_NREAD], -1 when
+ * absent).  Each line gets a status; each INGEST_ZEEK_OK line a record in
+ * out (flow_id and app_idx left to the caller), its line index in line_of
+ * and 8 words in text: (offset in buf, length) of uid, service, conn_state,
+ * history (length UINT32_MAX: unset).  Returns the records (<= out_cap;
+ * lines past it are INGEST_ZEEK_PYTHON), or INGEST_EINVAL (a line outside
+ * buf, a column past nfields, buflen >= 4 GiB).
+ */
+int ingest_zeek_tsv(const uint8_t *buf, size_t buflen, const uint64_t *offs, const uint32_t *lens, uint32_t n,
+                    uint8_t sep, const uint8_t *unset, uint32_t unset_len, uint32_t nfields, const int32_t *idx,
+                    struct ingest_flow *out, uint32_t out_cap, uint32_t *line_of, uint32_t *text,
+                    uint8_t *status);
 
 /* ---- netflow.c: NetFlow v5 / v9 / IPFIX decoder ----------------------- */
 #define INGEST_NF_MAX_FIELDS 128 /* a template with more fields is refused    */

@@ -19,6 +19,9 @@ netflow    csrc/netflow.c: NetFlow v5 / v9 / IPFIX datagram sequences through
            one decoder state with small tables (templates carried over,
            eviction, withdrawal, held sets); seeds: pmacct's real exports
            (tests/data/netflow) and packets from ingest.gen.netflow
+zeek       csrc/zeek.c: Zeek conn.log TSV lines with a random separator,
+           field map and unset marker; seeds: the real conn.log files of
+           tests/data/zeek with their own header's map
 =========  =====================================================================
 
 Seeds come from the shared data (``../shared/data`` beside the checkout, or
@@ -58,6 +61,7 @@ TARGETS: dict[str, tuple[list[str], int]] = {
     "format": (["format.c", "eve.c", "hash.c"], 8192),
     "pgcopy": (["pgcopy.c"], 4096),
     "netflow": (["netflow.c"], 8192),
+    "zeek": (["zeek.c"], 8192),
 }
 
 CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fsanitize=fuzzer,address,undefined",
@@ -197,7 +201,30 @@ def seeds(name: str, data: pathlib.Path) -> list[bytes]:
             out.append(bytes([3, 3, cap]) + body)
     elif name == "netflow":
         out += _netflow_seeds()
+    elif name == "zeek":
+        out += _zeek_seeds()
     return [s for s in out if s]
+
+
+def _zeek_seeds() -> list[bytes]:
+    """The real TSV conn.logs (tests/data/zeek), in chunks of whole lines,
+    each behind its header's separator, field map and unset marker."""
+    from ingest.flows.zeek import _READ, read_header
+
+    out = []
+    for p in sorted((ROOT / "tests" / "data" / "zeek").glob("*.log")):
+        raw = p.read_bytes()
+        if not raw.startswith(b"#separator"):
+            continue
+        h = read_header(raw)
+        assert h.fields is not None
+        nf = len(h.fields)
+        head = bytes([h.sep[0], (nf - 1) % 64]) + bytes((i + 1) % 256 for i in h.idx) + bytes([len(h.unset)]) + h.unset
+        body = [ln for ln in raw.splitlines(keepends=True) if not ln.startswith(b"#")]
+        for k in range(0, len(body), 20):
+            out.append(head + b"".join(body[k:k + 20]))
+    assert len(_READ) == 16
+    return out
 
 
 def _frame(datagrams: list[bytes]) -> bytes:

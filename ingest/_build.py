@@ -21,7 +21,7 @@ CSRC = HERE.parent / "csrc"
 HEADER = CSRC / "ingest.h"
 
 #: one C file per native concern, in the order of csrc/ingest.h
-SOURCES = ["recv.c", "hash.c", "alertpkt.c", "format.c", "eve.c", "unified2.c", "gen.c", "pgcopy.c", "sqlite.c", "netflow.c"]
+SOURCES = ["recv.c", "hash.c", "alertpkt.c", "format.c", "eve.c", "unified2.c", "gen.c", "pgcopy.c", "sqlite.c", "netflow.c", "zeek.c"]
 
 _BEGIN = "/* ---- cffi: begin ---- */"
 _END = "/* ---- cffi: end ---- */"

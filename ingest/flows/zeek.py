@@ -39,13 +39,13 @@ conn.log                               canonical record / ``flows`` column
 A line that cannot be a record is rejected with a reason
 (:data:`REASONS`), the others of its batch are kept.
 
-Decoded in Python (orjson, or one ``split`` per TSV line, then per-field
-checks; the record built column-wise with numpy), not in C as the packet
-and alert decoders are: conn.log carries one line per *connection*, not
-per packet or alert (its measured rate: BENCHMARKS.md "Zeek conn.log";
-a C decoder is the way to more).  Nothing here can overrun a buffer;
-tests/unit/test_zeek.py feeds it mutated real lines and random bytes
-(hypothesis) in place of a fuzz target.
+TSV records are decoded in C (csrc/zeek.c: split, checked and converted
+into the record, one call per run of lines between header lines; a fuzz
+target in fuzz/fuzz_zeek.c); what it leaves -- a line with a ``\\xNN``
+escape or an ISO 8601 time, a separator of more than one byte -- and JSON
+lines (orjson) are decoded here with the same checks, in the same order,
+giving the same reasons (tests/unit/test_zeek.py holds both decoders to one
+output on real files and on mutated lines and random bytes).
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ _READ = ("ts", "duration", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.res
          "history")
 _NEEDED_AT = tuple(_READ.index(k) for k in _NEEDED)
 _V4_PREFIX = b"\0" * 10 + b"\xff\xff"
+_UNSET_LEN = 0xFFFFFFFF
+#: csrc/zeek.c's statuses (INGEST_ZEEK_*) as reasons
+_STATUS = {1: "zeek_field_count", 2: "zeek_missing_field", 3: "zeek_bad_time", 4: "zeek_bad_address",
+           5: "zeek_bad_port", 6: "zeek_bad_count", 7: "zeek_bad_proto"}
 _U64 = (1 << 64) - 1
 _I63 = 1 << 63
 
@@ -245,17 +249,32 @@ class ZeekConnDecoder:
         self.header = header if header is not None else TsvHeader()
 
     def decode(self, data: bytes | memoryview, offs: np.ndarray, lens: np.ndarray,
-               origin: str = "zeek") -> ZeekResult:
-        """Decode the lines ``data[offs[i]:offs[i] + lens[i]]`` (newline included or not)."""
+               origin: str = "zeek", *, native: bool = True) -> ZeekResult:
+        """Decode the lines ``data[offs[i]:offs[i] + lens[i]]`` (newline
+        included or not).  TSV records go through the C decoder
+        (csrc/zeek.c) unless ``native`` is false; lines it leaves (escapes,
+        ISO times, a separator of more than one byte) and JSON are decoded
+        here, with the same checks and reasons."""
         mv = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        if native and self.fmt == "tsv":
+            return self._decode_native(mv, offs, lens, origin)
+        rows, texts, rejected, headers, lines = self._lines(mv, offs, lens, range(len(offs)))
+        recs = self._fill(rows)
+        return ZeekResult(self._batch(recs, [r[11] for r in rows], origin), texts, rejected, headers, lines)
+
+    def _lines(self, mv: Any, offs: np.ndarray, lens: np.ndarray, which: Any) -> tuple[
+            list[tuple], list[tuple[str, str | None, str | None]], list[tuple[int, str, bytes]], int, list[int]]:
+        """The lines ``which``, one by one in Python."""
         rows: list[tuple] = []
         texts: list[tuple[str, str | None, str | None]] = []
         rejected: list[tuple[int, str, bytes]] = []
         lines: list[int] = []
         headers = 0
         json_fmt = self.fmt == "json"
-        for i, (o, n) in enumerate(zip(offs.tolist(), lens.tolist(), strict=True)):
-            raw = bytes(mv[o:o + n]).rstrip(b"\r\n")
+        ol, ll = offs.tolist(), lens.tolist()
+        for i in which:
+            o = ol[i]
+            raw = bytes(mv[o:o + ll[i]]).rstrip(b"\r\n")
             if not raw:
                 continue
             try:
@@ -282,7 +301,97 @@ class ZeekConnDecoder:
             rows.append(rec[0])
             texts.append(rec[1])
             lines.append(i)
-        return ZeekResult(self._records(rows, origin), texts, rejected, headers, lines)
+        return rows, texts, rejected, headers, lines
+
+    def _decode_native(self, mv: Any, offs: np.ndarray, lens: np.ndarray, origin: str) -> ZeekResult:
+        """TSV: runs of records between header lines in one C call each."""
+        n = len(offs)
+        buf = np.frombuffer(mv, dtype=np.uint8)
+        o64 = np.ascontiguousarray(offs, dtype=np.uint64)
+        l32 = np.ascontiguousarray(lens, dtype=np.uint32)
+        first = np.zeros(n, dtype=np.uint8)
+        some = l32 > 0
+        first[some] = buf[o64[some].astype(np.int64)]
+        marks = np.flatnonzero(some & (first == 0x23)).tolist()  # "#": header lines, read here in order
+        recs: list[np.ndarray] = []
+        where: list[np.ndarray] = []
+        services: list[str | None] = []
+        texts: list[tuple[str, str | None, str | None]] = []
+        rejected: list[tuple[int, str, bytes]] = []
+        left: list[int] = []  # lines for the Python decoder
+        headers = 0
+        a = 0
+        for b in [*marks, n]:
+            if b > a:
+                self._run(buf, mv, o64, l32, a, b, recs, where, services, texts, rejected, left)
+            if left:  # with the header as it is here, before the next header line
+                rows, t, rej, _h, lines = self._lines(mv, offs, lens, left)
+                recs.append(self._fill(rows))
+                where.append(np.array(lines, dtype=np.int64))
+                services.extend(r[11] for r in rows)
+                texts.extend(t)
+                rejected.extend(rej)
+                left.clear()
+            if b < n:
+                _r, _t, rej, h, _l = self._lines(mv, offs, lens, (b,))
+                headers += h
+                rejected.extend(rej)
+                a = b + 1
+        if not recs:
+            return ZeekResult(self._batch(R.empty(0), [], origin), [], sorted(rejected), headers, [])
+        allrecs = np.concatenate(recs)
+        lines_at = np.concatenate(where)
+        order = np.argsort(lines_at, kind="stable")
+        ordered = order.tolist()
+        rejected.sort(key=lambda r: r[0])
+        return ZeekResult(self._batch(allrecs[order], [services[j] for j in ordered], origin),
+                          [texts[j] for j in ordered], rejected, headers, lines_at[order].tolist())
+
+    def _run(self, buf: np.ndarray, mv: Any, o64: np.ndarray, l32: np.ndarray, a: int, b: int,
+             recs: list, where: list, services: list, texts: list, rejected: list, left: list) -> None:
+        h = self.header
+        if h.fields is None or len(h.sep) != 1 or len(h.unset) > 64:
+            left.extend(range(a, b))
+            return
+        from ..native import ffi, lib
+
+        k = b - a
+        out = R.empty(k)
+        line_of = np.empty(k, dtype=np.uint32)
+        text = np.empty(8 * k, dtype=np.uint32)
+        status = np.empty(k, dtype=np.uint8)
+        idx = np.array(h.idx, dtype=np.int32)
+        offs, lens = o64[a:b], l32[a:b]
+        m = lib.ingest_zeek_tsv(
+            ffi.from_buffer("uint8_t[]", buf), len(buf), ffi.from_buffer("uint64_t[]", offs),
+            ffi.from_buffer("uint32_t[]", lens), k, h.sep[0], h.unset, len(h.unset), len(h.fields),
+            ffi.from_buffer("int32_t[]", idx), ffi.from_buffer("struct ingest_flow[]", out, require_writable=True),
+            k, ffi.from_buffer("uint32_t[]", line_of, require_writable=True),
+            ffi.from_buffer("uint32_t[]", text, require_writable=True),
+            ffi.from_buffer("uint8_t[]", status, require_writable=True))
+        if m < 0:
+            raise ValueError(f"ingest_zeek_tsv: bad arguments ({m})")
+        for j in np.flatnonzero((status != lib.INGEST_ZEEK_OK) & (status != lib.INGEST_ZEEK_EMPTY)).tolist():
+            st = int(status[j])
+            if st == lib.INGEST_ZEEK_PYTHON or st == lib.INGEST_ZEEK_HEADER:
+                left.append(a + j)
+            else:
+                o = int(offs[j])
+                rejected.append((a + j, _STATUS[st], bytes(mv[o:o + int(lens[j])]).rstrip(b"\r\n")))
+        if not m:
+            return
+        recs.append(out[:m])
+        where.append(line_of[:m].astype(np.int64) + a)
+        t = text[:8 * m].tolist()
+        fids = np.empty(m, dtype=np.uint64)
+        for r in range(m):
+            q = t[8 * r:8 * r + 8]
+            uid = bytes(mv[q[0]:q[0] + q[1]]).decode("utf-8", "replace")
+            fids[r] = uid_flow_id(uid)
+            services.append(None if q[3] == _UNSET_LEN else bytes(mv[q[2]:q[2] + q[3]]).decode("utf-8", "replace"))
+            texts.append((uid, None if q[7] == _UNSET_LEN else bytes(mv[q[6]:q[6] + q[7]]).decode("utf-8", "replace"),
+                          None if q[5] == _UNSET_LEN else bytes(mv[q[4]:q[4] + q[5]]).decode("utf-8", "replace")))
+        out["flow_id"][:m] = fids
 
     # --- one line -> (record values, texts) -------------------------------
     def _json(self, raw: bytes) -> tuple[tuple, tuple[str, str | None, str | None]]:
@@ -351,13 +460,12 @@ class ZeekConnDecoder:
                 (uid, history, state))
 
     @staticmethod
-    def _records(rows: list[tuple], origin: str) -> R.FlowBatch:
+    def _fill(rows: list[tuple]) -> np.ndarray:
+        """The records of decoded lines (app_idx left at -1: :meth:`_batch`)."""
         n = len(rows)
         out = R.empty(n)
-        strings: list[str] = []
         if not n:
-            return R.FlowBatch(out, strings, origin)
-        app_at: dict[str, int] = {}
+            return out
         cols = list(zip(*rows, strict=True))
         out["start_us"] = cols[0]
         out["end_us"] = cols[1]
@@ -384,15 +492,23 @@ class ZeekConnDecoder:
         vl = np.array([-1 if v is None else v for v in cols[10]], dtype=np.int32)
         out["vlan"] = np.maximum(vl, 0)
         flags[vl >= 0] |= R.FF_VLAN
-        app = np.full(n, -1, dtype=np.int32)
-        for j, s in enumerate(cols[11]):
-            if s is not None:
-                k = app_at.get(s)
-                if k is None:
-                    k = app_at[s] = len(strings)
-                    strings.append(s)
-                app[j] = k
-        out["app_idx"] = app
         out["flags"] = flags
         out["source"] = R.FLOW_SRC_ZEEK
+        return out
+
+    @staticmethod
+    def _batch(out: np.ndarray, services: list[str | None], origin: str) -> R.FlowBatch:
+        """The batch, with each record's service in its string table."""
+        strings: list[str] = []
+        app_at: dict[str, int] = {}
+        if len(out):
+            app = np.full(len(out), -1, dtype=np.int32)
+            for j, sv in enumerate(services):
+                if sv is not None:
+                    k = app_at.get(sv)
+                    if k is None:
+                        k = app_at[sv] = len(strings)
+                        strings.append(sv)
+                    app[j] = k
+            out["app_idx"] = app
         return R.FlowBatch(out, strings, origin)

@@ -28,15 +28,22 @@ RECORDS = {"zed-conn.log": 92, "slips-test10-conn.log": 117, "slips-test9-conn.j
            "zeek-docs-conn.json.log": 2}
 
 
-def decode(data: bytes, dec: ZeekConnDecoder | None = None):
+def decode(data: bytes, dec: ZeekConnDecoder | None = None, native: bool = True):
     if not data.endswith(b"\n"):
         data += b"\n"  # slips-test10 ends in "#close ..." without one (a follower leaves that line unread)
     offs, lens, used = split_lines(data)
     assert used == len(data)
     dec = dec or ZeekConnDecoder(detect(data[:128]))
-    res = dec.decode(data, offs, lens, "test")
+    res = dec.decode(data, offs, lens, "test", native=native)
     res.batch.texts = res.texts
     return res
+
+
+def same(a, b) -> None:
+    """Two decodes of the same lines agree on everything."""
+    assert a.batch.records.tobytes() == b.batch.records.tobytes()
+    assert a.batch.strings == b.batch.strings and a.texts == b.texts and a.lines == b.lines
+    assert a.rejected == b.rejected and a.headers == b.headers
 
 
 def oracle_tsv(path: pathlib.Path) -> list[dict]:
@@ -242,9 +249,30 @@ def test_any_bytes_are_records_or_rejects_never_an_exception():
         body = b"".join(ln.replace(b"\n", b" ") + b"\n" for ln in lines)
         for fmt, data in (("json", body), ("tsv", header + body)):
             res = decode(data, ZeekConnDecoder(fmt))
+            if fmt == "tsv":  # the C decoder (csrc/zeek.c) and the Python one: line for line the same
+                same(res, decode(data, ZeekConnDecoder(fmt), native=False))
             n = sum(1 for ln in data.split(b"\n")[:-1] if ln.rstrip(b"\r"))
             assert len(res.batch) + len(res.rejected) + res.headers == n
             assert {r for _i, r, _raw in res.rejected} <= set(REASONS)
             assert len(R.store_rows(res.batch)) == len(res.batch)
 
     check()
+
+
+@pytest.mark.parametrize("name", TSV)
+def test_the_c_decoder_and_the_python_one_agree_on_real_files(name):
+    data = (DATA / name).read_bytes()
+    c, py = decode(data), decode(data, native=False)
+    same(c, py)
+    assert len(c.batch) == RECORDS[name]
+
+
+def test_the_c_statuses_are_the_python_reasons():
+    from ingest.flows import zeek as Z
+    from ingest.native import lib
+
+    assert Z._STATUS == {lib.INGEST_ZEEK_FIELD_COUNT: "zeek_field_count", lib.INGEST_ZEEK_MISSING: "zeek_missing_field",
+                         lib.INGEST_ZEEK_BAD_TIME: "zeek_bad_time", lib.INGEST_ZEEK_BAD_ADDRESS: "zeek_bad_address",
+                         lib.INGEST_ZEEK_BAD_PORT: "zeek_bad_port", lib.INGEST_ZEEK_BAD_COUNT: "zeek_bad_count",
+                         lib.INGEST_ZEEK_BAD_PROTO: "zeek_bad_proto"}
+    assert len(Z._READ) == lib.INGEST_ZEEK_NREAD

@@ -59,7 +59,9 @@ def test_netflow_records_go_column_wise_into_postgresql_as_into_sqlite(tmp_path)
     from tests.unit.test_flow_columns import _item, records
 
     fb = records()
-    items = [_item(fb), _item(FR.FlowBatch(fb.records[-3:], fb.strings, fb.origin))]
+    eve = fb.subset(slice(len(fb) - 1, len(fb)))  # the record with an engine flow id
+    items = [_item(fb), _item(fb.subset(slice(len(fb) - 3, len(fb)))),
+             _item(FR.FlowBatch.concat([eve, eve]))]  # twice in one batch: one row (the upsert's rule)
     cols = ", ".join(f'"{c}"' for c in (*R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS))
     lite = SqliteSink(str(tmp_path / "a.db"), sensor="s1")
     for it in items:

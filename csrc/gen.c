@@ -132,7 +132,8 @@ static int classify_errno(int err, int dontwait)
 long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
                       uint64_t count, double rate, double time_limit, int flags,
                       long stamp_off, long time_off, const int *stop,
-                      struct ingest_gen_result *res)
+                      struct ingest_gen_result *res, uint8_t *hot, size_t hot_head,
+                      size_t hot_tail)
 {
     struct sockaddr_un addr;
     const int mode = flags & INGEST_GEN_MODE_MASK;
@@ -160,6 +161,18 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
         return INGEST_EINVAL;
     if (stamp_off >= 0 && time_off >= 0 && stamp_off < time_off + 8 && time_off < stamp_off + 4)
         return INGEST_EINVAL;
+    /* One hot buffer (Snort's static Alertpkt): the sendto/connect modes
+     * copy [0, hot_head) and [hot_tail, tlen) of each template into it and
+     * send it; the stamps must fall in the copied parts. */
+    if (hot != NULL) {
+        if (hot_head > hot_tail || hot_tail > tlen ||
+            (mode != INGEST_GEN_SENDTO && mode != INGEST_GEN_CONNECT))
+            return INGEST_EINVAL;
+        if (stamp_off >= 0 && (size_t)stamp_off < hot_tail && (size_t)stamp_off + 4 > hot_head)
+            return INGEST_EINVAL;
+        if (time_off >= 0 && (size_t)time_off < hot_tail && (size_t)time_off + 8 > hot_head)
+            return INGEST_EINVAL;
+    }
     /* sun_path is 108 bytes including the NUL: a longer path would be cut
      * (Snort truncates it silently; we refuse). */
     size_t plen = strlen(path);
@@ -282,6 +295,14 @@ long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigne
             }
         } else {
             uint8_t *tp = templates + (size_t)t * tlen;
+            if (hot != NULL) {
+                /* Snort fills its one static Alertpkt per alert (message,
+                 * headers, caplen bytes of packet, event): the buffer the
+                 * kernel copies from stays in cache, as Snort's does. */
+                memcpy(hot, tp, hot_head);
+                memcpy(hot + hot_tail, tp + hot_tail, tlen - hot_tail);
+                tp = hot;
+            }
             if (stamp_off >= 0)
                 stamp(tp + stamp_off, (uint32_t)(i + 1), be_stamp);
             if (time_off >= 0 && timed <= i) {

@@ -22,7 +22,7 @@
 
 /* ---- cffi: begin ---- */
 
-#define INGEST_ABI_VERSION 21
+#define INGEST_ABI_VERSION 22
 
 /* ---- status codes (negative returns) ---------------------------------- */
 #define INGEST_OK 0
@@ -755,14 +755,20 @@ struct ingest_gen_result {
  * clock), or with INGEST_GEN_REALTIME the wall clock, so generated alerts
  * carry their send time as a real sensor's do.  In mmsg mode both stamps go
  * out from side buffers (the time once per sendmmsg batch) and must not
- * overlap.  Returns the number sent, or
+ * overlap.  hot (may be NULL; sendto/connect modes): a caller-owned buffer
+ * of tlen bytes that every alert is copied into before its send, as Snort
+ * fills its one static Alertpkt: [0, hot_head) and [hot_tail, tlen) of the
+ * template (the stamps must lie there); the bytes between are left as they
+ * are (the caller zeroes them: the unused packet area).  Returns the number
+ * sent, or
  * INGEST_EINVAL / INGEST_ESYS (socket or, in CONNECT mode, connect failed;
  * res->last_errno says why).
  */
 long ingest_gen_dgram(const char *path, uint8_t *templates, size_t tlen, unsigned ntemplates,
                       uint64_t count, double rate, double time_limit, int flags,
                       long stamp_off, long time_off, const int *stop,
-                      struct ingest_gen_result *res);
+                      struct ingest_gen_result *res, uint8_t *hot, size_t hot_head,
+                      size_t hot_tail);
 
 /*
  * Send `count` newline-terminated records (0 = until stopped or timed out)

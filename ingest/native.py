@@ -8,7 +8,7 @@ instructions instead of corrupting data.
 from __future__ import annotations
 
 #: must equal INGEST_ABI_VERSION in csrc/ingest.h
-ABI_VERSION = 21
+ABI_VERSION = 22
 
 _REBUILD = (
     "rebuild it with 'pip install -e .' (or 'python setup.py build_ext --inplace') "

@@ -76,6 +76,50 @@ def test_snort_sender_delivers_every_datagram_full_size(sock_path: str, mode: st
     assert msgs == [specs[i % 5].msg for i in range(n)]
 
 
+@pytest.mark.parametrize("kind", ["snort", "barnyard2"])
+def test_one_hot_buffer_sends_exactly_the_templates(tmp_path: Path, kind: str) -> None:
+    """Snort's one static Alertpkt (the default): every datagram is byte for
+    byte what the templates, sent from where they lie, give (stamps and
+    send times included, apart from the times themselves)."""
+    templates, _ = gen.build_templates(kind, 7, seed=4)
+    tlen, n = templates.shape[1], 40
+    _v, _l, _mode, ev_off, _be = gen.KINDS[kind]
+    got = {}
+    for hot in (True, False):
+        path = str(tmp_path / ("h" if hot else "c"))
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind(path)
+        rx.settimeout(10.0)  # a bound on a broken sender, not a timing claim
+        out: list[bytes] = []
+        t = threading.Thread(target=lambda rx=rx, out=out: out.extend(rx.recv(1 << 17) for _ in range(n)),
+                             daemon=True)
+        t.start()
+        sender = gen.sender_for(kind, path, templates, hot=hot)
+        assert (sender._hot is not None) == hot
+        assert sender.run(n).sent == n
+        t.join(20)
+        rx.close()
+        got[hot] = out
+    assert len(got[True]) == len(got[False]) == n
+    assert got[True] == got[False]
+    assert all(len(d) == tlen for d in got[True])
+    # the stamp is in the copied part, and the zero area stayed zero
+    head, tail = gen.senders.hot_span(templates, ((ev_off, 4),))
+    assert head <= tail and not (head <= ev_off < tail)
+
+
+def test_hot_buffer_refuses_a_stamp_outside_what_it_copies(sock_path: str) -> None:
+    from ingest.native import ffi, lib
+
+    tpl = np.zeros((1, 64), np.uint8)
+    hot = np.zeros(64, np.uint8)
+    res = ffi.new("struct ingest_gen_result *")
+    rc = lib.ingest_gen_dgram(sock_path.encode(), ffi.from_buffer("uint8_t[]", tpl, require_writable=True),
+                              64, 1, 1, 0.0, 1.0, lib.INGEST_GEN_SENDTO, 20, -1, ffi.NULL, res,
+                              ffi.from_buffer("uint8_t[]", hot, require_writable=True), 16, 48)
+    assert rc == lib.INGEST_EINVAL  # the event id at 20 would be left out of the copy
+
+
 def test_barnyard2_connects_and_stamps_big_endian(sock_path: str) -> None:
     templates, _ = gen.build_templates("barnyard2", 3, seed=2)
     drain = Drain(sock_path, 50, stamp_at=1820, fmt="!I")

@@ -209,6 +209,7 @@ def seeds(name: str, data: pathlib.Path) -> list[bytes]:
 def _zeek_seeds() -> list[bytes]:
     """The real TSV conn.logs (tests/data/zeek), in chunks of whole lines,
     each behind its header's separator, field map and unset marker."""
+    sys.path.insert(0, str(ROOT))
     from ingest.flows.zeek import _READ, read_header
 
     out = []

@@ -163,3 +163,28 @@ def test_two_rotations_while_down_and_other_logs_beside_it(tmp_path):
     n, got = stored(ing)
     assert (n, got) == (len(want), want)
     assert st.get("zeek_conn_unseen_rotated") == 1 and not st["malformed"]
+
+
+def test_a_glob_follows_every_match_in_its_own_format(tmp_path):
+    """--zeek-conn DIR/conn-*.log: two Zeek processes' logs in one directory,
+    one TSV and one JSON, each followed on its own (one bookmark), and a
+    restart reads neither again."""
+    a, b = tmp_path / "conn-a.log", tmp_path / "conn-b.log"
+    append(a, ZED[:50])
+    append(b, JSON[:40])
+    glob = str(tmp_path / "conn-*.log")
+    ing = Ingest(tmp_path, "--zeek-conn", glob)
+    ing.wait_count(42 + 40, "SELECT count(*) FROM flows")
+    append(a, ZED[50:])
+    append(b, JSON[40:])
+    want = uids(ZED) | uids(JSON)
+    ing.wait_count(len(want), "SELECT count(*) FROM flows")
+    ing.stop()
+    ing = Ingest(tmp_path, "--zeek-conn", glob)
+    append(a, SLIPS[8:20])  # a later record in the TSV file (its header is read again from the start)
+    want |= uids(SLIPS[8:20])
+    ing.wait_count(len(want), "SELECT count(*) FROM flows")
+    st = ing.stop()
+    n, got = stored(ing)
+    assert (n, got) == (len(want), want)
+    assert st["received"] == 12 and st["zeek_flows"] == 12 and not st["malformed"]

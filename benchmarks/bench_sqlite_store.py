@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from benchmarks.bench_postgresql import eve_batch
+from ingest.bench.common import ratio
 from ingest.eve import decode_lines
 from ingest.mapping import Enricher
 from ingest.sinks import rows as R
@@ -319,6 +320,7 @@ def correlate_paired(nflows: int, batches: int, n: int, rounds: int, tmp: str) -
         fill = time.perf_counter() - t
         print(f"{nflows:,} flows stored column-wise in {fill:.1f} s ({nflows / fill:,.0f} flows/s)", flush=True)
         ratios: dict[str, list[float]] = {"recent": [], "random": []}
+        cpu_ratios: dict[str, list[float]] = {"recent": [], "random": []}
         rates: dict[str, list[float]] = {"recent": [], "random": [], "without": []}
         recent = batches * n  # the newest flows: what live alerts belong to
         for r in range(rounds):
@@ -330,18 +332,22 @@ def correlate_paired(nflows: int, batches: int, n: int, rounds: int, tmp: str) -
                 else:
                     js = [np.sort(rng.choice(nflows, n, replace=False)) for _ in range(batches)]
                 items = [alert_item(j) for j in js]
-                got = {}
+                got, cpu = {}, {}
                 for name in (("with", "without") if r % 2 == 0 else ("without", "with")):
                     sink = sinks[name]
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     for it in items:
                         sink._write_item(it)
                     got[name] = batches * n / (time.perf_counter() - t)
+                    cpu[name] = time.process_time() - c
                 rates[pattern].append(got["with"])
                 rates["without"].append(got["without"])
                 ratios[pattern].append(got["with"] / got["without"])
+                cpu_ratios[pattern].append(ratio(cpu["without"], cpu["with"]))
                 print(f"round {r + 1} ({pattern}): with {nflows:,} flows {got['with']:,.0f} alerts/s, without "
-                      f"flows {got['without']:,.0f} alerts/s, ratio {ratios[pattern][-1]:.3f}", flush=True)
+                      f"flows {got['without']:,.0f} alerts/s, ratio {ratios[pattern][-1]:.3f}; CPU "
+                      f"{cpu['with'] * 1e6 / (batches * n):.1f} vs {cpu['without'] * 1e6 / (batches * n):.1f} "
+                      f"us/alert", flush=True)
         c = sqlite3.connect(with_path)
         linked, total = c.execute("SELECT count(flow_ref), count(*) FROM alerts").fetchone()
         c.close()
@@ -351,8 +357,10 @@ def correlate_paired(nflows: int, batches: int, n: int, rounds: int, tmp: str) -
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"alerts linked in the store with flows: {linked:,} of {total:,}; load average {os.getloadavg()[0]:.1f}")
     for pattern in ("recent", "random"):
+        cr = [x for x in cpu_ratios[pattern] if x == x]  # (NaN: a peer at 0 CPU s)
         print(f"{pattern}: with/without median {_median_range(ratios[pattern])}; alerts/s with "
-              f"{statistics.median(rates[pattern]):,.0f}, without {statistics.median(rates['without']):,.0f}")
+              f"{statistics.median(rates[pattern]):,.0f}, without {statistics.median(rates['without']):,.0f}; "
+              f"by CPU time (rate with / without) {_median_range(cr) if cr else 'n/a'}")
 
 
 if __name__ == "__main__":

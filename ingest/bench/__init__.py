@@ -145,7 +145,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("NATS JetStream (sensor -> JetStream; socket -> collector -> committed row)")
     g.add_argument("--no-nats", action="store_true", help="skip the NATS rows")
     g.add_argument("--nats-alerts", type=number_arg(int, 1), metavar="N",
-                   help="alerts per NATS throughput run (default 300000; --quick 30000)")
+                   help="alerts per NATS throughput run (default 300000; --quick 16384)")
     g = p.add_argument_group("PostgreSQL (ingest collect -> PostgreSQL vs bare COPY; socket -> committed "
                              "PostgreSQL row, at the latency rates)")
     g.add_argument("--no-postgresql", action="store_true", help="skip the PostgreSQL rows")
@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
                                              (10_000 if args.quick else 200_000))
     eve_records = 0 if args.no_eve else (args.eve_records or
                                          (10_000 if args.quick else 200_000))
-    nats_alerts = 0 if args.no_nats else (args.nats_alerts or (30_000 if args.quick else 300_000))
+    # --quick: two 8,192-alert batches per NATS run (the listen rows send as many datagrams)
+    nats_alerts = 0 if args.no_nats else (args.nats_alerts or (16_384 if args.quick else 300_000))
     pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (16_384 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)
     # --quick stays under a minute: one round of the PostgreSQL rows, and

@@ -20,7 +20,9 @@ Schema (see README "The SQLite store"; ingest.sinks.rows builds the rows)::
            replay_key, sensor, tuple_key, flow_ref)
     alerts_v                                         -- alerts joined with signatures
     flows(id, flow_id, event_type, src_ip, ..., start_us, end_us, alerted, sensor,
-          tuple_key, alert_count, top_priority)      -- EVE flow/netflow events
+          tuple_key, alert_count, top_priority)      -- EVE flow/netflow events, and the
+                                                     -- canonical flow records (NetFlow/IPFIX,
+                                                     -- Zeek) bound column-wise from their array
 
 Every alert is linked to the flow it belongs to (``flow_ref``), whatever
 engine sent it: ingest.flows.correlate, in the batch's transaction.

@@ -223,6 +223,21 @@ def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_afte
             "ORDER BY CASE WHEN f.flow_id = a.flow_id AND f.sensor = a.sensor THEN 0 ELSE 1 END, "
             "abs(f.start_us - a.ts_us), f.id LIMIT 1")
     return [
+        # A flow seen again replaces its row (the unique key (sensor,
+        # flow_id, event_type, src_ip, src_port); INSERT OR REPLACE / ON
+        # CONFLICT DO UPDATE).  A flow without ports (ICMP, an unknown
+        # transport) has src_port NULL, and NULLs never conflict in a unique
+        # key, so an engine flow seen twice -- a Suricata or Zeek ICMP flow
+        # read again after a crash between commit and bookmark -- would be
+        # stored twice.  Such rows are made unique here, the newest winning
+        # as the key gives for the others: an index range per new row of
+        # the batch (the flows key's index, src_port IS NULL).  The alerts
+        # of a removed row are in the new row's window: they are relinked
+        # below.  NetFlow/IPFIX rows (flow_id NULL) have no key and add up.
+        "DELETE FROM flows WHERE id IN (SELECT o.id FROM flows n JOIN flows o "
+        "ON o.sensor = n.sensor AND o.flow_id = n.flow_id AND o.event_type = n.event_type "
+        "AND o.src_ip = n.src_ip AND o.src_port IS NULL AND o.id < n.id "
+        f"WHERE n.id > {lf} AND n.src_port IS NULL AND n.flow_id IS NOT NULL AND n.src_ip IS NOT NULL)",
         temp.format(t="ingest_relink (id bigint PRIMARY KEY, ref bigint)"),
         temp.format(t="ingest_touched (id bigint PRIMARY KEY)"),
         # candidates: stored alerts inside a new flow's window, and the

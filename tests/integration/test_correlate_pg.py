@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from tests.unit.test_correlate import scenario, vlan_scenario
+from tests.unit.test_correlate import portless_scenario, scenario, vlan_scenario
 
 
 def test_postgresql_links_the_same_way(tmp_path):
@@ -35,6 +35,7 @@ def test_postgresql_links_the_same_way(tmp_path):
 
         scenario(write, rows)
         vlan_scenario(write, rows)
+        portless_scenario(write, rows)
         conn.close()
         asyncio.run(sink.aclose())
     finally:

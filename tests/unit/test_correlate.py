@@ -189,6 +189,59 @@ def vlan_scenario(write, rows) -> None:
     assert got == [(21, 2, 3), (22, 2, 1), (23, 1, 1)]
 
 
+def icmp_line(fid: int, src: str, dst: str, start_us: int, end_us: int) -> bytes:
+    obj = json.loads(flow_line(fid, src, 0, dst, 0, start_us, end_us, "ICMP"))
+    del obj["src_port"], obj["dest_port"]
+    obj["icmp_type"], obj["icmp_code"] = 8, 0
+    return json.dumps(obj).encode()
+
+
+def zeek_icmp(uid: str, src: str, dst: str, start_us: int) -> object:
+    """One Zeek conn.log ICMP record (JSON), as the --zeek-conn source hands it on."""
+    from ingest.eve import split_lines
+    from ingest.flows.record import event_batch
+    from ingest.flows.zeek import ZeekConnDecoder
+
+    line = json.dumps({"ts": start_us / S, "uid": uid, "id.orig_h": src, "id.orig_p": 8, "id.resp_h": dst,
+                       "id.resp_p": 0, "proto": "icmp", "duration": 2.0, "conn_state": "OTH",
+                       "orig_pkts": 2, "orig_ip_bytes": 168, "resp_pkts": 2, "resp_ip_bytes": 168}).encode() + b"\n"
+    offs, lens, _ = split_lines(line)
+    res = ZeekConnDecoder("json").decode(line, offs, lens, "t")
+    assert not res.rejected and len(res.batch) == 1
+    res.batch.texts = res.texts
+    return Enricher().apply(B.AlertBatch(B.empty(0), [], "t", events=event_batch(res.batch)))
+
+
+def portless_scenario(write, rows) -> None:
+    """A flow without ports (ICMP) seen again -- a Suricata flow event or a
+    Zeek conn.log line read twice after a crash between commit and bookmark
+    -- is stored once, like any flow with an engine id, and keeps its alerts
+    (the reviewer's find: src_port NULL never conflicted in the unique key)."""
+    t = T0 + 200 * S
+    write(snort([(t + 1 * S, "10.9.0.1", 8, "10.9.0.2", 0, 2, 1), (t + 1 * S, "10.9.0.3", 8, "10.9.0.4", 0, 1, 1)]))
+    for _ in range(2):
+        write(flows([icmp_line(31, "10.9.0.1", "10.9.0.2", t, t + 2 * S)]))
+        write(zeek_icmp("CzIcmp1", "10.9.0.3", "10.9.0.4", t))
+    # and twice in one batch
+    write(flows([icmp_line(31, "10.9.0.1", "10.9.0.2", t, t + 2 * S)] * 2))
+    got = rows("SELECT source, uid, alert_count, top_priority FROM flows WHERE src_ip LIKE '10.9.0.%' "
+               "ORDER BY src_ip")
+    assert got == [("eve", None, 1, 2), ("zeek", "CzIcmp1", 1, 1)]
+    linked = rows("SELECT count(*) FROM alerts a JOIN flows f ON f.id = a.flow_ref WHERE f.src_ip LIKE '10.9.0.%'")
+    assert linked == [(2,)]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
+def test_a_flow_without_ports_seen_again_is_stored_once(tmp_path, monkeypatch, native):
+    sink, path = _sqlite(tmp_path, monkeypatch, native)
+
+    def write(item) -> None:
+        asyncio.run(asyncio.wait_for(sink.write(item), 30))
+
+    portless_scenario(write, lambda sql: _sqlite_rows(path, sql))
+    asyncio.run(sink.aclose())
+
+
 @pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
 def test_vlan_tells_two_flows_of_one_5_tuple_apart(tmp_path, monkeypatch, native):
     sink, path = _sqlite(tmp_path, monkeypatch, native)

@@ -100,7 +100,18 @@ class ZeekConnSource(FileFollower):
         zd = self._decoder_for(f, start)
         if start == 0:
             zd.fmt = detect(f.fp) or zd.fmt
-        res = zd.decode(data, offs, lens, self.origin)
+        try:
+            res = zd.decode(data, offs, lens, self.origin)
+        except Exception:  # noqa: BLE001
+            # the C decoder refused the chunk as a whole (its argument
+            # checks): every line on its own in Python, where an error costs
+            # only its line (internal_error); the reader never dies of input
+            stats.add_extra("zeek_decode_fallback", 1)
+            try:
+                res = zd.decode(data, offs, lens, self.origin, native=False)
+            except BaseException:
+                submit.release(n)
+                raise
         block = lambda: not self._stop.is_set()  # noqa: E731
         for _i, reason, raw in res.rejected:
             if not deadletter.keep(self.origin, reason, raw, hold=block):

@@ -276,3 +276,52 @@ def test_the_c_statuses_are_the_python_reasons():
                          lib.INGEST_ZEEK_BAD_PORT: "zeek_bad_port", lib.INGEST_ZEEK_BAD_COUNT: "zeek_bad_count",
                          lib.INGEST_ZEEK_BAD_PROTO: "zeek_bad_proto"}
     assert len(Z._READ) == lib.INGEST_ZEEK_NREAD
+
+
+class _Queue:
+    """The runtime's side of Submit, recording what a source hands on."""
+
+    def __init__(self) -> None:
+        self.batches: list = []
+        self.reserved = 0
+
+    def reserve(self, n: int, timeout: float = 0.0, nbytes: int = 0, *, file: bool = False) -> bool:
+        self.reserved += n
+        return True
+
+    def submit(self, batch) -> None:
+        self.batches.append(batch)
+
+    def release(self, n: int) -> None:
+        self.reserved -= n
+
+
+def test_a_chunk_the_c_decoder_refuses_is_decoded_line_by_line(tmp_path, monkeypatch):
+    """An error of the C TSV decoder as a whole (its argument checks) costs
+    no line and never reaches the reader thread: the chunk is decoded again
+    line by line in Python, and the fallback is counted."""
+    from ingest.deadletter import DeadLetter
+    from ingest.eve import split_lines
+    from ingest.flows import zeek as Z
+    from ingest.sources.tail import _File
+    from ingest.sources.zeek import ZeekConnSource
+    from ingest.stats import Stats
+
+    data = (DATA / "zed-conn.log").read_bytes()
+    path = tmp_path / "conn.log"
+    path.write_bytes(data)
+
+    def refuse(*a, **k):
+        raise ValueError("ingest_zeek_decode: bad arguments")
+
+    monkeypatch.setattr(Z.ZeekConnDecoder, "_decode_native", refuse)
+    src = ZeekConnSource(str(path), bookmark_path=str(tmp_path / "bm"))
+    f = _File.open(str(path))
+    offs, lens, _ = split_lines(data)
+    q, stats = _Queue(), Stats()
+    try:
+        assert src._handle(None, f, data, offs, lens, 0, q, stats, DeadLetter(None), [])
+    finally:
+        f.close()
+    assert sum(len(b.events.records) for b in q.batches) == RECORDS["zed-conn.log"]
+    assert stats.snapshot()["zeek_decode_fallback"] == 1

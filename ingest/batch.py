@@ -7,6 +7,7 @@ C struct, so a field moved by mistake fails a test instead of corrupting data.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,6 +252,10 @@ class RawPool:
         return np.concatenate(raws), RawPool(datas, np.concatenate(offs), np.concatenate(lens))
 
 
+#: serialises the first render of lazy EventBatch.lines (see EventBatch.lines)
+_RENDER_LOCK = threading.Lock()
+
+
 class EventBatch:
     """Non-alert events riding along with an alert batch (EVE, NetFlow/IPFIX).
 
@@ -295,10 +300,18 @@ class EventBatch:
 
     @property
     def lines(self) -> bytes:
-        if self._lines is None:
-            assert self._render is not None
-            self._lines, self._render = self._render(), None
-        return self._lines
+        lines = self._lines
+        if lines is not None:
+            return lines
+        # Two JSON sinks (jsonl and nats, each on its own thread) may ask at
+        # once: one renders, the other waits for it (rendered once; never a
+        # half-set state seen).  Only lazy batches ever take the lock.
+        with _RENDER_LOCK:
+            if self._lines is None:
+                assert self._render is not None
+                self._lines = self._render()
+                self._render = None
+            return self._lines
 
     @lines.setter
     def lines(self, value: bytes) -> None:

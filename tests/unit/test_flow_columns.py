@@ -198,3 +198,26 @@ def test_a_collector_reads_record_lines_back_into_the_same_rows():
     ev = decode_lines(FR.json_lines(nf)).batch.events
     assert ev.flows == FR.store_rows(nf) and ev.flow_line == list(range(len(nf)))
     assert {r[FR.ROW_COLUMNS.index("source")] for r in ev.flows} == {"netflow5", "netflow9", "ipfix"}
+
+
+def test_two_sinks_asking_at_once_render_once_and_see_the_same_lines():
+    """jsonl and nats sinks run on their own threads and may ask a lazy
+    batch for its lines at the same moment: one renders, the other waits."""
+    import threading
+    import time
+
+    calls = []
+
+    def render() -> bytes:
+        calls.append(1)
+        time.sleep(0.05)  # long enough for the other thread to arrive
+        return b'{"x":1}\n'
+
+    ev = EventBatch(None, 1, render=render)
+    got: list[bytes] = []
+    ts = [threading.Thread(target=lambda: got.append(ev.lines)) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert got == [b'{"x":1}\n'] * 4 and len(calls) == 1 and not ev.lazy

@@ -114,6 +114,7 @@ class NativeReader:
         self._last: dict = {}
         self._counted = 0  # full_waits already counted into stats (account)
         self._lock = threading.Lock()  # info() from any thread vs. destroy
+        self._join_lock = threading.Lock()  # pthread_join once, whoever calls join()
         self._info = ffi.new("struct ingest_reader_info *")
         size = int(lib.ingest_reader_size())
         self._mem_arr = np.zeros((size + 7) // 8, dtype=np.uint64)
@@ -167,10 +168,11 @@ class NativeReader:
     def join(self) -> None:
         """Stop (at once) and wait for the thread; then free its lock.
         Only after this may the ring's memory go."""
-        if self._started and not self._joined:
-            self.stop()
-            lib.ingest_reader_join(self._mem)
-            self._joined = True
+        with self._join_lock:  # two callers must not pthread_join one thread twice
+            if self._started and not self._joined:
+                self.stop()
+                lib.ingest_reader_join(self._mem)
+                self._joined = True
         self.info()  # what it did, for after
         with self._lock:
             if not self._destroyed:

@@ -71,7 +71,10 @@ class ZeekConnSource(FileFollower):
         base = os.path.basename(self.path)
         if self.is_glob:
             return base.split("*")[0]
-        return base.split(".")[0] + "."  # conn.log -> conn.2026-12-04-10-00-00.log, conn.log.1
+        # conn.log -> conn.2026-12-04-10-00-00.log, conn.log.1; a leading dot
+        # is part of the stem (.conn.log -> .conn.*, never every hidden file)
+        dot = base.find(".", 1)
+        return (base[:dot] if dot > 0 else base) + "."
 
     def _looks_like_records(self, head: bytes) -> bool:
         return detect(head) is not None

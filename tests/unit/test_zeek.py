@@ -325,3 +325,14 @@ def test_a_chunk_the_c_decoder_refuses_is_decoded_line_by_line(tmp_path, monkeyp
         f.close()
     assert sum(len(b.events.records) for b in q.batches) == RECORDS["zed-conn.log"]
     assert stats.snapshot()["zeek_decode_fallback"] == 1
+
+
+def test_rotated_siblings_are_named_after_the_stem_even_a_hidden_one(tmp_path):
+    from ingest.sources.zeek import ZeekConnSource
+
+    def prefix(name: str) -> str:
+        return ZeekConnSource(str(tmp_path / name), bookmark_path=str(tmp_path / "bm"))._sibling_prefix()
+
+    assert prefix("conn.log") == "conn."
+    assert prefix("conn") == "conn."
+    assert prefix(".conn.log") == ".conn."  # not ".": every hidden file in the directory

@@ -4,8 +4,9 @@ a plain-Python peer reading the same lines, measured in the same run.
     PYTHONPATH=. python benchmarks/bench_zeek.py [--lines 200000] [--rounds 5]
 
 The lines are the real records of tests/data/zeek (PROVENANCE), repeated to
-``--lines``: JSON from slips-test9-conn.json.log, TSV from zed-conn.log
-and slips-test10-conn.log (under one ``#fields`` header).  Each round, in
+``--lines``: JSON from the zeek-docs*.json.log lines, TSV from zed-conn.log
+and the zeek-*-conn.log btest baselines (under one ``#fields`` header: the
+files' #fields are the same).  Each round, in
 this order, in this process:
 
 * peer: JSON ``json.loads`` of every line; TSV ``bytes.split(b"\\t")`` of
@@ -34,15 +35,16 @@ DATA = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "zeek"
 
 def corpus(kind: str, n: int) -> tuple[bytes, list[str]]:
     if kind == "json":
-        recs = (DATA / "slips-test9-conn.json.log").read_bytes().splitlines(keepends=True)
+        recs = [ln for p in sorted(DATA.glob("zeek-docs*.json.log")) for ln in p.read_bytes().splitlines(keepends=True)]
         fields: list[str] = []
         head = b""
     else:
         zed = (DATA / "zed-conn.log").read_bytes().splitlines(keepends=True)
-        slips = (DATA / "slips-test10-conn.log").read_bytes().splitlines(keepends=True)
+        more = [ln for p in sorted(DATA.glob("zeek-*-conn.log")) for ln in p.read_bytes().splitlines(keepends=True)]
         head = b"".join(zed[:8])
         fields = zed[6].rstrip(b"\n").decode().split("\t")[1:]
-        recs = [ln for ln in zed + slips if not ln.startswith(b"#")]
+        assert all(ln == zed[6] for ln in more if ln.startswith(b"#fields"))
+        recs = [ln for ln in zed + more if not ln.startswith(b"#")]
     body = (recs * (n // len(recs) + 1))[:n]
     return head + b"".join(body), fields
 

@@ -20,8 +20,10 @@ from ._util import snort_send
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "zeek"
 ZED = (DATA / "zed-conn.log").read_bytes().splitlines(keepends=True)  # 8 header lines, 92 records
-SLIPS = (DATA / "slips-test10-conn.log").read_bytes().splitlines(keepends=True)  # 8 + 117, #close
-JSON = (DATA / "slips-test9-conn.json.log").read_bytes().splitlines(keepends=True)  # 120 records
+TEREDO = (DATA / "zeek-teredo-conn.log").read_bytes().splitlines(keepends=True)  # 8 + 21, #close
+# JSON: the conn.log lines of Zeek's manual (conn and ssl pages), 2 + 2 records
+JSON = (DATA / "zeek-docs-conn.json.log").read_bytes().splitlines(keepends=True)
+JSON2 = (DATA / "zeek-docs-ssl-conn.json.log").read_bytes().splitlines(keepends=True)
 
 
 def append(path, lines) -> None:
@@ -65,8 +67,8 @@ def test_follow_grow_rotate_both_formats_and_hostile_lines(tmp_path):
     # it (and its #close) written there, then a new conn.log (here JSON)
     os.rename(conn, tmp_path / "conn.2026-12-04-10-00-00.log")
     append(tmp_path / "conn.2026-12-04-10-00-00.log", ZED[80:] + [b"#close\t2026-12-04-10-00-00\n"])
-    append(conn, JSON)
-    want = uids(ZED) | uids(JSON)
+    append(conn, JSON + JSON2)
+    want = uids(ZED) | uids(JSON + JSON2)
     ing.wait_count(len(want), "SELECT count(*) FROM flows")
     st = ing.stop()
     n, got = stored(ing)
@@ -91,13 +93,13 @@ def test_kill9_and_restart_with_a_rotation_while_down(tmp_path):
     # while ingest is down: the file grows, is rotated, a new one starts
     append(conn, ZED[60:])
     os.rename(conn, tmp_path / "conn.2026-12-04-11-00-00.log")
-    append(conn, SLIPS[:70])
+    append(conn, TEREDO[:20])
     ing = Ingest(tmp_path, "--zeek-conn", str(conn))
-    ing.wait_count(92 + 62, "SELECT count(*) FROM flows")
+    ing.wait_count(92 + 12, "SELECT count(*) FROM flows")
     ing.kill9()  # again, in the middle of the new file's life
-    append(conn, SLIPS[70:])
+    append(conn, TEREDO[20:])
     ing = Ingest(tmp_path, "--zeek-conn", str(conn))
-    want = uids(ZED) | uids(SLIPS)
+    want = uids(ZED) | uids(TEREDO)
     ing.wait_count(len(want), "SELECT count(*) FROM flows")
     st = ing.stop()
     n, got = stored(ing)
@@ -150,14 +152,14 @@ def test_two_rotations_while_down_and_other_logs_beside_it(tmp_path):
     ing.kill9()
     append(conn, ZED[40:])
     os.rename(conn, tmp_path / "conn.2026-12-04-10-00-00.log")
-    append(conn, SLIPS)                                   # the one never seen at conn.log ...
+    append(conn, TEREDO)                                  # the one never seen at conn.log ...
     os.rename(conn, tmp_path / "conn.2026-12-04-11-00-00.log")
-    append(conn, JSON[:30])                               # ... and the current one
-    append(tmp_path / "dns.log", JSON[30:60])             # another log: not ours
-    append(tmp_path / "conn-summary.log", JSON[60:90])    # not a rotated conn.log either
+    append(conn, JSON)                                    # ... and the current one
+    append(tmp_path / "dns.log", JSON2[:1])               # another log: not ours
+    append(tmp_path / "conn-summary.log", JSON2[1:])      # not a rotated conn.log either
     (tmp_path / "conn.2026-12-04-09-00-00.log.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(200))
     ing = Ingest(tmp_path, "--zeek-conn", str(conn))
-    want = uids(ZED) | uids(SLIPS) | uids(JSON[:30])
+    want = uids(ZED) | uids(TEREDO) | uids(JSON)
     ing.wait_count(len(want), "SELECT count(*) FROM flows")
     st = ing.stop()
     n, got = stored(ing)
@@ -171,18 +173,18 @@ def test_a_glob_follows_every_match_in_its_own_format(tmp_path):
     restart reads neither again."""
     a, b = tmp_path / "conn-a.log", tmp_path / "conn-b.log"
     append(a, ZED[:50])
-    append(b, JSON[:40])
+    append(b, JSON)
     glob = str(tmp_path / "conn-*.log")
     ing = Ingest(tmp_path, "--zeek-conn", glob)
-    ing.wait_count(42 + 40, "SELECT count(*) FROM flows")
+    ing.wait_count(42 + 2, "SELECT count(*) FROM flows")
     append(a, ZED[50:])
-    append(b, JSON[40:])
-    want = uids(ZED) | uids(JSON)
+    append(b, JSON2)
+    want = uids(ZED) | uids(JSON + JSON2)
     ing.wait_count(len(want), "SELECT count(*) FROM flows")
     ing.stop()
     ing = Ingest(tmp_path, "--zeek-conn", glob)
-    append(a, SLIPS[8:20])  # a later record in the TSV file (its header is read again from the start)
-    want |= uids(SLIPS[8:20])
+    append(a, TEREDO[8:20])  # later records in the TSV file (its header is read again from the start)
+    want |= uids(TEREDO[8:20])
     ing.wait_count(len(want), "SELECT count(*) FROM flows")
     st = ing.stop()
     n, got = stored(ing)

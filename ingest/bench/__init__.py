@@ -150,7 +150,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "PostgreSQL row, at the latency rates)")
     g.add_argument("--no-postgresql", action="store_true", help="skip the PostgreSQL rows")
     g.add_argument("--postgresql-alerts", type=number_arg(int, 1), metavar="N",
-                   help="alerts in the stream the collector drains (default 200000; --quick 16384)")
+                   help="alerts in the stream the collector drains (default 200000; --quick 49152)")
     p.set_defaults(run=run)
     return p
 
@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
                                          (10_000 if args.quick else 200_000))
     # --quick: two 8,192-alert batches per NATS run (the listen rows send as many datagrams)
     nats_alerts = 0 if args.no_nats else (args.nats_alerts or (16_384 if args.quick else 300_000))
-    pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (16_384 if args.quick else 200_000))
+    # --quick: six batches (with two, the collector's first fetch and first write were half of the row)
+    pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (49_152 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)
     # --quick stays under a minute: one round of the PostgreSQL rows, and
     # their socket -> committed row latency instead of the SQLite one

@@ -28,14 +28,21 @@ a C reader (see :func:`enabled`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .alertpkt import SlotDecoder
 from .batch import ALERT_DTYPE
 from .native import ffi, lib
+from .ops.logs import at
+
+_log = logging.getLogger(__name__)
 
 #: ring batches per socket
 RING_BATCHES = 4
@@ -221,3 +228,49 @@ class NativeReader:
             self.join()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def drive(reader: NativeReader, stop: threading.Event, handle: Callable[[int], None], stats: Any, *,
+          origin: str, adopted: bool, poll: float, drain_seconds: float) -> BaseException | None:
+    """The loop a source runs over its native reader, on the source's
+    thread, until the reader has ended and every batch was taken:
+    ``handle(idx)`` each batch (the source's half: strings, screening,
+    dead letters, submit), then give it back.  On ``stop``: drain what the
+    kernel already accepted -- the C thread shuts the socket for reading
+    itself, between two receives, and senders get EPIPE as when we are gone
+    -- unless the socket was ``adopted`` (systemd holds it: what is queued
+    waits for the next process); after ``drain_seconds``, stop at once.
+    A batch whose handling raises is a bug, not input: counted
+    (``internal_errors``), logged, and the next batch flows.  Returns the
+    socket's failure, if the C thread ended on one (counted too)."""
+    drain_until = 0.0
+    try:
+        reader.start()
+        while True:
+            if stop.is_set() and not drain_until:
+                drain_until = time.monotonic() + drain_seconds
+                reader.stop(drain=not adopted)
+            elif drain_until and time.monotonic() > drain_until:
+                _log.warning(f"{origin}: stopped draining after {drain_seconds}s", extra=at(origin))
+                reader.stop()
+                drain_until = float("inf")
+            idx = reader.take(poll)
+            if idx is None:
+                continue
+            if idx == END:
+                break
+            try:
+                handle(idx)
+            except Exception as e:  # a bug, not input: report it, keep draining
+                stats.internal_errors += 1
+                _log.error(f"{origin}: internal error: {e!r}", extra=at(origin))
+            finally:
+                reader.release(idx)
+                reader.account(stats)  # everything kept was copied out of the slots
+    finally:
+        reader.join()
+        reader.account(stats)
+    err = reader.failure()
+    if err is not None:
+        stats.internal_errors += 1
+    return err

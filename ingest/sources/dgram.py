@@ -26,7 +26,7 @@ from ..batch import ALERT_DTYPE
 from ..deadletter import DeadLetter
 from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
-from ..reader import ALERTPKT, END, NativeReader
+from ..reader import ALERTPKT, NativeReader, drive
 from ..reader import enabled as native_enabled
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving
 from ..stats import Stats
@@ -234,46 +234,14 @@ class DatagramSource:
         reader = NativeReader(self.bound.sock.fileno(), self._slots, SLOT_SIZE, mode=ALERTPKT,
                               linger_us=self._linger_us, credentials=creds)
         self.reader = reader
-        drain_until = 0.0
-        try:
-            reader.start()
-            while True:
-                if self._stop.is_set() and not drain_until:
-                    drain_until = time.monotonic() + DRAIN_SECONDS
-                    if self.bound.adopted:
-                        reader.stop()  # the manager holds the socket: what is queued waits for the next process
-                    else:
-                        # refuse new datagrams (senders get EPIPE), then take
-                        # what the kernel already queued: nothing accepted is
-                        # lost (the C thread shuts the socket itself, between
-                        # two of its receives)
-                        reader.stop(drain=True)
-                elif drain_until and time.monotonic() > drain_until:
-                    _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS}s", extra=at(self.origin))
-                    reader.stop()
-                    drain_until = float("inf")
-                idx = reader.take(POLL_SECONDS)
-                if idx is None:
-                    continue
-                if idx == END:
-                    break
-                try:
-                    self._handle_batch(reader, idx, refusals, submit, stats, deadletter)
-                except Exception as e:  # a bug, not input: report it, keep draining
-                    stats.internal_errors += 1
-                    _log.error(f"{self.origin}: internal error: {e!r}", extra=at(self.origin))
-                finally:
-                    reader.release(idx)
-                    reader.account(stats)
-        finally:
-            reader.join()
-            reader.account(stats)
-        err = reader.failure()
+        err = drive(reader, self._stop,
+                    lambda idx: self._handle_batch(reader, idx, refusals, submit, stats, deadletter), stats,
+                    origin=self.origin, adopted=self.bound.adopted, poll=POLL_SECONDS,
+                    drain_seconds=DRAIN_SECONDS)
         if err is not None:
             # the socket itself failed: this reader cannot go on, and the
             # runtime stops the process (never a bound socket nobody reads)
             self.error = err
-            stats.internal_errors += 1
             raise err
 
     def _handle_batch(self, reader: NativeReader, idx: int, refusals: RefusalLog | None,

@@ -31,7 +31,7 @@ from ..deadletter import DeadLetter
 from ..eve import EveDecoder, EveResult
 from ..ops.logs import at
 from ..ops.peercred import PeerPolicy, RefusalLog, enable_passcred, screen
-from ..reader import END, RAW, RING_BATCHES, NativeReader
+from ..reader import RAW, RING_BATCHES, NativeReader, drive
 from ..reader import enabled as native_enabled
 from ..sockets import BoundSocket, bind_unix, raise_rcvbuf, stop_receiving, warn_kernel_limits
 from ..stats import Stats
@@ -302,48 +302,24 @@ class EveDgramSource:
         self.reader = reader
         dec = EveDecoder(nslots, event_types=self.event_types)
         offs = np.arange(nslots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
-        drain_until = 0.0
-        try:
-            reader.start()
-            while True:
-                if self._stop.is_set() and not drain_until:
-                    drain_until = time.monotonic() + DRAIN_SECONDS
-                    # adopted: the manager holds the socket, what is queued
-                    # waits for the next process; else refuse new datagrams
-                    # (Suricata gets EPIPE and counts a drop, as when we are
-                    # gone) and read what the kernel already accepted (the C
-                    # thread shuts the socket itself, between two receives)
-                    reader.stop(drain=not self.bound.adopted)
-                elif drain_until and time.monotonic() > drain_until:
-                    _log.warning(f"{self.origin}: stopped draining after {DRAIN_SECONDS}s", extra=at(self.origin))
-                    reader.stop()
-                    drain_until = float("inf")
-                idx = reader.take(POLL_SECONDS)
-                if idx is None:
-                    continue
-                if idx == END:
-                    break
-                try:
-                    slots, n, _k = reader.batch(idx)
-                    lens = np.minimum(slots.lens[:n], SLOT_SIZE)  # a cut datagram: its slot's bytes (flagged)
-                    these, flags = offs, slots.flags
-                    if refusals is not None:
-                        def keep(i: int, reason: str, meta: dict, slots: SlotDecoder = slots) -> None:
-                            deadletter.write(self.origin, reason,
-                                             slots.slots[i, :min(int(slots.lens[i]), SLOT_SIZE)], meta=meta)
-                        good = screen(slots, n, self.origin, stats, refusals, keep)
-                        if good is not None:  # some refused: the others, where they lie
-                            these, lens, flags, n = offs[good], lens[good], flags[good], len(good)
-                    if n:
-                        handle_records(dec, slots.buf, these, lens, n, self.origin, submit, stats,
-                                       deadletter, slot_flags=flags)
-                finally:
-                    reader.release(idx)
-                    reader.account(stats)  # everything kept was copied out of the slots
-        finally:
-            reader.join()
-            reader.account(stats)
-        err = reader.failure()
+
+        def handle(idx: int) -> None:
+            slots, n, _k = reader.batch(idx)
+            lens = np.minimum(slots.lens[:n], SLOT_SIZE)  # a cut datagram: its slot's bytes (flagged)
+            these, flags = offs, slots.flags
+            if refusals is not None:
+                def keep(i: int, reason: str, meta: dict, slots: SlotDecoder = slots) -> None:
+                    deadletter.write(self.origin, reason,
+                                     slots.slots[i, :min(int(slots.lens[i]), SLOT_SIZE)], meta=meta)
+                good = screen(slots, n, self.origin, stats, refusals, keep)
+                if good is not None:  # some refused: the others, where they lie
+                    these, lens, flags, n = offs[good], lens[good], flags[good], len(good)
+            if n:
+                handle_records(dec, slots.buf, these, lens, n, self.origin, submit, stats,
+                               deadletter, slot_flags=flags)
+
+        err = drive(reader, self._stop, handle, stats, origin=self.origin, adopted=self.bound.adopted,
+                    poll=POLL_SECONDS, drain_seconds=DRAIN_SECONDS)
         if err is not None:
             self.error = err
             raise err

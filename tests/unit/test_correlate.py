@@ -232,35 +232,16 @@ def portless_scenario(write, rows) -> None:
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
-def test_a_flow_without_ports_seen_again_is_stored_once(tmp_path, monkeypatch, native):
+@pytest.mark.parametrize("story", ["scenario", "vlan_scenario", "portless_scenario"])
+def test_sqlite_links_every_engines_alerts_to_their_flow(tmp_path, monkeypatch, native, story):
+    """Each story (the late flow, VLANs, a port-less flow seen again)
+    through the SQLite store, with both writers."""
     sink, path = _sqlite(tmp_path, monkeypatch, native)
 
     def write(item) -> None:
         asyncio.run(asyncio.wait_for(sink.write(item), 30))
 
-    portless_scenario(write, lambda sql: _sqlite_rows(path, sql))
-    asyncio.run(sink.aclose())
-
-
-@pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
-def test_vlan_tells_two_flows_of_one_5_tuple_apart(tmp_path, monkeypatch, native):
-    sink, path = _sqlite(tmp_path, monkeypatch, native)
-
-    def write(item) -> None:
-        asyncio.run(asyncio.wait_for(sink.write(item), 30))
-
-    vlan_scenario(write, lambda sql: _sqlite_rows(path, sql))
-    asyncio.run(sink.aclose())
-
-
-@pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
-def test_sqlite_links_every_engines_alerts_to_their_flow(tmp_path, monkeypatch, native):
-    sink, path = _sqlite(tmp_path, monkeypatch, native)
-
-    def write(item) -> None:
-        asyncio.run(asyncio.wait_for(sink.write(item), 30))
-
-    scenario(write, lambda sql: _sqlite_rows(path, sql))
+    globals()[story](write, lambda sql: _sqlite_rows(path, sql))
     asyncio.run(sink.aclose())
 
 

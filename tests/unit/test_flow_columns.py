@@ -20,8 +20,8 @@ from ingest.flows.netflow import NetflowDecoder
 from ingest.gen import netflow as G
 from ingest.mapping import Enriched
 from ingest.sinks import rows as R
-from ingest.sinks.sqlite import SqliteSink, native_ok
 from tests.unit.test_netflow import IPFIX_BIFLOW, PEER
+from tests.unit.test_sqlite_native import _sink, _write
 
 EVE_LINES = (
     b'{"timestamp":"2024-01-01T00:00:09.000000+0000","flow_id":77,"event_type":"flow","src_ip":"10.1.1.1",'
@@ -83,21 +83,6 @@ def test_every_flows_column_has_a_builder():
 def _item(fb: FR.FlowBatch, alerts=None) -> Enriched:
     a = alerts if alerts is not None else B.empty(0)
     return Enriched(AlertBatch(a, [], "t", events=FR.event_batch(fb)), None, [])
-
-
-def _sink(path, monkeypatch, native: bool) -> SqliteSink:
-    monkeypatch.setenv("INGEST_SQLITE_NATIVE", "1" if native else "0")
-    native_ok.cache_clear()
-    try:
-        sink = SqliteSink(str(path), sensor="s1")
-    finally:
-        native_ok.cache_clear()
-    assert (sink._native is not None) == native
-    return sink
-
-
-def _write(sink, item) -> None:
-    asyncio.run(asyncio.wait_for(sink.write(item), 30))
 
 
 def _flows(path) -> list[tuple]:

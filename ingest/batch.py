@@ -252,8 +252,9 @@ class RawPool:
         return np.concatenate(raws), RawPool(datas, np.concatenate(offs), np.concatenate(lens))
 
 
-#: serialises the first render of lazy EventBatch.lines (see EventBatch.lines)
-_RENDER_LOCK = threading.Lock()
+#: serialises the first render of lazy EventBatch.lines (see EventBatch.lines);
+#: re-entrant: a lazy concat renders its parts' lines inside its own render
+_RENDER_LOCK = threading.RLock()
 
 
 class EventBatch:

@@ -206,3 +206,19 @@ def test_two_sinks_asking_at_once_render_once_and_see_the_same_lines():
     for t in ts:
         t.join()
     assert got == [b'{"x":1}\n'] * 4 and len(calls) == 1 and not ev.lazy
+
+
+def test_a_lazy_concat_renders_its_lazy_parts_without_deadlock():
+    """A concat of lazy batches renders its parts' lines inside its own
+    render: the render lock is re-entrant (a plain lock hung the jsonl sink
+    and the shutdown behind it, caught by test_netflow in CI)."""
+    import threading
+
+    parts = [EventBatch(None, 1, render=lambda i=i: f'{{"n":{i}}}\n'.encode()) for i in range(3)]
+    joined = EventBatch.concat(parts)
+    assert joined.lazy
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(joined.lines), daemon=True)
+    t.start()
+    t.join(30)  # a deadline against the hang, not a timing claim
+    assert got == [b'{"n":0}\n{"n":1}\n{"n":2}\n']

@@ -57,14 +57,16 @@ _STATES = {lib.INGEST_READER_NEW: "new", lib.INGEST_READER_RUNNING: "running",
 
 
 def enabled(eve: bool = False) -> bool:
-    """Use the native reader?  ``INGEST_NATIVE_READER``: unset or 1, for the
-    Snort/Barnyard2 datagram sockets (the default); ``all``, for
-    ``--eve-dgram`` too; 0, for none.  EVE datagrams keep the Python reader
-    by default: their cost is the Python half of the decode, and handing
-    batches between two threads measured more CPU per record on this
-    2-core machine, not less (BENCHMARKS.md, "C reader threads")."""
-    value = os.environ.get("INGEST_NATIVE_READER", "1").strip().lower()
-    if value in ("0", "no", "off", "false"):
+    """Use the native reader?  ``INGEST_NATIVE_READER``: unset or 0, for no
+    socket (the default: a Python thread calling the C receive and decode);
+    1, for the Snort/Barnyard2 datagram sockets; ``all``, for
+    ``--eve-dgram`` too.  The C thread is opt-in: on an idle machine it was
+    no faster than the Python reader and cost more CPU per alert, and the
+    30 s JetStream outage test saw the sender held up in 1 of 4 full CI runs
+    with it, never with the Python reader (BENCHMARKS.md, "Quiet-machine
+    runs at the end of stop 17"; README, "How it works")."""
+    value = os.environ.get("INGEST_NATIVE_READER", "0").strip().lower()
+    if value in ("", "0", "no", "off", "false"):
         return False
     return value == "all" if eve else True
 

@@ -66,7 +66,7 @@ LABELS = {
     "ingest-null-py": "(c'') null:, Python reader",
 }
 #: environment of a receiver beyond the run's own
-RECEIVER_ENV = {"ingest-null-py": {"INGEST_NATIVE_READER": "0"}}
+RECEIVER_ENV = {"ingest-null": {"INGEST_NATIVE_READER": "1"}, "ingest-null-py": {"INGEST_NATIVE_READER": "0"}}
 
 # ---- one measurement -------------------------------------------------------
 

@@ -90,6 +90,7 @@ def procs_with_cwd_under(root) -> list[int]:
 # ``python -c READER_FAULT TRIGGER ingest-args...``.
 READER_FAULT = """
 import os, sys, threading, time
+os.environ["INGEST_NATIVE_READER"] = "1"  # the C reader thread (opt-in) is the one broken here
 import ingest.reader as R
 from ingest.cli import main
 trigger = sys.argv.pop(1)

@@ -182,6 +182,78 @@ class LineClock:
         return "".join(self.lines)
 
 
+def parse_stats_line(line: str) -> dict[str, int | dict[str, int]] | None:
+    """The counters of one periodic ``ingest: stats`` line (ingest.stats
+    ``Stats.line``): ``received=2000`` -> 2000, ``dispatched=null:1510`` ->
+    {"null": 1510} (``0``: {}); None for any other line."""
+    if not line.startswith("ingest: stats "):
+        return None
+    out: dict[str, int | dict[str, int]] = {}
+    for item in line[len("ingest: stats "):].split():
+        key, sep, value = item.partition("=")
+        if not sep:
+            continue
+        if key in ("received", "decoded", "queue", "queue_bytes"):
+            try:
+                out[key] = int(value)
+            except ValueError:
+                return None
+        elif key in ("dispatched", "malformed", "dropped", "anomalies"):
+            parts: dict[str, int] = {}
+            if value != "0":
+                for kv in value.split(","):
+                    name, _, n = kv.rpartition(":")
+                    try:
+                        parts[name] = int(n)
+                    except ValueError:
+                        return None
+            out[key] = parts
+    return out
+
+
+def all_dispatched(count: int):
+    """The done test of an EVE row's StatsClock: every one of ``count``
+    records read (``received``), and every record they decoded into handed
+    to every sink (``dispatched`` of each sink == ``decoded``; non-alert
+    events that make no record, e.g. Suricata stats, are counted by
+    ``received`` only)."""
+    def done(f: dict) -> bool:
+        d = f.get("dispatched") or {}
+        return (f.get("received", 0) >= count and bool(d)
+                and all(v >= f.get("decoded", 0) for v in d.values()))
+    return done
+
+
+class StatsClock:
+    """Reads a child ingest's stderr on a thread and notes when the first
+    periodic stats line satisfying ``done`` arrived, and its counters: the
+    moment ingest said it had handled the last record, known to within one
+    stats interval, without its shutdown (the EVE rows; LineClock is the
+    Alertpkt rows' form of it)."""
+
+    def __init__(self, stream, done) -> None:
+        self.lines: list[str] = []
+        self.done_at: float | None = None
+        self.done_fields: dict | None = None
+        self._done = done
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace")
+            self.lines.append(line)
+            if self.done_at is None:
+                f = parse_stats_line(line)
+                if f is not None and self._done(f):
+                    self.done_at = time.monotonic()
+                    self.done_fields = f
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
 _NO_RUSAGE = resource.struct_rusage((0.0,) * 16)
 
 

@@ -162,12 +162,23 @@ def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monk
     for name in ("ingest-eve-stream", "ingest-eve-dgram", "naive-json", "bare-c", "ingest-eve-dgram-native"):
         (run,) = rows[name]["runs"]
         assert run["received"] == 500 and run["records_per_s"] > 0
+    # ingest's clock stops at its stats line, its shutdown is reported apart
+    for name in ("ingest-eve-stream", "ingest-eve-dgram", "ingest-eve-dgram-native"):
+        assert rows[name]["completion"] == "stats line"
+        assert rows[name]["shutdown_s"] >= 0
+        (run,) = rows[name]["runs"]
+        assert run["shutdown_s"] >= 0
+    assert rows["naive-json"]["completion"] == "exit on its count" and "shutdown_s" not in rows["naive-json"]
     assert "paired_rate_vs_peer" in rows["ingest-eve-dgram"]
     # both ingest dgram readers are paired with the bare C receiver of the same round
     assert "paired_rate_vs_bare" in rows["ingest-eve-dgram"] and "paired_rate_vs_bare" in rows["ingest-eve-dgram-native"]
     if fever:
+        # lossless FEVER, timed to the end marker it forwarded after the last record
         assert rows["fever"]["records_per_s"] > 0
+        assert rows["fever"]["completion"] == "end marker forwarded"
+        assert "shutdown_s" not in rows["fever"]
         assert "paired_rate_vs_peer" in rows["ingest-eve-stream"]
+        assert any(g["goal"].startswith("EVE unix_stream >= 3.0x FEVER (lossless") for g in rep["goals"])
     else:
         assert rows["fever"]["missing"] == "fever not installed"
         assert eve["fever"] == "fever not installed"

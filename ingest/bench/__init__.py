@@ -14,17 +14,22 @@ own temporary directory.  It also times the batch decoder alone on slots
 already in memory.
 
 Per receiver and run: alerts/s from the first send until the receiver had
-every alert (for ingest: until it exited after draining and flushing on
-SIGTERM, so its shutdown counts against it), the sender's own rate (how long
+every alert (for ingest: until its periodic stats line said so; its
+SIGTERM -> exit, drain and flush, is reported apart as the shutdown), the
+sender's own rate (how long
 Snort's packet thread would be held), the receiver's CPU seconds per million
 alerts (its user+system time while the alerts flowed: from just before the
 first alert until the peers exit on their count, or until ingest reports every
 alert dispatched, so neither interpreter start-up nor ingest's one-time
 shutdown is counted), and its peak RSS.  Each
-metric is the best of ``--repeat`` runs; ratios are against (a) and (b).
+metric is the median of ``--repeat`` rounds; ratios against (a) and (b) are
+paired (the median of the within-round ratios, with their range).
 
-It also measures the EVE socket inputs against FEVER (``unix_stream``) and a
-plain-Python ``json.loads`` receiver (``unix_dgram``): ingest/bench/eve.py;
+It also measures N Alertpkt sockets (Snort 3: one per packet thread) into
+one ingest against N bare C receivers (ingest/bench/multisocket.py); the EVE
+socket inputs against FEVER in lossless mode (``unix_stream``), a
+plain-Python ``json.loads`` receiver and the bare C receiver
+(``unix_dgram``): ingest/bench/eve.py;
 and a sensor publishing to NATS JetStream against a bare nats-py publisher,
 with the latency from the Unix socket to a row the collector committed
 (ingest/bench/nats.py; skipped with one line when nats-server is missing).
@@ -78,6 +83,26 @@ def _receivers(text: str) -> tuple[str, ...]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown receiver(s) {', '.join(bad)} "
                                          f"(known: {', '.join(LABELS)}, or none)")
+    return names
+
+
+def _sockets(text: str) -> tuple[int, ...]:
+    """argparse type of --sockets: socket counts from 1 to 64."""
+    try:
+        ns = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, not {text!r}") from None
+    if not all(1 <= n <= 64 for n in ns):
+        raise argparse.ArgumentTypeError(f"every socket count must be 1 to 64, not {text!r}")
+    return ns
+
+
+def _ms_receivers(text: str) -> tuple[str, ...]:
+    """argparse type of --multisocket-receivers."""
+    names = tuple(text.split(","))
+    bad = [n for n in names if n not in ("ingest-c", "ingest-py")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown reader(s) {', '.join(bad)} (known: ingest-c, ingest-py)")
     return names
 
 
@@ -138,6 +163,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--no-unified2", action="store_true", help="skip the Unified2 rows")
     g.add_argument("--unified2-alerts", type=number_arg(int, 1), metavar="N",
                    help="events in the generated spool file (default 200000; --quick 10000)")
+    g = p.add_argument_group("multi-socket Alertpkt (Snort 3: N sockets into one ingest vs N bare C receivers)")
+    g.add_argument("--no-multisocket", action="store_true", help="skip the multi-socket rows")
+    g.add_argument("--sockets", type=_sockets, metavar="LIST",
+                   help="comma-separated socket counts (default 1,2,4,8; --quick 4,8)")
+    g.add_argument("--multisocket-alerts", type=number_arg(int, 1), metavar="N",
+                   help="alerts per socket per run (default 20000; --quick 2000)")
+    g.add_argument("--multisocket-receivers", type=_ms_receivers, metavar="LIST",
+                   help="ingest readers measured against the bare receivers: ingest-c (C reader "
+                        "threads), ingest-py (Python readers, the default); default both")
     g = p.add_argument_group("EVE sockets (unix_stream vs FEVER, unix_dgram vs Python)")
     g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
     g.add_argument("--eve-records", type=number_arg(int, 1), metavar="N",
@@ -180,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
     # --quick: six batches (with two, the collector's first fetch and first write were half of the row)
     pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (49_152 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)
+    # --quick: the two goal rows (4 and 8 sockets) only, 2,000 alerts a socket
+    ms_sockets = () if args.no_multisocket else (args.sockets or ((4, 8) if args.quick else (1, 2, 4, 8)))
+    ms_alerts = args.multisocket_alerts or (2_000 if args.quick else 20_000)
     # --quick stays under a minute: one round of the PostgreSQL rows, and
     # their socket -> committed row latency instead of the SQLite one
     # (the issue's latency goal is PostgreSQL's)
@@ -205,7 +242,9 @@ def run(args: argparse.Namespace) -> int:
                         nats_latency=(lat_rates if sqlite_latency else (), lat_seconds),
                         postgresql_alerts=pg_alerts, postgresql_repeat=1 if args.quick else repeat,
                         postgresql_latency=(lat_rates, lat_seconds), progress=progress,
-                        placement=args.placement)
+                        placement=args.placement, multisocket_sockets=ms_sockets,
+                        multisocket_alerts=ms_alerts,
+                        multisocket_receivers=args.multisocket_receivers or ("ingest-c", "ingest-py"))
     except BenchError as e:
         print(f"ingest bench: error: {e}", file=sys.stderr)
         return 1

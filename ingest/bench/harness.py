@@ -45,6 +45,8 @@ from .common import (
 )
 from .eve import format_eve, run_eve
 from .latency import run_latency, run_loss
+from .multisocket import MS_RECEIVERS, format_multisocket, run_multisocket
+from .multisocket import goals as multisocket_goals
 from .nats import format_nats, run_nats
 from .nats import goals as nats_goals
 from .postgresql import format_postgresql, run_postgresql
@@ -331,7 +333,9 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               nats_latency: tuple[tuple[float, ...], float] = ((1000.0, 10000.0), 5.0),
               postgresql_alerts: int = 0, postgresql_repeat: int | None = None,
               postgresql_latency: tuple[tuple[float, ...], float] | None = None, progress=None,
-              placement: str = "unpinned") -> dict:
+              placement: str = "unpinned", multisocket_sockets: tuple[int, ...] = (),
+              multisocket_alerts: int = 20_000,
+              multisocket_receivers: tuple[str, ...] = MS_RECEIVERS) -> dict:
     """Measure every receiver `repeat` times (interleaved) and return the report.
 
     latency (a latency.LatencyPlan), loss (a LossPlan) and
@@ -339,7 +343,9 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
     NATS latency rows at nats_latency = (rates, seconds)) and
     postgresql_alerts > 0 (collector -> PostgreSQL, postgresql_repeat
     rounds, default repeat; its latency rows at postgresql_latency, default
-    nats_latency) add those measurements; None / 0 skips them."""
+    nats_latency) and multisocket_sockets (N sockets into one ingest
+    against N bare receivers, multisocket_alerts per socket) add those
+    measurements; None / 0 / () skips them."""
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     wanted = set(receivers) | set(latency.receivers if latency else ()) | set(
         loss.receivers if loss else ())
@@ -351,7 +357,7 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
     try:
         with sigterm_as_exception():
             recv_count = None
-            if "recv_count" in wanted:
+            if "recv_count" in wanted or multisocket_sockets:
                 if gcc is None:
                     raise BenchError("no C compiler (gcc) to build the recv_count peer")
                 recv_count = workdir / "recv_count"
@@ -385,6 +391,12 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                 extra["eve"] = run_eve(
                     workdir, env, count=eve_records, repeat=repeat, time_limit=time_limit,
                     seed=seed, progress=progress, placement=placement)
+            if multisocket_sockets:
+                assert recv_count is not None
+                extra["multisocket"] = run_multisocket(
+                    workdir, env, recv_count, sockets=multisocket_sockets, count=multisocket_alerts,
+                    repeat=repeat, receivers=multisocket_receivers, time_limit=time_limit, seed=seed,
+                    progress=progress, placement=placement)
             if nats_alerts > 0:
                 extra["nats"] = run_nats(s, count=nats_alerts, repeat=repeat, measure=measure,
                                          latency_rates=nats_latency[0], latency_seconds=nats_latency[1],
@@ -462,6 +474,8 @@ def goals(rep: dict) -> list[dict[str, Any]]:
     if rep.get("postgresql"):
         out += [(8, *g) for g in postgresql_goals(rep["postgresql"])]
     out += [(10, *g) for g in issue10_goals(rep)]
+    if rep.get("multisocket"):
+        out += [(10, *g) for g in multisocket_goals(rep["multisocket"])]
     if rep.get("unified2"):
         out += [(10, *g) for g in unified2_goals(rep["unified2"])]
     return [{"issue": i, "goal": g, "met": bool(met), "measured": m} for i, g, met, m in out]
@@ -629,6 +643,8 @@ def _format_extra(rep: dict) -> list[str]:
             lines.append(f"{r['label']:36s} {r['events_per_s']:11,.0f} "
                          f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} "
                          f"{_pr(r, 'paired_rate_vs_b')} {_pr(r, 'paired_cpu_vs_b')}")
+    if rep.get("multisocket"):
+        lines += format_multisocket(rep["multisocket"])
     eve = rep.get("eve")
     if eve and "rows" in eve:
         lines += format_eve(eve)

@@ -209,3 +209,31 @@ def test_interrupted_eve_rows_leave_nothing_behind(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert list(tmp_path.iterdir()) == []
     assert procs_with_cwd_under(tmp_path) == []
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_bench_multisocket_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    rep = bench.run_bench(count=10, repeat=1, receivers=(), peers_dir=PEERS, decoder=False,
+                          time_limit=60, multisocket_sockets=(1, 4), multisocket_alerts=300)
+    ms = rep["multisocket"]
+    rows = {(r["receiver"], r["sockets"]): r for r in ms["rows"]}
+    assert set(rows) == {(r, n) for r in ("bare", "ingest-c", "ingest-py") for n in (1, 4)}
+    for (receiver, n), r in rows.items():
+        (run,) = r["runs"]
+        assert run["alerts"] == n * 300 and r["alerts_per_s"] > 0 and r["cpu_us_per_alert"] >= 0
+        if receiver == "bare":
+            assert r["completion"] == "exit on its count" and "paired_rate_vs_bare" not in r
+        else:  # timed to its stats line, the shutdown apart, paired with the same round's bare
+            assert r["completion"] == "stats line" and r["shutdown_s"] >= 0
+            assert r["paired_rate_vs_bare"] > 0 and len(r["paired_rate_vs_bare_range"]) == 2
+            assert "paired_cpu_vs_bare" in r
+    goals = [g for g in rep["goals"] if g["goal"].startswith("4 sockets")]
+    assert len(goals) == 2 and all(g["measured"].endswith(")") for g in goals)  # each reader
+    assert not [g for g in rep["goals"] if g["goal"].startswith(("1 sockets", "8 sockets"))]
+    text = bench.format_report(rep)
+    assert "multi-socket Alertpkt" in text and "ingest null:, C readers" in text
+    assert "4 sockets: ingest null:, Python readers >= 0.85 of 4 bare C receivers" in text
+    assert list(tmp_path.iterdir()) == []  # the work directory is gone
+    assert procs_with_cwd_under(tmp_path) == []

@@ -58,3 +58,21 @@ def test_headline_ratios_are_paired_not_best_of_n() -> None:
     assert "0.55 (0.50-0.60)" in text
     assert "NOT met  1 socket: (c) null: >= 0.9 of the bare C receiver (a) [same core" in text
     assert "goals (issue 10" in text
+
+
+def test_multisocket_goals_say_met_or_not_per_socket_count() -> None:
+    from ingest.bench.multisocket import format_multisocket
+    from ingest.bench.multisocket import goals as ms_goals
+
+    def row(n: int, receiver: str, v: float) -> dict:
+        return {"sockets": n, "receiver": receiver, "label": receiver, "alerts": n, "alerts_per_s": 1.0,
+                "cpu_us_per_alert": 1.0, "peak_rss_mib": 1.0, "completion": "stats line",
+                "paired_rate_vs_bare": v, "paired_rate_vs_bare_range": [v, v],
+                "paired_cpu_vs_bare": float("nan"), "paired_cpu_vs_bare_range": [0, 0]}
+
+    ms = {"placement": "unpinned", "count_per_socket": 1, "repeat": 1, "sender": "s",
+          "loadavg_1min": [0.0, 0.0],
+          "rows": [row(2, "x", 0.1), row(4, "x", 0.85), row(8, "x", 0.79), row(8, "y", float("nan"))]}
+    got = {(g[0].split(":")[0], g[1]) for g in ms_goals(ms)}
+    assert got == {("4 sockets", True), ("8 sockets", False)}  # no goal at 2, none from a NaN
+    assert any("0.85 (0.85-0.85)" in line for line in format_multisocket(ms))

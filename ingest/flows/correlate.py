@@ -24,15 +24,26 @@ than the IDS.  The VLAN is compared beside the key, not hashed into it
 The 5-tuple is reduced to one signed 64-bit key (:func:`tuple_keys`), kept
 on both tables (``tuple_key``) and indexed with the time
 (``alerts (tuple_key, ts_us)``, ``flows (tuple_key, start_us)``).  Each
-batch, in its own transaction after its rows are in (:func:`statements`):
+batch, in its own transaction, its flows go in first, then:
 
-1. the batch's new alerts, and the alerts already stored inside the window
-   of one of the batch's new flows (a NetFlow exporter reports a flow at its
-   end: the flow usually arrives *after* its alerts), are (re)linked to
-   their best flow -- an index range per alert or flow, never a scan;
-2. every flow that gained or lost alerts gets ``alert_count`` and
-   ``top_priority`` (the lowest priority number of its alerts: 1 is the
-   highest) counted again from the ``alerts (flow_ref)`` index.
+1. each of the batch's new alerts is linked to its best flow
+   (:func:`best_flow`: one range of the flows index).  SQLite chooses it in
+   the alert's own INSERT (``flow_ref`` is the subquery over the row's
+   values: one write of the alert); PostgreSQL, whose alerts arrive by
+   COPY, in :func:`statements` after the rows are in;
+2. the alerts already stored inside the window of one of the batch's new
+   flows (a NetFlow exporter reports a flow at its end: the flow usually
+   arrives *after* its alerts) are linked again to their best flow
+   (:func:`statements`; only the links that change are written) -- an
+   index range per new flow, never a scan.
+
+Per flow, ``alert_count`` and ``top_priority`` (the lowest priority number
+of its alerts: 1 is the highest) are the ``flows_v`` view's columns,
+counted when asked from the ``alerts (flow_ref)`` index
+(:data:`FLOW_AGGREGATES`).  Until schema version 5 they were columns of
+``flows`` rewritten in every batch's transaction: a flow row and its page
+written again for each alert linked to it, the larger part of what linking
+cost (BENCHMARKS.md, "Correlation with 1 M flows in the store").
 
 The work per new record is a few index lookups: O(log n) plus the alerts or
 flows that share its 5-tuple in the window.  Nothing is kept in memory
@@ -204,12 +215,62 @@ def vlan_match(alert: str, flow: str) -> str:
     return f"({alert}.vlan IS NULL OR {flow}.vlan IS NULL OR {alert}.vlan = {flow}.vlan)"
 
 
-def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_after: int) -> list[str]:
+def _match(alert: dict[str, str], s: int) -> tuple[str, str]:
+    """The rules over ``flows f`` as SQL: (the WHERE terms, the ORDER BY)."""
+    ts, key, vlan, fid, sensor = (alert[c] for c in ("ts_us", "tuple_key", "vlan", "flow_id", "sensor"))
+    return (f"f.tuple_key = {key} AND f.start_us <= {ts} + {s} AND coalesce(f.end_us, f.start_us) >= {ts} - {s} "
+            f"AND ({vlan} IS NULL OR f.vlan IS NULL OR f.vlan = {vlan})",
+            f"CASE WHEN f.flow_id = {fid} AND f.sensor = {sensor} THEN 0 ELSE 1 END, abs(f.start_us - {ts}), f.id")
+
+
+def best_flow(alert: dict[str, str], *, slack_us: int) -> str:
+    """The best flow's id for one alert, as a scalar subquery: ``alert``
+    names the SQL values of the alert's ``ts_us``, ``tuple_key``, ``vlan``,
+    ``flow_id`` and ``sensor`` (the parameters of its INSERT; SQLite cannot
+    order a subquery by an outer query's columns, :func:`statements` joins
+    the alert instead).  One range of the ``flows (tuple_key, start_us)``
+    index."""
+    where, order = _match(alert, int(slack_us))
+    return f"SELECT f.id FROM flows f WHERE {where} ORDER BY {order} LIMIT 1"
+
+
+#: the ``flows_v`` view's two columns, counted when asked from the
+#: ``alerts (flow_ref)`` index (schema version 5: no longer stored in flows)
+FLOW_AGGREGATES = ("(SELECT count(*) FROM alerts a WHERE a.flow_ref = f.id) AS alert_count, "
+                   "(SELECT min(a.priority) FROM alerts a WHERE a.flow_ref = f.id) AS top_priority")
+
+
+def dedupe_flows(*, flows_after: int) -> str:
+    """A flow seen again replaces its row (the unique key (sensor, flow_id,
+    event_type, src_ip, src_port); INSERT OR REPLACE / ON CONFLICT DO
+    UPDATE).  A flow without ports (ICMP, an unknown transport) has
+    src_port NULL, and NULLs never conflict in a unique key, so an engine
+    flow seen twice -- a Suricata or Zeek ICMP flow read again after a
+    crash between commit and bookmark -- would be stored twice.  Such rows
+    are made unique here, the newest winning as the key gives for the
+    others: an index range per new row of the batch (the flows key's index,
+    src_port IS NULL).  The alerts of a removed row are in the new row's
+    window: :func:`statements` relinks them.  NetFlow/IPFIX rows (flow_id
+    NULL) have no key and add up.  Run after the batch's flows are in."""
+    lf = int(flows_after)
+    return ("DELETE FROM flows WHERE id IN (SELECT o.id FROM flows n JOIN flows o "
+            "ON o.sensor = n.sensor AND o.flow_id = n.flow_id AND o.event_type = n.event_type "
+            "AND o.src_ip = n.src_ip AND o.src_port IS NULL AND o.id < n.id "
+            f"WHERE n.id > {lf} AND n.src_port IS NULL AND n.flow_id IS NOT NULL AND n.src_ip IS NOT NULL)")
+
+
+def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_after: int,
+               new_alerts: bool = True) -> list[str]:
     """The correlation of one batch, to run in its transaction after its
-    rows are in: ``alerts_after``/``flows_after`` are the largest ids the
-    tables had before (every id above is the batch's).  All values are
-    integers formatted in (no parameters: the SQLite C writer runs them as
-    they are).  Only alerts whose link changes are written."""
+    rows are in and :func:`dedupe_flows` has run: ``alerts_after``/
+    ``flows_after`` are the largest ids the tables had before (every id
+    above is the batch's).  ``new_alerts``: the batch's own alerts are to
+    be linked here (PostgreSQL's, written by COPY); False when their INSERT
+    chose their flow already (SQLite: :func:`best_flow` as the INSERT's
+    ``flow_ref`` value, with the batch's flows in first), so only the
+    stored alerts in the window of a new flow are looked at.  All values
+    are integers formatted in (no parameters: the SQLite C writer runs them
+    as they are).  Only alerts whose link changes are written."""
     s, la, lf = int(slack_us), int(alerts_after), int(flows_after)
     if postgresql:
         temp = "CREATE TEMP TABLE IF NOT EXISTS {t} ON COMMIT DELETE ROWS"
@@ -217,56 +278,30 @@ def statements(*, postgresql: bool, slack_us: int, alerts_after: int, flows_afte
     else:
         temp = "CREATE TEMP TABLE IF NOT EXISTS {t}"
         ins, tail = "INSERT OR IGNORE INTO", ""
-    window = (f"f.start_us <= a.ts_us + {s} AND coalesce(f.end_us, f.start_us) >= a.ts_us - {s}")
-    best = ("SELECT f.id FROM alerts a JOIN flows f ON f.tuple_key = a.tuple_key "
-            f"WHERE a.id = ingest_relink.id AND {window} AND {vlan_match('a', 'f')} "
-            "ORDER BY CASE WHEN f.flow_id = a.flow_id AND f.sensor = a.sensor THEN 0 ELSE 1 END, "
-            "abs(f.start_us - a.ts_us), f.id LIMIT 1")
-    return [
-        # A flow seen again replaces its row (the unique key (sensor,
-        # flow_id, event_type, src_ip, src_port); INSERT OR REPLACE / ON
-        # CONFLICT DO UPDATE).  A flow without ports (ICMP, an unknown
-        # transport) has src_port NULL, and NULLs never conflict in a unique
-        # key, so an engine flow seen twice -- a Suricata or Zeek ICMP flow
-        # read again after a crash between commit and bookmark -- would be
-        # stored twice.  Such rows are made unique here, the newest winning
-        # as the key gives for the others: an index range per new row of
-        # the batch (the flows key's index, src_port IS NULL).  The alerts
-        # of a removed row are in the new row's window: they are relinked
-        # below.  NetFlow/IPFIX rows (flow_id NULL) have no key and add up.
-        "DELETE FROM flows WHERE id IN (SELECT o.id FROM flows n JOIN flows o "
-        "ON o.sensor = n.sensor AND o.flow_id = n.flow_id AND o.event_type = n.event_type "
-        "AND o.src_ip = n.src_ip AND o.src_port IS NULL AND o.id < n.id "
-        f"WHERE n.id > {lf} AND n.src_port IS NULL AND n.flow_id IS NOT NULL AND n.src_ip IS NOT NULL)",
+    where, order = _match({c: f"a.{c}" for c in ("ts_us", "tuple_key", "vlan", "flow_id", "sensor")}, s)
+    best = f"SELECT f.id FROM alerts a JOIN flows f ON {where} WHERE a.id = ingest_relink.id ORDER BY {order} LIMIT 1"
+    old = "" if new_alerts else f" AND a.id <= {la}"
+    out = [
         temp.format(t="ingest_relink (id bigint PRIMARY KEY, ref bigint)"),
-        temp.format(t="ingest_touched (id bigint PRIMARY KEY)"),
-        # candidates: stored alerts inside a new flow's window, and the
-        # batch's own alerts (while any flow has a key at all: a store of
-        # Snort alerts only pays one index probe per batch)
+        # candidates: stored alerts inside a new flow's window (a late flow)
         f"{ins} ingest_relink (id) SELECT a.id FROM flows nf JOIN alerts a ON a.tuple_key = nf.tuple_key "
         f"AND a.ts_us BETWEEN nf.start_us - {s} AND coalesce(nf.end_us, nf.start_us) + {s} "
-        f"AND {vlan_match('a', 'nf')} "
+        f"AND {vlan_match('a', 'nf')}{old} "
         f"WHERE nf.id > {lf} AND nf.tuple_key IS NOT NULL AND nf.start_us IS NOT NULL{tail}",
-        f"{ins} ingest_relink (id) SELECT id FROM alerts WHERE id > {la} AND tuple_key IS NOT NULL "
-        f"AND EXISTS (SELECT 1 FROM flows WHERE tuple_key IS NOT NULL){tail}",
+    ]
+    if new_alerts:
+        # and the batch's own alerts (while any flow has a key at all: a
+        # store of Snort alerts only pays one index probe per batch)
+        out.append(f"{ins} ingest_relink (id) SELECT id FROM alerts WHERE id > {la} AND tuple_key IS NOT NULL "
+                   f"AND EXISTS (SELECT 1 FROM flows WHERE tuple_key IS NOT NULL){tail}")
+    return [
+        *out,
         f"UPDATE ingest_relink SET ref = ({best})",
         # only the links that change
-        "DELETE FROM ingest_relink WHERE coalesce(ref, 0) = "
-        "coalesce((SELECT a.flow_ref FROM alerts a WHERE a.id = ingest_relink.id), 0)",
-        # the flows they leave and the flows they join (driven from the few
-        # candidates: a join could walk every linked alert).  A new flow that
-        # no alert joins keeps its defaults (alert_count 0, top_priority NULL):
-        # it is not written twice
-        f"{ins} ingest_touched (id) SELECT old FROM (SELECT (SELECT a.flow_ref FROM alerts a WHERE a.id = r.id) "
-        f"AS old FROM ingest_relink r) o WHERE old IS NOT NULL{tail}",
         "UPDATE alerts SET flow_ref = (SELECT r.ref FROM ingest_relink r WHERE r.id = alerts.id) "
-        "WHERE id IN (SELECT id FROM ingest_relink)",
-        f"{ins} ingest_touched (id) SELECT ref FROM ingest_relink WHERE ref IS NOT NULL{tail}",
-        "UPDATE flows SET alert_count = (SELECT count(*) FROM alerts a WHERE a.flow_ref = flows.id), "
-        "top_priority = (SELECT min(a.priority) FROM alerts a WHERE a.flow_ref = flows.id) "
-        "WHERE id IN (SELECT id FROM ingest_touched)",
+        "WHERE id IN (SELECT ingest_relink.id FROM ingest_relink JOIN alerts a ON a.id = ingest_relink.id "
+        "WHERE coalesce(ingest_relink.ref, 0) <> coalesce(a.flow_ref, 0))",
         "DELETE FROM ingest_relink",
-        "DELETE FROM ingest_touched",
     ]
 
 

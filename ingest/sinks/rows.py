@@ -42,7 +42,10 @@ ALERT_COLUMNS = (
 SIGNATURE_COLUMNS = ("gid", "sid", "rev", "msg", "refs")
 #: columns the stores fill themselves, after the rows are in (ingest.flows.correlate)
 ALERT_LINK_COLUMNS = ("flow_ref",)
-FLOW_LINK_COLUMNS = ("alert_count", "top_priority")
+#: (none since schema version 5: the per-flow aggregates are counted when asked)
+FLOW_LINK_COLUMNS: tuple[str, ...] = ()
+#: what the ``flows_v`` view adds to the flows columns (ingest.flows.correlate.FLOW_AGGREGATES)
+FLOW_VIEW_COLUMNS = ("alert_count", "top_priority")
 #: the ``flows`` columns a row carries (``id`` is the store's): EVE's, then
 #: sensor and the 5-tuple's key (ingest.flows.correlate), then the rest of
 #: the canonical flow record (ingest.flows.record, schema version 3)

@@ -20,12 +20,16 @@ Schema (see README "The SQLite store"; ingest.sinks.rows builds the rows)::
            replay_key, sensor, tuple_key, flow_ref)
     alerts_v                                         -- alerts joined with signatures
     flows(id, flow_id, event_type, src_ip, ..., start_us, end_us, alerted, sensor,
-          tuple_key, alert_count, top_priority)      -- EVE flow/netflow events, and the
+          tuple_key, ...)                            -- EVE flow/netflow events, and the
                                                      -- canonical flow records (NetFlow/IPFIX,
                                                      -- Zeek) bound column-wise from their array
+    flows_v                                          -- flows with alert_count, top_priority
+                                                     -- (counted from the links when read)
 
 Every alert is linked to the flow it belongs to (``flow_ref``), whatever
-engine sent it: ingest.flows.correlate, in the batch's transaction.
+engine sent it: ingest.flows.correlate, in the batch's transaction (the
+batch's flows first, then its alerts, each choosing its flow in its own
+INSERT, then the stored alerts a new flow takes).
 
 Every unique key includes the sensor.  Alerts with a replay key (file
 followers) are stored at most once: a follower that re-reads after a crash
@@ -47,7 +51,7 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import check_sensor_name, default_sensor_name
@@ -65,7 +69,7 @@ _log = logging.getLogger(__name__)
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
 #: versions (it is migrated); a store newer than this is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -113,8 +117,6 @@ CREATE TABLE IF NOT EXISTS flows (
     exporter TEXT, obs_domain INTEGER, -- NetFlow/IPFIX: exporter address, source id / domain
     sampling INTEGER,                -- 1 in N packets sampled (counters already scaled)
     uid TEXT, history TEXT,          -- Zeek: the connection's uid and history (version 4)
-    alert_count INTEGER NOT NULL DEFAULT 0, -- alerts linked to it (alerts.flow_ref)
-    top_priority INTEGER,            -- the lowest priority number among them (1: the highest)
     UNIQUE (sensor, flow_id, event_type, src_ip, src_port)
 )
 """
@@ -166,6 +168,21 @@ _INSERT_SIG = ("INSERT INTO signatures (gid, sid, rev, msg, refs) VALUES (?, ?, 
 # a re-delivered event or re-read record
 _INSERT = (f"INSERT INTO alerts ({', '.join(R.ALERT_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(R.ALERT_COLUMNS))}) ON CONFLICT DO NOTHING")
+
+
+def insert_linked(slack_us: int) -> str:
+    """_INSERT with the alert's flow chosen in it: ``flow_ref`` is
+    ingest.flows.correlate.best_flow of the row's own values (numbered
+    parameters: the same columns, bound once).  One write of the alert,
+    and an index probe of flows, instead of a second pass that writes the
+    alert again."""
+    p = {c: f"?{i + 1}" for i, c in enumerate(R.ALERT_COLUMNS)}
+    return (f"INSERT INTO alerts ({', '.join(R.ALERT_COLUMNS)}, flow_ref) "
+            f"VALUES ({', '.join(p.values())}, ({correlate.best_flow(p, slack_us=slack_us)})) "
+            "ON CONFLICT DO NOTHING")
+
+
+_ANY_FLOW = "SELECT 1 FROM flows WHERE tuple_key IS NOT NULL LIMIT 1"
 _FLOW_NAMES = ", ".join(f'"{c}"' if c == "end" else c for c in R.FLOW_COLUMNS)
 # a flow seen again (a re-read file) replaces its row
 _INSERT_FLOW = (f"INSERT OR REPLACE INTO flows ({_FLOW_NAMES}) "
@@ -182,6 +199,17 @@ def _columns_ordered(db: sqlite3.Connection, table: str) -> list[str]:
 
 #: the columns of flows since version 3 (what a copy into it may take)
 _FLOWS_V3 = frozenset({"id", *R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS})
+
+
+def flows_view(db: sqlite3.Connection) -> str:
+    """``flows_v``: every column of flows, and per flow ``alert_count`` and
+    ``top_priority`` (the lowest priority number of its alerts; 1 is the
+    highest) counted when asked from the ``alerts (flow_ref)`` index
+    (schema version 5; until then they were columns of flows, rewritten in
+    every batch's transaction).  The columns are named (a store whose
+    SQLite could not drop the old ones keeps them, unread)."""
+    cols = ", ".join(f'f."{c}"' for c in _columns_ordered(db, "flows") if c not in R.FLOW_VIEW_COLUMNS)
+    return f"CREATE VIEW flows_v AS SELECT {cols}, {correlate.FLOW_AGGREGATES} FROM flows f"
 
 
 def _index_columns(db: sqlite3.Connection, index: str) -> list[str]:
@@ -208,6 +236,7 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
     if "refs" not in _columns(db, "signatures"):
         db.execute("ALTER TABLE signatures ADD COLUMN refs TEXT")
     db.execute("DROP VIEW IF EXISTS alerts_v")  # made again (INDEXES) with every column
+    db.execute("DROP VIEW IF EXISTS flows_v")  # made again (_schema) with every column
     # unique keys made before the sensor column: made again with it
     for index in ("alerts_u2_key", "alerts_by2_key", "alerts_replay"):
         cols = _index_columns(db, index)
@@ -240,6 +269,15 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
     for col in ("uid", "history"):  # version 4: Zeek conn.log (rows before it have none)
         if col not in have:
             db.execute(f"ALTER TABLE flows ADD COLUMN {col} TEXT")
+    # version 5: alert_count and top_priority are the flows_v view's, counted
+    # when asked; the columns go (ALTER TABLE DROP COLUMN: SQLite 3.35)
+    for col in R.FLOW_VIEW_COLUMNS:
+        if col in _columns(db, "flows"):
+            try:
+                db.execute(f"ALTER TABLE flows DROP COLUMN {col}")
+            except sqlite3.OperationalError as e:
+                _log.warning("SQLite %s cannot drop flows.%s (%s): it stays, no longer kept up; "
+                             "flows_v has the counts", sqlite3.sqlite_version, col, e)
 
 
 def _ensure_keys(db: sqlite3.Connection) -> None:
@@ -411,7 +449,9 @@ class SqliteSink(OnThreadSink):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._db: sqlite3.Connection | None = None
         self._native: _NativeDB | None = None  # the C writer's connection (None: executemany)
-        self._stmts: tuple[int, int, int] = (-1, -1, -1)  # signatures, alerts, flows
+        self._stmts: tuple[int, int, int, int] = (-1, -1, -1, -1)  # signatures, alerts, linked alerts, flows
+        self._insert_linked = insert_linked(self.slack_us)
+        self._flows_seen = False  # the store holds a flow with a key (see _have_flows)
         self._last_error: BaseException | None = None  # why the last write failed
         self._pool.submit(self._open).result()
 
@@ -460,7 +500,8 @@ class SqliteSink(OnThreadSink):
             try:
                 nd.exec("PRAGMA synchronous=NORMAL")  # per connection, like the sqlite3 one's
                 nd.exec(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-                self._stmts = (nd.prepare(_INSERT_SIG), nd.prepare(_INSERT), nd.prepare(_INSERT_FLOW))
+                self._stmts = (nd.prepare(_INSERT_SIG), nd.prepare(_INSERT), nd.prepare(self._insert_linked),
+                               nd.prepare(_INSERT_FLOW))
             except BaseException:
                 nd.close()
                 db.close()
@@ -499,6 +540,8 @@ class SqliteSink(OnThreadSink):
             for stmt in INDEXES.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            db.execute("DROP VIEW IF EXISTS flows_v")  # made again with every column of flows
+            db.execute(flows_view(db))
             _ensure_keys(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
@@ -514,16 +557,35 @@ class SqliteSink(OnThreadSink):
             la, lf = (db.execute(q).fetchone()[0] or 0 for q in _LAST_IDS)
             if sig_rows:
                 db.executemany(_INSERT_SIG, sig_rows)
-            db.executemany(_INSERT, alert_rows)
-            if flows:
+            if flows:  # the batch's flows first: its alerts choose among them too
                 db.executemany(_INSERT_FLOW, flows)
-            for stmt in correlate.statements(postgresql=False, slack_us=self.slack_us, alerts_after=la,
-                                             flows_after=lf):
-                db.execute(stmt)
+                db.execute(correlate.dedupe_flows(flows_after=lf))
+            if alert_rows:
+                db.executemany(self._insert_linked if self._have_flows(lambda: db.execute(_ANY_FLOW).fetchone() is not None) else _INSERT, alert_rows)
+            if flows:
+                for stmt in self._relink(la, lf):
+                    db.execute(stmt)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _have_flows(self, probe: Callable[[], bool]) -> bool:
+        """Does the store hold a flow with a 5-tuple key (``probe``: one
+        index probe, in the batch's transaction)?  Until it does, alerts go
+        in through the INSERT without the flow lookup (a store of Snort
+        alerts alone); once it does, the answer is kept: the linked INSERT
+        is right whatever the store holds, it only costs the lookup."""
+        if not self._flows_seen:
+            self._flows_seen = probe()
+        return self._flows_seen
+
+    def _relink(self, la: int, lf: int) -> list[str]:
+        """The stored alerts in the window of the batch's new flows, linked
+        again (ingest.flows.correlate.statements): the batch's own alerts
+        chose their flow in their INSERT."""
+        return correlate.statements(postgresql=False, slack_us=self.slack_us, alerts_after=la, flows_after=lf,
+                                    new_alerts=False)
 
     def _write_native(self, item: Enriched, sensor: str) -> None:
         """One batch through the C writer, in one transaction.  Every column
@@ -537,20 +599,24 @@ class SqliteSink(OnThreadSink):
         flows = R.columns_of_rows(flow_rows, len(R.FLOW_COLUMNS), _FLOW_TEXT) if flow_rows else None
         fb = R.flow_records(item)
         records = R.flow_record_arrays(fb, sensor) if fb is not None else None
-        st_sig, st_alert, st_flow = self._stmts
+        st_sig, st_alert, st_linked, st_flow = self._stmts
+        new_flows = flows is not None or records is not None
         nd.exec("BEGIN")
         try:
             la, lf = (nd.query_int(q) or 0 for q in _LAST_IDS)
             if sigs is not None:
                 nd.insert(st_sig, sigs, _types(sigs))
-            if alerts is not None:
-                nd.insert(st_alert, alerts, _types(alerts))
+            # the batch's flows first: its alerts choose among them too
             if flows is not None:
                 nd.insert(st_flow, flows, _types(flows))
             if records is not None:
                 nd.insert(st_flow, records, _types(records))
-            nd.exec(";\n".join(correlate.statements(postgresql=False, slack_us=self.slack_us, alerts_after=la,
-                                                    flows_after=lf)))
+            if new_flows:
+                nd.exec(correlate.dedupe_flows(flows_after=lf))
+            if alerts is not None:
+                nd.insert(st_linked if self._have_flows(lambda: nd.query_int(_ANY_FLOW) is not None) else st_alert, alerts, _types(alerts))
+            if new_flows:
+                nd.exec(";\n".join(self._relink(la, lf)))
             nd.exec("COMMIT")
         except BaseException:
             if nd.in_transaction():

@@ -493,7 +493,7 @@ def test_snort2_alerts_join_the_suricata_flows_of_the_same_pcap(tmp_path):
             assert linked == theirs, f"Snort alert {sid_row} (sid {sid} at {ts}) linked to flow {linked}, " \
                                      f"Suricata's alert of that packet is in flow {theirs}"
         # each flow's alert count is the alerts linked to it, of both engines
-        assert one("SELECT sum(alert_count) FROM flows") == one(
+        assert one("SELECT sum(alert_count) FROM flows_v") == one(
             "SELECT count(*) FROM alerts WHERE flow_ref IS NOT NULL")
         both = one("SELECT count(*) FROM flows f WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.flow_ref = f.id "
                    "AND a.source = 'snort') AND EXISTS (SELECT 1 FROM alerts a WHERE a.flow_ref = f.id "

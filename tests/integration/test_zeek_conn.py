@@ -131,7 +131,7 @@ def test_snort_and_eve_alerts_join_the_zeek_flow_of_their_5_tuple(tmp_path):
     st = ing.stop()
     assert not st["malformed"]
     links = query(ing.db, "SELECT a.source, f.uid, f.alert_count, f.top_priority FROM alerts a "
-                          "JOIN flows f ON f.id = a.flow_ref ORDER BY a.source")
+                          "JOIN flows_v f ON f.id = a.flow_ref ORDER BY a.source")
     assert links == [("eve", "C8Tful1TvM3Zf5x8fl", 2, 1), ("snort", "C8Tful1TvM3Zf5x8fl", 2, 1)]
     out = subprocess.run([sys.executable, "-m", "ingest", "query", "flows", "--db", str(ing.db), "--json"],
                          capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))

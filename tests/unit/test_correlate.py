@@ -128,10 +128,10 @@ def scenario(write, rows) -> None:
     write(flows([flow_line(7, "192.0.2.9", 80, "10.0.0.1", 40000, T0, T0 + 8 * S)]))
     linked = rows("SELECT a.ts_us, f.flow_id FROM alerts a JOIN flows f ON f.id = a.flow_ref ORDER BY a.ts_us")
     assert linked == [(T0 + 1 * S, 7), (T0 + 9 * S, 7)]
-    assert rows("SELECT alert_count, top_priority FROM flows WHERE flow_id = 7") == [(2, 1)]
+    assert rows("SELECT alert_count, top_priority FROM flows_v WHERE flow_id = 7") == [(2, 1)]
     # 3. an alert after its flow is stored: linked at once
     write(snort([(T0 + 5 * S, "10.0.0.1", 40000, "192.0.2.9", 80, 3, 6)]))
-    assert rows("SELECT alert_count, top_priority FROM flows WHERE flow_id = 7") == [(3, 1)]
+    assert rows("SELECT alert_count, top_priority FROM flows_v WHERE flow_id = 7") == [(3, 1)]
     # 4. a second flow of the same 5-tuple starts closer to the last alerts: it takes them
     write(flows([flow_line(8, "10.0.0.1", 40000, "192.0.2.9", 80, T0 + 6 * S, T0 + 31 * S)]))
     by_ts = dict(rows("SELECT a.ts_us, f.flow_id FROM alerts a LEFT JOIN flows f ON f.id = a.flow_ref"))
@@ -139,12 +139,16 @@ def scenario(write, rows) -> None:
     assert by_ts[T0 + 5 * S] == 8 and by_ts[T0 + 9 * S] == 8  # 5 s: 1 s from 8's start; 9 s: 3 s
     assert by_ts[T0 + 30 * S] == 8  # in 8's window only
     assert by_ts[T0 + 2 * S] is None
-    assert rows("SELECT flow_id, alert_count, top_priority FROM flows ORDER BY flow_id") == [(7, 1, 2), (8, 3, 1)]
+    assert rows("SELECT flow_id, alert_count, top_priority FROM flows_v ORDER BY flow_id") == [(7, 1, 2), (8, 3, 1)]
     # 5. a Suricata alert of flow 7 while flow 8 is closer: its own engine flow id wins
     write(flows([suricata_alert(7, T0 + 7 * S, "10.0.0.1", 40000, "192.0.2.9", 80, 1)]))
     got = rows("SELECT f.flow_id FROM alerts a JOIN flows f ON f.id = a.flow_ref WHERE a.source = 'eve'")
     assert got == [(7,)]
-    assert rows("SELECT flow_id, alert_count, top_priority FROM flows ORDER BY flow_id") == [(7, 2, 1), (8, 3, 1)]
+    assert rows("SELECT flow_id, alert_count, top_priority FROM flows_v ORDER BY flow_id") == [(7, 2, 1), (8, 3, 1)]
+    # 6. an alert and its flow in one batch, the alert first: linked (the batch's flows go in first)
+    write(flows([suricata_alert(9, T0 + 61 * S, "10.0.0.8", 1, "192.0.2.9", 80, 2),
+                 flow_line(9, "10.0.0.8", 1, "192.0.2.9", 80, T0 + 60 * S, T0 + 62 * S)]))
+    assert rows("SELECT flow_id, alert_count, top_priority FROM flows_v WHERE flow_id = 9") == [(9, 1, 2)]
 
 
 def with_vlan(item, vlans: list[int | None]):
@@ -184,7 +188,7 @@ def vlan_scenario(write, rows) -> None:
     assert by_ts == {t + 1 * S: 22, t + 2 * S: 21, t + 3 * S: 21, t + 4 * S: None, t + 5 * S: 23}
     # and an alert stored after its flows, the same way
     write(with_vlan(snort([(t + 6 * S, *a, 1, 6)]), [20]))
-    got = rows("SELECT flow_id, alert_count, top_priority FROM flows WHERE flow_id IN (21, 22, 23) "
+    got = rows("SELECT flow_id, alert_count, top_priority FROM flows_v WHERE flow_id IN (21, 22, 23) "
                "ORDER BY flow_id")
     assert got == [(21, 2, 3), (22, 2, 1), (23, 1, 1)]
 
@@ -224,7 +228,7 @@ def portless_scenario(write, rows) -> None:
         write(zeek_icmp("CzIcmp1", "10.9.0.3", "10.9.0.4", t))
     # and twice in one batch
     write(flows([icmp_line(31, "10.9.0.1", "10.9.0.2", t, t + 2 * S)] * 2))
-    got = rows("SELECT source, uid, alert_count, top_priority FROM flows WHERE src_ip LIKE '10.9.0.%' "
+    got = rows("SELECT source, uid, alert_count, top_priority FROM flows_v WHERE src_ip LIKE '10.9.0.%' "
                "ORDER BY src_ip")
     assert got == [("eve", None, 1, 2), ("zeek", "CzIcmp1", 1, 1)]
     linked = rows("SELECT count(*) FROM alerts a JOIN flows f ON f.id = a.flow_ref WHERE f.src_ip LIKE '10.9.0.%'")
@@ -254,11 +258,20 @@ def test_no_statement_walks_a_table(tmp_path):
     path = tmp_path / "a.db"
     asyncio.run(SqliteSink(str(path)).aclose())
     c = sqlite3.connect(path)
-    for stmt in correlate.statements(postgresql=False, slack_us=5 * S, alerts_after=10, flows_after=10):
+    from ingest.sinks.sqlite import insert_linked
+
+    stmts = [correlate.dedupe_flows(flows_after=10), insert_linked(5 * S),
+             *correlate.statements(postgresql=False, slack_us=5 * S, alerts_after=10, flows_after=10),
+             *correlate.statements(postgresql=False, slack_us=5 * S, alerts_after=10, flows_after=10,
+                                   new_alerts=False)]
+    for stmt in stmts:
         if stmt.startswith("CREATE"):
             c.execute(stmt)
             continue
-        plan = [r[3] for r in c.execute("EXPLAIN QUERY PLAN " + stmt)]
+        linked = stmt.startswith("INSERT INTO alerts")  # (its parameters: the plan does not depend on them)
+        plan = [r[3] for r in c.execute("EXPLAIN QUERY PLAN " + stmt, (None,) * 26 if linked else ())]
+        if linked:  # the alert's flow: one range of the flows index
+            assert any(p.startswith("SEARCH f USING INDEX flows_tuple (tuple_key=? AND start_us<?)") for p in plan), plan
         for step in plan:
             assert not (step.startswith("SCAN") and "ingest_" not in step), (stmt, plan)
             assert "flow_ref>" not in step and "(rowid<" not in step, (stmt, plan)

@@ -129,7 +129,7 @@ def test_a_netflow_record_links_alerts_stored_before_it(tmp_path, monkeypatch):
     _write(sink, _item(FR.FlowBatch(fb.records[:1], fb.strings, fb.origin)))
     asyncio.run(sink.aclose())
     c = sqlite3.connect(tmp_path / "a.db")
-    fid, count, top = c.execute("SELECT id, alert_count, top_priority FROM flows").fetchone()
+    fid, count, top = c.execute("SELECT id, alert_count, top_priority FROM flows_v").fetchone()
     assert (count, top) == (2, 2)
     assert c.execute("SELECT count(*) FROM alerts WHERE flow_ref = ?", (fid,)).fetchone() == (2,)
     c.close()

@@ -1,7 +1,9 @@
-"""A real schema-2 SQLite store (tests/data/stores: written by ingest at
-e002891, the schema-2 code itself) migrated to the current schema keeps
-every row, id and correlation link, and takes new rows that correlate with
-the old ones."""
+"""Real SQLite stores of schema 2 and 4 (tests/data/stores: written by
+ingest at e002891 and 031153c, that schema's code itself) migrated to the
+current schema keep every row, id and correlation link (version 5: the
+per-flow alert_count/top_priority, columns until then, are the flows_v
+view's and give what the old columns held), and take new rows that
+correlate with the old ones."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import ipaddress
 import sqlite3
 
 import numpy as np
+import pytest
 
 from ingest.eve import parse_ts
 from ingest.flows import record as FR
@@ -20,6 +23,7 @@ from ingest.sinks.sqlite import SCHEMA_VERSION, SqliteSink
 from ..conftest import ROOT
 
 STORE = ROOT / "tests" / "data" / "stores" / "schema2.db.gz"
+STORES = ROOT / "tests" / "data" / "stores"
 T0 = parse_ts("2026-12-04T12:00:00.000000+0000")
 S = 1_000_000
 
@@ -34,11 +38,13 @@ def _a16(text: str) -> bytes:
     return b"\0" * 10 + b"\xff\xff" + ipaddress.ip_address(text).packed
 
 
-def test_a_schema_2_store_is_migrated_with_every_row_kept(tmp_path):
+@pytest.mark.parametrize("version", [2, 4])
+def test_an_old_store_is_migrated_with_every_row_kept(tmp_path, version):
     db = tmp_path / "old.db"
-    db.write_bytes(gzip.decompress(STORE.read_bytes()))
+    db.write_bytes(gzip.decompress((STORES / f"schema{version}.db.gz").read_bytes()))
     c = sqlite3.connect(db)
-    assert c.execute("PRAGMA user_version").fetchone() == (2,)
+    assert c.execute("PRAGMA user_version").fetchone() == (version,)
+    assert {"alert_count", "top_priority"} <= {r[1] for r in c.execute("PRAGMA table_info(flows)")}
     before = {t: _dump(c, t) for t in ("alerts", "flows", "signatures")}
     c.close()
     assert len(before["alerts"][1]) == 4 and len(before["flows"][1]) == 2
@@ -70,7 +76,9 @@ def test_a_schema_2_store_is_migrated_with_every_row_kept(tmp_path):
         for table, (cols, rows) in before.items():
             names = ", ".join(f'"{x}"' for x in cols)
             key = "id" if table != "signatures" else "gid, sid, rev"
-            after = c.execute(f"SELECT {names} FROM {table} ORDER BY {key}").fetchall()
+            # (flows: through flows_v, whose alert_count/top_priority are the old columns' values)
+            src = "flows_v" if table == "flows" else table
+            after = c.execute(f"SELECT {names} FROM {src} ORDER BY {key}").fetchall()
             if table == "alerts":  # alert 3 gained its link (below); every other value is as it was
                 at = cols.index("flow_ref")
                 assert [x[:at] + x[at + 1:] for x in after] == [x[:at] + x[at + 1:] for x in rows]
@@ -80,9 +88,10 @@ def test_a_schema_2_store_is_migrated_with_every_row_kept(tmp_path):
                 assert after == rows
         # the old flows are Suricata's (source eve), the sensor they had; the new one is IPFIX.
         # (flow 8's VLAN 12 was never stored by version 2: its new vlan column is NULL, not invented)
-        assert c.execute("SELECT id, flow_id, source, sensor, vlan, alert_count, top_priority FROM flows "
+        vlan = None if version == 2 else 12
+        assert c.execute("SELECT id, flow_id, source, sensor, vlan, alert_count, top_priority FROM flows_v "
                          "ORDER BY id").fetchall() == [
-            (1, 7, "eve", "old-sensor", None, 2, 1), (2, 8, "eve", "old-sensor", None, 1, 1),
+            (1, 7, "eve", "old-sensor", None, 2, 1), (2, 8, "eve", "old-sensor", vlan, 1, 1),
             (3, None, "ipfix", "new-sensor", None, 1, 3)]
         # the links of version 2 stand, and the late flow took the alert no flow held
         assert c.execute("SELECT id, flow_ref FROM alerts ORDER BY id").fetchall() == [

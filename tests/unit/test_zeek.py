@@ -216,7 +216,7 @@ def test_a_store_at_schema_3_is_migrated_to_4(tmp_path):
     db = tmp_path / "s.db"
     asyncio.run(SqliteSink(str(db), sensor="s").aclose())  # a complete store of the current version
     c = sqlite3.connect(db)
-    c.executescript("DROP INDEX flows_uid; ALTER TABLE flows DROP COLUMN uid; "
+    c.executescript("DROP VIEW flows_v; DROP INDEX flows_uid; ALTER TABLE flows DROP COLUMN uid; "
                     "ALTER TABLE flows DROP COLUMN history; PRAGMA user_version = 3;")
     c.execute("INSERT INTO flows (flow_id, event_type, sensor, source) VALUES (1, 'flow', 's', 'eve')")
     c.commit()
@@ -224,7 +224,7 @@ def test_a_store_at_schema_3_is_migrated_to_4(tmp_path):
     asyncio.run(SqliteSink(str(db), sensor="s").aclose())  # migrates
     c = sqlite3.connect(db)
     try:
-        assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+        assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
         cols = {r[1] for r in c.execute("PRAGMA table_info(flows)")}
         assert {"uid", "history"} <= cols
         assert c.execute("SELECT flow_id, uid, history FROM flows").fetchall() == [(1, None, None)]

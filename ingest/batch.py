@@ -279,25 +279,76 @@ class EventBatch:
     ``lines`` may be left to ``render`` (given instead of the bytes): they
     are made the first time a sink asks for them, so a store never pays for
     JSON (ingest.flows.record.event_batch: records alone, line k is record k).
+
+    Likewise ``flows`` and ``flow_line`` may be left to ``flow_rows`` (given
+    instead of them, with ``pending_flows``, the most rows it can give):
+    the EVE decoder parses flow events only when a store asks for their
+    rows, so an input into ``null:`` or a JSON sink never parses them
+    (ingest.eve.EveDecoder, "lazy flow rows").
     """
 
-    __slots__ = ("_lines", "_render", "count", "flows", "types", "flow_line", "records", "record_line")
+    __slots__ = ("_lines", "_render", "count", "_flows", "types", "_flow_line", "records", "record_line",
+                 "_flow_rows", "pending_flows")
 
     def __init__(self, lines: bytes | None = b"", count: int = 0, flows: list[tuple] | None = None,
                  types: dict[str, int] | None = None, flow_line: list[int] | None = None,
                  records: Any = None, record_line: np.ndarray | None = None,
-                 render: Callable[[], bytes] | None = None) -> None:
+                 render: Callable[[], bytes] | None = None,
+                 flow_rows: Callable[[], tuple[list[tuple], list[int]]] | None = None,
+                 pending_flows: int = 0) -> None:
         if (lines is None) == (render is None):
             raise ValueError("EventBatch: either lines or render")
+        if flow_rows is not None and (flows or flow_line):
+            raise ValueError("EventBatch: either flows or flow_rows")
         self._lines = lines
         self._render = render
         self.count = count
-        self.flows: list[tuple] = [] if flows is None else flows
+        self._flows: list[tuple] = [] if flows is None else flows
         self.types: dict[str, int] = {} if types is None else types
-        self.flow_line: list[int] = [] if flow_line is None else flow_line
+        self._flow_line: list[int] = [] if flow_line is None else flow_line
         self.records = records  # an ingest.flows.record.FlowBatch, or None
         self.record_line = (np.zeros(0, np.int64) if record_line is None
                             else np.asarray(record_line, np.int64))
+        self._flow_rows = flow_rows
+        #: flow rows not made yet, at most (0 once made): the byte budget's estimate
+        self.pending_flows = pending_flows if flow_rows is not None else 0
+
+    def _make_flows(self) -> None:
+        # as for lines: two stores on their threads may ask at once; one makes them
+        with _RENDER_LOCK:
+            if self._flow_rows is not None:
+                self._flows, self._flow_line = self._flow_rows()
+                self._flow_rows = None
+                self.pending_flows = 0
+
+    @property
+    def flows_pending(self) -> bool:
+        """Flow rows left to make (``flow_rows``), not made yet."""
+        return self._flow_rows is not None
+
+    @property
+    def flows(self) -> list[tuple]:
+        """One row tuple per flow/netflow event (made on first use if lazy)."""
+        if self._flow_rows is not None:
+            self._make_flows()
+        return self._flows
+
+    @flows.setter
+    def flows(self, value: list[tuple]) -> None:
+        self._make_flows()
+        self._flows = value
+
+    @property
+    def flow_line(self) -> list[int]:
+        """The line of each of ``flows``."""
+        if self._flow_rows is not None:
+            self._make_flows()
+        return self._flow_line
+
+    @flow_line.setter
+    def flow_line(self, value: list[int]) -> None:
+        self._make_flows()
+        self._flow_line = value
 
     @property
     def lines(self) -> bytes:
@@ -334,7 +385,8 @@ class EventBatch:
     def nbytes(self) -> int:
         """Bytes it holds, about (the queue's byte budget)."""
         n = len(self._lines) if self._lines is not None else 0
-        n += 256 * len(self.flows)  # a flow row: ~20 Python objects
+        # a flow row: ~20 Python objects (rows not made yet: charged as if they were)
+        n += 256 * (self.pending_flows if self._flow_rows is not None else len(self._flows))
         if self.records is not None:
             n += self.records.records.nbytes + sum(len(s) + 56 for s in self.records.strings)
         return n
@@ -356,15 +408,28 @@ class EventBatch:
         if all(e.lazy for e in parts):  # records alone: still nothing rendered
             return EventBatch(None, count, None, types, None, records, np.arange(count, dtype=np.int64),
                               render=lambda: b"".join(e.lines for e in parts))
-        flows: list[tuple] = []
-        flow_line: list[int] = []
         record_line = []
+        bases = []
         base = 0
         for e in parts:
-            flows.extend(e.flows)
-            flow_line.extend(base + k for k in e.flow_line)
+            bases.append(base)
             if e.records is not None and len(e.records):
                 record_line.append(e.record_line + base)
             base += e.count
-        return EventBatch(b"".join(e.lines for e in parts), count, flows, types, flow_line, records,
-                          np.concatenate(record_line) if record_line else None)
+
+        def rows() -> tuple[list[tuple], list[int]]:
+            flows: list[tuple] = []
+            flow_line: list[int] = []
+            for e, b in zip(parts, bases, strict=True):
+                flows.extend(e.flows)
+                flow_line.extend(b + k for k in e.flow_line)
+            return flows, flow_line
+
+        lines = b"".join(e.lines for e in parts)
+        rec_line = np.concatenate(record_line) if record_line else None
+        if any(e._flow_rows is not None for e in parts):  # still not parsed: joined when asked for
+            return EventBatch(lines, count, None, types, None, records, rec_line, flow_rows=rows,
+                              pending_flows=sum(e.pending_flows if e._flow_rows is not None else len(e._flows)
+                                                for e in parts))
+        flows, flow_line = rows()
+        return EventBatch(lines, count, flows, types, flow_line, records, rec_line)

@@ -17,6 +17,8 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -30,6 +32,8 @@ from . import batch as B
 from ._native import ffi, lib
 from .flows import record as _R
 from .strings import scrub
+
+_log = logging.getLogger(__name__)
 
 #: per-record outcome names, indexed by the C status (INGEST_EVE_*)
 REASONS = (
@@ -274,6 +278,39 @@ def _text(mv: memoryview, start: int, n: int, esc: int) -> str:
     return str(text)
 
 
+class _FlowRows:
+    """The flow rows of a batch's flow/netflow events, made when a store
+    first asks (EventBatch.flows): each event's line of ``lines`` decoded
+    and turned into a row by :func:`flow_row`.  ``eager``: rows already made
+    (events long enough to hold an integer Python may refuse were decoded
+    at once, see EveDecoder._other), by line."""
+
+    __slots__ = ("lines", "at", "starts", "lens", "eager")
+
+    def __init__(self, lines: bytes, at: np.ndarray, starts: np.ndarray, lens: np.ndarray,
+                 eager: dict[int, tuple | None]) -> None:
+        self.lines, self.at, self.starts, self.lens, self.eager = lines, at, starts, lens, eager
+
+    def __call__(self) -> tuple[list[tuple], list[int]]:
+        mv = memoryview(self.lines)
+        eager = self.eager
+        flows: list[tuple] = []
+        flow_line: list[int] = []
+        for line, o, ln in zip(self.at.tolist(), self.starts.tolist(), self.lens.tolist(), strict=True):
+            if line in eager:
+                row = eager[line]
+            else:
+                try:
+                    row = flow_row(_loads(mv[o:o + ln]))
+                except Exception as e:  # cannot happen (see EveDecoder._other); the event is still passed on
+                    _log.error(f"flow event on line {line} of a batch: no flow row ({e!r})")
+                    row = None
+            if row is not None:
+                flow_line.append(line)
+                flows.append(row)
+        return flows, flow_line
+
+
 class EveDecoder:
     """Reusable decoder: per-record scratch arrays are kept between batches.
 
@@ -442,42 +479,71 @@ class EveDecoder:
     def _other(self, res: EveResult, mv: memoryview, recs: np.ndarray, status: np.ndarray) -> None:
         """Non-alert events (passthrough, flows, stats) and rejects.
 
-        Flow, netflow and stats events are decoded in Python; one that the
-        Python side refuses (an integer beyond the stdlib's digit limit) is
-        rejected alone as ``unparsable``, never its batch.  A record with a
-        raw CR/LF between tokens is flattened to one line (see
-        ingest_eve_gather) before it reaches JSON sinks."""
+        Stats events are decoded in Python now (Suricata's counters).  Flow
+        and netflow events become rows only when a store asks for them
+        (``EventBatch.flows``, lazy): an input into ``null:`` or a JSON sink
+        never parses them.  That is safe because what the C side validated
+        can only be refused by Python for an integer of more digits than
+        ``sys.get_int_max_str_digits()``: a flow event long enough to hold
+        one is decoded here, now, and rejected alone as ``unparsable``,
+        never its batch, as before.  A record with a raw CR/LF between
+        tokens is flattened to one line (see ingest_eve_gather) before it
+        reaches JSON sinks."""
         passing = np.flatnonzero((status > lib.INGEST_EVE_ALERT) & (status < lib.INGEST_EVE_FILTERED))
         rejected: list[tuple[int, str, bytes]] = []
         if len(passing):
-            kept: list[bytes | memoryview] = []
-            flows: list[tuple] = []
-            flow_line: list[int] = []
-            types: Counter[str] = Counter()
-            other = lib.INGEST_EVE_OTHER
-            stats = lib.INGEST_EVE_STATS
-            for i, o, ln, st, eo, el, fl in zip(
-                    passing.tolist(), recs["off"][passing].tolist(), recs["len"][passing].tolist(),
-                    status[passing].tolist(), recs["etype_off"][passing].tolist(),
-                    recs["etype_len"][passing].tolist(), recs["flags"][passing].tolist(), strict=True):
+            st = status[passing]
+            offs = recs["off"][passing]
+            lens = recs["len"][passing]
+            is_flow = (st == lib.INGEST_EVE_FLOW) | (st == lib.INGEST_EVE_NETFLOW)
+            limit = sys.get_int_max_str_digits()
+            eager = st == lib.INGEST_EVE_STATS
+            if limit:
+                eager |= is_flow & (lens > limit)
+            keep = np.ones(len(passing), dtype=bool)
+            parsed: dict[int, tuple | None] = {}  # passing position -> its flow row (eager flows)
+            for j in np.flatnonzero(eager).tolist():
+                o, ln = int(offs[j]), int(lens[j])
                 piece = mv[o:o + ln]
-                if st != other:
-                    try:
-                        ev = _loads(piece)
-                        row = None if st == stats else flow_row(ev)
-                    except Exception:  # whatever Python refuses costs this record only
-                        rejected.append((i, "unparsable", bytes(piece)))
-                        continue
-                    if st == stats:
-                        res.stats.append(ev)
-                    elif row is not None:
-                        flow_line.append(len(kept))
-                        flows.append(row)
-                types[str(mv[o + eo:o + eo + el], "utf-8")] += 1
-                kept.append(bytes(piece).replace(b"\r", b" ").replace(b"\n", b" ") if fl & REC_NEWLINE else piece)
+                try:
+                    ev = _loads(piece)
+                    row = None if st[j] == lib.INGEST_EVE_STATS else flow_row(ev)
+                except Exception:  # whatever Python refuses costs this record only
+                    rejected.append((int(passing[j]), "unparsable", bytes(piece)))
+                    keep[j] = False
+                    continue
+                if st[j] == lib.INGEST_EVE_STATS:
+                    res.stats.append(ev)
+                else:
+                    parsed[j] = row
+            kept_at = np.flatnonzero(keep) if rejected else np.arange(len(passing))
+            types: Counter[str] = Counter()
+            k_st = st[kept_at] if rejected else st
+            for code, name in ((lib.INGEST_EVE_FLOW, "flow"), (lib.INGEST_EVE_NETFLOW, "netflow"),
+                               (lib.INGEST_EVE_STATS, "stats")):
+                c = int(np.count_nonzero(k_st == code))
+                if c:
+                    types[name] = c
+            eo, el = recs["etype_off"][passing], recs["etype_len"][passing]
+            for j in kept_at[k_st == lib.INGEST_EVE_OTHER].tolist():
+                o = int(offs[j]) + int(eo[j])
+                types[str(mv[o:o + int(el[j])], "utf-8")] += 1
+            fl = recs["flags"][passing]
+            kl = lens[kept_at] if rejected else lens
+            kept: list[bytes | memoryview] = [mv[o:o + ln] for o, ln in zip((offs[kept_at] if rejected else offs).tolist(), kl.tolist(),
+                                                   strict=True)]
+            for line in np.flatnonzero((fl[kept_at] if rejected else fl) & REC_NEWLINE).tolist():
+                kept[line] = bytes(kept[line]).replace(b"\r", b" ").replace(b"\n", b" ")
             if kept:
-                res.batch.events = B.EventBatch(b"\n".join(kept) + b"\n", len(kept), flows, dict(types),
-                                                flow_line)
+                lines = b"\n".join(kept) + b"\n"
+                flow_lines = np.flatnonzero(is_flow[kept_at] if rejected else is_flow)
+                starts = np.zeros(len(kl), np.int64)
+                np.cumsum(kl[:-1].astype(np.int64) + 1, out=starts[1:])
+                eager_rows = {int(np.searchsorted(kept_at, j)): row for j, row in parsed.items()}
+                res.batch.events = B.EventBatch(
+                    lines, len(kept), None, dict(types), None,
+                    flow_rows=_FlowRows(lines, flow_lines, starts[flow_lines], kl[flow_lines], eager_rows),
+                    pending_flows=len(flow_lines))
             if rejected:
                 for i, _reason, _raw in rejected:
                     name = REASONS[int(status[i])]
@@ -487,11 +553,11 @@ class EveDecoder:
                 res.counts["unparsable"] = res.counts.get("unparsable", 0) + len(rejected)
         bad = np.flatnonzero(status >= FIRST_REJECT)
         for i in bad.tolist():
-            st = int(status[i])
-            if st == EMPTY:
+            st_i = int(status[i])
+            if st_i == EMPTY:
                 continue
             o, ln = int(recs["off"][i]), int(recs["len"][i])
-            rejected.append((i, REASONS[st], bytes(mv[o:o + ln])))
+            rejected.append((i, REASONS[st_i], bytes(mv[o:o + ln])))
         res.rejected.extend(sorted(rejected, key=lambda r: r[0]))
 
     def _resync(self, buf: Any, res: EveResult, origin: str) -> EveResult:

@@ -149,7 +149,9 @@ def handle_records(dec: EveDecoder, buf: Any, offs: np.ndarray, lens: np.ndarray
     stats.add_input(n, len(batch))
     if batch.events is not None:
         stats.add_extra("eve_events", batch.events.count)
-        stats.add_extra("eve_flows", len(batch.events.flows))
+        # flow and netflow events passed on (their rows are made when a store asks)
+        evs = batch.events
+        stats.add_extra("eve_flows", evs.pending_flows if evs.flows_pending else len(evs.flows))
     for ev in res.stats:
         counters, ignored = _counters(ev)
         for name, v in counters.items():

@@ -166,12 +166,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("multi-socket Alertpkt (Snort 3: N sockets into one ingest vs N bare C receivers)")
     g.add_argument("--no-multisocket", action="store_true", help="skip the multi-socket rows")
     g.add_argument("--sockets", type=_sockets, metavar="LIST",
-                   help="comma-separated socket counts (default 1,2,4,8; --quick 4,8)")
+                   help="comma-separated socket counts (default 1,2,4,8; --quick 4,8, one round)")
     g.add_argument("--multisocket-alerts", type=number_arg(int, 1), metavar="N",
-                   help="alerts per socket per run (default 20000; --quick 2000)")
+                   help="alerts per socket per run (default 20000; --quick 1000)")
     g.add_argument("--multisocket-receivers", type=_ms_receivers, metavar="LIST",
                    help="ingest readers measured against the bare receivers: ingest-c (C reader "
-                        "threads), ingest-py (Python readers, the default); default both")
+                        "threads), ingest-py (Python readers, the default); default both "
+                        "(--quick: ingest-py)")
     g = p.add_argument_group("EVE sockets (unix_stream vs FEVER, unix_dgram vs Python)")
     g.add_argument("--no-eve", action="store_true", help="skip the EVE rows")
     g.add_argument("--eve-records", type=number_arg(int, 1), metavar="N",
@@ -214,9 +215,12 @@ def run(args: argparse.Namespace) -> int:
     # --quick: six batches (with two, the collector's first fetch and first write were half of the row)
     pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (49_152 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)
-    # --quick: the two goal rows (4 and 8 sockets) only, 2,000 alerts a socket
+    # --quick stays under a minute: the two goal rows (4 and 8 sockets) only,
+    # the default reader only, one round of 1,000 alerts a socket (an ingest
+    # run here is ~2 s of start-up and shutdown whatever it receives)
     ms_sockets = () if args.no_multisocket else (args.sockets or ((4, 8) if args.quick else (1, 2, 4, 8)))
-    ms_alerts = args.multisocket_alerts or (2_000 if args.quick else 20_000)
+    ms_alerts = args.multisocket_alerts or (1_000 if args.quick else 20_000)
+    ms_receivers = args.multisocket_receivers or (("ingest-py",) if args.quick else ("ingest-c", "ingest-py"))
     # --quick stays under a minute: one round of the PostgreSQL rows, and
     # their socket -> committed row latency instead of the SQLite one
     # (the latency goal is PostgreSQL's)
@@ -243,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
                         postgresql_alerts=pg_alerts, postgresql_repeat=1 if args.quick else repeat,
                         postgresql_latency=(lat_rates, lat_seconds), progress=progress,
                         placement=args.placement, multisocket_sockets=ms_sockets,
-                        multisocket_alerts=ms_alerts,
-                        multisocket_receivers=args.multisocket_receivers or ("ingest-c", "ingest-py"))
+                        multisocket_alerts=ms_alerts, multisocket_receivers=ms_receivers,
+                        multisocket_repeat=1 if args.quick else repeat)
     except BenchError as e:
         print(f"ingest bench: error: {e}", file=sys.stderr)
         return 1

@@ -335,7 +335,8 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
               postgresql_latency: tuple[tuple[float, ...], float] | None = None, progress=None,
               placement: str = "unpinned", multisocket_sockets: tuple[int, ...] = (),
               multisocket_alerts: int = 20_000,
-              multisocket_receivers: tuple[str, ...] = MS_RECEIVERS) -> dict:
+              multisocket_receivers: tuple[str, ...] = MS_RECEIVERS,
+              multisocket_repeat: int | None = None) -> dict:
     """Measure every receiver `repeat` times (interleaved) and return the report.
 
     latency (a latency.LatencyPlan), loss (a LossPlan) and
@@ -395,7 +396,7 @@ def run_bench(*, kind: str = "snort", count: int = 200_000, repeat: int = 3,
                 assert recv_count is not None
                 extra["multisocket"] = run_multisocket(
                     workdir, env, recv_count, sockets=multisocket_sockets, count=multisocket_alerts,
-                    repeat=repeat, receivers=multisocket_receivers, time_limit=time_limit, seed=seed,
+                    repeat=multisocket_repeat or repeat, receivers=multisocket_receivers, time_limit=time_limit, seed=seed,
                     progress=progress, placement=placement)
             if nats_alerts > 0:
                 extra["nats"] = run_nats(s, count=nats_alerts, repeat=repeat, measure=measure,

@@ -125,7 +125,8 @@ def measure_multisocket(workdir: Path, env: dict[str, str], recv_count: Path, re
             clock = LineClock(procs[0].stderr, n * count)
         for i, p in enumerate(paths):
             wait_for_socket(p, procs[0] if clock is not None else procs[i], 30.0)
-        time.sleep(0.3)  # start-up work after bind() is not counted
+        if clock is not None:
+            time.sleep(0.3)  # ingest's start-up work after bind() is not counted (recv_count has none)
         cpu0 = sum(proc_cpu(p.pid) for p in procs)
         senders = [gen.sender_for("snort", p, templates) for p in paths]
         t0 = time.monotonic()

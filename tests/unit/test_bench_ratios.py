@@ -76,3 +76,30 @@ def test_multisocket_goals_say_met_or_not_per_socket_count() -> None:
     got = {(g[0].split(":")[0], g[1]) for g in ms_goals(ms)}
     assert got == {("4 sockets", True), ("8 sockets", False)}  # no goal at 2, none from a NaN
     assert any("0.85 (0.85-0.85)" in line for line in format_multisocket(ms))
+
+
+@pytest.mark.parametrize(("argv", "want"), [
+    (["--quick"], ((4, 8), 1_000, ("ingest-py",), 1)),
+    ([], ((1, 2, 4, 8), 20_000, ("ingest-c", "ingest-py"), 3)),
+    (["--sockets", "2,8", "--multisocket-alerts", "50", "--multisocket-receivers", "ingest-c"],
+     ((2, 8), 50, ("ingest-c",), 3)),
+    (["--quick", "--no-multisocket"], ((), 1_000, ("ingest-py",), 1)),
+])
+def test_bench_cli_multisocket_plan(monkeypatch, argv: list[str], want: tuple) -> None:
+    """--quick measures the two goal rows in one short round; the full run
+    every socket count with both readers (what run_bench is asked)."""
+    import ingest.bench as bench_mod
+    from ingest.bench.common import BenchError
+    from ingest.cli import build_parser
+
+    seen: dict = {}
+
+    def fake(**kw):
+        seen.update(kw)
+        raise BenchError("stop here")
+
+    monkeypatch.setattr(bench_mod, "run_bench", fake)
+    args = build_parser().parse_args(["bench", *argv])
+    assert bench_mod.run(args) == 1
+    assert (seen["multisocket_sockets"], seen["multisocket_alerts"], seen["multisocket_receivers"],
+            seen["multisocket_repeat"]) == want

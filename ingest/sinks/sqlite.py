@@ -34,7 +34,8 @@ INSERT, then the stored alerts a new flow takes).
 Every unique key includes the sensor.  Alerts with a replay key (file
 followers) are stored at most once: a follower that re-reads after a crash
 cannot duplicate them.  Flow rows are keyed by (sensor, flow_id, event_type,
-src_ip, src_port), so re-reading replaces.  Which flows produced a
+src_ip, src_port) when they have an engine flow id (``flows_key``, partial:
+NetFlow/IPFIX records have none), so re-reading replaces.  Which flows produced a
 high-priority alert: ``ingest query flows`` (ingest.query).
 
 The schema is versioned (``PRAGMA user_version``, :data:`SCHEMA_VERSION`):
@@ -69,7 +70,7 @@ _log = logging.getLogger(__name__)
 #: the store's schema version (``PRAGMA user_version``; PostgreSQL keeps the
 #: same number in its ``schema_version`` table).  0 is a store written before
 #: versions (it is migrated); a store newer than this is refused.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS signatures (
@@ -116,10 +117,21 @@ CREATE TABLE IF NOT EXISTS flows (
     tcp_flags INTEGER, tcp_flags_rev INTEGER, -- OR of TCP flags src->dst, dst->src
     exporter TEXT, obs_domain INTEGER, -- NetFlow/IPFIX: exporter address, source id / domain
     sampling INTEGER,                -- 1 in N packets sampled (counters already scaled)
-    uid TEXT, history TEXT,          -- Zeek: the connection's uid and history (version 4)
-    UNIQUE (sensor, flow_id, event_type, src_ip, src_port)
+    uid TEXT, history TEXT           -- Zeek: the connection's uid and history (version 4)
 )
 """
+# The flows key (version 6): an engine flow (Suricata's flow_id, Zeek's uid
+# as flow_id) seen again replaces its row (INSERT OR REPLACE).  It is a
+# partial unique index, not a table constraint: NetFlow/IPFIX records have no
+# engine flow id (flow_id NULL), NULLs never conflict in a unique key, so the
+# key never held them anyway -- but as a table constraint every one of them
+# paid an index entry at a random position (the sensor, then the source
+# address as text): half the cost of storing a NetFlow record
+# (BENCHMARKS.md, "Sustained, against nfcapd").  Same rows kept, same
+# replacements; NetFlow over UDP is at-least-once (a resent datagram is a
+# second row), as it was.
+FLOWS_KEY = ("CREATE UNIQUE INDEX IF NOT EXISTS flows_key ON flows "
+             "(sensor, flow_id, event_type, src_ip, src_port) WHERE flow_id IS NOT NULL")
 # Every unique key starts with the sensor: two sensors may well send the
 # same Unified2 event id or replay key.  A Unified2 event is identified by
 # (sensor, sensor_id, event_id, time, signature): re-delivery after a crash
@@ -140,7 +152,7 @@ CREATE TABLE IF NOT EXISTS flows (
 # (IF NOT EXISTS); ``DROP INDEX alerts_flow`` gives an old store the same
 # write rate, ``CREATE INDEX alerts_flow ON alerts (flow_id) WHERE flow_id
 # IS NOT NULL`` gives a new one the lookup by flow id back.
-INDEXES = """
+INDEXES = f"""
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts_us);
 CREATE INDEX IF NOT EXISTS alerts_sig ON alerts (sid, gid);
 CREATE INDEX IF NOT EXISTS flows_flow ON flows (flow_id);
@@ -148,6 +160,7 @@ CREATE INDEX IF NOT EXISTS alerts_tuple ON alerts (tuple_key, ts_us) WHERE tuple
 CREATE INDEX IF NOT EXISTS alerts_flow_ref ON alerts (flow_ref) WHERE flow_ref IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flows_tuple ON flows (tuple_key, start_us) WHERE tuple_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flows_uid ON flows (uid) WHERE uid IS NOT NULL;
+{FLOWS_KEY};
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_u2_key ON alerts
     (sensor, sensor_id, event_id, ts_us, gid, sid, rev) WHERE source = 'unified2';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_replay ON alerts (sensor, replay_key)
@@ -278,6 +291,21 @@ def _migrate(db: sqlite3.Connection, sensor: str) -> None:
             except sqlite3.OperationalError as e:
                 _log.warning("SQLite %s cannot drop flows.%s (%s): it stays, no longer kept up; "
                              "flows_v has the counts", sqlite3.sqlite_version, col, e)
+    if db.execute("SELECT 1 FROM pragma_index_list('flows') WHERE origin = 'u'").fetchone():
+        # version 6: the flows key becomes a partial unique index (FLOWS_KEY).
+        # A table constraint cannot be dropped in place: the table is copied
+        # once (ids kept: alerts.flow_ref holds them), its indexes made again
+        # (INDEXES).  The rows were unique under the old key, so they are
+        # under the new one.  (Columns the new table has not -- version 5's
+        # counts, where an old SQLite could not drop them -- stay behind.)
+        for index in ("flows_flow", "flows_tuple", "flows_uid"):
+            db.execute(f"DROP INDEX IF EXISTS {index}")
+        db.execute("ALTER TABLE flows RENAME TO flows_before_v6")
+        db.execute(FLOWS_TABLE)
+        new = set(_columns(db, "flows"))
+        names = ", ".join(f'"{c}"' for c in _columns_ordered(db, "flows_before_v6") if c in new)
+        db.execute(f"INSERT INTO flows ({names}) SELECT {names} FROM flows_before_v6 ORDER BY rowid")
+        db.execute("DROP TABLE flows_before_v6")
 
 
 def _ensure_keys(db: sqlite3.Connection) -> None:

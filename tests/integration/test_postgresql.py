@@ -558,7 +558,7 @@ def test_a_version_1_store_is_brought_to_version_3(pg_url):
         await sink.aclose()
 
     asyncio.run(go())
-    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(5,)]
+    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(6,)]
     cols = [r[0] for r in pg_rows(pg_url, "SELECT column_name FROM information_schema.columns "
                                           "WHERE table_name = 'flows' ORDER BY ordinal_position")]
     assert sorted(cols) == sorted(["id", *R.FLOW_COLUMNS, *R.FLOW_LINK_COLUMNS])
@@ -605,7 +605,7 @@ def test_a_version_3_store_gets_zeeks_columns_and_stores_a_conn_log(pg_url):
         await sink.aclose()
 
     asyncio.run(go())
-    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(5,)]
+    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(6,)]
     assert pg_rows(pg_url, "SELECT to_regclass('flows_uid') IS NOT NULL") == [(True,)]
     assert pg_rows(pg_url, "SELECT flow_id, uid, source FROM flows WHERE sensor = 'old'") == [(5, None, "eve")]
     assert pg_rows(pg_url, "SELECT uid, history, state, source, bytes_toserver FROM flows WHERE sensor = 's' "
@@ -631,7 +631,7 @@ def test_a_version_4_store_counts_its_flows_alerts_when_asked(pg_url):
         c.execute("INSERT INTO schema_version (version) VALUES (4)")
     sink = open_sink(pg_url, sensor="s")
     asyncio.run(sink.aclose())
-    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(5,)]
+    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(6,)]
     cols = [r[0] for r in pg_rows(pg_url, "SELECT column_name FROM information_schema.columns "
                                           "WHERE table_name = 'flows' ORDER BY ordinal_position")]
     assert "alert_count" not in cols and "top_priority" not in cols
@@ -640,3 +640,38 @@ def test_a_version_4_store_counts_its_flows_alerts_when_asked(pg_url):
         c.execute("INSERT INTO alerts (ts_us, timestamp, source, gid, sid, rev, priority, sensor, flow_ref) "
                   "VALUES (2, 'x', 'snort', 1, 1, 1, 1, 'old', %s)", (fid,))
     assert pg_rows(pg_url, "SELECT flow_id, alert_count, top_priority FROM flows_v") == [(5, 2, 1)]
+
+
+def test_a_version_5_store_gets_the_partial_flows_key(pg_url):
+    """Schema 6: the flows_key constraint of a version-5 store becomes the
+    partial unique index (WHERE flow_id IS NOT NULL) the SQLite store has,
+    in place; an engine flow seen again still replaces its row, an IPFIX
+    record received twice is two rows (NetFlow is at-least-once)."""
+    from tests.unit.test_flows_key import T0, S, _eve_flow, _ipfix
+
+    make_store(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("DROP INDEX flows_key")
+        c.execute("ALTER TABLE flows ADD CONSTRAINT flows_key UNIQUE (sensor, flow_id, event_type, src_ip, src_port)")
+        c.execute("INSERT INTO flows (flow_id, event_type, src_ip, src_port, sensor, source) "
+                  "VALUES (5, 'flow', '192.0.2.1', 1, 'old', 'eve')")
+        c.execute("DELETE FROM schema_version")
+        c.execute("INSERT INTO schema_version (version) VALUES (5)")
+    sink = open_sink(pg_url, sensor="s")
+    rec = ("10.0.0.4", 6000, "192.0.2.11", 22, T0, T0 + S)
+
+    async def go():
+        for b in (_eve_flow(7, 3), _ipfix(*rec), _eve_flow(7, 5), _ipfix(*rec)):
+            await sink.write(Enricher().apply(b))
+        await sink.aclose()
+
+    asyncio.run(go())
+    assert pg_rows(pg_url, "SELECT max(version) FROM schema_version") == [(6,)]
+    assert pg_rows(pg_url, "SELECT conname FROM pg_constraint WHERE conrelid = 'flows'::regclass "
+                           "AND contype = 'u'") == []
+    (idx,) = pg_rows(pg_url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'flows_key'")
+    assert "UNIQUE" in idx[0] and idx[0].endswith("WHERE (flow_id IS NOT NULL)"), idx
+    assert pg_rows(pg_url, "SELECT flow_id, sensor FROM flows WHERE source = 'eve' ORDER BY id") == [
+        (5, "old"), (7, "s")]
+    assert pg_rows(pg_url, "SELECT pkts_toserver FROM flows WHERE flow_id = 7") == [(5,)]
+    assert pg_rows(pg_url, "SELECT count(*) FROM flows WHERE source = 'ipfix'") == [(2,)]

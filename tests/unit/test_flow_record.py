@@ -165,7 +165,7 @@ def test_a_version_1_store_gets_the_record_columns(tmp_path):
     asyncio.run(go())
     c = sqlite3.connect(db)
     try:
-        assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
+        assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
         assert [r[1] for r in c.execute("PRAGMA table_info(flows)")] == [
             "id", *SR.FLOW_COLUMNS, *SR.FLOW_LINK_COLUMNS]
         assert c.execute("SELECT id, flow_id, source, pkts_toserver, sensor FROM flows WHERE id = 7"

@@ -224,7 +224,7 @@ def test_a_store_at_schema_3_is_migrated_to_4(tmp_path):
     asyncio.run(SqliteSink(str(db), sensor="s").aclose())  # migrates
     c = sqlite3.connect(db)
     try:
-        assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
+        assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
         cols = {r[1] for r in c.execute("PRAGMA table_info(flows)")}
         assert {"uid", "history"} <= cols
         assert c.execute("SELECT flow_id, uid, history FROM flows").fetchall() == [(1, None, None)]

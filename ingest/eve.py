@@ -383,7 +383,7 @@ class EveDecoder:
             raise ValueError(f"ingest_eve_decode: bad arguments ({k})")
         recs = self.recs[:n]
         ext = self.ext[:k]
-        alerts = alerts[:k] if k == n else alerts[:k].copy()
+        alerts = alerts[:k] if k == n else B.copy_rows(alerts[:k])
         mv = memoryview(buf).cast("B")
         status = recs["status"]
         counts = np.bincount(status, minlength=len(REASONS)) if n else np.zeros(len(REASONS), np.int64)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch import AlertBatch
+from .batch import AlertBatch, copy_rows
 from .strings import Strings
 
 
@@ -104,7 +104,7 @@ class Enricher:
                 new.append(m)
         if not new:
             return batch
-        alerts = a.copy()
+        alerts = copy_rows(a)
         alerts["msg_idx"][need] = idx[inv.reshape(-1)]
         # replace(): keeps every other part of the batch (EVE raw pool, events, keys ...)
         return dataclasses.replace(batch, alerts=alerts, strings=batch.strings + new)

@@ -245,7 +245,7 @@ class EveDgramSource:
         if self.native:
             self._run_native(submit, stats, deadletter)
             return
-        slots = SlotDecoder(self._slots, SLOT_SIZE)  # reuses the recvmmsg slot buffer
+        slots = SlotDecoder(self._slots, SLOT_SIZE, small_pages=True)  # reused for every recvmmsg
         dec = EveDecoder(self._slots, event_types=self.event_types)
         offs = np.arange(self._slots, dtype=np.uint64) * np.uint64(SLOT_SIZE)
         fd = self.bound.sock.fileno()

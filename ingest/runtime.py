@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import logging
 import signal
 import threading
@@ -872,6 +873,14 @@ def run(pipeline: Pipeline, early: EarlySignals | threading.Event | None = None)
             loop.remove_signal_handler(signal.SIGHUP)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    # What exists now (modules, maps, rules, sinks) lives as long as the
+    # process: out of the cyclic collector's sight, a collection traverses only
+    # what the run itself allocates.  Before this, collections over the
+    # start-up objects took about a quarter of the event loop's CPU on an EVE
+    # datagram input into null: (py-spy: gc_collect_main).  Cycles made later
+    # are collected as before.
+    gc.collect()
+    gc.freeze()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(main())

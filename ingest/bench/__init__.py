@@ -168,7 +168,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--sockets", type=_sockets, metavar="LIST",
                    help="comma-separated socket counts (default 1,2,4,8; --quick 4,8, one round)")
     g.add_argument("--multisocket-alerts", type=number_arg(int, 1), metavar="N",
-                   help="alerts per socket per run (default 20000; --quick 1000)")
+                   help="alerts per socket per run (default 20000; --quick 2000)")
     g.add_argument("--multisocket-receivers", type=_ms_receivers, metavar="LIST",
                    help="ingest readers measured against the bare receivers: ingest-c (C reader "
                         "threads), ingest-py (Python readers, the default); default both "
@@ -216,10 +216,10 @@ def run(args: argparse.Namespace) -> int:
     pg_alerts = 0 if args.no_postgresql else (args.postgresql_alerts or (49_152 if args.quick else 200_000))
     lat_seconds = args.latency_seconds or (0.5 if args.quick else 5.0)
     # --quick stays under a minute: the two goal rows (4 and 8 sockets) only,
-    # the default reader only, one round of 1,000 alerts a socket (an ingest
+    # the default reader only, one round of 2,000 alerts a socket (an ingest
     # run here is ~2 s of start-up and shutdown whatever it receives)
     ms_sockets = () if args.no_multisocket else (args.sockets or ((4, 8) if args.quick else (1, 2, 4, 8)))
-    ms_alerts = args.multisocket_alerts or (1_000 if args.quick else 20_000)
+    ms_alerts = args.multisocket_alerts or (2_000 if args.quick else 20_000)
     ms_receivers = args.multisocket_receivers or (("ingest-py",) if args.quick else ("ingest-c", "ingest-py"))
     # --quick stays under a minute: one round of the PostgreSQL rows, and
     # their socket -> committed row latency instead of the SQLite one

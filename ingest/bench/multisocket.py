@@ -280,6 +280,9 @@ def goals(ms: dict[str, Any]) -> list[tuple[str, bool, str]]:
         if goal is None or v is None or v != v:
             continue
         lo, hi = r["paired_rate_vs_bare_range"]
+        # one round (--quick) is one ratio, not a median: said so next to it
+        first_look = "; one round: a first look, not the verdict" if ms["repeat"] < 2 else ""
         out.append((f"{r['sockets']} sockets: {r['label']} >= {goal} of {r['sockets']} bare C "
-                    f"receivers [{ms['placement']}]", v >= goal, f"{v:.2f} paired ({lo:.2f}-{hi:.2f})"))
+                    f"receivers [{ms['placement']}]", v >= goal,
+                    f"{v:.2f} paired ({lo:.2f}-{hi:.2f}){first_look}"))
     return out

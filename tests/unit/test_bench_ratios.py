@@ -75,15 +75,17 @@ def test_multisocket_goals_say_met_or_not_per_socket_count() -> None:
           "rows": [row(2, "x", 0.1), row(4, "x", 0.85), row(8, "x", 0.79), row(8, "y", float("nan"))]}
     got = {(g[0].split(":")[0], g[1]) for g in ms_goals(ms)}
     assert got == {("4 sockets", True), ("8 sockets", False)}  # no goal at 2, none from a NaN
+    assert all(g[2].endswith("a first look, not the verdict") for g in ms_goals(ms))  # one round
+    assert not any("first look" in g[2] for g in ms_goals(ms | {"repeat": 3}))
     assert any("0.85 (0.85-0.85)" in line for line in format_multisocket(ms))
 
 
 @pytest.mark.parametrize(("argv", "want"), [
-    (["--quick"], ((4, 8), 1_000, ("ingest-py",), 1)),
+    (["--quick"], ((4, 8), 2_000, ("ingest-py",), 1)),
     ([], ((1, 2, 4, 8), 20_000, ("ingest-c", "ingest-py"), 3)),
     (["--sockets", "2,8", "--multisocket-alerts", "50", "--multisocket-receivers", "ingest-c"],
      ((2, 8), 50, ("ingest-c",), 3)),
-    (["--quick", "--no-multisocket"], ((), 1_000, ("ingest-py",), 1)),
+    (["--quick", "--no-multisocket"], ((), 2_000, ("ingest-py",), 1)),
 ])
 def test_bench_cli_multisocket_plan(monkeypatch, argv: list[str], want: tuple) -> None:
     """--quick measures the two goal rows in one short round; the full run

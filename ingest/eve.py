@@ -20,7 +20,6 @@ import json
 import logging
 import sys
 import threading
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -492,58 +491,70 @@ class EveDecoder:
         passing = np.flatnonzero((status > lib.INGEST_EVE_ALERT) & (status < lib.INGEST_EVE_FILTERED))
         rejected: list[tuple[int, str, bytes]] = []
         if len(passing):
-            st = status[passing]
-            offs = recs["off"][passing]
-            lens = recs["len"][passing]
-            is_flow = (st == lib.INGEST_EVE_FLOW) | (st == lib.INGEST_EVE_NETFLOW)
+            # few numpy calls per batch: the rows of the passing records, gathered once
+            FLOW, NETFLOW, STATS, OTHER = (lib.INGEST_EVE_FLOW, lib.INGEST_EVE_NETFLOW, lib.INGEST_EVE_STATS,
+                                           lib.INGEST_EVE_OTHER)
+            p = recs[passing]
+            st = p["status"]
+            lens = p["len"]
+            nst = np.bincount(st, minlength=OTHER + 1).tolist()
             limit = sys.get_int_max_str_digits()
-            eager = st == lib.INGEST_EVE_STATS
-            if limit:
-                eager |= is_flow & (lens > limit)
-            keep = np.ones(len(passing), dtype=bool)
-            parsed: dict[int, tuple | None] = {}  # passing position -> its flow row (eager flows)
-            for j in np.flatnonzero(eager).tolist():
-                o, ln = int(offs[j]), int(lens[j])
-                piece = mv[o:o + ln]
-                try:
-                    ev = _loads(piece)
-                    row = None if st[j] == lib.INGEST_EVE_STATS else flow_row(ev)
-                except Exception:  # whatever Python refuses costs this record only
-                    rejected.append((int(passing[j]), "unparsable", bytes(piece)))
-                    keep[j] = False
-                    continue
-                if st[j] == lib.INGEST_EVE_STATS:
-                    res.stats.append(ev)
-                else:
-                    parsed[j] = row
-            kept_at = np.flatnonzero(keep) if rejected else np.arange(len(passing))
-            types: Counter[str] = Counter()
-            k_st = st[kept_at] if rejected else st
-            for code, name in ((lib.INGEST_EVE_FLOW, "flow"), (lib.INGEST_EVE_NETFLOW, "netflow"),
-                               (lib.INGEST_EVE_STATS, "stats")):
-                c = int(np.count_nonzero(k_st == code))
-                if c:
-                    types[name] = c
-            eo, el = recs["etype_off"][passing], recs["etype_len"][passing]
-            for j in kept_at[k_st == lib.INGEST_EVE_OTHER].tolist():
-                o = int(offs[j]) + int(eo[j])
-                types[str(mv[o:o + int(el[j])], "utf-8")] += 1
-            fl = recs["flags"][passing]
-            kl = lens[kept_at] if rejected else lens
-            kept: list[bytes | memoryview] = [mv[o:o + ln] for o, ln in zip((offs[kept_at] if rejected else offs).tolist(), kl.tolist(),
-                                                   strict=True)]
-            for line in np.flatnonzero((fl[kept_at] if rejected else fl) & REC_NEWLINE).tolist():
-                kept[line] = bytes(kept[line]).replace(b"\r", b" ").replace(b"\n", b" ")
+            parsed: dict[int, tuple | None] = {}  # line -> its flow row (flow events decoded now)
+            if nst[STATS] or (limit and nst[FLOW] + nst[NETFLOW] and int(lens.max()) > limit):
+                eager = st == STATS
+                if limit:
+                    eager |= ((st == FLOW) | (st == NETFLOW)) & (lens > limit)
+                keep = np.ones(len(p), dtype=bool)
+                offs = p["off"]
+                for j in np.flatnonzero(eager).tolist():
+                    o, ln = int(offs[j]), int(lens[j])
+                    piece = mv[o:o + ln]
+                    try:
+                        ev = _loads(piece)
+                        row = None if st[j] == STATS else flow_row(ev)
+                    except Exception:  # whatever Python refuses costs this record only
+                        rejected.append((int(passing[j]), "unparsable", bytes(piece)))
+                        keep[j] = False
+                        continue
+                    if st[j] == STATS:
+                        res.stats.append(ev)
+                    else:
+                        parsed[j] = row
+                if rejected:  # the lines are what is left
+                    line_of = np.cumsum(keep) - 1
+                    parsed = {int(line_of[j]): row for j, row in parsed.items()}
+                    p = p[keep]
+                    st = p["status"]
+                    lens = p["len"]
+                    nst = np.bincount(st, minlength=OTHER + 1).tolist()
+            offs = p["off"]
+            types: dict[str, int] = {name: nst[code] for code, name in
+                                     ((FLOW, "flow"), (NETFLOW, "netflow"), (STATS, "stats")) if nst[code]}
+            if nst[OTHER]:
+                eo, el = p["etype_off"], p["etype_len"]
+                for j in np.flatnonzero(st == OTHER).tolist():
+                    o = int(offs[j]) + int(eo[j])
+                    name = str(mv[o:o + int(el[j])], "utf-8")
+                    types[name] = types.get(name, 0) + 1
+            kept: list[bytes | memoryview] = [mv[o:o + ln] for o, ln in
+                                              zip(offs.tolist(), lens.tolist(), strict=True)]
+            fl = p["flags"] & REC_NEWLINE
+            if fl.any():
+                for line in np.flatnonzero(fl).tolist():
+                    kept[line] = bytes(kept[line]).replace(b"\r", b" ").replace(b"\n", b" ")
             if kept:
                 lines = b"\n".join(kept) + b"\n"
-                flow_lines = np.flatnonzero(is_flow[kept_at] if rejected else is_flow)
-                starts = np.zeros(len(kl), np.int64)
-                np.cumsum(kl[:-1].astype(np.int64) + 1, out=starts[1:])
-                eager_rows = {int(np.searchsorted(kept_at, j)): row for j, row in parsed.items()}
-                res.batch.events = B.EventBatch(
-                    lines, len(kept), None, dict(types), None,
-                    flow_rows=_FlowRows(lines, flow_lines, starts[flow_lines], kl[flow_lines], eager_rows),
-                    pending_flows=len(flow_lines))
+                nflow = nst[FLOW] + nst[NETFLOW]
+                if nflow:
+                    flow_lines = np.flatnonzero((st == FLOW) | (st == NETFLOW))
+                    starts = np.zeros(len(lens), np.int64)
+                    np.cumsum(lens[:-1] + np.int64(1), out=starts[1:])
+                    res.batch.events = B.EventBatch(
+                        lines, len(kept), None, types, None,
+                        flow_rows=_FlowRows(lines, flow_lines, starts[flow_lines], lens[flow_lines], parsed),
+                        pending_flows=nflow)
+                else:
+                    res.batch.events = B.EventBatch(lines, len(kept), None, types, None)
             if rejected:
                 for i, _reason, _raw in rejected:
                     name = REASONS[int(status[i])]

@@ -88,6 +88,29 @@ print(json.dumps({"received": got, "alerts": alerts,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
+#: the unix_stream limit: accept one connection, recv_into a 1 MiB buffer,
+#: count the newlines (bytes.count: memchr speed), exit on its count; no
+#: parsing at all: what this sender and socket allow
+STREAM_COUNT = r"""
+import json, resource, socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+ls.bind(path)
+ls.listen(1)
+ls.settimeout(30)
+c, _ = ls.accept()
+c.settimeout(30)
+buf = bytearray(1 << 20)
+got = 0
+while got < n:
+    k = c.recv_into(buf)
+    if k == 0:
+        break
+    got += buf.count(b"\n", 0, k)
+print(json.dumps({"received": got,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
 PAIRS = {
     "unix_stream": ("ingest-eve-stream", "fever"),
     "unix_dgram": ("ingest-eve-dgram", "naive-json"),
@@ -99,7 +122,10 @@ LABELS = {
     "naive-json": "Python recv+json.loads",
     "bare-c": "bare C recvmmsg (count only)",
     "ingest-eve-dgram-native": "ingest --eve-dgram, C reader",
+    "stream-count": "stream limit: recv + count \\n",
 }
+#: the unix_stream limit (STREAM_COUNT), every unix_stream row paired with it
+STREAM_LIMIT = "stream-count"
 #: the unix_dgram limit: the bench's recv_count peer (recvmmsg into 256 KiB
 #: slots, count only), and ingest with a C reader thread
 #: (INGEST_NATIVE_READER=all; not the default for EVE): every dgram
@@ -144,6 +170,8 @@ def _command(receiver: str, sock: str, count: int, workdir: Path,
                 "--mgmt-socket", str(workdir / "fever-mgmt.sock")]
     if receiver == "naive-json":
         return [sys.executable, "-c", NAIVE_JSON, sock, str(count)]
+    if receiver == STREAM_LIMIT:
+        return [sys.executable, "-c", STREAM_COUNT, sock, str(count)]
     if receiver == DGRAM_LIMIT:
         return [str(workdir / "recv_count"), sock, str(count), str(256 * 1024), "256"]
     opt = "--eve-stream" if receiver == "ingest-eve-stream" else "--eve-dgram"
@@ -229,8 +257,8 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
             conn = _accept(listener, proc, 30.0)
         time.sleep(0.3)  # start-up work after bind() is not counted
         cpu0 = proc_cpu(proc.pid)
-        sender = gen.LineSender(sock, records, stream=receiver in PAIRS["unix_stream"],
-                                offline=True)
+        sender = gen.LineSender(sock, records,
+                                stream=receiver in (*PAIRS["unix_stream"], STREAM_LIMIT), offline=True)
         box, done = gen.start_in_thread(sender, count, time_limit=time_limit,
                                         name="bench-eve-sender", cpus=snd_cpus)
         t0 = time.monotonic()
@@ -257,7 +285,7 @@ def _measure(workdir: Path, env: dict[str, str], receiver: str, records: list[by
             if bad:
                 raise BenchError(f"fever logged {len(bad)} warning(s), e.g. {bad[0][:300]}")
             extra["completion"] = "end marker forwarded"
-        elif receiver in ("naive-json", DGRAM_LIMIT):
+        elif receiver in ("naive-json", DGRAM_LIMIT, STREAM_LIMIT):
             t_done, cpu = _reap(proc, receiver, time_limit, hwm, err_path, cpu0)
             detail = json.loads(out_path.read_text())
             received = int(detail["received"])
@@ -314,6 +342,7 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
     records, source = gen.load_eve_records(None, 256, seed)
     have_fever = shutil.which("fever") is not None
     receivers = [r for pair in PAIRS.values() for r in pair if r != "fever" or have_fever]
+    receivers.insert(receivers.index("ingest-eve-dgram"), STREAM_LIMIT)
     gcc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
     if gcc is not None:  # the bare C limit of unix_dgram (the Alertpkt rows' peer)
         if not (workdir / "recv_count").exists():
@@ -350,6 +379,17 @@ def run_eve(workdir: Path, env: dict[str, str], *, count: int, repeat: int, time
                     row[f"paired_{name}_vs_peer_range"] = [lo, hi]
             if socket_kind == "unix_dgram" and receiver == ours:
                 _vs_limit(row, runs)
+            if socket_kind == "unix_stream":
+                _vs_limit(row, runs, STREAM_LIMIT)
+            rows.append(row)
+        if socket_kind == "unix_stream" and STREAM_LIMIT in runs:
+            rs = runs[STREAM_LIMIT]
+            row = {"socket": socket_kind, "receiver": STREAM_LIMIT, "label": LABELS[STREAM_LIMIT],
+                   "records": count,
+                   "records_per_s": statistics.median(r["records_per_s"] for r in rs),
+                   "cpu_s_per_million": statistics.median(r["cpu_s_per_million"] for r in rs),
+                   "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "runs": rs}
+            _timing(row, rs)
             rows.append(row)
     for receiver in DGRAM_MORE:
         if receiver in runs:
@@ -378,14 +418,16 @@ def _timing(row: dict[str, Any], rs: list[dict[str, Any]]) -> None:
         row["shutdown_s"] = statistics.median(shut)
 
 
-def _vs_limit(row: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> None:
-    """A unix_dgram row against the bare C receiver of the same rounds:
-    the median of the within-round ratios and their range (issue 10's goal:
-    ingest >= 0.6 of it)."""
-    if DGRAM_LIMIT not in runs or row["receiver"] == DGRAM_LIMIT:
+def _vs_limit(row: dict[str, Any], runs: dict[str, list[dict[str, Any]]],
+              limit: str = DGRAM_LIMIT) -> None:
+    """A row against its socket's limit receiver of the same rounds (the
+    bare C receiver for unix_dgram, issue 10's goal: ingest >= 0.6 of it;
+    STREAM_LIMIT for unix_stream): the median of the within-round ratios
+    and their range."""
+    if limit not in runs or row["receiver"] == limit:
         return
     for key, name in (("records_per_s", "rate"), ("cpu_s_per_million", "cpu")):
-        med, lo, hi = paired_range((x[key], y[key]) for x, y in zip(row["runs"], runs[DGRAM_LIMIT], strict=True))
+        med, lo, hi = paired_range((x[key], y[key]) for x, y in zip(row["runs"], runs[limit], strict=True))
         row[f"paired_{name}_vs_bare"] = med
         row[f"paired_{name}_vs_bare_range"] = [lo, hi]
 
@@ -410,12 +452,14 @@ def format_eve(eve: dict[str, Any]) -> list[str]:
             continue
         vs = ""
         if "paired_rate_vs_bare" in r:
-            vs = f"  vs bare C: rate {pr(r, 'paired_rate_vs_bare').strip()}, CPU {pr(r, 'paired_cpu_vs_bare').strip()}"
+            limit = "stream limit" if r["socket"] == "unix_stream" else "bare C"
+            vs = f"  vs {limit}: rate {pr(r, 'paired_rate_vs_bare').strip()}, CPU {pr(r, 'paired_cpu_vs_bare').strip()}"
         stop = f"{r['shutdown_s']:7.2f}" if "shutdown_s" in r else f"{'-':>7s}"
         lines.append(f"{r['socket']:12s} {r['label']:28s} {r['records_per_s']:10,.0f} "
                      f"{r['cpu_s_per_million']:8.2f} {r['peak_rss_mib']:8.1f} {stop} "
                      f"{pr(r, 'paired_rate_vs_peer')} {pr(r, 'paired_cpu_vs_peer')}" + vs)
     lines.append("clocks stop at: ingest, its stats line saying every record was handled ('stop s', "
                  "SIGTERM -> exit, is apart); FEVER (lossless), forwarding the end marker sent after "
-                 "the last record; the other peers, their exit on their count")
+                 "the last record; the other peers, their exit on their count. The stream limit "
+                 "reads and counts lines only: what this sender and socket allow")
     return lines

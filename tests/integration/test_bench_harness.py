@@ -157,9 +157,10 @@ def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monk
                           time_limit=60, eve_records=500)
     eve = rep["eve"]
     rows = {r["receiver"]: r for r in eve["rows"]}
-    assert set(rows) == {"ingest-eve-stream", "fever", "ingest-eve-dgram", "naive-json",
+    assert set(rows) == {"ingest-eve-stream", "fever", "stream-count", "ingest-eve-dgram", "naive-json",
                          "bare-c", "ingest-eve-dgram-native"}
-    for name in ("ingest-eve-stream", "ingest-eve-dgram", "naive-json", "bare-c", "ingest-eve-dgram-native"):
+    for name in ("ingest-eve-stream", "stream-count", "ingest-eve-dgram", "naive-json", "bare-c",
+                 "ingest-eve-dgram-native"):
         (run,) = rows[name]["runs"]
         assert run["received"] == 500 and run["records_per_s"] > 0
     # ingest's clock stops at its stats line, its shutdown is reported apart
@@ -169,6 +170,9 @@ def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monk
         (run,) = rows[name]["runs"]
         assert run["shutdown_s"] >= 0
     assert rows["naive-json"]["completion"] == "exit on its count" and "shutdown_s" not in rows["naive-json"]
+    # unix_stream rows are paired with the stream limit (read + count lines) of the same round
+    assert rows["stream-count"]["socket"] == "unix_stream"
+    assert rows["ingest-eve-stream"]["paired_rate_vs_bare"] > 0
     assert "paired_rate_vs_peer" in rows["ingest-eve-dgram"]
     # both ingest dgram readers are paired with the bare C receiver of the same round
     assert "paired_rate_vs_bare" in rows["ingest-eve-dgram"] and "paired_rate_vs_bare" in rows["ingest-eve-dgram-native"]
@@ -178,6 +182,7 @@ def test_bench_eve_rows_measure_every_receiver_and_clean_up(tmp_path: Path, monk
         assert rows["fever"]["completion"] == "end marker forwarded"
         assert "shutdown_s" not in rows["fever"]
         assert "paired_rate_vs_peer" in rows["ingest-eve-stream"]
+        assert rows["fever"]["paired_rate_vs_bare"] > 0
         assert any(g["goal"].startswith("EVE unix_stream >= 3.0x FEVER (lossless") for g in rep["goals"])
     else:
         assert rows["fever"]["missing"] == "fever not installed"

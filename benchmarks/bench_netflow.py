@@ -126,17 +126,140 @@ def store_rates(packets: int = 640, batch: int = 64) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def store_batches(flows: int, batch: int = 8192) -> list:
+    """Decoded IPFIX FlowBatches of ``batch`` records (the runtime's
+    default batch_max), ``flows`` in all: the 30,000 distinct flows of
+    distinct_packets(1000) (what the end-to-end sender cycles), each cycle
+    10 s later (the same 5-tuples again, as an exporter reports them)."""
+    from ingest.flows import record as FR
+    from ingest.flows.netflow import NetflowDecoder
+
+    tpl, _ = build(10)
+    pk = distinct_packets(1000)
+    d = NetflowDecoder(64)
+    d.decode(d.load([tpl]), now=0.0)
+    one = FR.FlowBatch.concat([d.decode(d.load(pk[i:i + 64]), now=0.0).batch for i in range(0, len(pk), 64)])
+    parts = []
+    for cycle in range(-(-flows // len(one))):
+        r = one.records.copy()
+        r["start_us"] += cycle * 10_000_000
+        r["end_us"] += cycle * 10_000_000
+        parts.append(FR.FlowBatch(r, one.strings, one.origin))
+    every = FR.FlowBatch.concat(parts).subset(slice(0, flows))
+    return [every.subset(slice(i, i + batch)) for i in range(0, flows, batch)]
+
+
+def ceiling_round(batches: list, tmp: str) -> dict[str, tuple[float, float]]:
+    """The same flow records into three fresh SQLite stores, in turn, one
+    transaction per batch, WAL, synchronous=NORMAL, the writer's 32 MiB page
+    cache (the sink's pragmas), each way timed over every batch:
+
+    * ``ingest``: the SQLite sink's write of the batch (SqliteSink._write_item:
+      the flows columns built with numpy, bound in C, the flows key and
+      indexes, correlation, COMMIT): what ``ingest listen`` does per batch;
+    * ``bare C``: ingest's C writer (csrc/sqlite.c) inserting the same columns,
+      built before the clock starts, into a table of the same columns with
+      no index and no key;
+    * ``bare executemany``: Python's sqlite3 ``executemany`` of the same rows
+      as tuples, built before the clock starts, into the same bare table.
+
+    Returns way -> (flows/s, CPU microseconds per flow of this process)."""
+    from ingest.batch import AlertBatch
+    from ingest.batch import empty as empty_alerts
+    from ingest.flows import record as FR
+    from ingest.mapping import Enriched
+    from ingest.sinks import rows as R
+    from ingest.sinks import sqlite as S
+
+    n = sum(len(b) for b in batches)
+    names = ", ".join(f'"{c}"' for c in R.FLOW_COLUMNS)
+    insert = f"INSERT INTO flows ({names}) VALUES ({', '.join('?' * len(R.FLOW_COLUMNS))})"
+    out = {}
+    d = tempfile.mkdtemp(dir=tmp)
+    # ingest
+    sink = S.SqliteSink(os.path.join(d, "ingest.db"), sensor="bench")
+    assert sink._db is not None
+    # the bare table: the columns of ingest's flows table with their declared types, no key, no index
+    bare_ddl = "CREATE TABLE flows ({})".format(", ".join(
+        f'"{name}" {typ}' + (" PRIMARY KEY" if pk else "")
+        for _, name, typ, _, _, pk in sink._db.execute("PRAGMA table_info(flows)")))
+    items = [Enriched(AlertBatch(empty_alerts(0), [], "bench", events=FR.event_batch(fb)), None, []) for fb in batches]
+    t, c = time.perf_counter(), time.process_time()
+    for it in items:
+        sink._write_item(it)
+    out["ingest"] = (n / (time.perf_counter() - t), 1e6 * (time.process_time() - c) / n)
+    import asyncio
+
+    asyncio.run(sink.aclose())
+    # bare C
+    path = os.path.join(d, "bare_c.db")
+
+    def bare_db(p: str) -> sqlite3.Connection:
+        db = sqlite3.connect(p, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA cache_size=-{S.WRITER_CACHE_KIB}")
+        db.execute(bare_ddl)
+        return db
+
+    bare_db(path).close()
+    nd = S._NativeDB(path, S.BUSY_TIMEOUT_MS)
+    nd.exec("PRAGMA synchronous=NORMAL")
+    nd.exec(f"PRAGMA cache_size=-{S.WRITER_CACHE_KIB}")
+    st = nd.prepare(insert)
+    cols = [R.flow_record_arrays(fb, "bench") for fb in batches]
+    types = [S._types(x) for x in cols]
+    t, c = time.perf_counter(), time.process_time()
+    for x, ty in zip(cols, types, strict=True):
+        nd.exec("BEGIN")
+        nd.insert(st, x, ty)
+        nd.exec("COMMIT")
+    out["bare C"] = (n / (time.perf_counter() - t), 1e6 * (time.process_time() - c) / n)
+    nd.close()
+    del cols
+    # bare executemany
+    db = bare_db(os.path.join(d, "bare_py.db"))
+    rows = [R.flow_record_rows(fb, "bench") for fb in batches]
+    t, c = time.perf_counter(), time.process_time()
+    for r in rows:
+        db.execute("BEGIN")
+        db.executemany(insert, r)
+        db.execute("COMMIT")
+    out["bare executemany"] = (n / (time.perf_counter() - t), 1e6 * (time.process_time() - c) / n)
+    db.close()
+    shutil.rmtree(d)
+    return out
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+#: the C sender (benchmarks/netflow_sender.c), when --sender c built it
+C_SENDER: str | None = None
+
+
+def build_sender(tmp: str) -> str:
+    exe = os.path.join(tmp, "netflow_sender")
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", exe,
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), "netflow_sender.c")], check=True)
+    return exe
+
+
 def send(port: int, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> float:
     """The template, then ``packets`` data packets (cycling through ``data``
     when it is a list) at ``rate`` packets/s (0: as fast as possible); the
-    seconds it took."""
+    seconds it took.  With C_SENDER, the C sender sends them (sendmmsg)."""
     pool = data if isinstance(data, list) else [data]
+    if C_SENDER is not None:
+        with tempfile.NamedTemporaryFile(suffix=".pkts") as f:
+            f.write(b"".join(len(p).to_bytes(4, "big") + p for p in [tpl, *pool]))
+            f.flush()
+            out = subprocess.run([C_SENDER, str(port), f.name, str(packets), str(rate)], check=True,
+                                 capture_output=True, text=True).stdout
+        return float(out.split("seconds=")[1])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     t0 = time.perf_counter()
@@ -156,6 +279,19 @@ def send(port: int, tpl: bytes, data: bytes | list[bytes], packets: int, rate: f
 RCVBUF = 32 << 20
 
 
+#: CPU seconds (user + system) of the last receiver process run_nfcapd / run_ingest ran
+LAST_CPU = [0.0]
+#: more arguments for ``ingest listen`` (--ingest-args)
+INGEST_ARGS: list[str] = []
+
+
+def reap(p: subprocess.Popen) -> float:
+    """Wait for the child and return its CPU seconds (user + system)."""
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_nfcapd(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> tuple[int, float]:
     d = tempfile.mkdtemp(dir=tmp)
     port = free_port()
@@ -165,7 +301,7 @@ def run_nfcapd(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, ra
     took = send(port, tpl, data, packets, rate)
     time.sleep(1.0)
     p.terminate()
-    p.wait()
+    LAST_CPU[0] = reap(p)
     out = subprocess.run(["nfdump", "-R", d, "-q", "-o", "fmt:%pkt"], capture_output=True, text=True)
     return len(out.stdout.splitlines()), took
 
@@ -173,7 +309,7 @@ def run_nfcapd(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, ra
 def run_ingest(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> tuple[int, float]:
     db = os.path.join(tempfile.mkdtemp(dir=tmp), "a.db")
     p = subprocess.Popen([sys.executable, "-m", "ingest", "listen", "--netflow", "udp://127.0.0.1:0",
-                          "--sink", f"sqlite:{db}", "--dead-letter", "", "--stats-interval", "0"],
+                          "--sink", f"sqlite:{db}", "--dead-letter", "", "--stats-interval", "0", *INGEST_ARGS],
                          stderr=subprocess.PIPE, text=True)
     line = ""
     while "listening on" not in line:
@@ -199,7 +335,9 @@ def run_ingest(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, ra
             done = same_since - t0
         time.sleep(0.05)
     p.terminate()
-    p.communicate(timeout=60)
+    assert p.stderr is not None
+    p.stderr.read()
+    LAST_CPU[0] = reap(p)
     return last, done
 
 
@@ -216,7 +354,8 @@ def sustained(tmp: str, seconds: float, rates: list[float], pool: int) -> tuple[
         packets = int(rate * seconds)
         nf, took = run_nfcapd(tmp, tpl, data, packets, rate)
         print(f"  nfcapd at {rate:,.0f} pkt/s ({30 * rate:,.0f} flows/s, {30 * packets:,} flows in "
-              f"{took:.1f} s): kept {nf:,}", flush=True)
+              f"{took:.1f} s): kept {nf:,}, CPU {1e6 * LAST_CPU[0] / max(nf, 1):.2f} us/flow "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
         if nf < 30 * packets:
             break
         best = (rate, packets, nf, took)
@@ -225,7 +364,7 @@ def sustained(tmp: str, seconds: float, rates: list[float], pool: int) -> tuple[
     rate, packets, nf, took = best
     ing, ing_t = run_ingest(tmp, tpl, data, packets, rate)
     print(f"  ingest at {rate:,.0f} pkt/s: kept {ing:,} of {30 * packets:,}, the last stored "
-          f"{ing_t:.1f} s after the first send", flush=True)
+          f"{ing_t:.1f} s after the first send, CPU {1e6 * LAST_CPU[0] / max(ing, 1):.2f} us/flow", flush=True)
     return rate, nf, nf / took, ing, ing / ing_t if ing_t else 0.0
 
 
@@ -241,7 +380,8 @@ def ingest_steps(tmp: str, seconds: float, rates: list[float], pool: int) -> flo
         ing, ing_t = run_ingest(tmp, tpl, data, packets, rate)
         ok = ing == 30 * packets and ing_t <= seconds + 2.0
         print(f"  ingest at {rate:,.0f} pkt/s ({30 * rate:,.0f} flows/s): kept {ing:,} of {30 * packets:,}, "
-              f"the last stored {ing_t:.1f} s after the first send: {'kept pace' if ok else 'fell behind'}",
+              f"the last stored {ing_t:.1f} s after the first send: {'kept pace' if ok else 'fell behind'}, "
+              f"CPU {1e6 * LAST_CPU[0] / max(ing, 1):.2f} us/flow (load {os.getloadavg()[0]:.1f})",
               flush=True)
         if not ok:
             break
@@ -263,7 +403,51 @@ def main() -> int:
                     help="packet rates (30 flows each) to step through with --sustain")
     ap.add_argument("--ingest-rates", default="250,500,1000,1500,2000,3000,4000",
                     help="packet rates to step ingest alone through with --sustain (its own 0-loss rate)")
+    ap.add_argument("--ceiling", type=int, default=0, metavar="FLOWS",
+                    help="in process: FLOWS flow records into SQLite by ingest's sink vs a bare insert "
+                         "(no index, no key; C and executemany), paired per round")
+    ap.add_argument("--batch", type=int, default=8192, help="--ceiling: flows per transaction (batch_max's default)")
+    ap.add_argument("--sender", choices=("python", "c"), default="python",
+                    help="who replays the export: a Python sendto loop, or benchmarks/netflow_sender.c "
+                         "(sendmmsg, built with cc at start)")
+    ap.add_argument("--ingest-args", default="", help="more arguments for ingest listen (e.g. '--batch-max 65536')")
+    ap.add_argument("--sender-max", type=int, default=0, metavar="PACKETS",
+                    help="only measure the sender: PACKETS data packets flat out to a socket nobody reads")
     ns = ap.parse_args()
+    global C_SENDER
+    INGEST_ARGS.extend(ns.ingest_args.split())
+    keep = tempfile.TemporaryDirectory()
+    if ns.sender == "c":
+        C_SENDER = build_sender(keep.name)
+    if ns.sender_max:
+        tpl, _ = build(10)
+        data = distinct_packets(1000)
+        for r in range(ns.rounds):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+                sink.bind(("127.0.0.1", 0))
+                took = send(sink.getsockname()[1], tpl, data, ns.sender_max, 0)
+            print(f"round {r + 1}: {ns.sender} sender, {ns.sender_max:,} packets in {took:.2f} s: "
+                  f"{ns.sender_max / took:,.0f} pkt/s = {30 * ns.sender_max / took:,.0f} flows/s", flush=True)
+        return 0
+    if ns.ceiling:
+        batches = store_batches(ns.ceiling, ns.batch)
+        per: dict[str, list[tuple[float, float]]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(ns.rounds):
+                res = ceiling_round(batches, tmp)
+                for way, v in res.items():
+                    per.setdefault(way, []).append(v)
+                print(f"round {r + 1} (load {os.getloadavg()[0]:.1f}): " + "; ".join(
+                    f"{way} {fs:,.0f} flows/s, {cpu:.2f} us CPU/flow" for way, (fs, cpu) in res.items()), flush=True)
+        from ingest.bench.common import ratio
+
+        for way in ("bare C", "bare executemany"):
+            q = [ratio(a[0], b[0]) for a, b in zip(per["ingest"], per[way], strict=True)]
+            print(f"ingest / {way}, flows/s: median {statistics.median(q):.3f} (range {min(q):.3f}-{max(q):.3f})")
+        for way, v in per.items():
+            print(f"{way}: best {max(x[0] for x in v):,.0f} flows/s, CPU median "
+                  f"{statistics.median(x[1] for x in v):.2f} us/flow")
+        return 0
     if ns.store:
         ratios = []
         for r in range(ns.rounds):

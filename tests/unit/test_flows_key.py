@@ -132,3 +132,26 @@ def test_a_schema_5_store_is_migrated_with_every_row_kept(tmp_path):
         assert c.execute("SELECT id FROM alerts WHERE flow_ref = ? ORDER BY id", (new7,)).fetchall() == [(1,), (2,)]
     finally:
         c.close()
+
+
+def _flows(n: int) -> B.AlertBatch:
+    return B.AlertBatch(B.empty(0), [], "t", events=FR.event_batch(FR.FlowBatch(FR.empty(n), [], "t")))
+
+
+def test_a_backlog_of_flow_records_is_taken_in_bigger_batches():
+    """Flow records alone join up to FLOW_BATCH_FACTOR x batch_max (fewer,
+    bigger store transactions under load); alerts, and a batch of flows
+    followed by alerts, keep batch_max."""
+    from ingest.runtime import FLOW_BATCH_FACTOR, Pipeline
+    from tests.unit.test_sensor import _batch
+
+    assert FLOW_BATCH_FACTOR == 4
+    p = Pipeline([], [], batch_max=10)
+    for b in [_flows(6) for _ in range(8)] + [_batch("", 6), _batch("", 6), _flows(6)]:
+        p.submit(b)
+    taken = []
+    while p._dq:
+        b, _ = p._take()
+        taken.append((len(b.alerts), 0 if b.events is None else len(b.events)))
+    # 40 flow records at most (6 batches of 6), then the rest of the flows alone, the alerts at 10 at most
+    assert taken == [(0, 36), (0, 12), (6, 0), (6, 0), (0, 6)]

@@ -306,11 +306,16 @@ def run_nfcapd(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, ra
     return len(out.stdout.splitlines()), took
 
 
-def run_ingest(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float) -> tuple[int, float]:
+def run_ingest(tmp: str, tpl: bytes, data: bytes | list[bytes], packets: int, rate: float,
+               tree: str | None = None) -> tuple[int, float]:
+    """``ingest listen --netflow ... --sink sqlite:`` (from ``tree``, a
+    built source tree, if given) gets the export: (flows stored, seconds
+    from the first send to the last row committed)."""
     db = os.path.join(tempfile.mkdtemp(dir=tmp), "a.db")
+    env = dict(os.environ, PYTHONPATH=tree) if tree else None
     p = subprocess.Popen([sys.executable, "-m", "ingest", "listen", "--netflow", "udp://127.0.0.1:0",
                           "--sink", f"sqlite:{db}", "--dead-letter", "", "--stats-interval", "0", *INGEST_ARGS],
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
     line = ""
     while "listening on" not in line:
         line = p.stderr.readline()
@@ -413,6 +418,10 @@ def main() -> int:
     ap.add_argument("--ingest-args", default="", help="more arguments for ingest listen (e.g. '--batch-max 65536')")
     ap.add_argument("--sender-max", type=int, default=0, metavar="PACKETS",
                     help="only measure the sender: PACKETS data packets flat out to a socket nobody reads")
+    ap.add_argument("--before", metavar="TREE",
+                    help="paired before/after, end to end: per round the same --sustain SECONDS export at "
+                         "--rate packets/s to ingest built in TREE, then to this tree's; stored flows/s "
+                         "and CPU per flow")
     ns = ap.parse_args()
     global C_SENDER
     INGEST_ARGS.extend(ns.ingest_args.split())
@@ -428,6 +437,29 @@ def main() -> int:
                 took = send(sink.getsockname()[1], tpl, data, ns.sender_max, 0)
             print(f"round {r + 1}: {ns.sender} sender, {ns.sender_max:,} packets in {took:.2f} s: "
                   f"{ns.sender_max / took:,.0f} pkt/s = {30 * ns.sender_max / took:,.0f} flows/s", flush=True)
+        return 0
+    if ns.before:
+        tpl, _ = build(10)
+        data = distinct_packets(1000)
+        packets = int(ns.rate * (ns.sustain or 10))
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        got: list[tuple[float, float, float, float]] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(ns.rounds):
+                res = []
+                for tree in (ns.before, here):
+                    n, t = run_ingest(tmp, tpl, data, packets, ns.rate, tree)
+                    res.append((n / t if t else 0.0, 1e6 * LAST_CPU[0] / max(n, 1), n))
+                got.append((res[0][0], res[1][0], res[0][1], res[1][1]))
+                print(f"round {r + 1} (load {os.getloadavg()[0]:.1f}): before {res[0][2]:,} of {30 * packets:,} "
+                      f"stored at {res[0][0]:,.0f} flows/s, CPU {res[0][1]:.2f} us/flow; after {res[1][2]:,} at "
+                      f"{res[1][0]:,.0f} flows/s, CPU {res[1][1]:.2f} us/flow", flush=True)
+        from ingest.bench.common import ratio
+
+        q = [ratio(a, b) for b, a, _, _ in got]
+        c = [ratio(a, b) for _, _, b, a in got]
+        print(f"after/before stored flows/s: median {statistics.median(q):.2f} (range {min(q):.2f}-{max(q):.2f}); "
+              f"CPU per flow after/before: median {statistics.median(c):.2f} (range {min(c):.2f}-{max(c):.2f})")
         return 0
     if ns.ceiling:
         batches = store_batches(ns.ceiling, ns.batch)

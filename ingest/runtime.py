@@ -15,6 +15,11 @@
   rates still flush within a few ms), enriches it once, and writes it to
   every sink concurrently.  A batch is acknowledged (its ``acks`` run:
   Barnyard2 sync acknowledgements, bookmarks) only after every sink returned.
+  One batch is written at a time, unless every sink takes several writes
+  at once (``concurrent_writes``: the PostgreSQL sink's connections): then
+  up to that many are written together, so one batch's transaction runs
+  while the next one is prepared and sent, and their outcomes (acks or
+  dead letters) are still handled in the order the batches were taken.
   A failing sink is retried with back-off (0.5 s doubling to 30 s); while
   it waits, a sink that has a cheap ``probe`` is probed every 0.25 s, and
   the write is retried as soon as the probe says the sink is back, so a
@@ -211,6 +216,9 @@ class Pipeline:
         self._closing = False
         self._closing_since = 0.0
         self._inflight: AlertBatch | None = None
+        #: batches being written at once (sinks with concurrent_writes > 1), in the order taken:
+        #: (batch, its queue bytes, its write)
+        self._pipeline: collections.deque[tuple[AlertBatch, int, asyncio.Future]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._rejected = 0  # records a sink refused (DataError), for the log's rate limit
@@ -418,8 +426,16 @@ class Pipeline:
             return None
         return self.drain_timeout - (time.monotonic() - self._closing_since)
 
+    def write_width(self) -> int:
+        """How many batches may be written at once: the smallest
+        ``concurrent_writes`` of the sinks (1 for a sink that does not say)."""
+        return max(1, min((int(getattr(s, "concurrent_writes", 1)) for s in self.sinks), default=1))
+
     async def _consume(self) -> None:
         assert self._wake is not None
+        if self.write_width() > 1:
+            await self._consume_pipelined(self.write_width())
+            return
         while True:
             if not self._dq:
                 if self._closing:
@@ -566,7 +582,79 @@ class Pipeline:
         if events:
             self.stats.add_dropped("sink_rejected_event", events)
 
+    async def _consume_pipelined(self, width: int) -> None:
+        """``_consume`` for sinks that take several writes at once (the
+        PostgreSQL sink's connections): up to ``width`` writes run at the
+        same time, so one batch's rows are prepared, sent and committed
+        while another's transaction runs.  Their outcomes are
+        handled strictly in the order the batches were taken: a batch's
+        acks run only once every sink stored it *and* every batch taken
+        before it is finished (acked, or dead-lettered), so a source sees
+        its acknowledgements exactly as with one write at a time (a
+        bookmark never passes a batch not yet stored).  Every batch still
+        holds its bytes of the queue budget until it is finished."""
+        assert self._wake is not None
+        pending = self._pipeline
+        while True:
+            while pending and pending[0][2].done():
+                await self._complete(*pending.popleft())
+            running = {t for _, _, t in pending if not t.done()}
+            if self._dq and len(running) < width:
+                if (self.linger and sum(b.queued() for b, _ in self._dq) < self.batch_max
+                        and not self._closing):
+                    await asyncio.sleep(self.linger)
+                batch, nbytes = self._take()
+                left = self._drain_left()
+                if left is not None and left <= 0:
+                    # shutting down and out of time: no new write starts
+                    self._give_up(batch, "shutdown_timeout")
+                    self._release_bytes(nbytes)
+                    continue
+                pending.append((batch, nbytes, asyncio.ensure_future(self._write_all(batch))))
+                continue
+            if not pending and self._closing and not self._dq:
+                return
+            woken = None
+            if len(running) < width:  # room for another write: also wait for a batch to come
+                self._waiting = True
+                if self._dq:
+                    self._waiting = False
+                    continue
+                woken = asyncio.ensure_future(self._wake.wait())
+                running.add(woken)
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if woken is not None:
+                if not woken.done():
+                    woken.cancel()
+                self._wake.clear()  # a stale wake-up costs one turn of the loop, never a batch
+
+    async def _complete(self, batch: AlertBatch, nbytes: int, task: asyncio.Future) -> None:
+        """A pipelined batch's outcome, in its turn (_consume_pipelined)."""
+        try:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+            item, results = task.result()
+            await self._finish(batch, item, results)
+        except Exception as e:  # a bug (mapping, ...): keep the alerts, keep going
+            _log.error(f"dispatch failed: {e!r}", extra=at(batch.origin))
+            self._give_up(batch, "internal_error")
+        self._release_bytes(nbytes)
+
+    def _unconfirmed(self) -> list[AlertBatch]:
+        """Batches being written (shutdown's backstop: their writes did not finish)."""
+        out = [b for b, _, _ in self._pipeline]
+        if self._inflight is not None:
+            out.append(self._inflight)
+        return out
+
     async def _dispatch(self, batch: AlertBatch) -> None:
+        item, results = await self._write_all(batch)
+        await self._finish(batch, item, results)
+
+    async def _write_all(self, batch: AlertBatch) -> tuple[Enriched, list]:
+        """Enrich the batch and write it to every sink (retried, isolated):
+        what each sink's write ended with (an exception, or nothing)."""
         item = self.enricher.apply(batch)
         results: list = []
         if len(self.sinks) == 1:  # the common case, without gather's task machinery
@@ -577,6 +665,11 @@ class Pipeline:
         else:
             results = await asyncio.gather(*(self._write_one(s, item) for s in self.sinks),
                                            return_exceptions=True)
+        return item, results
+
+    async def _finish(self, batch: AlertBatch, item: Enriched, results: list) -> None:
+        """After every sink's write of the batch: acknowledge it, or keep
+        what some sink does not have in the dead-letter file."""
         failed = [r for r in results if isinstance(r, BaseException)]
         for sink, r in zip(self.sinks, results, strict=False) if failed else ():
             abandon = getattr(sink, "abandon", None)
@@ -771,12 +864,13 @@ class Pipeline:
         if not consumer.done():
             consumer.cancel()
             rc = 1
-            if self._inflight is not None:
+            for b in self._unconfirmed():
                 names = ", ".join(s.name for s in self.sinks)
-                _log.error(f"a write of {len(self._inflight)} alerts to {names} did not finish; "
+                _log.error(f"a write of {len(b)} alerts to {names} did not finish; "
                            "they are kept in the dead-letter file, and may also have been stored")
-                self._give_up(self._inflight, "shutdown_unconfirmed")
-                self._inflight = None
+                self._give_up(b, "shutdown_unconfirmed")
+            self._inflight = None
+            self._pipeline.clear()
         left = [b for b, _ in self._dq]
         self._dq.clear()
         for b in left:

@@ -51,6 +51,7 @@ of it.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
@@ -64,7 +65,6 @@ from ..flows import record as FR
 from ..mapping import Enriched
 from . import rows as R
 from .errors import DataError
-from .onthread import OnThreadSink
 
 #: the store's schema version (schema_version table); the SQLite store's
 #: user_version has the same meaning
@@ -196,6 +196,11 @@ SESSION_SETTINGS = ("SET lock_timeout = '10s'", "SET statement_timeout = '120s'"
 PROBE_FIRST, PROBE_MAX = 0.25, 5.0
 #: signatures remembered as stored (a batch writes only new ones)
 SIG_CACHE_MAX = 1 << 20
+#: connections (each writing one batch at a time) unless the URL says writers=N
+WRITERS = 2
+WRITERS_MAX = 16
+#: writes whose commit is in doubt remembered at most (their retries ask the server)
+UNSURE_MAX = 64
 
 #: URL query parameters whose values are secrets (shown as ***)
 _SECRET_PARAMS = {"password", "sslpassword"}
@@ -222,6 +227,28 @@ def redact(url: str) -> str:
             parts.append(f"{key}=***" if eq and unquote(key).lower() in _SECRET_PARAMS else p)
         query = "&".join(parts)
     return f"{scheme}://{netloc}{path}{q}{query}"
+
+
+def _writers_param(url: str, name: str) -> tuple[str, int]:
+    """url without ingest's own ``writers=N`` query parameter (libpq would
+    refuse it), and N (WRITERS if absent).  ValueError for a bad N."""
+    base, q, query = url.partition("?")
+    if not q:
+        return url, WRITERS
+    keep, writers = [], WRITERS
+    for p in query.split("&"):
+        key, _, value = p.partition("=")
+        if unquote(key) != "writers":
+            keep.append(p)
+            continue
+        try:
+            writers = int(unquote(value))
+        except ValueError:
+            writers = 0
+        if not 1 <= writers <= WRITERS_MAX:
+            raise ValueError(f"PostgreSQL store {name}: writers must be an integer from 1 to {WRITERS_MAX}, "
+                             f"not {unquote(value)!r}")
+    return (f"{base}?{'&'.join(keep)}" if keep else base), writers
 
 
 def _secrets(url: str, params: dict[str, str]) -> list[str]:
@@ -309,10 +336,19 @@ def data_fault(e: BaseException) -> bool:
     return isinstance(e, UnicodeError | OverflowError | ValueError | TypeError)
 
 
-class PostgresSink(OnThreadSink):
+class PostgresSink:
     """``postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]``
     (libpq's URL; ``postgres://`` too).  ``sensor`` names this process's
-    sensor (rows of batches that carry none; default: the host name)."""
+    sensor (rows of batches that carry none; default: the host name).
+
+    ``writers`` connections (the URL's ``writers=N``, default
+    WRITERS), each on a thread of its own, each writing one batch at a time:
+    the runtime writes up to that many batches at once
+    (``concurrent_writes``), so one batch's rows are built and sent while
+    another's transaction runs (its correlation, its commit's fsync) and
+    the server's backends work side by side.  A batch is one transaction on
+    one connection, whichever; the runtime still acknowledges batches in
+    the order it took them.  ``writers=1``: one transaction at a time."""
 
     def __init__(self, url: str, *, sensor: str | None = None,
                  correlate_slack: float = correlate.DEFAULT_SLACK_S) -> None:
@@ -320,33 +356,135 @@ class PostgresSink(OnThreadSink):
         self.slack_us = correlate.slack_us(correlate_slack)
         self.name = redact(url)
         self.sensor = check_sensor_name(sensor) if sensor else default_sensor_name()
+        self._secret_list = _secrets(url, {})
+        url, writers = _writers_param(url, self.name)
         try:
             params = self._psycopg.conninfo.conninfo_to_dict(url)
         except self._psycopg.Error as e:
-            self._secret_list = _secrets(url, {})
             raise ValueError(f"PostgreSQL store {self.name}: {self._clean(e)}") from None
         self._secret_list = _secrets(url, params)
         self._params = {**CONNECT_DEFAULTS, **params}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-postgresql")
-        self._conn: Any = None
-        self._staged = False  # the temporary tables exist on this connection
+        #: how many batches the runtime may write at once (one per connection)
+        self.concurrent_writes = writers
         self._sigs: dict[tuple[int, int, int], str | None] = {}  # committed signatures -> refs
-        self._unsure: tuple[Enriched, int] | None = None  # a write whose commit may have happened
-        self._xid: int | None = None  # the transaction being written
+        self._sig_lock = threading.Lock()
+        #: writes whose commit may have happened (the connection broke in it):
+        #: id(item) -> (item, transaction id); the retry of that item asks first
+        self._unsure: dict[int, tuple[Enriched, int]] = {}
         self._last_error: BaseException | None = None
-        self._lost = False  # the last failure lost the connection (what the probe waits out)
+        self._lost = False  # the last failure lost a connection (what the probe waits out)
         self._next_connect = 0.0
         self._connect_wait = PROBE_FIRST
+        self._writers = [_Writer(self, i) for i in range(writers)]
+        self._idle = list(reversed(self._writers))  # writers free for a write (the first one first)
+        self._waiters: list[asyncio.Future] = []
         try:
-            self._pool.submit(self._open).result()
+            first = self._writers[0]
+            first.pool.submit(first.open).result()  # connects and makes (or checks) the schema
+            for w in self._writers[1:]:
+                w.pool.submit(w.open_more).result()
         except BaseException:
-            self._pool.shutdown()
+            for w in self._writers:
+                w.pool.submit(w.drop).result()
+                w.pool.shutdown()
             raise
 
-    # ---- plumbing (all on the sink's thread) --------------------------------
     def _clean(self, e: BaseException | str) -> str:
         """An error's text, one line, without any secret of the URL."""
         return _clean_text(e, self._secret_list, self.name)
+
+    # ---- state the writers share (any thread) ------------------------------------
+    def _take_unsure(self, item: Enriched) -> int | None:
+        with self._sig_lock:
+            got = self._unsure.pop(id(item), None)
+        return got[1] if got is not None and got[0] is item else None
+
+    def _put_unsure(self, item: Enriched, xid: int) -> None:
+        with self._sig_lock:
+            while len(self._unsure) >= UNSURE_MAX:  # batches given up for good: the oldest go
+                del self._unsure[next(iter(self._unsure))]
+            self._unsure[id(item)] = (item, xid)
+
+    def _sig_new(self, row: tuple) -> bool:
+        key = row[:3]
+        with self._sig_lock:
+            if key not in self._sigs:
+                return True
+            refs = row[4]
+            return refs is not None and self._sigs[key] != refs
+
+    def _remember(self, sig_rows: list[tuple]) -> None:
+        with self._sig_lock:
+            if len(self._sigs) + len(sig_rows) > SIG_CACHE_MAX:
+                self._sigs.clear()
+            for g, s, r, _msg, refs in sig_rows:
+                if refs is not None or (g, s, r) not in self._sigs:
+                    self._sigs[(g, s, r)] = refs
+
+    # ---- the Sink protocol (on the event loop) ------------------------------------
+    async def _writer(self) -> _Writer:
+        """A writer free for one write (waits while every one is busy)."""
+        if self._idle:
+            return self._idle.pop()
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return await fut  # type: ignore[no-any-return]
+
+    def _free(self, w: _Writer) -> None:
+        while self._waiters:
+            fut = self._waiters.pop(0)
+            if not fut.done():
+                fut.set_result(w)
+                return
+        self._idle.append(w)
+
+    async def _on(self, fn: Any, *args: Any) -> Any:
+        w = await self._writer()
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(w.pool, fn(w), *args)
+        except BaseException:
+            self._free(w)
+            raise
+        # the writer is free again when its thread is (not when a cancelled caller stops waiting)
+        fut.add_done_callback(lambda _: self._free(w))
+        return await fut
+
+    async def write(self, item: Enriched) -> None:
+        try:
+            await self._on(lambda w: w.write_item, item)
+        except BaseException as e:
+            self._last_error = e
+            raise
+
+    async def probe(self) -> bool:
+        return bool(await self._on(lambda w: w.probe))
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        for w in self._writers:
+            await loop.run_in_executor(w.pool, w.drop)
+            w.pool.shutdown()
+
+
+class _Writer:
+    """One connection of a PostgresSink, used only from its own thread
+    (``pool``), writing one batch at a time."""
+
+    def __init__(self, owner: PostgresSink, index: int) -> None:
+        self.owner = owner
+        self._psycopg = owner._psycopg
+        self._params = owner._params
+        self.name = owner.name
+        self.sensor = owner.sensor
+        self.slack_us = owner.slack_us
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix=f"ingest-postgresql-{index}")
+        self._conn: Any = None
+        self._staged = False  # the temporary tables exist on this connection
+        self._xid: int | None = None  # the transaction being written
+
+    # ---- plumbing (all on the writer's thread) --------------------------------
+    def _clean(self, e: BaseException | str) -> str:
+        return self.owner._clean(e)
 
     def _connect(self) -> Any:
         conn = self._psycopg.connect(autocommit=False, **self._params)
@@ -360,7 +498,7 @@ class PostgresSink(OnThreadSink):
         self._staged = False
         return conn
 
-    def _open(self) -> None:
+    def open(self) -> None:
         """Connect and make (or check) the schema; ValueError (a start-up
         error, exit 2) when the database cannot be reached or is no store
         of this version."""
@@ -371,10 +509,10 @@ class PostgresSink(OnThreadSink):
         try:
             self._schema(self._conn)
         except ValueError:
-            self._drop()
+            self.drop()
             raise
         except self._psycopg.Error as e:
-            self._drop()
+            self.drop()
             raise ValueError(f"PostgreSQL store {self.name}: cannot create the schema: "
                              f"{self._clean(e)}") from None
 
@@ -401,7 +539,14 @@ class PostgresSink(OnThreadSink):
                 cur.execute(stmt)
         conn.commit()
 
-    def _drop(self) -> None:
+    def open_more(self) -> None:
+        """Connect (a writer after the first: the schema is made)."""
+        try:
+            self._conn = self._connect()
+        except self._psycopg.Error as e:
+            raise ValueError(f"PostgreSQL store {self.name}: cannot connect: {self._clean(e)}") from None
+
+    def drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -412,28 +557,28 @@ class PostgresSink(OnThreadSink):
     def _connection(self) -> Any:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
-            self._drop()
+            self.drop()
             try:
                 self._conn = conn = self._connect()
             except self._psycopg.Error as e:
-                self._lost = True
+                self.owner._lost = True
                 raise PostgresDown(f"cannot connect: {self._clean(e)}") from None
         return conn
 
     # ---- one batch ------------------------------------------------------------
-    def _write_item(self, item: Enriched) -> None:
-        unsure, self._unsure = self._unsure, None
+    def write_item(self, item: Enriched) -> None:
+        unsure = self.owner._take_unsure(item)
         sensor = R.sensor_of(item, self.sensor)
         try:
-            sig_rows = [r for r in R.signature_rows(item) if self._sig_new(r)]
+            sig_rows = [r for r in R.signature_rows(item) if self.owner._sig_new(r)]
             copy = _encode_alerts(item, sensor)
             flows = _dedupe_flows(R.flow_rows(item, sensor))
             records = _encode_records(item, sensor)
         except Exception as e:  # a value that cannot be encoded: the data's fault
             raise DataError(f"{type(e).__name__}: {self._clean(e)}") from None
         conn = self._connection()
-        if unsure is not None and unsure[0] is item and self._committed(conn, item, unsure[1]):
-            self._remember(sig_rows)
+        if unsure is not None and self._committed(conn, item, unsure):
+            self.owner._remember(sig_rows)
             return
         self._xid = None
         try:
@@ -449,8 +594,8 @@ class PostgresSink(OnThreadSink):
             xid, self._xid = self._xid, None
             self._failed(conn, e, (item, xid) if xid is not None else None)
         self._xid = None
-        self._remember(sig_rows)
-        self._lost = False
+        self.owner._remember(sig_rows)
+        self.owner._lost = False
 
     def _transaction(self, conn: Any, sig_rows: list[tuple], copy: memoryview, flows: list[tuple],
                      records: memoryview | None, *, staged: bool) -> None:
@@ -514,16 +659,17 @@ class PostgresSink(OnThreadSink):
         ``unsure``: the batch and its transaction id, when a lost connection
         leaves its commit in doubt."""
         if conn.closed or conn.broken:
-            self._drop()
-            self._lost = True
+            self.drop()
+            self.owner._lost = True
             # the connection broke inside the transaction: if that was in
             # COMMIT, it may have committed; the retry asks the server first
-            self._unsure = unsure
+            if unsure is not None:
+                self.owner._put_unsure(*unsure)
             raise PostgresDown(f"connection lost: {self._clean(e)}") from None
         try:
             self._rollback(conn)
         except Exception:
-            self._drop()
+            self.drop()
         if data_fault(e):
             raise DataError(f"{type(e).__name__}: {self._clean(e)}") from None
         raise PostgresDown(f"{type(e).__name__}: {self._clean(e)}") from None
@@ -538,48 +684,30 @@ class PostgresSink(OnThreadSink):
         except self._psycopg.Error as e:
             self._failed(conn, e, (item, xid))
         if status == "in progress":
-            self._unsure = (item, xid)
+            self.owner._put_unsure(item, xid)
             raise PostgresDown(f"the outcome of transaction {xid} is not known yet")
         # "aborted", or None (too old to tell; not this soon after): write it
         return bool(status == "committed")
 
-    def _sig_new(self, row: tuple) -> bool:
-        key = row[:3]
-        if key not in self._sigs:
-            return True
-        refs = row[4]
-        return refs is not None and self._sigs[key] != refs
-
-    def _remember(self, sig_rows: list[tuple]) -> None:
-        if len(self._sigs) + len(sig_rows) > SIG_CACHE_MAX:
-            self._sigs.clear()
-        for g, s, r, _msg, refs in sig_rows:
-            if refs is not None or (g, s, r) not in self._sigs:
-                self._sigs[(g, s, r)] = refs
-
-    def _probe(self) -> bool:
+    def probe(self) -> bool:
         """After a lost connection: can one be made now?  (Attempts back off
         from PROBE_FIRST to PROBE_MAX.)  Other failures (a timeout, a
         read-only server, a refused privilege) are left to the runtime's
         back-off: a working connection says nothing about them."""
-        if not self._lost:
+        o = self.owner
+        if not o._lost:
             return False
         now = time.monotonic()
-        if now < self._next_connect:
+        if now < o._next_connect:
             return False
         try:
             self._connection()
         except PostgresDown:
-            self._next_connect = now + self._connect_wait
-            self._connect_wait = min(self._connect_wait * 2, PROBE_MAX)
+            o._next_connect = now + o._connect_wait
+            o._connect_wait = min(o._connect_wait * 2, PROBE_MAX)
             return False
-        self._connect_wait = PROBE_FIRST
+        o._connect_wait = PROBE_FIRST
         return True
-
-    # ---- the Sink protocol ----------------------------------------------------
-    async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._drop)
-        self._pool.shutdown()
 
 
 #: bytes of a COPY stream without rows (header and trailer)

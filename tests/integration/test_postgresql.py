@@ -238,6 +238,73 @@ def test_a_lost_commit_answer_doubles_nothing(pg_server, pg_url):
     assert pg_rows(pg_url, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(30, 30)]
 
 
+def test_pipelined_writes_are_acknowledged_after_their_commit_in_order(pg_url):
+    """The sink's two connections write two batches at once (the runtime's
+    pipelined writes): every batch's acknowledgement runs only once its
+    rows are committed (seen from another connection at that moment), and
+    in the order the batches were taken."""
+    from ingest.runtime import Pipeline
+
+    sink = open_sink(pg_url, sensor="s")
+    assert sink.concurrent_writes == 2
+    p = Pipeline([], [sink], linger=0.0, batch_max=500, stats_interval=3600)
+    seen: list[tuple[int, int]] = []
+    watcher = psycopg.connect(pg_url, autocommit=True)
+    writers: set[int] = set()
+
+    def acker(i: int):
+        def ack() -> None:
+            got = watcher.execute("SELECT count(*) FROM alerts WHERE event_id BETWEEN %s AND %s",
+                                  (i * 1000, i * 1000 + 499)).fetchone()[0]
+            seen.append((i, got))
+            writers.add(watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ingest' "
+                                        "AND datname = current_database()").fetchone()[0])
+        return ack
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        task = asyncio.create_task(p.run(stop))
+        for i in range(12):
+            a = B.empty(500)
+            a["source"], a["gid"], a["sid"], a["rev"] = B.SRC_SNORT, 1, 7, 1
+            a["event_id"] = np.arange(i * 1000, i * 1000 + 500)
+            a["ts_us"] = 1_700_000_000_000_000 + a["event_id"].astype(np.int64)
+            b = B.AlertBatch(a, [], "t")
+            b.acks.append(acker(i))
+            assert p.reserve(500)
+            p.submit(b)
+        await wait_for_async(lambda: len(seen) == 12)
+        stop.set()
+        return await task
+
+    try:
+        assert asyncio.run(go()) == 0
+    finally:
+        watcher.close()
+    assert seen == [(i, 500) for i in range(12)]
+    assert writers == {2}
+    assert pg_rows(pg_url, "SELECT count(*), count(DISTINCT event_id) FROM alerts") == [(6000, 6000)]
+
+
+async def wait_for_async(cond, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_the_writers_parameter(pg_url):
+    """``writers=N`` in the URL: that many connections (libpq never sees the
+    parameter); a bad N is a clear start-up error."""
+    sep = "&" if "?" in pg_url else "?"
+    sink = open_sink(f"{pg_url}{sep}writers=1", sensor="s")
+    assert sink.concurrent_writes == 1
+    asyncio.run(sink.aclose())
+    for bad in ("0", "x", "99"):
+        with pytest.raises(ValueError, match="writers must be an integer from 1 to 16"):
+            open_sink(f"{pg_url}{sep}writers={bad}", sensor="s")
+
+
 def test_redelivered_records_are_stored_once(pg_url):
     """A batch holding records the store already has (a re-delivered
     message, a file re-read after a crash) adds only the others."""

@@ -351,7 +351,17 @@ def run_throughput(s: Setup, server: Server, store: Store, *, alerts: int, repea
 
 class PgRowWatcher:
     """Polls the store every millisecond on a thread: when each new row
-    was first seen, minus its time (the sender's monotonic send time)."""
+    was first seen, minus its time (the sender's monotonic send time).
+
+    Row ids are not committed in their order: the sink writes two batches
+    at once (two connections, as two collectors would), so a batch with
+    lower ids may commit after one with higher ids.  The poll reads every
+    row above ``floor``, the highest id below which every id has been seen,
+    and remembers those seen above it; an id still missing after GAP_S
+    seconds (one a rolled-back transaction took, never to be committed) is
+    passed over."""
+
+    GAP_S = 30.0
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -364,16 +374,31 @@ class PgRowWatcher:
         self._thread.start()
 
     def _run(self) -> None:
-        last = 0
+        floor = 0
+        above: set[int] = set()  # ids seen above floor
+        gap_since: float | None = None  # since when floor + 1 has been missing with rows above it
         cur = self.conn.cursor()
         while not self._stop.is_set():
-            got = cur.execute("SELECT id, ts_us FROM alerts WHERE id > %s ORDER BY id", (last,)).fetchall()
+            got = cur.execute("SELECT id, ts_us FROM alerts WHERE id > %s ORDER BY id", (floor,)).fetchall()
             now = time.monotonic()
-            if got:
-                last = got[-1][0]
-                ts = np.fromiter((r[1] for r in got), np.int64, len(got))
+            new = [(i, ts) for i, ts in got if i not in above]
+            if new:
+                above.update(i for i, _ in new)
+                ts = np.fromiter((r[1] for r in new), np.int64, len(new))
                 self.lat.append(now - ts / 1e6)
-                self.seen += len(got)
+                self.seen += len(new)
+            moved = floor
+            while floor + 1 in above:
+                above.discard(floor + 1)
+                floor += 1
+            if above:
+                if gap_since is None or floor != moved:
+                    gap_since = now
+                elif now - gap_since > self.GAP_S:  # a hole no commit will fill
+                    floor = min(above) - 1
+                    gap_since = None
+            else:
+                gap_since = None
             time.sleep(0.001)
 
     def stop(self) -> np.ndarray:

@@ -55,8 +55,11 @@ import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from ..config import check_sensor_name, default_sensor_name
 from ..flows import correlate
+from ..flows.recent import RecentFlows
 from ..mapping import Enriched
 from ..native import ffi, lib
 from ..safefile import check_output, open_output
@@ -195,7 +198,30 @@ def insert_linked(slack_us: int) -> str:
             "ON CONFLICT DO NOTHING")
 
 
+def insert_chosen(slack_us: int) -> str:
+    """insert_linked for the C writer with the recent flows in memory
+    (ingest.flows.recent): two more parameters per row, the flow chosen in
+    memory (?{n+1}, NULL: none) and whether the store must choose instead
+    (?{n+2} not NULL: the subquery, evaluated only then)."""
+    n = len(R.ALERT_COLUMNS)
+    p = {c: f"?{i + 1}" for i, c in enumerate(R.ALERT_COLUMNS)}
+    return (f"INSERT INTO alerts ({', '.join(R.ALERT_COLUMNS)}, flow_ref) "
+            f"VALUES ({', '.join(p.values())}, CASE WHEN ?{n + 2} IS NULL THEN ?{n + 1} "
+            f"ELSE ({correlate.best_flow(p, slack_us=slack_us)}) END) ON CONFLICT DO NOTHING")
+
+
 _ANY_FLOW = "SELECT 1 FROM flows WHERE tuple_key IS NOT NULL LIMIT 1"
+_FLOW_SPAN = "SELECT coalesce(max(id), 0) - coalesce(min(id), 0) + 1 FROM flows"
+_FLOW_KEYS = "SELECT tuple_key FROM flows WHERE tuple_key IS NOT NULL"
+_MAX_FLOW = "SELECT max(id) FROM flows"
+
+
+def _int(cols: Sequence[R.Column], names: tuple[str, ...], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """An integer column's values and not-NULL mask, by column name."""
+    c = cols[names.index(name)]
+    assert isinstance(c, R.IntColumn)
+    v = np.asarray(c.values, np.int64)
+    return v, (np.ones(len(v), bool) if c.valid is None else np.asarray(c.valid, bool))
 _FLOW_NAMES = ", ".join(f'"{c}"' if c == "end" else c for c in R.FLOW_COLUMNS)
 # a flow seen again (a re-read file) replaces its row
 _INSERT_FLOW = (f"INSERT OR REPLACE INTO flows ({_FLOW_NAMES}) "
@@ -477,8 +503,9 @@ class SqliteSink(OnThreadSink):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sqlite")
         self._db: sqlite3.Connection | None = None
         self._native: _NativeDB | None = None  # the C writer's connection (None: executemany)
-        self._stmts: tuple[int, int, int, int] = (-1, -1, -1, -1)  # signatures, alerts, linked alerts, flows
+        self._stmts: tuple[int, int, int, int] = (-1, -1, -1, -1)  # signatures, alerts, chosen alerts, flows
         self._insert_linked = insert_linked(self.slack_us)
+        self._recent = RecentFlows(self.slack_us)  # the C writer's recent flows (ingest.flows.recent)
         self._flows_seen = False  # the store holds a flow with a key (see _have_flows)
         self._last_error: BaseException | None = None  # why the last write failed
         self._pool.submit(self._open).result()
@@ -528,8 +555,8 @@ class SqliteSink(OnThreadSink):
             try:
                 nd.exec("PRAGMA synchronous=NORMAL")  # per connection, like the sqlite3 one's
                 nd.exec(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-                self._stmts = (nd.prepare(_INSERT_SIG), nd.prepare(_INSERT), nd.prepare(self._insert_linked),
-                               nd.prepare(_INSERT_FLOW))
+                self._stmts = (nd.prepare(_INSERT_SIG), nd.prepare(_INSERT),
+                               nd.prepare(insert_chosen(self.slack_us)), nd.prepare(_INSERT_FLOW))
             except BaseException:
                 nd.close()
                 db.close()
@@ -627,32 +654,83 @@ class SqliteSink(OnThreadSink):
         flows = R.columns_of_rows(flow_rows, len(R.FLOW_COLUMNS), _FLOW_TEXT) if flow_rows else None
         fb = R.flow_records(item)
         records = R.flow_record_arrays(fb, sensor) if fb is not None else None
-        st_sig, st_alert, st_linked, st_flow = self._stmts
+        st_sig, st_alert, st_chosen, st_flow = self._stmts
         new_flows = flows is not None or records is not None
+        recent = self._recent
         nd.exec("BEGIN")
         try:
             la, lf = (nd.query_int(q) or 0 for q in _LAST_IDS)
+            # link while the store holds a flow with a key, or the batch brings flows
+            linking = new_flows or self._have_flows(lambda: nd.query_int(_ANY_FLOW) is not None)
+            if linking:  # (another connection's commit since our last batch: made again)
+                recent.begin(nd.query_int("PRAGMA data_version") or 0, lambda: nd.query_int(_FLOW_SPAN) or 0,
+                             self._flow_keys)
             if sigs is not None:
                 nd.insert(st_sig, sigs, _types(sigs))
             # the batch's flows first: its alerts choose among them too
-            if flows is not None:
+            if flows is not None:  # EVE flow events: an engine flow id, replaced when seen again
                 nd.insert(st_flow, flows, _types(flows))
+                recent.other_flows(_int(flows, R.FLOW_COLUMNS, "tuple_key")[0])
             if records is not None:
-                nd.insert(st_flow, records, _types(records))
+                self._insert_records(nd, st_flow, records, lf if flows is None else None)
             if new_flows:
                 nd.exec(correlate.dedupe_flows(flows_after=lf))
             if alerts is not None:
-                nd.insert(st_linked if self._have_flows(lambda: nd.query_int(_ANY_FLOW) is not None) else st_alert, alerts, _types(alerts))
+                if linking:
+                    alerts = [*alerts, *self._chosen(alerts)]
+                    nd.insert(st_chosen, alerts, _types(alerts))
+                else:
+                    nd.insert(st_alert, alerts, _types(alerts))
             if new_flows:
                 nd.exec(";\n".join(self._relink(la, lf)))
             nd.exec("COMMIT")
         except BaseException:
+            recent.invalidate()  # (the batch's flows may not be in the store)
             if nd.in_transaction():
                 try:
                     nd.exec("ROLLBACK")
                 except sqlite3.Error:
                     pass  # the connection rolled back already (SQLITE_FULL, an I/O error)
             raise
+
+    def _flow_keys(self) -> np.ndarray:
+        """The keys of every flow in the store (the flows_tuple index, read
+        on the sqlite3 connection: it sees at least what the batch's
+        transaction sees)."""
+        assert self._db is not None
+        cur = self._db.execute(_FLOW_KEYS)
+        parts = []
+        while rows := cur.fetchmany(65536):
+            parts.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _insert_records(self, nd: _NativeDB, stmt: int, records: list[R.Column], before: int | None) -> None:
+        """Canonical flow records into flows; those without an engine flow
+        id become recent flows when their ids are sure: ``before`` (the
+        largest id before them, None: not known) + 1, 2, ... in order, as
+        SQLite gives a table's new rows when none is replaced."""
+        changed = nd.insert(stmt, records, _types(records))
+        keys, _ = _int(records, R.FLOW_COLUMNS, "tuple_key")
+        _, fid_valid = _int(records, R.FLOW_COLUMNS, "flow_id")
+        top = nd.query_int(_MAX_FLOW) or 0
+        n = len(keys)
+        if before is None or fid_valid.any() or changed != n or top - before != n:
+            self._recent.other_flows(keys)
+            return
+        start, start_ok = _int(records, R.FLOW_COLUMNS, "start_us")
+        end, end_ok = _int(records, R.FLOW_COLUMNS, "end_us")
+        vlan, vlan_ok = _int(records, R.FLOW_COLUMNS, "vlan")
+        self._recent.add(np.arange(before + 1, top + 1, dtype=np.int64), keys, start, start_ok, end, end_ok,
+                         vlan, vlan_ok)
+
+    def _chosen(self, alerts: list[R.Column]) -> list[R.Column]:
+        """The two columns of insert_chosen: each alert's flow chosen among
+        the recent flows, and whether the store must choose instead."""
+        keys, key_ok = _int(alerts, R.ALERT_COLUMNS, "tuple_key")
+        ts, _ = _int(alerts, R.ALERT_COLUMNS, "ts_us")
+        vlan, vlan_ok = _int(alerts, R.ALERT_COLUMNS, "vlan")
+        ref, ask = self._recent.choose(np.where(key_ok, keys, 0), ts, vlan, vlan_ok)
+        return [R.IntColumn(ref, ref >= 0), R.IntColumn(np.ones(len(ask), np.int64), ask)]
 
     def _write_item(self, item: Enriched) -> None:
         try:

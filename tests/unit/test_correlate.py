@@ -233,6 +233,10 @@ def portless_scenario(write, rows) -> None:
     assert got == [("eve", None, 1, 2), ("zeek", "CzIcmp1", 1, 1)]
     linked = rows("SELECT count(*) FROM alerts a JOIN flows f ON f.id = a.flow_ref WHERE f.src_ip LIKE '10.9.0.%'")
     assert linked == [(2,)]
+    # an alert after them joins the row that stands (not one that was replaced)
+    write(snort([(t + 1 * S + 5, "10.9.0.3", 8, "10.9.0.4", 0, 3, 1), (t + 1 * S + 5, "10.9.0.1", 8, "10.9.0.2", 0, 3, 1)]))
+    linked = rows("SELECT count(*) FROM alerts a JOIN flows f ON f.id = a.flow_ref WHERE f.src_ip LIKE '10.9.0.%'")
+    assert linked == [(4,)]
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["c-writer", "executemany"])
@@ -296,3 +300,113 @@ def test_the_c_alert_keys_are_the_numpy_definition(n, seed):
     assert got.tolist() == want.tolist()
     assert ((got != 0) == ((a["flags"] & B.F_ADDRS) != 0)).all()
     assert alert_tuple_keys(a[:0]).tolist() == []
+
+
+# ---- the recent flows in memory (ingest.flows.recent) ----------------------------
+
+
+def _records(rng, n: int, hosts: range, t0: int, vlans: bool):
+    """n NetFlow-like records among a few 5-tuples (either direction),
+    starting around t0, some of one packet, some with a VLAN."""
+    from ingest.flows import record as FR
+
+    r = FR.empty(n)
+    h = rng.integers(hosts.start, hosts.stop, n)
+    fwd = rng.random(n) < 0.5
+    a = np.frombuffer(b"".join(_addr(f"10.0.{x // 250}.{x % 250 + 1}") for x in h), np.uint8).reshape(n, 16)
+    b = np.tile(np.frombuffer(_addr("192.0.2.9"), np.uint8), (n, 1))
+    r["src_addr"] = np.where(fwd[:, None], a, b).view("V16").reshape(-1)
+    r["dst_addr"] = np.where(fwd[:, None], b, a).view("V16").reshape(-1)
+    r["src_port"], r["dst_port"] = np.where(fwd, 40000 + h % 7, 80), np.where(fwd, 80, 40000 + h % 7)
+    r["proto"], r["ip_ver"] = 6, 4
+    r["start_us"] = t0 + rng.integers(0, 60 * S, n)
+    r["end_us"] = r["start_us"] + np.where(rng.random(n) < 0.1, 0, rng.integers(0, 20 * S, n))
+    r["pkts"], r["bytes"], r["source"] = 1, 100, FR.FLOW_SRC_IPFIX
+    r["flags"] = FR.FF_ADDRS | FR.FF_PORTS
+    if vlans:
+        v = rng.integers(0, 3, n)
+        r["vlan"] = v * 10
+        r["flags"] |= np.where(v > 0, FR.FF_VLAN, 0).astype(r["flags"].dtype)
+    return r
+
+
+def _record_item(r):
+    from ingest.flows import record as FR
+
+    return Enricher().apply(B.AlertBatch(B.empty(0), [], "t", events=FR.event_batch(FR.FlowBatch(r, [], "t"))))
+
+
+def _alerts_of(rng, n: int, hosts: range, t0: int):
+    rows = []
+    for _ in range(n):
+        x = int(rng.integers(hosts.start, hosts.stop + 2))  # (a couple of 5-tuples no flow has)
+        src = f"10.0.{x // 250}.{x % 250 + 1}"
+        rows.append((t0 + int(rng.integers(-10 * S, 90 * S)), src, 40000 + x % 7, "192.0.2.9", 80,
+                     int(rng.integers(1, 4)), 6))
+    item = snort(rows)
+    return with_vlan(item, [int(v) * 10 if v else None for v in rng.integers(0, 3, n)])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_recent_flows_choose_what_the_store_chooses(tmp_path, monkeypatch, seed):
+    """The C writer with its recent flows in memory (small, so that flows
+    are evicted into the filter) links every alert to the flow the store's
+    own subquery chooses (the executemany writer, no memory): alerts
+    before and after their flows, in the flows' own batch, across a
+    restart of the writer, and after another connection wrote to the store
+    (a flow added, a flow deleted)."""
+    from ingest.flows.recent import RecentFlows
+
+    rng = np.random.default_rng(seed)
+    fast, fast_path = _sqlite(tmp_path, monkeypatch, native=True)
+    if not native_ok():
+        pytest.skip("no C writer here")
+    ref, ref_path = _sqlite(tmp_path, monkeypatch, native=False)
+    fast._recent = RecentFlows(fast.slack_us, capacity=40)
+
+    def both(item) -> None:
+        for sink in (fast, ref):
+            asyncio.run(asyncio.wait_for(sink.write(item), 30))
+
+    def links(path: str) -> list[tuple]:
+        return _sqlite_rows(path, "SELECT id, flow_ref FROM alerts ORDER BY id")
+
+    decided = asked = 0
+    for step in range(12):
+        t = T0 + step * 30 * S
+        hosts = range(step * 10, step * 10 + 14)  # new 5-tuples step by step, and some of the last step's
+        both(_alerts_of(rng, 30, hosts, t))  # alerts before their flows
+        both(_record_item(_records(rng, 25, hosts, t, vlans=step % 2 == 1)))
+        both(_alerts_of(rng, 30, hosts, t))  # and after
+        if step == 5:  # the writer restarts: what it kept is gone, the store has it all
+            decided, asked = fast._recent.decided, fast._recent.asked
+            asyncio.run(fast.aclose())
+            fast, _ = _sqlite(tmp_path, monkeypatch, native=True)
+            fast._recent = RecentFlows(fast.slack_us, capacity=40)
+        if step == 8:  # another connection writes: a flow deleted, a flow added (the same in both stores)
+            for path in (fast_path, ref_path):
+                c = sqlite3.connect(path)
+                fid = c.execute("SELECT max(flow_ref) FROM alerts").fetchone()[0]
+                c.execute("DELETE FROM flows WHERE id = ?", (fid,))
+                c.execute("UPDATE alerts SET flow_ref = NULL WHERE flow_ref = ?", (fid,))
+                c.execute("INSERT INTO flows (event_type, sensor, tuple_key, start_us, end_us) SELECT "
+                          "'netflow', 'x', tuple_key, ?, ? FROM alerts ORDER BY id DESC LIMIT 1",
+                          (t + 25 * S, t + 26 * S))
+                c.commit()
+                c.close()
+    # the alerts and their flows in one batch (the alerts first in it)
+    r = _records(rng, 10, range(500, 510), T0 + 500 * S, vlans=False)
+    a = _alerts_of(rng, 20, range(500, 510), T0 + 500 * S)
+    a.batch.events = _record_item(r).batch.events
+    both(a)
+    rec = fast._recent
+    for sink in (fast, ref):
+        asyncio.run(sink.aclose())
+    # (the memory decided many alerts, the store the rest, before and after
+    # the restart; the store's keys were read again after the other
+    # connection's write)
+    assert decided > 100 and asked > 10 and rec.decided > 100 and rec.asked > 10 and rec.scans >= 2
+    got, want = links(fast_path), links(ref_path)
+    assert len(got) == len(want) > 700
+    assert got == want
+    assert sum(x[1] is not None for x in want) > 100  # (most alerts do have a flow)

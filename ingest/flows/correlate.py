@@ -29,8 +29,11 @@ batch, in its own transaction, its flows go in first, then:
 1. each of the batch's new alerts is linked to its best flow
    (:func:`best_flow`: one range of the flows index).  SQLite chooses it in
    the alert's own INSERT (``flow_ref`` is the subquery over the row's
-   values: one write of the alert); PostgreSQL, whose alerts arrive by
-   COPY, in :func:`statements` after the rows are in;
+   values: one write of the alert) -- or, with its C writer, in memory
+   among the recent NetFlow/IPFIX flows when no other stored flow can
+   match (ingest.flows.recent: the subquery runs only for the others);
+   PostgreSQL, whose alerts arrive by COPY, in :func:`statements` after
+   the rows are in;
 2. the alerts already stored inside the window of one of the batch's new
    flows (a NetFlow exporter reports a flow at its end: the flow usually
    arrives *after* its alerts) are linked again to their best flow
@@ -46,8 +49,10 @@ written again for each alert linked to it, the larger part of what linking
 cost (BENCHMARKS.md, "Correlation with 1 M flows in the store").
 
 The work per new record is a few index lookups: O(log n) plus the alerts or
-flows that share its 5-tuple in the window.  Nothing is kept in memory
-between batches (the store's indexes are the state).  Rows stored before
+flows that share its 5-tuple in the window.  The store's indexes are the
+state; the only memory kept between batches is the SQLite C writer's
+recent flows (ingest.flows.recent: 10 MiB of flows and an 8 MiB filter, a
+shortcut that gives the store's own answer).  Rows stored before
 schema version 2 have no key and are never linked.  Two distinct 5-tuples
 share a key with probability 2^-63 per pair.
 """

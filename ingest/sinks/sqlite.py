@@ -52,7 +52,7 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -693,16 +693,14 @@ class SqliteSink(OnThreadSink):
                     pass  # the connection rolled back already (SQLITE_FULL, an I/O error)
             raise
 
-    def _flow_keys(self) -> np.ndarray:
-        """The keys of every flow in the store (the flows_tuple index, read
-        on the sqlite3 connection: it sees at least what the batch's
-        transaction sees)."""
+    def _flow_keys(self) -> Iterator[np.ndarray]:
+        """The keys of every flow in the store, 65,536 at a time (the
+        flows_tuple index, read on the sqlite3 connection: it sees at least
+        what the batch's transaction sees)."""
         assert self._db is not None
         cur = self._db.execute(_FLOW_KEYS)
-        parts = []
         while rows := cur.fetchmany(65536):
-            parts.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            yield np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
     def _insert_records(self, nd: _NativeDB, stmt: int, records: list[R.Column], before: int | None) -> None:
         """Canonical flow records into flows; those without an engine flow

@@ -410,3 +410,31 @@ def test_the_recent_flows_choose_what_the_store_chooses(tmp_path, monkeypatch, s
     assert len(got) == len(want) > 700
     assert got == want
     assert sum(x[1] is not None for x in want) > 100  # (most alerts do have a flow)
+
+
+def test_the_recent_flows_stay_within_their_bytes(monkeypatch):
+    """However many flows go by, at most ``capacity`` are kept (the oldest
+    leave for the filter, which then sends their alerts to the store); a
+    store too big to read sends every alert to the store."""
+    from ingest.flows import recent as RF
+
+    r = RF.RecentFlows(5 * S, capacity=1000)
+    r.begin(1, lambda: 0, lambda: iter([np.array([77], np.int64)]))
+    rng = np.random.default_rng(5)
+    keys = rng.integers(1, 2**62, 20_000)
+    ids = np.arange(1, 20_001)
+    one = np.ones(len(ids), bool)
+    for i in range(0, 20_000, 700):
+        sl = slice(i, i + 700)
+        r.add(ids[sl], keys[sl], ids[sl] * S, one[sl], ids[sl] * S + 10, one[sl], ids[sl] * 0, ~one[sl])
+        assert len(r._id) <= 1000
+    assert r.nbytes() <= RF.BLOOM_BITS // 8 + 1000 * 5 * 8
+    ref, ask = r.choose(np.concatenate((keys, [77, 0])), np.concatenate((ids * S, [S, S])),
+                        np.zeros(20_002, np.int64), np.zeros(20_002, bool))
+    kept = np.isin(ids, r._id)
+    assert ask[:20_000][~kept].all() and ask[20_000] and not ask[20_001]  # evicted, or the store's: asked
+    assert (ref[:20_000][kept & ~ask[:20_000]] == ids[kept & ~ask[:20_000]]).all()
+    assert (kept & ~ask[:20_000]).sum() >= 700
+    monkeypatch.setattr(RF, "SCAN_MAX", 10)
+    r.begin(2, lambda: 11, lambda: iter(()))  # another connection wrote; the store is "too big"
+    assert r.choose(keys[:5], ids[:5] * S, np.zeros(5, np.int64), np.zeros(5, bool))[1].all()

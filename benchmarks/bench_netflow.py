@@ -18,6 +18,15 @@ each 30 IPv4 flows of pmacct's layout: absolute times, 64-bit counters, ~1.4 KB)
     was stored (ingest) / the export ended (nfcapd keeps up or drops: its
     count says which).  The ratio is ingest's flows kept / nfcapd's, paired
     within the round.
+
+Other modes (BENCHMARKS.md, "Sustained, against nfcapd"): ``--sustain
+SECONDS`` steps the rate until nfcapd loses (then ingest at nfcapd's 0-loss
+rate, then ingest's own); ``--ceiling FLOWS`` ingest's SQLite write against
+a bare insert of the same rows (no index, no key; C and executemany);
+``--before TREE`` the same export into ingest built in another tree and
+this one; ``--sender c`` replays with benchmarks/netflow_sender.c
+(sendmmsg) instead of a Python loop, ``--sender-max N`` measures the sender
+alone.  Receivers' CPU per flow is their user + system time (wait4).
 """
 
 from __future__ import annotations
